@@ -1,0 +1,48 @@
+"""Returns portal: the app factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+from portal import config as settings
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """``templates``/``static``/``models``: bundled in a wheel, or at the project root in a checkout."""
+    bundled = PACKAGE / "_bundled" / name
+    return bundled if bundled.is_dir() else PACKAGE.parent / name
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    cfg = settings.load(config)
+    app = Flask(
+        __name__,
+        instance_path=cfg["INSTANCE_PATH"],
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
+    )
+    app.config.update(cfg)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE / "translations"))
+    app.config["RATELIMIT_STORAGE_URI"] = cfg["RATELIMIT_STORAGE_URI"]
+    app.config.setdefault("RATELIMIT_ENABLED", True)
+
+    from portal import db
+    from portal.extensions import babel, csrf, limiter
+    from portal.i18n import choose_locale
+
+    db.init_app(app)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=choose_locale)
+    limiter.init_app(app)
+
+    from portal.web import init_web
+
+    init_web(app)
+    logging.getLogger("portal").setLevel(logging.INFO)
+    return app

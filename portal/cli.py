@@ -1,0 +1,279 @@
+"""The ``returns-portal`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from portal import create_app
+
+
+def _app(**overrides):
+    return create_app(overrides or None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Returns portal: self-service returns and exchanges."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- database -----------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the schema up to date (Alembic migrations)."""
+    from portal.db import current_revision, get_engine, upgrade
+
+    app = _app()
+    engine = get_engine(app)
+    upgrade(engine)
+    click.echo(f"schema at revision {current_revision(engine)} ({engine.url.render_as_string(hide_password=True)})")
+
+
+# --- serving --------------------------------------------------------------------
+
+def _ticker(app, interval: float, stop: threading.Event) -> None:
+    from portal.jobs import _safe, deliver_outbox
+
+    while not stop.wait(interval):
+        _safe(app, deliver_outbox)
+
+
+def _serve(app, host: str, port: int, threads: int) -> None:
+    import waitress
+
+    stop = threading.Event()
+    threading.Thread(target=_ticker, args=(app, 30.0, stop), daemon=True, name="portal-ticker").start()
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="returns-portal")
+    finally:
+        stop.set()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve the portal with waitress (schema upgraded first)."""
+    from portal.db import get_engine, upgrade
+
+    app = _app(JOBS_MODE="thread")
+    upgrade(get_engine(app))
+    click.echo(f"Serving on http://{host}:{port}/")
+    _serve(app, host, port, threads)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Load the demo data and exit.")
+def demo(host: str, port: int, no_serve: bool) -> None:
+    """Load the demo catalogue, orders and staff, then serve on 127.0.0.1."""
+    from portal.db import get_engine, session_scope, upgrade
+    from portal.demo import seed, seed_requests
+    from portal.links import return_link
+
+    public = f"http://{host}:{port}"
+    app = _app(JOBS_MODE="thread", PUBLIC_URL=public)
+    upgrade(get_engine(app))
+    with app.app_context(), session_scope(app) as session:
+        firsts = seed(session)
+        seed_requests(app, session)
+    cfg = app.config
+    click.echo("")
+    click.echo("Returns portal demo")
+    click.echo(f"  Shopper start page:  {public}/")
+    click.echo("  Demo orders (order number, email):")
+    for name, number in firsts:
+        idx = int(number.split("-")[1]) - 1000
+        email = "frequent@example.com" if name == "frequent returner" else f"shopper{idx}@example.com"
+        click.echo(f"    {number}  {email:<24} {name}")
+    click.echo(f"  QR link for {firsts[0][1]}:  {return_link(public, cfg['SECRET_KEY'], firsts[0][1])}")
+    click.echo(f"  API secret (X-Portal-Signature): {cfg['API_SECRET']}")
+    click.echo(f"  Instance folder: {cfg['INSTANCE_PATH']}")
+    if no_serve:
+        return
+    click.echo(f"Serving on {public}/ (Ctrl+C to stop)")
+    _serve(app, host, port, 8)
+
+
+# --- orders -----------------------------------------------------------------------
+
+@main.command("import-orders")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Default: from the file extension.")
+def import_orders(file: Path, fmt: str | None) -> None:
+    """Import orders from JSON Lines or CSV; bad rows are reported, good rows are kept."""
+    from portal.db import session_scope
+    from portal.domain.importing import detect_format, iter_order_records
+    from portal.domain.orders import PayloadError, parse_order
+    from portal.services.orders import stage_order
+
+    try:
+        fmt = fmt or detect_format(file.name)
+        text = file.read_text(encoding="utf-8-sig")
+        records = list(iter_order_records(text, fmt))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    app = _app()
+    created = updated = 0
+    rejected: list[tuple[int, str]] = []
+    with app.app_context(), session_scope(app) as session:
+        with click.progressbar(records, label="Importing orders", file=sys.stderr) as bar:
+            for record in bar:
+                if record.error:
+                    rejected.append((record.row, record.error))
+                    continue
+                try:
+                    data = parse_order(record.payload)
+                    _, was_created = stage_order(session, data)
+                    session.commit()
+                except PayloadError as exc:
+                    session.rollback()
+                    rejected.append((record.row, "; ".join(f"{e.field}: {e.message}" for e in exc.errors)))
+                    continue
+                created += was_created
+                updated += not was_created
+    click.echo(f"created {created}, updated {updated}, rejected {len(rejected)}")
+    for row, reason in rejected:
+        click.echo(f"  row {row}: {reason}")
+    if rejected and not (created or updated):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("order_number")
+@click.option("--svg", "kind", flag_value="svg", default=True, help="SVG (default).")
+@click.option("--png", "kind", flag_value="png", help="PNG.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: qr-ORDER.svg/png")
+@click.option("--scale", default=6, show_default=True, type=int)
+def qr(order_number: str, kind: str, output: Path | None, scale: int) -> None:
+    """Write the packing-slip QR code for an order (its signed return link)."""
+    import segno
+    from sqlalchemy import select
+
+    from portal.db import session_scope
+    from portal.db.models import Order
+    from portal.domain.orders import normalise_order_number
+    from portal.links import return_link
+
+    app = _app()
+    number = normalise_order_number(order_number)
+    with app.app_context(), session_scope(app) as session:
+        if session.scalars(select(Order.id).where(Order.order_number == number)).first() is None:
+            raise click.ClickException(f"no order {number}")
+    link = return_link(app.config["PUBLIC_URL"], app.config["SECRET_KEY"], number)
+    output = output or Path(f"qr-{number}.{kind}")
+    segno.make(link, error="m").save(str(output), kind=kind, scale=scale, border=4)
+    click.echo(link)
+    click.echo(f"wrote {output}")
+
+
+# --- policy -----------------------------------------------------------------------
+
+@main.group()
+def policy() -> None:
+    """Inspect and try return policies."""
+
+
+def _print_trace(trace, indent: str = "    ") -> None:
+    from portal.domain.text import Text
+
+    for r in trace:
+        mark = "ok " if r.passed else r.effect.value
+        staff = r.staff.render() if isinstance(r.staff, Text) else str(r.staff)
+        click.echo(f"{indent}[{mark}] {r.rule}: {staff}")
+
+
+@policy.command("check")
+@click.argument("order_number")
+@click.option("--policy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Default: the active policy.")
+def policy_check(order_number: str, policy_file: Path | None) -> None:
+    """Print what the policy allows for each line of an order, and the stored decisions of its requests."""
+    from sqlalchemy import select
+
+    from portal.db import session_scope
+    from portal.db.models import Order
+    from portal.domain.orders import normalise_order_number
+    from portal.domain.policy import Decision, PolicyError
+    from portal.services.policies import active_policy, policy_from_file
+    from portal.services.returns import precheck_order
+
+    app = _app()
+    try:
+        pol = policy_from_file(policy_file) if policy_file else active_policy(app.config["POLICY_PATH"])
+    except PolicyError as exc:
+        raise click.ClickException(f"policy: {exc}") from None
+    now = datetime.now(timezone.utc)
+    with app.app_context(), session_scope(app) as session:
+        order = session.scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
+        if order is None:
+            raise click.ClickException(f"no order {order_number}")
+        click.echo(f"Order {order.order_number} under policy {pol.version} at {now:%Y-%m-%d %H:%M} UTC")
+        decisions = precheck_order(session, order, pol, now)
+        for line in order.lines:
+            d = decisions[line.line_id]
+            click.echo(f"  line {line.line_id} {line.sku} {line.product_name}: {d.verdict.value}, {d.remaining} of {line.quantity} returnable")
+            _print_trace(d.trace)
+        for req in order.requests:
+            stored = Decision.from_dict(req.decision)
+            click.echo(f"  request {req.rma} ({req.status}): {stored.verdict.value} under {stored.policy_version}, value {stored.value}")
+            _print_trace(stored.trace)
+            for ld in stored.lines:
+                click.echo(f"    line {ld.line_id}: {ld.verdict.value}")
+                _print_trace(ld.trace, indent="      ")
+
+
+@policy.command("replay")
+@click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+def policy_replay(policy_file: Path, since: datetime) -> None:
+    """Re-decide past requests under a candidate policy and print what would change."""
+    from portal.db import session_scope
+    from portal.domain.policy import PolicyError
+    from portal.services.policies import policy_from_file
+    from portal.services.replay import replay_requests
+
+    try:
+        candidate = policy_from_file(policy_file)
+    except PolicyError as exc:
+        raise click.ClickException(f"policy: {exc}") from None
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        results = replay_requests(session, candidate, since.replace(tzinfo=timezone.utc))
+    changed = [r for r in results if r.changes]
+    for r in changed:
+        click.echo(f"{r.rma} (order {r.order_number}, {r.created_at:%Y-%m-%d}):")
+        for change in r.changes:
+            click.echo(f"  - {change}")
+    click.echo(f"{len(results)} requests re-decided under {candidate.version}; {len(changed)} would change")
+
+
+# --- background work ----------------------------------------------------------------
+
+@main.group()
+def outbox() -> None:
+    """Notifications waiting to be sent."""
+
+
+@outbox.command("send")
+def outbox_send() -> None:
+    """Deliver due outbox messages once."""
+    from portal.jobs import deliver_outbox
+
+    sent, failed = deliver_outbox(_app())
+    click.echo(f"sent {sent}, failed {failed}")

@@ -1,0 +1,90 @@
+"""Settings from ``PORTAL_*`` environment variables, with embedded-mode defaults.
+
+Tests and embedders pass a mapping to ``create_app`` instead; keys there use
+the Flask names below (``SQLALCHEMY_DATABASE_URI`` is ``DATABASE_URL`` here).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping
+
+PREFIX = "PORTAL_"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(PREFIX + name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    return int(raw) if raw is not None else default
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _keep_secret(instance: Path, filename: str) -> str:
+    """Read a generated secret from the instance folder, creating it once."""
+    path = instance / filename
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the configuration: environment first, then ``overrides`` win."""
+    overrides = dict(overrides or {})
+    instance = Path(overrides.get("INSTANCE_PATH") or _env("INSTANCE_PATH", "instance")).resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    cfg: dict[str, Any] = {
+        "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": _env("DATABASE_URL") or f"sqlite:///{instance / 'portal.sqlite3'}",
+        "API_SECRET": _env("API_SECRET"),
+        "SECRET_KEY": _env("SECRET_KEY"),
+        "PUBLIC_URL": _env("PUBLIC_URL", "http://127.0.0.1:8000"),
+        "RETURN_LINK_MAX_AGE_DAYS": _int("RETURN_LINK_MAX_AGE_DAYS", 180),
+        "POLICY_PATH": _env("POLICY_PATH") or str(instance / "policy.toml"),
+        "PHOTO_PATH": _env("PHOTO_PATH") or str(instance / "photos"),
+        "OUTBOX_PATH": _env("OUTBOX_PATH") or str(instance / "outbox"),
+        "SMTP_HOST": _env("SMTP_HOST"),
+        "SMTP_PORT": _int("SMTP_PORT", 25),
+        "SMTP_USER": _env("SMTP_USER"),
+        "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
+        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
+        "MAIL_FROM": _env("MAIL_FROM", "Returns <returns@localhost>"),
+        "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
+        "LOOKUP_LIMIT": _env("LOOKUP_LIMIT", "20 per 15 minutes"),
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 40 * 1024 * 1024),
+        "API_MAX_BYTES": _int("API_MAX_BYTES", 1024 * 1024),
+        "MAX_PHOTO_BYTES": _int("MAX_PHOTO_BYTES", 12 * 1024 * 1024),
+        "MAX_PHOTOS_PER_LINE": _int("MAX_PHOTOS_PER_LINE", 5),
+        "MAX_PHOTOS_PER_REQUEST": _int("MAX_PHOTOS_PER_REQUEST", 12),
+        "DEVELOPMENT": _bool("DEVELOPMENT", False),
+        "TESTING": False,
+    }
+    cfg.update(overrides)
+    if not cfg.get("SECRET_KEY"):
+        cfg["SECRET_KEY"] = _keep_secret(instance, "secret_key")
+    if not cfg.get("API_SECRET"):
+        cfg["API_SECRET"] = _keep_secret(instance, "api_secret")
+    cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    cfg.setdefault("SESSION_COOKIE_SECURE", not (cfg["DEVELOPMENT"] or cfg["TESTING"]) and cfg["PUBLIC_URL"].startswith("https"))
+    cfg.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    cfg["RATELIMIT_STORAGE_URI"] = cfg["RATELIMIT_STORAGE_URI"]
+    return cfg

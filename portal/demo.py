@@ -1,0 +1,193 @@
+"""Demo data: a small catalogue and about 50 orders, one or more for every policy case.
+
+Dates are relative to now, so re-running ``returns-portal demo`` refreshes the
+cases (orders are upserted by number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from portal.domain.orders import parse_order, parse_products
+from portal.services.orders import stage_order, upsert_products
+
+CATALOGUE = [
+    ("TEE", "Organic cotton T-shirt", "tops", [("TEE-S", "S", 20), ("TEE-M", "M", 0), ("TEE-L", "L", 15)]),
+    ("JEANS", "Slim jeans", "bottoms", [("JEANS-30", "30", 8), ("JEANS-32", "32", 5), ("JEANS-34", "34", 0)]),
+    ("SNEAKER", "Canvas sneakers", "shoes", [("SNK-40", "EU 40", 6), ("SNK-41", "EU 41", 4), ("SNK-42", "EU 42", 3)]),
+    ("BAG", "Leather tote bag", "bags", [("BAG-BRN", "Brown", 3), ("BAG-BLK", "Black", 2)]),
+    ("SWEATER", "Merino sweater", "tops", [("SWT-M", "M", 4), ("SWT-L", "L", 4)]),
+    ("COAT", "Cashmere coat", "outerwear", [("COAT-M", "M", 2), ("COAT-L", "L", 1)]),
+    ("SCARF", "Silk scarf", "accessories", [("SCARF-RED", "Red", 10), ("SCARF-BLU", "Blue", 10)]),
+    ("SOCKS", "Bamboo socks", "accessories", [("SOCKS-1", "One size", 50)]),
+    ("BRIEFS", "Cotton briefs", "underwear", [("BRF-M", "M", 30)]),
+    ("LIPSTICK", "Matte lipstick", "cosmetics-opened", [("LIP-01", "Rose", 40)]),
+    ("TEA", "Oolong tea tin", "perishables", [("TEA-100", "100 g", 40)]),
+    ("MUG", "Engraved mug", "customised", [("MUG-ENG", "Engraved", 99)]),
+]
+
+PRICES = {
+    "TEE": ("TEE-S", "Organic cotton T-shirt", "S", "tops", "99.00"),
+    "JEANS": ("JEANS-30", "Slim jeans", "30", "bottoms", "399.00"),
+    "SNEAKER": ("SNK-41", "Canvas sneakers", "EU 41", "shoes", "459.00"),
+    "BAG": ("BAG-BRN", "Leather tote bag", "Brown", "bags", "899.00"),
+    "SWEATER": ("SWT-M", "Merino sweater", "M", "tops", "599.00"),
+    "COAT": ("COAT-M", "Cashmere coat", "M", "outerwear", "2899.00"),
+    "SCARF": ("SCARF-RED", "Silk scarf", "Red", "accessories", "259.00"),
+    "SOCKS": ("SOCKS-1", "Bamboo socks", "One size", "accessories", "12.00"),
+    "BRIEFS": ("BRF-M", "Cotton briefs", "M", "underwear", "79.00"),
+    "LIPSTICK": ("LIP-01", "Matte lipstick", "Rose", "cosmetics-opened", "129.00"),
+    "TEA": ("TEA-100", "Oolong tea tin", "100 g", "perishables", "68.00"),
+    "MUG": ("MUG-ENG", "Engraved mug", "Engraved", "customised", "88.00"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    items: tuple[tuple[str, int], ...]  # product code, quantity
+    delivered_days_ago: int | None = 2
+    gift: bool = False
+    final_sale: tuple[str, ...] = ()
+    discount: str = "0"
+    email: str | None = None
+
+
+CASES = [
+    Case("recently delivered", (("TEE", 2), ("JEANS", 1))),
+    Case("recently delivered, shoes", (("SNEAKER", 1),)),
+    Case("delivered today", (("SCARF", 1),), delivered_days_ago=0),
+    Case("day 7: last day for any reason", (("SWEATER", 1),), delivered_days_ago=7),
+    Case("day 8: quality reasons only", (("TEE", 1), ("SCARF", 1)), delivered_days_ago=8),
+    Case("day 15: last day for quality reasons", (("JEANS", 1),), delivered_days_ago=15),
+    Case("outside every window", (("SWEATER", 1),), delivered_days_ago=30),
+    Case("not delivered yet", (("TEE", 1),), delivered_days_ago=None),
+    Case("final-sale line", (("SCARF", 1), ("TEE", 1)), final_sale=("SCARF",)),
+    Case("excluded categories", (("BRIEFS", 2), ("LIPSTICK", 1), ("TEA", 1), ("MUG", 1), ("TEE", 1))),
+    Case("gift order", (("SWEATER", 1),), gift=True),
+    Case("high value", (("COAT", 1),)),
+    Case("high value, two bags", (("BAG", 2),)),
+    Case("already partly returned", (("TEE", 3),)),
+    Case("multi-line with discounts", (("TEE", 2), ("JEANS", 1), ("SCARF", 1)), discount="60.00"),
+    Case("cheap item (returnless refund)", (("SOCKS", 1),)),
+    Case("frequent returner", (("TEE", 4),), email="frequent@example.com"),
+]
+
+
+def _order_payload(number: str, case: Case, idx: int, now: datetime) -> dict:
+    delivered = None if case.delivered_days_ago is None else now - timedelta(days=case.delivered_days_ago, hours=1)
+    placed = (delivered or now) - timedelta(days=3)
+    lines = []
+    total_qty_value = sum(Decimal(PRICES[code][4]) * qty for code, qty in case.items)
+    discount_left = Decimal(case.discount)
+    for n, (code, qty) in enumerate(case.items, start=1):
+        sku, name, variant, category, price = PRICES[code]
+        share = Decimal(0)
+        if discount_left and total_qty_value:
+            share = (Decimal(case.discount) * Decimal(price) * qty / total_qty_value).quantize(Decimal("0.01"))
+            if n == len(case.items):
+                share = discount_left
+            discount_left -= share
+        lines.append(
+            {
+                "line_id": str(n),
+                "sku": sku,
+                "product_name": name,
+                "variant": variant,
+                "category": category,
+                "quantity": qty,
+                "unit_price": price,
+                "discount": str(share),
+                "tax": "0",  # CNY prices include VAT
+                "final_sale": code in case.final_sale,
+            }
+        )
+    return {
+        "order_number": number,
+        "placed_at": placed.isoformat(),
+        "delivered_at": delivered.isoformat() if delivered else None,
+        "currency": "CNY",
+        "channel": ["web", "tmall", "wechat", "jd"][idx % 4],
+        "customer": {
+            "name": f"Demo Shopper {idx}",
+            "email": case.email or f"shopper{idx}@example.com",
+            "phone": f"+86 138 0000 {idx:04d}",
+            "postcode": f"2000{idx % 10}{idx % 7}",
+        },
+        "payment": {"method": ["alipay", "wechat_pay", "card"][idx % 3], "reference": f"PAY-{idx:05d}"},
+        "shipping_paid": "10.00",
+        "gift": case.gift,
+        "lines": lines,
+    }
+
+
+def demo_orders(now: datetime | None = None) -> list[tuple[str, dict]]:
+    """About 50 orders: each case three times (the first of each is the one to try)."""
+    now = now or datetime.now(timezone.utc)
+    out = []
+    idx = 0
+    for copy in range(3):
+        for case in CASES:
+            idx += 1
+            number = f"DEMO-{1000 + idx}"
+            out.append((case.name, _order_payload(number, case, idx, now)))
+    return out
+
+
+def seed(session: Session, now: datetime | None = None) -> list[tuple[str, str]]:
+    """Load the catalogue and orders; returns (case name, order number) for the first of each case."""
+    products = parse_products(
+        {
+            "products": [
+                {"product_code": code, "name": name, "category": cat, "variants": [{"sku": s, "variant": v, "stock": st} for s, v, st in variants]}
+                for code, name, cat, variants in CATALOGUE
+            ]
+        }
+    )
+    upsert_products(session, products)
+    firsts: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, payload in demo_orders(now):
+        stage_order(session, parse_order(payload))
+        if name not in seen:
+            seen.add(name)
+            firsts.append((name, payload["order_number"]))
+    session.commit()
+    return firsts
+
+
+def seed_requests(app, session: Session) -> int:
+    """Earlier requests that some cases need: a partly returned order and a frequent returner."""
+    from sqlalchemy import select
+
+    from portal.db.models import Order, ReturnRequest
+    from portal.services.policies import active_policy
+    from portal.services.returns import LineRequest, open_return
+    from portal.storage import store_from_config
+
+    policy = active_policy(app.config["POLICY_PATH"])
+    store = store_from_config(app.config)
+    now = datetime.now(timezone.utc)
+    made = 0
+    targets: list[tuple[str, int]] = []
+    for name, payload in demo_orders(now):
+        if name == "already partly returned":
+            targets.append((payload["order_number"], 1))
+        elif name == "frequent returner" and payload["order_number"] != _first_of(name, now):
+            targets.append((payload["order_number"], 2))
+    for number, count in targets:
+        order = session.scalars(select(Order).where(Order.order_number == number)).one()
+        if session.scalar(select(ReturnRequest.id).where(ReturnRequest.order_id == order.id).limit(1)):
+            continue
+        for _ in range(count):
+            open_return(session, order, [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")], policy, now, "en", store, actor="demo")
+            made += 1
+    return made
+
+
+def _first_of(case_name: str, now: datetime) -> str:
+    return next(p["order_number"] for n, p in demo_orders(now) if n == case_name)

@@ -1,0 +1,82 @@
+"""Background work. Jobs only call services.
+
+Embedded mode runs them in-process: ``eager`` (inline, after the commit: tests
+and the CLI) or ``thread`` (a small worker thread: ``serve``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from flask import Flask, render_template
+from flask_babel import force_locale, gettext
+
+from portal.adapters.mail import mailer_from_config
+from portal.db import session_scope
+from portal.db.models import OutboxMessage
+from portal.services.outbox import deliver_pending
+
+log = logging.getLogger("portal.jobs")
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+SUBJECTS = {
+    # Rendered inside force_locale, so these are translated per shopper.
+    "return_submitted": lambda ctx: gettext("Your return request %(rma)s", rma=ctx["rma"]),
+    "return_cancelled": lambda ctx: gettext("Return %(rma)s cancelled", rma=ctx["rma"]),
+}
+
+
+def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
+    payload = message.payload
+    ctx = dict(payload.get("context") or {})
+    with app.test_request_context(base_url=app.config["PUBLIC_URL"]), force_locale(payload.get("locale") or "en"):
+        subject = SUBJECTS[payload["template"]](ctx)
+        body = render_template(f"email/{payload['template']}.txt", **ctx)
+    email = EmailMessage()
+    email["From"] = app.config["MAIL_FROM"]
+    email["To"] = payload["to"]
+    email["Subject"] = subject
+    email["Message-ID"] = make_msgid(idstring=message.event_id.replace("-", ""))
+    email["X-Portal-Event-Id"] = message.event_id
+    email.set_content(body)
+    return email
+
+
+def deliver_outbox(app: Flask) -> tuple[int, int]:
+    mailer = mailer_from_config(app.config)
+
+    def send(message: OutboxMessage) -> None:
+        if message.channel == "email":
+            mailer.send(build_email(app, message), message.event_id)
+        else:
+            raise RuntimeError(f"no transport for channel {message.channel}")
+
+    with app.app_context(), session_scope(app) as session:
+        return deliver_pending(session, send)
+
+
+def kick(app: Flask, job=deliver_outbox) -> None:
+    """Run a job now (eager) or on the worker thread; never raises into the caller."""
+    mode = app.config.get("JOBS_MODE", "eager")
+    if mode == "off":
+        return
+    if mode == "thread":
+        global _executor
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-jobs")
+        _executor.submit(_safe, app, job)
+        return
+    _safe(app, job)
+
+
+def _safe(app: Flask, job) -> None:
+    try:
+        job(app)
+    except Exception:
+        log.exception("background job %s failed", getattr(job, "__name__", job))

@@ -1,0 +1,69 @@
+"""The outbox: notifications written in the same transaction as the change that causes them.
+
+Delivery is at least once; every message carries an ``event_id`` so a receiver
+can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.db.models import OutboxMessage
+
+log = logging.getLogger("portal.outbox")
+
+MAX_ATTEMPTS = 8
+
+
+def enqueue(session: Session, channel: str, topic: str, payload: dict[str, Any]) -> OutboxMessage:
+    """Add a message to the outbox; the caller's commit makes it real."""
+    message = OutboxMessage(event_id=str(uuid.uuid4()), channel=channel, topic=topic, payload=payload)
+    session.add(message)
+    return message
+
+
+def enqueue_email(session: Session, to: str, template: str, locale: str, context: dict[str, Any]) -> OutboxMessage:
+    return enqueue(session, "email", template, {"to": to, "template": template, "locale": locale, "context": context})
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
+
+
+def deliver_pending(session: Session, send: Callable[[OutboxMessage], None], limit: int = 100, now: datetime | None = None) -> tuple[int, int]:
+    """Send due messages, one commit per message. Returns (sent, failed).
+
+    A failure is recorded with its error and retried later with backoff; after
+    MAX_ATTEMPTS the message stays in the table, visible, and is not retried.
+    """
+    now = now or datetime.now(timezone.utc)
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= now, OutboxMessage.attempts < MAX_ATTEMPTS)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    sent = failed = 0
+    for message in session.scalars(stmt).all():
+        message.attempts += 1
+        try:
+            send(message)
+        except Exception as exc:  # any delivery failure is recorded and retried
+            message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            message.available_at = now + backoff(message.attempts)
+            failed += 1
+            log.warning("outbox message %s (%s) failed: %s", message.event_id, message.topic, message.last_error)
+        else:
+            message.sent_at = datetime.now(timezone.utc)
+            message.last_error = None
+            sent += 1
+    session.commit()
+    return sent, failed

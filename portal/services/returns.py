@@ -1,0 +1,280 @@
+"""The shopper's return request: check it, open it, follow it, cancel it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal.db.models import Order, OrderLine, Photo, RequestEvent, ReturnLine, ReturnRequest, Variant
+from portal.domain import lifecycle
+from portal.domain.codes import new_rma
+from portal.domain.lifecycle import Status
+from portal.domain.policy import Decision, LineChoice, LineDecision, LineFacts, OrderFacts, Policy, Verdict, decide, precheck_line
+from portal.domain.reasons import responsibility_of
+from portal.services import Conflict, NotFound
+from portal.services.outbox import enqueue_email
+from portal.storage import PhotoStore, StorageError, new_key
+from portal.vision.intake import CleanPhoto
+
+log = logging.getLogger("portal.returns")
+
+RELEASED = [s.value for s in lifecycle.RELEASED]
+
+
+class ReturnNotAllowed(Exception):
+    """The policy says no (or the choice is incomplete); the decision says why."""
+
+    def __init__(self, decision: Decision):
+        super().__init__(decision.verdict)
+        self.decision = decision
+
+
+@dataclass
+class LineRequest:
+    line_id: str
+    quantity: int
+    reason: str | None
+    sub_reason: str | None = None
+    comment: str = ""
+    outcome: str | None = None
+    exchange_sku: str | None = None
+    photos: list[CleanPhoto] = field(default_factory=list)
+
+    def choice(self) -> LineChoice:
+        return LineChoice(
+            line_id=self.line_id,
+            quantity=self.quantity,
+            reason=self.reason,
+            sub_reason=self.sub_reason,
+            outcome=self.outcome,
+            exchange_sku=self.exchange_sku,
+            photo_count=len(self.photos),
+        )
+
+
+# --- facts the policy needs -------------------------------------------------
+
+def requested_units(session: Session, order: Order, before: datetime | None = None, exclude_request_id: int | None = None) -> dict[int, int]:
+    """Units of each order line already held by requests that were not cancelled or rejected."""
+    stmt = (
+        select(ReturnLine.order_line_id, func.sum(ReturnLine.quantity))
+        .join(ReturnRequest, ReturnRequest.id == ReturnLine.request_id)
+        .where(ReturnRequest.order_id == order.id, ReturnRequest.status.not_in(RELEASED))
+        .group_by(ReturnLine.order_line_id)
+    )
+    if before is not None:
+        stmt = stmt.where(ReturnRequest.created_at < before)
+    if exclude_request_id is not None:
+        stmt = stmt.where(ReturnRequest.id != exclude_request_id)
+    return {line_id: int(total) for line_id, total in session.execute(stmt)}
+
+
+def exchange_options(session: Session, sku: str) -> frozenset[str]:
+    """In-stock SKUs of the other variants of the product that ``sku`` belongs to."""
+    product_id = select(Variant.product_id).where(Variant.sku == sku).scalar_subquery()
+    rows = session.scalars(
+        select(Variant.sku).where(Variant.product_id == product_id, Variant.sku != sku, Variant.stock - Variant.reserved > 0)
+    )
+    return frozenset(rows)
+
+
+def customer_recent_returns(session: Session, email: str | None, now: datetime, days: int, exclude_request_id: int | None = None) -> int:
+    if not email:
+        return 0
+    stmt = select(func.count(ReturnRequest.id)).where(
+        ReturnRequest.customer_email == email,
+        ReturnRequest.created_at >= now - timedelta(days=days),
+        ReturnRequest.created_at < now,
+        ReturnRequest.status != Status.CANCELLED.value,
+    )
+    if exclude_request_id is not None:
+        stmt = stmt.where(ReturnRequest.id != exclude_request_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def order_facts(session: Session, order: Order, policy: Policy, now: datetime, exclude_request_id: int | None = None, before: datetime | None = None) -> OrderFacts:
+    held = requested_units(session, order, before=before, exclude_request_id=exclude_request_id)
+    lines = tuple(
+        LineFacts(
+            line_id=line.line_id,
+            sku=line.sku,
+            product_name=line.product_name,
+            category=line.category,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            discount=line.discount,
+            tax=line.tax,
+            final_sale=line.final_sale,
+            already_requested=held.get(line.id, 0),
+            exchange_options=exchange_options(session, line.sku),
+        )
+        for line in order.lines
+    )
+    return OrderFacts(
+        order_number=order.order_number,
+        currency=order.currency,
+        delivered_at=order.delivered_at,
+        gift=order.gift,
+        lines=lines,
+        customer_recent_returns=customer_recent_returns(
+            session, order.customer_email, now, policy.frequent_returner_days, exclude_request_id
+        ),
+    )
+
+
+def precheck_order(session: Session, order: Order, policy: Policy, now: datetime) -> dict[str, LineDecision]:
+    """What each line of the order allows before the shopper chooses anything."""
+    facts = order_facts(session, order, policy, now)
+    return {line.line_id: precheck_line(policy, facts, line.line_id, now) for line in facts.lines}
+
+
+def check_return(session: Session, order: Order, lines: list[LineRequest], policy: Policy, now: datetime) -> Decision:
+    """The policy decision for a choice, without saving anything."""
+    facts = order_facts(session, order, policy, now)
+    return decide(policy, facts, [line.choice() for line in lines if line.quantity > 0], now)
+
+
+# --- use cases ------------------------------------------------------------
+
+def _event(request: ReturnRequest, actor: str, kind: str, from_status: str | None, to_status: str | None, note: str = "", at: datetime | None = None) -> None:
+    event = RequestEvent(actor=actor, kind=kind, from_status=from_status, to_status=to_status, note=note)
+    if at is not None:
+        event.at = at
+    request.events.append(event)
+
+
+def move(request: ReturnRequest, target: Status, actor: str, note: str = "", at: datetime | None = None) -> None:
+    """Guarded transition with its event row; the caller commits."""
+    lifecycle.check_transition(request.status, target)
+    _event(request, actor, "status", request.status, target.value, note, at)
+    request.status = target.value
+
+
+def open_return(
+    session: Session,
+    order: Order,
+    lines: list[LineRequest],
+    policy: Policy,
+    now: datetime,
+    locale: str,
+    store: PhotoStore,
+    actor: str = "shopper",
+) -> ReturnRequest:
+    """Open a return request if the policy allows it.
+
+    The decision is made again here under a lock on the order, so two tabs
+    cannot both claim the last unit; it is stored with the request and never
+    recomputed. Photos are stored first and removed again if the request cannot
+    be saved, so nothing is left half-written. Raises ReturnNotAllowed.
+    """
+    session.execute(select(Order.id).where(Order.id == order.id).with_for_update())
+    chosen = [line for line in lines if line.quantity > 0]
+    decision = check_return(session, order, chosen, policy, now)
+    if decision.verdict == Verdict.NOT_ELIGIBLE:
+        session.rollback()
+        raise ReturnNotAllowed(decision)
+
+    by_line_id = {line.line_id: line for line in order.lines}
+    stored: list[str] = []
+    try:
+        request = ReturnRequest(
+            rma=new_rma(),
+            order=order,
+            status=Status.SUBMITTED.value,
+            locale=locale,
+            verdict=decision.verdict.value,
+            decision=decision.to_dict(),
+            policy_version=decision.policy_version,
+            value=decision.value,
+            returnless=decision.returnless,
+            customer_email=order.customer_email,
+            created_at=now,
+        )
+        session.add(request)
+        _event(request, actor, "submitted", None, Status.SUBMITTED.value, at=now)
+        seen: set[str] = set()
+        line_decisions = {d.line_id: d for d in decision.lines}
+        for item in chosen:
+            line_decision = line_decisions[item.line_id]
+            rline = ReturnLine(
+                order_line=by_line_id[item.line_id],
+                quantity=item.quantity,
+                reason=item.reason or "",
+                sub_reason=item.sub_reason,
+                responsibility=responsibility_of(item.reason) if item.reason else "customer",
+                comment=item.comment.strip()[:2000],
+                outcome=item.outcome or "refund",
+                exchange_sku=item.exchange_sku if item.outcome == "exchange" else None,
+                verdict=line_decision.verdict.value,
+                value=line_decision.value,
+            )
+            request.lines.append(rline)
+            for photo in item.photos:
+                if photo.sha256 in seen:
+                    continue
+                seen.add(photo.sha256)
+                key = new_key(".jpg")
+                store.put(key, photo.data, photo.content_type)
+                stored.append(key)
+                request.photos.append(
+                    Photo(
+                        line=rline,
+                        storage_key=key,
+                        content_type=photo.content_type,
+                        width=photo.width,
+                        height=photo.height,
+                        size=len(photo.data),
+                        sha256=photo.sha256,
+                    )
+                )
+        if decision.auto_approve:
+            move(request, Status.APPROVED, "policy", f"auto-approved under policy {decision.policy_version}", at=now)
+        else:
+            move(request, Status.PENDING_REVIEW, "policy", f"{decision.verdict.value} under policy {decision.policy_version}", at=now)
+        if order.customer_email:
+            enqueue_email(session, order.customer_email, "return_submitted", locale, {"rma": request.rma})
+        session.flush()
+        session.commit()
+    except Exception:
+        session.rollback()
+        for key in stored:
+            try:
+                store.delete(key)
+            except StorageError:
+                log.warning("could not remove photo %s after a failed request", key)
+        raise
+    log.info("return %s opened for order %s: %s", request.rma, order.order_number, request.status)
+    return request
+
+
+def get_request_for_order(session: Session, order_id: int, rma: str) -> ReturnRequest:
+    """A request by RMA, only if it belongs to ``order_id`` (anything else is NotFound)."""
+    request = session.scalars(
+        select(ReturnRequest).where(ReturnRequest.rma == rma, ReturnRequest.order_id == order_id)
+    ).one_or_none()
+    if request is None:
+        raise NotFound(rma)
+    return request
+
+
+def cancel_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None) -> ReturnRequest:
+    """Cancel while nothing has shipped. A stale form (status changed meanwhile) raises Conflict."""
+    session.refresh(request, with_for_update=True)
+    if expected_status is not None and request.status != expected_status:
+        session.rollback()
+        raise Conflict(request.status)
+    if Status(request.status) not in lifecycle.CANCELLABLE:
+        session.rollback()
+        raise lifecycle.IllegalTransition(request.status, Status.CANCELLED.value)
+    move(request, Status.CANCELLED, actor, "cancelled by the shopper" if actor == "shopper" else "cancelled")
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, "return_cancelled", request.locale, {"rma": request.rma})
+    session.commit()
+    return request
+
+

@@ -1,0 +1,66 @@
+"""Photo storage behind one small interface; the local folder is the default backend."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+
+class StorageError(Exception):
+    """The store could not save or read an object."""
+
+
+class PhotoStore(Protocol):
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
+
+
+def new_key(suffix: str = ".jpg") -> str:
+    """A server-generated key; the shopper's file name never reaches storage."""
+    now = datetime.now(timezone.utc)
+    return f"photos/{now:%Y/%m}/{secrets.token_hex(16)}{suffix}"
+
+
+class LocalPhotoStore:
+    """Photos in a folder outside ``static/``; writes are atomic (temp file, then rename)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise StorageError("key escapes the photo folder")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(str(exc)) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except OSError as exc:
+            raise StorageError(str(exc)) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(str(exc)) from exc
+
+
+def store_from_config(config) -> PhotoStore:
+    return LocalPhotoStore(config["PHOTO_PATH"])

@@ -1,0 +1,87 @@
+"""Photo intake: decide by content, refuse bombs, re-encode without metadata.
+
+Only formats a phone sends are opened (``Image.open(..., formats=...)``), a
+pixel ceiling of our own sits below Pillow's, and a decompression-bomb warning
+is an error. Accepted photos are oriented by their EXIF tag, stripped of all
+metadata (GPS included) and re-encoded as JPEG, longest side at most 2048 px.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from portal.domain.text import N_, Text
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+MAX_PIXELS = 40_000_000  # a 40 MP phone photo; Pillow's own ceiling is ~89 MP
+MAX_SIDE = 2048
+JPEG_QUALITY = 85
+
+
+class PhotoRejected(Exception):
+    def __init__(self, reason: str, message: Text):
+        super().__init__(reason)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CleanPhoto:
+    data: bytes
+    width: int
+    height: int
+    sha256: str  # of the bytes the shopper sent: duplicates within a request are stored once
+    content_type: str = "image/jpeg"
+
+
+def _reject(reason: str, msgid: str, name: str, **params) -> PhotoRejected:
+    return PhotoRejected(reason, Text(msgid, {"name": name, **params}))
+
+
+def clean_photo(data: bytes, filename: str, max_bytes: int) -> CleanPhoto:
+    name = (filename or "photo")[-80:]
+    if not data:
+        raise _reject("empty", N_("%(name)s is empty."), name)
+    if len(data) > max_bytes:
+        raise _reject("too_large", N_("%(name)s is larger than %(mb)d MB."), name, mb=max_bytes // (1024 * 1024))
+    digest = hashlib.sha256(data).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            if img.width * img.height > MAX_PIXELS or img.width < 16 or img.height < 16:
+                raise _reject("dimensions", N_("%(name)s is not a usable photo size."), name)
+            if getattr(img, "n_frames", 1) > 1:
+                raise _reject("animated", N_("%(name)s is animated; please send a still photo."), name)
+            if img.format == "JPEG":
+                img.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode not in ("RGB", "L"):
+                img = _to_rgb(img)
+            img.thumbnail((MAX_SIDE, MAX_SIDE))
+            out = io.BytesIO()
+            img.convert("RGB").save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        except PhotoRejected:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _reject("not_a_photo", N_("%(name)s is not a JPEG, PNG or WebP photo."), name) from None
+        except (OSError, SyntaxError, ValueError, EOFError):
+            raise _reject("damaged", N_("%(name)s is damaged or incomplete."), name) from None
+    return CleanPhoto(out.getvalue(), img.width, img.height, digest)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return img.point(lambda v: v / 257).convert("L")
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")

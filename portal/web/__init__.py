@@ -1,0 +1,131 @@
+"""Blueprints by audience, plus what every page shares: headers, errors, template helpers."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext
+from flask_limiter import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.domain.lifecycle import LABELS as STATUS_LABELS
+from portal.i18n import LOCALES, current_locale, money, render_text
+
+log = logging.getLogger("portal.web")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
+)
+
+
+def is_htmx() -> bool:
+    """True for htmx requests that want a fragment (boosted navigation wants the whole page)."""
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
+
+
+def render_page_or_partial(page: str, partial: str, status: int = 200, **context):
+    """The one place that decides between a full page and an htmx fragment."""
+    body = render_template(partial if is_htmx() else page, **context)
+    response = (body, status, {"Vary": "HX-Request"})
+    return response
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only same-site relative paths; anything else goes to ``default``."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+def init_web(app: Flask) -> None:
+    from portal.extensions import csrf
+    from portal.web.api import bp as api_bp
+    from portal.web.shop import bp as shop_bp
+
+    app.register_blueprint(shop_bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)
+
+    app.jinja_env.globals.update(
+        render_text=render_text,
+        money=money,
+        current_locale=current_locale,
+        LOCALES=LOCALES,
+        STATUS_LABELS=STATUS_LABELS,
+    )
+
+    @app.post("/lang")
+    def set_language():
+        lang = request.form.get("lang", "")
+        if lang in LOCALES:
+            session["lang"] = lang
+        return redirect(safe_next(request.form.get("next"), url_for("shop.start")), code=303)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.after_request
+    def security_headers(response):
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if not (app.config.get("DEVELOPMENT") or app.config.get("TESTING")) and app.config["PUBLIC_URL"].startswith("https"):
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if not request.path.startswith("/static/"):
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    def wants_json() -> bool:
+        return request.path.startswith("/api/")
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many(exc: RateLimitExceeded):
+        from portal.extensions import limiter
+
+        retry = 60
+        current = limiter.current_limit
+        if current is not None:
+            import time
+
+            retry = max(int(current.reset_at - time.time()), 1)
+        minutes = max((retry + 59) // 60, 1)
+        log.warning("throttled %s %s", request.method, request.path)
+        if wants_json():
+            return jsonify(error="too many requests", retry_after=retry), 429, {"Retry-After": str(retry)}
+        body = render_template("errors/429.html", minutes=minutes)
+        return body, 429, {"Retry-After": str(retry)}
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return render_template("errors/error.html", code=400, message=gettext("This form has expired. Please go back, reload the page and try again.")), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = exc.code or 500
+        if wants_json():
+            return jsonify(error=exc.name.lower(), message=exc.description), code
+        messages = {
+            400: gettext("Something in the request was not right. Please check and try again."),
+            404: gettext("We could not find that page."),
+            405: gettext("That action is not available here."),
+            413: gettext("The upload is too large. Please send smaller or fewer photos."),
+        }
+        message = messages.get(code, exc.name)
+        return render_template("errors/error.html", code=code, message=message), code
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return jsonify(error="internal error"), 500
+        return render_template("errors/error.html", code=500, message=gettext("Something went wrong on our side. Nothing you saved was lost; please try again.")), 500

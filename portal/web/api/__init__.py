@@ -1,0 +1,95 @@
+"""The shop system's signed HTTP API (``/api/v1``)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+
+from portal.db import get_session
+from portal.domain.orders import PayloadError, parse_order, parse_products
+from portal.links import return_link
+from portal.services.orders import upsert_order, upsert_products
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+log = logging.getLogger("portal.api")
+
+MAX_SKEW_SECONDS = 300
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, "<timestamp>.<raw body>")."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def _problem(status: int, message: str, errors: list | None = None):
+    body = {"error": message}
+    if errors is not None:
+        body["errors"] = errors
+    return jsonify(body), status
+
+
+@bp.before_request
+def authenticate():
+    length = request.content_length
+    limit = current_app.config["API_MAX_BYTES"]
+    if length is not None and length > limit:
+        return _problem(413, f"body larger than {limit} bytes")
+    body = request.get_data(cache=True)
+    if len(body) > limit:
+        return _problem(413, f"body larger than {limit} bytes")
+    timestamp = request.headers.get("X-Portal-Timestamp", "")
+    signature = request.headers.get("X-Portal-Signature", "")
+    if not timestamp.isdigit() or len(timestamp) > 12 or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS:
+        log.warning("api: missing or stale timestamp from %s", request.remote_addr)
+        return _problem(401, "missing, malformed or stale X-Portal-Timestamp")
+    expected = sign(current_app.config["API_SECRET"], timestamp, body)
+    if not hmac.compare_digest(expected, signature):
+        log.warning("api: bad signature from %s", request.remote_addr)
+        return _problem(401, "bad X-Portal-Signature")
+    return None
+
+
+def _json_body():
+    try:
+        return json.loads(request.get_data(cache=True).decode("utf-8")), None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, _problem(400, "body is not valid JSON", [{"field": "", "message": str(exc)}])
+    except RecursionError:
+        return None, _problem(400, "body is nested too deeply", [{"field": "", "message": "nested too deeply"}])
+
+
+@bp.post("/orders")
+def push_order():
+    payload, error = _json_body()
+    if error:
+        return error
+    try:
+        data = parse_order(payload)
+    except PayloadError as exc:
+        return _problem(400, "invalid order", [e.to_dict() for e in exc.errors])
+    order, created = upsert_order(get_session(), data)
+    cfg = current_app.config
+    return jsonify(
+        order_number=order.order_number,
+        return_link=return_link(cfg["PUBLIC_URL"], cfg["SECRET_KEY"], order.order_number),
+        created=created,
+    ), (201 if created else 200)
+
+
+@bp.post("/products")
+def push_products():
+    payload, error = _json_body()
+    if error:
+        return error
+    try:
+        products = parse_products(payload)
+    except PayloadError as exc:
+        return _problem(400, "invalid products", [e.to_dict() for e in exc.errors])
+    result = upsert_products(get_session(), products)
+    return jsonify(created=result.created, updated=result.updated), 200

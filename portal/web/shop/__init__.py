@@ -1,0 +1,3 @@
+from portal.web.shop.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,62 @@
+"""Shopper forms."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import FieldList, FormField, HiddenField, MultipleFileField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+from wtforms.form import Form
+
+from portal.domain.reasons import OUTCOME_LABELS, OUTCOMES, REASONS
+
+
+class LookupForm(FlaskForm):
+    order_number = StringField(_l("Order number"), validators=[DataRequired(), Length(max=64)])
+    contact = StringField(
+        _l("Email or postcode"),
+        validators=[DataRequired(), Length(max=255)],
+        description=_l("The email address or postcode on the order."),
+    )
+
+
+def _int_or_zero(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+class ReturnLineForm(Form):
+    """One order line's choice. Choices are filled per line by the view."""
+
+    line_id = HiddenField()
+    quantity = SelectField(_l("How many to return"), coerce=_int_or_zero, validate_choice=True)
+    reason = SelectField(_l("Reason"), validators=[Optional()], validate_choice=False)
+    sub_reason = SelectField(_l("What exactly?"), validators=[Optional()], validate_choice=False)
+    comment = TextAreaField(_l("Anything else we should know?"), validators=[Optional(), Length(max=2000)])
+    outcome = RadioField(_l("What would you like?"), validators=[Optional()], validate_choice=False)
+    exchange_sku = SelectField(_l("Exchange for"), validators=[Optional()], validate_choice=False)
+    photos = MultipleFileField(_l("Photos"), description=_l("JPEG, PNG or WebP. Required for damaged, wrong or faulty items."))
+
+
+class ReturnForm(FlaskForm):
+    lines = FieldList(FormField(ReturnLineForm))
+
+
+class CancelForm(FlaskForm):
+    status = HiddenField()
+
+
+def reason_choices(gettext) -> list[tuple[str, str]]:
+    return [("", gettext("Choose a reason"))] + [(code, gettext(r.label)) for code, r in REASONS.items()]
+
+
+def sub_reason_choices(gettext) -> list[tuple[str, str]]:
+    return [("", gettext("Choose one (optional)"))] + [
+        (sub.code, gettext(sub.label)) for r in REASONS.values() for sub in r.sub_reasons
+    ]
+
+
+def outcome_choices(gettext) -> list[tuple[str, str]]:
+    return [(code, gettext(OUTCOME_LABELS[code])) for code in OUTCOMES]

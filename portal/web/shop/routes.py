@@ -1,0 +1,334 @@
+"""The shopper's pages: arrive, choose, learn the decision, submit, follow."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext
+from sqlalchemy import select
+
+from portal.db import get_session
+from portal.db.models import Order, Photo, Variant
+from portal.domain.lifecycle import CANCELLABLE, IllegalTransition, Status
+from portal.domain.orders import normalise_order_number
+from portal.domain.reasons import REASONS
+from portal.extensions import limiter, lookup_failed, lookup_order_key
+from portal.i18n import current_locale
+from portal.links import read_return_token
+from portal.logs import mask_email, safe
+from portal.services import Conflict, NotFound
+from portal.services.policies import active_policy
+from portal.services.returns import LineRequest, ReturnNotAllowed, check_return, get_request_for_order, open_return, precheck_order, requested_units
+from portal.storage import StorageError, store_from_config
+from portal.vision.intake import PhotoRejected, clean_photo
+from portal.web import render_page_or_partial
+from portal.web.shop.forms import CancelForm, LookupForm, ReturnForm, outcome_choices, reason_choices, sub_reason_choices
+
+bp = Blueprint("shop", __name__)
+log = logging.getLogger("portal.shop")
+
+SESSION_KEY = "shop_order"
+# Compared against on a miss so that a miss costs what a hit costs.
+_DUMMY_CONTACT = "nobody@invalid.example"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _lookup_limit() -> str:
+    return current_app.config["LOOKUP_LIMIT"]
+
+
+# --- arriving ---------------------------------------------------------------
+
+@bp.get("/")
+def start():
+    return render_template("shop/lookup.html", form=LookupForm(), failed=False)
+
+
+def _lookup_failed_page(form: LookupForm):
+    g.lookup_failed = True
+    return render_template("shop/lookup.html", form=form, failed=True), 422
+
+
+def _contact_matches(order: Order | None, contact: str) -> bool:
+    """Constant-work comparison against the order's email and postcode (or a dummy)."""
+    given = contact.strip()
+    email = (order.customer_email if order else None) or _DUMMY_CONTACT
+    postcode = (order.customer_postcode if order else None) or _DUMMY_CONTACT
+    by_email = hmac.compare_digest(given.lower().encode(), email.lower().encode())
+    by_postcode = hmac.compare_digest("".join(given.upper().split()).encode(), postcode.upper().encode())
+    return order is not None and (by_email or by_postcode)
+
+
+@bp.post("/lookup")
+@limiter.limit(_lookup_limit, deduct_when=lookup_failed, scope="lookup-ip")
+@limiter.limit(_lookup_limit, key_func=lookup_order_key, deduct_when=lookup_failed, scope="lookup-order")
+def lookup():
+    form = LookupForm()
+    if not form.validate_on_submit():
+        g.lookup_failed = True
+        return render_template("shop/lookup.html", form=form, failed=False), 422
+    number = normalise_order_number(form.order_number.data)
+    order = get_session().scalars(select(Order).where(Order.order_number == number)).one_or_none()
+    if not _contact_matches(order, form.contact.data):
+        log.info("order lookup failed for %s from %s", safe(number), request.remote_addr)
+        return _lookup_failed_page(form)
+    _enter(order)
+    return redirect(url_for("shop.order_page"), code=303)
+
+
+@bp.get("/r/<token>")
+def arrive(token: str):
+    number = read_return_token(current_app.config["SECRET_KEY"], token, current_app.config["RETURN_LINK_MAX_AGE_DAYS"])
+    order = None
+    if number is not None:
+        order = get_session().scalars(select(Order).where(Order.order_number == number)).one_or_none()
+    if order is None:
+        log.info("return link refused from %s", request.remote_addr)
+        return render_template("shop/lookup.html", form=LookupForm(), failed=True), 422
+    _enter(order)
+    # Redirect so the token leaves the address bar, history and Referer.
+    return redirect(url_for("shop.order_page"), code=303)
+
+
+def _enter(order: Order) -> None:
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    session[SESSION_KEY] = order.id
+    session.permanent = True
+
+
+@bp.post("/leave")
+def leave():
+    session.pop(SESSION_KEY, None)
+    return redirect(url_for("shop.start"), code=303)
+
+
+def _current_order() -> Order:
+    order_id = session.get(SESSION_KEY)
+    if not isinstance(order_id, int):
+        abort(redirect(url_for("shop.start"), code=303))
+    order = get_session().get(Order, order_id)
+    if order is None:
+        session.pop(SESSION_KEY, None)
+        abort(redirect(url_for("shop.start"), code=303))
+    return order
+
+
+# --- choosing ---------------------------------------------------------------
+
+def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=None, storage_error=False):
+    policy = active_policy(current_app.config["POLICY_PATH"])
+    now = _now()
+    prechecks = precheck_order(get_session(), order, policy, now)
+    from portal.services.returns import order_facts
+
+    facts = {f.line_id: f for f in order_facts(get_session(), order, policy, now).lines}
+    options = {}
+    all_skus = set().union(*(f.exchange_options for f in facts.values())) if facts else set()
+    labels = {}
+    if all_skus:
+        labels = dict(get_session().execute(select(Variant.sku, Variant.label).where(Variant.sku.in_(all_skus))).all())
+    for line_id, f in facts.items():
+        options[line_id] = sorted((sku, labels.get(sku, sku)) for sku in f.exchange_options)
+    _fill_choices(order, form, prechecks, options)
+    requests = list(order.requests)
+    return dict(
+        order=order,
+        form=form,
+        prechecks=prechecks,
+        decision=decision,
+        photo_errors=photo_errors or {},
+        storage_error=storage_error,
+        requests=requests,
+        reasons=REASONS,
+        now=now,
+    )
+
+
+def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
+    lines = {line.line_id: line for line in order.lines}
+    if not form.lines.entries:
+        for line in order.lines:
+            form.lines.append_entry({"line_id": line.line_id, "quantity": 0, "outcome": "refund"})
+    for entry in form.lines.entries:
+        line = lines.get(entry.line_id.data)
+        pre = prechecks.get(entry.line_id.data)
+        remaining = pre.remaining if pre is not None else 0
+        allowed = pre is not None and pre.verdict.value != "not_eligible"
+        top = remaining if allowed else 0
+        entry.quantity.choices = [(n, str(n)) for n in range(0, top + 1)]
+        entry.reason.choices = reason_choices(gettext)
+        entry.sub_reason.choices = sub_reason_choices(gettext)
+        entry.outcome.choices = outcome_choices(gettext)
+        entry.exchange_sku.choices = [("", gettext("Choose a size or colour"))] + list(options.get(entry.line_id.data, []))
+        entry.order_line = line
+        entry.precheck = pre
+
+
+def _line_requests(order: Order, form: ReturnForm, with_photos: bool):
+    """Turn the posted form into line requests; photo problems are collected per line."""
+    known = {line.line_id for line in order.lines}
+    max_bytes = current_app.config["MAX_PHOTO_BYTES"]
+    per_line = current_app.config["MAX_PHOTOS_PER_LINE"]
+    per_request = current_app.config["MAX_PHOTOS_PER_REQUEST"]
+    lines: list[LineRequest] = []
+    errors: dict[str, list[str]] = {}
+    total_photos = 0
+    seen_ids: set[str] = set()
+    for idx, entry in enumerate(form.lines.entries):
+        line_id = entry.line_id.data or ""
+        if line_id not in known or line_id in seen_ids:
+            continue
+        seen_ids.add(line_id)
+        quantity = entry.quantity.data if isinstance(entry.quantity.data, int) else 0
+        uploads = [f for f in request.files.getlist(f"lines-{idx}-photos") if f and f.filename]
+        photos = []
+        if quantity > 0 and uploads:
+            if len(uploads) > per_line:
+                errors.setdefault(line_id, []).append(gettext("Please send at most %(n)d photos per item.", n=per_line))
+                uploads = uploads[:per_line]
+            total_photos += len(uploads)
+            if total_photos > per_request:
+                errors.setdefault(line_id, []).append(gettext("Please send at most %(n)d photos in one request.", n=per_request))
+                uploads = []
+            for upload in uploads:
+                if not with_photos:
+                    photos.append(None)
+                    continue
+                data = upload.stream.read(max_bytes + 1)
+                try:
+                    photos.append(clean_photo(data, upload.filename or "photo", max_bytes))
+                except PhotoRejected as exc:
+                    errors.setdefault(line_id, []).append(exc.message.render(gettext))
+        lines.append(
+            LineRequest(
+                line_id=line_id,
+                quantity=max(quantity, 0),
+                reason=entry.reason.data or None,
+                sub_reason=entry.sub_reason.data or None,
+                comment=entry.comment.data or "",
+                outcome=entry.outcome.data or None,
+                exchange_sku=entry.exchange_sku.data or None,
+                photos=[p for p in photos if p is not None] if with_photos else [],
+            )
+        )
+        if not with_photos:
+            lines[-1].photos = [None] * len(photos)  # counted, not decoded, for the live check
+    return lines, errors
+
+
+@bp.get("/order")
+def order_page():
+    order = _current_order()
+    form = ReturnForm()
+    return render_template("shop/order.html", **_page_context(order, form))
+
+
+@bp.post("/order/check")
+def check():
+    """Live eligibility: the htmx fragment, or the whole page without JavaScript."""
+    order = _current_order()
+    form = ReturnForm()
+    form.lines.max_entries = len(order.lines)
+    form.validate_on_submit()
+    lines, _ = _line_requests(order, form, with_photos=False)
+    decision = check_return(get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now())
+    context = _page_context(order, form, decision=decision)
+    return render_page_or_partial("shop/order.html", "shop/_decision.html", **context)
+
+
+@bp.post("/order/request")
+def submit():
+    order = _current_order()
+    form = ReturnForm()
+    form.lines.max_entries = len(order.lines)
+    if not form.validate_on_submit():
+        return render_template("shop/order.html", **_page_context(order, form)), 422
+    lines, photo_errors = _line_requests(order, form, with_photos=True)
+    policy = active_policy(current_app.config["POLICY_PATH"])
+    if photo_errors:
+        decision = check_return(get_session(), order, lines, policy, _now())
+        return render_template("shop/order.html", **_page_context(order, form, decision, photo_errors)), 422
+    try:
+        created = open_return(
+            get_session(), order, lines, policy, _now(), current_locale(), store_from_config(current_app.config)
+        )
+    except ReturnNotAllowed as exc:
+        return render_template("shop/order.html", **_page_context(order, form, exc.decision)), 422
+    except StorageError:
+        log.exception("photo store unavailable")
+        decision = check_return(get_session(), order, lines, policy, _now())
+        return render_template("shop/order.html", **_page_context(order, form, decision, storage_error=True)), 503
+    from portal.jobs import kick
+
+    kick(current_app._get_current_object())
+    flash(gettext("Thank you. Your return request %(rma)s has been received.", rma=created.rma), "success")
+    return redirect(url_for("shop.status", rma=created.rma), code=303)
+
+
+# --- following --------------------------------------------------------------
+
+def _own_request(rma: str):
+    order = _current_order()
+    try:
+        return order, get_request_for_order(get_session(), order.id, rma)
+    except NotFound:
+        abort(404)
+
+
+@bp.get("/requests/<rma>")
+def status(rma: str):
+    order, req = _own_request(rma)
+    return render_page_or_partial(
+        "shop/status.html",
+        "shop/_status.html",
+        order=order,
+        req=req,
+        cancel_form=CancelForm(status=req.status),
+        cancellable=Status(req.status) in CANCELLABLE,
+        reasons=REASONS,
+    )
+
+
+@bp.post("/requests/<rma>/cancel")
+def cancel(rma: str):
+    from portal.services.returns import cancel_return
+
+    order, req = _own_request(rma)
+    form = CancelForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        cancel_return(get_session(), req, "shopper", expected_status=form.status.data or None)
+    except Conflict:
+        flash(gettext("This request changed while you were looking at it. Please check its status and try again."), "warning")
+        return redirect(url_for("shop.status", rma=rma), code=303)
+    except IllegalTransition:
+        flash(gettext("This request can no longer be cancelled because the parcel is already on its way."), "warning")
+        return redirect(url_for("shop.status", rma=rma), code=303)
+    from portal.jobs import kick
+
+    kick(current_app._get_current_object())
+    flash(gettext("Your return request has been cancelled."), "success")
+    return redirect(url_for("shop.status", rma=rma), code=303)
+
+
+@bp.get("/requests/<rma>/photos/<int:photo_id>")
+def photo(rma: str, photo_id: int):
+    _, req = _own_request(rma)
+    item = get_session().get(Photo, photo_id)
+    if item is None or item.request_id != req.id:
+        abort(404)
+    try:
+        data = store_from_config(current_app.config).get(item.storage_key)
+    except StorageError:
+        abort(404)
+    return data, 200, {"Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
