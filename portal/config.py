@@ -73,6 +73,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "MAX_PHOTO_BYTES": _int("MAX_PHOTO_BYTES", 12 * 1024 * 1024),
         "MAX_PHOTOS_PER_LINE": _int("MAX_PHOTOS_PER_LINE", 5),
         "MAX_PHOTOS_PER_REQUEST": _int("MAX_PHOTOS_PER_REQUEST", 12),
+        "BABEL_DEFAULT_TIMEZONE": _env("TIMEZONE", "Asia/Shanghai"),
         "DEVELOPMENT": _bool("DEVELOPMENT", False),
         "TESTING": False,
     }

@@ -125,6 +125,7 @@ def _current_order() -> Order:
 # --- choosing ---------------------------------------------------------------
 
 def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=None, storage_error=False):
+    """Everything the order page shows; also fills the form's per-line choices (needed to validate)."""
     policy = active_policy(current_app.config["POLICY_PATH"])
     now = _now()
     prechecks = precheck_order(get_session(), order, policy, now)
@@ -232,41 +233,47 @@ def order_page():
     return render_template("shop/order.html", **_page_context(order, form))
 
 
+def _posted_form(order: Order) -> tuple[ReturnForm, dict]:
+    form = ReturnForm()
+    form.lines.max_entries = len(order.lines)
+    context = _page_context(order, form)
+    return form, context
+
+
 @bp.post("/order/check")
 def check():
     """Live eligibility: the htmx fragment, or the whole page without JavaScript."""
     order = _current_order()
-    form = ReturnForm()
-    form.lines.max_entries = len(order.lines)
+    form, context = _posted_form(order)
     form.validate_on_submit()
     lines, _ = _line_requests(order, form, with_photos=False)
-    decision = check_return(get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now())
-    context = _page_context(order, form, decision=decision)
+    context["decision"] = check_return(get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now())
     return render_page_or_partial("shop/order.html", "shop/_decision.html", **context)
 
 
 @bp.post("/order/request")
 def submit():
     order = _current_order()
-    form = ReturnForm()
-    form.lines.max_entries = len(order.lines)
+    form, context = _posted_form(order)
     if not form.validate_on_submit():
-        return render_template("shop/order.html", **_page_context(order, form)), 422
+        return render_template("shop/order.html", **context), 422
     lines, photo_errors = _line_requests(order, form, with_photos=True)
     policy = active_policy(current_app.config["POLICY_PATH"])
     if photo_errors:
-        decision = check_return(get_session(), order, lines, policy, _now())
-        return render_template("shop/order.html", **_page_context(order, form, decision, photo_errors)), 422
+        context["decision"] = check_return(get_session(), order, lines, policy, _now())
+        context["photo_errors"] = photo_errors
+        return render_template("shop/order.html", **context), 422
     try:
         created = open_return(
             get_session(), order, lines, policy, _now(), current_locale(), store_from_config(current_app.config)
         )
     except ReturnNotAllowed as exc:
-        return render_template("shop/order.html", **_page_context(order, form, exc.decision)), 422
+        context["decision"] = exc.decision
+        return render_template("shop/order.html", **context), 422
     except StorageError:
         log.exception("photo store unavailable")
-        decision = check_return(get_session(), order, lines, policy, _now())
-        return render_template("shop/order.html", **_page_context(order, form, decision, storage_error=True)), 503
+        context["storage_error"] = True
+        return render_template("shop/order.html", **context), 503
     from portal.jobs import kick
 
     kick(current_app._get_current_object())

@@ -1,0 +1,281 @@
+"""Choosing, the live decision, submitting, following and cancelling a return."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from portal.db.models import OutboxMessage, Photo, RequestEvent, ReturnLine, ReturnRequest
+from tests.conftest import csrf_from, login_shopper, order_payload, post_json
+
+
+def jpeg(color=(200, 30, 30), size=(640, 480)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def shopper(client, order):
+    assert login_shopper(client).status_code == 303
+    return client
+
+
+def form_for(client, **lines) -> dict:
+    """Form data for the order page: ``lines={"0": {...}}`` keyed by line index."""
+    html = client.get("/order").get_data(as_text=True)
+    data = {"csrf_token": csrf_from(html)}
+    for idx, line_id in enumerate(re.findall(r'name="lines-(\d+)-line_id" type="hidden" value="([^"]+)"', html)):
+        data[f"lines-{line_id[0]}-line_id"] = line_id[1]
+        data[f"lines-{line_id[0]}-quantity"] = "0"
+        data[f"lines-{line_id[0]}-outcome"] = "refund"
+    for key, values in lines.items():
+        for field, value in values.items():
+            data[f"lines-{key}-{field}"] = value
+    return data
+
+
+def test_order_page_shows_lines_and_remaining(shopper):
+    html = shopper.get("/order").get_data(as_text=True)
+    assert "T-shirt" in html and "Silk scarf" in html
+    assert "Can still be returned: 2" in html
+    assert '<label for="lines-0-quantity">' in html
+    assert 'enctype="multipart/form-data"' in html
+    assert 'hx-post="/order/check"' in html
+    assert 'formaction="/order/check"' in html  # the no-JavaScript way to check
+
+
+def test_live_check_returns_fragment_for_htmx_and_page_without(shopper):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    fragment = shopper.post("/order/check", data=data, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert "HX-Request" in fragment.headers["Vary"]
+    body = fragment.get_data(as_text=True)
+    assert body.lstrip().startswith('<section id="decision"')
+    assert "Can be returned" in body
+    page = shopper.post("/order/check", data=data)
+    assert page.status_code == 200
+    assert "<!doctype html>" in page.get_data(as_text=True)
+    assert "Can be returned" in page.get_data(as_text=True)
+
+
+def test_live_check_explains_refusal(shopper):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    body = shopper.post("/order/check", data=data, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Cannot be returned" in body
+    assert "photo" in body.lower()
+
+
+def test_submit_creates_request_event_and_email(shopper, session):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "sub_reason": "too_small", "comment": "Runs small", "outcome": "refund"}})
+    response = shopper.post("/order/request", data=data)
+    assert response.status_code == 303
+    rma = response.headers["Location"].rsplit("/", 1)[1]
+    assert re.fullmatch(r"R-[0-9A-Z]{3}-[0-9A-Z]{3}-[0-9A-Z*~$=]{3}", rma)
+    request = session.scalars(select(ReturnRequest)).one()
+    assert request.rma == rma
+    assert request.status == "approved"  # 89.00 is under the auto-approve limit
+    assert request.decision["verdict"] == "eligible"
+    assert request.policy_version
+    line = session.scalars(select(ReturnLine)).one()
+    assert (line.quantity, line.reason, line.responsibility, line.comment) == (1, "size_fit", "customer", "Runs small")
+    kinds = [e.to_status for e in session.scalars(select(RequestEvent).order_by(RequestEvent.id))]
+    assert kinds == ["submitted", "approved"]
+    mail = session.scalars(select(OutboxMessage)).one()
+    assert mail.payload["to"] == "li.wei@example.com" and mail.sent_at is not None  # delivered to the file outbox
+    status = shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    assert rma in status and "Approved" in status and "has been received" in status
+
+
+def test_email_file_written_in_shoppers_language(shopper, app, session):
+    shopper.post("/lang", data={"csrf_token": csrf_from(shopper.get("/order").get_data(as_text=True)), "lang": "zh_Hans", "next": "/order"})
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    assert shopper.post("/order/request", data=data).status_code == 303
+    request = session.scalars(select(ReturnRequest)).one()
+    assert request.locale == "zh_Hans"
+    files = list(Path(app.config["OUTBOX_PATH"]).glob("*.eml"))
+    assert len(files) == 1
+    text = files[0].read_bytes().decode("utf-8", "replace")
+    assert request.rma in text
+
+
+def test_quantity_above_remaining_is_refused_and_form_kept(shopper, session):
+    data = form_for(shopper, **{"0": {"quantity": "3", "reason": "size_fit", "comment": "keep me", "outcome": "refund"}})
+    response = shopper.post("/order/request", data=data)
+    assert response.status_code == 422
+    assert "keep me" in response.get_data(as_text=True)
+    assert session.scalar(select(func.count(ReturnRequest.id))) == 0
+
+
+def test_photos_required_for_damaged(shopper, session):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "box crushed", "outcome": "refund"}})
+    response = shopper.post("/order/request", data=data)
+    assert response.status_code == 422
+    assert "box crushed" in response.get_data(as_text=True)
+    assert session.scalar(select(func.count(ReturnRequest.id))) == 0
+    data["lines-0-photos"] = [(io.BytesIO(jpeg()), "front.jpg"), (io.BytesIO(jpeg((0, 90, 0))), "side.jpg")]
+    response = shopper.post("/order/request", data=data, content_type="multipart/form-data")
+    assert response.status_code == 303
+    photos = session.scalars(select(Photo)).all()
+    assert len(photos) == 2
+    assert all(p.storage_key.startswith("photos/") and "front" not in p.storage_key for p in photos)
+
+
+def test_duplicate_photo_stored_once(shopper, session):
+    same = jpeg()
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    data["lines-0-photos"] = [(io.BytesIO(same), "a.jpg"), (io.BytesIO(same), "b.jpg")]
+    assert shopper.post("/order/request", data=data, content_type="multipart/form-data").status_code == 303
+    assert session.scalar(select(func.count(Photo.id))) == 1
+
+
+@pytest.mark.parametrize(
+    "content,name,message",
+    [
+        (b"", "empty.jpg", "is empty"),
+        (b"<html><script>alert(1)</script></html>", "page.jpg", "not a JPEG, PNG or WebP"),
+        (None, "cut.jpg", "damaged or incomplete"),
+    ],
+)
+def test_bad_photo_gets_clear_message_and_form_kept(shopper, session, content, name, message):
+    if content is None:
+        content = jpeg()[:600]
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "typed text stays", "outcome": "refund"}})
+    data["lines-0-photos"] = [(io.BytesIO(content), name)]
+    response = shopper.post("/order/request", data=data, content_type="multipart/form-data")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert message in body and "typed text stays" in body
+    assert session.scalar(select(func.count(ReturnRequest.id))) == 0
+
+
+def test_upload_over_request_limit_is_413(shopper, app):
+    app.config["MAX_CONTENT_LENGTH"] = 50_000
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    data["lines-0-photos"] = [(io.BytesIO(b"\0" * 60_000), "big.jpg")]
+    response = shopper.post("/order/request", data=data, content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert "too large" in response.get_data(as_text=True)
+
+
+def test_partly_returned_line_shows_what_remains(shopper, session):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    assert shopper.post("/order/request", data=data).status_code == 303
+    html = shopper.get("/order").get_data(as_text=True)
+    assert "Can still be returned: 1" in html
+
+
+def test_exchange_only_to_in_stock_variant(shopper, session):
+    html = shopper.get("/order").get_data(as_text=True)
+    assert 'value="TEE-L"' in html and 'value="TEE-M"' not in html  # M is out of stock
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange", "exchange_sku": "TEE-M"}})
+    assert shopper.post("/order/request", data=data).status_code == 422
+    data["lines-0-exchange_sku"] = "TEE-L"
+    assert shopper.post("/order/request", data=data).status_code == 303
+    assert session.scalars(select(ReturnLine.exchange_sku)).one() == "TEE-L"
+
+
+def test_gift_order_gets_store_credit_only(client, session):
+    post_json(client, "/api/v1/orders", order_payload("GIFT-1", gift=True))
+    assert login_shopper(client, number="GIFT-1").status_code == 303
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    response = client.post("/order/request", data=data)
+    assert response.status_code == 422
+    assert "store credit" in response.get_data(as_text=True).lower()
+    data["lines-0-outcome"] = "store_credit"
+    assert client.post("/order/request", data=data).status_code == 303
+
+
+def test_tampered_server_owned_fields_are_ignored(shopper, session):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    data.update({"status": "refunded", "value": "0.01", "verdict": "eligible", "lines-0-unit_price": "1"})
+    assert shopper.post("/order/request", data=data).status_code == 303
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "approved" and str(req.value) != "0.01"
+
+
+def test_unknown_line_ids_are_ignored(shopper, session):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund", "line_id": "999"}})
+    response = shopper.post("/order/request", data=data)
+    assert response.status_code == 422
+    assert session.scalar(select(func.count(ReturnRequest.id))) == 0
+
+
+def test_garbage_quantity_is_a_4xx(shopper):
+    data = form_for(shopper, **{"0": {"quantity": "lots", "reason": "size_fit"}})
+    assert shopper.post("/order/request", data=data).status_code == 422
+
+
+def _submit(client) -> str:
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    return client.post("/order/request", data=data).headers["Location"].rsplit("/", 1)[1]
+
+
+def test_cancel_while_nothing_shipped(shopper, session):
+    rma = _submit(shopper)
+    page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "approved"})
+    assert response.status_code == 303
+    assert session.scalars(select(ReturnRequest.status)).one() == "cancelled"
+    assert "Cancelled" in shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    # Units are released again.
+    assert "Can still be returned: 2" in shopper.get("/order").get_data(as_text=True)
+
+
+def test_stale_cancel_gets_a_message_not_a_double_action(shopper, session):
+    rma = _submit(shopper)
+    page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    token = csrf_from(page)
+    assert shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "approved"}).status_code == 303
+    again = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "approved"}, follow_redirects=True)
+    assert "changed while you were looking" in again.get_data(as_text=True)
+    assert session.scalar(select(func.count(RequestEvent.id)).where(RequestEvent.to_status == "cancelled")) == 1
+
+
+def test_cancel_after_shipping_is_refused(shopper, session):
+    rma = _submit(shopper)
+    req = session.scalars(select(ReturnRequest)).one()
+    req.status = "in_transit"
+    session.commit()
+    page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    assert "Cancel this return" not in page
+    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "in_transit"}, follow_redirects=True)
+    assert "already on its way" in response.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "in_transit"
+
+
+def test_other_orders_requests_and_photos_are_404(client, shopper, session):
+    rma = _submit(shopper)
+    post_json(client, "/api/v1/orders", order_payload("SO-2002", email="other@example.com"))
+    other = client.application.test_client()
+    assert login_shopper(other, number="SO-2002", contact="other@example.com").status_code == 303
+    assert other.get(f"/requests/{rma}").status_code == 404
+    assert other.get(f"/requests/{rma}/photos/1").status_code == 404
+    assert other.post(f"/requests/{rma}/cancel", data={"csrf_token": "x"}).status_code in (400, 404)
+
+
+def test_photo_served_only_to_owner_with_fixed_type(shopper, session):
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    data["lines-0-photos"] = [(io.BytesIO(jpeg()), "x.jpg")]
+    rma = shopper.post("/order/request", data=data, content_type="multipart/form-data").headers["Location"].rsplit("/", 1)[1]
+    photo = session.scalars(select(Photo)).one()
+    response = shopper.get(f"/requests/{rma}/photos/{photo.id}")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.data[:3] == b"\xff\xd8\xff"
+    stranger = shopper.application.test_client()
+    assert stranger.get(f"/requests/{rma}/photos/{photo.id}").status_code in (303, 404)
+
+
+def test_status_fragment_for_htmx(shopper):
+    rma = _submit(shopper)
+    fragment = shopper.get(f"/requests/{rma}", headers={"HX-Request": "true"})
+    assert fragment.get_data(as_text=True).lstrip().startswith('<section id="status"')
+    assert "HX-Request" in fragment.headers["Vary"]
