@@ -16,7 +16,14 @@ from portal import create_app
 
 
 def _app(**overrides):
-    return create_app(overrides or None)
+    """The app for one command; its connections are closed when the command ends."""
+    app = create_app(overrides or None)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        from portal.db import get_engine
+
+        ctx.call_on_close(get_engine(app).dispose)
+    return app
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,169 @@
+"""The returns-portal command: import, QR, policy check and replay, schema upgrade, outbox."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from sqlalchemy import func, select
+
+from portal.cli import main
+from portal.db.models import Order, ReturnRequest
+from tests.conftest import login_shopper, order_payload
+
+
+@pytest.fixture
+def cli(app, monkeypatch, database_url):
+    """Run the real console entry point against the test database and instance folder."""
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", app.config["INSTANCE_PATH"])
+    monkeypatch.setenv("PORTAL_DATABASE_URL", database_url)
+    monkeypatch.setenv("PORTAL_SECRET_KEY", app.config["SECRET_KEY"])
+    monkeypatch.setenv("PORTAL_API_SECRET", app.config["API_SECRET"])
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        return result
+
+    return run
+
+
+def test_import_jsonl_reports_rows_and_keeps_good_ones(cli, tmp_path, session):
+    good1 = order_payload("IMP-1")
+    good2 = order_payload("IMP-2")
+    bad = order_payload("IMP-3")
+    bad["currency"] = "XYZ"
+    path = tmp_path / "orders.jsonl"
+    path.write_text("\n".join([json.dumps(good1), "{broken", json.dumps(bad), json.dumps(good2)]) + "\n")
+    result = cli("import-orders", str(path))
+    assert result.exit_code == 0, result.output
+    assert "created 2, updated 0, rejected 2" in result.output
+    assert "row 2:" in result.output and "row 3:" in result.output and "currency" in result.output
+    assert session.scalar(select(func.count(Order.id))) == 2
+    again = cli("import-orders", str(path))
+    assert "created 0, updated 2, rejected 2" in again.output
+
+
+def test_import_csv_groups_lines_by_order(cli, tmp_path, session):
+    path = tmp_path / "orders.csv"
+    cols = ["order_number", "placed_at", "delivered_at", "currency", "channel", "customer_name", "customer_email",
+            "customer_phone", "customer_postcode", "payment_method", "payment_reference", "shipping_paid", "gift",
+            "line_id", "sku", "product_name", "variant", "category", "quantity", "unit_price", "discount", "tax", "final_sale"]
+    base = ["CSV-1", "2026-11-01T10:00:00+08:00", "2026-11-03T10:00:00+08:00", "CNY", "tmall", "王芳", "wang@example.com",
+            "", "100000", "alipay", "P-1", "0", "no"]
+    rows = [
+        base + ["1", "TEE-S", "T恤", "S", "tops", "1", "99.00", "0", "0", "no"],
+        base + ["2", "TEE-L", "T恤", "L", "tops", "2", "99.00", "0", "0", "no"],
+        ["CSV-2"] + base[1:] + ["1", "X", "X", "", "tops", "-1", "1.00", "0", "0", "no"],
+    ]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(cols)
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    result = cli("import-orders", str(path))
+    assert "created 1, updated 0, rejected 1" in result.output, result.output
+    assert "row 4:" in result.output and "quantity" in result.output
+    order = session.scalars(select(Order)).one()
+    assert order.customer_name == "王芳" and len(order.lines) == 2
+
+
+def test_import_unknown_format_is_a_clear_error(cli, tmp_path):
+    path = tmp_path / "orders.xml"
+    path.write_text("<orders/>")
+    result = cli("import-orders", str(path))
+    assert result.exit_code != 0 and "Error" in result.output
+
+
+@pytest.mark.parametrize("kind,magic", [("--svg", b"<?xml"), ("--png", b"\x89PNG")])
+def test_qr_writes_the_signed_link(cli, client, order, tmp_path, kind, magic):
+    out = tmp_path / f"qr.{kind[2:]}"
+    result = cli("qr", "so-1001", kind, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    link = result.output.splitlines()[0]
+    assert link.startswith("http") and "/r/" in link
+    assert out.read_bytes().startswith(magic)
+    # The link printed is the one that works.
+    response = client.get("/r/" + link.rsplit("/r/", 1)[1])
+    assert response.status_code == 303
+    if kind == "--png":
+        with Image.open(out) as img:
+            assert img.size[0] > 100
+
+
+def test_qr_unknown_order(cli):
+    result = cli("qr", "NOPE")
+    assert result.exit_code != 0 and "no order NOPE" in result.output
+
+
+def _submit(client, quantity="1", reason="size_fit"):
+    from tests.web.test_shop_request import form_for
+
+    assert login_shopper(client).status_code == 303
+    data = form_for(client, **{"0": {"quantity": quantity, "reason": reason, "outcome": "refund"}})
+    return client.post("/order/request", data=data)
+
+
+def test_policy_check_prints_decision_and_trace(cli, client, order):
+    _submit(client)
+    result = cli("policy", "check", "SO-1001")
+    assert result.exit_code == 0, result.output
+    assert "Order SO-1001 under policy default-1" in result.output
+    assert "line 1 TEE-S" in result.output and "1 of 2 returnable" in result.output
+    assert "[ok ] window" in result.output
+    assert "request R-" in result.output and "eligible" in result.output
+
+
+def test_policy_replay_shows_what_would_change(cli, client, order, tmp_path, app):
+    _submit(client)
+    from portal.services.policies import default_policy_text
+
+    stricter = default_policy_text().replace('version = "default-1"', 'version = "strict-2"').replace(
+        'auto_approve_max = "200.00"', 'auto_approve_max = "50.00"'
+    )
+    path = tmp_path / "candidate.toml"
+    path.write_text(stricter)
+    since = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    result = cli("policy", "replay", "--policy", str(path), "--since", since)
+    assert result.exit_code == 0, result.output
+    assert "1 requests re-decided under strict-2; 1 would change" in result.output
+    assert "auto" in result.output.lower()
+    same = cli("policy", "replay", "--policy", str(path).replace("candidate", "candidate"), "--since", "2999-01-01")
+    assert "0 requests re-decided" in same.output
+
+
+def test_policy_replay_rejects_broken_policy(cli, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('version = "x"\n[window]\ndays = -1\n')
+    result = cli("policy", "replay", "--policy", str(path), "--since", "2026-01-01")
+    assert result.exit_code != 0 and "policy:" in result.output
+
+
+def test_db_upgrade_is_idempotent(cli):
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0 and "schema at revision" in result.output
+
+
+def test_outbox_send(cli, client, order, session):
+    result = cli("outbox", "send")
+    assert result.exit_code == 0 and "sent 0, failed 0" in result.output
+
+
+def test_demo_seeds_every_case(cli, session):
+    result = cli("demo", "--no-serve", "--port", "8123")
+    assert result.exit_code == 0, result.output
+    assert session.scalar(select(func.count(Order.id))) >= 50
+    for case in ["outside every window", "not delivered yet", "final-sale line", "excluded categories", "gift order",
+                 "high value", "already partly returned", "multi-line with discounts", "frequent returner"]:
+        assert case in result.output
+    assert "http://127.0.0.1:8123/r/" in result.output
+    assert session.scalar(select(func.count(ReturnRequest.id))) >= 1
+    # Running it again refreshes rather than duplicates.
+    count = session.scalar(select(func.count(Order.id)))
+    cli("demo", "--no-serve", "--port", "8123")
+    assert session.scalar(select(func.count(Order.id))) == count
