@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from portal.db.models import Order, OrderLine, Photo, RequestEvent, ReturnLine, ReturnRequest, Variant
@@ -155,6 +155,18 @@ def move(request: ReturnRequest, target: Status, actor: str, note: str = "", at:
     request.status = target.value
 
 
+def lock_order(session: Session, order_id: int) -> None:
+    """Serialise changes to one order's requests until the caller commits.
+
+    PostgreSQL locks the order row; SQLite has no row locks, so a no-op update
+    takes the database write lock before anything is read.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Order).where(Order.id == order_id).values(id=Order.id))
+    else:
+        session.execute(select(Order.id).where(Order.id == order_id).with_for_update())
+
+
 def open_return(
     session: Session,
     order: Order,
@@ -172,7 +184,7 @@ def open_return(
     recomputed. Photos are stored first and removed again if the request cannot
     be saved, so nothing is left half-written. Raises ReturnNotAllowed.
     """
-    session.execute(select(Order.id).where(Order.id == order.id).with_for_update())
+    lock_order(session, order.id)
     chosen = [line for line in lines if line.quantity > 0]
     decision = check_return(session, order, chosen, policy, now)
     if decision.verdict == Verdict.NOT_ELIGIBLE:
