@@ -44,6 +44,7 @@ HELLO_PATH = "/bench-hello"
 LOOKUP_LIMIT = "1000000 per minute"
 ORDER_CASE = "multi-line with discounts"  # a demo order whose page shows several returnable lines
 WRONG_CONTACT = "nobody@example.com"
+READY = "bench-server-ready "
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 DEFAULT_REQUESTS = 1000
@@ -212,7 +213,7 @@ def serve_child(argv: list[str]) -> None:
         "contact": payload["customer"]["email"],
         "lines": len(payload["lines"]),
     }
-    print(json.dumps(ready), flush=True)
+    print(READY + json.dumps(ready), flush=True)
     try:
         server.run()  # returns after KeyboardInterrupt, with the worker threads shut down
     finally:
@@ -239,12 +240,14 @@ class Server:
             stdout=subprocess.PIPE,
             text=True,
         )
-        line = self.proc.stdout.readline()
-        if not line:
-            self._stop()
-            raise SystemExit("bench: the portal server did not start (see its output above)")
-        self.info = json.loads(line)
-        return self
+        for line in self.proc.stdout:
+            if line.startswith(READY):
+                self.info = json.loads(line[len(READY) :])
+                return self
+            print(line, end="")
+        self._stop()
+        self.tmp.cleanup()
+        raise SystemExit("bench: the portal server did not start (see its output above)")
 
     def _stop(self) -> None:
         proc = self.proc

@@ -69,7 +69,9 @@ def clean_photo(data: bytes, filename: str, max_bytes: int) -> CleanPhoto:
             img.convert("RGB").save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
         except PhotoRejected:
             raise
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _reject("dimensions", N_("%(name)s is not a usable photo size."), name) from None
+        except UnidentifiedImageError:
             raise _reject("not_a_photo", N_("%(name)s is not a JPEG, PNG or WebP photo."), name) from None
         except (OSError, SyntaxError, ValueError, EOFError):
             raise _reject("damaged", N_("%(name)s is damaged or incomplete."), name) from None
