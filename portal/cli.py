@@ -91,7 +91,7 @@ def serve(host: str, port: int, threads: int) -> None:
 def demo(host: str, port: int, no_serve: bool) -> None:
     """Load the demo catalogue, orders and staff, then serve on 127.0.0.1."""
     from portal.db import get_engine, session_scope, upgrade
-    from portal.demo import seed, seed_requests
+    from portal.demo import seed, seed_requests, seed_staff
     from portal.links import return_link
 
     public = f"http://{host}:{port}"
@@ -100,6 +100,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     with app.app_context(), session_scope(app) as session:
         firsts = seed(session)
         seed_requests(app, session)
+        staff = seed_staff(session)
     cfg = app.config
     click.echo("")
     click.echo("Returns portal demo")
@@ -110,6 +111,9 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         email = "frequent@example.com" if name == "frequent returner" else f"shopper{idx}@example.com"
         click.echo(f"    {number}  {email:<24} {name}")
     click.echo(f"  QR link for {firsts[0][1]}:  {return_link(public, cfg['SECRET_KEY'], firsts[0][1])}")
+    click.echo(f"  Staff sign-in:  {public}/staff/login")
+    for role, email, password in staff:
+        click.echo(f"    {role:<10} {email:<26} password {password}")
     click.echo(f"  API secret (X-Portal-Signature): {cfg['API_SECRET']}")
     click.echo(f"  Instance folder: {cfg['INSTANCE_PATH']}")
     if no_serve:
@@ -268,6 +272,32 @@ def policy_replay(policy_file: Path, since: datetime) -> None:
         for change in r.changes:
             click.echo(f"  - {change}")
     click.echo(f"{len(results)} requests re-decided under {candidate.version}; {len(changed)} would change")
+
+
+# --- staff -------------------------------------------------------------------------
+
+@main.group()
+def staff() -> None:
+    """Staff accounts."""
+
+
+@staff.command("create")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(["agent", "lead", "manager", "warehouse", "finance", "admin"]))
+@click.option("--name", default="")
+@click.password_option(prompt="Password", help="Prompted for when not given.")
+def staff_create(email: str, role: str, name: str, password: str) -> None:
+    """Create a staff account."""
+    from portal.db import session_scope
+    from portal.services.staff import StaffError, create_staff
+
+    app = _app()
+    with session_scope(app) as session:
+        try:
+            user = create_staff(session, email, name or email, role, password)
+        except StaffError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"created {user.email} ({user.role})")
 
 
 # --- background work ----------------------------------------------------------------

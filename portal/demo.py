@@ -191,3 +191,15 @@ def seed_requests(app, session: Session) -> int:
 
 def _first_of(case_name: str, now: datetime) -> str:
     return next(p["order_number"] for n, p in demo_orders(now) if n == case_name)
+
+
+DEMO_STAFF = [(role, f"{role}@demo.example", f"demo-{role}-pass") for role in ("agent", "lead", "manager", "warehouse", "finance", "admin")]
+
+
+def seed_staff(session: Session) -> list[tuple[str, str, str]]:
+    """One account per role; returns (role, email, password) for printing."""
+    from portal.services.staff import ensure_staff
+
+    for role, email, password in DEMO_STAFF:
+        ensure_staff(session, email, f"Demo {role.title()}", role, password)
+    return DEMO_STAFF

@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
+from portal.domain.roles import ROLE_LABELS
 from portal.i18n import LOCALES, current_locale, money, render_text
 
 log = logging.getLogger("portal.web")
@@ -48,8 +49,12 @@ def init_web(app: Flask) -> None:
     from portal.extensions import csrf
     from portal.web.api import bp as api_bp
     from portal.web.shop import bp as shop_bp
+    from portal.web.staff import bp as staff_bp
+    from portal.web.staff import login_manager
 
+    login_manager.init_app(app)
     app.register_blueprint(shop_bp)
+    app.register_blueprint(staff_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)
 
@@ -59,6 +64,7 @@ def init_web(app: Flask) -> None:
         current_locale=current_locale,
         LOCALES=LOCALES,
         STATUS_LABELS=STATUS_LABELS,
+        ROLE_LABELS=ROLE_LABELS,
     )
 
     @app.post("/lang")

@@ -1,0 +1,88 @@
+"""Staff accounts: argon2 passwords, rehash on login, sessions that end on logout or disable."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.db.models import StaffUser
+from portal.domain.roles import ROLES
+from portal.logs import mask_email, safe
+
+log = logging.getLogger("portal.staff")
+DEFAULT_HASHER = PasswordHasher()  # argon2id with the library's recommended parameters
+hasher = DEFAULT_HASHER
+_dummy: dict[int, str] = {}
+
+
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a miss costs what a hit costs."""
+    key = id(hasher)
+    if key not in _dummy:
+        _dummy[key] = hasher.hash("not-a-real-password")
+    return _dummy[key]
+
+MIN_PASSWORD = 10
+
+
+class StaffError(ValueError):
+    pass
+
+
+def create_staff(session: Session, email: str, name: str, role: str, password: str) -> StaffUser:
+    """Create an account; the email is unique (case-insensitive) and the role must exist."""
+    email = email.strip().lower()
+    if role not in ROLES:
+        raise StaffError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD:
+        raise StaffError(f"password must have at least {MIN_PASSWORD} characters")
+    if session.scalars(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
+        raise StaffError(f"{email} already has an account")
+    user = StaffUser(email=email, name=name.strip() or email, role=role, password_hash=hasher.hash(password), active=True, session_version=1)
+    session.add(user)
+    session.commit()
+    log.info("staff account created for %s with role %s", mask_email(email), role)
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> StaffUser | None:
+    """The active account for these credentials, or None. Rehashes when the parameters changed."""
+    email = (email or "").strip().lower()
+    user = session.scalars(select(StaffUser).where(StaffUser.email == email)).one_or_none()
+    try:
+        hasher.verify(user.password_hash if user else _dummy_hash(), password or "")
+        ok = user is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or not user.active:
+        log.warning("staff login failed for %s", mask_email(safe(email)))
+        return None
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    user.last_login_at = datetime.now(timezone.utc)
+    session.commit()
+    return user
+
+
+def end_sessions(session: Session, user: StaffUser) -> None:
+    """Invalidate every existing session of this account (logout everywhere)."""
+    user.session_version += 1
+    session.commit()
+
+
+def set_active(session: Session, user: StaffUser, active: bool) -> None:
+    user.active = active
+    user.session_version += 1
+    session.commit()
+    log.info("staff account %s %s", mask_email(user.email), "enabled" if active else "disabled")
+
+
+def ensure_staff(session: Session, email: str, name: str, role: str, password: str) -> StaffUser:
+    """Create the account if missing (used by the demo)."""
+    user = session.scalars(select(StaffUser).where(StaffUser.email == email.lower())).one_or_none()
+    return user or create_staff(session, email, name, role, password)

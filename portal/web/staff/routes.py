@@ -1,0 +1,146 @@
+"""Back office: sign in, and read return requests with their decision trace."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from portal.db import get_session
+from portal.db.models import Photo, ReturnRequest, StaffUser
+from portal.domain.policy import Decision
+from portal.domain.reasons import REASONS
+from portal.domain.roles import CAN_VIEW_REQUESTS
+from portal.extensions import limiter
+from portal.logs import mask_email
+from portal.services.staff import authenticate, end_sessions
+from portal.storage import StorageError, store_from_config
+from portal.web import safe_next
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+login_manager = LoginManager()
+login_manager.login_view = "staff.login"
+login_manager.session_protection = "basic"
+
+PAGE_SIZE = 50
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    try:
+        raw_id, version = user_id.split(":")
+        user = get_session().get(StaffUser, int(raw_id))
+    except (ValueError, TypeError):
+        return None
+    if user is None or not user.active or str(user.session_version) != version:
+        return None
+    return user
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    if request.headers.get("HX-Request") == "true":
+        return "", 401
+    return redirect(url_for("staff.login", next=request.path), code=303)
+
+
+def staff_required(*roles: str):
+    allowed = frozenset(roles)
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if allowed and current_user.role not in allowed:
+                current_app.logger.warning("staff %s (%s) denied %s", current_user.id, current_user.role, request.path)
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+class LoginForm(FlaskForm):
+    email = StringField(_l("Email"), validators=[DataRequired(), Length(max=255)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
+
+
+def _failed_login(_response) -> bool:
+    return bool(g.get("staff_login_failed"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("10 per 15 minutes", methods=["POST"], deduct_when=_failed_login, scope="staff-login")
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(get_session(), form.email.data, form.password.data)
+        if user is not None:
+            login_user(user)
+            session["staff_role"] = user.role
+            return redirect(safe_next(request.args.get("next"), url_for("staff.home")), code=303)
+        g.staff_login_failed = True
+        return render_template("staff/login.html", form=form, failed=True), 422
+    status = 422 if request.method == "POST" else 200
+    return render_template("staff/login.html", form=form, failed=False), status
+
+
+@bp.post("/logout")
+@staff_required()
+def logout():
+    end_sessions(get_session(), current_user._get_current_object())
+    logout_user()
+    session.pop("staff_role", None)
+    flash(gettext("You are signed out."), "success")
+    return redirect(url_for("staff.login"), code=303)
+
+
+@bp.get("/")
+@staff_required(*CAN_VIEW_REQUESTS)
+def home():
+    try:
+        page = max(int(request.args.get("page", 1)), 1)
+    except ValueError:
+        page = 1
+    status = request.args.get("status") or None
+    stmt = select(ReturnRequest).order_by(ReturnRequest.created_at.desc(), ReturnRequest.id.desc())
+    count = select(func.count(ReturnRequest.id))
+    if status:
+        stmt = stmt.where(ReturnRequest.status == status)
+        count = count.where(ReturnRequest.status == status)
+    requests = get_session().scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    total = get_session().scalar(count)
+    return render_template("staff/home.html", requests=requests, page=page, total=total, page_size=PAGE_SIZE,
+                           status=status, mask_email=mask_email)
+
+
+@bp.get("/requests/<rma>")
+@staff_required(*CAN_VIEW_REQUESTS)
+def request_detail(rma: str):
+    req = get_session().scalars(select(ReturnRequest).where(ReturnRequest.rma == rma)).one_or_none()
+    if req is None:
+        abort(404)
+    return render_template("staff/request.html", req=req, decision=Decision.from_dict(req.decision), reasons=REASONS,
+                           mask_email=mask_email)
+
+
+@bp.get("/photos/<int:photo_id>")
+@staff_required(*CAN_VIEW_REQUESTS)
+def photo(photo_id: int):
+    item = get_session().get(Photo, photo_id)
+    if item is None:
+        abort(404)
+    try:
+        data = store_from_config(current_app.config).get(item.storage_key)
+    except StorageError:
+        abort(404)
+    return data, 200, {"Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}

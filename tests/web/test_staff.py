@@ -1,0 +1,129 @@
+"""Staff sign-in, sessions that really end, and who may open what."""
+
+from __future__ import annotations
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import select
+
+from portal.db.models import StaffUser
+from portal.domain.roles import ROLES
+from portal.services.staff import StaffError, create_staff, set_active
+from tests.conftest import get_csrf, login_shopper
+from tests.web.test_shop_request import form_for
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def accounts(session):
+    return {role: create_staff(session, f"{role}@example.com", role.title(), role, PASSWORD).id for role in ROLES}
+
+
+def sign_in(client, email, password=PASSWORD):
+    token = get_csrf(client, "/staff/login")
+    return client.post("/staff/login", data={"csrf_token": token, "email": email, "password": password})
+
+
+def test_sign_in_and_see_requests(client, accounts, order):
+    shopper = client.application.test_client()
+    login_shopper(shopper)
+    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    response = sign_in(client, "agent@example.com")
+    assert response.status_code == 303 and response.headers["Location"] == "/staff/"
+    home = client.get("/staff/").get_data(as_text=True)
+    assert "SO-1001" in home and "li.wei@example.com" not in home and "l***@e***.com" in home
+    rma = home.split('href="/staff/requests/', 1)[1].split('"', 1)[0]
+    detail = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    assert "default-1" in detail and "window" in detail
+
+
+def test_wrong_password_and_unknown_email_look_the_same(client, accounts):
+    a = sign_in(client, "agent@example.com", "wrong password!")
+    b = sign_in(client, "nobody@example.com", "wrong password!")
+    assert a.status_code == b.status_code == 422
+    assert "not right" in a.get_data(as_text=True)
+
+
+def test_login_is_throttled(client, accounts):
+    for _ in range(10):
+        assert sign_in(client, "agent@example.com", "wrong password!").status_code == 422
+    assert sign_in(client, "agent@example.com", "wrong password!").status_code == 429
+
+
+def test_logout_ends_every_session_of_the_account(client, app, accounts):
+    other = app.test_client()
+    sign_in(client, "lead@example.com")
+    sign_in(other, "lead@example.com")
+    assert other.get("/staff/").status_code == 200
+    client.post("/staff/logout", data={"csrf_token": get_csrf(client, "/staff/")})
+    assert client.get("/staff/").status_code == 303
+    assert other.get("/staff/").status_code == 303  # the other browser is signed out too
+
+
+def test_disabling_an_account_ends_its_sessions(client, accounts, session):
+    sign_in(client, "finance@example.com")
+    assert client.get("/staff/").status_code == 200
+    set_active(session, session.get(StaffUser, accounts["finance"]), False)
+    assert client.get("/staff/").status_code == 303
+    assert sign_in(client, "finance@example.com").status_code == 422
+
+
+def test_password_rehashed_when_parameters_change(client, session):
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    user = StaffUser(email="old@example.com", name="Old", role="agent", password_hash=weak.hash(PASSWORD), active=True, session_version=1)
+    session.add(user)
+    session.commit()
+    old_hash = user.password_hash
+    assert sign_in(client, "old@example.com").status_code == 303
+    session.refresh(user)
+    assert user.password_hash != old_hash and user.password_hash.startswith("$argon2id$")
+
+
+def test_production_hasher_is_argon2id_with_recommended_parameters():
+    from portal.services.staff import DEFAULT_HASHER
+
+    assert DEFAULT_HASHER.type.name == "ID"
+    assert DEFAULT_HASHER.time_cost >= 2 and DEFAULT_HASHER.memory_cost >= 19 * 1024
+
+
+def test_create_staff_rules(session):
+    with pytest.raises(StaffError):
+        create_staff(session, "x@example.com", "X", "superuser", PASSWORD)
+    with pytest.raises(StaffError):
+        create_staff(session, "x@example.com", "X", "agent", "short")
+    create_staff(session, "X@example.com", "X", "agent", PASSWORD)
+    with pytest.raises(StaffError):
+        create_staff(session, "x@example.com", "X", "agent", PASSWORD)
+
+
+def test_open_redirect_after_login_is_refused(client, accounts):
+    token = get_csrf(client, "/staff/login")
+    response = client.post("/staff/login?next=https://evil.example/", data={"csrf_token": token, "email": "agent@example.com", "password": PASSWORD})
+    assert response.headers["Location"] == "/staff/"
+
+
+# Expected outcome of every staff route for every kind of caller.
+# 303 = sent to sign in, 200 = allowed, 403 = signed in but not allowed, 404 = allowed but no such thing.
+ROUTES = [
+    ("GET", "/staff/", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
+    ("GET", "/staff/requests/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/photos/999999", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/login", {"anonymous": 200, "shopper": 200, **{r: 200 for r in ROLES}}),
+]
+CALLERS = ["anonymous", "shopper", *ROLES]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("method,path,expected", ROUTES, ids=[r[1] for r in ROUTES])
+def test_role_matrix(client, accounts, order, caller, method, path, expected):
+    if caller == "shopper":
+        login_shopper(client)
+    elif caller != "anonymous":
+        sign_in(client, f"{caller}@example.com")
+    response = client.open(path, method=method)
+    assert response.status_code == expected[caller]
+
+
+def test_htmx_request_without_session_gets_401(client):
+    assert client.get("/staff/", headers={"HX-Request": "true"}).status_code == 401
