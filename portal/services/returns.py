@@ -127,9 +127,9 @@ def order_facts(session: Session, order: Order, policy: Policy, now: datetime, e
     )
 
 
-def precheck_order(session: Session, order: Order, policy: Policy, now: datetime) -> dict[str, LineDecision]:
+def precheck_order(session: Session, order: Order, policy: Policy, now: datetime, facts: OrderFacts | None = None) -> dict[str, LineDecision]:
     """What each line of the order allows before the shopper chooses anything."""
-    facts = order_facts(session, order, policy, now)
+    facts = facts or order_facts(session, order, policy, now)
     return {line.line_id: precheck_line(policy, facts, line.line_id, now) for line in facts.lines}
 
 

@@ -21,7 +21,7 @@ from portal.links import read_return_token
 from portal.logs import mask_email, safe
 from portal.services import Conflict, NotFound
 from portal.services.policies import active_policy
-from portal.services.returns import LineRequest, ReturnNotAllowed, check_return, get_request_for_order, open_return, precheck_order, requested_units
+from portal.services.returns import LineRequest, ReturnNotAllowed, check_return, get_request_for_order, open_return, order_facts, precheck_order
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
 from portal.web import render_page_or_partial
@@ -128,10 +128,9 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
     """Everything the order page shows; also fills the form's per-line choices (needed to validate)."""
     policy = active_policy(current_app.config["POLICY_PATH"])
     now = _now()
-    prechecks = precheck_order(get_session(), order, policy, now)
-    from portal.services.returns import order_facts
-
-    facts = {f.line_id: f for f in order_facts(get_session(), order, policy, now).lines}
+    order_facts_ = order_facts(get_session(), order, policy, now)
+    prechecks = precheck_order(get_session(), order, policy, now, facts=order_facts_)
+    facts = {f.line_id: f for f in order_facts_.lines}
     options = {}
     all_skus = set().union(*(f.exchange_options for f in facts.values())) if facts else set()
     labels = {}
