@@ -1,0 +1,64 @@
+"""The shopper's happy path in a real browser: look up, choose, see the live decision, submit, follow, cancel."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import PRODUCTS, order_payload, post_json
+
+
+def test_shopper_returns_an_item(client, live_server, page):
+    post_json(client, "/api/v1/products", PRODUCTS)
+    post_json(client, "/api/v1/orders", order_payload())
+
+    page.goto(live_server + "/")
+    page.get_by_label("Order number").fill("SO-1001")
+    page.get_by_label("Email or postcode").fill("li.wei@example.com")
+    page.get_by_role("button", name="Find my order").click()
+    page.wait_for_url(re.compile(r".*/order$"))
+
+    # The live check (htmx) answers as soon as a choice changes, before submitting.
+    page.get_by_label("How many to return").first.select_option("1")
+    page.get_by_label("Reason").first.select_option("damaged")
+    decision = page.locator("#decision")
+    decision.get_by_text(re.compile(r"photo", re.I)).first.wait_for()
+    assert "Cannot be returned" in decision.inner_text()
+    page.get_by_label("Reason").first.select_option("size_fit")
+    decision.get_by_text("Can be returned").wait_for()
+
+    page.get_by_label("Anything else we should know?").first.fill("Runs small")
+    page.get_by_role("button", name="Submit return request").click()
+    page.wait_for_url(re.compile(r".*/requests/R-"))
+    assert "has been received" in page.content()
+    assert page.locator(".status-now").inner_text().endswith("Approved")
+
+    page.get_by_role("button", name="Cancel this return").click()
+    page.get_by_text("Your return request has been cancelled.").wait_for()
+    assert page.locator(".status-now").inner_text().endswith("Cancelled")
+
+
+def test_shopper_switches_to_chinese(live_server, page):
+    page.goto(live_server + "/")
+    page.get_by_role("button", name="简体中文").click()
+    page.get_by_role("heading", name="申请退货").wait_for()
+    assert page.locator("html").get_attribute("lang") == "zh-Hans"
+
+
+def test_form_works_without_javascript(client, live_server, browser):
+    post_json(client, "/api/v1/products", PRODUCTS)
+    post_json(client, "/api/v1/orders", order_payload())
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(live_server + "/")
+        page.get_by_label("Order number").fill("SO-1001")
+        page.get_by_label("Email or postcode").fill("200001")
+        page.get_by_role("button", name="Find my order").click()
+        page.get_by_label("How many to return").first.select_option("1")
+        page.get_by_label("Reason").first.select_option("size_fit")
+        page.get_by_role("button", name="Check what is possible").click()
+        page.locator("#decision").get_by_text("Can be returned").wait_for()
+        page.get_by_role("button", name="Submit return request").click()
+        page.wait_for_url(re.compile(r".*/requests/R-"))
+    finally:
+        context.close()
