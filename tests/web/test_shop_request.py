@@ -100,8 +100,13 @@ def test_email_file_written_in_shoppers_language(shopper, app, session):
     assert request.locale == "zh_Hans"
     files = list(Path(app.config["OUTBOX_PATH"]).glob("*.eml"))
     assert len(files) == 1
-    text = files[0].read_bytes().decode("utf-8", "replace")
-    assert request.rma in text
+    import email
+    from email.header import decode_header, make_header
+
+    message = email.message_from_bytes(files[0].read_bytes())
+    subject = str(make_header(decode_header(message["Subject"])))
+    assert request.rma in subject and "退货" in subject
+    assert "退货申请" in message.get_payload(decode=True).decode("utf-8")
 
 
 def test_quantity_above_remaining_is_refused_and_form_kept(shopper, session):
