@@ -28,6 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         static_folder=str(resource_dir("static")),
     )
     app.config.update(cfg)
+    if not app.config.get("MODELS_PATH"):
+        app.config["MODELS_PATH"] = str(resource_dir("models"))
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE / "translations"))
     app.config["RATELIMIT_STORAGE_URI"] = cfg["RATELIMIT_STORAGE_URI"]
     app.config.setdefault("RATELIMIT_ENABLED", True)

@@ -53,10 +53,11 @@ def db_upgrade() -> None:
 # --- serving --------------------------------------------------------------------
 
 def _ticker(app, interval: float, stop: threading.Event) -> None:
-    from portal.jobs import _safe, deliver_outbox
+    from portal.jobs import _safe, deliver_outbox, score_pending_photos
 
     while not stop.wait(interval):
         _safe(app, deliver_outbox)
+        _safe(app, score_pending_photos)
 
 
 def _serve(app, host: str, port: int, threads: int) -> None:

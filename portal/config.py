@@ -60,6 +60,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "POLICY_PATH": _env("POLICY_PATH") or str(instance / "policy.toml"),
         "PHOTO_PATH": _env("PHOTO_PATH") or str(instance / "photos"),
         "OUTBOX_PATH": _env("OUTBOX_PATH") or str(instance / "outbox"),
+        "MODELS_PATH": _env("MODELS_PATH"),
+        "WEAR_MODEL": _env("WEAR_MODEL", "wear-v1"),
         "SMTP_HOST": _env("SMTP_HOST"),
         "SMTP_PORT": _int("SMTP_PORT", 25),
         "SMTP_USER": _env("SMTP_USER"),

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -151,6 +152,7 @@ class ReturnRequest(Base):
     policy_version: Mapped[str] = mapped_column(String(64))
     value: Mapped[Decimal]
     returnless: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_wear: Mapped[float | None] = mapped_column(Float)
     customer_email: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -176,6 +178,9 @@ class ReturnLine(Base):
     exchange_sku: Mapped[str | None] = mapped_column(String(64))
     verdict: Mapped[str] = mapped_column(String(16))
     value: Mapped[Decimal]
+    # What the warehouse saw: the classifier's ground truth (A as new, B opened, C worn, D damaged).
+    grade: Mapped[str | None] = mapped_column(String(1))
+    wear_confirmed: Mapped[bool | None] = mapped_column(Boolean)
 
     request: Mapped[ReturnRequest] = relationship(back_populates="lines")
     order_line: Mapped[OrderLine] = relationship()
@@ -195,7 +200,16 @@ class Photo(Base):
     height: Mapped[int] = mapped_column(Integer)
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
+    thumb_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The wear classifier's opinion (advice for staff, never a decision).
+    score_state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")  # pending | scored | not_scored
+    wear_probability: Mapped[float | None] = mapped_column(Float)
+    wear_label: Mapped[str | None] = mapped_column(String(16))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    score_map: Mapped[list | None] = mapped_column(JSON)
+    scored_at: Mapped[datetime | None]
+    score_note: Mapped[str | None] = mapped_column(String(255))
 
     request: Mapped[ReturnRequest] = relationship(back_populates="photos")
     line: Mapped[ReturnLine | None] = relationship(back_populates="photos")

@@ -60,6 +60,32 @@ def deliver_outbox(app: Flask) -> tuple[int, int]:
         return deliver_pending(session, send)
 
 
+def wear_model(app: Flask):
+    """The process's wear classifier, or None when it is missing or broken (photos stay unscored)."""
+    from portal.vision.classifier import get_model
+
+    return get_model(app.config["MODELS_PATH"], app.config["WEAR_MODEL"])
+
+
+def score_photos(app: Flask, request_id: int) -> int:
+    from portal.services.photos import score_request_photos
+    from portal.storage import store_from_config
+
+    with session_scope(app) as session:
+        return score_request_photos(session, request_id, store_from_config(app.config), wear_model(app))
+
+
+def score_pending_photos(app: Flask) -> int:
+    """Catch up on photos left pending (a crash or restart between submit and scoring)."""
+    from sqlalchemy import select
+
+    from portal.db.models import Photo
+
+    with session_scope(app) as session:
+        ids = list(session.scalars(select(Photo.request_id).where(Photo.score_state == "pending").distinct().limit(50)))
+    return sum(score_photos(app, request_id) for request_id in ids)
+
+
 def kick(app: Flask, job=deliver_outbox) -> None:
     """Run a job now (eager) or on the worker thread; never raises into the caller."""
     mode = app.config.get("JOBS_MODE", "eager")

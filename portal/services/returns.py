@@ -233,6 +233,11 @@ def open_return(
                 key = new_key(".jpg")
                 store.put(key, photo.data, photo.content_type)
                 stored.append(key)
+                thumb_key = None
+                if photo.thumbnail:
+                    thumb_key = key[: -len(".jpg")] + "-thumb.jpg"
+                    store.put(thumb_key, photo.thumbnail, photo.content_type)
+                    stored.append(thumb_key)
                 request.photos.append(
                     Photo(
                         line=rline,
@@ -242,6 +247,7 @@ def open_return(
                         height=photo.height,
                         size=len(photo.data),
                         sha256=photo.sha256,
+                        thumb_key=thumb_key,
                     )
                 )
         if decision.auto_approve:

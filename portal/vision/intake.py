@@ -17,9 +17,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from portal.domain.text import N_, Text
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP")
+try:  # HEIC from iPhones, when the optional extra is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    ALLOWED_FORMATS += ("HEIF",)
+except ImportError:  # pragma: no cover - depends on the extra
+    pass
 MAX_PIXELS = 40_000_000  # a 40 MP phone photo; Pillow's own ceiling is ~89 MP
 MAX_SIDE = 2048
+THUMB_SIDE = 320
 JPEG_QUALITY = 85
 
 
@@ -36,6 +44,7 @@ class CleanPhoto:
     width: int
     height: int
     sha256: str  # of the bytes the shopper sent: duplicates within a request are stored once
+    thumbnail: bytes = b""
     content_type: str = "image/jpeg"
 
 
@@ -59,23 +68,31 @@ def clean_photo(data: bytes, filename: str, max_bytes: int) -> CleanPhoto:
             if getattr(img, "n_frames", 1) > 1:
                 raise _reject("animated", N_("%(name)s is animated; please send a still photo."), name)
             if img.format == "JPEG":
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than we keep.
                 img.draft("RGB", (MAX_SIDE, MAX_SIDE))
             img.load()
             img = ImageOps.exif_transpose(img)
             if img.mode not in ("RGB", "L"):
                 img = _to_rgb(img)
-            img.thumbnail((MAX_SIDE, MAX_SIDE))
+            if max(img.size) > 2 * MAX_SIDE:
+                img = img.reduce(max(img.size) // MAX_SIDE)  # cheap integer downscale first
+            img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+            rgb = img.convert("RGB")
             out = io.BytesIO()
-            img.convert("RGB").save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+            rgb.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+            thumb = rgb.copy()
+            thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+            thumb_out = io.BytesIO()
+            thumb.save(thumb_out, "JPEG", quality=80)
         except PhotoRejected:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _reject("dimensions", N_("%(name)s is not a usable photo size."), name) from None
         except UnidentifiedImageError:
-            raise _reject("not_a_photo", N_("%(name)s is not a JPEG, PNG or WebP photo."), name) from None
+            raise _reject("not_a_photo", N_("%(name)s is not a JPEG, PNG, WebP or HEIC photo."), name) from None
         except (OSError, SyntaxError, ValueError, EOFError):
             raise _reject("damaged", N_("%(name)s is damaged or incomplete."), name) from None
-    return CleanPhoto(out.getvalue(), img.width, img.height, digest)
+    return CleanPhoto(out.getvalue(), rgb.width, rgb.height, digest, thumb_out.getvalue())
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

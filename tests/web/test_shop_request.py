@@ -143,7 +143,7 @@ def test_duplicate_photo_stored_once(shopper, session):
     "content,name,message",
     [
         (b"", "empty.jpg", "is empty"),
-        (b"<html><script>alert(1)</script></html>", "page.jpg", "not a JPEG, PNG or WebP"),
+        (b"<html><script>alert(1)</script></html>", "page.jpg", "not a JPEG, PNG, WebP or HEIC"),
         (None, "cut.jpg", "damaged or incomplete"),
     ],
 )

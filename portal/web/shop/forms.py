@@ -37,7 +37,7 @@ class ReturnLineForm(Form):
     comment = TextAreaField(_l("Anything else we should know?"), validators=[Optional(), Length(max=2000)])
     outcome = RadioField(_l("What would you like?"), validators=[Optional()], validate_choice=False)
     exchange_sku = SelectField(_l("Exchange for"), validators=[Optional()], validate_choice=False)
-    photos = MultipleFileField(_l("Photos"), description=_l("JPEG, PNG or WebP. Required for damaged, wrong or faulty items."))
+    photos = MultipleFileField(_l("Photos"), description=_l("JPEG, PNG, WebP or HEIC. Required for damaged, wrong or faulty items."))
 
 
 class ReturnForm(FlaskForm):

@@ -273,9 +273,14 @@ def submit():
         log.exception("photo store unavailable")
         context["storage_error"] = True
         return render_template("shop/order.html", **context), 503
-    from portal.jobs import kick
+    from functools import partial
 
-    kick(current_app._get_current_object())
+    from portal.jobs import kick, score_photos
+
+    app = current_app._get_current_object()
+    kick(app)
+    if created.photos:
+        kick(app, partial(score_photos, request_id=created.id))
     flash(gettext("Thank you. Your return request %(rma)s has been received.", rma=created.rma), "success")
     return redirect(url_for("shop.status", rma=created.rma), code=303)
 

@@ -22,7 +22,7 @@ from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services.staff import authenticate, end_sessions
 from portal.storage import StorageError, store_from_config
-from portal.web import safe_next
+from portal.web import render_page_or_partial, safe_next
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 login_manager = LoginManager()
@@ -123,24 +123,75 @@ def home():
                            status=status, mask_email=mask_email)
 
 
+def _detail_context(req: ReturnRequest) -> dict:
+    scoring = any(p.score_state == "pending" for p in req.photos)
+    return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring)
+
+
 @bp.get("/requests/<rma>")
 @staff_required(*CAN_VIEW_REQUESTS)
 def request_detail(rma: str):
+    return render_template("staff/request.html", **_detail_context(_request_by_rma(rma)))
+
+
+def _request_by_rma(rma: str) -> ReturnRequest:
     req = get_session().scalars(select(ReturnRequest).where(ReturnRequest.rma == rma)).one_or_none()
     if req is None:
         abort(404)
-    return render_template("staff/request.html", req=req, decision=Decision.from_dict(req.decision), reasons=REASONS,
-                           mask_email=mask_email)
+    return req
+
+
+@bp.get("/requests/<rma>/photos")
+@staff_required(*CAN_VIEW_REQUESTS)
+def request_photos(rma: str):
+    """The photos with their wear scores; polls itself while scoring is under way."""
+    req = _request_by_rma(rma)
+    return render_page_or_partial("staff/request.html", "staff/_photos.html", **_detail_context(req))
+
+
+def _photo_bytes(photo_id: int, variant: str) -> tuple[Photo, bytes]:
+    item = get_session().get(Photo, photo_id)
+    if item is None:
+        abort(404)
+    key = item.thumb_key if variant == "thumb" and item.thumb_key else item.storage_key
+    try:
+        return item, store_from_config(current_app.config).get(key)
+    except StorageError:
+        abort(404)
+
+
+IMAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
 
 
 @bp.get("/photos/<int:photo_id>")
 @staff_required(*CAN_VIEW_REQUESTS)
 def photo(photo_id: int):
-    item = get_session().get(Photo, photo_id)
-    if item is None:
+    _, data = _photo_bytes(photo_id, "full")
+    return data, 200, {"Content-Type": "image/jpeg", **IMAGE_HEADERS}
+
+
+@bp.get("/photos/<int:photo_id>/thumb")
+@staff_required(*CAN_VIEW_REQUESTS)
+def photo_thumb(photo_id: int):
+    _, data = _photo_bytes(photo_id, "thumb")
+    return data, 200, {"Content-Type": "image/jpeg", **IMAGE_HEADERS}
+
+
+@bp.get("/photos/<int:photo_id>/overlay")
+@staff_required(*CAN_VIEW_REQUESTS)
+def photo_overlay(photo_id: int):
+    """The photo with the classifier's score map laid over it: where the model looked."""
+    import io
+
+    from PIL import Image
+
+    from portal.vision.classifier import render_overlay
+
+    item, data = _photo_bytes(photo_id, "full")
+    if not item.score_map:
         abort(404)
-    try:
-        data = store_from_config(current_app.config).get(item.storage_key)
-    except StorageError:
-        abort(404)
-    return data, 200, {"Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    with Image.open(io.BytesIO(data)) as img:
+        overlay = render_overlay(img.convert("RGB"), item.score_map)
+    out = io.BytesIO()
+    overlay.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue(), 200, {"Content-Type": "image/jpeg", **IMAGE_HEADERS}
