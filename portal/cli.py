@@ -301,6 +301,66 @@ def staff_create(email: str, role: str, name: str, password: str) -> None:
         click.echo(f"created {user.email} ({user.role})")
 
 
+# --- the wear classifier ------------------------------------------------------------
+
+@main.group()
+def wear() -> None:
+    """The photo wear classifier: agreement with the warehouse, data for retraining."""
+
+
+@wear.command("report")
+def wear_report() -> None:
+    """Confusion matrix of photo opinion against warehouse grade, per model version."""
+    from portal.db import session_scope
+    from portal.services.photos import wear_agreement
+
+    app = _app()
+    with session_scope(app) as session:
+        results = wear_agreement(session)
+    if not results:
+        click.echo("no graded photos yet: the warehouse grade is the ground truth, so nothing to compare")
+        return
+    for a in results:
+        m = a.matrix
+        click.echo(f"model {a.model_version}: {a.total} graded photos, agreement {a.agreement:.1%}")
+        click.echo("                      warehouse worn   warehouse not worn")
+        click.echo(f"  model says worn     {m[(True, True)]:>14}   {m[(True, False)]:>18}")
+        click.echo(f"  model says not worn {m[(False, True)]:>14}   {m[(False, False)]:>18}")
+
+
+@wear.command("export-dataset")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def wear_export(directory: Path) -> None:
+    """Write graded photos as DIR/wear/*.jpg and DIR/no_wear/*.jpg plus labels.csv, for retraining."""
+    import csv
+
+    from portal.db import session_scope
+    from portal.services.photos import labelled_photos
+    from portal.storage import StorageError, store_from_config
+
+    app = _app()
+    store = store_from_config(app.config)
+    (directory / "wear").mkdir(parents=True, exist_ok=True)
+    (directory / "no_wear").mkdir(parents=True, exist_ok=True)
+    written = skipped = 0
+    with session_scope(app) as session, open(directory / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "label", "grade", "wear_confirmed", "model_version", "wear_probability", "category"])
+        for photo, line, worn in labelled_photos(session):
+            label = "wear" if worn else "no_wear"
+            name = f"{label}/photo-{photo.id}.jpg"
+            try:
+                (directory / name).write_bytes(store.get(photo.storage_key))
+            except StorageError:
+                skipped += 1
+                continue
+            writer.writerow([name, label, line.grade or "", "" if line.wear_confirmed is None else int(line.wear_confirmed),
+                             photo.model_version or "", "" if photo.wear_probability is None else f"{photo.wear_probability:.4f}",
+                             line.order_line.category])
+            written += 1
+    click.echo(f"wrote {written} labelled photos to {directory} ({skipped} unreadable)")
+
+
 # --- background work ----------------------------------------------------------------
 
 @main.group()

@@ -48,6 +48,12 @@ class CleanPhoto:
     content_type: str = "image/jpeg"
 
 
+def human_size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.0f} MB"
+    return f"{max(n // 1024, 1)} KB"
+
+
 def _reject(reason: str, msgid: str, name: str, **params) -> PhotoRejected:
     return PhotoRejected(reason, Text(msgid, {"name": name, **params}))
 
@@ -57,7 +63,7 @@ def clean_photo(data: bytes, filename: str, max_bytes: int) -> CleanPhoto:
     if not data:
         raise _reject("empty", N_("%(name)s is empty."), name)
     if len(data) > max_bytes:
-        raise _reject("too_large", N_("%(name)s is larger than %(mb)d MB."), name, mb=max_bytes // (1024 * 1024))
+        raise _reject("too_large", N_("%(name)s is larger than %(limit)s."), name, limit=human_size(max_bytes))
     digest = hashlib.sha256(data).hexdigest()
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
