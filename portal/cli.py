@@ -100,8 +100,8 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     upgrade(get_engine(app))
     with app.app_context(), session_scope(app) as session:
         firsts = seed(session)
-        seed_requests(app, session)
         staff = seed_staff(session)
+        seed_requests(app, session)
     cfg = app.config
     click.echo("")
     click.echo("Returns portal demo")

@@ -197,9 +197,32 @@ DEMO_STAFF = [(role, f"{role}@demo.example", f"demo-{role}-pass") for role in ("
 
 
 def seed_staff(session: Session) -> list[tuple[str, str, str]]:
-    """One account per role; returns (role, email, password) for printing."""
-    from portal.services.staff import ensure_staff
+    """One account per role, teams with members, and routing rules; returns (role, email, password)."""
+    from sqlalchemy import select
 
-    for role, email, password in DEMO_STAFF:
-        ensure_staff(session, email, f"Demo {role.title()}", role, password)
+    from portal.db.models import RoutingRuleRow, TeamMember
+    from portal.services.staff import ensure_staff
+    from portal.services.tickets import ensure_team
+
+    users = {role: ensure_staff(session, email, f"Demo {role.title()}", role, password) for role, email, password in DEMO_STAFF}
+    service = ensure_team(session, "service", "Customer service")
+    inspection = ensure_team(session, "inspection", "Inspection desk")
+    finance = ensure_team(session, "finance", "Finance desk")
+    logistics = ensure_team(session, "logistics", "Carrier claims")
+    service.lead_id = inspection.lead_id = logistics.lead_id = users["lead"].id
+    finance.lead_id = users["manager"].id
+    for team in (service, inspection, finance, logistics):
+        for role in ("agent", "lead"):
+            exists = session.scalars(select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == users[role].id)).first()
+            if exists is None:
+                session.add(TeamMember(team_id=team.id, staff_id=users[role].id, cap=25))
+    if session.scalars(select(RoutingRuleRow.id).limit(1)).first() is None:
+        session.add_all([
+            RoutingRuleRow(position=10, name="Photos look worn", conditions={"min_wear": 0.7}, team=inspection, priority="high", ticket_class="C"),
+            RoutingRuleRow(position=20, name="High value", conditions={"min_value": "1000"}, team=finance, priority="high", ticket_class="A"),
+            RoutingRuleRow(position=30, name="Delivery damage", conditions={"responsibilities": ["logistics"]}, team=logistics, priority="normal", ticket_class="C"),
+            RoutingRuleRow(position=40, name="Frequent returner", conditions={"frequent_returner": True}, team=service, priority="high", ticket_class="B"),
+            RoutingRuleRow(position=100, name="Everything else", conditions={}, team=service, priority="normal", ticket_class="B"),
+        ])
+    session.commit()
     return DEMO_STAFF

@@ -278,3 +278,101 @@ class StaffUser(Base):
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
+
+
+class Team(Base):
+    __tablename__ = "team"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    lead: Mapped[StaffUser | None] = relationship()
+    members: Mapped[list[TeamMember]] = relationship(back_populates="team", order_by="TeamMember.id")
+
+
+class TeamMember(Base):
+    __tablename__ = "team_member"
+    __table_args__ = (UniqueConstraint("team_id", "staff_id", name="uq_team_member_team_id_staff_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    cap: Mapped[int] = mapped_column(Integer, default=25)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    team: Mapped[Team] = relationship(back_populates="members")
+    staff: Mapped[StaffUser] = relationship()
+
+
+class RoutingRuleRow(Base):
+    """An admin-editable routing rule; ``conditions`` is ``portal.domain.routing.Conditions`` as data."""
+
+    __tablename__ = "routing_rule"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=100)
+    name: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    conditions: Mapped[dict[str, Any]]
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"))
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    ticket_class: Mapped[str] = mapped_column(String(1), default="B")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    team: Mapped[Team] = relationship()
+
+
+class Ticket(Base):
+    """The back-office work item for a return request."""
+
+    __tablename__ = "ticket"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    ticket_class: Mapped[str] = mapped_column(String(1), default="B")
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | waiting | closed
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    routing_inputs: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    first_response_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    request: Mapped[ReturnRequest] = relationship()
+    team: Mapped[Team] = relationship()
+    assignee: Mapped[StaffUser | None] = relationship()
+    events: Mapped[list[TicketEvent]] = relationship(back_populates="ticket", order_by="TicketEvent.id")
+
+
+class TicketEvent(Base):
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class AuditLog(Base):
+    """Sensitive staff actions (revealing contact details, role changes)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -60,6 +60,9 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
             RequestEvent(actor="classifier", kind="scored", from_status=None, to_status=None,
                          note=f"{len(readable)} photo(s) scored, highest wear {request.max_wear:.2f} ({readable[0].model_version})")
         )
+        from portal.services.tickets import reroute_if_untouched
+
+        reroute_if_untouched(session, request)
     session.commit()
     return len(readable)
 

@@ -18,6 +18,7 @@ from portal.domain.policy import Decision, LineChoice, LineDecision, LineFacts, 
 from portal.domain.reasons import responsibility_of
 from portal.services import Conflict, NotFound
 from portal.services.outbox import enqueue_email
+from portal.services.tickets import open_ticket
 from portal.storage import PhotoStore, StorageError, new_key
 from portal.vision.intake import CleanPhoto
 
@@ -257,6 +258,7 @@ def open_return(
         if order.customer_email:
             enqueue_email(session, order.customer_email, "return_submitted", locale, {"rma": request.rma})
         session.flush()
+        open_ticket(session, request)
         session.commit()
     except Exception:
         session.rollback()

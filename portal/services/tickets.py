@@ -1,0 +1,171 @@
+"""Tickets: every return request becomes one, routed by rules and assigned to the least-loaded agent."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from portal.db.models import ReturnRequest, RoutingRuleRow, StaffUser, Team, TeamMember, Ticket, TicketEvent
+from portal.domain.policy import Decision
+from portal.domain.routing import Conditions, Route, Rule, RoutingInputs, inputs_for, route
+from portal.services import Conflict, NotFound
+
+log = logging.getLogger("portal.tickets")
+
+DEFAULT_TEAM = "service"
+OPEN_STATUSES = ("open", "waiting")
+
+
+def ensure_team(session: Session, code: str, name: str) -> Team:
+    team = session.scalars(select(Team).where(Team.code == code)).one_or_none()
+    if team is None:
+        team = Team(code=code, name=name, active=True)
+        session.add(team)
+        session.flush()
+    return team
+
+
+def active_rules(session: Session) -> list[Rule]:
+    rows = session.execute(
+        select(RoutingRuleRow, Team.code).join(Team, Team.id == RoutingRuleRow.team_id).where(RoutingRuleRow.active.is_(True))
+    ).all()
+    return [
+        Rule(row.id, row.name, Conditions.from_dict(row.conditions), code, row.priority, row.ticket_class, row.position)
+        for row, code in rows
+    ]
+
+
+def routing_inputs(request: ReturnRequest) -> RoutingInputs:
+    decision = Decision.from_dict(request.decision)
+    frequent = any(r.rule == "frequent_returner" and not r.passed for r in decision.trace)
+    return inputs_for(
+        categories=[line.order_line.category for line in request.lines],
+        responsibilities=[line.responsibility for line in request.lines],
+        value=request.value,
+        max_wear=request.max_wear,
+        verdict=request.verdict,
+        frequent_returner=frequent,
+        language=request.locale,
+        channel=request.order.channel,
+    )
+
+
+def _inputs_dict(inputs: RoutingInputs) -> dict:
+    return {
+        "categories": sorted(inputs.categories), "responsibilities": sorted(inputs.responsibilities),
+        "value": str(inputs.value), "max_wear": inputs.max_wear, "needs_review": inputs.needs_review,
+        "frequent_returner": inputs.frequent_returner, "language": inputs.language, "channel": inputs.channel,
+    }
+
+
+def _route(session: Session, request: ReturnRequest) -> tuple[Route, RoutingInputs, Team]:
+    inputs = routing_inputs(request)
+    chosen = route(active_rules(session), inputs, DEFAULT_TEAM)
+    team = session.scalars(select(Team).where(Team.code == chosen.team)).one_or_none() or ensure_team(session, DEFAULT_TEAM, "Customer service")
+    return chosen, inputs, team
+
+
+def open_ticket(session: Session, request: ReturnRequest, actor: str = "system") -> Ticket:
+    """Route the request into a ticket and assign it; part of the caller's transaction (no commit)."""
+    chosen, inputs, team = _route(session, request)
+    ticket = Ticket(
+        request=request,
+        team=team,
+        priority=chosen.priority,
+        ticket_class=chosen.ticket_class,
+        rule=chosen.rule.snapshot() if chosen.rule else None,
+        routing_inputs=_inputs_dict(inputs),
+        status="open",
+    )
+    session.add(ticket)
+    ticket.events.append(TicketEvent(actor=actor, kind="routed", note="; ".join(chosen.reasons), data={"team": team.code, "priority": chosen.priority, "class": chosen.ticket_class}))
+    if request.status != "pending_review":
+        # Auto-approved: nobody needs to review it; later steps (discrepancies) reopen it.
+        ticket.status, ticket.closed_at = "closed", request.created_at
+        ticket.events.append(TicketEvent(actor=actor, kind="closed", note=f"request {request.status}; no review needed"))
+        session.flush()
+        return ticket
+    session.flush()
+    assign_ticket(session, ticket)
+    return ticket
+
+
+def member_load(session: Session, staff_id: int) -> int:
+    return int(session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == staff_id, Ticket.status.in_(OPEN_STATUSES))) or 0)
+
+
+def assign_ticket(session: Session, ticket: Ticket, actor: str = "system") -> StaffUser | None:
+    """Give the ticket to the least-loaded available member of its team who is under their cap.
+
+    On PostgreSQL the candidate member rows are locked with SKIP LOCKED, so two
+    simultaneous assignments never both fill the last slot of one agent.
+    """
+    stmt = (
+        select(TeamMember)
+        .join(StaffUser, StaffUser.id == TeamMember.staff_id)
+        .where(TeamMember.team_id == ticket.team_id, TeamMember.available.is_(True), StaffUser.active.is_(True))
+        .order_by(TeamMember.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=TeamMember, skip_locked=True)
+    else:
+        # SQLite has no row locks: take the database write lock before counting loads.
+        session.execute(update(TeamMember).where(TeamMember.team_id == ticket.team_id).values(cap=TeamMember.cap))
+    best: tuple[int, int, TeamMember] | None = None
+    for member in session.scalars(stmt):
+        load = member_load(session, member.staff_id)
+        if load < member.cap and (best is None or (load, member.id) < best[:2]):
+            best = (load, member.id, member)
+    if best is None:
+        ticket.events.append(TicketEvent(actor=actor, kind="unassigned", note="no available agent under their cap"))
+        return None
+    ticket.assignee_id = best[2].staff_id
+    ticket.events.append(TicketEvent(actor=actor, kind="assigned", note=f"to staff {best[2].staff_id} (load {best[0]} of {best[2].cap})",
+                                     data={"assignee": best[2].staff_id}))
+    return best[2].staff
+
+
+_UNCHECKED = object()
+
+
+def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_assignee=_UNCHECKED) -> Ticket:
+    """Take a ticket (always possible). ``expected_assignee`` is who the staff member's page showed
+    (None for unassigned); if someone else took it meanwhile, Conflict is raised instead of a silent steal."""
+    ticket = session.get(Ticket, ticket_id, with_for_update=True)
+    if ticket is None:
+        raise NotFound(ticket_id)
+    if expected_assignee is not _UNCHECKED and ticket.assignee_id not in (expected_assignee, staff.id):
+        session.rollback()
+        raise Conflict("taken by someone else")
+    ticket.assignee_id = staff.id
+    ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="assigned", note=f"taken by {staff.name}", data={"assignee": staff.id}))
+    session.commit()
+    return ticket
+
+
+def reroute_if_untouched(session: Session, request: ReturnRequest) -> Ticket | None:
+    """After the photos are scored, route again if no one has acted on the ticket yet (no commit)."""
+    ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+    if ticket is None or ticket.status != "open" or any(e.actor.startswith("staff:") for e in ticket.events):
+        return ticket
+    chosen, inputs, team = _route(session, request)
+    ticket.routing_inputs = _inputs_dict(inputs)
+    if team.id == ticket.team_id and chosen.priority == ticket.priority:
+        return ticket
+    ticket.events.append(TicketEvent(actor="system", kind="rerouted", note="; ".join(chosen.reasons) + f" (wear {inputs.max_wear})",
+                                     data={"team": team.code, "priority": chosen.priority}))
+    moved = team.id != ticket.team_id
+    ticket.team_id, ticket.priority, ticket.ticket_class = team.id, chosen.priority, chosen.ticket_class
+    ticket.rule = chosen.rule.snapshot() if chosen.rule else None
+    if moved:
+        ticket.assignee_id = None
+        session.flush()
+        assign_ticket(session, ticket)
+    return ticket
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
