@@ -17,3 +17,6 @@ ROLE_LABELS = {
 
 # Who may read return requests in the back office.
 CAN_VIEW_REQUESTS = frozenset({"agent", "lead", "manager", "admin", "finance", "warehouse"})
+
+# Who works tickets (queues, take, approve, reject).
+CAN_WORK_TICKETS = frozenset({"agent", "lead", "manager", "admin"})

@@ -28,6 +28,8 @@ SUBJECTS = {
     # Rendered inside force_locale, so these are translated per shopper.
     "return_submitted": lambda ctx: gettext("Your return request %(rma)s", rma=ctx["rma"]),
     "return_cancelled": lambda ctx: gettext("Return %(rma)s cancelled", rma=ctx["rma"]),
+    "return_approved": lambda ctx: gettext("Return %(rma)s approved", rma=ctx["rma"]),
+    "return_rejected": lambda ctx: gettext("Return %(rma)s not accepted", rma=ctx["rma"]),
 }
 
 

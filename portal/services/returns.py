@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
@@ -298,3 +298,43 @@ def cancel_return(session: Session, request: ReturnRequest, actor: str, expected
     return request
 
 
+
+
+def _close_ticket(session: Session, request: ReturnRequest, actor: str, note: str) -> None:
+    from portal.db.models import Ticket, TicketEvent
+
+    ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+    if ticket is None:
+        return
+    now = datetime.now(timezone.utc)
+    ticket.first_response_at = ticket.first_response_at or now
+    if ticket.status != "closed":
+        ticket.status, ticket.closed_at = "closed", now
+    ticket.events.append(TicketEvent(actor=actor, kind="decided", note=note))
+
+
+def _review(session: Session, request: ReturnRequest, actor: str, target: Status, expected_status: str | None, note: str, template: str, context: dict) -> ReturnRequest:
+    session.refresh(request, with_for_update=True)
+    if expected_status is not None and request.status != expected_status:
+        session.rollback()
+        raise Conflict(request.status)
+    move(request, target, actor, note)
+    _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, template, request.locale, {"rma": request.rma, **context})
+    session.commit()
+    log.info("return %s %s by %s", request.rma, target.value, actor)
+    return request
+
+
+def approve_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None, note: str = "") -> ReturnRequest:
+    """Approve a request under review. A stale page (someone acted first) raises Conflict; an illegal move IllegalTransition."""
+    return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {})
+
+
+def reject_return(session: Session, request: ReturnRequest, actor: str, reason: str, expected_status: str | None = None) -> ReturnRequest:
+    """Reject with a reason the shopper sees. Releases the units for another request."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a rejection needs a reason for the shopper")
+    return _review(session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason})

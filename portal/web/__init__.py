@@ -28,11 +28,10 @@ def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
 
 
-def render_page_or_partial(page: str, partial: str, status: int = 200, **context):
+def render_page_or_partial(full: str, fragment: str, /, *, http_status: int = 200, **context):
     """The one place that decides between a full page and an htmx fragment."""
-    body = render_template(partial if is_htmx() else page, **context)
-    response = (body, status, {"Vary": "HX-Request"})
-    return response
+    body = render_template(fragment if is_htmx() else full, **context)
+    return body, http_status, {"Vary": "HX-Request"}
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -82,14 +82,14 @@ def _rng(seed: int, index: int) -> np.random.Generator:
 def _pick_marks(rng: np.random.Generator, marks: Sequence[str]) -> tuple[str, ...]:
     k = 1 + int(rng.random() < 0.25) + int(rng.random() < 0.08)
     k = min(k, len(marks))
-    return tuple(sorted(rng.choice(list(marks), size=k, replace=False)))
+    return tuple(sorted(str(m) for m in rng.choice(list(marks), size=k, replace=False)))
 
 
 def _pick_negatives(rng: np.random.Generator) -> tuple[str, ...]:
     if rng.random() >= HARD_NEGATIVE_RATE:
         return ()
     k = 1 + int(rng.random() < 0.35)
-    return tuple(sorted(rng.choice(list(NEGATIVES), size=k, replace=False)))
+    return tuple(sorted(str(m) for m in rng.choice(list(NEGATIVES), size=k, replace=False)))
 
 
 def sample_spec(seed: int, index: int, textures: Sequence[str] = TEXTURES, marks: Sequence[str] = MARKS,
@@ -147,10 +147,24 @@ def _fbm(rng: np.random.Generator, c: int, base: float, octaves: int = 3) -> np.
     return out / total
 
 
+@lru_cache(maxsize=64)
+def _kernel(radius: float) -> np.ndarray:
+    half = max(1, int(math.ceil(3 * radius)))
+    k = np.exp(-0.5 * (np.arange(-half, half + 1) / radius) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
 def _blur(a: np.ndarray, radius: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D float array (edges repeated)."""
     if radius <= 0:
         return a
-    return np.asarray(Image.fromarray(a.astype(np.float32), "F").filter(ImageFilter.GaussianBlur(radius)))
+    k = _kernel(round(float(radius), 2))
+    half = len(k) // 2
+    h, w = a.shape
+    p = np.pad(a.astype(np.float32), ((0, 0), (half, half)), mode="edge")
+    rows = sum(k[i] * p[:, i:i + w] for i in range(len(k)))
+    p = np.pad(rows, ((half, half), (0, 0)), mode="edge")
+    return sum(k[i] * p[i:i + h, :] for i in range(len(k)))
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -448,27 +462,32 @@ _NEGATIVES = {"print": _print, "logo": _logo, "seam": _seam, "grain": _grain}
 
 def _scuffs(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
     cx, cy = _centre(rng, c)
-    r = rng.uniform(8, 24)
+    r = rng.uniform(9, 26)
     th = rng.uniform(0, math.pi)
+    squash = rng.uniform(0.3, 0.8)
     layer, draw = _layer(c)
-    for _ in range(int(rng.integers(6, 30))):
+    for _ in range(int(rng.integers(8, 36))):
         rr = r * math.sqrt(rng.random())
         ph = rng.uniform(0, 2 * math.pi)
-        px = cx + rr * math.cos(ph)
-        py = cy + rr * math.sin(ph) * rng.uniform(0.3, 0.8)
-        a = th + rng.normal(0, 0.25)
-        ln = rng.uniform(3, r)
-        draw.line([(px, py), (px + ln * math.cos(a), py + ln * math.sin(a))],
-                  fill=int(rng.uniform(100, 255)), width=int(rng.integers(1, 3)))
+        ux, uy = rr * math.cos(ph), rr * math.sin(ph) * squash
+        px = cx + ux * math.cos(th) - uy * math.sin(th)
+        py = cy + ux * math.sin(th) + uy * math.cos(th)
+        a = th + rng.normal(0, 0.2)
+        ln = rng.uniform(0.3, 1.1) * r
+        draw.line([(px - ln / 2 * math.cos(a), py - ln / 2 * math.sin(a)),
+                   (px + ln / 2 * math.cos(a), py + ln / 2 * math.sin(a))],
+                  fill=int(rng.uniform(80, 255)), width=int(rng.integers(1, 3)))
     strokes = _blur(_as_float(layer), rng.uniform(0.4, 1.0))
+    patch = _blur(strokes, 2.5)
+    patch = np.clip(patch / max(float(patch.max()), 1e-6), 0, 1)
     lum = float(_lum(s.base))
     if lum < 0.45 or rng.random() < 0.4:  # abrasion: dye rubbed off, lighter and greyer
         col = np.clip(0.55 * s.base + 0.45 * np.array([0.78, 0.75, 0.7]), 0, 1)
     else:  # rubber or dirt mark
         col = np.array([0.2, 0.19, 0.18]) * rng.uniform(0.6, 1.4)
-    a = np.clip(strokes * rng.uniform(0.5, 0.95), 0, 1)[..., None]
+    a = np.clip(strokes * rng.uniform(0.5, 0.95) + patch * rng.uniform(0.0, 0.3), 0, 1)[..., None]
     img[:] = img * (1 - a) + col * a
-    return (_blur(strokes, 2.5) > 0.04).astype(np.float32)
+    return (patch > 0.08).astype(np.float32)
 
 
 def _stains(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
@@ -582,7 +601,7 @@ def _fraying(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
         mask = (np.abs(ragged) < 10).astype(np.float32)
     else:  # a small hole with threads across and around it
         cx, cy = _centre(rng, c)
-        r = rng.uniform(4, 12)
+        r = rng.uniform(5, 13)
         hole = _blob(rng, c, cx, cy, r, rng.uniform(0.5, 1.0), 0.5, 0.15)
         beyond = (hole > 0.5).astype(np.float32)
         for _ in range(int(rng.integers(8, 30))):

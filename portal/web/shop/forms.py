@@ -6,6 +6,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import FieldList, FormField, HiddenField, MultipleFileField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
+from wtforms.fields.choices import SelectChoice
 from wtforms.form import Form
 
 from portal.domain.reasons import OUTCOME_LABELS, OUTCOMES, REASONS
@@ -48,15 +49,16 @@ class CancelForm(FlaskForm):
     status = HiddenField()
 
 
-def reason_choices(gettext) -> list[tuple[str, str]]:
-    return [("", gettext("Choose a reason"))] + [(code, gettext(r.label)) for code, r in REASONS.items()]
+def reason_choices(gettext) -> list[SelectChoice]:
+    return [SelectChoice("", gettext("Choose a reason"))] + [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
 
 
-def sub_reason_choices(gettext) -> list[tuple[str, str]]:
-    return [("", gettext("Choose one (optional)"))] + [
-        (sub.code, gettext(sub.label)) for r in REASONS.values() for sub in r.sub_reasons
+def sub_reason_choices(gettext) -> list[SelectChoice]:
+    """Every sub-reason, grouped under its reason, so the list works without JavaScript."""
+    return [SelectChoice("", gettext("Choose one (optional)"))] + [
+        SelectChoice(sub.code, gettext(sub.label), optgroup=gettext(r.label)) for r in REASONS.values() for sub in r.sub_reasons
     ]
 
 
-def outcome_choices(gettext) -> list[tuple[str, str]]:
-    return [(code, gettext(OUTCOME_LABELS[code])) for code in OUTCOMES]
+def outcome_choices(gettext) -> list[SelectChoice]:
+    return [SelectChoice(code, gettext(OUTCOME_LABELS[code])) for code in OUTCOMES]

@@ -25,6 +25,8 @@ from portal.services.returns import LineRequest, ReturnNotAllowed, check_return,
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
 from portal.web import render_page_or_partial
+from wtforms.fields.choices import SelectChoice
+
 from portal.web.shop.forms import CancelForm, LookupForm, ReturnForm, outcome_choices, reason_choices, sub_reason_choices
 
 bp = Blueprint("shop", __name__)
@@ -164,11 +166,13 @@ def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
         remaining = pre.remaining if pre is not None else 0
         allowed = pre is not None and pre.verdict.value != "not_eligible"
         top = remaining if allowed else 0
-        entry.quantity.choices = [(n, str(n)) for n in range(0, top + 1)]
+        entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(0, top + 1)]
         entry.reason.choices = reason_choices(gettext)
         entry.sub_reason.choices = sub_reason_choices(gettext)
         entry.outcome.choices = outcome_choices(gettext)
-        entry.exchange_sku.choices = [("", gettext("Choose a size or colour"))] + list(options.get(entry.line_id.data, []))
+        entry.exchange_sku.choices = [SelectChoice("", gettext("Choose a size or colour"))] + [
+            SelectChoice(sku, label) for sku, label in options.get(entry.line_id.data, [])
+        ]
         entry.order_line = line
         entry.precheck = pre
 

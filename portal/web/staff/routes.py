@@ -10,14 +10,20 @@ from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import HiddenField, PasswordField, RadioField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from portal.db import get_session
-from portal.db.models import Photo, ReturnRequest, StaffUser
+from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
+from portal.db.queries import QUEUE_VIEWS, count_of, ticket_queue
+from portal.domain.lifecycle import IllegalTransition
+from portal.services import Conflict, NotFound
+from portal.services.returns import approve_return, reject_return
+from portal.services.tickets import take_ticket
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
-from portal.domain.roles import CAN_VIEW_REQUESTS
+from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services.staff import authenticate, end_sessions
@@ -69,6 +75,24 @@ def staff_required(*roles: str):
     return decorate
 
 
+class ActionForm(FlaskForm):
+    assignee = HiddenField()  # who the page showed, to catch a stale take
+
+
+class DecisionForm(FlaskForm):
+    status = HiddenField(validators=[DataRequired()])  # the status the page showed
+    action = RadioField(_l("Decision"), choices=[SelectChoice("approve"), SelectChoice("reject")], validators=[DataRequired()])
+    note = TextAreaField(_l("Reason or note (the shopper sees the reason for a rejection)"), validators=[Length(max=2000)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.action.choices = [SelectChoice("approve", gettext("Approve")), SelectChoice("reject", gettext("Reject"))]
+
+    def validate_note(self, field):
+        if self.action.data == "reject" and not (field.data or "").strip():
+            raise ValidationError(_l("Tell the shopper why the return is rejected."))
+
+
 class LoginForm(FlaskForm):
     email = StringField(_l("Email"), validators=[DataRequired(), Length(max=255)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
@@ -104,6 +128,75 @@ def logout():
     return redirect(url_for("staff.login"), code=303)
 
 
+def _page_arg() -> int:
+    try:
+        return max(int(request.args.get("page", 1)), 1)
+    except ValueError:
+        return 1
+
+
+@bp.get("/queue")
+@staff_required(*CAN_WORK_TICKETS)
+def queue():
+    """Ticket queues with active search; the rows are a partial for htmx."""
+    view = request.args.get("view", "mine")
+    if view not in QUEUE_VIEWS:
+        view = "mine"
+    q = (request.args.get("q") or "")[:100]
+    page = _page_arg()
+    stmt = ticket_queue(view, current_user.id, q)
+    session_ = get_session()
+    tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    total = session_.scalar(count_of(stmt))
+    counts = {v: session_.scalar(count_of(ticket_queue(v, current_user.id))) for v in ("mine", "team", "unassigned")}
+    return render_page_or_partial("staff/queue.html", "staff/_queue_rows.html", view=view, q=q, page=page, total=total,
+                                  tickets=tickets, counts=counts, page_size=PAGE_SIZE, mask_email=mask_email, VIEWS=QUEUE_VIEWS)
+
+
+@bp.post("/tickets/<int:ticket_id>/take")
+@staff_required(*CAN_WORK_TICKETS)
+def take(ticket_id: int):
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    expected = int(form.assignee.data) if form.assignee.data.isdigit() else None
+    try:
+        ticket = take_ticket(get_session(), ticket_id, current_user._get_current_object(), expected_assignee=expected)
+    except NotFound:
+        abort(404)
+    except Conflict:
+        flash(gettext("Someone else took this ticket a moment ago."), "warning")
+        return redirect(safe_next(request.form.get("next"), url_for("staff.queue")), code=303)
+    flash(gettext("The ticket is yours."), "success")
+    return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
+
+
+@bp.post("/requests/<rma>/decide")
+@staff_required(*CAN_WORK_TICKETS)
+def decide(rma: str):
+    """Approve or reject a request under review. The posted status is the one the page showed."""
+    req = _request_by_rma(rma)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        return render_template("staff/request.html", **{**_detail_context(req), "decision_form": form}), 422
+    actor = f"staff:{current_user.id}"
+    try:
+        if form.action.data == "approve":
+            approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "")
+            flash(gettext("Approved. The shopper has been told."), "success")
+        else:
+            reject_return(get_session(), req, actor, form.note.data, expected_status=form.status.data)
+            flash(gettext("Rejected. The shopper has been told why."), "success")
+    except Conflict:
+        flash(gettext("This request changed while you were looking at it; nothing was done. Please check it again."), "warning")
+    except IllegalTransition:
+        flash(gettext("This request can no longer be approved or rejected."), "warning")
+    from portal.jobs import kick
+
+    kick(current_app._get_current_object())
+    return redirect(url_for("staff.request_detail", rma=rma), code=303)
+
+
 @bp.get("/")
 @staff_required(*CAN_VIEW_REQUESTS)
 def home():
@@ -125,7 +218,10 @@ def home():
 
 def _detail_context(req: ReturnRequest) -> dict:
     scoring = any(p.score_state == "pending" for p in req.photos)
-    return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring)
+    ticket = get_session().scalars(select(Ticket).where(Ticket.request_id == req.id)).one_or_none()
+    return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring,
+                ticket=ticket, decision_form=DecisionForm(status=req.status), action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
+                can_decide=req.status == "pending_review" and current_user.role in CAN_WORK_TICKETS)
 
 
 @bp.get("/requests/<rma>")

@@ -1,0 +1,129 @@
+"""Staff queues, active search, take, approve and reject (with stale-page protection)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, StaffUser, TeamMember, Ticket
+from portal.services.staff import create_staff
+from portal.services.tickets import ensure_team
+from tests.conftest import csrf_from, login_shopper, order_payload, post_json
+from tests.web.test_shop_request import form_for
+from tests.web.test_staff import PASSWORD, sign_in
+
+COAT = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
+         "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+
+
+@pytest.fixture
+def desk(session):
+    """A finance team with one agent, and a rule sending high values there."""
+    agent = create_staff(session, "agent@example.com", "Ann Agent", "agent", PASSWORD)
+    other = create_staff(session, "other@example.com", "Olly Other", "agent", PASSWORD)
+    finance = ensure_team(session, "finance", "Finance desk")
+    session.add(TeamMember(team_id=finance.id, staff_id=agent.id, cap=10))
+    session.add(RoutingRuleRow(position=1, name="High value", conditions={"min_value": "1000"}, team=finance, priority="high", ticket_class="A"))
+    session.commit()
+    return {"agent": agent.id, "other": other.id}
+
+
+def submit_coat(app, number="HV-1", email="li.wei@example.com") -> str:
+    client = app.test_client()
+    post_json(client, "/api/v1/orders", order_payload(number, lines=COAT, email=email))
+    assert login_shopper(client, number=number, contact=email).status_code == 303
+    response = client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def test_my_queue_lists_assigned_ticket_with_masked_customer(client, app, desk):
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    page = client.get("/staff/queue?view=mine").get_data(as_text=True)
+    assert rma in page and "HV-1" in page and "l***@e***.com" in page and "li.wei@example.com" not in page
+    assert "My tickets (1)" in page
+
+
+def test_active_search_returns_rows_fragment(client, app, desk):
+    rma = submit_coat(app, "HV-1")
+    submit_coat(app, "HV-2", email="wang@example.com")
+    sign_in(client, "agent@example.com")
+    fragment = client.get("/staff/queue?view=all&q=hv-1", headers={"HX-Request": "true"})
+    body = fragment.get_data(as_text=True)
+    assert body.lstrip().startswith('<section id="queue-rows">')
+    assert rma in body and "HV-2" not in body
+    assert "HX-Request" in fragment.headers["Vary"]
+    by_sku = client.get("/staff/queue?view=all&q=COAT-M").get_data(as_text=True)
+    assert "HV-1" in by_sku and "HV-2" in by_sku and "<!doctype html>" in by_sku
+    by_customer = client.get("/staff/queue?view=all&q=wang").get_data(as_text=True)
+    assert "HV-2" in by_customer and "HV-1" not in by_customer
+
+
+def test_take_then_stale_take(client, app, desk, session):
+    rma = submit_coat(app)
+    sign_in(client, "other@example.com")
+    page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    token = csrf_from(page)
+    ticket = session.scalars(select(Ticket)).one()
+    # The page showed the ticket assigned to the agent; another person takes it first.
+    response = client.post(f"/staff/tickets/{ticket.id}/take", data={"csrf_token": token, "assignee": str(desk["agent"])})
+    assert response.status_code == 303
+    session.expire_all()
+    assert session.get(Ticket, ticket.id).assignee_id == desk["other"]
+    third = app.test_client()
+    sign_in(third, "agent@example.com")
+    stale = third.post(f"/staff/tickets/{ticket.id}/take", data={"csrf_token": csrf_from(third.get("/staff/queue").get_data(as_text=True)), "assignee": str(desk["agent"])}, follow_redirects=True)
+    assert "Someone else took this ticket" in stale.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(Ticket, ticket.id).assignee_id == desk["other"]
+
+
+def _decide(client, rma, action, note="", status="pending_review"):
+    page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    return client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": csrf_from(page), "status": status, "action": action, "note": note})
+
+
+def test_approve_closes_ticket_and_tells_shopper(client, app, desk, session):
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    assert _decide(client, rma, "approve").status_code == 303
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    ticket = session.scalars(select(Ticket)).one()
+    assert req.status == "approved" and ticket.status == "closed" and ticket.first_response_at is not None
+    assert [m.topic for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))] == ["return_submitted", "return_approved"]
+    assert req.events[-1].actor == f"staff:{desk['agent']}"
+
+
+def test_reject_needs_a_reason_which_the_shopper_sees(client, app, desk, session):
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    missing = _decide(client, rma, "reject")
+    assert missing.status_code == 422 and "Tell the shopper why" in missing.get_data(as_text=True)
+    assert _decide(client, rma, "reject", note="The coat was worn outdoors").status_code == 303
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "rejected"
+    mail = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "return_rejected")).one()
+    assert mail.payload["context"]["reason"] == "The coat was worn outdoors"
+
+
+def test_stale_decision_does_nothing(client, app, desk, session):
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    _decide(client, rma, "approve")
+    again = _decide(client, rma, "reject", note="too late", status="pending_review")
+    assert again.status_code == 303
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "approved"
+
+
+def test_warehouse_and_finance_cannot_decide(client, app, desk, session):
+    rma = submit_coat(app)
+    create_staff(session, "wh@example.com", "W", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    assert client.get("/staff/queue").status_code == 403
+    token = csrf_from(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
+    response = client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": token, "status": "pending_review", "action": "approve"})
+    assert response.status_code == 403
