@@ -105,8 +105,17 @@ def test_open_redirect_after_login_is_refused(client, accounts):
 
 # Expected outcome of every staff route for every kind of caller.
 # 303 = sent to sign in, 200 = allowed, 403 = signed in but not allowed, 404 = allowed but no such thing.
+WORKERS = {"agent", "lead", "manager", "admin"}
 ROUTES = [
     ("GET", "/staff/", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
+    ("GET", "/staff/queue", {"anonymous": 303, "shopper": 303, **{r: 200 if r in WORKERS else 403 for r in ROLES}}),
+    ("GET", "/staff/requests/R-XXX-XXX-XXX/photos", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/photos/999999/thumb", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/photos/999999/overlay", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    # POSTs without a CSRF token are refused before anything else (400) for everyone signed in or not.
+    ("POST", "/staff/tickets/999999/take", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/requests/R-XXX-XXX-XXX/decide", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/logout", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/staff/requests/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     ("GET", "/staff/photos/999999", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     ("GET", "/staff/login", {"anonymous": 200, "shopper": 200, **{r: 200 for r in ROLES}}),
@@ -123,6 +132,31 @@ def test_role_matrix(client, accounts, order, caller, method, path, expected):
         sign_in(client, f"{caller}@example.com")
     response = client.open(path, method=method)
     assert response.status_code == expected[caller]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("path,allowed", [
+    ("/staff/tickets/999999/take", 404),
+    ("/staff/requests/R-XXX-XXX-XXX/decide", 404),
+])
+def test_role_matrix_for_posts_with_token(client, accounts, order, caller, path, allowed):
+    """With a valid CSRF token: anonymous and shoppers are sent to sign in, non-workers get 403."""
+    if caller == "shopper":
+        login_shopper(client)
+    elif caller != "anonymous":
+        sign_in(client, f"{caller}@example.com")
+    token = get_csrf(client, "/staff/login")
+    response = client.post(path, data={"csrf_token": token})
+    expected = 303 if caller in ("anonymous", "shopper") else allowed if caller in WORKERS else 403
+    assert response.status_code == expected
+
+
+def test_every_staff_route_is_in_the_matrix(app):
+    covered = {path.split("/")[2] if path.count("/") > 2 else "" for _, path, _ in ROUTES}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("staff."):
+            first = rule.rule.split("/")[2] if rule.rule.count("/") > 2 else ""
+            assert first in covered or rule.endpoint in ("staff.login",), rule.rule
 
 
 def test_htmx_request_without_session_gets_401(client):

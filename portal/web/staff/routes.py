@@ -159,7 +159,8 @@ def take(ticket_id: int):
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400)
-    expected = int(form.assignee.data) if form.assignee.data.isdigit() else None
+    raw = form.assignee.data or ""
+    expected = int(raw) if raw.isdigit() else None
     try:
         ticket = take_ticket(get_session(), ticket_id, current_user._get_current_object(), expected_assignee=expected)
     except NotFound:
