@@ -169,3 +169,44 @@ def reroute_if_untouched(session: Session, request: ReturnRequest) -> Ticket | N
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def add_note(session: Session, ticket_id: int, staff: StaffUser, text: str) -> Ticket:
+    """An internal note on the ticket timeline (never shown to the shopper)."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("a note needs text")
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFound(ticket_id)
+    ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="note", note=text[:4000]))
+    session.commit()
+    return ticket
+
+
+def reassign(session: Session, ticket_id: int, staff: StaffUser, to_staff_id: int | None) -> Ticket:
+    """Hand the ticket to someone else (or back to the team as unassigned); always possible."""
+    ticket = session.get(Ticket, ticket_id, with_for_update=True)
+    if ticket is None:
+        raise NotFound(ticket_id)
+    target = session.get(StaffUser, to_staff_id) if to_staff_id else None
+    if to_staff_id and (target is None or not target.active):
+        session.rollback()
+        raise ValueError("no such active staff member")
+    ticket.assignee_id = target.id if target else None
+    ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="assigned",
+                                     note=f"reassigned to {target.name}" if target else "returned to the team queue",
+                                     data={"assignee": target.id if target else None}))
+    session.commit()
+    return ticket
+
+
+def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -> dict[str, str | None]:
+    """The shopper's full email and phone; every reveal is written to the audit log."""
+    from portal.db.models import AuditLog
+
+    session.add(AuditLog(actor_id=staff.id, action="reveal_contact", target=f"order:{request.order.order_number}",
+                         detail=f"request {request.rma}"))
+    session.commit()
+    log.info("staff %s revealed the contact details of order %s", staff.id, request.order.order_number)
+    return {"email": request.order.customer_email, "phone": request.order.customer_phone, "name": request.order.customer_name}

@@ -116,6 +116,9 @@ ROUTES = [
     ("POST", "/staff/tickets/999999/take", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/requests/R-XXX-XXX-XXX/decide", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/logout", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/tickets/999999/note", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/tickets/999999/reassign", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/requests/R-XXX-XXX-XXX/contact", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/staff/requests/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     ("GET", "/staff/photos/999999", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     ("GET", "/staff/login", {"anonymous": 200, "shopper": 200, **{r: 200 for r in ROLES}}),
@@ -138,6 +141,9 @@ def test_role_matrix(client, accounts, order, caller, method, path, expected):
 @pytest.mark.parametrize("path,allowed", [
     ("/staff/tickets/999999/take", 404),
     ("/staff/requests/R-XXX-XXX-XXX/decide", 404),
+    ("/staff/tickets/999999/note", 404),
+    ("/staff/tickets/999999/reassign", 404),
+    ("/staff/requests/R-XXX-XXX-XXX/contact", 404),
 ])
 def test_role_matrix_for_posts_with_token(client, accounts, order, caller, path, allowed):
     """With a valid CSRF token: anonymous and shoppers are sent to sign in, non-workers get 403."""

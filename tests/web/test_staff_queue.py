@@ -127,3 +127,34 @@ def test_warehouse_and_finance_cannot_decide(client, app, desk, session):
     token = csrf_from(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
     response = client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": token, "status": "pending_review", "action": "approve"})
     assert response.status_code == 403
+
+
+def test_note_and_reassign_on_the_timeline(client, app, desk, session):
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    ticket = session.scalars(select(Ticket)).one()
+    token = csrf_from(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
+    assert client.post(f"/staff/tickets/{ticket.id}/note", data={"csrf_token": token, "text": "Called the courier"}).status_code == 303
+    assert client.post(f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": str(desk["other"])}).status_code == 303
+    assert client.post(f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": "99999"}).status_code == 400
+    session.expire_all()
+    ticket = session.get(Ticket, ticket.id)
+    assert ticket.assignee_id == desk["other"]
+    assert [e.kind for e in ticket.events][-2:] == ["note", "assigned"]
+    page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    assert "Called the courier" in page
+
+
+def test_reveal_contact_is_audited(client, app, desk, session):
+    from portal.db.models import AuditLog
+
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    assert "li.wei@example.com" not in page
+    fragment = client.post(f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_from(page)}, headers={"HX-Request": "true"})
+    body = fragment.get_data(as_text=True)
+    assert body.lstrip().startswith('<section id="contact"') and "li.wei@example.com" in body
+    entry = session.scalars(select(AuditLog)).one()
+    assert (entry.actor_id, entry.action, entry.target) == (desk["agent"], "reveal_contact", "order:HV-1")
+    assert client.get(f"/staff/requests/{rma}/contact").status_code == 405  # revealing is never a GET

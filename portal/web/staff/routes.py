@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import HiddenField, PasswordField, RadioField, StringField, TextAreaField
+from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 
@@ -20,7 +20,7 @@ from portal.db.queries import QUEUE_VIEWS, count_of, ticket_queue
 from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, NotFound
 from portal.services.returns import approve_return, reject_return
-from portal.services.tickets import take_ticket
+from portal.services.tickets import add_note, reassign, reveal_contact, take_ticket
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
@@ -91,6 +91,21 @@ class DecisionForm(FlaskForm):
     def validate_note(self, field):
         if self.action.data == "reject" and not (field.data or "").strip():
             raise ValidationError(_l("Tell the shopper why the return is rejected."))
+
+
+class NoteForm(FlaskForm):
+    text = TextAreaField(_l("Internal note"), validators=[DataRequired(), Length(max=4000)])
+
+
+class ReassignForm(FlaskForm):
+    to = SelectField(_l("Reassign to"), validate_choice=True)
+
+
+def _staff_choices() -> list[SelectChoice]:
+    users = get_session().scalars(
+        select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(sorted(CAN_WORK_TICKETS))).order_by(StaffUser.name)
+    )
+    return [SelectChoice("", gettext("Nobody (team queue)"))] + [SelectChoice(str(u.id), u.name) for u in users]
 
 
 class LoginForm(FlaskForm):
@@ -198,6 +213,49 @@ def decide(rma: str):
     return redirect(url_for("staff.request_detail", rma=rma), code=303)
 
 
+@bp.post("/tickets/<int:ticket_id>/note")
+@staff_required(*CAN_WORK_TICKETS)
+def note(ticket_id: int):
+    form = NoteForm()
+    ticket = get_session().get(Ticket, ticket_id)
+    if ticket is None:
+        abort(404)
+    if not form.validate_on_submit():
+        flash(gettext("A note needs some text."), "warning")
+        return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
+    add_note(get_session(), ticket_id, current_user._get_current_object(), form.text.data)
+    return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
+
+
+@bp.post("/tickets/<int:ticket_id>/reassign")
+@staff_required(*CAN_WORK_TICKETS)
+def reassign_view(ticket_id: int):
+    form = ReassignForm()
+    ticket = get_session().get(Ticket, ticket_id)
+    if ticket is None:
+        abort(404)
+    form.to.choices = _staff_choices()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        reassign(get_session(), ticket_id, current_user._get_current_object(), int(form.to.data) if form.to.data else None)
+    except ValueError:
+        abort(400)
+    flash(gettext("Ticket reassigned."), "success")
+    return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
+
+
+@bp.post("/requests/<rma>/contact")
+@staff_required(*CAN_WORK_TICKETS)
+def contact(rma: str):
+    """Reveal the shopper's email and phone (audited); an htmx fragment or the full page."""
+    req = _request_by_rma(rma)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    details = reveal_contact(get_session(), current_user._get_current_object(), req)
+    return render_page_or_partial("staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details})
+
+
 @bp.get("/")
 @staff_required(*CAN_VIEW_REQUESTS)
 def home():
@@ -217,11 +275,18 @@ def home():
                            status=status, mask_email=mask_email)
 
 
+def _reassign_form(ticket: Ticket | None) -> ReassignForm:
+    form = ReassignForm(to=str(ticket.assignee_id or "") if ticket else "")
+    form.to.choices = _staff_choices()
+    return form
+
+
 def _detail_context(req: ReturnRequest) -> dict:
     scoring = any(p.score_state == "pending" for p in req.photos)
     ticket = get_session().scalars(select(Ticket).where(Ticket.request_id == req.id)).one_or_none()
     return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring,
                 ticket=ticket, decision_form=DecisionForm(status=req.status), action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
+                note_form=NoteForm(), reassign_form=_reassign_form(ticket), contact=None,
                 can_decide=req.status == "pending_review" and current_user.role in CAN_WORK_TICKETS)
 
 
