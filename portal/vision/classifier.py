@@ -128,14 +128,15 @@ class Contract:
         )
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(``<name>.json``, ``<name>.onnx``) for ``<name>``, ``<name>.json`` or ``<name>.onnx``."""
     p = Path(path)
     if p.suffix in (".json", ".onnx"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".json"), p.with_name(p.name + ".onnx")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -191,7 +192,7 @@ class WearModel:
     @classmethod
     def load(cls, path: str | os.PathLike) -> WearModel:
         """Load ``path`` (``models/wear-v1``, ``models/wear-v1.json`` or ``.onnx``) and check it."""
-        json_path, onnx_path = _paths(path)
+        json_path, onnx_path = model_paths(path)
         try:
             text = json_path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -205,7 +206,7 @@ class WearModel:
         contract = Contract.from_json(data, json_path.name)
         if not onnx_path.is_file():
             raise ModelError(f"model file {onnx_path.name} not found in {onnx_path.parent}")
-        actual = _sha256(onnx_path)
+        actual = file_sha256(onnx_path)
         if actual != contract.sha256:
             raise ModelError(f"{onnx_path.name} does not match its contract: sha256 {actual[:12]}…, "
                              f"expected {contract.sha256[:12]}… (corrupt, truncated or replaced)")
@@ -369,7 +370,7 @@ def get_model(models_dir: str | os.PathLike, name: str = DEFAULT_MODEL) -> WearM
         key, sig = f"{models_dir}|{name}", ("invalid",)
         problem: str | None = f"invalid model name {name!r}"
     else:
-        json_path, onnx_path = _paths(Path(models_dir) / name)
+        json_path, onnx_path = model_paths(Path(models_dir) / name)
         key, sig, problem = str(json_path), _signature(json_path, onnx_path), None
     with _cache_lock:
         hit = _cache.get(key)

@@ -480,7 +480,9 @@ def test_start_sets_deadline_and_audit_event() -> None:
     assert clock.state is ClockState.RUNNING
     assert clock.deadline == at("2026-06-08T11:00+01:00")
     assert clock.deadline is not None and clock.deadline.tzinfo is UTC
-    assert change == DeadlineChange("first_response", ChangeReason.START, at("2026-06-05T15:00+01:00"), None, clock.deadline)
+    assert change == DeadlineChange(
+        "first_response", ChangeReason.START, at("2026-06-05T15:00+01:00"), None, clock.deadline
+    )
     assert change.as_dict() == {
         "metric": "first_response",
         "reason": "start",

@@ -37,8 +37,9 @@ def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequen
 
 
 class WearNet(nn.Module):
-    def __init__(self, width: int = 24):
+    def __init__(self, width: int = 24, input_size: int = INPUT_SIZE):
         super().__init__()
+        self.log_cells = math.log((input_size // MAP_STRIDE) ** 2)  # log-sum-exp over cells -> log-mean-exp
         w = width
         self.features = nn.Sequential(
             _block(3, w, 2),  # 1/2
@@ -62,7 +63,7 @@ class WearNet(nn.Module):
         g = self.context(f.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, f.shape[2], f.shape[3])
         m = self.head(torch.cat([f, g], 1))
         flat = m.flatten(1)
-        pooled = (torch.logsumexp(POOL_SHARPNESS * flat, dim=1, keepdim=True) - math.log(flat.shape[1])) / POOL_SHARPNESS
+        pooled = (torch.logsumexp(POOL_SHARPNESS * flat, dim=1, keepdim=True) - self.log_cells) / POOL_SHARPNESS
         return self.pool_scale * pooled + self.pool_bias, m
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

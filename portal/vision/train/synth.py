@@ -726,7 +726,8 @@ def render_all(specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int
 
     chunk = max(32, len(specs) // (workers * 8))
     jobs = [(specs[i:i + chunk], seed, i, size, mask_size) for i in range(0, len(specs), chunk)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # "spawn": a fresh interpreter per worker, safe whatever threads the parent (torch, onnxruntime) runs.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
         parts = pool.map(_render_range, jobs)
     return (np.concatenate([p[0] for p in parts]), labels, np.concatenate([p[1] for p in parts]))
 

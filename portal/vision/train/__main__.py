@@ -1,0 +1,39 @@
+"""``python -m portal.vision.train {train,evaluate} ...``"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m portal.vision.train",
+                                     description="Train or evaluate the wear classifier.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_train = sub.add_parser("train", help="train from scratch on synthetic images and export ONNX + JSON")
+    from portal.vision.train import evaluate as ev
+
+    p_eval = sub.add_parser("evaluate", help="measure a model on the held-out synthetic sets")
+    p_eval.add_argument("--model", required=True, help="model path without extension, e.g. models/wear-v1")
+    p_eval.add_argument("--n", type=int, default=ev.EVAL_SIZE, help="images per evaluation set")
+    p_eval.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
+    p_eval.add_argument("--photos", help="also measure on a folder of labelled photos")
+    p_eval.add_argument("--write", action="store_true", help="store the numbers in the model's JSON")
+
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "train":
+        from portal.vision.train import train as tr  # needs torch: only imported to train
+
+        tr.add_arguments(p_train)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        args.argv = argv[1:]
+        return tr.main(args)
+    return ev.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Measuring the shipped ONNX model the way the portal runs it (no torch needed).
+
+Two synthetic sets, never seen in training (other seeds):
+
+- ``in_distribution``: same generator, same textures and mark types as training;
+- ``heldout``: only held-out combinations (suede, with any mark; fraying, on any
+  texture; clean suede), which the model never saw in any form.
+
+Optionally a folder of labelled real photos (``--photos``), as written by
+``returns-portal wear export-dataset``.
+
+Accuracy, ROC AUC, precision and recall at the contract's threshold, plus
+recall per mark type and false-positive rate per hard-negative kind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from portal.vision.classifier import WearModel, model_paths, prepare_image
+from portal.vision.train import synth
+
+TEST_SEED = 3001
+HELDOUT_SEED = 4001
+EVAL_SIZE = 3000
+
+
+# --- metrics (numpy only) ------------------------------------------------------------------
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    avg_rank = ends - (counts - 1) / 2.0  # 1-based average rank of each distinct score
+    ranks = avg_rank[inverse]
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def at_threshold(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict:
+    y = np.asarray(labels).astype(bool)
+    p = np.asarray(scores, np.float64) >= threshold
+    tp, fp = int((p & y).sum()), int((p & ~y).sum())
+    fn, tn = int((~p & y).sum()), int((~p & ~y).sum())
+    n = len(y)
+    return {
+        "accuracy": (tp + tn) / n if n else float("nan"),
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn else float("nan"),
+        "false_positive_rate": fp / (fp + tn) if fp + tn else float("nan"),
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }
+
+
+def youden_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """The threshold that maximises recall - false-positive rate (Youden's J), midway between scores."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    tp = np.cumsum(y_sorted)
+    fp = np.cumsum(~y_sorted)
+    distinct = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # last index of each run of equal scores
+    j = tp / max(int(y.sum()), 1) - fp / max(int((~y).sum()), 1)
+    j = np.where(distinct, j, -np.inf)
+    i = int(np.argmax(j))
+    upper = s_sorted[i]
+    lower = s_sorted[i + 1] if i + 1 < len(s_sorted) else 0.0
+    return float((upper + lower) / 2.0)
+
+
+def summarise(labels, scores, threshold: float, specs: Sequence[synth.Spec] | None = None) -> dict:
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, np.float64)
+    out = {"n": int(len(labels)), "positives": int(labels.sum()), "roc_auc": roc_auc(labels, scores)}
+    out.update(at_threshold(labels, scores, threshold))
+    if specs is not None:
+        flagged = scores >= threshold
+        per_mark, per_negative, per_texture = {}, {}, {}
+        for mark in synth.MARKS:
+            idx = [i for i, s in enumerate(specs) if mark in s.marks]
+            if idx:
+                per_mark[mark] = {"n": len(idx), "recall": float(flagged[idx].mean())}
+        for neg in ("none", *synth.NEGATIVES):
+            idx = [i for i, s in enumerate(specs)
+                   if not s.marks and ((neg == "none" and not s.negatives) or neg in s.negatives)]
+            if idx:
+                per_negative[neg] = {"n": len(idx), "false_positive_rate": float(flagged[idx].mean())}
+        for tex in synth.TEXTURES:
+            idx = [i for i, s in enumerate(specs) if s.texture == tex]
+            if idx:
+                per_texture[tex] = {"n": len(idx), "accuracy": float((flagged[idx] == labels[idx].astype(bool)).mean())}
+        out["recall_by_mark"] = per_mark
+        out["false_positive_rate_by_negative"] = per_negative
+        out["accuracy_by_texture"] = per_texture
+    return _rounded(out)
+
+
+def _rounded(obj):
+    if isinstance(obj, float):
+        return None if obj != obj else round(obj, 4)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    return obj
+
+
+# --- running the model ---------------------------------------------------------------------
+
+def predict(model: WearModel, images: np.ndarray | Sequence[Image.Image], batch: int = 64) -> np.ndarray:
+    """Wear probabilities through the production path (``WearModel.score``)."""
+    out = []
+    for i in range(0, len(images), batch):
+        chunk = images[i:i + batch]
+        pil = [im if isinstance(im, Image.Image) else Image.fromarray(im) for im in chunk]
+        out.extend(s.probability for s in model.score(pil))
+    return np.asarray(out, np.float64)
+
+
+def synthetic_sets(n: int = EVAL_SIZE, workers: int = 2, size: int = 128) -> dict:
+    """The two evaluation sets: name -> (images, labels, specs, description)."""
+    images, labels, _, specs = synth.generate(n, TEST_SEED, textures=synth.TRAIN_TEXTURES, marks=synth.TRAIN_MARKS,
+                                              size=size, workers=workers, with_specs=True)
+    h_images, h_labels, _, h_specs = synth.generate_heldout(n, HELDOUT_SEED, size=size, workers=workers,
+                                                            with_specs=True)
+    return {
+        "in_distribution": (images, labels, specs, {
+            "seed": TEST_SEED, "textures": list(synth.TRAIN_TEXTURES), "marks": list(synth.TRAIN_MARKS),
+            "about": "same generator, textures and mark types as training; other seed"}),
+        "heldout": (h_images, h_labels, h_specs, {
+            "seed": HELDOUT_SEED, "heldout_textures": list(synth.HELDOUT_TEXTURES),
+            "heldout_marks": list(synth.HELDOUT_MARKS),
+            "about": "only held-out combinations: held-out textures (clean or with any mark) "
+                     "and held-out mark types on any texture; none seen in training"}),
+    }
+
+
+def load_photo_folder(directory: str | Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Labelled photos: ``labels.csv`` (file,label) as exported by the portal, or ``wear/`` and ``no_wear/`` folders."""
+    directory = Path(directory)
+    rows: list[tuple[str, int]] = []
+    index = directory / "labels.csv"
+    if index.is_file():
+        with open(index, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                label = (row.get("label") or "").strip()
+                if label in ("wear", "no_wear"):
+                    rows.append((row["file"], int(label == "wear")))
+    else:
+        for label, value in (("wear", 1), ("no_wear", 0)):
+            for p in sorted((directory / label).glob("*")):
+                if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"):
+                    rows.append((f"{label}/{p.name}", value))
+    images, labels, names = [], [], []
+    for name, value in rows:
+        try:
+            with Image.open(directory / name) as im:
+                images.append(prepare_image(im.convert("RGB"), size))
+        except (OSError, ValueError):
+            continue
+        labels.append(value)
+        names.append(name)
+    if not images:
+        raise SystemExit(f"no labelled photos found in {directory} (labels.csv, or wear/ and no_wear/ folders)")
+    return np.stack(images), np.asarray(labels, np.int64), names
+
+
+def evaluate(model_path: str | Path, n: int = EVAL_SIZE, workers: int = 2, photos: str | Path | None = None,
+             verbose: bool = True) -> dict:
+    model = WearModel.load(model_path)
+    threshold = model.threshold
+    size = model.contract.input_size
+    results = {}
+    for name, (images, labels, specs, about) in synthetic_sets(n, workers, size).items():
+        started = time.perf_counter()
+        scores = predict(model, images)
+        results[name] = {**about, **summarise(labels, scores, threshold, specs),
+                         "seconds": round(time.perf_counter() - started, 1)}
+    if photos:
+        images, labels, _ = load_photo_folder(photos, size)
+        results["photos"] = {"about": "labelled photos from a folder", **summarise(labels, predict(model, images), threshold)}
+    if verbose:
+        print(report(results, threshold, model.version))
+    return results
+
+
+def report(results: dict, threshold: float, version: str) -> str:
+    lines = [f"model {version}, threshold {threshold:.3f}"]
+    for name, r in results.items():
+        lines.append(f"{name:>16}: n={r['n']} positives={r['positives']} accuracy={_f(r['accuracy'])} "
+                     f"roc_auc={_f(r['roc_auc'])} precision={_f(r['precision'])} recall={_f(r['recall'])} "
+                     f"fpr={_f(r['false_positive_rate'])}")
+        if r.get("recall_by_mark"):
+            lines.append("                  recall by mark: " + ", ".join(
+                f"{k} {_f(v['recall'])}" for k, v in r["recall_by_mark"].items()))
+            lines.append("                  false positives: " + ", ".join(
+                f"{k} {_f(v['false_positive_rate'])}" for k, v in r["false_positive_rate_by_negative"].items()))
+            lines.append("                  accuracy by texture: " + ", ".join(
+                f"{k} {_f(v['accuracy'])}" for k, v in r["accuracy_by_texture"].items()))
+    return "\n".join(lines)
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def write_metrics(model_path: str | Path, results: dict, command: str) -> None:
+    """Store the measured numbers in the model's JSON contract (the ONNX file is untouched)."""
+    json_path, _ = model_paths(model_path)
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    data["metrics"] = {
+        "measured_with": command,
+        "measured_at": time.strftime("%Y-%m-%d", time.gmtime()),
+        "threshold": data.get("threshold"),
+        "note": "synthetic images only; numbers on real photos will differ",
+        **results,
+    }
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def main(args) -> int:
+    results = evaluate(args.model, n=args.n, workers=args.workers, photos=args.photos)
+    if args.write:
+        cmd = f"python -m portal.vision.train evaluate --model {args.model}"
+        if args.n != EVAL_SIZE:
+            cmd += f" --n {args.n}"
+        if args.photos:
+            cmd += f" --photos {args.photos}"
+        write_metrics(args.model, results, cmd + " --write")
+        print(f"metrics written to {model_paths(args.model)[0]}")
+    return 0

@@ -1,0 +1,79 @@
+"""Every route against anonymous, a shopper of another order, the owning shopper and a staff agent.
+
+The table lives here; a new route that is not in it fails ``test_every_route_is_listed``.
+Staff routes are covered role by role in test_staff.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.services.staff import create_staff
+from tests.conftest import get_csrf, login_shopper, order_payload, post_json
+from tests.web.test_shop_request import form_for
+from tests.web.test_staff import PASSWORD, ROUTES as STAFF_ROUTES, sign_in
+
+CALLERS = ("anonymous", "other_shopper", "owner", "agent")
+R = "{rma}"
+# (method, path, {caller: status}). POSTs carry a valid CSRF token and an empty or minimal form.
+MATRIX = [
+    ("GET", "/", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
+    ("POST", "/lookup", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
+    ("GET", "/r/not-a-token", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
+    ("POST", "/leave", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
+    ("GET", "/order", dict(anonymous=303, other_shopper=200, owner=200, agent=303)),
+    ("POST", "/order/check", dict(anonymous=303, other_shopper=200, owner=200, agent=303)),
+    ("POST", "/order/request", dict(anonymous=303, other_shopper=422, owner=422, agent=303)),
+    ("GET", f"/requests/{R}", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
+    ("POST", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=303, agent=303)),
+    ("GET", f"/requests/{R}/photos/1", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
+    ("POST", "/lang", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
+    ("POST", "/staff/login", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
+    ("GET", "/healthz", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
+    ("POST", "/api/v1/orders", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
+    ("POST", "/api/v1/products", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
+    ("GET", "/static/vendor/htmx-2.0.11.min.js", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
+]
+
+
+@pytest.fixture
+def rma(client, order, session):
+    create_staff(session, "agent@example.com", "Agent", "agent", PASSWORD)
+    post_json(client, "/api/v1/orders", order_payload("SO-2002", email="other@example.com"))
+    owner = client.application.test_client()
+    login_shopper(owner)
+    response = owner.post("/order/request", data=form_for(owner, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def as_caller(app, caller):
+    client = app.test_client()
+    if caller == "other_shopper":
+        login_shopper(client, number="SO-2002", contact="other@example.com")
+    elif caller == "owner":
+        login_shopper(client)
+    elif caller == "agent":
+        sign_in(client, "agent@example.com")
+    return client
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("method,path,expected", MATRIX, ids=[f"{m} {p}" for m, p, _ in MATRIX])
+def test_route_matrix(app, rma, caller, method, path, expected):
+    client = as_caller(app, caller)
+    url = path.replace(R, rma)
+    if method == "POST":
+        data = {"csrf_token": get_csrf(client)} if not path.startswith("/api/") else None
+        response = client.post(url, data=data)
+    else:
+        response = client.get(url)
+    with response:
+        assert response.status_code == expected[caller], response.get_data(as_text=True)[:300]
+
+
+def test_every_route_is_listed(app):
+    listed = {(m, p.split("{")[0].rstrip("/")) for m, p, _ in MATRIX} | {(m, p.split("R-")[0].split("999999")[0].rstrip("/")) for m, p, _ in STAFF_ROUTES}
+    for rule in app.url_map.iter_rules():
+        prefix = rule.rule.split("<")[0].rstrip("/")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert any(m == method and (p == prefix or p.startswith(prefix) or prefix.startswith(p) and p) for m, p in listed), (method, rule.rule)
