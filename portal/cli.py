@@ -53,9 +53,10 @@ def db_upgrade() -> None:
 # --- serving --------------------------------------------------------------------
 
 def _ticker(app, interval: float, stop: threading.Event) -> None:
-    from portal.jobs import _safe, deliver_outbox, score_pending_photos
+    from portal.jobs import _safe, deliver_outbox, score_pending_photos, sweep_escalations
 
     while not stop.wait(interval):
+        _safe(app, sweep_escalations)
         _safe(app, deliver_outbox)
         _safe(app, score_pending_photos)
 
@@ -366,6 +367,18 @@ def wear_export(directory: Path) -> None:
 @main.group()
 def outbox() -> None:
     """Notifications waiting to be sent."""
+
+
+@main.command("sweep")
+@click.option("--once", is_flag=True, required=True, help="Run one pass and exit.")
+def sweep_cmd(once: bool) -> None:
+    """Fire due SLA escalation steps once and print what was done."""
+    from portal.jobs import sweep_escalations
+
+    result = sweep_escalations(_app())
+    for line in result.fired:
+        click.echo(line)
+    click.echo(f"claimed {result.claimed}, fired {len(result.fired)}, dropped {result.dropped}")
 
 
 @outbox.command("send")

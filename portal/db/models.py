@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -287,9 +289,11 @@ class Team(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(128))
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    lead: Mapped[StaffUser | None] = relationship()
+    lead: Mapped[StaffUser | None] = relationship(foreign_keys=[lead_id])
+    manager: Mapped[StaffUser | None] = relationship(foreign_keys=[manager_id])
     members: Mapped[list[TeamMember]] = relationship(back_populates="team", order_by="TeamMember.id")
 
 
@@ -376,3 +380,114 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(128))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class BusinessCalendarRow(Base):
+    """Working hours in a time zone; holidays and partial days are ``CalendarException`` rows."""
+
+    __tablename__ = "business_calendar"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64))
+    weekly: Mapped[dict[str, Any]]  # {"mon": ["09:00-12:00", "13:00-18:00"], ...}
+    country: Mapped[str | None] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    exceptions: Mapped[list[CalendarException]] = relationship(back_populates="calendar", order_by="CalendarException.day")
+
+
+class CalendarException(Base):
+    __tablename__ = "calendar_exception"
+    __table_args__ = (UniqueConstraint("calendar_id", "day", name="uq_calendar_exception_calendar_id_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("business_calendar.id"), index=True)
+    day: Mapped[date] = mapped_column(Date)
+    hours: Mapped[list] = mapped_column(JSON)  # [] closed all day, or ["09:00-13:00"]
+    note: Mapped[str] = mapped_column(String(128), default="")
+
+    calendar: Mapped[BusinessCalendarRow] = relationship(back_populates="exceptions")
+
+
+class SlaPolicy(Base):
+    """Targets per team and priority (team NULL = any team), in business minutes of a calendar."""
+
+    __tablename__ = "sla_policy"
+    __table_args__ = (UniqueConstraint("team_id", "priority", name="uq_sla_policy_team_id_priority"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    priority: Mapped[str] = mapped_column(String(16))
+    first_response_minutes: Mapped[int] = mapped_column(Integer)
+    resolution_minutes: Mapped[int] = mapped_column(Integer)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("business_calendar.id"))
+    # [{"key": "remind", "at_fraction": 0.75, "action": "remind"}, {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"}, ...]
+    ladder: Mapped[list] = mapped_column(JSON)
+
+    calendar: Mapped[BusinessCalendarRow] = relationship()
+
+
+class TicketClock(Base):
+    """A persisted ``portal.domain.sla.Clock`` for one metric of one ticket."""
+
+    __tablename__ = "ticket_clock"
+    __table_args__ = (UniqueConstraint("ticket_id", "metric", name="uq_ticket_clock_ticket_id_metric"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("sla_policy.id"))
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("business_calendar.id"))
+    metric: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    target_minutes: Mapped[float] = mapped_column(Float)
+    used_minutes: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime]
+    changed_at: Mapped[datetime]
+    running_since: Mapped[datetime | None]
+    deadline: Mapped[datetime | None] = mapped_column(index=True)
+    stopped_at: Mapped[datetime | None]
+    met: Mapped[bool | None] = mapped_column(Boolean)
+    breached_at: Mapped[datetime | None]
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+    ticket: Mapped[Ticket] = relationship()
+
+
+class EscalationDue(Base):
+    """One escalation step waiting for its time. A unique key makes a retried schedule harmless;
+    ``status`` moves pending → claimed → done exactly once (or cancelled when the clock moves)."""
+
+    __tablename__ = "escalation_due"
+    __table_args__ = (
+        UniqueConstraint("clock_id", "step_key", "generation", name="uq_escalation_due_clock_step_generation"),
+        Index("ix_escalation_due_pending", "fire_at", postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+        Index("ix_escalation_due_claimed", "claim_expires", postgresql_where=text("status = 'claimed'"), sqlite_where=text("status = 'claimed'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clock_id: Mapped[int] = mapped_column(ForeignKey("ticket_clock.id"), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    step_key: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[int] = mapped_column(Integer)
+    fire_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(255))
+
+
+class StaffNotification(Base):
+    __tablename__ = "staff_notification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None]

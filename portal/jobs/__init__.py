@@ -30,6 +30,7 @@ SUBJECTS = {
     "return_cancelled": lambda ctx: gettext("Return %(rma)s cancelled", rma=ctx["rma"]),
     "return_approved": lambda ctx: gettext("Return %(rma)s approved", rma=ctx["rma"]),
     "return_rejected": lambda ctx: gettext("Return %(rma)s not accepted", rma=ctx["rma"]),
+    "staff_escalation": lambda ctx: f"[returns] {ctx['message']}",
 }
 
 
@@ -86,6 +87,15 @@ def score_pending_photos(app: Flask) -> int:
     with session_scope(app) as session:
         ids = list(session.scalars(select(Photo.request_id).where(Photo.score_state == "pending").distinct().limit(50)))
     return sum(score_photos(app, request_id) for request_id in ids)
+
+
+def sweep_escalations(app: Flask):
+    from portal.services.sla import sweep
+
+    result = sweep(app.extensions["portal.sessionmaker"], worker=f"app-{id(app):x}")
+    if result.fired:
+        deliver_outbox(app)
+    return result
 
 
 def kick(app: Flask, job=deliver_outbox) -> None:

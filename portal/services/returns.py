@@ -306,11 +306,14 @@ def _close_ticket(session: Session, request: ReturnRequest, actor: str, note: st
     ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
     if ticket is None:
         return
+    from portal.services.sla import stop_ticket_clocks
+
     now = datetime.now(timezone.utc)
     ticket.first_response_at = ticket.first_response_at or now
     if ticket.status != "closed":
         ticket.status, ticket.closed_at = "closed", now
     ticket.events.append(TicketEvent(actor=actor, kind="decided", note=note))
+    stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
 
 
 def _review(session: Session, request: ReturnRequest, actor: str, target: Status, expected_status: str | None, note: str, template: str, context: dict) -> ReturnRequest:

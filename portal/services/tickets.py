@@ -90,6 +90,9 @@ def open_ticket(session: Session, request: ReturnRequest, actor: str = "system")
         return ticket
     session.flush()
     assign_ticket(session, ticket)
+    from portal.services.sla import start_ticket_clocks
+
+    start_ticket_clocks(session, ticket, request.created_at or now_utc(), actor)
     return ticket
 
 

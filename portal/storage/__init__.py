@@ -63,4 +63,14 @@ class LocalPhotoStore:
 
 
 def store_from_config(config) -> PhotoStore:
+    """An S3 bucket when ``S3_BUCKET`` is set, otherwise the local photo folder."""
+    if config.get("S3_BUCKET"):
+        from portal.storage.s3 import S3PhotoStore
+
+        return S3PhotoStore(
+            config["S3_BUCKET"],
+            endpoint_url=config.get("S3_ENDPOINT_URL"),
+            region=config.get("S3_REGION") or "us-east-1",
+            prefix=config.get("S3_PREFIX") or "",
+        )
     return LocalPhotoStore(config["PHOTO_PATH"])

@@ -1,0 +1,287 @@
+"""SLA clocks on tickets and the escalation sweep.
+
+Clock arithmetic is ``portal.domain.sla``; this module persists clocks, writes
+an audit event for every deadline change, keeps one ``EscalationDue`` row per
+step that has not fired yet, and runs the sweep that fires them.
+
+The sweep fires each step exactly once: a sweeper claims due rows with a
+conditional update (and ``SKIP LOCKED`` on PostgreSQL) under a claim token
+that expires, then acts and marks the row done in one transaction. A sweeper
+killed mid-batch leaves claims that expire and are picked up again; a row
+that is already done is never acted on twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.db.models import (
+    BusinessCalendarRow,
+    EscalationDue,
+    SlaPolicy,
+    StaffNotification,
+    StaffUser,
+    Ticket,
+    TicketClock,
+    TicketEvent,
+)
+from portal.domain import sla
+from portal.services.outbox import enqueue_email
+
+log = logging.getLogger("portal.sla")
+
+CLAIM_TTL = timedelta(minutes=5)
+METRIC_TARGETS = (("first_response", "first_response_minutes"), ("resolution", "resolution_minutes"))
+
+
+def calendar_of(row: BusinessCalendarRow) -> sla.BusinessCalendar:
+    return sla.BusinessCalendar.from_spec(
+        {"timezone": row.timezone, "weekly": row.weekly, "exceptions": {e.day.isoformat(): list(e.hours) for e in row.exceptions}}
+    )
+
+
+def ladder_of(policy: SlaPolicy) -> list[sla.EscalationStep]:
+    return [
+        sla.EscalationStep(step["key"], step.get("at_fraction"), step.get("after_breach_minutes"), step["action"])
+        for step in policy.ladder or []
+    ]
+
+
+def to_clock(row: TicketClock) -> sla.Clock:
+    return sla.Clock(
+        metric=row.metric, target_minutes=row.target_minutes, started_at=row.started_at, changed_at=row.changed_at,
+        state=sla.ClockState(row.state), used_minutes=row.used_minutes, running_since=row.running_since,
+        deadline=row.deadline, stopped_at=row.stopped_at, met=row.met, breached_at=row.breached_at,
+    )
+
+
+def _store(row: TicketClock, clock: sla.Clock) -> None:
+    row.metric, row.target_minutes, row.started_at, row.changed_at = clock.metric, clock.target_minutes, clock.started_at, clock.changed_at
+    row.state, row.used_minutes, row.running_since, row.deadline = clock.state.value, clock.used_minutes, clock.running_since, clock.deadline
+    row.stopped_at, row.met, row.breached_at = clock.stopped_at, clock.met, clock.breached_at
+
+
+def find_policy(session: Session, team_id: int, priority: str) -> SlaPolicy | None:
+    """The team's policy for this priority, else the policy for any team."""
+    rows = session.scalars(
+        select(SlaPolicy).where(SlaPolicy.priority == priority, or_(SlaPolicy.team_id == team_id, SlaPolicy.team_id.is_(None)))
+    ).all()
+    return next((p for p in rows if p.team_id == team_id), None) or next((p for p in rows if p.team_id is None), None)
+
+
+def _audit(ticket: Ticket, change: sla.DeadlineChange | None, actor: str, why: str) -> None:
+    if change is None:
+        return
+    data = change.as_dict()
+    ticket.events.append(TicketEvent(actor=actor, kind="deadline", data={**data, "why": why},
+                                     note=f"{change.metric} deadline {data['old_deadline'] or '—'} → {data['new_deadline'] or '—'} ({change.reason.value}: {why})"))
+
+
+def _schedule(session: Session, row: TicketClock, cal: sla.BusinessCalendar, steps: list[sla.EscalationStep]) -> None:
+    """Replace the clock's pending steps with its current fire times (steps already done stay done)."""
+    if row.id is None:
+        session.flush()
+    session.execute(
+        update(EscalationDue).where(EscalationDue.clock_id == row.id, EscalationDue.status.in_(("pending", "claimed")))
+        .values(status="cancelled", outcome="clock changed")
+    )
+    row.generation = (row.generation or 0) + 1
+    done = set(session.scalars(select(EscalationDue.step_key).where(EscalationDue.clock_id == row.id, EscalationDue.status == "done")))
+    actions = {s.key: s.action for s in steps}
+    for key, fire_at in sla.step_fire_times(cal, to_clock(row), steps):
+        if key not in done:
+            session.add(EscalationDue(clock_id=row.id, ticket_id=row.ticket_id, step_key=key, action=actions[key],
+                                      generation=row.generation, fire_at=fire_at, status="pending"))
+
+
+def start_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str = "system") -> list[TicketClock]:
+    """Start first-response and resolution clocks under the matching SLA policy (none without a policy)."""
+    policy = find_policy(session, ticket.team_id, ticket.priority)
+    if policy is None:
+        return []
+    cal, steps = calendar_of(policy.calendar), ladder_of(policy)
+    rows = []
+    for metric, attr in METRIC_TARGETS:
+        clock, change = sla.start_clock(cal, metric, getattr(policy, attr), at)
+        row = TicketClock(ticket=ticket, policy_id=policy.id, calendar_id=policy.calendar_id, generation=0)
+        _store(row, clock)
+        session.add(row)
+        session.flush()
+        _audit(ticket, change, actor, f"policy {policy.id} ({policy.priority})")
+        _schedule(session, row, cal, steps if metric == "resolution" else [s for s in steps if s.action == "remind"])
+        rows.append(row)
+    return rows
+
+
+def _clock_rows(session: Session, ticket: Ticket) -> list[TicketClock]:
+    return list(session.scalars(select(TicketClock).where(TicketClock.ticket_id == ticket.id).order_by(TicketClock.id)))
+
+
+def _policy_context(session: Session, row: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
+    policy = session.get(SlaPolicy, row.policy_id)
+    steps = ladder_of(policy)
+    return calendar_of(session.get(BusinessCalendarRow, row.calendar_id)), steps if row.metric == "resolution" else [s for s in steps if s.action == "remind"]
+
+
+def _transition(session: Session, ticket: Ticket, at: datetime, actor: str, why: str, fn, metrics: tuple[str, ...] | None = None, only_states: tuple[str, ...] = ()) -> int:
+    changed = 0
+    for row in _clock_rows(session, ticket):
+        if (metrics and row.metric not in metrics) or (only_states and row.state not in only_states):
+            continue
+        cal, steps = _policy_context(session, row)
+        clock, change = fn(cal, to_clock(row), at)
+        _store(row, clock)
+        _audit(ticket, change, actor, why)
+        _schedule(session, row, cal, steps)
+        changed += 1
+    return changed
+
+
+def pause_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str, why: str = "waiting on the shopper") -> int:
+    return _transition(session, ticket, at, actor, why, sla.pause, only_states=("running",))
+
+
+def resume_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str, why: str = "the shopper answered") -> int:
+    return _transition(session, ticket, at, actor, why, sla.resume, only_states=("paused",))
+
+
+def stop_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str, metrics: tuple[str, ...], why: str) -> int:
+    return _transition(session, ticket, at, actor, why, sla.stop, metrics=metrics, only_states=("running", "paused"))
+
+
+def retarget_policy_clocks(session: Session, policy: SlaPolicy, at: datetime, actor: str, batch: int = 500) -> int:
+    """After a policy's targets change: re-target its running and paused clocks, batch by batch (one commit each)."""
+    total, last_id = 0, 0
+    cal, steps_all = calendar_of(policy.calendar), ladder_of(policy)
+    while True:
+        rows = list(session.scalars(
+            select(TicketClock).where(TicketClock.policy_id == policy.id, TicketClock.state.in_(("running", "paused")), TicketClock.id > last_id)
+            .order_by(TicketClock.id).limit(batch)
+        ))
+        if not rows:
+            return total
+        for row in rows:
+            target = policy.first_response_minutes if row.metric == "first_response" else policy.resolution_minutes
+            clock, change = sla.retarget(cal, to_clock(row), target, at)
+            _store(row, clock)
+            _audit(row.ticket, change, actor, f"policy {policy.id} targets changed")
+            _schedule(session, row, cal, steps_all if row.metric == "resolution" else [s for s in steps_all if s.action == "remind"])
+            last_id = row.id
+        total += len(rows)
+        session.commit()
+
+
+# --- the sweep ---------------------------------------------------------------------
+
+@dataclass
+class SweepResult:
+    claimed: int = 0
+    fired: list[str] = field(default_factory=list)
+    dropped: int = 0
+
+
+def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]:
+    due = or_(
+        (EscalationDue.status == "pending") & (EscalationDue.fire_at <= now),
+        (EscalationDue.status == "claimed") & (EscalationDue.claim_expires < now),
+    )
+    stmt = select(EscalationDue.id).where(due).order_by(EscalationDue.fire_at).limit(batch)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list(session.scalars(stmt))
+    if not ids:
+        session.rollback()
+        return []
+    # Conditional update: a row another sweeper claimed in between is not taken twice.
+    session.execute(
+        update(EscalationDue).where(EscalationDue.id.in_(ids), due)
+        .values(status="claimed", claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return list(session.scalars(select(EscalationDue.id).where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token)))
+
+
+def _notify(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str, message: str) -> None:
+    if staff is None or not staff.active:
+        return
+    session.add(StaffNotification(staff_id=staff.id, ticket_id=ticket.id, kind=kind, message=message))
+    enqueue_email(session, staff.email, "staff_escalation", "en", {"message": message, "rma": ticket.request.rma})
+
+
+def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketClock) -> str:
+    team = ticket.team
+    rma = ticket.request.rma
+    if row.action == "remind":
+        target = ticket.assignee or team.lead
+        _notify(session, target, ticket, "reminder", f"{rma}: {clock.metric.replace('_', ' ')} due at {clock.deadline:%Y-%m-%d %H:%M} UTC")
+        return f"reminded {target.name if target else 'nobody'}"
+    if row.action == "move_to_lead":
+        ticket.escalation_level = max(ticket.escalation_level, 1)
+        if team.lead is not None:
+            ticket.assignee_id = team.lead.id
+        _notify(session, team.lead, ticket, "escalation", f"{rma}: {clock.metric.replace('_', ' ')} breached; the ticket is now yours")
+        ticket.events.append(TicketEvent(actor="sla", kind="escalated", note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}"))
+        return "moved to lead"
+    if row.action == "notify_manager":
+        ticket.escalation_level = max(ticket.escalation_level, 2)
+        managers = [team.manager] if team.manager else list(session.scalars(select(StaffUser).where(StaffUser.role == "manager", StaffUser.active.is_(True))))
+        for manager in managers:
+            _notify(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
+        ticket.events.append(TicketEvent(actor="sla", kind="escalated", note=f"level 2: managers notified ({len(managers)})"))
+        return f"notified {len(managers)} manager(s)"
+    return f"unknown action {row.action}"
+
+
+def _fire(session: Session, due_id: int, token: str, now: datetime) -> str | None:
+    stmt = select(EscalationDue).where(EscalationDue.id == due_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.scalars(stmt).one_or_none()
+    if row is None or row.status != "claimed" or row.claimed_by != token:
+        session.rollback()
+        return None  # someone else holds it now (our claim expired)
+    clock = session.get(TicketClock, row.clock_id)
+    ticket = session.get(Ticket, row.ticket_id)
+    # Re-check inside the transaction: the clock may have been paused, stopped or re-targeted since.
+    cal, steps = _policy_context(session, clock)
+    still_due = row.generation == clock.generation and any(
+        key == row.step_key and at <= now for key, at in sla.step_fire_times(cal, to_clock(clock), steps)
+    )
+    if not still_due:
+        row.status, row.done_at, row.outcome = "cancelled", now, "no longer due"
+        session.commit()
+        return None
+    outcome = _act(session, row, ticket, clock)
+    row.status, row.done_at, row.outcome = "done", now, outcome
+    ticket.events.append(TicketEvent(actor="sla", kind="step", note=f"{row.step_key}: {outcome}"))
+    session.commit()
+    return f"{ticket.request.rma} {clock.metric}/{row.step_key}: {outcome}"
+
+
+def sweep(factory: sessionmaker, now: datetime | None = None, batch: int = 200, worker: str = "sweeper") -> SweepResult:
+    """Fire every due escalation step once. Costs in proportion to the due work (partial index on pending fire times)."""
+    now = now or datetime.now(timezone.utc)
+    result = SweepResult()
+    while True:
+        token = f"{worker}:{uuid.uuid4().hex[:12]}"
+        with factory() as session:
+            ids = _claim(session, now, token, batch)
+        if not ids:
+            return result
+        result.claimed += len(ids)
+        for due_id in ids:
+            with factory() as session:
+                fired = _fire(session, due_id, token, now)
+            if fired:
+                result.fired.append(fired)
+            else:
+                result.dropped += 1
+        if len(ids) < batch:
+            return result

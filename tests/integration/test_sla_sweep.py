@@ -1,0 +1,195 @@
+"""SLA clocks on tickets and the escalation sweep, against the real database."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.db import session_scope
+from portal.db.models import (BusinessCalendarRow, CalendarException, EscalationDue, OutboxMessage, RoutingRuleRow, SlaPolicy,
+                              StaffNotification, StaffUser, TeamMember, Ticket, TicketClock, TicketEvent)
+from portal.domain.orders import parse_order
+from portal.domain.policy import load_policy
+from portal.services.orders import upsert_order
+from portal.services.policies import default_policy_text
+from portal.services.returns import LineRequest, approve_return, open_return
+from portal.services.sla import CLAIM_TTL, _claim, pause_ticket_clocks, resume_ticket_clocks, retarget_policy_clocks, sweep
+from portal.services.tickets import ensure_team
+from portal.storage import LocalPhotoStore
+from tests.conftest import order_payload
+
+POLICY = load_policy(default_policy_text())
+UTC = timezone.utc
+# Monday 2026-11-23 10:00 Shanghai = 02:00 UTC.
+MONDAY_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+COAT = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
+         "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+LADDER = [
+    {"key": "remind", "at_fraction": 0.75, "action": "remind"},
+    {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
+    {"key": "manager", "after_breach_minutes": 60, "action": "notify_manager"},
+]
+
+
+def staff(session, name, role):
+    user = StaffUser(email=f"{name}@example.com", name=name.title(), role=role, password_hash="x", active=True, session_version=1)
+    session.add(user)
+    session.flush()
+    return user
+
+
+@pytest.fixture
+def desk(session):
+    """Finance desk working 09:00–12:00 and 13:00–18:00 Shanghai time, Monday to Friday; 4h resolution target."""
+    agent, lead, manager = staff(session, "agnes", "agent"), staff(session, "leo", "lead"), staff(session, "mia", "manager")
+    team = ensure_team(session, "finance", "Finance desk")
+    team.lead_id, team.manager_id = lead.id, manager.id
+    session.add(TeamMember(team_id=team.id, staff_id=agent.id, cap=10))
+    session.add(RoutingRuleRow(position=1, name="High value", conditions={"min_value": "1000"}, team=team, priority="high", ticket_class="A"))
+    week = {d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+    calendar = BusinessCalendarRow(code="cn", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN")
+    session.add(calendar)
+    session.flush()
+    session.add(CalendarException(calendar_id=calendar.id, day=datetime(2026, 11, 24).date(), hours=[], note="company holiday"))
+    session.add(SlaPolicy(team_id=team.id, priority="high", first_response_minutes=120, resolution_minutes=240, calendar_id=calendar.id, ladder=LADDER))
+    session.commit()
+    return {"agent": agent.id, "lead": lead.id, "manager": manager.id}
+
+
+def open_ticket_at(app, at=MONDAY_10, number="SLA-1") -> int:
+    with session_scope(app) as s:
+        order, _ = upsert_order(s, parse_order(order_payload(number, lines=COAT)))
+        order.delivered_at = at - timedelta(days=1)
+        s.commit()
+        req = open_return(s, order, [LineRequest("1", 1, "size_fit", outcome="refund")], POLICY, at, "en", LocalPhotoStore(app.config["PHOTO_PATH"]))
+        return s.scalars(select(Ticket.id).where(Ticket.request_id == req.id)).one()
+
+
+def clocks(session, ticket_id):
+    session.expire_all()
+    return {c.metric: c for c in session.scalars(select(TicketClock).where(TicketClock.ticket_id == ticket_id))}
+
+
+def factory(app):
+    return app.extensions["portal.sessionmaker"]
+
+
+def test_clocks_start_with_business_hour_deadlines_and_audit(app, session, desk):
+    ticket_id = open_ticket_at(app)
+    c = clocks(session, ticket_id)
+    # 120 business minutes from Mon 10:00: 10-12 → Mon 12:00 Shanghai = 04:00 UTC.
+    assert c["first_response"].deadline == datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
+    # 240 minutes: 10-12 (120) + 13-15 (120) → Mon 15:00 Shanghai = 07:00 UTC.
+    assert c["resolution"].deadline == datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+    events = session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "deadline")).all()
+    assert len(events) == 2 and all(e.data["new_deadline"] for e in events)
+
+
+def test_sweep_fires_each_step_once_in_order(app, session, desk):
+    ticket_id = open_ticket_at(app)
+    assert sweep(factory(app), now=MONDAY_10 + timedelta(minutes=30)).fired == []
+    # 75% of 120 min = 90 business minutes → 11:30; of 240 → 180 min → 14:00 Shanghai.
+    first = sweep(factory(app), now=datetime(2026, 11, 23, 3, 31, tzinfo=UTC))
+    assert [f.split(" ")[1] for f in first.fired] == ["first_response/remind:"]
+    assert sweep(factory(app), now=datetime(2026, 11, 23, 3, 40, tzinfo=UTC)).fired == []  # not again
+    # Resolution breach at 15:00 Shanghai: remind (14:00) and move to lead (15:00).
+    at_breach = sweep(factory(app), now=datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
+    assert sorted(f.split(" ")[1] for f in at_breach.fired) == ["resolution/lead:", "resolution/remind:"]
+    session.expire_all()
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket.assignee_id == desk["lead"] and ticket.escalation_level == 1
+    # Breach + 60 business minutes = 16:00 Shanghai.
+    later = sweep(factory(app), now=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+    assert [f.split(" ")[1] for f in later.fired] == ["resolution/manager:"]
+    session.expire_all()
+    assert session.get(Ticket, ticket_id).escalation_level == 2
+    assert session.scalar(select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == desk["manager"])) == 1
+    assert session.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.topic == "staff_escalation")) == 4
+    assert sweep(factory(app), now=datetime(2026, 11, 30, tzinfo=UTC)).fired == []
+
+
+def test_pause_over_holiday_and_weekend_then_resume(app, session, desk):
+    ticket_id = open_ticket_at(app)
+    with session_scope(app) as s:
+        ticket = s.get(Ticket, ticket_id)
+        # Paused Mon 11:00 (60 of 240 used) until Wed 09:00 (Tuesday is a holiday).
+        pause_ticket_clocks(s, ticket, datetime(2026, 11, 23, 3, 0, tzinfo=UTC), "staff:1")
+        s.commit()
+    assert sweep(factory(app), now=datetime(2026, 11, 24, 12, 0, tzinfo=UTC)).fired == []  # nothing fires while paused
+    c = clocks(session, ticket_id)
+    assert c["resolution"].state == "paused" and c["resolution"].deadline is None and round(c["resolution"].used_minutes) == 60
+    with session_scope(app) as s:
+        resume_ticket_clocks(s, s.get(Ticket, ticket_id), datetime(2026, 11, 25, 1, 0, tzinfo=UTC), "shopper")
+        s.commit()
+    c = clocks(session, ticket_id)
+    # 180 minutes left from Wed 09:00 → 12:00 Shanghai = 04:00 UTC.
+    assert c["resolution"].deadline == datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+    reasons = [e.data["reason"] for e in session.scalars(select(TicketEvent).where(TicketEvent.kind == "deadline").order_by(TicketEvent.id))]
+    assert reasons.count("pause") == 2 and reasons.count("resume") == 2
+
+
+def test_policy_change_retargets_running_clocks(app, session, desk):
+    ticket_id = open_ticket_at(app)
+    with session_scope(app) as s:
+        policy = s.scalars(select(SlaPolicy)).one()
+        policy.resolution_minutes = 480
+        s.flush()
+        assert retarget_policy_clocks(s, policy, datetime(2026, 11, 23, 3, 0, tzinfo=UTC), "admin:1") == 2
+    c = clocks(session, ticket_id)
+    assert c["resolution"].target_minutes == 480
+    # 480 from Mon 10:00: Mon 10-12,13-18 (420) + Wed 09:00-10:00 (Tuesday holiday) → Wed 10:00 = 02:00 UTC.
+    assert c["resolution"].deadline == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+def test_approving_stops_the_clocks_and_cancels_steps(app, session, desk):
+    ticket_id = open_ticket_at(app)
+    with session_scope(app) as s:
+        req = s.get(Ticket, ticket_id).request
+        approve_return(s, req, "staff:1", expected_status="pending_review")
+    c = clocks(session, ticket_id)
+    assert c["first_response"].state == "stopped" and c["resolution"].state == "stopped"
+    assert session.scalar(select(func.count(EscalationDue.id)).where(EscalationDue.status == "pending")) == 0
+    assert sweep(factory(app), now=datetime(2026, 12, 1, tzinfo=UTC)).fired == []
+
+
+def test_two_sweepers_at_once_fire_each_step_once(app, session, desk):
+    for n in range(6):
+        open_ticket_at(app, number=f"SLA-{n}")
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    results, barrier = [], threading.Barrier(2)
+
+    def run(name):
+        barrier.wait()
+        results.append(sweep(factory(app), now=now, batch=4, worker=name))
+
+    threads = [threading.Thread(target=run, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    fired = [f for r in results for f in r.fired]
+    assert len(fired) == len(set(fired)) == 6 * 4  # first-response remind + 3 resolution steps per ticket
+    assert session.scalar(select(func.count(EscalationDue.id)).where(EscalationDue.status == "done")) == 24
+
+
+def test_sweeper_killed_mid_batch_is_retried_once_claims_expire(app, session, desk):
+    open_ticket_at(app)
+    now = datetime(2026, 11, 23, 3, 31, tzinfo=UTC)
+    with factory(app)() as s:
+        claimed = _claim(s, now, "dead-worker", 10)  # claimed, then the worker "dies" before acting
+    assert len(claimed) == 1
+    assert sweep(factory(app), now=now).fired == []  # claim still valid: not taken twice
+    later = sweep(factory(app), now=now + CLAIM_TTL + timedelta(seconds=1))
+    assert len(later.fired) == 1
+    assert sweep(factory(app), now=now + CLAIM_TTL * 3).fired == []
+
+
+def test_sweep_cost_follows_due_work(app, session, desk):
+    """A sweep with nothing due claims nothing, however many tickets are open."""
+    for n in range(5):
+        open_ticket_at(app, number=f"SLA-C{n}")
+    result = sweep(factory(app), now=MONDAY_10)
+    assert (result.claimed, result.fired) == (0, [])
