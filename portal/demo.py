@@ -224,5 +224,38 @@ def seed_staff(session: Session) -> list[tuple[str, str, str]]:
             RoutingRuleRow(position=40, name="Frequent returner", conditions={"frequent_returner": True}, team=service, priority="high", ticket_class="B"),
             RoutingRuleRow(position=100, name="Everything else", conditions={}, team=service, priority="normal", ticket_class="B"),
         ])
+    seed_sla(session, [service, inspection, finance, logistics], users["manager"].id)
     session.commit()
     return DEMO_STAFF
+
+
+DEMO_LADDER = [
+    {"key": "remind", "at_fraction": 0.75, "action": "remind"},
+    {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
+    {"key": "manager", "after_breach_minutes": 120, "action": "notify_manager"},
+]
+
+
+def seed_sla(session: Session, teams, manager_id: int) -> None:
+    """A Shanghai office calendar with China's public holidays, and targets per priority."""
+    from sqlalchemy import select
+
+    from portal.db.models import BusinessCalendarRow, SlaPolicy
+    from portal.services.sla import seed_holidays
+
+    calendar = session.scalars(select(BusinessCalendarRow).where(BusinessCalendarRow.code == "cn-office")).one_or_none()
+    if calendar is None:
+        week = {d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+        calendar = BusinessCalendarRow(code="cn-office", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN")
+        session.add(calendar)
+        session.flush()
+        year = datetime.now(timezone.utc).year
+        seed_holidays(session, calendar, "CN", [year, year + 1])
+    for team in teams:
+        team.manager_id = team.manager_id or manager_id
+    targets = {"low": (480, 2880), "normal": (240, 1440), "high": (120, 480), "urgent": (60, 240)}
+    for priority, (first, resolution) in targets.items():
+        exists = session.scalars(select(SlaPolicy).where(SlaPolicy.team_id.is_(None), SlaPolicy.priority == priority)).first()
+        if exists is None:
+            session.add(SlaPolicy(team_id=None, priority=priority, first_response_minutes=first, resolution_minutes=resolution,
+                                  calendar_id=calendar.id, ladder=DEMO_LADDER))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import Select, exists, func, or_, select
 
-from portal.db.models import Order, OrderLine, ReturnLine, ReturnRequest, TeamMember, Ticket
+from datetime import datetime, timedelta, timezone
 
-QUEUE_VIEWS = ("mine", "team", "unassigned", "open", "all")
+from portal.db.models import Order, OrderLine, ReturnLine, ReturnRequest, TeamMember, Ticket, TicketClock
+
+QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "all")
+BREACHING_SOON = timedelta(hours=4)
 
 
-def ticket_queue(view: str, staff_id: int, q: str = "") -> Select:
+def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
     """Tickets for a queue view, newest first, joined to their request and order; ``q`` searches
     order number, RMA, SKU and customer email or name (case-insensitive prefix/substring)."""
     stmt = select(Ticket).join(ReturnRequest, ReturnRequest.id == Ticket.request_id).join(Order, Order.id == ReturnRequest.order_id)
@@ -20,6 +23,14 @@ def ticket_queue(view: str, staff_id: int, q: str = "") -> Select:
         stmt = stmt.where(Ticket.team_id.in_(my_teams), Ticket.status != "closed")
     elif view == "unassigned":
         stmt = stmt.where(Ticket.assignee_id.is_(None), Ticket.status != "closed")
+    elif view in ("breaching", "breached"):
+        now = now or datetime.now(timezone.utc)
+        running = select(TicketClock.ticket_id).where(TicketClock.state == "running", TicketClock.metric == "resolution")
+        if view == "breached":
+            running = running.where(TicketClock.deadline <= now)
+        else:
+            running = running.where(TicketClock.deadline > now, TicketClock.deadline <= now + BREACHING_SOON)
+        stmt = stmt.where(Ticket.id.in_(running), Ticket.status != "closed")
     elif view == "open":
         stmt = stmt.where(Ticket.status != "closed")
     q = (q or "").strip()

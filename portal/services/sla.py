@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db.models import (
     BusinessCalendarRow,
+    CalendarException,
     EscalationDue,
     SlaPolicy,
     StaffNotification,
@@ -285,3 +286,37 @@ def sweep(factory: sessionmaker, now: datetime | None = None, batch: int = 200, 
                 result.dropped += 1
         if len(ids) < batch:
             return result
+
+
+def seed_holidays(session: Session, calendar: BusinessCalendarRow, country: str, years: list[int]) -> int:
+    """Add the country's public holidays as closed days (rows stay editable; existing days are kept)."""
+    import holidays as holidays_lib
+
+    existing = {e.day for e in calendar.exceptions}
+    added = 0
+    for day, name in sorted(holidays_lib.country_holidays(country, years=years).items()):
+        if day not in existing:
+            calendar.exceptions.append(CalendarException(day=day, hours=[], note=str(name)[:128]))
+            added += 1
+    session.flush()
+    return added
+
+
+def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> dict[int, dict]:
+    """For queue rows: the resolution clock's business minutes remaining, state and breach, per ticket id."""
+    if not tickets:
+        return {}
+    rows = session.scalars(select(TicketClock).where(TicketClock.ticket_id.in_([t.id for t in tickets]), TicketClock.metric == "resolution"))
+    calendars: dict[int, sla.BusinessCalendar] = {}
+    out = {}
+    for row in rows:
+        if row.calendar_id not in calendars:
+            calendars[row.calendar_id] = calendar_of(session.get(BusinessCalendarRow, row.calendar_id))
+        clock = to_clock(row)
+        out[row.ticket_id] = {
+            "state": row.state,
+            "remaining": sla.remaining(calendars[row.calendar_id], clock, now) if row.state != "stopped" else None,
+            "breached": sla.is_breached(clock, now),
+            "deadline": row.deadline,
+        }
+    return out

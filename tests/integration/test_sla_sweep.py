@@ -193,3 +193,25 @@ def test_sweep_cost_follows_due_work(app, session, desk):
         open_ticket_at(app, number=f"SLA-C{n}")
     result = sweep(factory(app), now=MONDAY_10)
     assert (result.claimed, result.fired) == (0, [])
+
+
+def test_queue_shows_countdown_and_breached_view(app, session, desk):
+    import time_machine
+
+    from portal.services.staff import create_staff
+    from tests.web.test_staff import PASSWORD, sign_in
+
+    open_ticket_at(app)
+    create_staff(session, "boss@example.com", "Boss", "manager", PASSWORD)
+    with time_machine.travel(datetime(2026, 11, 23, 5, 0, tzinfo=UTC), tick=False):  # Mon 13:00 Shanghai
+        client = app.test_client()
+        sign_in(client, "boss@example.com")
+        page = client.get("/staff/queue?view=open").get_data(as_text=True)
+        assert "2h 00m" in page  # 15:00 deadline, two business hours left
+        assert "Breaching soon (1)" in page and "Breached (0)" in page
+    with time_machine.travel(datetime(2026, 11, 25, 2, 0, tzinfo=UTC), tick=False):  # Wed 10:00, after Tuesday's holiday
+        client = app.test_client()
+        sign_in(client, "boss@example.com")
+        page = client.get("/staff/queue?view=breached").get_data(as_text=True)
+        assert "SLA-1" in page and "Breached (1)" in page
+        assert "-4h 00m" in page  # Mon 15:00-18:00 plus Wed 09:00-10:00 overdue, the holiday not counted

@@ -71,7 +71,8 @@ def _torch_probs(model: WearNet, images: np.ndarray, mean, std, batch: int = 256
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        p, _ = model(_to_input(torch.from_numpy(images[i:i + batch]), mean, std))
+        x = _to_input(torch.from_numpy(images[i:i + batch]), mean, std)
+        p, _ = model(x.contiguous(memory_format=torch.channels_last))
         out.append(p.squeeze(1).numpy())
     model.train()
     return np.concatenate(out)
@@ -93,7 +94,7 @@ def _split_photos(labels: np.ndarray, fraction: float = 0.2) -> tuple[np.ndarray
 def export_onnx(model: WearNet, path: Path, size: int) -> None:
     import onnx
 
-    model.eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()
     dummy = torch.zeros(1, 3, size, size)
     tmp = path.with_suffix(".onnx.tmp")
     with warnings.catch_warnings():
@@ -187,7 +188,7 @@ def train(args) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(TORCH_SEED)
     g = torch.Generator().manual_seed(TORCH_SEED)
-    model = WearNet()
+    model = WearNet().to(memory_format=torch.channels_last)
     n_params = param_count(model)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
@@ -210,6 +211,7 @@ def train(args) -> int:
             x = _to_input(xs[idx], mean, std)
             m = ms[idx].unsqueeze(1)
             x, m = _augment(x, m, g)
+            x = x.contiguous(memory_format=torch.channels_last)  # much faster convolutions on CPU
             logit, map_logits = model.logits(x)
             loss_img = F.binary_cross_entropy_with_logits(logit.squeeze(1), ys[idx])
             target = (m * 2.0).clamp(0.0, 1.0)
@@ -311,7 +313,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output path without extension, e.g. models/wear-v1")
     p.add_argument("--name", help="model name in the contract (default: the file name)")
     p.add_argument("--version", default=MODEL_VERSION, help="model version in the contract")
-    p.add_argument("--train-size", type=int, default=40000, help="synthetic training images")
+    p.add_argument("--train-size", type=int, default=48000, help="synthetic training images")
     p.add_argument("--val-size", type=int, default=3000, help="synthetic validation images (threshold)")
     p.add_argument("--eval-size", type=int, default=ev.EVAL_SIZE, help="images per evaluation set")
     p.add_argument("--epochs", type=int, default=4)

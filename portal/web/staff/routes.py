@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from functools import wraps
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -20,6 +21,7 @@ from portal.db.queries import QUEUE_VIEWS, count_of, ticket_queue
 from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, NotFound
 from portal.services.returns import approve_return, reject_return
+from portal.services.sla import clock_summaries
 from portal.services.tickets import add_note, reassign, reveal_contact, take_ticket
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
@@ -36,6 +38,16 @@ login_manager.login_view = "staff.login"
 login_manager.session_protection = "basic"
 
 PAGE_SIZE = 50
+
+
+def business_time(minutes: float | None) -> str:
+    """``3h 20m`` of business time (negative: overdue)."""
+    if minutes is None:
+        return "—"
+    sign = "-" if minutes < 0 else ""
+    total = int(abs(minutes))
+    hours, mins = divmod(total, 60)
+    return f"{sign}{hours}h {mins:02d}m" if hours else f"{sign}{mins}m"
 
 
 @login_manager.user_loader
@@ -163,9 +175,11 @@ def queue():
     session_ = get_session()
     tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     total = session_.scalar(count_of(stmt))
-    counts = {v: session_.scalar(count_of(ticket_queue(v, current_user.id))) for v in ("mine", "team", "unassigned")}
+    counts = {v: session_.scalar(count_of(ticket_queue(v, current_user.id))) for v in ("mine", "team", "unassigned", "breaching", "breached")}
+    clocks = clock_summaries(session_, list(tickets), datetime.now(timezone.utc))
     return render_page_or_partial("staff/queue.html", "staff/_queue_rows.html", view=view, q=q, page=page, total=total,
-                                  tickets=tickets, counts=counts, page_size=PAGE_SIZE, mask_email=mask_email, VIEWS=QUEUE_VIEWS)
+                                  tickets=tickets, counts=counts, clocks=clocks, page_size=PAGE_SIZE, mask_email=mask_email,
+                                  VIEWS=QUEUE_VIEWS, business_time=business_time)
 
 
 @bp.post("/tickets/<int:ticket_id>/take")
