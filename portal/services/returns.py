@@ -341,3 +341,61 @@ def reject_return(session: Session, request: ReturnRequest, actor: str, reason: 
     if not reason:
         raise ValueError("a rejection needs a reason for the shopper")
     return _review(session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason})
+
+
+def _ticket_of(session: Session, request: ReturnRequest):
+    from portal.db.models import Ticket
+
+    return session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+
+
+def ask_shopper(session: Session, request: ReturnRequest, actor: str, question: str, expected_status: str | None = None) -> ReturnRequest:
+    """Ask the shopper for more information: counts as the first response, pauses the resolution clock."""
+    from portal.db.models import TicketEvent
+    from portal.services.sla import pause_ticket_clocks, stop_ticket_clocks
+
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("a question needs text")
+    session.refresh(request, with_for_update=True)
+    if expected_status is not None and request.status != expected_status:
+        session.rollback()
+        raise Conflict(request.status)
+    move(request, Status.AWAITING_SHOPPER, actor, question[:2000])
+    now = datetime.now(timezone.utc)
+    ticket = _ticket_of(session, request)
+    if ticket is not None:
+        ticket.status = "waiting"
+        ticket.first_response_at = ticket.first_response_at or now
+        ticket.events.append(TicketEvent(actor=actor, kind="asked", note=question[:2000]))
+        stop_ticket_clocks(session, ticket, now, actor, ("first_response",), "asked the shopper")
+        pause_ticket_clocks(session, ticket, now, actor)
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, "return_question", request.locale, {"rma": request.rma, "question": question})
+    session.commit()
+    return request
+
+
+def answer_question(session: Session, request: ReturnRequest, answer: str) -> ReturnRequest:
+    """The shopper's answer: back to review, clocks resume with the time they had left."""
+    from portal.db.models import TicketEvent
+    from portal.services.sla import resume_ticket_clocks
+    from portal.services.tickets import assign_ticket
+
+    answer = (answer or "").strip()
+    if not answer:
+        raise ValueError("an answer needs text")
+    session.refresh(request, with_for_update=True)
+    if request.status != Status.AWAITING_SHOPPER.value:
+        session.rollback()
+        raise Conflict(request.status)
+    move(request, Status.PENDING_REVIEW, "shopper", answer[:2000])
+    ticket = _ticket_of(session, request)
+    if ticket is not None:
+        ticket.status = "open"
+        ticket.events.append(TicketEvent(actor="shopper", kind="answered", note=answer[:2000]))
+        resume_ticket_clocks(session, ticket, datetime.now(timezone.utc), "shopper")
+        if ticket.assignee_id is None:
+            assign_ticket(session, ticket)
+    session.commit()
+    return request

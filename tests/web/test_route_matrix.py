@@ -26,6 +26,7 @@ MATRIX = [
     ("POST", "/order/request", dict(anonymous=303, other_shopper=422, owner=422, agent=303)),
     ("GET", f"/requests/{R}", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     ("POST", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=303, agent=303)),
+    ("POST", f"/requests/{R}/answer", dict(anonymous=303, other_shopper=404, owner=422, agent=303)),
     ("GET", f"/requests/{R}/photos/1", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
     ("POST", "/lang", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
     ("POST", "/staff/login", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),

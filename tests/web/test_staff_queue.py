@@ -158,3 +158,30 @@ def test_reveal_contact_is_audited(client, app, desk, session):
     entry = session.scalars(select(AuditLog)).one()
     assert (entry.actor_id, entry.action, entry.target) == (desk["agent"], "reveal_contact", "order:HV-1")
     assert client.get(f"/staff/requests/{rma}/contact").status_code == 405  # revealing is never a GET
+
+
+def test_ask_the_shopper_then_the_shopper_answers(client, app, desk, session):
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    missing = _decide(client, rma, "ask")
+    assert missing.status_code == 422 and "Write the question" in missing.get_data(as_text=True)
+    assert _decide(client, rma, "ask", note="Could you send a photo of the label?").status_code == 303
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "awaiting_shopper"
+    assert session.scalars(select(Ticket.status)).one() == "waiting"
+    question_mail = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "return_question")).one()
+    assert question_mail.payload["context"]["question"] == "Could you send a photo of the label?"
+
+    shopper = app.test_client()
+    login_shopper(shopper, number="HV-1")
+    page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    assert "Could you send a photo of the label?" in page and "Waiting for your reply" in page
+    empty = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_from(page), "answer": " "})
+    assert empty.status_code == 422
+    assert shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_from(page), "answer": "Label attached, size M"}).status_code == 303
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "pending_review"
+    ticket = session.scalars(select(Ticket)).one()
+    assert ticket.status == "open" and [e.kind for e in ticket.events][-1] == "answered"
+    again = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_from(page), "answer": "twice"}, follow_redirects=True)
+    assert "no longer waiting for an answer" in again.get_data(as_text=True)

@@ -62,3 +62,7 @@ def sub_reason_choices(gettext) -> list[SelectChoice]:
 
 def outcome_choices(gettext) -> list[SelectChoice]:
     return [SelectChoice(code, gettext(OUTCOME_LABELS[code])) for code in OUTCOMES]
+
+
+class AnswerForm(FlaskForm):
+    answer = TextAreaField(_l("Your answer"), validators=[DataRequired(), Length(max=2000)])

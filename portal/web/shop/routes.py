@@ -27,7 +27,7 @@ from portal.vision.intake import PhotoRejected, clean_photo
 from portal.web import render_page_or_partial
 from wtforms.fields.choices import SelectChoice
 
-from portal.web.shop.forms import CancelForm, LookupForm, ReturnForm, outcome_choices, reason_choices, sub_reason_choices
+from portal.web.shop.forms import AnswerForm, CancelForm, LookupForm, ReturnForm, outcome_choices, reason_choices, sub_reason_choices
 
 bp = Blueprint("shop", __name__)
 log = logging.getLogger("portal.shop")
@@ -308,6 +308,8 @@ def status(rma: str):
         order=order,
         req=req,
         cancel_form=CancelForm(status=req.status),
+        answer_form=AnswerForm(),
+        question=_open_question(req),
         cancellable=Status(req.status) in CANCELLABLE,
         reasons=REASONS,
     )
@@ -333,6 +335,31 @@ def cancel(rma: str):
 
     kick(current_app._get_current_object())
     flash(gettext("Your return request has been cancelled."), "success")
+    return redirect(url_for("shop.status", rma=rma), code=303)
+
+
+def _open_question(req) -> str | None:
+    if req.status != Status.AWAITING_SHOPPER.value:
+        return None
+    asked = [e for e in req.events if e.to_status == Status.AWAITING_SHOPPER.value]
+    return asked[-1].note if asked else None
+
+
+@bp.post("/requests/<rma>/answer")
+def answer(rma: str):
+    from portal.services.returns import answer_question
+
+    order, req = _own_request(rma)
+    form = AnswerForm()
+    if not form.validate_on_submit():
+        return render_template("shop/status.html", order=order, req=req, cancel_form=CancelForm(status=req.status), answer_form=form,
+                               question=_open_question(req), cancellable=Status(req.status) in CANCELLABLE, reasons=REASONS), 422
+    try:
+        answer_question(get_session(), req, form.answer.data)
+    except Conflict:
+        flash(gettext("This request is no longer waiting for an answer."), "warning")
+        return redirect(url_for("shop.status", rma=rma), code=303)
+    flash(gettext("Thank you. Our team will continue with your request."), "success")
     return redirect(url_for("shop.status", rma=rma), code=303)
 
 

@@ -20,7 +20,7 @@ from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
 from portal.db.queries import QUEUE_VIEWS, count_of, ticket_queue
 from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, NotFound
-from portal.services.returns import approve_return, reject_return
+from portal.services.returns import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
 from portal.services.tickets import add_note, reassign, reveal_contact, take_ticket
 from portal.domain.policy import Decision
@@ -93,16 +93,19 @@ class ActionForm(FlaskForm):
 
 class DecisionForm(FlaskForm):
     status = HiddenField(validators=[DataRequired()])  # the status the page showed
-    action = RadioField(_l("Decision"), choices=[SelectChoice("approve"), SelectChoice("reject")], validators=[DataRequired()])
-    note = TextAreaField(_l("Reason or note (the shopper sees the reason for a rejection)"), validators=[Length(max=2000)])
+    action = RadioField(_l("Decision"), choices=[SelectChoice("approve"), SelectChoice("reject"), SelectChoice("ask")], validators=[DataRequired()])
+    note = TextAreaField(_l("Reason, question or note (the shopper sees a rejection reason or a question)"), validators=[Length(max=2000)])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.action.choices = [SelectChoice("approve", gettext("Approve")), SelectChoice("reject", gettext("Reject"))]
+        self.action.choices = [SelectChoice("approve", gettext("Approve")), SelectChoice("reject", gettext("Reject")),
+                               SelectChoice("ask", gettext("Ask the shopper for more information"))]
 
     def validate_note(self, field):
         if self.action.data == "reject" and not (field.data or "").strip():
             raise ValidationError(_l("Tell the shopper why the return is rejected."))
+        if self.action.data == "ask" and not (field.data or "").strip():
+            raise ValidationError(_l("Write the question for the shopper."))
 
 
 class NoteForm(FlaskForm):
@@ -214,6 +217,9 @@ def decide(rma: str):
         if form.action.data == "approve":
             approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "")
             flash(gettext("Approved. The shopper has been told."), "success")
+        elif form.action.data == "ask":
+            ask_shopper(get_session(), req, actor, form.note.data, expected_status=form.status.data)
+            flash(gettext("Question sent. The clock is paused until the shopper answers."), "success")
         else:
             reject_return(get_session(), req, actor, form.note.data, expected_status=form.status.data)
             flash(gettext("Rejected. The shopper has been told why."), "success")
