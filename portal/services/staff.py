@@ -86,3 +86,28 @@ def ensure_staff(session: Session, email: str, name: str, role: str, password: s
     """Create the account if missing (used by the demo)."""
     user = session.scalars(select(StaffUser).where(StaffUser.email == email.lower())).one_or_none()
     return user or create_staff(session, email, name, role, password)
+
+
+def change_role(session: Session, actor: StaffUser, user: StaffUser, role: str) -> None:
+    """Change a role (audited); the account's sessions end so the new role applies at once."""
+    from portal.db.models import AuditLog
+
+    if role not in ROLES:
+        raise StaffError(f"unknown role {role!r}")
+    if user.id == actor.id:
+        raise StaffError("you cannot change your own role")
+    old = user.role
+    user.role = role
+    user.session_version += 1
+    session.add(AuditLog(actor_id=actor.id, action="change_role", target=f"staff:{user.id}", detail=f"{old} -> {role}"))
+    session.commit()
+    log.info("staff %s changed the role of %s from %s to %s", actor.id, mask_email(user.email), old, role)
+
+
+def set_active_by(session: Session, actor: StaffUser, user: StaffUser, active: bool) -> None:
+    from portal.db.models import AuditLog
+
+    if user.id == actor.id and not active:
+        raise StaffError("you cannot disable your own account")
+    session.add(AuditLog(actor_id=actor.id, action="enable" if active else "disable", target=f"staff:{user.id}", detail=""))
+    set_active(session, user, active)

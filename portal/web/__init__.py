@@ -54,6 +54,9 @@ def init_web(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(shop_bp)
     app.register_blueprint(staff_bp)
+    from portal.web.admin import bp as admin_bp
+
+    app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)
 

@@ -115,6 +115,10 @@ ROUTES = [
     # POSTs without a CSRF token are refused before anything else (400) for everyone signed in or not.
     ("POST", "/staff/tickets/999999/take", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/requests/R-XXX-XXX-XXX/decide", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/staff", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/staff", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/staff/999999/role", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/staff/999999/active", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/logout", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/tickets/999999/note", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/tickets/999999/reassign", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
@@ -160,7 +164,7 @@ def test_role_matrix_for_posts_with_token(client, accounts, order, caller, path,
 def test_every_staff_route_is_in_the_matrix(app):
     covered = {path.split("/")[2] if path.count("/") > 2 else "" for _, path, _ in ROUTES}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("staff."):
+        if rule.endpoint.startswith(("staff.", "admin.")):
             first = rule.rule.split("/")[2] if rule.rule.count("/") > 2 else ""
             assert first in covered or rule.endpoint in ("staff.login",), rule.rule
 
