@@ -40,6 +40,7 @@ class LocalPhotoStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -47,6 +48,8 @@ class LocalPhotoStore:
                 fh.write(data)
             os.replace(tmp, path)
         except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise StorageError(str(exc)) from exc
 
     def get(self, key: str) -> bytes:

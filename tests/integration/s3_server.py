@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REGION = "us-east-1"
-STOP_GRACE_SECONDS = 5
+# A clean stop takes 15 s (the filer waits out its metadata streams); the data is throwaway.
+STOP_GRACE_SECONDS = 3
 
 
 def find_weed() -> str | None:
@@ -102,6 +103,7 @@ class SeaweedS3:
         self.workdir = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
         self.log_path = self.workdir / "server.log"
         self.process: subprocess.Popen | None = None
+        self.grpc_ports: dict[str, int] = {}
         self.access_key = "portal-test-" + secrets.token_hex(4)
         self.secret_key = secrets.token_urlsafe(24)
 
@@ -120,8 +122,12 @@ class SeaweedS3:
         config.write_text(json.dumps(identities))
         (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc) = free_ports(8)
         self.s3_port = s3
+        self.grpc_ports = {"master": master_grpc, "volume": volume_grpc, "filer": filer_grpc, "s3": s3_grpc}
         return [
-            self.weed, "server",
+            self.weed,
+            "-logtostderr",  # into our log file, not glog files in the temp folder
+            f"-config_dir={self.workdir}",  # ignore any SeaweedFS configuration of the machine
+            "server",
             f"-dir={self.workdir / 'data'}",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={master}", f"-master.port.grpc={master_grpc}",
@@ -150,32 +156,39 @@ class SeaweedS3:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                # Anything it writes to the temp folder lands in ours and goes with it.
+                env={**os.environ, "TMPDIR": str(self.workdir)},
                 start_new_session=True, preexec_fn=_die_with_parent(),
             )
         endpoint = f"http://127.0.0.1:{self.s3_port}"
         # Short timeouts and no retries while polling: each attempt must fail fast.
         client = s3_client(endpoint, self.access_key, self.secret_key,
                            connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+        try:
+            self._create_bucket(client, started, endpoint)
+        finally:
+            client.close()
+        return S3Server(endpoint, self.bucket, self.access_key, self.secret_key, REGION, time.monotonic() - started)
+
+    def _create_bucket(self, client, started: float, endpoint: str) -> None:
+        """Poll until the gateway answers a signed request by creating the bucket."""
         last_error: Exception | None = None
         while time.monotonic() - started < self.deadline:
             if self.process.poll() is not None:
                 raise ServerFailed(f"weed exited with status {self.process.returncode}\n--- server log ---\n{self.log_tail()}")
             try:
                 client.create_bucket(Bucket=self.bucket)
-                break
+                return
             except Exception as exc:  # not up yet: refused, 5xx, filer not ready
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code")
                 if code == "BucketAlreadyOwnedByYou":  # an earlier attempt got through
-                    break
+                    return
                 last_error = exc
                 time.sleep(0.1)
-        else:
-            raise ServerFailed(
-                f"S3 gateway on {endpoint} not ready after {self.deadline:.0f} s (last error: {last_error!r})\n"
-                f"--- server log ---\n{self.log_tail()}"
-            )
-        client.close()
-        return S3Server(endpoint, self.bucket, self.access_key, self.secret_key, REGION, time.monotonic() - started)
+        raise ServerFailed(
+            f"S3 gateway on {endpoint} not ready after {self.deadline:.0f} s (last error: {last_error!r})\n"
+            f"--- server log ---\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         """SIGINT, then SIGKILL after a grace period; the process is always reaped."""
@@ -189,4 +202,16 @@ class SeaweedS3:
                     process.kill()
                     process.wait(timeout=STOP_GRACE_SECONDS)
         finally:
+            if process is None or process.poll() is not None:
+                self._remove_grpc_sockets()
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _remove_grpc_sockets(self) -> None:
+        """``weed server`` puts its local gRPC sockets in /tmp whatever TMPDIR says."""
+        for name, port in self.grpc_ports.items():
+            path = Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock")
+            try:
+                if path.is_socket():
+                    path.unlink()
+            except OSError:
+                pass

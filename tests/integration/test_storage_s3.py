@@ -20,12 +20,16 @@ from tests.integration.s3_server import SeaweedS3, ServerFailed, find_weed, free
 from tests.web.test_shop_request import form_for, jpeg
 
 
-@pytest.fixture(scope="session")
-def s3_server():
+def require_boto3():
     try:
         import boto3  # noqa: F401
     except ImportError:
         service_missing("boto3 not installed")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    require_boto3()
     weed = find_weed()
     if weed is None:
         service_missing("SeaweedFS (weed) not installed")
@@ -41,16 +45,24 @@ def s3_server():
 
 
 @pytest.fixture
-def aws_env(monkeypatch, tmp_path, s3_server):
-    """Credentials the boto3 way, and nothing from the developer's own AWS setup."""
+def aws_env(monkeypatch, tmp_path):
+    """Credentials the boto3 way (placeholders here), and nothing from the developer's own AWS setup."""
+    require_boto3()
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL",
                  "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "placeholder-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "placeholder-secret")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def s3_credentials(aws_env, s3_server, monkeypatch):
+    """The test server's key pair, as the application would find it in production."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
 
 
 @pytest.fixture
@@ -60,7 +72,7 @@ def prefix():
 
 
 @pytest.fixture
-def store(s3_server, aws_env, prefix):
+def store(s3_server, s3_credentials, prefix):
     from portal.storage.s3 import S3PhotoStore
 
     return S3PhotoStore(s3_server.bucket, endpoint_url=s3_server.endpoint_url, region=s3_server.region, prefix=prefix)
@@ -98,7 +110,7 @@ def test_missing_key_is_a_storage_error(store):
         store.get(new_key(".jpg"))
 
 
-def test_keys_carry_the_prefix(s3_server, aws_env, prefix):
+def test_keys_carry_the_prefix(s3_server, s3_credentials, prefix):
     from portal.storage.s3 import S3PhotoStore
 
     # The prefix is normalised: no leading slash, exactly one trailing slash.
@@ -114,9 +126,15 @@ def test_keys_carry_the_prefix(s3_server, aws_env, prefix):
 
 
 @pytest.mark.parametrize("key", ["", "/photos/a.jpg", "../a.jpg", "photos/../../a.jpg", "photos//a.jpg", "photos/./a.jpg"])
-def test_unsafe_keys_are_refused(store, key):
-    with pytest.raises(StorageError):
-        store.put(key, b"x", "image/jpeg")
+def test_unsafe_keys_are_refused(aws_env, key):
+    from portal.storage.s3 import S3PhotoStore
+
+    (port,) = free_ports(1)
+    store = S3PhotoStore("photos", endpoint_url=f"http://127.0.0.1:{port}", prefix="shop")
+    for call in (lambda: store.put(key, b"x", "image/jpeg"), lambda: store.get(key), lambda: store.delete(key),
+                 lambda: store.presigned_url(key)):
+        with pytest.raises(StorageError, match="invalid photo key"):  # refused before any request is made
+            call()
 
 
 def test_presigned_url_works_then_expires(store, s3_server, prefix):
@@ -156,7 +174,20 @@ def test_unreachable_endpoint_fails_quickly(aws_env):
         assert time.monotonic() - started < 8  # three attempts with short back-off, no hang
 
 
-def test_store_from_config_chooses_s3_when_a_bucket_is_set(tmp_path, monkeypatch):
+def test_one_client_per_process(aws_env, monkeypatch):
+    from portal.storage import s3
+
+    first = s3.S3PhotoStore("photos", endpoint_url="http://127.0.0.1:9")
+    second = s3.S3PhotoStore("other", endpoint_url="http://127.0.0.1:9")
+    parent = first.client
+    assert parent is first.client is second.client  # store_from_config runs per request: no new client each time
+    monkeypatch.setattr(s3, "_clients_pid", -1)  # the cache was filled by another process, as after a fork
+    child = first.client
+    assert child is not parent
+    assert second.client is child
+
+
+def test_store_from_config_chooses_s3_when_a_bucket_is_set(aws_env, tmp_path, monkeypatch):
     from portal.storage.s3 import S3PhotoStore
 
     assert isinstance(store_from_config({"PHOTO_PATH": str(tmp_path)}), LocalPhotoStore)
@@ -174,7 +205,8 @@ def test_store_from_config_chooses_s3_when_a_bucket_is_set(tmp_path, monkeypatch
         "shop-photos", "http://127.0.0.1:9", "us-east-1", "returns/")
 
 
-def test_shopper_photo_lands_in_the_bucket_and_is_served_back(app, client, order, session, s3_server, aws_env, prefix):
+def test_shopper_photo_lands_in_the_bucket_and_is_served_back(app, client, order, session, s3_server, s3_credentials,
+                                                              prefix):
     app.config.update(S3_BUCKET=s3_server.bucket, S3_ENDPOINT_URL=s3_server.endpoint_url,
                       S3_REGION=s3_server.region, S3_PREFIX=prefix)
     assert login_shopper(client).status_code == 303

@@ -77,3 +77,30 @@ def test_anonymous_and_shopper_are_sent_to_sign_in(client, order):
     assert client.get("/admin/staff").status_code == 303
     login_shopper(client)
     assert client.get("/admin/staff").status_code == 303
+
+
+def test_routing_rules_are_editable_and_route_new_requests(admin, app, session):
+    from portal.db.models import RoutingRuleRow, Ticket
+    from portal.services.tickets import ensure_team
+    from tests.web.test_staff_queue import submit_coat
+
+    shoes = ensure_team(session, "shoes", "Shoe desk")
+    session.commit()
+    page = admin.get("/admin/routing").get_data(as_text=True)
+    token = csrf_from(page)
+    form = {"csrf_token": token, "name": "Expensive coats", "position": "5", "active": "y", "team": str(shoes.id), "priority": "urgent",
+            "ticket_class": "A", "categories": "Outerwear, bags", "min_value": "1000", "needs_review": "yes", "frequent_returner": ""}
+    assert admin.post("/admin/routing", data=form).status_code == 303
+    rule = session.scalars(select(RoutingRuleRow)).one()
+    assert rule.conditions == {"categories": ["bags", "outerwear"], "min_value": "1000", "needs_review": True}
+    submit_coat(app)
+    ticket = session.scalars(select(Ticket)).one()
+    assert (ticket.team_id, ticket.priority, ticket.rule["name"]) == (shoes.id, "urgent", "Expensive coats")
+    # Edit: bad bounds are refused with a message, nothing saved.
+    edit = admin.get(f"/admin/routing/{rule.id}").get_data(as_text=True)
+    assert 'value="Outerwear' not in edit and 'value="bags, outerwear"' in edit
+    bad = admin.post(f"/admin/routing/{rule.id}", data={**form, "min_value": "50", "max_value": "10"})
+    assert bad.status_code == 422 and "min_value is above max_value" in bad.get_data(as_text=True)
+    assert admin.post(f"/admin/routing/{rule.id}", data={**form, "priority": "low"}).status_code == 303
+    session.expire_all()
+    assert session.get(RoutingRuleRow, rule.id).priority == "low"

@@ -105,3 +105,135 @@ def staff_active(user_id: int):
     else:
         flash(gettext("Account updated."), "success")
     return redirect(url_for("admin.staff_list"), code=303)
+
+
+# --- routing rules ----------------------------------------------------------------
+
+from decimal import Decimal  # noqa: E402
+
+from wtforms import BooleanField, DecimalField, FloatField, IntegerField, SelectMultipleField  # noqa: E402
+from wtforms.validators import NumberRange, Optional  # noqa: E402
+
+from portal.db.models import RoutingRuleRow, Team  # noqa: E402
+from portal.domain.reasons import RESPONSIBILITIES  # noqa: E402
+from portal.domain.routing import PRIORITIES, TICKET_CLASSES, Conditions, RuleError  # noqa: E402
+
+TRISTATE = [SelectChoice("", "—"), SelectChoice("yes", "yes"), SelectChoice("no", "no")]
+
+
+def _csv(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+class RuleForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=128)])
+    position = IntegerField(_l("Position (lower runs first)"), validators=[DataRequired(), NumberRange(min=0, max=100000)])
+    active = BooleanField(_l("Active"), default=True)
+    team = SelectField(_l("Team"))
+    priority = SelectField(_l("Priority"))
+    ticket_class = SelectField(_l("Ticket class"))
+    categories = StringField(_l("Categories (comma separated)"), validators=[Optional(), Length(max=500)])
+    responsibilities = SelectMultipleField(_l("Responsibility"))
+    min_value = DecimalField(_l("Value at least"), validators=[Optional(), NumberRange(min=0)], places=2)
+    max_value = DecimalField(_l("Value at most"), validators=[Optional(), NumberRange(min=0)], places=2)
+    min_wear = FloatField(_l("Highest wear score at least (0 to 1)"), validators=[Optional(), NumberRange(min=0, max=1)])
+    needs_review = SelectField(_l("Policy says needs review"))
+    frequent_returner = SelectField(_l("Frequent returner"))
+    languages = StringField(_l("Shopper languages (comma separated, e.g. zh_Hans)"), validators=[Optional(), Length(max=200)])
+    channels = StringField(_l("Channels (comma separated)"), validators=[Optional(), Length(max=200)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        teams = get_session().scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name))
+        self.team.choices = [SelectChoice(str(t.id), t.name) for t in teams]
+        self.priority.choices = [SelectChoice(p) for p in PRIORITIES]
+        self.ticket_class.choices = [SelectChoice(c) for c in TICKET_CLASSES]
+        self.responsibilities.choices = [SelectChoice(r) for r in RESPONSIBILITIES]
+        self.needs_review.choices = TRISTATE
+        self.frequent_returner.choices = TRISTATE
+
+    def conditions(self) -> dict:
+        data = {
+            "categories": _csv(self.categories.data),
+            "responsibilities": list(self.responsibilities.data or []),
+            "languages": _csv(self.languages.data),
+            "channels": _csv(self.channels.data),
+        }
+        if self.min_value.data is not None:
+            data["min_value"] = str(self.min_value.data)
+        if self.max_value.data is not None:
+            data["max_value"] = str(self.max_value.data)
+        if self.min_wear.data is not None:
+            data["min_wear"] = self.min_wear.data
+        for name in ("needs_review", "frequent_returner"):
+            value = getattr(self, name).data
+            if value in ("yes", "no"):
+                data[name] = value == "yes"
+        return Conditions.from_dict(data).to_dict()
+
+    def fill_from(self, rule: RoutingRuleRow) -> None:
+        c = rule.conditions or {}
+        self.name.data, self.position.data, self.active.data = rule.name, rule.position, rule.active
+        self.team.data, self.priority.data, self.ticket_class.data = str(rule.team_id), rule.priority, rule.ticket_class
+        self.categories.data = ", ".join(c.get("categories", []))
+        self.responsibilities.data = c.get("responsibilities", [])
+        self.min_value.data = Decimal(c["min_value"]) if "min_value" in c else None
+        self.max_value.data = Decimal(c["max_value"]) if "max_value" in c else None
+        self.min_wear.data = c.get("min_wear")
+        self.needs_review.data = "" if c.get("needs_review") is None else ("yes" if c["needs_review"] else "no")
+        self.frequent_returner.data = "" if c.get("frequent_returner") is None else ("yes" if c["frequent_returner"] else "no")
+        self.languages.data = ", ".join(c.get("languages", []))
+        self.channels.data = ", ".join(c.get("channels", []))
+
+
+def _save_rule(form: RuleForm, rule: RoutingRuleRow) -> bool:
+    try:
+        conditions = form.conditions()
+    except RuleError as exc:
+        form.name.errors = [*form.name.errors, str(exc)]
+        return False
+    rule.name, rule.position, rule.active = form.name.data.strip(), form.position.data, bool(form.active.data)
+    rule.team_id, rule.priority, rule.ticket_class, rule.conditions = int(form.team.data), form.priority.data, form.ticket_class.data, conditions
+    return True
+
+
+@bp.route("/routing", methods=["GET", "POST"])
+@staff_required("admin")
+def routing():
+    """Routing rules in the order they are tried; the first match wins."""
+    form = RuleForm()
+    status = 200
+    if form.validate_on_submit():
+        rule = RoutingRuleRow()
+        if _save_rule(form, rule):
+            get_session().add(rule)
+            get_session().commit()
+            flash(gettext("Rule added."), "success")
+            return redirect(url_for("admin.routing"), code=303)
+        status = 422
+    elif form.is_submitted():
+        status = 422
+    rules = get_session().scalars(select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)).all()
+    return render_template("admin/routing.html", rules=rules, form=form, editing=None), status
+
+
+@bp.route("/routing/<int:rule_id>", methods=["GET", "POST"])
+@staff_required("admin")
+def routing_edit(rule_id: int):
+    rule = get_session().get(RoutingRuleRow, rule_id)
+    if rule is None:
+        abort(404)
+    form = RuleForm()
+    status = 200
+    if form.validate_on_submit():
+        if _save_rule(form, rule):
+            get_session().commit()
+            flash(gettext("Rule saved."), "success")
+            return redirect(url_for("admin.routing"), code=303)
+        status = 422
+    elif form.is_submitted():
+        status = 422
+    else:
+        form.fill_from(rule)
+    rules = get_session().scalars(select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)).all()
+    return render_template("admin/routing.html", rules=rules, form=form, editing=rule), status
