@@ -225,6 +225,7 @@ def seed_staff(session: Session) -> list[tuple[str, str, str]]:
             RoutingRuleRow(position=100, name="Everything else", conditions={}, team=service, priority="normal", ticket_class="B"),
         ])
     seed_sla(session, [service, inspection, finance, logistics], users["manager"].id)
+    seed_replies(session)
     session.commit()
     return DEMO_STAFF
 
@@ -259,3 +260,28 @@ def seed_sla(session: Session, teams, manager_id: int) -> None:
         if exists is None:
             session.add(SlaPolicy(team_id=None, priority=priority, first_response_minutes=first, resolution_minutes=resolution,
                                   calendar_id=calendar.id, ladder=DEMO_LADDER))
+
+
+DEMO_REPLIES = [
+    ("Wrong item: apology and reshipment", "en", ["wrong_item"], ["wrong", "different"],
+     "We are sorry we sent the wrong item. Please keep it ready for the courier; we are shipping the right one today and will send you its tracking number."),
+    ("发错商品：致歉并补发", "zh_Hans", ["wrong_item"], ["发错", "不一样"],
+     "非常抱歉给您发错了商品。请把它准备好交给快递员，我们今天就为您补发正确的商品，并把物流单号发给您。"),
+    ("Damaged in transit", "en", ["damaged"], ["broken", "crushed"],
+     "We are sorry your parcel arrived damaged. The return shipping is on us, and we have opened a claim with the courier."),
+    ("运输途中损坏", "zh_Hans", ["damaged"], ["破", "压坏"],
+     "很抱歉您的包裹在运输途中受损。退货运费由我们承担，我们已向快递公司提出索赔。"),
+    ("Size help", "en", ["size_fit"], ["small", "large", "size"],
+     "Thank you for telling us about the fit. Our size chart is on every product page; an exchange to another size is free while in stock."),
+]
+
+
+def seed_replies(session: Session) -> None:
+    from sqlalchemy import select
+
+    from portal.db.models import CannedReplyRow
+
+    if session.scalars(select(CannedReplyRow.id).limit(1)).first() is not None:
+        return
+    for name, locale, reasons, keywords, body in DEMO_REPLIES:
+        session.add(CannedReplyRow(name=name, locale=locale, reasons=reasons, keywords=keywords, body=body, active=True))

@@ -491,3 +491,17 @@ class StaffNotification(Base):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
+
+
+class CannedReplyRow(Base):
+    """An admin-editable reply, suggested by reason codes and keywords, in one language."""
+
+    __tablename__ = "canned_reply"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    body: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    keywords: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -213,3 +213,35 @@ def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -
     session.commit()
     log.info("staff %s revealed the contact details of order %s", staff.id, request.order.order_number)
     return {"email": request.order.customer_email, "phone": request.order.customer_phone, "name": request.order.customer_name}
+
+
+def suggested_replies(session: Session, request: ReturnRequest, limit: int = 3):
+    from portal.db.models import CannedReplyRow
+    from portal.domain.replies import CannedReply, suggest
+
+    rows = session.scalars(select(CannedReplyRow).where(CannedReplyRow.active.is_(True)).order_by(CannedReplyRow.id))
+    replies = [CannedReply(r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or [])) for r in rows]
+    texts = [line.comment for line in request.lines if line.comment]
+    texts += [e.note for e in request.events if e.actor == "shopper" and e.to_status == "pending_review" and e.note]
+    return suggest(replies, [line.reason for line in request.lines], texts, request.locale, limit)
+
+
+def send_reply(session: Session, request: ReturnRequest, staff: StaffUser, body: str) -> None:
+    """A message to the shopper (email through the outbox, and on their status page); counts as the first response."""
+    from portal.db.models import RequestEvent
+    from portal.services.outbox import enqueue_email
+    from portal.services.sla import stop_ticket_clocks
+
+    body = (body or "").strip()
+    if not body:
+        raise ValueError("a reply needs text")
+    now = now_utc()
+    request.events.append(RequestEvent(actor=f"staff:{staff.id}", kind="message", from_status=None, to_status=None, note=body[:4000]))
+    ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+    if ticket is not None:
+        ticket.first_response_at = ticket.first_response_at or now
+        ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="replied", note=body[:4000]))
+        stop_ticket_clocks(session, ticket, now, f"staff:{staff.id}", ("first_response",), "replied to the shopper")
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, "staff_message", request.locale, {"rma": request.rma, "body": body})
+    session.commit()

@@ -117,6 +117,11 @@ ROUTES = [
     ("POST", "/staff/requests/R-XXX-XXX-XXX/decide", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/staff", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/staff", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/replies", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/replies", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/replies/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/replies/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/requests/R-XXX-XXX-XXX/reply", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/routing", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/routing", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/routing/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
@@ -152,6 +157,7 @@ def test_role_matrix(client, accounts, order, caller, method, path, expected):
     ("/staff/tickets/999999/note", 404),
     ("/staff/tickets/999999/reassign", 404),
     ("/staff/requests/R-XXX-XXX-XXX/contact", 404),
+    ("/staff/requests/R-XXX-XXX-XXX/reply", 404),
 ])
 def test_role_matrix_for_posts_with_token(client, accounts, order, caller, path, allowed):
     """With a valid CSRF token: anonymous and shoppers are sent to sign in, non-workers get 403."""

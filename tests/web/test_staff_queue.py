@@ -185,3 +185,48 @@ def test_ask_the_shopper_then_the_shopper_answers(client, app, desk, session):
     assert ticket.status == "open" and [e.kind for e in ticket.events][-1] == "answered"
     again = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_from(page), "answer": "twice"}, follow_redirects=True)
     assert "no longer waiting for an answer" in again.get_data(as_text=True)
+
+
+def test_suggested_reply_in_shoppers_language_sent_and_shown(client, app, desk, session):
+    from portal.db.models import CannedReplyRow
+    from portal.demo import seed_replies
+
+    seed_replies(session)
+    session.commit()
+    shopper = app.test_client()
+    post_json(shopper, "/api/v1/orders", order_payload("WR-1", lines=COAT))
+    login_shopper(shopper, number="WR-1")
+    shopper.post("/lang", data={"csrf_token": form_for(shopper)["csrf_token"], "lang": "zh_Hans"})
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "wrong_item", "comment": "颜色不一样，发错了", "outcome": "refund"}})
+    import io
+
+    from tests.web.test_shop_request import jpeg
+
+    data["lines-0-photos"] = [(io.BytesIO(jpeg()), "wrong.jpg")]
+    rma = shopper.post("/order/request", data=data, content_type="multipart/form-data").headers["Location"].rsplit("/", 1)[1]
+    sign_in(client, "agent@example.com")
+    page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    assert "发错商品：致歉并补发" in page and "Wrong item: apology" not in page  # the shopper's language
+    body = session.scalars(select(CannedReplyRow.body).where(CannedReplyRow.locale == "zh_Hans", CannedReplyRow.name.like("发错%"))).one()
+    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_from(page), "body": body}).status_code == 303
+    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_from(page), "body": ""}).status_code == 422
+    mail = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "staff_message")).one()
+    assert mail.payload["locale"] == "zh_Hans" and mail.payload["context"]["body"] == body
+    assert body in shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    assert session.scalars(select(Ticket.first_response_at)).one() is not None
+
+
+def test_admin_manages_replies(client, session):
+    create_staff(session, "root@example.com", "Root", "admin", PASSWORD)
+    sign_in(client, "root@example.com")
+    page = client.get("/admin/replies").get_data(as_text=True)
+    form = {"csrf_token": csrf_from(page), "name": "Late", "locale": "en", "reasons": ["late_delivery"], "keywords": "late, slow", "body": "Sorry for the wait", "active": "y"}
+    assert client.post("/admin/replies", data=form).status_code == 303
+    from portal.db.models import CannedReplyRow
+
+    row = session.scalars(select(CannedReplyRow)).one()
+    assert (row.reasons, row.keywords) == (["late_delivery"], ["late", "slow"])
+    assert client.post(f"/admin/replies/{row.id}", data={**form, "body": ""}).status_code == 422
+    assert client.post(f"/admin/replies/{row.id}", data={**form, "locale": "zh_Hans"}).status_code == 303
+    session.expire_all()
+    assert session.get(CannedReplyRow, row.id).locale == "zh_Hans"

@@ -237,3 +237,58 @@ def routing_edit(rule_id: int):
         form.fill_from(rule)
     rules = get_session().scalars(select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)).all()
     return render_template("admin/routing.html", rules=rules, form=form, editing=rule), status
+
+
+# --- suggested replies --------------------------------------------------------------
+
+from portal.db.models import CannedReplyRow  # noqa: E402
+from portal.domain.reasons import REASONS  # noqa: E402
+from portal.i18n import LOCALES  # noqa: E402
+from wtforms import TextAreaField  # noqa: E402
+
+
+class ReplyTemplateForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=128)])
+    locale = SelectField(_l("Language"))
+    reasons = SelectMultipleField(_l("Suggest for these reasons"))
+    keywords = StringField(_l("Or when the shopper writes (comma separated)"), validators=[Optional(), Length(max=500)])
+    body = TextAreaField(_l("Text"), validators=[DataRequired(), Length(max=4000)])
+    active = BooleanField(_l("Active"), default=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.locale.choices = [SelectChoice(code, name) for code, name in LOCALES.items()]
+        self.reasons.choices = [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
+
+
+def _save_reply(form: ReplyTemplateForm, row: CannedReplyRow) -> None:
+    row.name, row.locale, row.body, row.active = form.name.data.strip(), form.locale.data, form.body.data.strip(), bool(form.active.data)
+    row.reasons, row.keywords = list(form.reasons.data or []), _csv(form.keywords.data)
+
+
+@bp.route("/replies", methods=["GET", "POST"])
+@bp.route("/replies/<int:reply_id>", methods=["GET", "POST"])
+@staff_required("admin")
+def replies(reply_id: int | None = None):
+    row = None
+    if reply_id is not None:
+        row = get_session().get(CannedReplyRow, reply_id)
+        if row is None:
+            abort(404)
+    form = ReplyTemplateForm()
+    status = 200
+    if form.validate_on_submit():
+        target = row or CannedReplyRow()
+        _save_reply(form, target)
+        if row is None:
+            get_session().add(target)
+        get_session().commit()
+        flash(gettext("Reply saved."), "success")
+        return redirect(url_for("admin.replies"), code=303)
+    if form.is_submitted():
+        status = 422
+    elif row is not None:
+        form.name.data, form.locale.data, form.body.data, form.active.data = row.name, row.locale, row.body, row.active
+        form.reasons.data, form.keywords.data = row.reasons, ", ".join(row.keywords or [])
+    rows = get_session().scalars(select(CannedReplyRow).order_by(CannedReplyRow.id)).all()
+    return render_template("admin/replies.html", rows=rows, form=form, editing=row), status

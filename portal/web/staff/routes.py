@@ -22,7 +22,7 @@ from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, NotFound
 from portal.services.returns import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
-from portal.services.tickets import add_note, reassign, reveal_contact, take_ticket
+from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
@@ -110,6 +110,10 @@ class DecisionForm(FlaskForm):
 
 class NoteForm(FlaskForm):
     text = TextAreaField(_l("Internal note"), validators=[DataRequired(), Length(max=4000)])
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField(_l("Message to the shopper"), validators=[DataRequired(), Length(max=4000)])
 
 
 class ReassignForm(FlaskForm):
@@ -247,6 +251,22 @@ def note(ticket_id: int):
     return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
 
 
+@bp.post("/requests/<rma>/reply")
+@staff_required(*CAN_WORK_TICKETS)
+def reply(rma: str):
+    """Send a message to the shopper (a suggested reply, edited or not)."""
+    req = _request_by_rma(rma)
+    form = ReplyForm()
+    if not form.validate_on_submit():
+        return render_template("staff/request.html", **{**_detail_context(req), "reply_form": form}), 422
+    send_reply(get_session(), req, current_user._get_current_object(), form.body.data)
+    from portal.jobs import kick
+
+    kick(current_app._get_current_object())
+    flash(gettext("Message sent to the shopper."), "success")
+    return redirect(url_for("staff.request_detail", rma=rma), code=303)
+
+
 @bp.post("/tickets/<int:ticket_id>/reassign")
 @staff_required(*CAN_WORK_TICKETS)
 def reassign_view(ticket_id: int):
@@ -307,6 +327,7 @@ def _detail_context(req: ReturnRequest) -> dict:
     return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring,
                 ticket=ticket, decision_form=DecisionForm(status=req.status), action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
                 note_form=NoteForm(), reassign_form=_reassign_form(ticket), contact=None,
+                reply_form=ReplyForm(), suggestions=suggested_replies(get_session(), req) if ticket else [],
                 can_decide=req.status == "pending_review" and current_user.role in CAN_WORK_TICKETS)
 
 
