@@ -320,3 +320,47 @@ def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> d
             "deadline": row.deadline,
         }
     return out
+
+
+def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.BusinessCalendar, at: datetime, actor: str, batch: int = 500) -> int:
+    """After a calendar's hours or holidays change: running clocks keep the time used so far
+    (measured in the old calendar) and count the rest in the new one; batch by batch, one commit each."""
+    new = calendar_of(calendar)
+    total, last_id = 0, 0
+    while True:
+        rows = list(session.scalars(
+            select(TicketClock).where(TicketClock.calendar_id == calendar.id, TicketClock.state.in_(("running", "paused")), TicketClock.id > last_id)
+            .order_by(TicketClock.id).limit(batch)
+        ))
+        if not rows:
+            return total
+        for row in rows:
+            clock, change = sla.recalendar(old, new, to_clock(row), at)
+            _store(row, clock)
+            _audit(row.ticket, change, actor, f"calendar {calendar.code} changed")
+            _, steps = _policy_context(session, row)
+            _schedule(session, row, new, steps)
+            last_id = row.id
+        total += len(rows)
+        session.commit()
+
+
+def update_calendar(session: Session, calendar: BusinessCalendarRow, weekly: dict, exceptions: dict[str, list[str]], notes: dict[str, str], at: datetime, actor: str) -> int:
+    """Replace a calendar's weekly hours and exception days (validated by the domain first); re-targets its clocks."""
+    old = calendar_of(calendar)
+    candidate = sla.BusinessCalendar.from_spec({"timezone": calendar.timezone, "weekly": weekly, "exceptions": exceptions})
+    calendar.weekly = candidate.to_spec()["weekly"]
+    by_day = {e.day.isoformat(): e for e in calendar.exceptions}
+    for day, hours in exceptions.items():
+        row = by_day.pop(day, None)
+        if row is None:
+            row = CalendarException(day=datetime.fromisoformat(day).date(), hours=list(hours), note=notes.get(day, ""))
+            calendar.exceptions.append(row)
+        else:
+            row.hours, row.note = list(hours), notes.get(day, row.note)
+    for row in by_day.values():
+        calendar.exceptions.remove(row)
+        session.delete(row)
+    session.flush()
+    session.expire(calendar, ["exceptions"])
+    return recalendar_clocks(session, calendar, old, at, actor) if old != calendar_of(calendar) else 0

@@ -215,3 +215,63 @@ def test_queue_shows_countdown_and_breached_view(app, session, desk):
         page = client.get("/staff/queue?view=breached").get_data(as_text=True)
         assert "SLA-1" in page and "Breached (1)" in page
         assert "-4h 00m" in page  # Mon 15:00-18:00 plus Wed 09:00-10:00 overdue, the holiday not counted
+
+
+def _admin_client(app, session):
+    from portal.services.staff import create_staff
+    from tests.web.test_staff import PASSWORD, sign_in
+
+    create_staff(session, "root@example.com", "Root", "admin", PASSWORD)
+    client = app.test_client()
+    sign_in(client, "root@example.com")
+    return client
+
+
+def test_admin_policy_change_retargets_with_audit(app, session, desk):
+    import json
+
+    import time_machine
+
+    from tests.conftest import csrf_from
+
+    ticket_id = open_ticket_at(app)
+    policy = session.scalars(select(SlaPolicy)).one()
+    with time_machine.travel(datetime(2026, 11, 23, 3, 0, tzinfo=UTC), tick=False):  # Mon 11:00 Shanghai
+        client = _admin_client(app, session)
+        page = client.get(f"/admin/sla/{policy.id}").get_data(as_text=True)
+        bad = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_from(page), "first_response_minutes": "120",
+                                                            "resolution_minutes": "480", "ladder": '[{"key": "x", "action": "explode", "at_fraction": 0.5}]'})
+        assert bad.status_code == 422 and "ladder is not valid" in bad.get_data(as_text=True)
+        ok = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_from(page), "first_response_minutes": "120",
+                                                           "resolution_minutes": "480", "ladder": json.dumps(LADDER)}, follow_redirects=True)
+        assert "2 running clocks re-targeted" in ok.get_data(as_text=True)
+    c = clocks(session, ticket_id)
+    assert c["resolution"].deadline == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # as in the service test
+    assert any(e.data and e.data.get("reason") == "retarget" for e in session.scalars(select(TicketEvent)))
+
+
+def test_admin_calendar_holiday_moves_deadlines(app, session, desk):
+    import time_machine
+
+    from tests.conftest import csrf_from
+
+    calendar = session.scalars(select(BusinessCalendarRow)).one()
+    # A ticket opened Monday 10:00 with a 240-minute target due Monday 15:00; make Monday afternoon a holiday.
+    ticket_id = open_ticket_at(app)
+    with time_machine.travel(datetime(2026, 11, 23, 3, 0, tzinfo=UTC), tick=False):  # Mon 11:00 Shanghai, 60 min used
+        client = _admin_client(app, session)
+        page = client.get(f"/admin/calendars/{calendar.id}").get_data(as_text=True)
+        assert "2026-11-24 closed company holiday" in page
+        form = {"csrf_token": csrf_from(page), **{d: "09:00-12:00, 13:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")},
+                "sat": "", "sun": "", "exceptions": "2026-11-24 closed company holiday\n2026-11-23 09:00-12:00 half day"}
+        bad = client.post(f"/admin/calendars/{calendar.id}", data={**form, "mon": "18:00-09:00"})
+        assert bad.status_code == 422
+        assert client.post(f"/admin/calendars/{calendar.id}", data={**form, "exceptions": "not-a-date closed"}).status_code == 422
+        ok = client.post(f"/admin/calendars/{calendar.id}", data=form, follow_redirects=True)
+        assert "2 running clocks re-targeted" in ok.get_data(as_text=True)
+    c = clocks(session, ticket_id)
+    # 180 minutes left from Mon 11:00: Mon 11-12 (60), Tue closed, Wed 09-11 (120) → Wed 11:00 = 03:00 UTC.
+    assert c["resolution"].deadline == datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    session.expire_all()
+    days = {e.day.isoformat(): e.note for e in session.get(BusinessCalendarRow, calendar.id).exceptions}
+    assert days == {"2026-11-23": "half day", "2026-11-24": "company holiday"}

@@ -10,7 +10,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import HiddenField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Regexp
+from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 
 from portal.db import get_session
 from portal.db.models import StaffUser
@@ -292,3 +292,126 @@ def replies(reply_id: int | None = None):
         form.reasons.data, form.keywords.data = row.reasons, ", ".join(row.keywords or [])
     rows = get_session().scalars(select(CannedReplyRow).order_by(CannedReplyRow.id)).all()
     return render_template("admin/replies.html", rows=rows, form=form, editing=row), status
+
+
+# --- SLA policies and calendars -------------------------------------------------------
+
+import json  # noqa: E402
+from datetime import datetime as _dt, timezone as _tz  # noqa: E402
+
+from portal.db.models import BusinessCalendarRow, SlaPolicy  # noqa: E402
+from portal.domain import sla as sla_domain  # noqa: E402
+from portal.services.sla import retarget_policy_clocks, update_calendar  # noqa: E402
+
+
+class PolicyForm(FlaskForm):
+    first_response_minutes = IntegerField(_l("First response target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=100000)])
+    resolution_minutes = IntegerField(_l("Resolution target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=1000000)])
+    ladder = TextAreaField(_l("Escalation ladder (JSON)"), validators=[DataRequired(), Length(max=4000)])
+
+    def validate_ladder(self, field):
+        try:
+            steps = json.loads(field.data)
+            if not isinstance(steps, list):
+                raise ValueError("a list of steps")
+            for step in steps:
+                sla_domain.EscalationStep(step["key"], step.get("at_fraction"), step.get("after_breach_minutes"), step["action"])
+                if step["action"] not in ("remind", "move_to_lead", "notify_manager"):
+                    raise ValueError(f"unknown action {step['action']!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValidationError(gettext("The ladder is not valid: %(error)s", error=str(exc))) from None
+
+
+@bp.route("/sla", methods=["GET"])
+@staff_required("admin")
+def sla_policies():
+    policies = get_session().scalars(select(SlaPolicy).order_by(SlaPolicy.team_id, SlaPolicy.priority)).all()
+    calendars = get_session().scalars(select(BusinessCalendarRow).order_by(BusinessCalendarRow.name)).all()
+    return render_template("admin/sla.html", policies=policies, calendars=calendars)
+
+
+@bp.route("/sla/<int:policy_id>", methods=["GET", "POST"])
+@staff_required("admin")
+def sla_policy(policy_id: int):
+    policy = get_session().get(SlaPolicy, policy_id)
+    if policy is None:
+        abort(404)
+    form = PolicyForm()
+    status = 200
+    if form.validate_on_submit():
+        policy.first_response_minutes, policy.resolution_minutes = form.first_response_minutes.data, form.resolution_minutes.data
+        policy.ladder = json.loads(form.ladder.data)
+        get_session().flush()
+        count = retarget_policy_clocks(get_session(), policy, _dt.now(_tz.utc), f"staff:{current_user.id}")
+        get_session().commit()
+        flash(gettext("Policy saved; %(n)d running clocks re-targeted.", n=count), "success")
+        return redirect(url_for("admin.sla_policies"), code=303)
+    if form.is_submitted():
+        status = 422
+    else:
+        form.first_response_minutes.data, form.resolution_minutes.data = policy.first_response_minutes, policy.resolution_minutes
+        form.ladder.data = json.dumps(policy.ladder, indent=1)
+    return render_template("admin/sla_policy.html", policy=policy, form=form), status
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class CalendarForm(FlaskForm):
+    mon = StringField(_l("Monday"))
+    tue = StringField(_l("Tuesday"))
+    wed = StringField(_l("Wednesday"))
+    thu = StringField(_l("Thursday"))
+    fri = StringField(_l("Friday"))
+    sat = StringField(_l("Saturday"))
+    sun = StringField(_l("Sunday"))
+    exceptions = TextAreaField(_l("Holidays and partial days: one per line, 'YYYY-MM-DD hours note' (hours: closed, or 09:00-13:00)"), validators=[Length(max=20000)])
+
+    def parsed(self) -> tuple[dict, dict, dict]:
+        weekly = {day: _csv(getattr(self, day).data) for day in DAYS}
+        exceptions, notes = {}, {}
+        for n, line in enumerate((self.exceptions.data or "").splitlines(), start=1):
+            parts = line.split(None, 2)
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise ValueError(gettext("line %(n)d: give a date and hours", n=n))
+            day, hours = parts[0], parts[1]
+            try:
+                _dt.fromisoformat(day)
+            except ValueError:
+                raise ValueError(gettext("line %(n)d: %(day)s is not a date", n=n, day=day)) from None
+            exceptions[day] = [] if hours.lower() == "closed" else _csv(hours)
+            notes[day] = parts[2] if len(parts) > 2 else ""
+        return weekly, exceptions, notes
+
+
+@bp.route("/calendars/<int:calendar_id>", methods=["GET", "POST"])
+@staff_required("admin")
+def calendar(calendar_id: int):
+    row = get_session().get(BusinessCalendarRow, calendar_id)
+    if row is None:
+        abort(404)
+    form = CalendarForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            weekly, exceptions, notes = form.parsed()
+            count = update_calendar(get_session(), row, weekly, exceptions, notes, _dt.now(_tz.utc), f"staff:{current_user.id}")
+        except (ValueError, sla_domain.CalendarError) as exc:
+            get_session().rollback()
+            form.exceptions.errors = [*form.exceptions.errors, str(getattr(exc, "message", exc))]
+            status = 422
+        else:
+            get_session().commit()
+            flash(gettext("Calendar saved; %(n)d running clocks re-targeted.", n=count), "success")
+            return redirect(url_for("admin.calendar", calendar_id=row.id), code=303)
+    elif form.is_submitted():
+        status = 422
+    else:
+        for day in DAYS:
+            getattr(form, day).data = ", ".join(row.weekly.get(day, []))
+        form.exceptions.data = "\n".join(
+            f"{e.day.isoformat()} {','.join(e.hours) if e.hours else 'closed'} {e.note}".rstrip() for e in row.exceptions
+        )
+    return render_template("admin/calendar.html", calendar=row, form=form, days=DAYS), status
