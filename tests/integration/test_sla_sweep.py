@@ -275,3 +275,23 @@ def test_admin_calendar_holiday_moves_deadlines(app, session, desk):
     session.expire_all()
     days = {e.day.isoformat(): e.note for e in session.get(BusinessCalendarRow, calendar.id).exceptions}
     assert days == {"2026-11-23": "half day", "2026-11-24": "company holiday"}
+
+
+def test_escalation_shows_as_a_badge_and_a_list(app, session, desk):
+    from portal.services.staff import create_staff  # noqa: F401
+    from tests.conftest import csrf_from
+    from tests.web.test_staff import PASSWORD, sign_in
+
+    open_ticket_at(app)
+    sweep(factory(app), now=datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
+    lead = session.get(StaffUser, desk["lead"])
+    from portal.services.staff import hasher
+
+    lead.password_hash = hasher.hash(PASSWORD)
+    session.commit()
+    client = app.test_client()
+    sign_in(client, "leo@example.com")
+    page = client.get("/staff/notifications").get_data(as_text=True)
+    assert 'class="count"' in page and "breached; the ticket is now yours" in page
+    client.post("/staff/notifications/read", data={"csrf_token": csrf_from(page)})
+    assert 'class="count"' not in client.get("/staff/notifications").get_data(as_text=True)

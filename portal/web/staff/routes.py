@@ -296,6 +296,56 @@ def contact(rma: str):
     return render_page_or_partial("staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details})
 
 
+@bp.get("/notifications")
+@staff_required()
+def notifications():
+    from portal.db.models import StaffNotification
+
+    items = get_session().scalars(
+        select(StaffNotification).where(StaffNotification.staff_id == current_user.id).order_by(StaffNotification.id.desc()).limit(100)
+    ).all()
+    return render_template("staff/notifications.html", items=items, form=ActionForm())
+
+
+@bp.get("/tickets/<int:ticket_id>")
+@staff_required(*CAN_VIEW_REQUESTS)
+def ticket_redirect(ticket_id: int):
+    ticket = get_session().get(Ticket, ticket_id)
+    if ticket is None:
+        abort(404)
+    return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
+
+
+@bp.post("/notifications/read")
+@staff_required()
+def notifications_read():
+    from sqlalchemy import update
+
+    from portal.db.models import StaffNotification
+
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    get_session().execute(
+        update(StaffNotification).where(StaffNotification.staff_id == current_user.id, StaffNotification.read_at.is_(None))
+        .values(read_at=datetime.now(timezone.utc))
+    )
+    get_session().commit()
+    return redirect(url_for("staff.notifications"), code=303)
+
+
+@bp.app_context_processor
+def unread_notifications():
+    """The badge in the staff header."""
+    if not current_user or not getattr(current_user, "is_authenticated", False) or not hasattr(current_user, "role"):
+        return {"unread_count": 0}
+    from portal.db.models import StaffNotification
+
+    count = get_session().scalar(
+        select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == current_user.id, StaffNotification.read_at.is_(None))
+    )
+    return {"unread_count": count or 0}
+
+
 @bp.get("/")
 @staff_required(*CAN_VIEW_REQUESTS)
 def home():
