@@ -183,6 +183,9 @@ class ReturnLine(Base):
     # What the warehouse saw: the classifier's ground truth (A as new, B opened, C worn, D damaged).
     grade: Mapped[str | None] = mapped_column(String(1))
     wear_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    # A reviewer may approve some lines and not others.
+    staff_decision: Mapped[str | None] = mapped_column(String(16))  # approved | rejected
+    staff_note: Mapped[str | None] = mapped_column(Text)
 
     request: Mapped[ReturnRequest] = relationship(back_populates="lines")
     order_line: Mapped[OrderLine] = relationship()

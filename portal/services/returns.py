@@ -66,6 +66,7 @@ def requested_units(session: Session, order: Order, before: datetime | None = No
         select(ReturnLine.order_line_id, func.sum(ReturnLine.quantity))
         .join(ReturnRequest, ReturnRequest.id == ReturnLine.request_id)
         .where(ReturnRequest.order_id == order.id, ReturnRequest.status.not_in(RELEASED))
+        .where((ReturnLine.staff_decision.is_(None)) | (ReturnLine.staff_decision != "rejected"))
         .group_by(ReturnLine.order_line_id)
     )
     if before is not None:
@@ -330,8 +331,23 @@ def _review(session: Session, request: ReturnRequest, actor: str, target: Status
     return request
 
 
-def approve_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None, note: str = "") -> ReturnRequest:
-    """Approve a request under review. A stale page (someone acted first) raises Conflict; an illegal move IllegalTransition."""
+def approve_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None, note: str = "",
+                   line_ids: set[int] | None = None) -> ReturnRequest:
+    """Approve a request under review, or only the lines in ``line_ids`` (the others are not accepted,
+    with ``note`` as the reason the shopper sees, and their units are released).
+
+    A stale page (someone acted first) raises Conflict; an illegal move IllegalTransition.
+    """
+    if line_ids is not None:
+        chosen = {line.id for line in request.lines} & set(line_ids)
+        if not chosen:
+            raise ValueError("approve at least one line, or reject the request")
+        partial = chosen != {line.id for line in request.lines}
+        if partial and not note.strip():
+            raise ValueError("say why the other lines are not accepted")
+        for line in request.lines:
+            line.staff_decision = "approved" if line.id in chosen else "rejected"
+            line.staff_note = None if line.id in chosen else note.strip()[:2000]
     return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {})
 
 

@@ -230,3 +230,35 @@ def test_admin_manages_replies(client, session):
     assert client.post(f"/admin/replies/{row.id}", data={**form, "locale": "zh_Hans"}).status_code == 303
     session.expire_all()
     assert session.get(CannedReplyRow, row.id).locale == "zh_Hans"
+
+
+TWO_COATS = COAT + [{"line_id": "2", "sku": "SCARF-RED", "product_name": "Silk scarf", "variant": "Red", "category": "accessories",
+                     "quantity": 1, "unit_price": "259.00", "discount": "0", "tax": "0", "final_sale": False}]
+
+
+def test_approve_some_lines(client, app, desk, session):
+    from portal.db.models import ReturnLine
+
+    shopper = app.test_client()
+    post_json(shopper, "/api/v1/orders", order_payload("PA-1", lines=TWO_COATS))
+    login_shopper(shopper, number="PA-1")
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"},
+                                "1": {"quantity": "1", "reason": "changed_mind", "outcome": "refund"}})
+    rma = shopper.post("/order/request", data=data).headers["Location"].rsplit("/", 1)[1]
+    lines = {l.order_line.line_id: l.id for l in session.scalars(select(ReturnLine))}
+    sign_in(client, "agent@example.com")
+    page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    base = {"csrf_token": csrf_from(page), "status": "pending_review", "action": "approve"}
+    no_reason = client.post(f"/staff/requests/{rma}/decide", data={**base, "approve_line": [str(lines["1"])]})
+    assert no_reason.status_code == 422 and "say why the other lines" in no_reason.get_data(as_text=True)
+    none = client.post(f"/staff/requests/{rma}/decide", data={**base, "note": "x"})
+    assert none.status_code == 422
+    ok = client.post(f"/staff/requests/{rma}/decide", data={**base, "approve_line": [str(lines["1"])], "note": "Scarves are final once worn"})
+    assert ok.status_code == 303
+    session.expire_all()
+    decided = {l.order_line.line_id: (l.staff_decision, l.staff_note) for l in session.scalars(select(ReturnLine))}
+    assert decided == {"1": ("approved", None), "2": ("rejected", "Scarves are final once worn")}
+    status = shopper.get(f"/requests/{rma}").get_data(as_text=True)
+    assert "Not accepted" in status and "Scarves are final once worn" in status
+    # The scarf's unit is free again for another request.
+    assert "Can still be returned: 1" in shopper.get("/order").get_data(as_text=True)

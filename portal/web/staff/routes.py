@@ -219,7 +219,14 @@ def decide(rma: str):
     actor = f"staff:{current_user.id}"
     try:
         if form.action.data == "approve":
-            approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "")
+            raw = request.form.getlist("approve_line")
+            line_ids = {int(v) for v in raw if v.isdigit()} if len(req.lines) > 1 else None
+            try:
+                approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids)
+            except ValueError as exc:
+                get_session().rollback()
+                form.note.errors = [*form.note.errors, str(exc)]
+                return render_template("staff/request.html", **{**_detail_context(req), "decision_form": form}), 422
             flash(gettext("Approved. The shopper has been told."), "success")
         elif form.action.data == "ask":
             ask_shopper(get_session(), req, actor, form.note.data, expected_status=form.status.data)
