@@ -104,3 +104,25 @@ def test_routing_rules_are_editable_and_route_new_requests(admin, app, session):
     assert admin.post(f"/admin/routing/{rule.id}", data={**form, "priority": "low"}).status_code == 303
     session.expire_all()
     assert session.get(RoutingRuleRow, rule.id).priority == "low"
+
+
+def test_teams_lead_members_caps_and_availability(admin, session):
+    from portal.db.models import Team, TeamMember
+    from portal.services.tickets import ensure_team
+
+    team = ensure_team(session, "service", "Customer service")
+    lead = create_staff(session, "lead@example.com", "Lee", "lead", PASSWORD)
+    agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
+    session.commit()
+    page = admin.get("/admin/teams").get_data(as_text=True)
+    token = csrf_from(page)
+    assert admin.post(f"/admin/teams/{team.id}", data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""}).status_code == 303
+    assert admin.post(f"/admin/teams/{team.id}/members", data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"}).status_code == 303
+    member = session.scalars(select(TeamMember)).one()
+    assert (member.staff_id, member.cap, member.available) == (agent.id, 3, True)
+    assert admin.post(f"/admin/members/{member.id}", data={"csrf_token": token, "cap": "7"}).status_code == 303
+    assert admin.post(f"/admin/members/{member.id}", data={"csrf_token": token, "cap": "0"}).status_code == 400
+    session.expire_all()
+    member = session.get(TeamMember, member.id)
+    assert (member.cap, member.available) == (7, False)
+    assert session.get(Team, team.id).lead_id == lead.id

@@ -415,3 +415,97 @@ def calendar(calendar_id: int):
             f"{e.day.isoformat()} {','.join(e.hours) if e.hours else 'closed'} {e.note}".rstrip() for e in row.exceptions
         )
     return render_template("admin/calendar.html", calendar=row, form=form, days=DAYS), status
+
+
+# --- teams ---------------------------------------------------------------------------
+
+from portal.db.models import TeamMember  # noqa: E402
+
+
+class TeamForm(FlaskForm):
+    lead = SelectField(_l("Team lead"))
+    manager = SelectField(_l("Manager"))
+
+
+class MemberForm(FlaskForm):
+    staff = SelectField(_l("Add member"))
+    cap = IntegerField(_l("Open tickets at most"), default=25, validators=[DataRequired(), NumberRange(min=1, max=1000)])
+
+
+class MemberEditForm(FlaskForm):
+    cap = IntegerField(_l("Cap"), validators=[DataRequired(), NumberRange(min=1, max=1000)])
+    available = BooleanField(_l("Available"))
+
+
+def _people(roles: tuple[str, ...] | None = None) -> list[SelectChoice]:
+    stmt = select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.name)
+    if roles:
+        stmt = stmt.where(StaffUser.role.in_(roles))
+    return [SelectChoice("", "—")] + [SelectChoice(str(u.id), f"{u.name} ({u.role})") for u in get_session().scalars(stmt)]
+
+
+def _team(team_id: int) -> Team:
+    team = get_session().get(Team, team_id)
+    if team is None:
+        abort(404)
+    return team
+
+
+@bp.get("/teams")
+@staff_required("admin")
+def teams():
+    rows = get_session().scalars(select(Team).order_by(Team.name)).all()
+    forms = {}
+    for team in rows:
+        tf = TeamForm(prefix=f"t{team.id}", lead=str(team.lead_id or ""), manager=str(team.manager_id or ""))
+        tf.lead.choices, tf.manager.choices = _people(("lead", "manager", "admin")), _people(("manager", "admin"))
+        mf = MemberForm(prefix=f"m{team.id}")
+        mf.staff.choices = _people(("agent", "lead", "manager", "admin"))
+        forms[team.id] = (tf, mf)
+    return render_template("admin/teams.html", teams=rows, forms=forms)
+
+
+@bp.post("/teams/<int:team_id>")
+@staff_required("admin")
+def team_update(team_id: int):
+    team = _team(team_id)
+    form = TeamForm(prefix=f"t{team.id}")
+    form.lead.choices, form.manager.choices = _people(("lead", "manager", "admin")), _people(("manager", "admin"))
+    if not form.validate_on_submit():
+        abort(400)
+    team.lead_id = int(form.lead.data) if form.lead.data else None
+    team.manager_id = int(form.manager.data) if form.manager.data else None
+    get_session().commit()
+    flash(gettext("Team saved."), "success")
+    return redirect(url_for("admin.teams"), code=303)
+
+
+@bp.post("/teams/<int:team_id>/members")
+@staff_required("admin")
+def team_add_member(team_id: int):
+    team = _team(team_id)
+    form = MemberForm(prefix=f"m{team.id}")
+    form.staff.choices = _people(("agent", "lead", "manager", "admin"))
+    if not form.validate_on_submit() or not form.staff.data:
+        abort(400)
+    exists = get_session().scalars(select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == int(form.staff.data))).first()
+    if exists is None:
+        get_session().add(TeamMember(team_id=team.id, staff_id=int(form.staff.data), cap=form.cap.data, available=True))
+        get_session().commit()
+    flash(gettext("Member added."), "success")
+    return redirect(url_for("admin.teams"), code=303)
+
+
+@bp.post("/members/<int:member_id>")
+@staff_required("admin")
+def member_update(member_id: int):
+    member = get_session().get(TeamMember, member_id)
+    if member is None:
+        abort(404)
+    form = MemberEditForm()
+    if not form.validate_on_submit():
+        abort(400)
+    member.cap, member.available = form.cap.data, bool(form.available.data)
+    get_session().commit()
+    flash(gettext("Member saved."), "success")
+    return redirect(url_for("admin.teams"), code=303)
