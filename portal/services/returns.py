@@ -27,6 +27,17 @@ log = logging.getLogger("portal.returns")
 RELEASED = [s.value for s in lifecycle.RELEASED]
 
 
+# Rules staff may override for a shopper (goodwill); the others protect stock and arithmetic.
+OVERRIDABLE_RULES = frozenset({"window", "delivered", "excluded_category", "final_sale", "gift", "photos"})
+
+
+def blocking_rules(decision: Decision) -> list[str]:
+    """Names of the failed rules that make the decision not eligible."""
+    failed = [r for r in decision.trace if not r.passed and r.effect == Verdict.NOT_ELIGIBLE]
+    failed += [r for line in decision.lines for r in line.trace if not r.passed and r.effect == Verdict.NOT_ELIGIBLE]
+    return sorted({r.rule for r in failed})
+
+
 class ReturnNotAllowed(Exception):
     """The policy says no (or the choice is incomplete); the decision says why."""
 
@@ -178,6 +189,7 @@ def open_return(
     locale: str,
     store: PhotoStore,
     actor: str = "shopper",
+    override_reason: str | None = None,
 ) -> ReturnRequest:
     """Open a return request if the policy allows it.
 
@@ -189,9 +201,13 @@ def open_return(
     lock_order(session, order.id)
     chosen = [line for line in lines if line.quantity > 0]
     decision = check_return(session, order, chosen, policy, now)
+    overridden: list[str] = []
     if decision.verdict == Verdict.NOT_ELIGIBLE:
-        session.rollback()
-        raise ReturnNotAllowed(decision)
+        blocking = blocking_rules(decision)
+        if not (override_reason and override_reason.strip()) or not blocking or set(blocking) - OVERRIDABLE_RULES:
+            session.rollback()
+            raise ReturnNotAllowed(decision)
+        overridden = blocking
 
     by_line_id = {line.line_id: line for line in order.lines}
     stored: list[str] = []
@@ -201,8 +217,8 @@ def open_return(
             order=order,
             status=Status.SUBMITTED.value,
             locale=locale,
-            verdict=decision.verdict.value,
-            decision=decision.to_dict(),
+            verdict=Verdict.NEEDS_REVIEW.value if overridden else decision.verdict.value,
+            decision={**decision.to_dict(), **({"override": {"by": actor, "reason": override_reason.strip()[:2000], "rules": overridden}} if overridden else {})},
             policy_version=decision.policy_version,
             value=decision.value,
             returnless=decision.returnless,
@@ -252,7 +268,10 @@ def open_return(
                         thumb_key=thumb_key,
                     )
                 )
-        if decision.auto_approve:
+        if overridden:
+            _event(request, actor, "override", None, None, f"policy overridden ({', '.join(overridden)}): {override_reason.strip()[:2000]}", at=now)
+            move(request, Status.PENDING_REVIEW, actor, "opened by staff with a policy override", at=now)
+        elif decision.auto_approve:
             move(request, Status.APPROVED, "policy", f"auto-approved under policy {decision.policy_version}", at=now)
         else:
             move(request, Status.PENDING_REVIEW, "policy", f"{decision.verdict.value} under policy {decision.policy_version}", at=now)

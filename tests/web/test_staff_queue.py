@@ -262,3 +262,41 @@ def test_approve_some_lines(client, app, desk, session):
     assert "Not accepted" in status and "Scarves are final once worn" in status
     # The scarf's unit is free again for another request.
     assert "Can still be returned: 1" in shopper.get("/order").get_data(as_text=True)
+
+
+def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):
+    """A shopper phones two days late about a coat that does not fit: the agent overrides the window with a reason."""
+    late = order_payload("LATE-1", lines=COAT, delivered_days_ago=9)
+    post_json(client, "/api/v1/orders", late)
+    sign_in(client, "agent@example.com")
+    assert client.get("/staff/orders?number=late-1").headers["Location"].endswith("/staff/orders/LATE-1")
+    page = client.get("/staff/orders/LATE-1").get_data(as_text=True)
+    assert "Open return for the shopper" in page and "q-1" in page
+    form = {"csrf_token": csrf_from(page), "q-1": "1", "r-1": "size_fit", "o-1": "refund"}
+    refused = client.post("/staff/orders/LATE-1", data=form)
+    assert refused.status_code == 422 and "give a reason to override" in refused.get_data(as_text=True)
+    too_many = client.post("/staff/orders/LATE-1", data={**form, "q-1": "5", "override": "goodwill"})
+    assert too_many.status_code == 422
+    ok = client.post("/staff/orders/LATE-1", data={**form, "override": "Customer was in hospital; goodwill"})
+    assert ok.status_code == 303
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "pending_review" and req.verdict == "needs_review"
+    assert req.decision["override"]["rules"] == ["window"] and req.decision["override"]["by"] == f"staff:{desk['agent']}"
+    detail = client.get(ok.headers["Location"]).get_data(as_text=True)
+    assert "Customer was in hospital; goodwill" in detail
+    assert any(e.kind == "override" for e in req.events)
+
+
+def test_override_cannot_exceed_what_was_bought(app, desk, session):
+    from portal.domain.orders import parse_order
+    from portal.services.orders import upsert_order
+    from portal.services.returns import LineRequest, ReturnNotAllowed, open_return
+    from portal.storage import LocalPhotoStore
+    from datetime import datetime, timezone
+
+    from tests.integration.test_returns_service import POLICY
+
+    order, _ = upsert_order(session, parse_order(order_payload("OVR-1", lines=COAT, delivered_days_ago=9)))
+    with pytest.raises(ReturnNotAllowed):
+        open_return(session, order, [LineRequest("1", 2, "size_fit", outcome="refund")], POLICY, datetime.now(timezone.utc), "en",
+                    LocalPhotoStore(app.config["PHOTO_PATH"]), actor="staff:1", override_reason="please")

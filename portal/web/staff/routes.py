@@ -303,6 +303,74 @@ def contact(rma: str):
     return render_page_or_partial("staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details})
 
 
+class OnBehalfForm(FlaskForm):
+    override = TextAreaField(_l("Why the policy is overridden (required when it says no)"), validators=[Length(max=2000)])
+
+
+@bp.route("/orders/<order_number>", methods=["GET", "POST"])
+@staff_required(*CAN_WORK_TICKETS)
+def order_on_behalf(order_number: str):
+    """Open a return for a shopper (by phone or chat), overriding the policy with a reason when needed."""
+    from portal.db.models import Order
+    from portal.domain.orders import normalise_order_number
+    from portal.domain.reasons import OUTCOMES
+    from portal.services.policies import active_policy
+    from portal.services.returns import LineRequest, ReturnNotAllowed, open_return, precheck_order
+    from portal.storage import store_from_config
+
+    order = get_session().scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
+    if order is None:
+        abort(404)
+    policy = active_policy(current_app.config["POLICY_PATH"])
+    now = datetime.now(timezone.utc)
+    prechecks = precheck_order(get_session(), order, policy, now)
+    form = OnBehalfForm()
+    decision, status, errors = None, 200, []
+    if form.validate_on_submit():
+        lines = []
+        for line in order.lines:
+            raw = request.form.get(f"q-{line.line_id}", "0")
+            qty = int(raw) if raw.isdigit() else -1
+            if qty < 0 or qty > line.quantity:
+                errors.append(gettext("%(sku)s: choose a quantity from 0 to %(n)d.", sku=line.sku, n=line.quantity))
+                continue
+            if qty:
+                outcome = request.form.get(f"o-{line.line_id}", "refund")
+                lines.append(LineRequest(line.line_id, qty, request.form.get(f"r-{line.line_id}") or None,
+                                         outcome=outcome if outcome in OUTCOMES else None))
+        if not errors:
+            locale = order.requests[-1].locale if order.requests else "en"
+            try:
+                created = open_return(get_session(), order, lines, policy, now, locale, store_from_config(current_app.config),
+                                      actor=f"staff:{current_user.id}", override_reason=form.override.data)
+            except ReturnNotAllowed as exc:
+                decision = exc.decision
+                errors.append(gettext("The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."))
+            else:
+                flash(gettext("Return %(rma)s opened for the shopper.", rma=created.rma), "success")
+                return redirect(url_for("staff.request_detail", rma=created.rma), code=303)
+        status = 422
+    elif form.is_submitted():
+        status = 422
+    return render_template("staff/order.html", order=order, prechecks=prechecks, form=form, decision=decision, errors=errors,
+                           reasons=REASONS), status
+
+
+@bp.get("/orders")
+@staff_required(*CAN_WORK_TICKETS)
+def order_lookup():
+    number = (request.args.get("number") or "").strip()
+    if not number:
+        return render_template("staff/order_lookup.html", number="", missing=False)
+    from portal.db.models import Order
+    from portal.domain.orders import normalise_order_number
+
+    found = get_session().scalars(select(Order.order_number).where(Order.order_number == normalise_order_number(number))).first()
+    if found is None:
+        return render_template("staff/order_lookup.html", number=number, missing=True), 404
+    return redirect(url_for("staff.order_on_behalf", order_number=found), code=303)
+
+
 @bp.get("/notifications")
 @staff_required()
 def notifications():
