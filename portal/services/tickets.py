@@ -97,7 +97,11 @@ def open_ticket(session: Session, request: ReturnRequest, actor: str = "system")
 
 
 def member_load(session: Session, staff_id: int) -> int:
-    return int(session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == staff_id, Ticket.status.in_(OPEN_STATUSES))) or 0)
+    """Tickets that count against an agent's cap: open ones, whose clocks are running.
+
+    Tickets waiting on the shopper (clocks paused) and closed ones (clocks stopped) do not count.
+    """
+    return int(session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == staff_id, Ticket.status == "open")) or 0)
 
 
 def assign_ticket(session: Session, ticket: Ticket, actor: str = "system") -> StaffUser | None:
