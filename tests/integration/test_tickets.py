@@ -156,3 +156,17 @@ def test_simultaneous_assignments_never_pass_a_cap(app, session, teams):
         t.join(30)
     session.expire_all()
     assert session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == solo.id)) <= 1
+
+
+def test_tickets_waiting_on_the_shopper_do_not_count_against_the_cap(app, session, teams):
+    solo = staff(session, "solo")
+    session.add(TeamMember(team_id=teams["finance"], staff_id=solo.id, cap=1))
+    session.commit()
+    first = ticket_for(session, open_request(app, "W-1", lines=COAT))
+    assert first.assignee_id == solo.id
+    first.status = "waiting"  # as ask_shopper leaves it, clocks paused
+    session.commit()
+    second = ticket_for(session, open_request(app, "W-2", lines=COAT))
+    assert second.assignee_id == solo.id
+    third = ticket_for(session, open_request(app, "W-3", lines=COAT))
+    assert third.assignee_id is None
