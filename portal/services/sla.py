@@ -188,20 +188,37 @@ class SweepResult:
 
 
 def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]:
-    due = or_(
-        (EscalationDue.status == "pending") & (EscalationDue.fire_at <= now),
-        (EscalationDue.status == "claimed") & (EscalationDue.claim_expires < now),
-    )
-    stmt = select(EscalationDue.id).where(due).order_by(EscalationDue.fire_at).limit(batch)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
+    """Claim up to ``batch`` due rows under ``token``: pending ones first (the partial index on
+    pending fire times serves the order and stops after ``batch`` rows), then expired claims."""
+    pending = (EscalationDue.status == "pending") & (EscalationDue.fire_at <= now)
+    expired = (EscalationDue.status == "claimed") & (EscalationDue.claim_expires < now)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres:
+        # SQLite: write first (one UPDATE with a subquery) so the database lock is taken before
+        # anything is read; a read-then-write transaction could not wait for a busy writer.
+        for condition, order in ((pending, EscalationDue.fire_at), (expired, EscalationDue.claim_expires)):
+            chosen = select(EscalationDue.id).where(condition).order_by(order).limit(batch).scalar_subquery()
+            session.execute(
+                update(EscalationDue).where(EscalationDue.id.in_(chosen))
+                .values(status="claimed", claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+        session.commit()
+        return list(session.scalars(select(EscalationDue.id).where(EscalationDue.claimed_by == token).order_by(EscalationDue.fire_at).limit(2 * batch)))
+    ids: list[int] = []
+    for condition, order in ((pending, EscalationDue.fire_at), (expired, EscalationDue.claim_expires)):
+        if len(ids) >= batch:
+            break
+        stmt = select(EscalationDue.id).where(condition).order_by(order).limit(batch - len(ids))
+        if postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids += list(session.scalars(stmt))
     if not ids:
         session.rollback()
         return []
     # Conditional update: a row another sweeper claimed in between is not taken twice.
     session.execute(
-        update(EscalationDue).where(EscalationDue.id.in_(ids), due)
+        update(EscalationDue).where(EscalationDue.id.in_(ids), or_(pending, expired))
         .values(status="claimed", claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
         .execution_options(synchronize_session=False)
     )
@@ -228,42 +245,82 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
         if team.lead is not None:
             ticket.assignee_id = team.lead.id
         _notify(session, team.lead, ticket, "escalation", f"{rma}: {clock.metric.replace('_', ' ')} breached; the ticket is now yours")
-        ticket.events.append(TicketEvent(actor="sla", kind="escalated", note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}"))
+        session.add(TicketEvent(ticket_id=ticket.id, actor="sla", kind="escalated", note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}"))
         return "moved to lead"
     if row.action == "notify_manager":
         ticket.escalation_level = max(ticket.escalation_level, 2)
         managers = [team.manager] if team.manager else list(session.scalars(select(StaffUser).where(StaffUser.role == "manager", StaffUser.active.is_(True))))
         for manager in managers:
             _notify(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
-        ticket.events.append(TicketEvent(actor="sla", kind="escalated", note=f"level 2: managers notified ({len(managers)})"))
+        session.add(TicketEvent(ticket_id=ticket.id, actor="sla", kind="escalated", note=f"level 2: managers notified ({len(managers)})"))
         return f"notified {len(managers)} manager(s)"
     return f"unknown action {row.action}"
 
 
-def _fire(session: Session, due_id: int, token: str, now: datetime) -> str | None:
-    stmt = select(EscalationDue).where(EscalationDue.id == due_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = session.scalars(stmt).one_or_none()
-    if row is None or row.status != "claimed" or row.claimed_by != token:
-        session.rollback()
-        return None  # someone else holds it now (our claim expired)
+class _PolicyCache:
+    """Policies and calendars loaded once per batch."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.calendars: dict[int, sla.BusinessCalendar] = {}
+        self.ladders: dict[int, list[sla.EscalationStep]] = {}
+
+    def context(self, clock: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
+        if clock.calendar_id not in self.calendars:
+            self.calendars[clock.calendar_id] = calendar_of(self.session.get(BusinessCalendarRow, clock.calendar_id))
+        if clock.policy_id not in self.ladders:
+            self.ladders[clock.policy_id] = ladder_of(self.session.get(SlaPolicy, clock.policy_id))
+        steps = self.ladders[clock.policy_id]
+        return self.calendars[clock.calendar_id], steps if clock.metric == "resolution" else [s for s in steps if s.action == "remind"]
+
+
+def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime) -> str | None:
     clock = session.get(TicketClock, row.clock_id)
     ticket = session.get(Ticket, row.ticket_id)
     # Re-check inside the transaction: the clock may have been paused, stopped or re-targeted since.
-    cal, steps = _policy_context(session, clock)
+    cal, steps = cache.context(clock)
     still_due = row.generation == clock.generation and any(
         key == row.step_key and at <= now for key, at in sla.step_fire_times(cal, to_clock(clock), steps)
     )
     if not still_due:
         row.status, row.done_at, row.outcome = "cancelled", now, "no longer due"
-        session.commit()
         return None
     outcome = _act(session, row, ticket, clock)
     row.status, row.done_at, row.outcome = "done", now, outcome
-    ticket.events.append(TicketEvent(actor="sla", kind="step", note=f"{row.step_key}: {outcome}"))
-    session.commit()
+    session.add(TicketEvent(ticket_id=ticket.id, actor="sla", kind="step", note=f"{row.step_key}: {outcome}"))
     return f"{ticket.request.rma} {clock.metric}/{row.step_key}: {outcome}"
+
+
+def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> tuple[list[str], int]:
+    """Act on our claimed rows and mark them done, in one transaction (a savepoint per step).
+
+    A crash before the commit leaves nothing done and the claims expire; a row whose claim
+    passed to another sweeper meanwhile is skipped. Either way no step acts twice.
+    """
+    stmt = select(EscalationDue).where(EscalationDue.id.in_(ids), EscalationDue.status == "claimed", EscalationDue.claimed_by == token)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    else:
+        # SQLite: take the write lock before reading (see _claim).
+        session.execute(update(EscalationDue).where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token)
+                        .values(attempts=EscalationDue.attempts).execution_options(synchronize_session=False))
+    rows = list(session.scalars(stmt.order_by(EscalationDue.fire_at)))
+    cache = _PolicyCache(session)
+    fired, dropped = [], len(ids) - len(rows)
+    for row in rows:
+        try:
+            with session.begin_nested():
+                result = _fire_one(session, row, cache, now)
+        except Exception:  # one broken step must not block the others; its claim expires and it is retried
+            log.exception("escalation step %s failed", row.id)
+            dropped += 1
+            continue
+        if result:
+            fired.append(result)
+        else:
+            dropped += 1
+    session.commit()
+    return fired, dropped
 
 
 def sweep(factory: sessionmaker, now: datetime | None = None, batch: int = 200, worker: str = "sweeper") -> SweepResult:
@@ -277,13 +334,10 @@ def sweep(factory: sessionmaker, now: datetime | None = None, batch: int = 200, 
         if not ids:
             return result
         result.claimed += len(ids)
-        for due_id in ids:
-            with factory() as session:
-                fired = _fire(session, due_id, token, now)
-            if fired:
-                result.fired.append(fired)
-            else:
-                result.dropped += 1
+        with factory() as session:
+            fired, dropped = _fire_batch(session, ids, token, now)
+        result.fired += fired
+        result.dropped += dropped
         if len(ids) < batch:
             return result
 

@@ -1,0 +1,525 @@
+"""Benchmark: the SLA escalation sweep and the staff queue on PostgreSQL.
+
+Run from the project root::
+
+    python -m bench.sweep [--url postgresql://...] [--open 1000000] [--due 10000] [--queue-tickets 100000]
+
+``--url`` names a PostgreSQL server and a database to connect to for
+administration. The benchmark creates a throwaway database next to it, brings
+it up to date with the Alembic migrations, and drops it at the end (also after
+a failure or Ctrl-C).
+
+Every ticket gets a running resolution clock (240 business minutes, Monday to
+Friday 09:00-12:00 and 13:00-18:00 Asia/Shanghai, no holidays) and one
+pending ``remind`` step (0.75 of the target). A due ticket's clock started a
+week ago, so its reminder and its deadline have passed; every other clock
+started within the last 100 minutes, so both are hours away. Clock times are
+computed with ``portal.domain.sla`` and bulk-loaded with server-side SQL.
+
+1. **Sweep**: scenario A has ``--open`` open tickets of which ``--due`` have a
+   step due; scenario B has ``--due`` open tickets, all due. One
+   ``sweep(batch=200)`` each; the figure is the time ratio A/B, which should
+   stay near 1 because the sweep costs in proportion to due work, not to open
+   tickets. The claim query's plan (EXPLAIN ANALYZE in a rolled-back
+   transaction) shows whether it uses the partial index on pending steps.
+2. **Queue**: median and p95 of the staff queue page with ``--queue-tickets``
+   tickets in the database (the first part of scenario A's data, loaded
+   before the rest), through the Flask test client as a signed-in agent who is
+   assigned every ticket. Pages slower than 200 ms get their slowest SQL
+   statement explained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import re
+import secrets
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench.run import core_count, cpu_model, version_of
+from portal.db import make_engine, upgrade
+from portal.db.models import BusinessCalendarRow, EscalationDue, Order, SlaPolicy, StaffUser, TeamMember
+from portal.domain import sla
+from portal.services.sla import _claim, calendar_of, ladder_of, sweep
+from portal.services.staff import create_staff
+from portal.services.tickets import ensure_team
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_OPEN = 1_000_000
+DEFAULT_DUE = 10_000
+DEFAULT_QUEUE_TICKETS = 100_000
+
+BATCH = 200
+WORKER = "bench"
+TARGET_MINUTES = 240
+LADDER = [
+    {"key": "remind", "at_fraction": 0.75, "action": "remind"},
+    {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
+    {"key": "manager", "after_breach_minutes": 60, "action": "notify_manager"},
+]
+OFFICE_WEEK = {day: ["09:00-12:00", "13:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
+CALENDAR_TZ = "Asia/Shanghai"
+SLOTS = 1000  # distinct start times per kind (due / not due)
+CHUNK = 200_000  # rows per INSERT ... SELECT statement
+AGENT_EMAIL = "agent@bench.example"
+AGENT_PASSWORD = "bench-agent-password"
+
+QUEUE_REQUESTS = 50
+QUEUE_PATHS = (
+    "/staff/queue?view=all",
+    "/staff/queue?view=mine",
+    "/staff/queue?view=breached",
+    "/staff/queue?view=all&q=B-99",
+)
+SLOW_MS = 200.0
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+TICKET_TABLES = ("return_request", "ticket", "ticket_clock", "escalation_due")
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    parts = ["python", "-m", "bench.sweep"]
+    if args.url != DEFAULT_URL:
+        parts += ["--url", make_url(args.url).render_as_string(hide_password=True)]
+    parts += ["--open", str(args.open), "--due", str(args.due), "--queue-tickets", str(args.queue_tickets)]
+    return shlex.join(parts)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def indent(lines: list[str], prefix: str = "     ") -> str:
+    return "\n".join(prefix + line for line in lines)
+
+
+# --- the throwaway database ---------------------------------------------------------------
+
+
+class ThrowawayDatabase:
+    """``portal_bench_<random>`` on the server of ``admin_url``; dropped on exit whatever happened."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"portal_bench_{secrets.token_hex(4)}"
+        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
+        self.admin: Engine | None = None
+
+    def __enter__(self) -> "ThrowawayDatabase":
+        self.admin = make_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def server_version(self) -> str:
+        with self.admin.connect() as conn:
+            return conn.exec_driver_sql("SHOW server_version").scalar_one()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            with self.admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            self.admin.dispose()
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Desk:
+    calendar_id: int
+    policy_id: int
+    team_id: int
+    agent_id: int
+    order_id: int
+    cal: sla.BusinessCalendar
+    steps: list[sla.EscalationStep]
+
+
+def set_up_desk(factory: sessionmaker, at: datetime) -> Desk:
+    """One calendar, one policy with a three-step ladder, one team (lead, manager, one agent), one order."""
+    with factory() as session:
+        calendar = BusinessCalendarRow(code="cn-office", name="Shanghai office", timezone=CALENDAR_TZ, weekly=OFFICE_WEEK, country="CN")
+        session.add(calendar)
+        lead = StaffUser(email="lead@bench.example", name="Lead", role="lead", password_hash="!", active=True, session_version=1)
+        manager = StaffUser(email="manager@bench.example", name="Manager", role="manager", password_hash="!", active=True, session_version=1)
+        session.add_all([lead, manager])
+        session.flush()
+        team = ensure_team(session, "finance", "Finance desk")
+        team.lead_id, team.manager_id = lead.id, manager.id
+        policy = SlaPolicy(team_id=team.id, priority="normal", first_response_minutes=120, resolution_minutes=TARGET_MINUTES,
+                           calendar_id=calendar.id, ladder=LADDER)
+        session.add(policy)
+        order = Order(order_number="BENCH-1", placed_at=at - timedelta(days=30), delivered_at=at - timedelta(days=25), currency="CNY",
+                      customer_name="Bench Shopper", customer_email="shopper@bench.example", payment_method="card")
+        session.add(order)
+        session.commit()
+        agent = create_staff(session, AGENT_EMAIL, "Agent", "agent", AGENT_PASSWORD)  # commits
+        session.add(TeamMember(team_id=team.id, staff_id=agent.id, cap=25))
+        session.commit()
+        session.refresh(calendar)
+        return Desk(calendar.id, policy.id, team.id, agent.id, order.id, calendar_of(calendar), ladder_of(policy))
+
+
+def slot_rows(desk: Desk, now: datetime) -> list[dict]:
+    """Start times with their deadline and remind time, from the domain code (the sweep's own arithmetic)."""
+    rows = []
+    for due in (True, False):
+        for k in range(SLOTS):
+            since = now - timedelta(days=7, minutes=k) if due else now - timedelta(seconds=6 * k)
+            clock, _ = sla.start_clock(desk.cal, "resolution", TARGET_MINUTES, since)
+            remind = dict(sla.step_fire_times(desk.cal, clock, desk.steps))["remind"]
+            if (remind <= now) != due or (clock.deadline <= now) != due:
+                raise SystemExit(f"bench: slot {k} (due={due}) does not give the intended fire time")
+            rows.append({"due": due, "k": k, "since": since, "deadline": clock.deadline, "remind": remind})
+    return rows
+
+
+# g runs over 1..open; exactly `due` values of g are due, spread evenly over the whole range.
+SOURCE = """
+WITH src AS (
+    SELECT g, ((g::bigint * :due) / :open <> ((g::bigint - 1) * :due) / :open) AS due
+    FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
+)
+SELECT {columns}
+FROM src JOIN bench_slot AS s ON s.due = src.due AND s.k = src.g % {slots}
+"""
+
+INSERTS = {
+    "return_request": (
+        "id, rma, order_id, status, locale, verdict, decision, policy_version, value, returnless, customer_email, created_at, updated_at",
+        "g, 'B-' || g, :order_id, 'pending_review', 'en', 'needs_review', CAST('{}' AS json), 'default-1', 50 + g % 950, false, "
+        "'shopper@bench.example', s.since, s.since",
+    ),
+    "ticket": (
+        "id, request_id, team_id, assignee_id, priority, ticket_class, status, escalation_level, routing_inputs, created_at, updated_at",
+        "g, g, :team_id, :agent_id, 'normal', 'B', 'open', 0, CAST('{}' AS json), s.since, s.since",
+    ),
+    "ticket_clock": (
+        "id, ticket_id, policy_id, calendar_id, metric, state, target_minutes, used_minutes, started_at, changed_at, running_since, deadline, generation",
+        "g, g, :policy_id, :calendar_id, 'resolution', 'running', :target, 0, s.since, s.since, s.since, s.deadline, 1",
+    ),
+    "escalation_due": (
+        "id, clock_id, ticket_id, step_key, action, generation, fire_at, status, attempts",
+        "g, g, g, 'remind', 'remind', 1, s.remind, 'pending', 0",
+    ),
+}
+
+
+def load_tickets(engine: Engine, desk: Desk, slots: list[dict], lo: int, hi: int, n_open: int, n_due: int) -> float:
+    """Tickets lo..hi of a scenario with n_open tickets and n_due due ones; returns seconds (load + VACUUM ANALYZE)."""
+    start = time.perf_counter()
+    params = {"due": n_due, "open": n_open, "order_id": desk.order_id, "team_id": desk.team_id, "agent_id": desk.agent_id,
+              "policy_id": desk.policy_id, "calendar_id": desk.calendar_id, "target": float(TARGET_MINUTES)}
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TEMP TABLE bench_slot (due boolean, k integer, since timestamptz, deadline timestamptz, remind timestamptz)")
+        conn.execute(text("INSERT INTO bench_slot VALUES (:due, :k, :since, :deadline, :remind)"), slots)
+        conn.exec_driver_sql("ANALYZE bench_slot")
+        for chunk_lo in range(lo, hi + 1, CHUNK):
+            chunk = {**params, "lo": chunk_lo, "hi": min(chunk_lo + CHUNK - 1, hi)}
+            for table, (columns, values) in INSERTS.items():
+                conn.execute(text(f"INSERT INTO {table} ({columns}) " + SOURCE.format(columns=values, slots=SLOTS)), chunk)
+            conn.commit()
+        for table in TICKET_TABLES:
+            conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        conn.exec_driver_sql("DROP TABLE bench_slot")
+        conn.commit()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(TICKET_TABLES)}")
+    return time.perf_counter() - start
+
+
+def reset_tickets(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE escalation_due, staff_notification, ticket_event, ticket_clock, outbox, ticket, return_request RESTART IDENTITY CASCADE"
+        )
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            "tickets": conn.execute(text("SELECT count(*) FROM ticket WHERE status = 'open'")).scalar_one(),
+            "pending": conn.execute(text("SELECT count(*) FROM escalation_due WHERE status = 'pending'")).scalar_one(),
+            "done": conn.execute(select(func.count()).select_from(EscalationDue).where(EscalationDue.status == "done")).scalar_one(),
+        }
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+
+@dataclass
+class SweepRun:
+    label: str
+    open: int
+    due: int
+    load_seconds: float
+    seconds: float
+    fired: int
+
+    @property
+    def rate(self) -> float:
+        return self.fired / self.seconds
+
+
+def run_sweep(engine: Engine, label: str, n_open: int, n_due: int, load_seconds: float) -> SweepRun:
+    factory = sessionmaker(engine, expire_on_commit=False)
+    now = datetime.now(timezone.utc)
+    start = time.perf_counter()
+    result = sweep(factory, now=now, batch=BATCH, worker=WORKER)
+    seconds = time.perf_counter() - start
+    fired = len(result.fired)
+    done = counts(engine)["done"]
+    assert fired == n_due and result.dropped == 0 and done == n_due, f"{label}: fired {fired}, dropped {result.dropped}, done {done}; expected {n_due}"
+    run = SweepRun(label, n_open, n_due, load_seconds, seconds, fired)
+    print(f"   scenario {label}: {n_open:,} open, {n_due:,} due; loaded in {load_seconds:.1f} s; "
+          f"sweep fired {fired:,} (claimed {result.claimed:,}, dropped {result.dropped}) in {seconds:.2f} s = {run.rate:,.0f} fired/s", flush=True)
+    return run
+
+
+def explain_claim(engine: Engine) -> list[str]:
+    """The claim SELECT exactly as ``_claim`` sends it, explained with ANALYZE in a transaction that is rolled back."""
+    captured: list[tuple[str, object]] = []
+    now = datetime.now(timezone.utc)
+    with engine.connect() as conn:
+
+        def grab(_conn, _cursor, statement, parameters, _context, _executemany) -> None:
+            if not captured and "FOR UPDATE" in statement:
+                captured.append((statement, parameters))
+
+        event.listen(conn, "before_cursor_execute", grab)
+        outer = conn.begin()
+        with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
+            _claim(session, now, "bench:explain", BATCH)
+        outer.rollback()
+        event.remove(conn, "before_cursor_execute", grab)
+        if not captured:
+            raise SystemExit("bench: the claim query was not seen")
+        statement, parameters = captured[0]
+        with conn.begin() as trans:
+            plan = [row[0] for row in conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters)]
+            trans.rollback()
+    return plan
+
+
+# --- the queue ----------------------------------------------------------------------------
+
+
+@dataclass
+class PageTiming:
+    path: str
+    latencies: list[float]
+    statements: list[tuple[float, str, object]]
+    plan: list[str] | None = None  # EXPLAIN ANALYZE of the slowest statement, for a slow page
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000
+
+    @property
+    def p95_ms(self) -> float:
+        return p95(self.latencies) * 1000
+
+
+def sign_in(client) -> None:
+    page = client.get("/staff/login")
+    match = CSRF_RE.search(page.get_data(as_text=True))
+    if page.status_code != 200 or match is None:
+        raise SystemExit(f"bench: GET /staff/login gave {page.status_code} without a CSRF token")
+    response = client.post("/staff/login", data={"csrf_token": match.group(1), "email": AGENT_EMAIL, "password": AGENT_PASSWORD})
+    if response.status_code != 303:
+        raise SystemExit(f"bench: POST /staff/login gave {response.status_code}, expected 303")
+
+
+def time_queue(engine: Engine, url: str, instance: str) -> list[PageTiming]:
+    from portal import create_app
+    from portal.db import get_engine
+
+    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": instance, "SECRET_KEY": "bench", "TESTING": True})
+    app_engine = get_engine(app)
+    timings = []
+    try:
+        client = app.test_client()
+        sign_in(client)
+        for path in QUEUE_PATHS:
+
+            def get() -> None:
+                response = client.get(path)
+                if response.status_code != 200:
+                    raise SystemExit(f"bench: GET {path} gave {response.status_code}, expected 200")
+
+            get()  # warm-up (templates, statement caches)
+            latencies = []
+            for _ in range(QUEUE_REQUESTS):
+                t0 = time.perf_counter()
+                get()
+                latencies.append(time.perf_counter() - t0)
+            # One more, untimed, recording each SQL statement and its time.
+            statements: list[tuple[float, str, object]] = []
+            started: list[float] = []
+
+            def before(_conn, _cursor, _statement, _parameters, _context, _executemany) -> None:
+                started.append(time.perf_counter())
+
+            def after(_conn, _cursor, statement, parameters, _context, _executemany) -> None:
+                statements.append((time.perf_counter() - started.pop(), statement, parameters))
+
+            event.listen(app_engine, "before_cursor_execute", before)
+            event.listen(app_engine, "after_cursor_execute", after)
+            try:
+                get()
+            finally:
+                event.remove(app_engine, "before_cursor_execute", before)
+                event.remove(app_engine, "after_cursor_execute", after)
+            timings.append(PageTiming(path, latencies, statements))
+    finally:
+        app_engine.dispose()
+    # Explain now, while the database holds what the pages were timed against.
+    explained: set[str] = set()
+    for t in timings:
+        if t.median_ms > SLOW_MS and t.statements:
+            _, statement, parameters = max(t.statements, key=lambda s: s[0])
+            if statement not in explained:
+                explained.add(statement)
+                t.plan = explain(engine, statement, parameters)
+    return timings
+
+
+def describe_statement(statement: str) -> str:
+    flat = " ".join(statement.split())
+    if flat.startswith("SELECT count(*)"):
+        where = flat.split(" WHERE ", 1)[1] if " WHERE " in flat else ""
+        return "count: " + (where[:110] + "..." if len(where) > 110 else where or "(all)")
+    return flat[:120] + ("..." if len(flat) > 120 else "")
+
+
+def explain(engine: Engine, statement: str, parameters) -> list[str]:
+    with engine.connect() as conn:
+        return [row[0] for row in conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + statement, parameters)]
+
+
+def print_queue(timings: list[PageTiming]) -> None:
+    header = ("page", "median ms", "p95 ms", "SQL stmts", "SQL ms", "slowest stmt ms")
+    rows = []
+    for t in timings:
+        slowest = max(t.statements, key=lambda s: s[0]) if t.statements else (0.0, "", None)
+        rows.append((f"GET {t.path}", f"{t.median_ms:.1f}", f"{t.p95_ms:.1f}", str(len(t.statements)),
+                     f"{sum(s[0] for s in t.statements) * 1000:.1f}", f"{slowest[0] * 1000:.1f}"))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row) -> str:
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+
+    print(indent([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)], "   "))
+    print("   (SQL columns: one extra request per page with every statement timed)")
+    for t in timings:
+        if t.median_ms <= SLOW_MS:
+            continue
+        print()
+        print(f"   {t.path}: median {t.median_ms:.0f} ms > {SLOW_MS:.0f} ms; its slowest statements:")
+        for seconds, statement, _ in sorted(t.statements, key=lambda s: s[0], reverse=True)[:4]:
+            print(f"     {seconds * 1000:7.1f} ms  {describe_statement(statement)}")
+        if t.plan is None:
+            print("     (plan of the slowest one shown above)")
+        else:
+            print("     EXPLAIN ANALYZE of the slowest (run with the same tickets in the database):")
+            print(indent(t.plan, "       "))
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=DEFAULT_URL, help="PostgreSQL server and admin database (default %(default)s)")
+    parser.add_argument("--open", type=int, default=DEFAULT_OPEN, help="open tickets in scenario A (default %(default)s)")
+    parser.add_argument("--due", type=int, default=DEFAULT_DUE, help="tickets with a step due, in A and B (default %(default)s)")
+    parser.add_argument("--queue-tickets", type=int, default=DEFAULT_QUEUE_TICKETS,
+                        help="tickets in the database while the queue page is timed (default %(default)s)")
+    args = parser.parse_args(argv)
+    if not args.url.startswith("postgresql"):
+        parser.error("--url must be a postgresql:// URL")
+    if not 1 <= args.due <= args.open:
+        parser.error("--due must be between 1 and --open")
+    if not 1 <= args.queue_tickets <= args.open:
+        parser.error("--queue-tickets must be between 1 and --open")
+
+    total_start = time.perf_counter()
+    with ThrowawayDatabase(args.url) as db, tempfile.TemporaryDirectory(prefix="portal-bench-") as instance:
+        print(f"command:  {reproduce_command(args)}")
+        print(f"platform: {platform.platform()}")
+        print(f"cpu:      {cpu_model()}, {core_count()} cores")
+        print(f"python:   {platform.python_implementation()} {platform.python_version()}")
+        print(f"database: PostgreSQL {db.server_version()} (throwaway database, dropped at the end)")
+        print(f"versions: returns-portal {version_of('returns-portal')}, sqlalchemy {version_of('sqlalchemy')}, "
+              f"psycopg {version_of('psycopg')}, flask {version_of('flask')}")
+        print(f"load:     {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min load average at the start; the machine may be shared)")
+        print(f"desk:     resolution target {TARGET_MINUTES} business minutes, Mon-Fri 09:00-12:00 and 13:00-18:00 {CALENDAR_TZ}, "
+              "ladder remind@0.75 / lead@breach / manager@breach+60; one pending 'remind' step per ticket")
+        print(flush=True)
+
+        engine = make_engine(db.url)
+        try:
+            upgrade(engine)
+            desk = set_up_desk(sessionmaker(engine, expire_on_commit=False), datetime.now(timezone.utc))
+
+            print(f"1. Sweep: one sweep(batch={BATCH}) per scenario, timed from the first claim to the last commit "
+                  "(load time = INSERT ... SELECT and VACUUM ANALYZE, not part of the sweep time)", flush=True)
+            now = datetime.now(timezone.utc).replace(microsecond=0)
+            load_b = load_tickets(engine, desk, slot_rows(desk, now), 1, args.due, args.due, args.due)
+            run_b = run_sweep(engine, "B", args.due, args.due, load_b)
+            reset_tickets(engine)
+
+            # Scenario A in two parts: the queue is timed with --queue-tickets loaded, then the rest is added.
+            now = datetime.now(timezone.utc).replace(microsecond=0)
+            slots = slot_rows(desk, now)
+            load_q = load_tickets(engine, desk, slots, 1, args.queue_tickets, args.open, args.due)
+            in_db = counts(engine)
+            with engine.connect() as conn:
+                breached = conn.execute(text("SELECT count(*) FROM ticket_clock WHERE deadline <= now()")).scalar_one()
+            queue = time_queue(engine, db.url, instance)
+
+            load_rest = 0.0
+            if args.queue_tickets < args.open:
+                load_rest = load_tickets(engine, desk, slots, args.queue_tickets + 1, args.open, args.open, args.due)
+            plan = explain_claim(engine)
+            run_a = run_sweep(engine, "A", args.open, args.due, load_q + load_rest)
+            ratio = run_a.seconds / run_b.seconds
+            print(f"   A/B sweep time: {ratio:.2f} (fired/s A {run_a.rate:,.0f}, B {run_b.rate:,.0f}; "
+                  f"{args.open // args.due}x the open tickets in A)")
+            uses_index = "ix_escalation_due_pending" in "\n".join(plan)
+            print()
+            print(f"   Claim query in scenario A ({args.open:,} pending steps, {args.due:,} due), "
+                  f"{'uses' if uses_index else 'does NOT use'} ix_escalation_due_pending:")
+            print(indent(plan))
+            print()
+
+            print(f"2. Staff queue page: Flask test client, signed-in agent assigned every ticket, "
+                  f"{QUEUE_REQUESTS} timed GETs per page after one warm-up")
+            print(f"   in the database: {in_db['tickets']:,} open tickets (part of scenario A, loaded in {load_q:.1f} s), "
+                  f"{breached:,} past their deadline, {in_db['pending']:,} pending steps")
+            print_queue(queue)
+        finally:
+            engine.dispose()
+    print()
+    print(f"total {time.perf_counter() - total_start:.0f} s, throwaway database dropped; "
+          f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
