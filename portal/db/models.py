@@ -336,6 +336,11 @@ class Ticket(Base):
     """The back-office work item for a return request."""
 
     __tablename__ = "ticket"
+    __table_args__ = (
+        # Queue pages: open tickets by assignee or team, newest first.
+        Index("ix_ticket_open_assignee", "assignee_id", "created_at", postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+        Index("ix_ticket_open_team", "team_id", "created_at", postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), unique=True)
@@ -436,7 +441,12 @@ class TicketClock(Base):
     """A persisted ``portal.domain.sla.Clock`` for one metric of one ticket."""
 
     __tablename__ = "ticket_clock"
-    __table_args__ = (UniqueConstraint("ticket_id", "metric", name="uq_ticket_clock_ticket_id_metric"),)
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "metric", name="uq_ticket_clock_ticket_id_metric"),
+        # Breaching-soon and breached views look up running resolution clocks by deadline.
+        Index("ix_ticket_clock_running_deadline", "deadline", "ticket_id",
+              postgresql_where=text("state = 'running' AND metric = 'resolution'"), sqlite_where=text("state = 'running' AND metric = 'resolution'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)

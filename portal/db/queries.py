@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy.orm import joinedload
 
 from datetime import datetime, timedelta, timezone
 
@@ -12,42 +13,72 @@ QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "a
 BREACHING_SOON = timedelta(hours=4)
 
 
-def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
-    """Tickets for a queue view, newest first, joined to their request and order; ``q`` searches
-    order number, RMA, SKU and customer email or name (case-insensitive prefix/substring)."""
-    stmt = select(Ticket).join(ReturnRequest, ReturnRequest.id == Ticket.request_id).join(Order, Order.id == ReturnRequest.order_id)
-    my_teams = select(TeamMember.team_id).where(TeamMember.staff_id == staff_id)
+def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
+    """Conditions on the ticket table alone for a queue view (no joins, so counts stay cheap)."""
+    open_ = Ticket.status != "closed"
     if view == "mine":
-        stmt = stmt.where(Ticket.assignee_id == staff_id, Ticket.status != "closed")
-    elif view == "team":
-        stmt = stmt.where(Ticket.team_id.in_(my_teams), Ticket.status != "closed")
-    elif view == "unassigned":
-        stmt = stmt.where(Ticket.assignee_id.is_(None), Ticket.status != "closed")
-    elif view in ("breaching", "breached"):
+        return [Ticket.assignee_id == staff_id, open_]
+    if view == "team":
+        return [Ticket.team_id.in_(select(TeamMember.team_id).where(TeamMember.staff_id == staff_id)), open_]
+    if view == "unassigned":
+        return [Ticket.assignee_id.is_(None), open_]
+    if view in ("breaching", "breached"):
         now = now or datetime.now(timezone.utc)
         running = select(TicketClock.ticket_id).where(TicketClock.state == "running", TicketClock.metric == "resolution")
         if view == "breached":
             running = running.where(TicketClock.deadline <= now)
         else:
             running = running.where(TicketClock.deadline > now, TicketClock.deadline <= now + BREACHING_SOON)
-        stmt = stmt.where(Ticket.id.in_(running), Ticket.status != "closed")
-    elif view == "open":
-        stmt = stmt.where(Ticket.status != "closed")
+        return [Ticket.id.in_(running), open_]
+    if view == "open":
+        return [open_]
+    return []
+
+
+def _search(stmt: Select, q: str) -> Select:
+    like = f"%{q.lower()}%"
+    by_sku = exists(
+        select(ReturnLine.id).join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
+        .where(ReturnLine.request_id == ReturnRequest.id, func.lower(OrderLine.sku).like(like))
+    )
+    return stmt.join(ReturnRequest, ReturnRequest.id == Ticket.request_id).join(Order, Order.id == ReturnRequest.order_id).where(or_(
+        func.lower(Order.order_number).like(like),
+        func.lower(ReturnRequest.rma).like(like),
+        func.lower(Order.customer_email).like(like),
+        func.lower(Order.customer_name).like(like),
+        by_sku,
+    ))
+
+
+def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
+    """Tickets for a queue view, newest first, with what a row shows loaded up front; ``q`` searches
+    order number, RMA, SKU and customer email or name (case-insensitive substring)."""
+    stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
     q = (q or "").strip()
     if q:
-        like = f"%{q.lower()}%"
-        by_sku = exists(
-            select(ReturnLine.id).join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
-            .where(ReturnLine.request_id == ReturnRequest.id, func.lower(OrderLine.sku).like(like))
-        )
-        stmt = stmt.where(or_(
-            func.lower(Order.order_number).like(like),
-            func.lower(ReturnRequest.rma).like(like),
-            func.lower(Order.customer_email).like(like),
-            func.lower(Order.customer_name).like(like),
-            by_sku,
-        ))
-    return stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        stmt = _search(stmt, q)
+    return stmt.options(
+        joinedload(Ticket.request).joinedload(ReturnRequest.order),
+        joinedload(Ticket.team),
+        joinedload(Ticket.assignee),
+    ).order_by(Ticket.created_at.desc(), Ticket.id.desc())
+
+
+def queue_total(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
+    stmt = select(func.count(Ticket.id)).where(*_view_filters(view, staff_id, now))
+    q = (q or "").strip()
+    return _search(stmt, q) if q else stmt
+
+
+def queue_counts(views: tuple[str, ...], staff_id: int, now: datetime | None = None) -> Select:
+    """One query counting several views at once (the tab badges)."""
+    from sqlalchemy import and_, true
+
+    columns = []
+    for view in views:
+        filters = _view_filters(view, staff_id, now)
+        columns.append(func.count(Ticket.id).filter(and_(*filters) if filters else true()).label(view))
+    return select(*columns)
 
 
 def count_of(stmt: Select) -> Select:

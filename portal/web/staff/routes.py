@@ -17,7 +17,7 @@ from wtforms.validators import DataRequired, Length, ValidationError
 
 from portal.db import get_session
 from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
-from portal.db.queries import QUEUE_VIEWS, count_of, ticket_queue
+from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
 from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, NotFound
 from portal.services.returns import approve_return, ask_shopper, reject_return
@@ -178,11 +178,12 @@ def queue():
         view = "mine"
     q = (request.args.get("q") or "")[:100]
     page = _page_arg()
-    stmt = ticket_queue(view, current_user.id, q)
+    now = datetime.now(timezone.utc)
     session_ = get_session()
-    tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    total = session_.scalar(count_of(stmt))
-    counts = {v: session_.scalar(count_of(ticket_queue(v, current_user.id))) for v in ("mine", "team", "unassigned", "breaching", "breached")}
+    tickets = session_.scalars(ticket_queue(view, current_user.id, q, now).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique().all()
+    total = session_.scalar(queue_total(view, current_user.id, q, now))
+    badge_views = ("mine", "team", "unassigned", "breaching", "breached")
+    counts = dict(zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one()))
     clocks = clock_summaries(session_, list(tickets), datetime.now(timezone.utc))
     return render_page_or_partial("staff/queue.html", "staff/_queue_rows.html", view=view, q=q, page=page, total=total,
                                   tickets=tickets, counts=counts, clocks=clocks, page_size=PAGE_SIZE, mask_email=mask_email,
