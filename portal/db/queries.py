@@ -53,7 +53,17 @@ def _search(stmt: Select, q: str) -> Select:
 def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
     """Tickets for a queue view, newest first, with what a row shows loaded up front; ``q`` searches
     order number, RMA, SKU and customer email or name (case-insensitive substring)."""
-    stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
+    if view in ("breaching", "breached"):
+        # Most urgent first, straight from the running-deadline index.
+        now = now or datetime.now(timezone.utc)
+        clock = TicketClock
+        stmt = select(Ticket).join(clock, (clock.ticket_id == Ticket.id) & (clock.metric == "resolution") & (clock.state == "running"))
+        stmt = stmt.where(Ticket.status != "closed", clock.deadline <= now if view == "breached" else
+                          (clock.deadline > now) & (clock.deadline <= now + BREACHING_SOON))
+        order = (clock.deadline.asc(), Ticket.id.asc())
+    else:
+        stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
+        order = (Ticket.created_at.desc(), Ticket.id.desc())
     q = (q or "").strip()
     if q:
         stmt = _search(stmt, q)
@@ -61,7 +71,7 @@ def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = N
         joinedload(Ticket.request).joinedload(ReturnRequest.order),
         joinedload(Ticket.team),
         joinedload(Ticket.assignee),
-    ).order_by(Ticket.created_at.desc(), Ticket.id.desc())
+    ).order_by(*order)
 
 
 def queue_total(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
