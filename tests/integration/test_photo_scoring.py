@@ -1,0 +1,145 @@
+"""Photos scored by the shipped wear model in the background; staff see scores and score maps."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from portal.db.models import Photo, ReturnLine, ReturnRequest, Ticket
+from portal.services.staff import create_staff
+from portal.vision.classifier import clear_cache
+from tests.conftest import csrf_from, login_shopper
+from tests.web.test_shop_request import form_for
+from tests.web.test_staff import PASSWORD, sign_in
+
+
+def fabric(worn: bool, seed: int) -> bytes:
+    """A knit-like texture, with a dark stain when ``worn``."""
+    from portal.vision.train.synth import generate
+
+    images, labels, _ = generate(8, seed=seed, size=256)
+    pick = next(i for i, label in enumerate(labels) if bool(label) == worn)
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(images[pick])).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_cache():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def submit_with_photos(client, photos):
+    assert login_shopper(client).status_code == 303
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    data["lines-0-photos"] = [(io.BytesIO(p), f"p{i}.jpg") for i, p in enumerate(photos)]
+    response = client.post("/order/request", data=data, content_type="multipart/form-data")
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def test_photos_are_scored_and_shown_to_staff(client, app, order, session):
+    rma = submit_with_photos(client, [fabric(True, 1), fabric(False, 2)])
+    photos = session.scalars(select(Photo).order_by(Photo.id)).all()
+    assert [p.score_state for p in photos] == ["scored", "scored"]
+    assert all(0 <= p.wear_probability <= 1 and p.model_version and p.score_map for p in photos)
+    assert len(photos[0].score_map) == len(photos[0].score_map[0]) > 1
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.max_wear == max(p.wear_probability for p in photos)
+    assert any(e.kind == "scored" for e in req.events)
+    ticket = session.scalars(select(Ticket)).one()
+    assert ticket.routing_inputs["max_wear"] == req.max_wear or ticket.routing_inputs["max_wear"] is None
+
+    create_staff(session, "agent@example.com", "Agent", "agent", PASSWORD)
+    staff = app.test_client()
+    sign_in(staff, "agent@example.com")
+    page = staff.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    assert "wear 0." in page and "Where the model looked" in page and "scoring" not in page
+    overlay = staff.get(f"/staff/photos/{photos[0].id}/overlay")
+    assert overlay.status_code == 200 and overlay.headers["Content-Type"] == "image/jpeg"
+    with Image.open(io.BytesIO(overlay.data)) as img:
+        assert img.size == (photos[0].width, photos[0].height)
+    thumb = staff.get(f"/staff/photos/{photos[0].id}/thumb")
+    with Image.open(io.BytesIO(thumb.data)) as img:
+        assert max(img.size) <= 320
+    # The shopper never sees the score.
+    assert "wear 0." not in client.get(f"/requests/{rma}").get_data(as_text=True)
+
+
+def test_worn_photos_score_higher_than_clean_ones(client, app, order, session):
+    submit_with_photos(client, [fabric(True, s) for s in (11, 12, 13)] + [fabric(False, s) for s in (21, 22)])
+    by_name = {p.id: p.wear_probability for p in session.scalars(select(Photo).order_by(Photo.id))}
+    scores = list(by_name.values())
+    assert np.mean(scores[:3]) > np.mean(scores[3:])
+
+
+def test_without_a_usable_model_photos_are_not_scored(client, app, order, session, tmp_path):
+    broken = tmp_path / "models"
+    broken.mkdir()
+    (broken / "wear-v1.json").write_text("{not json")
+    (broken / "wear-v1.onnx").write_bytes(b"\0" * 10)
+    app.config["MODELS_PATH"] = str(broken)
+    rma = submit_with_photos(client, [fabric(True, 3)])
+    photo = session.scalars(select(Photo)).one()
+    assert photo.score_state == "not_scored" and photo.wear_probability is None
+    create_staff(session, "agent@example.com", "Agent", "agent", PASSWORD)
+    staff = app.test_client()
+    sign_in(staff, "agent@example.com")
+    page = staff.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    assert "not scored" in page and "no usable wear model" in page
+    assert session.scalars(select(ReturnRequest.status)).one() == "approved"  # the request carries on (auto-approved by value)
+
+
+def test_photo_panel_polls_while_scoring(client, app, order, session):
+    app.config["JOBS_MODE"] = "off"  # nothing scores: the photos stay pending
+    rma = submit_with_photos(client, [fabric(True, 4)])
+    create_staff(session, "agent@example.com", "Agent", "agent", PASSWORD)
+    staff = app.test_client()
+    sign_in(staff, "agent@example.com")
+    fragment = staff.get(f"/staff/requests/{rma}/photos", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert fragment.lstrip().startswith('<section id="photos"') and 'hx-trigger="every 2s"' in fragment and "scoring" in fragment
+    from portal.jobs import score_pending_photos
+
+    assert score_pending_photos(app) == 1
+    fragment = staff.get(f"/staff/requests/{rma}/photos", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "every 2s" not in fragment and "wear 0." in fragment
+
+
+def test_wear_report_and_dataset_export(client, app, order, session, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from portal.cli import main
+
+    submit_with_photos(client, [fabric(True, 5), fabric(False, 6)])
+    line = session.scalars(select(ReturnLine)).one()
+    line.grade = "C"  # the warehouse saw wear
+    session.commit()
+    for key, value in (("INSTANCE_PATH", app.config["INSTANCE_PATH"]), ("DATABASE_URL", app.config["DATABASE_URL"]),
+                       ("SECRET_KEY", app.config["SECRET_KEY"]), ("API_SECRET", app.config["API_SECRET"])):
+        monkeypatch.setenv(f"PORTAL_{key}", value)
+    runner = CliRunner()
+    report = runner.invoke(main, ["wear", "report"], catch_exceptions=False)
+    assert "model wear-v1" in report.output and "2 graded photos" in report.output
+    out = tmp_path / "dataset"
+    export = runner.invoke(main, ["wear", "export-dataset", str(out)], catch_exceptions=False)
+    assert "wrote 2 labelled photos" in export.output
+    assert len(list((out / "wear").glob("*.jpg"))) == 2
+    assert (out / "labels.csv").read_text().count("\n") == 3
+
+
+def test_report_with_nothing_graded(app, monkeypatch):
+    from click.testing import CliRunner
+
+    from portal.cli import main
+
+    for key in ("INSTANCE_PATH", "DATABASE_URL", "SECRET_KEY", "API_SECRET"):
+        monkeypatch.setenv(f"PORTAL_{key}", app.config[key])
+    result = CliRunner().invoke(main, ["wear", "report"], catch_exceptions=False)
+    assert "no graded photos yet" in result.output
