@@ -132,3 +132,15 @@ def test_too_many_photos_for_one_line(shopper, session):
     response = shopper.post("/order/request", data=form, content_type="multipart/form-data")
     assert response.status_code == 422
     assert "at most 5 photos per item" in response.get_data(as_text=True)
+
+
+def test_store_down_keeps_the_form_and_writes_nothing(shopper, app, session, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the photo folder should be")
+    app.config["PHOTO_PATH"] = str(blocked)
+    response = post_photo(shopper, "fine.jpg", encode(rgb(), "JPEG"))
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert "photos could not be saved" in body and "what I typed" in body
+    assert session.scalar(select(func.count(ReturnRequest.id))) == 0
+    assert session.scalar(select(func.count(Photo.id))) == 0
