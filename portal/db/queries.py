@@ -50,7 +50,16 @@ def _search(stmt: Select, q: str) -> Select:
     ))
 
 
-def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
+def _narrow(stmt: Select, priority: str | None, team_id: int | None) -> Select:
+    if priority:
+        stmt = stmt.where(Ticket.priority == priority)
+    if team_id:
+        stmt = stmt.where(Ticket.team_id == team_id)
+    return stmt
+
+
+def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = None, priority: str | None = None,
+                 team_id: int | None = None) -> Select:
     """Tickets for a queue view, newest first, with what a row shows loaded up front; ``q`` searches
     order number, RMA, SKU and customer email or name (case-insensitive substring)."""
     if view in ("breaching", "breached"):
@@ -64,6 +73,7 @@ def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = N
     else:
         stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
         order = (Ticket.created_at.desc(), Ticket.id.desc())
+    stmt = _narrow(stmt, priority, team_id)
     q = (q or "").strip()
     if q:
         stmt = _search(stmt, q)
@@ -74,8 +84,9 @@ def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = N
     ).order_by(*order)
 
 
-def queue_total(view: str, staff_id: int, q: str = "", now: datetime | None = None) -> Select:
-    stmt = select(func.count(Ticket.id)).where(*_view_filters(view, staff_id, now))
+def queue_total(view: str, staff_id: int, q: str = "", now: datetime | None = None, priority: str | None = None,
+                team_id: int | None = None) -> Select:
+    stmt = _narrow(select(func.count(Ticket.id)).where(*_view_filters(view, staff_id, now)), priority, team_id)
     q = (q or "").strip()
     return _search(stmt, q) if q else stmt
 

@@ -300,3 +300,16 @@ def test_override_cannot_exceed_what_was_bought(app, desk, session):
     with pytest.raises(ReturnNotAllowed):
         open_return(session, order, [LineRequest("1", 2, "size_fit", outcome="refund")], POLICY, datetime.now(timezone.utc), "en",
                     LocalPhotoStore(app.config["PHOTO_PATH"]), actor="staff:1", override_reason="please")
+
+
+def test_filters_by_priority_and_team(client, app, desk, session):
+    from portal.db.models import Team
+
+    submit_coat(app, "F-1")
+    sign_in(client, "agent@example.com")
+    finance = session.scalars(select(Team).where(Team.code == "finance")).one()
+    assert "F-1" in client.get(f"/staff/queue?view=all&priority=high&team={finance.id}").get_data(as_text=True)
+    assert "F-1" not in client.get("/staff/queue?view=all&priority=low").get_data(as_text=True)
+    fragment = client.get(f"/staff/queue?view=all&team={finance.id + 999}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "F-1" not in fragment and "Nothing here." in fragment
+    assert client.get("/staff/queue?view=all&priority=bogus&team=x").status_code == 200  # unknown filters are ignored

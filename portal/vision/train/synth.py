@@ -723,12 +723,18 @@ def render_all(specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int
         images, masks = _render_range((specs, seed, 0, size, mask_size))
         return images, labels, masks
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     chunk = max(32, len(specs) // (workers * 8))
     jobs = [(specs[i:i + chunk], seed, i, size, mask_size) for i in range(0, len(specs), chunk)]
-    # "spawn": a fresh interpreter per worker, safe whatever threads the parent (torch, onnxruntime) runs.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        parts = pool.map(_render_range, jobs)
+    try:
+        # "spawn": a fresh interpreter per worker, safe whatever threads the parent (torch, onnxruntime) runs.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_render_range, jobs))
+    except BrokenProcessPool:
+        # Workers could not start (e.g. a main script they cannot re-import): same result, one process.
+        parts = [_render_range(job) for job in jobs]
     return (np.concatenate([p[0] for p in parts]), labels, np.concatenate([p[1] for p in parts]))
 
 

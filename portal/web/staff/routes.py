@@ -178,16 +178,26 @@ def queue():
         view = "mine"
     q = (request.args.get("q") or "")[:100]
     page = _page_arg()
+    from portal.db.models import Team
+    from portal.domain.routing import PRIORITIES
+
+    priority = request.args.get("priority") or None
+    priority = priority if priority in PRIORITIES else None
+    raw_team = request.args.get("team") or ""
+    team_id = int(raw_team) if raw_team.isdigit() else None
     now = datetime.now(timezone.utc)
     session_ = get_session()
-    tickets = session_.scalars(ticket_queue(view, current_user.id, q, now).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique().all()
-    total = session_.scalar(queue_total(view, current_user.id, q, now))
+    stmt = ticket_queue(view, current_user.id, q, now, priority, team_id)
+    tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique().all()
+    total = session_.scalar(queue_total(view, current_user.id, q, now, priority, team_id))
+    teams = session_.scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name)).all()
     badge_views = ("mine", "team", "unassigned", "breaching", "breached")
     counts = dict(zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one()))
     clocks = clock_summaries(session_, list(tickets), datetime.now(timezone.utc))
     return render_page_or_partial("staff/queue.html", "staff/_queue_rows.html", view=view, q=q, page=page, total=total,
                                   tickets=tickets, counts=counts, clocks=clocks, page_size=PAGE_SIZE, mask_email=mask_email,
-                                  VIEWS=QUEUE_VIEWS, business_time=business_time)
+                                  VIEWS=QUEUE_VIEWS, business_time=business_time, priority=priority, team_id=team_id,
+                                  teams=teams, PRIORITIES=PRIORITIES)
 
 
 @bp.post("/tickets/<int:ticket_id>/take")
