@@ -360,15 +360,15 @@ def _signature(json_path: Path, onnx_path: Path) -> tuple:
     return tuple(sig)
 
 
-def get_model(models_dir: str | os.PathLike, name: str = DEFAULT_MODEL) -> WearModel | None:
+def get_model(models_dir: str | os.PathLike | None, name: str = DEFAULT_MODEL) -> WearModel | None:
     """The process's ``name`` model from ``models_dir``, or ``None`` when it is missing or broken.
 
     The result is cached; a broken model is reported with one error line and
     not retried until its files change.
     """
-    if not name or "/" in name or "\\" in name or name.startswith("."):
+    if models_dir is None or not name or "/" in name or "\\" in name or name.startswith("."):
         key, sig = f"{models_dir}|{name}", ("invalid",)
-        problem: str | None = f"invalid model name {name!r}"
+        problem: str | None = "no models folder configured" if models_dir is None else f"invalid model name {name!r}"
     else:
         json_path, onnx_path = model_paths(Path(models_dir) / name)
         key, sig, problem = str(json_path), _signature(json_path, onnx_path), None
