@@ -72,6 +72,12 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
         "MAIL_FROM": _env("MAIL_FROM", "Returns <returns@localhost>"),
+        "WEBHOOK_URL": _env("WEBHOOK_URL"),
+        "WEBHOOK_SECRET": _env("WEBHOOK_SECRET"),  # default: the API secret, below
+        "WEBHOOK_TIMEOUT": float(_env("WEBHOOK_TIMEOUT", "10")),  # seconds
+        "CARRIER": _env("CARRIER", "in-house"),
+        "RETURN_ADDRESS": (_env("RETURN_ADDRESS") or "Returns warehouse|88 Example Road|Shanghai 200000").split("|"),
+        "CUSTOMER_RETURN_FEE": _env("CUSTOMER_RETURN_FEE"),
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
         "LOOKUP_LIMIT": _env("LOOKUP_LIMIT", "20 per 15 minutes"),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 40 * 1024 * 1024),
@@ -88,6 +94,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         cfg["SECRET_KEY"] = _keep_secret(instance, "secret_key")
     if not cfg.get("API_SECRET"):
         cfg["API_SECRET"] = _keep_secret(instance, "api_secret")
+    if not cfg.get("WEBHOOK_SECRET"):
+        cfg["WEBHOOK_SECRET"] = cfg["API_SECRET"]
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     cfg.setdefault("SESSION_COOKIE_SECURE", not (cfg["DEVELOPMENT"] or cfg["TESTING"]) and cfg["PUBLIC_URL"].startswith("https"))

@@ -155,6 +155,9 @@ class ReturnRequest(Base):
     value: Mapped[Decimal]
     returnless: Mapped[bool] = mapped_column(Boolean, default=False)
     max_wear: Mapped[float | None] = mapped_column(Float)
+    pickup_code: Mapped[str | None] = mapped_column(String(24), unique=True)
+    carrier: Mapped[str | None] = mapped_column(String(32))
+    label_issued_at: Mapped[datetime | None]
     customer_email: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -518,3 +521,18 @@ class CannedReplyRow(Base):
     reasons: Mapped[list] = mapped_column(JSON, default=list)
     keywords: Mapped[list] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CarrierEvent(Base):
+    """A tracking event from the carrier; its id makes a replay harmless."""
+
+    __tablename__ = "carrier_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))  # picked_up | in_transit | delivered | exception
+    at: Mapped[datetime]
+    location: Mapped[str] = mapped_column(String(128), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -82,3 +82,71 @@ def parse_rma(text: str) -> str:
     if cleaned.startswith(RMA_PREFIX) and len(cleaned) == 10:
         cleaned = cleaned[1:]
     return f"{RMA_PREFIX}-{group(parse(cleaned))}"
+
+
+def _has_shape(cleaned: str, symbols: int) -> bool:
+    """``symbols`` base32 symbols followed by something that could be a check character."""
+    return (
+        len(cleaned) == symbols + 1
+        and all(ch in _DECODE for ch in cleaned[:-1])
+        and cleaned[-1] in CHECK_ALPHABET
+    )
+
+
+def looks_like_rma(text: str) -> bool:
+    """True when ``text`` has the shape of an RMA number (with or without its prefix).
+
+    Only the shape is checked (length and symbols), not the check character, so
+    that a scanner or search box can route the input to :func:`parse_rma`, which
+    then reports a mistyped number precisely. Never true for a pickup code.
+    """
+    cleaned = normalise(text)
+    if cleaned.startswith(RMA_PREFIX) and len(cleaned) == 10:
+        cleaned = cleaned[1:]
+    return _has_shape(cleaned, 8)
+
+
+PICKUP_PREFIX = "P"
+PICKUP_SYMBOLS = 10  # 50 random bits
+
+
+def new_pickup_code() -> str:
+    """A courier pickup code: 50 random bits plus a check character, e.g. ``P-7KQ2-M9XD-C3R``.
+
+    Ten symbols and the check character are grouped 4-4-3 for reading aloud; the
+    ``P`` prefix tells it apart from an RMA number (``R-...``, 8 symbols).
+    """
+    _, code = new_code(PICKUP_SYMBOLS)
+    return f"{PICKUP_PREFIX}-{group(code, 4)}"
+
+
+def parse_pickup_code(text: str) -> str:
+    """Canonical pickup code (``P-XXXX-XXXX-XXC``) from what someone typed or scanned.
+
+    Accepts lower case, spaces, dashes and I/L/O for 1/0. The ``P`` prefix is
+    required: were it optional, a prefixed code missing one symbol would have the
+    length of a bare code and would pass the check character one time in 37.
+    Raises CodeError for a wrong length or prefix, an unknown symbol or a check
+    character that does not match, so a mistyped code is rejected before any lookup.
+    """
+    cleaned = normalise(text)
+    if len(cleaned) != PICKUP_SYMBOLS + 2:
+        raise CodeError("wrong length")
+    if not cleaned.startswith(PICKUP_PREFIX):
+        raise CodeError("not a pickup code")
+    return f"{PICKUP_PREFIX}-{group(parse(cleaned[1:], PICKUP_SYMBOLS), 4)}"
+
+
+def compact_pickup_code(text: str) -> str:
+    """The canonical pickup code without dashes (``P7KQ2M9XDC3R``), for barcodes and QR codes."""
+    return parse_pickup_code(text).replace("-", "")
+
+
+def looks_like_pickup_code(text: str) -> bool:
+    """True when ``text`` has the shape of a pickup code: ``P`` and 11 code symbols.
+
+    Like :func:`looks_like_rma`, only the shape is checked; call
+    :func:`parse_pickup_code` to validate. Never true for an RMA number.
+    """
+    cleaned = normalise(text)
+    return cleaned.startswith(PICKUP_PREFIX) and _has_shape(cleaned[1:], PICKUP_SYMBOLS)

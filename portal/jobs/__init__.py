@@ -53,16 +53,23 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
 
 
 def deliver_outbox(app: Flask) -> tuple[int, int]:
+    from portal.adapters.webhooks import webhook_sender_from_config
+
     mailer = mailer_from_config(app.config)
+    webhooks = webhook_sender_from_config(app.config)
 
     def send(message: OutboxMessage) -> None:
         if message.channel == "email":
             mailer.send(build_email(app, message), message.event_id)
+        elif message.channel == "webhook" and webhooks is not None:
+            webhooks.send(message)
         else:
             raise RuntimeError(f"no transport for channel {message.channel}")
 
+    # Without a webhook URL, webhook events wait (untouched) until one is configured.
+    skip = () if webhooks is not None else ("webhook",)
     with app.app_context(), session_scope(app) as session:
-        return deliver_pending(session, send)
+        return deliver_pending(session, send, skip_channels=skip)
 
 
 def wear_model(app: Flask):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.adapters.webhooks import EVENTS as WEBHOOK_EVENTS
 from portal.db.models import OutboxMessage
 
 log = logging.getLogger("portal.outbox")
@@ -32,15 +33,31 @@ def enqueue_email(session: Session, to: str, template: str, locale: str, context
     return enqueue(session, "email", template, {"to": to, "template": template, "locale": locale, "context": context})
 
 
+def enqueue_webhook(session: Session, topic: str, data: dict[str, Any]) -> OutboxMessage:
+    """Queue a webhook event (one of ``portal.adapters.webhooks.EVENTS``); its ``event_id`` is the event's id."""
+    if topic not in WEBHOOK_EVENTS:
+        raise ValueError(f"unknown webhook event {topic!r}")
+    return enqueue(session, "webhook", topic, {"topic": topic, "data": data})
+
+
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
 
 
-def deliver_pending(session: Session, send: Callable[[OutboxMessage], None], limit: int = 100, now: datetime | None = None) -> tuple[int, int]:
+def deliver_pending(
+    session: Session,
+    send: Callable[[OutboxMessage], None],
+    limit: int = 100,
+    now: datetime | None = None,
+    *,
+    skip_channels: Collection[str] = (),
+) -> tuple[int, int]:
     """Send due messages, one commit per message. Returns (sent, failed).
 
     A failure is recorded with its error and retried later with backoff; after
     MAX_ATTEMPTS the message stays in the table, visible, and is not retried.
+    Messages on ``skip_channels`` (a channel with no transport configured) are
+    not selected at all: they stay pending, untouched, and are not failures.
     """
     now = now or datetime.now(timezone.utc)
     stmt = (
@@ -49,6 +66,8 @@ def deliver_pending(session: Session, send: Callable[[OutboxMessage], None], lim
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
+    if skip_channels:
+        stmt = stmt.where(OutboxMessage.channel.not_in(list(skip_channels)))
     if session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     sent = failed = 0

@@ -190,6 +190,7 @@ def open_return(
     store: PhotoStore,
     actor: str = "shopper",
     override_reason: str | None = None,
+    carrier=None,
 ) -> ReturnRequest:
     """Open a return request if the policy allows it.
 
@@ -273,10 +274,19 @@ def open_return(
             move(request, Status.PENDING_REVIEW, actor, "opened by staff with a policy override", at=now)
         elif decision.auto_approve:
             move(request, Status.APPROVED, "policy", f"auto-approved under policy {decision.policy_version}", at=now)
+            if carrier is not None:
+                issue_label(session, request, carrier, "policy", at=now)
         else:
             move(request, Status.PENDING_REVIEW, "policy", f"{decision.verdict.value} under policy {decision.policy_version}", at=now)
+        if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
+            _maybe_webhook(session, "return.approved", {"rma": request.rma, "order_number": order.order_number, "status": request.status,
+                                                        "pickup_code": request.pickup_code, "reason": None})
         if order.customer_email:
-            enqueue_email(session, order.customer_email, "return_submitted", locale, {"rma": request.rma})
+            if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
+                enqueue_email(session, order.customer_email, "return_approved", locale,
+                              {"rma": request.rma, "pickup_code": request.pickup_code, "returnless": request.returnless})
+            else:
+                enqueue_email(session, order.customer_email, "return_submitted", locale, {"rma": request.rma})
         session.flush()
         open_ticket(session, request)
         session.commit()
@@ -336,22 +346,29 @@ def _close_ticket(session: Session, request: ReturnRequest, actor: str, note: st
     stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
 
 
-def _review(session: Session, request: ReturnRequest, actor: str, target: Status, expected_status: str | None, note: str, template: str, context: dict) -> ReturnRequest:
+def _review(session: Session, request: ReturnRequest, actor: str, target: Status, expected_status: str | None, note: str, template: str, context: dict,
+            carrier=None) -> ReturnRequest:
     session.refresh(request, with_for_update=True)
     if expected_status is not None and request.status != expected_status:
         session.rollback()
         raise Conflict(request.status)
     move(request, target, actor, note)
+    if target == Status.APPROVED and carrier is not None:
+        issue_label(session, request, carrier, actor)
+        context = {**context, "pickup_code": request.pickup_code, "returnless": request.returnless}
     _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, template, request.locale, {"rma": request.rma, **context})
+    _maybe_webhook(session, "return.approved" if target == Status.APPROVED else "return.rejected",
+                   {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
+                    "pickup_code": request.pickup_code, "reason": note if target == Status.REJECTED else None})
     session.commit()
     log.info("return %s %s by %s", request.rma, target.value, actor)
     return request
 
 
 def approve_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None, note: str = "",
-                   line_ids: set[int] | None = None) -> ReturnRequest:
+                   line_ids: set[int] | None = None, carrier=None) -> ReturnRequest:
     """Approve a request under review, or only the lines in ``line_ids`` (the others are not accepted,
     with ``note`` as the reason the shopper sees, and their units are released).
 
@@ -367,7 +384,7 @@ def approve_return(session: Session, request: ReturnRequest, actor: str, expecte
         for line in request.lines:
             line.staff_decision = "approved" if line.id in chosen else "rejected"
             line.staff_note = None if line.id in chosen else note.strip()[:2000]
-    return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {})
+    return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {}, carrier)
 
 
 def reject_return(session: Session, request: ReturnRequest, actor: str, reason: str, expected_status: str | None = None) -> ReturnRequest:
@@ -434,3 +451,83 @@ def answer_question(session: Session, request: ReturnRequest, answer: str) -> Re
             assign_ticket(session, ticket)
     session.commit()
     return request
+
+
+def issue_label(session: Session, request: ReturnRequest, carrier, actor: str = "system", at: datetime | None = None) -> str | None:
+    """Book the pickup and move an approved request to "label issued" (no commit).
+
+    Returnless refunds need no label. The pickup code is unique: a collision
+    (50 random bits, so practically never) draws again.
+    """
+    from portal.adapters.carriers import PickupRequest
+    from portal.domain.codes import new_pickup_code
+
+    if request.returnless or request.pickup_code:
+        return request.pickup_code
+    for _ in range(5):
+        code = new_pickup_code()
+        if session.scalar(select(ReturnRequest.id).where(ReturnRequest.pickup_code == code)) is None:
+            break
+    order = request.order
+    booking = carrier.request_pickup(
+        PickupRequest(request.rma, (order.customer_name, order.customer_postcode or ""), ("Returns warehouse",)), code
+    )
+    request.pickup_code, request.carrier = booking.pickup_code, booking.carrier
+    request.label_issued_at = at or datetime.now(timezone.utc)
+    move(request, Status.LABEL_ISSUED, actor, f"pickup booked with {booking.carrier}", at=at)
+    return request.pickup_code
+
+
+class UnknownPickup(Exception):
+    """No request has this pickup code (or the code's check character is wrong)."""
+
+
+class DuplicateEvent(Exception):
+    """This carrier event was already recorded."""
+
+
+def record_tracking_event(session: Session, event, carrier_name: str) -> ReturnRequest:
+    """Record a carrier event on the request's timeline; the first movement puts it "in transit".
+
+    Unknown codes and replayed event ids raise without writing anything.
+    """
+    from sqlalchemy.exc import IntegrityError as _IntegrityError
+
+    from portal.db.models import CarrierEvent
+    from portal.domain.codes import CodeError, parse_pickup_code
+    from portal.domain.tracking import MOVING
+
+    try:
+        code = parse_pickup_code(event.pickup_code)
+    except CodeError:
+        raise UnknownPickup(event.pickup_code) from None
+    request = session.scalars(select(ReturnRequest).where(ReturnRequest.pickup_code == code).with_for_update()).one_or_none()
+    if request is None:
+        session.rollback()
+        raise UnknownPickup(code)
+    if session.scalar(select(CarrierEvent.id).where(CarrierEvent.event_id == event.event_id)) is not None:
+        session.rollback()
+        raise DuplicateEvent(event.event_id)
+    session.add(CarrierEvent(event_id=event.event_id, request_id=request.id, carrier=carrier_name, kind=event.kind, at=event.at,
+                             location=event.location))
+    note = f"{carrier_name}: {event.kind}" + (f" at {event.location}" if event.location else "")
+    if event.kind in MOVING and request.status == Status.LABEL_ISSUED.value:
+        move(request, Status.IN_TRANSIT, f"carrier:{carrier_name}", note, at=event.at)
+        _maybe_webhook(session, "return.in_transit", {"rma": request.rma, "order_number": request.order.order_number, "pickup_code": code})
+    else:
+        _event(request, f"carrier:{carrier_name}", "tracking", None, None, note, at=event.at)
+    try:
+        session.commit()
+    except _IntegrityError:  # the same event id raced in from a second delivery
+        session.rollback()
+        raise DuplicateEvent(event.event_id) from None
+    return request
+
+
+def _maybe_webhook(session: Session, topic: str, data: dict) -> None:
+    """Queue a webhook for the shop when the outbox supports it."""
+    from portal.services import outbox
+
+    enqueue = getattr(outbox, "enqueue_webhook", None)
+    if enqueue is not None:
+        enqueue(session, topic, data)

@@ -94,7 +94,7 @@ def test_without_a_usable_model_photos_are_not_scored(client, app, order, sessio
     sign_in(staff, "agent@example.com")
     page = staff.get(f"/staff/requests/{rma}").get_data(as_text=True)
     assert "not scored" in page and "no usable wear model" in page
-    assert session.scalars(select(ReturnRequest.status)).one() == "approved"  # the request carries on (auto-approved by value)
+    assert session.scalars(select(ReturnRequest.status)).one() == "label_issued"  # the request carries on (auto-approved by value)
 
 
 def test_photo_panel_polls_while_scoring(client, app, order, session):

@@ -27,12 +27,15 @@ MATRIX = [
     ("GET", f"/requests/{R}", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     ("POST", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=303, agent=303)),
     ("POST", f"/requests/{R}/answer", dict(anonymous=303, other_shopper=404, owner=422, agent=303)),
+    ("GET", f"/requests/{R}/label", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
+    ("GET", f"/requests/{R}/label.pdf", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     ("GET", f"/requests/{R}/photos/1", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
     ("POST", "/lang", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
     ("POST", "/staff/login", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
     ("GET", "/healthz", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
     ("POST", "/api/v1/orders", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
     ("POST", "/api/v1/products", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
+    ("POST", "/api/v1/carrier-events", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
     ("GET", "/static/vendor/htmx-2.0.11.min.js", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
 ]
 

@@ -79,17 +79,19 @@ def test_submit_creates_request_event_and_email(shopper, session):
     assert re.fullmatch(r"R-[0-9A-Z]{3}-[0-9A-Z]{3}-[0-9A-Z*~$=]{3}", rma)
     request = session.scalars(select(ReturnRequest)).one()
     assert request.rma == rma
-    assert request.status == "approved"  # 89.00 is under the auto-approve limit
+    assert request.status == "label_issued"  # 89.00 is under the auto-approve limit: approved, pickup booked
+    assert request.pickup_code and request.pickup_code.startswith("P")
     assert request.decision["verdict"] == "eligible"
     assert request.policy_version
     line = session.scalars(select(ReturnLine)).one()
     assert (line.quantity, line.reason, line.responsibility, line.comment) == (1, "size_fit", "customer", "Runs small")
     kinds = [e.to_status for e in session.scalars(select(RequestEvent).order_by(RequestEvent.id))]
-    assert kinds == ["submitted", "approved"]
-    mail = session.scalars(select(OutboxMessage)).one()
+    assert kinds == ["submitted", "approved", "label_issued"]
+    mail = session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email")).one()
     assert mail.payload["to"] == "li.wei@example.com" and mail.sent_at is not None  # delivered to the file outbox
+    assert mail.topic == "return_approved" and mail.payload["context"]["pickup_code"] == request.pickup_code
     status = shopper.get(f"/requests/{rma}").get_data(as_text=True)
-    assert rma in status and "Approved" in status and "has been received" in status
+    assert rma in status and "Pickup code issued" in status and "has been received" in status and request.pickup_code in status
 
 
 def test_email_file_written_in_shoppers_language(shopper, app, session):
@@ -201,7 +203,7 @@ def test_tampered_server_owned_fields_are_ignored(shopper, session):
     data.update({"status": "refunded", "value": "0.01", "verdict": "eligible", "lines-0-unit_price": "1"})
     assert shopper.post("/order/request", data=data).status_code == 303
     req = session.scalars(select(ReturnRequest)).one()
-    assert req.status == "approved" and str(req.value) != "0.01"
+    assert req.status == "label_issued" and str(req.value) != "0.01"
 
 
 def test_unknown_line_ids_are_ignored(shopper, session):
@@ -224,7 +226,7 @@ def _submit(client) -> str:
 def test_cancel_while_nothing_shipped(shopper, session):
     rma = _submit(shopper)
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
-    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "approved"})
+    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "label_issued"})
     assert response.status_code == 303
     assert session.scalars(select(ReturnRequest.status)).one() == "cancelled"
     assert "Cancelled" in shopper.get(f"/requests/{rma}").get_data(as_text=True)
@@ -236,8 +238,8 @@ def test_stale_cancel_gets_a_message_not_a_double_action(shopper, session):
     rma = _submit(shopper)
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
     token = csrf_from(page)
-    assert shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "approved"}).status_code == 303
-    again = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "approved"}, follow_redirects=True)
+    assert shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}).status_code == 303
+    again = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}, follow_redirects=True)
     assert "changed while you were looking" in again.get_data(as_text=True)
     assert session.scalar(select(func.count(RequestEvent.id)).where(RequestEvent.to_status == "cancelled")) == 1
 

@@ -92,8 +92,8 @@ def test_approve_closes_ticket_and_tells_shopper(client, app, desk, session):
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
     ticket = session.scalars(select(Ticket)).one()
-    assert req.status == "approved" and ticket.status == "closed" and ticket.first_response_at is not None
-    assert [m.topic for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))] == ["return_submitted", "return_approved"]
+    assert req.status == "label_issued" and req.pickup_code and ticket.status == "closed" and ticket.first_response_at is not None
+    assert [m.topic for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email").order_by(OutboxMessage.id))] == ["return_submitted", "return_approved"]
     assert req.events[-1].actor == f"staff:{desk['agent']}"
 
 
@@ -116,7 +116,7 @@ def test_stale_decision_does_nothing(client, app, desk, session):
     again = _decide(client, rma, "reject", note="too late", status="pending_review")
     assert again.status_code == 303
     session.expire_all()
-    assert session.scalars(select(ReturnRequest.status)).one() == "approved"
+    assert session.scalars(select(ReturnRequest.status)).one() == "label_issued"
 
 
 def test_warehouse_and_finance_cannot_decide(client, app, desk, session):

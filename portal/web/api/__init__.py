@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -14,17 +13,12 @@ from portal.db import get_session
 from portal.domain.orders import PayloadError, parse_order, parse_products
 from portal.links import return_link
 from portal.services.orders import upsert_order, upsert_products
+from portal.signing import sign  # re-exported: callers import it from here too
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger("portal.api")
 
 MAX_SKEW_SECONDS = 300
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """``sha256=<hex>`` of HMAC-SHA256(secret, "<timestamp>.<raw body>")."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 def _problem(status: int, message: str, errors: list | None = None):
@@ -93,3 +87,26 @@ def push_products():
         return _problem(400, "invalid products", [e.to_dict() for e in exc.errors])
     result = upsert_products(get_session(), products)
     return jsonify(created=result.created, updated=result.updated), 200
+
+
+@bp.post("/carrier-events")
+def carrier_event():
+    """A tracking event from the courier; unknown codes are 404 and replays 409, with nothing written."""
+    from portal.adapters.carriers import carrier_from_config
+    from portal.domain.tracking import parse_tracking_event
+    from portal.services.returns import DuplicateEvent, UnknownPickup, record_tracking_event
+
+    payload, error = _json_body()
+    if error:
+        return error
+    try:
+        event = parse_tracking_event(payload)
+    except PayloadError as exc:
+        return _problem(400, "invalid carrier event", [e.to_dict() for e in exc.errors])
+    try:
+        request_ = record_tracking_event(get_session(), event, carrier_from_config(current_app.config).name)
+    except UnknownPickup:
+        return _problem(404, "unknown pickup code")
+    except DuplicateEvent:
+        return _problem(409, "event already recorded")
+    return jsonify(rma=request_.rma, status=request_.status), 200

@@ -6,6 +6,7 @@ import hmac
 import logging
 from datetime import datetime, timezone
 
+from markupsafe import Markup
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from portal.logs import mask_email, safe
 from portal.services import Conflict, NotFound
 from portal.services.policies import active_policy
 from portal.services.returns import LineRequest, ReturnNotAllowed, check_return, get_request_for_order, open_return, order_facts, precheck_order
+from portal.adapters.carriers import carrier_from_config
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
 from portal.web import render_page_or_partial
@@ -268,7 +270,8 @@ def submit():
         return render_template("shop/order.html", **context), 422
     try:
         created = open_return(
-            get_session(), order, lines, policy, _now(), current_locale(), store_from_config(current_app.config)
+            get_session(), order, lines, policy, _now(), current_locale(), store_from_config(current_app.config),
+            carrier=carrier_from_config(current_app.config),
         )
     except ReturnNotAllowed as exc:
         context["decision"] = exc.decision
@@ -361,6 +364,58 @@ def answer(rma: str):
         return redirect(url_for("shop.status", rma=rma), code=303)
     flash(gettext("Thank you. Our team will continue with your request."), "success")
     return redirect(url_for("shop.status", rma=rma), code=303)
+
+
+def label_data(req) -> "LabelData":
+    """What the printable label shows, in the current language."""
+    from portal.labels import LabelData
+
+    order = req.order
+    fee = current_app.config.get("CUSTOMER_RETURN_FEE")
+    customer_pays = any(line.responsibility == "customer" for line in req.lines)
+    if customer_pays and fee:
+        postage = gettext("Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.", fee=fee)
+    else:
+        postage = gettext("Postage is prepaid by the shop; you pay nothing.")
+    return LabelData(
+        rma=req.rma,
+        pickup_code=req.pickup_code,
+        items=tuple((line.quantity, line.order_line.product_name, line.order_line.variant, line.order_line.sku) for line in req.lines),
+        ship_from=(order.customer_name, order.customer_postcode or ""),
+        return_to=tuple(current_app.config["RETURN_ADDRESS"]),
+        postage=postage,
+        carrier=req.carrier or "",
+        created=req.label_issued_at.date().isoformat() if req.label_issued_at else "",
+        title=gettext("Return label"),
+        labels={"pickup_code": gettext("Pickup code"), "rma": gettext("Return number"), "items": gettext("Items"),
+                "return_to": gettext("Return to"), "ship_from": gettext("From"), "carrier": gettext("Courier")},
+    )
+
+
+@bp.get("/requests/<rma>/label")
+def label(rma: str):
+    from portal.domain.codes import compact_pickup_code
+    from portal.labels import code128_svg, qr_svg
+
+    order, req = _own_request(rma)
+    if not req.pickup_code:
+        abort(404)
+    data = label_data(req)
+    scan = compact_pickup_code(req.pickup_code)  # the same string the PDF's codes carry
+    return render_template("shop/label.html", req=req, data=data, qr=Markup(qr_svg(scan, title=data.caption("pickup_code"))),
+                           barcode=Markup(code128_svg(scan, title=data.caption("pickup_code"))))
+
+
+@bp.get("/requests/<rma>/label.pdf")
+def label_pdf_view(rma: str):
+    from portal.labels import label_pdf
+
+    order, req = _own_request(rma)
+    if not req.pickup_code:
+        abort(404)
+    pdf = label_pdf(label_data(req))
+    return pdf, 200, {"Content-Type": "application/pdf", "Content-Disposition": f'inline; filename="return-{req.rma}.pdf"',
+                      "X-Content-Type-Options": "nosniff"}
 
 
 @bp.get("/requests/<rma>/photos/<int:photo_id>")

@@ -20,6 +20,7 @@ from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
 from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
 from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, NotFound
+from portal.adapters.carriers import carrier_from_config
 from portal.services.returns import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
 from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket
@@ -233,7 +234,8 @@ def decide(rma: str):
             raw = request.form.getlist("approve_line")
             line_ids = {int(v) for v in raw if v.isdigit()} if len(req.lines) > 1 else None
             try:
-                approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids)
+                approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids,
+                           carrier=carrier_from_config(current_app.config))
             except ValueError as exc:
                 get_session().rollback()
                 form.note.errors = [*form.note.errors, str(exc)]

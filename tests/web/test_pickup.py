@@ -1,0 +1,120 @@
+"""After approval: the pickup code and label, and the courier's tracking events."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.db.models import CarrierEvent, RequestEvent, ReturnRequest
+from portal.domain.codes import parse_pickup_code
+from tests.conftest import login_shopper, post_json
+from tests.web.test_shop_request import form_for
+
+
+@pytest.fixture
+def labelled(client, order, session):
+    assert login_shopper(client).status_code == 303
+    response = client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    rma = response.headers["Location"].rsplit("/", 1)[1]
+    req = session.scalars(select(ReturnRequest)).one()
+    return rma, req.pickup_code
+
+
+def test_pickup_code_is_checked_and_shown(client, labelled):
+    rma, code = labelled
+    assert parse_pickup_code(code) == code
+    assert parse_pickup_code(code.lower().replace("-", " ")) == code
+    page = client.get(f"/requests/{rma}").get_data(as_text=True)
+    assert code in page and "You pay no postage" in page
+
+
+def test_label_page_has_qr_and_barcode(client, labelled):
+    rma, code = labelled
+    page = client.get(f"/requests/{rma}/label").get_data(as_text=True)
+    assert page.count("<svg") >= 2 and code in page and rma in page
+    assert "Returns warehouse" in page and "Postage is prepaid by the shop" in page
+    assert "<script" not in page.split("<body", 1)[1].replace('<script src="/static/js', "")
+
+
+def test_label_pdf(client, labelled):
+    rma, _ = labelled
+    response = client.get(f"/requests/{rma}/label.pdf")
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/pdf"
+    assert response.data.startswith(b"%PDF-") and response.data.rstrip().endswith(b"%%EOF")
+
+
+def event(code, kind="picked_up", event_id="evt-1", minutes=0, location="Pudong depot"):
+    at = datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    return {"event_id": event_id, "pickup_code": code, "kind": kind, "at": at.isoformat(), "location": location}
+
+
+def test_carrier_event_moves_to_in_transit_once(client, labelled, session):
+    rma, code = labelled
+    first = post_json(client, "/api/v1/carrier-events", event(code))
+    assert first.status_code == 200 and first.get_json() == {"rma": rma, "status": "in_transit"}
+    second = post_json(client, "/api/v1/carrier-events", event(code, "in_transit", "evt-2", 30, "Shanghai hub"))
+    assert second.status_code == 200 and second.get_json()["status"] == "in_transit"
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    kinds = [(e.kind, e.to_status) for e in req.events]
+    assert ("status", "in_transit") in kinds and ("tracking", None) in kinds
+    assert session.scalar(select(func.count(CarrierEvent.id))) == 2
+    page = client.get(f"/requests/{rma}").get_data(as_text=True)
+    assert "On its way back" in page
+
+
+def test_replay_and_unknown_codes_are_refused_without_side_effects(client, labelled, session):
+    rma, code = labelled
+    assert post_json(client, "/api/v1/carrier-events", event(code)).status_code == 200
+    before = session.scalar(select(func.count(RequestEvent.id)))
+    replay = post_json(client, "/api/v1/carrier-events", event(code))
+    assert replay.status_code == 409
+    wrong_check = code[:-1] + ("0" if code[-1] != "0" else "1")
+    assert post_json(client, "/api/v1/carrier-events", event(wrong_check, event_id="evt-9")).status_code == 404
+    assert post_json(client, "/api/v1/carrier-events", event("P-0000-0000-000", event_id="evt-8")).status_code == 404
+    assert session.scalar(select(func.count(RequestEvent.id))) == before
+    assert session.scalar(select(func.count(CarrierEvent.id))) == 1
+
+
+@pytest.mark.parametrize("payload", [{}, {"event_id": "x", "pickup_code": "P", "kind": "teleported", "at": "yesterday"}, []])
+def test_bad_carrier_events_are_400(client, payload):
+    response = post_json(client, "/api/v1/carrier-events", payload)
+    assert response.status_code == 400 and response.get_json()["errors"]
+
+
+def test_cancel_is_refused_once_picked_up(client, labelled, session):
+    rma, code = labelled
+    post_json(client, "/api/v1/carrier-events", event(code))
+    page = client.get(f"/requests/{rma}").get_data(as_text=True)
+    assert "Cancel this return" not in page
+
+
+def test_returnless_refund_has_no_label(client, session):
+    cheap = [{"line_id": "1", "sku": "SOCKS-1", "product_name": "Socks", "variant": "", "category": "accessories",
+              "quantity": 1, "unit_price": "12.00", "discount": "0", "tax": "0", "final_sale": False}]
+    from tests.conftest import order_payload
+
+    post_json(client, "/api/v1/orders", order_payload("CHEAP-1", lines=cheap))
+    login_shopper(client, number="CHEAP-1")
+    # Late delivery is the carrier's fault and needs no photo; 12.00 is below the keep-the-item threshold.
+    client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "late_delivery", "outcome": "refund"}}))
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.returnless and req.status == "approved" and req.pickup_code is None
+    rma = req.rma
+    assert client.get(f"/requests/{rma}/label").status_code == 404
+    assert "You can keep the item" in client.get(f"/requests/{rma}").get_data(as_text=True)
+
+
+def test_shop_hears_about_approval_and_transit(client, labelled, session):
+    from portal.db.models import OutboxMessage
+
+    rma, code = labelled
+    post_json(client, "/api/v1/carrier-events", event(code))
+    hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook").order_by(OutboxMessage.id)).all()
+    assert [h.payload["topic"] for h in hooks] == ["return.approved", "return.in_transit"]
+    assert hooks[0].payload["data"]["rma"] == rma and hooks[0].payload["data"]["pickup_code"] == code
+    assert all(h.sent_at is None for h in hooks)  # no webhook URL configured: they wait, they are not failures
