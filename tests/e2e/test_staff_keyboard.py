@@ -40,7 +40,7 @@ def test_agent_approves_from_the_keyboard(app, session, live_server, page):
     page.keyboard.press("Enter")
     page.get_by_text("Approved. The shopper has been told.").wait_for()
     session.expire_all()
-    approved = session.scalars(select(ReturnRequest.rma).where(ReturnRequest.status == "approved")).all()
+    approved = session.scalars(select(ReturnRequest.rma).where(ReturnRequest.status == "label_issued")).all()
     assert approved == [selected] and selected in (first, approved[0])
 
 
