@@ -536,3 +536,38 @@ class CarrierEvent(Base):
     at: Mapped[datetime]
     location: Mapped[str] = mapped_column(String(128), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReceiptLine(Base):
+    """What the warehouse saw for one return line: quantity, grade, wear, disposition."""
+
+    __tablename__ = "receipt_line"
+    __table_args__ = (UniqueConstraint("return_line_id", name="uq_receipt_line_return_line_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
+    return_line_id: Mapped[int] = mapped_column(ForeignKey("return_line.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    grade: Mapped[str] = mapped_column(String(1))
+    wear_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    disposition: Mapped[str] = mapped_column(String(24))
+    note: Mapped[str] = mapped_column(Text, default="")
+    received_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    return_line: Mapped[ReturnLine] = relationship()
+
+
+class Discrepancy(Base):
+    __tablename__ = "discrepancy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
+    return_line_id: Mapped[int | None] = mapped_column(ForeignKey("return_line.id"))
+    kind: Mapped[str] = mapped_column(String(24))  # wrong_item | missing | extra | damaged_in_transit | short_quantity
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    responsibility: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]

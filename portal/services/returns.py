@@ -531,3 +531,90 @@ def _maybe_webhook(session: Session, topic: str, data: dict) -> None:
     enqueue = getattr(outbox, "enqueue_webhook", None)
     if enqueue is not None:
         enqueue(session, topic, data)
+
+
+class ParcelNotFound(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason  # "mistyped" | "unknown"
+
+
+def find_parcel(session: Session, scanned: str) -> ReturnRequest:
+    """The request behind a scanned or typed pickup code or RMA number.
+
+    A code whose check character is wrong is reported as mistyped before any lookup.
+    """
+    from portal.domain.codes import CodeError, looks_like_pickup_code, looks_like_rma, parse_pickup_code, parse_rma
+
+    text = (scanned or "").strip()[:64]
+    try:
+        if looks_like_pickup_code(text):
+            stmt = select(ReturnRequest).where(ReturnRequest.pickup_code == parse_pickup_code(text))
+        elif looks_like_rma(text):
+            stmt = select(ReturnRequest).where(ReturnRequest.rma == parse_rma(text))
+        else:
+            raise ParcelNotFound("unknown")
+    except CodeError:
+        raise ParcelNotFound("mistyped") from None
+    request = session.scalars(stmt).one_or_none()
+    if request is None:
+        raise ParcelNotFound("unknown")
+    return request
+
+
+RECEIVABLE = (Status.LABEL_ISSUED.value, Status.IN_TRANSIT.value)
+
+
+def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, lines, findings, expected_status: str | None = None) -> ReturnRequest:
+    """Record what arrived: quantities, grades, dispositions, discrepancies. Never refunds anything.
+
+    The grade and wear confirmation go beside the photos' wear scores (the classifier's
+    ground truth). Discrepancies reopen the request's ticket for an agent. A parcel
+    already received, or a stale page, raises Conflict.
+    """
+    from portal.db.models import Discrepancy, ReceiptLine, Ticket, TicketEvent
+    from portal.domain.receiving import WORN_GRADES, check_receipt
+    from portal.services.tickets import assign_ticket
+
+    session.refresh(request, with_for_update=True)
+    if request.status not in RECEIVABLE or (expected_status is not None and request.status != expected_status):
+        session.rollback()
+        raise Conflict(request.status)
+    expected = {line.id: line.quantity for line in request.lines if line.staff_decision != "rejected"}
+    all_findings = check_receipt(expected, lines, findings)
+    now = datetime.now(timezone.utc)
+    actor = f"staff:{staff_id}"
+    by_id = {line.id: line for line in request.lines}
+    for item in lines:
+        session.add(ReceiptLine(request_id=request.id, return_line_id=item.line_id, quantity=item.quantity, grade=item.grade or "-",
+                                wear_confirmed=item.wear_confirmed, disposition=item.disposition or "-", note=item.note[:2000],
+                                received_by=staff_id, received_at=now))
+        if item.quantity:
+            by_id[item.line_id].grade = item.grade
+            by_id[item.line_id].wear_confirmed = item.wear_confirmed or item.grade in WORN_GRADES
+    move(request, Status.RECEIVED, actor, f"{sum(i.quantity for i in lines)} unit(s) received", at=now)
+    for finding in all_findings:
+        session.add(Discrepancy(request_id=request.id, return_line_id=finding.line_id, kind=finding.kind, quantity=finding.quantity,
+                                note=finding.note[:2000], responsibility=finding.responsibility, created_by=staff_id))
+    if all_findings:
+        move(request, Status.DISCREPANCY, actor, "; ".join(f"{f.kind} ({f.quantity})" for f in all_findings), at=now)
+        ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+        if ticket is not None:
+            ticket.status, ticket.closed_at = "open", None
+            ticket.priority = "high" if ticket.priority in ("low", "normal") else ticket.priority
+            session.add(TicketEvent(ticket_id=ticket.id, actor=actor, kind="reopened",
+                                    note="warehouse discrepancy: " + "; ".join(f"{f.kind} x{f.quantity} {f.note}".strip() for f in all_findings)))
+            if ticket.assignee_id is None:
+                session.flush()
+                assign_ticket(session, ticket)
+    else:
+        move(request, Status.INSPECTED, actor, "graded", at=now)
+    _maybe_webhook(session, "return.received", {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
+                                                "lines": [{"sku": by_id[i.line_id].order_line.sku, "quantity": i.quantity, "grade": i.grade,
+                                                           "disposition": i.disposition} for i in lines],
+                                                "discrepancies": [f.kind for f in all_findings]})
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, "return_received", request.locale, {"rma": request.rma})
+    session.commit()
+    log.info("parcel %s received by staff %s: %s", request.rma, staff_id, request.status)
+    return request

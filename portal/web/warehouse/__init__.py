@@ -1,0 +1,3 @@
+from portal.web.warehouse.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,97 @@
+"""Warehouse: scan a parcel (scanner, phone camera or typing), then count and grade what arrived."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+
+from portal.db import get_session
+from portal.db.models import ReturnRequest
+from portal.domain.lifecycle import IllegalTransition
+from portal.domain.receiving import DISCREPANCIES, DISPOSITIONS, GRADES, Finding, ReceiptError, ReceivedLine
+from portal.services import Conflict
+from portal.services.returns import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel
+from portal.web.staff.routes import staff_required
+
+bp = Blueprint("warehouse", __name__, url_prefix="/warehouse")
+CAN_RECEIVE = ("warehouse", "manager", "admin")
+
+
+class ReceiveForm(FlaskForm):
+    """CSRF and the status the page showed; the per-line fields are read from the form by name."""
+
+
+@bp.get("/")
+@staff_required(*CAN_RECEIVE)
+def scan():
+    code = (request.args.get("code") or "").strip()
+    if not code:
+        return render_template("warehouse/scan.html", code="", result=None)
+    try:
+        parcel = find_parcel(get_session(), code)
+    except ParcelNotFound as exc:
+        status = 422 if exc.reason == "mistyped" else 404
+        return render_template("warehouse/scan.html", code=code, result=exc.reason), status
+    if parcel.status not in RECEIVABLE:
+        return render_template("warehouse/scan.html", code=code, result="already", parcel=parcel), 409
+    return redirect(url_for("warehouse.parcel", rma=parcel.rma), code=303)
+
+
+def _parcel(rma: str) -> ReturnRequest:
+    req = get_session().scalars(select(ReturnRequest).where(ReturnRequest.rma == rma)).one_or_none()
+    if req is None:
+        abort(404)
+    return req
+
+
+def _read_form(req: ReturnRequest) -> tuple[list[ReceivedLine], list[Finding]]:
+    lines, findings = [], []
+    for line in req.lines:
+        if line.staff_decision == "rejected":
+            continue
+        raw = request.form.get(f"qty-{line.id}", "")
+        qty = int(raw) if raw.isdigit() else -1
+        lines.append(ReceivedLine(line.id, qty, request.form.get(f"grade-{line.id}", ""), request.form.get(f"wear-{line.id}") == "y",
+                                  request.form.get(f"disposition-{line.id}", ""), (request.form.get(f"note-{line.id}") or "")[:2000]))
+        kind = request.form.get(f"issue-{line.id}", "")
+        if kind:
+            # Damage concerns the units that arrived; the other problems the units that did not.
+            units = max(qty, 0) if kind == "damaged_in_transit" else max(line.quantity - max(qty, 0), 0)
+            findings.append(Finding(kind, line.id, units or 1, (request.form.get(f"issue-note-{line.id}") or "")[:2000]))
+    extra = (request.form.get("extra") or "").strip()
+    if extra:
+        findings.append(Finding("extra", None, 1, extra[:2000]))
+    return lines, findings
+
+
+@bp.route("/parcels/<rma>", methods=["GET", "POST"])
+@staff_required(*CAN_RECEIVE)
+def parcel(rma: str):
+    req = _parcel(rma)
+    form = ReceiveForm()
+    error, status = None, 200
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        lines, findings = _read_form(req)
+        try:
+            receive_parcel(get_session(), req, current_user.id, lines, findings, expected_status=request.form.get("status") or None)
+        except ReceiptError as exc:
+            get_session().rollback()
+            error, status = str(exc), 422
+        except (Conflict, IllegalTransition):
+            flash(gettext("This parcel was already received, or changed meanwhile. Nothing was saved."), "warning")
+            return redirect(url_for("warehouse.parcel", rma=rma), code=303)
+        else:
+            from flask import current_app
+
+            from portal.jobs import kick
+
+            kick(current_app._get_current_object())
+            flash(gettext("Parcel %(rma)s received.", rma=rma), "success")
+            return redirect(url_for("warehouse.scan"), code=303)
+    return render_template("warehouse/parcel.html", req=req, form=form, error=error, GRADES=GRADES, DISPOSITIONS=DISPOSITIONS,
+                           DISCREPANCIES=DISCREPANCIES, receivable=req.status in RECEIVABLE), status

@@ -1,0 +1,103 @@
+"""Warehouse: scan by pickup code or RMA, count and grade, record discrepancies; never a refund."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from portal.db.models import Discrepancy, OutboxMessage, ReceiptLine, ReturnLine, ReturnRequest, Ticket
+from portal.services.staff import create_staff
+from tests.conftest import csrf_from, login_shopper, post_json
+from tests.web.test_pickup import event
+from tests.web.test_shop_request import form_for
+from tests.web.test_staff import PASSWORD, sign_in
+
+
+@pytest.fixture
+def parcel(client, app, order, session):
+    shopper = app.test_client()
+    login_shopper(shopper)
+    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": "2", "reason": "size_fit", "outcome": "refund"}}))
+    req = session.scalars(select(ReturnRequest)).one()
+    post_json(client, "/api/v1/carrier-events", event(req.pickup_code))
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    return req.rma, req.pickup_code, session.scalars(select(ReturnLine.id)).one()
+
+
+def test_scan_by_pickup_code_or_rma(client, parcel):
+    rma, code, _ = parcel
+    for scanned in (code, code.lower().replace("-", ""), rma, rma.lower()):
+        response = client.get("/warehouse/", query_string={"code": scanned})
+        assert response.status_code == 303 and response.headers["Location"].endswith(f"/warehouse/parcels/{rma}")
+
+
+def test_scan_feedback(client, parcel):
+    rma, code, _ = parcel
+    mistyped = code[:-1] + ("0" if code[-1] != "0" else "1")
+    response = client.get("/warehouse/", query_string={"code": mistyped})
+    assert response.status_code == 422 and "typing mistake" in response.get_data(as_text=True)
+    response = client.get("/warehouse/", query_string={"code": "hello"})
+    assert response.status_code == 404 and "No parcel with that code" in response.get_data(as_text=True)
+    page = client.get("/warehouse/").get_data(as_text=True)
+    assert 'autofocus' in page and '<label for="code">' in page
+
+
+def receive(client, rma, line_id, **fields):
+    page = client.get(f"/warehouse/parcels/{rma}").get_data(as_text=True)
+    data = {"csrf_token": csrf_from(page), "status": "in_transit", f"qty-{line_id}": "2", f"grade-{line_id}": "B",
+            f"disposition-{line_id}": "restock"}
+    data.update({k.format(id=line_id): v for k, v in fields.items()})
+    return client.post(f"/warehouse/parcels/{rma}", data=data)
+
+
+def test_receive_and_grade_without_refunding(client, parcel, session):
+    rma, _, line_id = parcel
+    assert receive(client, rma, line_id, **{"wear-{id}": "y"}).status_code == 303
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "inspected"
+    receipt = session.scalars(select(ReceiptLine)).one()
+    assert (receipt.quantity, receipt.grade, receipt.wear_confirmed, receipt.disposition) == (2, "B", True, "restock")
+    line = session.get(ReturnLine, line_id)
+    assert (line.grade, line.wear_confirmed) == ("B", True)  # beside the photos' wear scores
+    topics = {m.topic for m in session.scalars(select(OutboxMessage))}
+    assert {"return_received", "return.received"} <= topics and not any(t.startswith("refund") for t in topics)
+    again = receive(client, rma, line_id)
+    assert again.status_code == 303
+    assert len(session.scalars(select(ReceiptLine)).all()) == 1  # already received: nothing saved twice
+
+
+def test_short_quantity_and_transit_damage_reopen_the_ticket(client, parcel, session):
+    rma, _, line_id = parcel
+    response = receive(client, rma, line_id, **{"qty-{id}": "1", "grade-{id}": "D", "disposition-{id}": "destroy",
+                                                "issue-{id}": "damaged_in_transit", "issue-note-{id}": "box crushed"})
+    assert response.status_code == 303
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "discrepancy"
+    found = session.scalars(select(Discrepancy)).all()
+    # One unit arrived crushed (the carrier's fault), the other did not arrive at all.
+    assert sorted((d.kind, d.quantity, d.responsibility) for d in found) == [("damaged_in_transit", 1, "logistics"), ("short_quantity", 1, "customer")]
+    ticket = session.scalars(select(Ticket)).one()
+    assert ticket.status == "open" and ticket.events[-1].kind in ("reopened", "assigned", "unassigned")
+    assert any(e.kind == "reopened" and "box crushed" in e.note for e in ticket.events)
+
+
+def test_bad_counts_are_refused_and_nothing_saved(client, parcel, session):
+    rma, _, line_id = parcel
+    response = receive(client, rma, line_id, **{"qty-{id}": "5"})
+    assert response.status_code == 422 and "received quantity must be between 0 and 2" in response.get_data(as_text=True)
+    response = receive(client, rma, line_id, **{"grade-{id}": ""})
+    assert response.status_code == 422 and "choose a grade" in response.get_data(as_text=True)
+    assert session.scalars(select(ReceiptLine)).all() == []
+    assert session.scalars(select(ReturnRequest.status)).one() == "in_transit"
+
+
+def test_agents_cannot_receive(client, parcel, session):
+    rma, _, _ = parcel
+    create_staff(session, "ag@example.com", "Ag", "agent", PASSWORD)
+    other = client.application.test_client()
+    sign_in(other, "ag@example.com")
+    assert other.get("/warehouse/").status_code == 403
+    assert other.get(f"/warehouse/parcels/{rma}").status_code == 403
