@@ -571,3 +571,76 @@ class Discrepancy(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
+
+
+class Refund(Base):
+    """One refund of a request: the approved preview, its idempotency key and its outcome.
+
+    The row and its key are committed before any gateway call; a retry reuses the key.
+    """
+
+    __tablename__ = "refund"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)  # awaiting_second | approved | processing | succeeded | failed
+    provider: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[Decimal]  # to the original payment method
+    store_credit: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    preview: Mapped[dict[str, Any]]
+    basis_hash: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    approved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    second_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    second_at: Mapped[datetime | None]
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    executed_at: Mapped[datetime | None]
+
+    request: Mapped[ReturnRequest] = relationship()
+
+
+class StoreCreditCode(Base):
+    __tablename__ = "store_credit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(24), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    initial: Mapped[Decimal]
+    balance: Mapped[Decimal]
+    customer_email: Mapped[str | None] = mapped_column(String(255))
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refund.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Base):
+    """Every money movement, for reconciliation per day and payment method."""
+
+    __tablename__ = "ledger_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # refund | store_credit_issued | store_credit_redeemed
+    method: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[Decimal]
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("return_request.id"))
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refund.id"))
+    reference: Mapped[str] = mapped_column(String(128), default="")
+
+
+class SandboxPayment(Base):
+    """The simulated gateway's own book (its external side): one row per idempotency key."""
+
+    __tablename__ = "sandbox_payment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_reference: Mapped[str] = mapped_column(String(128), default="")
+    calls: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

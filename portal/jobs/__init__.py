@@ -32,6 +32,7 @@ SUBJECTS = {
     "return_rejected": lambda ctx: gettext("Return %(rma)s not accepted", rma=ctx["rma"]),
     "return_question": lambda ctx: gettext("A question about your return %(rma)s", rma=ctx["rma"]),
     "return_received": lambda ctx: gettext("Return %(rma)s received", rma=ctx["rma"]),
+    "return_refunded": lambda ctx: gettext("Return %(rma)s refunded", rma=ctx["rma"]),
     "staff_message": lambda ctx: gettext("About your return %(rma)s", rma=ctx["rma"]),
     "staff_escalation": lambda ctx: f"[returns] {ctx['message']}",
 }

@@ -1,0 +1,191 @@
+"""Refunds: preview, approve (a second finance user above a threshold), execute exactly once.
+
+The arithmetic is ``portal.domain.refunds``. The refund row and its idempotency
+key are committed before the gateway is called; executing claims the row with a
+conditional update, so two simultaneous "execute" clicks make one gateway call.
+A retry after a failure reuses the key, so a refund that did go through is not
+paid again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
+from portal.domain import refunds as money
+from portal.domain.codes import group, new_code
+from portal.domain.lifecycle import Status
+from portal.services import Conflict
+from portal.services.outbox import enqueue_email
+from portal.services.returns import _maybe_webhook, move
+
+log = logging.getLogger("portal.refunds")
+
+# A failed refund still counts: it is retried with the same key (a timeout may even have paid).
+ACTIVE = ("awaiting_second", "approved", "processing", "succeeded", "failed")
+
+
+class StalePreview(Exception):
+    """What the approver saw is no longer what would be refunded; show the new preview."""
+
+
+def refundable(request: ReturnRequest) -> bool:
+    return request.status == Status.INSPECTED.value or (request.status == Status.APPROVED.value and request.returnless)
+
+
+def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
+    receipts = {r.return_line_id: r for r in session.scalars(select(ReceiptLine).where(ReceiptLine.request_id == request.id))}
+    out = []
+    for line in request.lines:
+        if line.staff_decision == "rejected":
+            continue
+        receipt = receipts.get(line.id)
+        quantity = receipt.quantity if receipt is not None else (line.quantity if request.returnless else 0)
+        if quantity:
+            out.append(money.RefundLine(line.order_line.line_id, quantity, line.responsibility,
+                                        receipt.grade if receipt is not None and receipt.grade in money.GRADES else None,
+                                        line.outcome, line.reason))
+    return out
+
+
+def _prior(session: Session, request: ReturnRequest) -> money.PriorRefunds:
+    prior = money.PriorRefunds()
+    rows = session.scalars(
+        select(Refund).join(ReturnRequest, ReturnRequest.id == Refund.request_id)
+        .where(ReturnRequest.order_id == request.order_id, Refund.status.in_(ACTIVE)).order_by(Refund.id)
+    )
+    for row in rows:
+        prior = prior.after(money.RefundPreview.from_dict(row.preview))
+    return prior
+
+
+def preview_refund(session: Session, request: ReturnRequest, settings: money.RefundSettings | None = None) -> money.RefundPreview:
+    order = request.order
+    order_lines = [money.OrderLineMoney(l.line_id, l.quantity, l.unit_price, l.discount, l.tax) for l in order.lines]
+    return money.compute_refund(order.currency, order_lines, order.shipping_paid, _lines(session, request), _prior(session, request),
+                                settings or money.RefundSettings())
+
+
+def approve_refund(session: Session, request: ReturnRequest, staff: StaffUser, seen_hash: str, provider: str,
+                   threshold: Decimal, settings: money.RefundSettings | None = None) -> Refund:
+    """Record an approved refund for exactly the preview the approver saw (else StalePreview)."""
+    session.refresh(request, with_for_update=True)
+    if not refundable(request):
+        session.rollback()
+        raise Conflict(request.status)
+    if session.scalar(select(Refund.id).where(Refund.request_id == request.id, Refund.status.in_(ACTIVE))) is not None:
+        session.rollback()
+        raise Conflict("a refund is already under way")
+    preview = preview_refund(session, request, settings)
+    if preview.basis_hash != seen_hash:
+        session.rollback()
+        raise StalePreview(preview.basis_hash)
+    count = session.scalar(select(func.count(Refund.id)).where(Refund.request_id == request.id)) or 0
+    total = preview.refund_total + preview.store_credit_total
+    refund = Refund(request_id=request.id, idempotency_key=f"rf-{request.rma}-{count + 1}", provider=provider, currency=preview.currency,
+                    amount=preview.refund_total, store_credit=preview.store_credit_total, preview=preview.to_dict(),
+                    basis_hash=preview.basis_hash, approved_by=staff.id, status="awaiting_second" if total > threshold else "approved")
+    session.add(refund)
+    session.commit()
+    log.info("refund %s approved by staff %s: %s %s", refund.idempotency_key, staff.id, total, preview.currency)
+    return refund
+
+
+def second_approve(session: Session, refund: Refund, staff: StaffUser) -> Refund:
+    """Above the threshold a second, different finance user must approve."""
+    session.refresh(refund, with_for_update=True)
+    if refund.status != "awaiting_second":
+        session.rollback()
+        raise Conflict(refund.status)
+    if staff.id == refund.approved_by:
+        session.rollback()
+        raise PermissionError("the second approval must come from someone else")
+    refund.status, refund.second_by, refund.second_at = "approved", staff.id, datetime.now(timezone.utc)
+    session.commit()
+    return refund
+
+
+def retry_refund(session: Session, refund_id: int) -> Refund:
+    """A failed refund goes back to approved, with the same idempotency key."""
+    result = session.execute(update(Refund).where(Refund.id == refund_id, Refund.status == "failed").values(status="approved"))
+    session.commit()
+    refund = session.get(Refund, refund_id)
+    session.refresh(refund)
+    if result.rowcount != 1:
+        raise Conflict(refund.status)
+    return refund
+
+
+def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_reference: str | None = None) -> Refund:
+    """Pay an approved refund once. Concurrent calls: one claims it, the others return without paying."""
+    now = datetime.now(timezone.utc)
+    with factory() as session:
+        claimed = session.execute(
+            update(Refund).where(Refund.id == refund_id, Refund.status == "approved")
+            .values(status="processing", attempts=Refund.attempts + 1).execution_options(synchronize_session=False)
+        ).rowcount
+        session.commit()
+        refund = session.get(Refund, refund_id)
+        if not claimed:
+            return refund
+        key, amount, currency = refund.idempotency_key, refund.amount, refund.currency
+        payment_reference = refund.request.order.payment_reference or ""
+    error = None
+    result = None
+    try:
+        if amount > 0:
+            result = gateway.refund(key, amount, currency, payment_reference, manual_reference)
+    except Exception as exc:  # any provider failure is recorded; the key makes a retry safe
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+    with factory() as session:
+        refund = session.get(Refund, refund_id)
+        request = refund.request
+        if error is not None:
+            refund.status, refund.last_error = "failed", error
+            _maybe_webhook(session, "refund.failed", {"rma": request.rma, "refund": key, "error": error})
+            session.commit()
+            log.warning("refund %s failed: %s", key, error)
+            return refund
+        refund.status, refund.executed_at, refund.last_error = "succeeded", now, None
+        refund.provider_ref = result.reference if result else None
+        method = request.order.payment_method
+        if refund.amount > 0:
+            session.add(LedgerEntry(at=now, kind="refund", method=method, currency=refund.currency, amount=refund.amount,
+                                    request_id=request.id, refund_id=refund.id, reference=refund.provider_ref or ""))
+        credit_code = None
+        if refund.store_credit > 0:
+            _, raw = new_code(10)
+            credit_code = "SC-" + group(raw, 4)
+            session.add(StoreCreditCode(code=credit_code, currency=refund.currency, initial=refund.store_credit, balance=refund.store_credit,
+                                        customer_email=request.order.customer_email, refund_id=refund.id))
+            session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
+                                    amount=refund.store_credit, request_id=request.id, refund_id=refund.id, reference=credit_code))
+        move(request, Status.REFUNDED, f"refund:{refund.provider}", f"refunded {refund.amount} {refund.currency}"
+             + (f" and store credit {refund.store_credit} ({credit_code})" if credit_code else ""), at=now)
+        _maybe_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": str(refund.amount),
+                                                    "store_credit": str(refund.store_credit), "store_credit_code": credit_code,
+                                                    "currency": refund.currency, "reference": refund.provider_ref})
+        if request.order.customer_email:
+            enqueue_email(session, request.order.customer_email, "return_refunded", request.locale,
+                          {"rma": request.rma, "amount": str(refund.amount), "store_credit": str(refund.store_credit),
+                           "code": credit_code, "currency": refund.currency})
+        session.commit()
+        log.info("refund %s succeeded: %s %s", key, refund.amount, refund.currency)
+        return refund
+
+
+def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple]:
+    """(day, method, currency, kind, count, total) for reconciliation, by day and payment method."""
+    day = func.date(LedgerEntry.at)
+    stmt = (
+        select(day, LedgerEntry.method, LedgerEntry.currency, LedgerEntry.kind, func.count(LedgerEntry.id), func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.at >= start, LedgerEntry.at < end)
+        .group_by(day, LedgerEntry.method, LedgerEntry.currency, LedgerEntry.kind)
+        .order_by(day, LedgerEntry.method, LedgerEntry.kind)
+    )
+    return [tuple(r) for r in session.execute(stmt)]
