@@ -362,6 +362,35 @@ def wear_export(directory: Path) -> None:
     click.echo(f"wrote {written} labelled photos to {directory} ({skipped} unreadable)")
 
 
+# --- finance -------------------------------------------------------------------------
+
+@main.group()
+def finance() -> None:
+    """Refunds and reconciliation."""
+
+
+@finance.command("export")
+@click.option("--from", "start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--to", "end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: standard output.")
+def finance_export(start: datetime, end: datetime, output: Path | None) -> None:
+    """Reconciliation CSV: money movements per day and payment method."""
+    from datetime import timedelta
+
+    from portal.db import session_scope
+    from portal.services.refunds import ledger_rows
+    from portal.web.finance.routes import reconciliation_csv
+
+    app = _app()
+    with session_scope(app) as session:
+        body = reconciliation_csv(ledger_rows(session, start.replace(tzinfo=timezone.utc), end.replace(tzinfo=timezone.utc) + timedelta(days=1)))
+    if output:
+        output.write_text(body, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(body, nl=False)
+
+
 # --- background work ----------------------------------------------------------------
 
 @main.group()

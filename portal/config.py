@@ -76,6 +76,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "WEBHOOK_SECRET": _env("WEBHOOK_SECRET"),  # default: the API secret, below
         "WEBHOOK_TIMEOUT": float(_env("WEBHOOK_TIMEOUT", "10")),  # seconds
         "CARRIER": _env("CARRIER", "in-house"),
+        "SECOND_APPROVAL_ABOVE": _env("SECOND_APPROVAL_ABOVE", "2000"),
+        "SANDBOX_MODE": _env("SANDBOX_MODE", "ok"),
         "RETURN_ADDRESS": (_env("RETURN_ADDRESS") or "Returns warehouse|88 Example Road|Shanghai 200000").split("|"),
         "CUSTOMER_RETURN_FEE": _env("CUSTOMER_RETURN_FEE"),
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),

@@ -55,7 +55,10 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(shop_bp)
     app.register_blueprint(staff_bp)
     from portal.web.admin import bp as admin_bp
+    from portal.web.finance import bp as finance_bp
     from portal.web.warehouse import bp as warehouse_bp
+
+    app.register_blueprint(finance_bp)
 
     app.register_blueprint(admin_bp)
     app.register_blueprint(warehouse_bp)

@@ -135,6 +135,12 @@ ROUTES = [
     ("GET", "/warehouse/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
     ("GET", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
     ("POST", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/finance/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),
+    ("GET", "/finance/export.csv", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),
+    ("POST", "/finance/requests/R-XXX-XXX-XXX/approve", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/finance/refunds/999999/second", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/finance/refunds/999999/execute", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/finance/refunds/999999/retry", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/sla", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("GET", "/admin/sla/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/sla/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
@@ -203,7 +209,7 @@ def test_role_matrix_for_posts_with_token(client, accounts, order, caller):
 def test_every_staff_route_is_in_the_matrix(app):
     covered = {path.split("/")[2] if path.count("/") > 2 else "" for _, path, _ in ROUTES}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith(("staff.", "admin.", "warehouse.")):
+        if rule.endpoint.startswith(("staff.", "admin.", "warehouse.", "finance.")):
             first = rule.rule.split("/")[2] if rule.rule.count("/") > 2 else ""
             assert first in covered or rule.endpoint in ("staff.login",), rule.rule
 

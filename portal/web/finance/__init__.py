@@ -1,0 +1,3 @@
+from portal.web.finance.routes import bp
+
+__all__ = ["bp"]

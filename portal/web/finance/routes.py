@@ -1,0 +1,161 @@
+"""Finance: requests awaiting a refund with the itemised preview, approvals, execution, failures, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import or_, select
+
+from portal.adapters.payments import gateway_for
+from portal.db import get_session
+from portal.db.models import Refund, ReturnRequest
+from portal.domain.lifecycle import Status
+from portal.services import Conflict
+from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
+                                     second_approve)
+from portal.web.staff.routes import staff_required
+
+bp = Blueprint("finance", __name__, url_prefix="/finance")
+FINANCE = ("finance", "admin")
+
+
+class ActionForm(FlaskForm):
+    pass
+
+
+def _threshold() -> Decimal:
+    return Decimal(str(current_app.config.get("SECOND_APPROVAL_ABOVE", "2000")))
+
+
+def _gateway(name: str):
+    return gateway_for(name, current_app.extensions["portal.sessionmaker"], current_app.config.get("SANDBOX_MODE", "ok"))
+
+
+@bp.get("/")
+@staff_required(*FINANCE)
+def queue():
+    session = get_session()
+    waiting = session.scalars(
+        select(ReturnRequest)
+        .where(or_(ReturnRequest.status == Status.INSPECTED.value, (ReturnRequest.status == Status.APPROVED.value) & ReturnRequest.returnless))
+        .where(~ReturnRequest.id.in_(select(Refund.request_id).where(Refund.status.in_(ACTIVE))))
+        .order_by(ReturnRequest.updated_at).limit(50)
+    ).all()
+    previews = {req.id: preview_refund(session, req) for req in waiting}
+    open_refunds = session.scalars(select(Refund).where(Refund.status.in_(("awaiting_second", "approved", "processing", "failed"))).order_by(Refund.id)).all()
+    done = session.scalars(select(Refund).where(Refund.status == "succeeded").order_by(Refund.id.desc()).limit(20)).all()
+    return render_template("finance/queue.html", waiting=waiting, previews=previews, open_refunds=open_refunds, done=done,
+                           form=ActionForm(), threshold=_threshold())
+
+
+@bp.post("/requests/<rma>/approve")
+@staff_required(*FINANCE)
+def approve(rma: str):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    req = get_session().scalars(select(ReturnRequest).where(ReturnRequest.rma == rma)).one_or_none()
+    if req is None:
+        abort(404)
+    provider = request.form.get("provider", "sandbox")
+    if provider not in ("sandbox", "manual"):
+        abort(400)
+    try:
+        refund = approve_refund(get_session(), req, current_user._get_current_object(), request.form.get("basis", ""), provider, _threshold())
+    except StalePreview:
+        flash(gettext("The refund changed since you looked at it (for example a new receipt or refund). Check the new amounts and approve again."), "warning")
+        return redirect(url_for("finance.queue"), code=303)
+    except Conflict:
+        flash(gettext("This request cannot be refunded now, or a refund is already under way."), "warning")
+        return redirect(url_for("finance.queue"), code=303)
+    if refund.status == "awaiting_second":
+        flash(gettext("Approved. Above %(limit)s a second finance user must approve too.", limit=_threshold()), "success")
+    else:
+        flash(gettext("Approved. Execute it when ready."), "success")
+    return redirect(url_for("finance.queue"), code=303)
+
+
+def _refund(refund_id: int) -> Refund:
+    refund = get_session().get(Refund, refund_id)
+    if refund is None:
+        abort(404)
+    return refund
+
+
+@bp.post("/refunds/<int:refund_id>/second")
+@staff_required(*FINANCE)
+def second(refund_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        second_approve(get_session(), _refund(refund_id), current_user._get_current_object())
+    except PermissionError:
+        flash(gettext("The second approval must come from another finance user."), "warning")
+    except Conflict:
+        flash(gettext("This refund no longer waits for a second approval."), "warning")
+    return redirect(url_for("finance.queue"), code=303)
+
+
+@bp.post("/refunds/<int:refund_id>/execute")
+@staff_required(*FINANCE)
+def execute(refund_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    refund = _refund(refund_id)
+    done = execute_refund(current_app.extensions["portal.sessionmaker"], refund.id, _gateway(refund.provider),
+                          manual_reference=request.form.get("reference") or None)
+    if done.status == "succeeded":
+        flash(gettext("Refunded."), "success")
+    elif done.status == "failed":
+        flash(gettext("The refund failed: %(error)s. Nothing was paid twice; you can retry.", error=done.last_error), "warning")
+    else:
+        flash(gettext("This refund is not ready to execute (%(status)s).", status=done.status), "warning")
+    from portal.jobs import kick
+
+    kick(current_app._get_current_object())
+    return redirect(url_for("finance.queue"), code=303)
+
+
+@bp.post("/refunds/<int:refund_id>/retry")
+@staff_required(*FINANCE)
+def retry(refund_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        retry_refund(get_session(), _refund(refund_id).id)
+    except Conflict:
+        flash(gettext("Only a failed refund can be retried."), "warning")
+    return redirect(url_for("finance.queue"), code=303)
+
+
+def _day(value: str | None, default: datetime) -> datetime:
+    try:
+        return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time(), tzinfo=timezone.utc) if value else default
+    except ValueError:
+        abort(400)
+
+
+def reconciliation_csv(rows) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["day", "method", "currency", "kind", "count", "total"])
+    for day, method, currency, kind, count, total in rows:
+        writer.writerow([day, method, currency, kind, count, f"{Decimal(total):.2f}"])
+    return out.getvalue()
+
+
+@bp.get("/export.csv")
+@staff_required(*FINANCE)
+def export():
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = _day(request.args.get("from"), today - timedelta(days=30))
+    end = _day(request.args.get("to"), today) + timedelta(days=1)
+    body = reconciliation_csv(ledger_rows(get_session(), start, end))
+    return body, 200, {"Content-Type": "text/csv; charset=utf-8",
+                       "Content-Disposition": f'attachment; filename="reconciliation-{start:%Y%m%d}-{end - timedelta(days=1):%Y%m%d}.csv"'}

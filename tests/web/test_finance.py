@@ -1,0 +1,106 @@
+"""Finance pages: preview, approve, second approval, execute, retry, export; and the CLI export."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from portal.db.models import LedgerEntry, Refund, ReturnRequest
+from portal.services.staff import create_staff
+from tests.conftest import csrf_from
+from tests.integration.test_refunds import inspected
+from tests.web.test_staff import PASSWORD, sign_in
+
+
+@pytest.fixture
+def clerk(app, session):
+    create_staff(session, "fin@example.com", "Fin", "finance", PASSWORD)
+    create_staff(session, "fin2@example.com", "Fin Two", "finance", PASSWORD)
+    client = app.test_client()
+    sign_in(client, "fin@example.com")
+    return client
+
+
+def test_approve_and_execute_from_the_page(app, client, order, session, clerk):
+    req = inspected(app, client, session)
+    page = clerk.get("/finance/").get_data(as_text=True)
+    assert req.rma in page and "188.00" in page
+    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
+    token = csrf_from(page)
+    assert clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": token, "basis": basis, "provider": "sandbox"}).status_code == 303
+    refund = session.scalars(select(Refund)).one()
+    assert refund.status == "approved"
+    # A posted amount is not a field the server reads: the approved amount is the preview's.
+    clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token, "amount": "0.01"})
+    session.expire_all()
+    assert session.get(Refund, refund.id).status == "succeeded"
+    assert session.scalars(select(LedgerEntry.amount)).one() == refund.amount
+    assert session.get(ReturnRequest, req.id).status == "refunded"
+    csv_text = clerk.get("/finance/export.csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0] == "day,method,currency,kind,count,total"
+    assert ",alipay,CNY,refund,1,188.00" in csv_text
+
+
+def test_stale_basis_is_refused(app, client, order, session, clerk):
+    req = inspected(app, client, session)
+    page = clerk.get("/finance/").get_data(as_text=True)
+    response = clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": csrf_from(page), "basis": "x" * 64, "provider": "sandbox"},
+                          follow_redirects=True)
+    assert "changed since you looked at it" in response.get_data(as_text=True)
+    assert session.scalars(select(Refund)).all() == []
+
+
+def test_second_approval_by_another_clerk(app, client, order, session, clerk):
+    app.config["SECOND_APPROVAL_ABOVE"] = "100"
+    req = inspected(app, client, session)
+    page = clerk.get("/finance/").get_data(as_text=True)
+    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
+    clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": csrf_from(page), "basis": basis, "provider": "sandbox"})
+    refund = session.scalars(select(Refund)).one()
+    same = clerk.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": csrf_from(page)}, follow_redirects=True)
+    assert "must come from another finance user" in same.get_data(as_text=True)
+    other = app.test_client()
+    sign_in(other, "fin2@example.com")
+    token = csrf_from(other.get("/finance/").get_data(as_text=True))
+    assert other.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": token}).status_code == 303
+    other.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token})
+    session.expire_all()
+    assert session.get(Refund, refund.id).status == "succeeded"
+
+
+def test_failure_is_visible_and_retry_works(app, client, order, session, clerk):
+    req = inspected(app, client, session)
+    app.config["SANDBOX_MODE"] = "fail"
+    page = clerk.get("/finance/").get_data(as_text=True)
+    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
+    token = csrf_from(page)
+    clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": token, "basis": basis, "provider": "sandbox"})
+    refund = session.scalars(select(Refund)).one()
+    failed = clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
+    assert "card declined" in failed and "you can retry" in failed
+    app.config["SANDBOX_MODE"] = "ok"
+    clerk.post(f"/finance/refunds/{refund.id}/retry", data={"csrf_token": token})
+    clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token})
+    session.expire_all()
+    assert session.get(Refund, refund.id).status == "succeeded" and session.get(Refund, refund.id).attempts == 2
+
+
+def test_cli_export(app, client, order, session, monkeypatch, tmp_path):
+    from datetime import datetime, timezone
+
+    from portal.cli import main
+    from portal.services.refunds import approve_refund, execute_refund, preview_refund
+    from portal.adapters.payments import SandboxGateway
+    from tests.integration.test_refunds import staff as finance_user
+
+    req = inspected(app, client, session)
+    preview = preview_refund(session, req)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", 10**6)
+    execute_refund(app.extensions["portal.sessionmaker"], refund.id, SandboxGateway(app.extensions["portal.sessionmaker"]))
+    for key in ("INSTANCE_PATH", "DATABASE_URL", "SECRET_KEY", "API_SECRET"):
+        monkeypatch.setenv(f"PORTAL_{key}", app.config[key])
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    out = tmp_path / "rec.csv"
+    result = CliRunner().invoke(main, ["finance", "export", "--from", today, "--to", today, "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0 and ",alipay,CNY,refund,1,188.00" in out.read_text()
