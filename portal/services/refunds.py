@@ -189,3 +189,32 @@ def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple]
         .order_by(day, LedgerEntry.method, LedgerEntry.kind)
     )
     return [tuple(r) for r in session.execute(stmt)]
+
+
+class CreditError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def redeem_store_credit(session: Session, code: str, amount: Decimal, currency: str, reference: str) -> StoreCreditCode:
+    """Spend store credit in the shop. The same (code, reference) twice debits once."""
+    credit = session.scalars(select(StoreCreditCode).where(StoreCreditCode.code == code.strip().upper()).with_for_update()).one_or_none()
+    if credit is None:
+        session.rollback()
+        raise CreditError(404, "unknown store credit code")
+    if currency != credit.currency:
+        session.rollback()
+        raise CreditError(409, f"this credit is in {credit.currency}")
+    done = session.scalar(select(LedgerEntry.id).where(LedgerEntry.kind == "store_credit_redeemed", LedgerEntry.reference == f"{credit.code}:{reference}"))
+    if done is not None:
+        session.rollback()
+        return credit
+    if amount <= 0 or amount > credit.balance:
+        session.rollback()
+        raise CreditError(409, f"balance is {credit.balance} {credit.currency}")
+    credit.balance -= amount
+    session.add(LedgerEntry(kind="store_credit_redeemed", method="store_credit", currency=credit.currency, amount=-amount,
+                            reference=f"{credit.code}:{reference}"))
+    session.commit()
+    return credit

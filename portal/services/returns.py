@@ -322,6 +322,7 @@ def cancel_return(session: Session, request: ReturnRequest, actor: str, expected
         session.rollback()
         raise lifecycle.IllegalTransition(request.status, Status.CANCELLED.value)
     move(request, Status.CANCELLED, actor, "cancelled by the shopper" if actor == "shopper" else "cancelled")
+    release_exchange_stock(session, request, actor)
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "return_cancelled", request.locale, {"rma": request.rma})
     session.commit()
@@ -353,6 +354,8 @@ def _review(session: Session, request: ReturnRequest, actor: str, target: Status
         session.rollback()
         raise Conflict(request.status)
     move(request, target, actor, note)
+    if target == Status.REJECTED:
+        release_exchange_stock(session, request, actor)
     if target == Status.APPROVED and carrier is not None:
         issue_label(session, request, carrier, actor)
         context = {**context, "pickup_code": request.pickup_code, "returnless": request.returnless}
@@ -462,6 +465,8 @@ def issue_label(session: Session, request: ReturnRequest, carrier, actor: str = 
     from portal.adapters.carriers import PickupRequest
     from portal.domain.codes import new_pickup_code
 
+    if not request.pickup_code:
+        reserve_exchange_stock(session, request, actor)
     if request.returnless or request.pickup_code:
         return request.pickup_code
     for _ in range(5):
@@ -609,6 +614,7 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
                 assign_ticket(session, ticket)
     else:
         move(request, Status.INSPECTED, actor, "graded", at=now)
+        exchanges_ready(session, request, actor)
     _maybe_webhook(session, "return.received", {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
                                                 "lines": [{"sku": by_id[i.line_id].order_line.sku, "quantity": i.quantity, "grade": i.grade,
                                                            "disposition": i.disposition} for i in lines],
@@ -618,3 +624,49 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
     session.commit()
     log.info("parcel %s received by staff %s: %s", request.rma, staff_id, request.status)
     return request
+
+
+# --- exchanges ------------------------------------------------------------------------
+
+def _exchange_lines(request: ReturnRequest):
+    return [line for line in request.lines if line.outcome == "exchange" and line.exchange_sku and line.staff_decision != "rejected"]
+
+
+def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: str) -> None:
+    """On approval, hold the replacement variants (no commit). Out of stock is recorded, not hidden."""
+    for line in _exchange_lines(request):
+        variant = session.scalars(select(Variant).where(Variant.sku == line.exchange_sku).with_for_update()).one_or_none()
+        if variant is None or variant.stock - variant.reserved < line.quantity:
+            _event(request, actor, "exchange", None, None, f"{line.exchange_sku}: not enough stock to reserve {line.quantity}")
+            continue
+        variant.reserved += line.quantity
+        _event(request, actor, "exchange", None, None, f"reserved {line.quantity} x {line.exchange_sku}")
+
+
+def release_exchange_stock(session: Session, request: ReturnRequest, actor: str) -> None:
+    """On rejection or cancellation, give the held variants back (no commit)."""
+    for line in _exchange_lines(request):
+        if not any(e.kind == "exchange" and e.note == f"reserved {line.quantity} x {line.exchange_sku}" for e in request.events):
+            continue
+        variant = session.scalars(select(Variant).where(Variant.sku == line.exchange_sku).with_for_update()).one_or_none()
+        if variant is not None:
+            variant.reserved = max(variant.reserved - line.quantity, 0)
+            _event(request, actor, "exchange", None, None, f"released {line.quantity} x {line.exchange_sku}")
+
+
+def exchanges_ready(session: Session, request: ReturnRequest, actor: str) -> list[dict]:
+    """After inspection: exchange lines received in acceptable condition (grade A or B) are ready to ship (no commit)."""
+    ready = []
+    for line in _exchange_lines(request):
+        if line.grade in ("A", "B"):
+            ready.append({"sku": line.exchange_sku, "quantity": line.quantity, "returned_sku": line.order_line.sku})
+            variant = session.scalars(select(Variant).where(Variant.sku == line.exchange_sku).with_for_update()).one_or_none()
+            if variant is not None:  # the held unit leaves the shelf
+                variant.stock = max(variant.stock - line.quantity, 0)
+                variant.reserved = max(variant.reserved - line.quantity, 0)
+    if ready:
+        _maybe_webhook(session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready})
+        _event(request, actor, "exchange", None, None, "ready to ship: " + ", ".join(f"{r['quantity']} x {r['sku']}" for r in ready))
+        if all(line.outcome == "exchange" for line in request.lines if line.staff_decision != "rejected"):
+            move(request, Status.EXCHANGED, actor, "exchange released to ship")
+    return ready

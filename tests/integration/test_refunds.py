@@ -197,3 +197,22 @@ def test_partial_refunds_never_exceed_what_was_paid(app, client, order, session)
     assert total == Decimal("188.00")  # 2 x 99.00 - 10.00, exactly, across the two refunds
     rows = ledger_rows(session, datetime.now(timezone.utc) - timedelta(days=1), datetime.now(timezone.utc) + timedelta(days=1))
     assert [(r[1], r[3], r[4], r[5]) for r in rows] == [("alipay", "refund", 2, Decimal("188.00"))]
+
+
+def test_store_credit_can_be_spent_in_the_shop_once_per_reference(app, client, order, session):
+    req = inspected(app, client, session, number="SC-2", outcome="store_credit")
+    preview = preview_refund(session, req)
+    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    execute_refund(factory(app), refund.id, SandboxGateway(factory(app)))
+    code = session.scalars(select(StoreCreditCode.code)).one()
+    spend = {"code": code.lower(), "amount": "50.00", "currency": "CNY", "reference": "ORDER-9001"}
+    first = post_json(client, "/api/v1/store-credit/redeem", spend)
+    assert first.status_code == 200 and first.get_json()["balance"] == "138.00"
+    again = post_json(client, "/api/v1/store-credit/redeem", spend)
+    assert again.get_json()["balance"] == "138.00"  # a retried call does not debit twice
+    too_much = post_json(client, "/api/v1/store-credit/redeem", {**spend, "amount": "500.00", "reference": "ORDER-9002"})
+    assert too_much.status_code == 409
+    assert post_json(client, "/api/v1/store-credit/redeem", {**spend, "code": "SC-NOPE"}).status_code == 404
+    assert post_json(client, "/api/v1/store-credit/redeem", {**spend, "amount": 5}).status_code == 400
+    redeemed = session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "store_credit_redeemed")).all()
+    assert [e.amount for e in redeemed] == [Decimal("-50.00")]

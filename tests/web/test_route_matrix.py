@@ -36,6 +36,7 @@ MATRIX = [
     ("POST", "/api/v1/orders", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
     ("POST", "/api/v1/products", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
     ("POST", "/api/v1/carrier-events", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
+    ("POST", "/api/v1/store-credit/redeem", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
     ("GET", "/static/vendor/htmx-2.0.11.min.js", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
 ]
 

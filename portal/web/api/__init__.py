@@ -110,3 +110,37 @@ def carrier_event():
     except DuplicateEvent:
         return _problem(409, "event already recorded")
     return jsonify(rma=request_.rma, status=request_.status), 200
+
+
+@bp.post("/store-credit/redeem")
+def redeem_credit():
+    """Spend store credit: {"code", "amount", "currency", "reference"}; the same reference twice debits once."""
+    from portal.domain.money import parse_money
+    from portal.services.refunds import CreditError, redeem_store_credit
+
+    payload, error = _json_body()
+    if error:
+        return error
+    if not isinstance(payload, dict):
+        return _problem(400, "invalid redemption", [{"field": "", "message": "must be a JSON object"}])
+    errors = []
+    fields = {}
+    for name in ("code", "currency", "reference"):
+        value = payload.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > 64:
+            errors.append({"field": name, "message": "is required (a short string)"})
+        fields[name] = value
+    try:
+        amount = parse_money(payload.get("amount"))
+    except ValueError as exc:
+        errors.append({"field": "amount", "message": str(exc)})
+        amount = None
+    if errors:
+        return _problem(400, "invalid redemption", errors)
+    try:
+        credit = redeem_store_credit(get_session(), fields["code"], amount, fields["currency"], fields["reference"].strip())
+    except CreditError as exc:
+        return _problem(exc.status, str(exc))
+    from portal.domain.money import round_money
+
+    return jsonify(code=credit.code, balance=str(round_money(credit.balance, credit.currency)), currency=credit.currency), 200

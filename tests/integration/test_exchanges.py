@@ -1,0 +1,53 @@
+"""Exchanges: stock held on approval, released on cancellation, shipped when the return is acceptable."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from portal.db.models import OutboxMessage, ReturnRequest, Variant
+from portal.domain.receiving import ReceivedLine
+from portal.services.returns import receive_parcel
+from tests.conftest import csrf_from, login_shopper
+from tests.integration.test_refunds import warehouse_worker
+from tests.web.test_shop_request import form_for
+
+
+def exchange(client):
+    assert login_shopper(client).status_code == 303
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange", "exchange_sku": "TEE-L"}})
+    return client.post("/order/request", data=data).headers["Location"].rsplit("/", 1)[1]
+
+
+def stock(session, sku):
+    session.expire_all()
+    v = session.scalars(select(Variant).where(Variant.sku == sku)).one()
+    return v.stock, v.reserved
+
+
+def test_reserved_on_approval_released_on_cancel(client, order, session):
+    rma = exchange(client)
+    assert stock(session, "TEE-L") == (3, 1)
+    page = client.get(f"/requests/{rma}").get_data(as_text=True)
+    client.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "label_issued"})
+    assert stock(session, "TEE-L") == (3, 0)
+
+
+def test_acceptable_return_releases_the_exchange(client, order, session):
+    exchange(client)
+    req = session.scalars(select(ReturnRequest)).one()
+    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "exchanged"
+    ready = [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
+    assert len(ready) == 1 and ready[0].payload["data"]["ship"] == [{"sku": "TEE-L", "quantity": 1, "returned_sku": "TEE-S"}]
+    assert stock(session, "TEE-L") == (2, 0)
+
+
+def test_worn_return_does_not_ship_the_exchange(client, order, session):
+    exchange(client)
+    req = session.scalars(select(ReturnRequest)).one()
+    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "C", True, "outlet")], [])
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "inspected"  # an agent decides
+    assert not [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
