@@ -37,6 +37,7 @@ def test_label_page_has_qr_and_barcode(client, labelled):
     page = client.get(f"/requests/{rma}/label").get_data(as_text=True)
     assert page.count("<svg") >= 2 and code in page and rma in page
     assert "Returns warehouse" in page and "Postage is prepaid by the shop" in page
+    assert "<h2>Items</h2>" in page and "built-in method" not in page
     assert "<script" not in page.split("<body", 1)[1].replace('<script src="/static/js', "")
 
 
