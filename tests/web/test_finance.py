@@ -104,3 +104,16 @@ def test_cli_export(app, client, order, session, monkeypatch, tmp_path):
     out = tmp_path / "rec.csv"
     result = CliRunner().invoke(main, ["finance", "export", "--from", today, "--to", today, "-o", str(out)], catch_exceptions=False)
     assert result.exit_code == 0 and ",alipay,CNY,refund,1,188.00" in out.read_text()
+
+
+def test_customer_return_fee_on_label_and_in_the_refund(app, client, order, session, clerk):
+    app.config["CUSTOMER_RETURN_FEE"] = "8.00"
+    req = inspected(app, client, session)
+    shopper = app.test_client()
+    from tests.conftest import login_shopper
+
+    login_shopper(shopper, number="RF-1")
+    label = shopper.get(f"/requests/{req.rma}/label").get_data(as_text=True)
+    assert "A return shipping fee of CN¥8.00 will be deducted" in label
+    page = clerk.get("/finance/").get_data(as_text=True)
+    assert "180.00" in page  # 188.00 minus the 8.00 fee for a customer-responsibility return

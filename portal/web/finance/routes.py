@@ -34,6 +34,14 @@ def _threshold() -> Decimal:
     return Decimal(str(current_app.config.get("SECOND_APPROVAL_ABOVE", "2000")))
 
 
+def _settings():
+    """Refund settings from the configuration (the same fee the label announces)."""
+    from portal.domain.refunds import RefundSettings
+
+    fee = current_app.config.get("CUSTOMER_RETURN_FEE")
+    return RefundSettings(return_shipping_fee=Decimal(str(fee))) if fee else RefundSettings()
+
+
 def _gateway(name: str):
     return gateway_for(name, current_app.extensions["portal.sessionmaker"], current_app.config.get("SANDBOX_MODE", "ok"))
 
@@ -48,7 +56,7 @@ def queue():
         .where(~ReturnRequest.id.in_(select(Refund.request_id).where(Refund.status.in_(ACTIVE))))
         .order_by(ReturnRequest.updated_at).limit(50)
     ).all()
-    previews = {req.id: preview_refund(session, req) for req in waiting}
+    previews = {req.id: preview_refund(session, req, _settings()) for req in waiting}
     open_refunds = session.scalars(select(Refund).where(Refund.status.in_(("awaiting_second", "approved", "processing", "failed"))).order_by(Refund.id)).all()
     done = session.scalars(select(Refund).where(Refund.status == "succeeded").order_by(Refund.id.desc()).limit(20)).all()
     return render_template("finance/queue.html", waiting=waiting, previews=previews, open_refunds=open_refunds, done=done,
@@ -67,7 +75,8 @@ def approve(rma: str):
     if provider not in ("sandbox", "manual"):
         abort(400)
     try:
-        refund = approve_refund(get_session(), req, current_user._get_current_object(), request.form.get("basis", ""), provider, _threshold())
+        refund = approve_refund(get_session(), req, current_user._get_current_object(), request.form.get("basis", ""), provider, _threshold(),
+                                _settings())
     except StalePreview:
         flash(gettext("The refund changed since you looked at it (for example a new receipt or refund). Check the new amounts and approve again."), "warning")
         return redirect(url_for("finance.queue"), code=303)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from decimal import Decimal
 import logging
 from datetime import datetime, timezone
 
@@ -374,7 +375,10 @@ def label_data(req) -> "LabelData":
     fee = current_app.config.get("CUSTOMER_RETURN_FEE")
     customer_pays = any(line.responsibility == "customer" for line in req.lines)
     if customer_pays and fee:
-        postage = gettext("Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.", fee=fee)
+        from portal.i18n import money
+
+        postage = gettext("Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.",
+                          fee=money(Decimal(str(fee)), order.currency))
     else:
         postage = gettext("Postage is prepaid by the shop; you pay nothing.")
     return LabelData(
