@@ -209,6 +209,7 @@ class Photo(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     thumb_key: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16), default="shopper", server_default="shopper")  # shopper | warehouse
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The wear classifier's opinion (advice for staff, never a decision).
     score_state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")  # pending | scored | not_scored

@@ -570,7 +570,8 @@ def find_parcel(session: Session, scanned: str) -> ReturnRequest:
 RECEIVABLE = (Status.LABEL_ISSUED.value, Status.IN_TRANSIT.value)
 
 
-def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, lines, findings, expected_status: str | None = None) -> ReturnRequest:
+def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, lines, findings, expected_status: str | None = None,
+                   photos: dict[int, list[CleanPhoto]] | None = None, store: PhotoStore | None = None) -> ReturnRequest:
     """Record what arrived: quantities, grades, dispositions, discrepancies. Never refunds anything.
 
     The grade and wear confirmation go beside the photos' wear scores (the classifier's
@@ -597,6 +598,26 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
         if item.quantity:
             by_id[item.line_id].grade = item.grade
             by_id[item.line_id].wear_confirmed = item.wear_confirmed or item.grade in WORN_GRADES
+    stored: list[str] = []
+    try:
+        for line_id, items in (photos or {}).items():
+            for photo in items:
+                key = new_key(".jpg")
+                store.put(key, photo.data, photo.content_type)
+                stored.append(key)
+                # Warehouse photos document what arrived; the wear report compares the shopper's photos with the grade.
+                session.add(Photo(request_id=request.id, line_id=line_id, storage_key=key, content_type=photo.content_type,
+                                  width=photo.width, height=photo.height, size=len(photo.data), sha256=f"wh-{photo.sha256}"[:64],
+                                  source="warehouse", score_state="not_scored", score_note="warehouse photo"))
+        session.flush()
+    except Exception:
+        session.rollback()
+        for key in stored:
+            try:
+                store.delete(key)
+            except StorageError:
+                log.warning("could not remove photo %s after a failed receipt", key)
+        raise
     move(request, Status.RECEIVED, actor, f"{sum(i.quantity for i in lines)} unit(s) received", at=now)
     for finding in all_findings:
         session.add(Discrepancy(request_id=request.id, return_line_id=finding.line_id, kind=finding.kind, quantity=finding.quantity,

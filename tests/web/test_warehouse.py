@@ -101,3 +101,25 @@ def test_agents_cannot_receive(client, parcel, session):
     sign_in(other, "ag@example.com")
     assert other.get("/warehouse/").status_code == 403
     assert other.get(f"/warehouse/parcels/{rma}").status_code == 403
+
+
+def test_warehouse_photos_are_kept_apart_from_the_shoppers(client, app, parcel, session):
+    import io
+
+    from portal.db.models import Photo
+    from tests.unit.test_photo_intake import encode, rgb
+
+    rma, _, line_id = parcel
+    page = client.get(f"/warehouse/parcels/{rma}").get_data(as_text=True)
+    data = {"csrf_token": csrf_from(page), "status": "in_transit", f"qty-{line_id}": "2", f"grade-{line_id}": "C",
+            f"disposition-{line_id}": "outlet", f"photos-{line_id}": [(io.BytesIO(encode(rgb(), "JPEG")), "arrived.jpg")]}
+    bad = dict(data, **{f"photos-{line_id}": [(io.BytesIO(b"<html></html>"), "x.jpg")]})
+    refused = client.post(f"/warehouse/parcels/{rma}", data=bad, content_type="multipart/form-data")
+    assert refused.status_code == 422 and "x.jpg" in refused.get_data(as_text=True)
+    assert session.scalars(select(ReceiptLine)).all() == []
+    assert client.post(f"/warehouse/parcels/{rma}", data=data, content_type="multipart/form-data").status_code == 303
+    photo = session.scalars(select(Photo).where(Photo.source == "warehouse")).one()
+    assert photo.line_id == line_id and photo.score_state == "not_scored"
+    shopper = app.test_client()
+    login_shopper(shopper)
+    assert f"/photos/{photo.id}" not in shopper.get(f"/requests/{rma}").get_data(as_text=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -13,6 +13,8 @@ from portal.db.models import ReturnRequest
 from portal.domain.lifecycle import IllegalTransition
 from portal.domain.receiving import DISCREPANCIES, DISPOSITIONS, GRADES, Finding, ReceiptError, ReceivedLine
 from portal.services import Conflict
+from portal.storage import StorageError, store_from_config
+from portal.vision.intake import PhotoRejected, clean_photo
 from portal.services.returns import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel
 from portal.web.staff.routes import staff_required
 
@@ -67,6 +69,20 @@ def _read_form(req: ReturnRequest) -> tuple[list[ReceivedLine], list[Finding]]:
     return lines, findings
 
 
+def _read_photos(req: ReturnRequest):
+    max_bytes = current_app.config["MAX_PHOTO_BYTES"]
+    photos, errors = {}, []
+    for line in req.lines:
+        for upload in request.files.getlist(f"photos-{line.id}")[: current_app.config["MAX_PHOTOS_PER_LINE"]]:
+            if not upload or not upload.filename:
+                continue
+            try:
+                photos.setdefault(line.id, []).append(clean_photo(upload.stream.read(max_bytes + 1), upload.filename, max_bytes))
+            except PhotoRejected as exc:
+                errors.append(exc.message.render(gettext))
+    return photos, errors
+
+
 @bp.route("/parcels/<rma>", methods=["GET", "POST"])
 @staff_required(*CAN_RECEIVE)
 def parcel(rma: str):
@@ -77,17 +93,22 @@ def parcel(rma: str):
         if not form.validate_on_submit():
             abort(400)
         lines, findings = _read_form(req)
+        photos, photo_errors = _read_photos(req)
         try:
-            receive_parcel(get_session(), req, current_user.id, lines, findings, expected_status=request.form.get("status") or None)
+            if photo_errors:
+                raise ReceiptError("; ".join(photo_errors))
+            receive_parcel(get_session(), req, current_user.id, lines, findings, expected_status=request.form.get("status") or None,
+                           photos=photos, store=store_from_config(current_app.config))
         except ReceiptError as exc:
             get_session().rollback()
             error, status = str(exc), 422
+        except StorageError:
+            get_session().rollback()
+            error, status = gettext("Photos could not be saved just now; nothing was recorded. Please try again."), 503
         except (Conflict, IllegalTransition):
             flash(gettext("This parcel was already received, or changed meanwhile. Nothing was saved."), "warning")
             return redirect(url_for("warehouse.parcel", rma=rma), code=303)
         else:
-            from flask import current_app
-
             from portal.jobs import kick
 
             kick(current_app._get_current_object())
