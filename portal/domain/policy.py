@@ -57,6 +57,7 @@ _TABLES: Final[dict[str, dict[str, str | None]]] = {
     "gift": {"outcomes": "gift_outcomes"},
     "frequent_returner": {"max_returns": "frequent_returner_max", "days": "frequent_returner_days"},
     "returnless": {"below": "returnless_below", "responsibilities": "returnless_responsibilities"},
+    "exchange": {"instant": "instant_exchange"},
 }
 _KEY_OF: Final[dict[str, str]] = {
     **{name: key for key, name in _TOP_LEVEL.items()},
@@ -103,6 +104,8 @@ class Policy:
     frequent_returner_days: int = 90
     returnless_below: Decimal = Decimal("15.00")
     returnless_responsibilities: tuple[str, ...] = ("seller", "logistics")
+    # Ship the replacement as soon as an exchange is approved, before the return arrives.
+    instant_exchange: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, str) or not self.version.strip():
@@ -122,6 +125,8 @@ class Policy:
             _check_amount(_KEY_OF[name], getattr(self, name))
         for name, allowed in _LIST_FIELDS.items():
             object.__setattr__(self, name, _check_codes(_KEY_OF[name], getattr(self, name), allowed))
+        if not isinstance(self.instant_exchange, bool):
+            raise PolicyError("exchange.instant must be true or false")
 
     @property
     def tz(self) -> ZoneInfo:

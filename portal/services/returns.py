@@ -275,7 +275,7 @@ def open_return(
         elif decision.auto_approve:
             move(request, Status.APPROVED, "policy", f"auto-approved under policy {decision.policy_version}", at=now)
             if carrier is not None:
-                issue_label(session, request, carrier, "policy", at=now)
+                issue_label(session, request, carrier, "policy", at=now, instant_exchange=policy.instant_exchange)
         else:
             move(request, Status.PENDING_REVIEW, "policy", f"{decision.verdict.value} under policy {decision.policy_version}", at=now)
         if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
@@ -348,7 +348,7 @@ def _close_ticket(session: Session, request: ReturnRequest, actor: str, note: st
 
 
 def _review(session: Session, request: ReturnRequest, actor: str, target: Status, expected_status: str | None, note: str, template: str, context: dict,
-            carrier=None) -> ReturnRequest:
+            carrier=None, instant_exchange: bool = False) -> ReturnRequest:
     session.refresh(request, with_for_update=True)
     if expected_status is not None and request.status != expected_status:
         session.rollback()
@@ -357,7 +357,7 @@ def _review(session: Session, request: ReturnRequest, actor: str, target: Status
     if target == Status.REJECTED:
         release_exchange_stock(session, request, actor)
     if target == Status.APPROVED and carrier is not None:
-        issue_label(session, request, carrier, actor)
+        issue_label(session, request, carrier, actor, instant_exchange=instant_exchange)
         context = {**context, "pickup_code": request.pickup_code, "returnless": request.returnless}
     _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
     if request.order.customer_email:
@@ -371,7 +371,7 @@ def _review(session: Session, request: ReturnRequest, actor: str, target: Status
 
 
 def approve_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None, note: str = "",
-                   line_ids: set[int] | None = None, carrier=None) -> ReturnRequest:
+                   line_ids: set[int] | None = None, carrier=None, instant_exchange: bool = False) -> ReturnRequest:
     """Approve a request under review, or only the lines in ``line_ids`` (the others are not accepted,
     with ``note`` as the reason the shopper sees, and their units are released).
 
@@ -387,7 +387,7 @@ def approve_return(session: Session, request: ReturnRequest, actor: str, expecte
         for line in request.lines:
             line.staff_decision = "approved" if line.id in chosen else "rejected"
             line.staff_note = None if line.id in chosen else note.strip()[:2000]
-    return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {}, carrier)
+    return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {}, carrier, instant_exchange)
 
 
 def reject_return(session: Session, request: ReturnRequest, actor: str, reason: str, expected_status: str | None = None) -> ReturnRequest:
@@ -456,7 +456,8 @@ def answer_question(session: Session, request: ReturnRequest, answer: str) -> Re
     return request
 
 
-def issue_label(session: Session, request: ReturnRequest, carrier, actor: str = "system", at: datetime | None = None) -> str | None:
+def issue_label(session: Session, request: ReturnRequest, carrier, actor: str = "system", at: datetime | None = None,
+                instant_exchange: bool = False) -> str | None:
     """Book the pickup and move an approved request to "label issued" (no commit).
 
     Returnless refunds need no label. The pickup code is unique: a collision
@@ -467,6 +468,8 @@ def issue_label(session: Session, request: ReturnRequest, carrier, actor: str = 
 
     if not request.pickup_code:
         reserve_exchange_stock(session, request, actor)
+        if instant_exchange:
+            exchanges_ready(session, request, actor, instant=True)
     if request.returnless or request.pickup_code:
         return request.pickup_code
     for _ in range(5):
@@ -675,11 +678,20 @@ def release_exchange_stock(session: Session, request: ReturnRequest, actor: str)
             _event(request, actor, "exchange", None, None, f"released {line.quantity} x {line.exchange_sku}")
 
 
-def exchanges_ready(session: Session, request: ReturnRequest, actor: str) -> list[dict]:
-    """After inspection: exchange lines received in acceptable condition (grade A or B) are ready to ship (no commit)."""
+def _already_shipped(request: ReturnRequest) -> bool:
+    return any(e.kind == "exchange" and e.note.startswith("ready to ship") for e in request.events)
+
+
+def exchanges_ready(session: Session, request: ReturnRequest, actor: str, instant: bool = False) -> list[dict]:
+    """Release exchange lines to ship (no commit): after inspection those received as grade A or B,
+    or, with the policy's instant exchange, all of them at approval. Never twice."""
+    if _already_shipped(request):
+        if all(line.outcome == "exchange" for line in request.lines if line.staff_decision != "rejected") and request.status == Status.INSPECTED.value:
+            move(request, Status.EXCHANGED, actor, "exchange already shipped at approval")
+        return []
     ready = []
     for line in _exchange_lines(request):
-        if line.grade in ("A", "B"):
+        if instant or line.grade in ("A", "B"):
             ready.append({"sku": line.exchange_sku, "quantity": line.quantity, "returned_sku": line.order_line.sku})
             variant = session.scalars(select(Variant).where(Variant.sku == line.exchange_sku).with_for_update()).one_or_none()
             if variant is not None:  # the held unit leaves the shelf
@@ -688,6 +700,6 @@ def exchanges_ready(session: Session, request: ReturnRequest, actor: str) -> lis
     if ready:
         _maybe_webhook(session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready})
         _event(request, actor, "exchange", None, None, "ready to ship: " + ", ".join(f"{r['quantity']} x {r['sku']}" for r in ready))
-        if all(line.outcome == "exchange" for line in request.lines if line.staff_decision != "rejected"):
+        if not instant and all(line.outcome == "exchange" for line in request.lines if line.staff_decision != "rejected"):
             move(request, Status.EXCHANGED, actor, "exchange released to ship")
     return ready

@@ -51,3 +51,22 @@ def test_worn_return_does_not_ship_the_exchange(client, order, session):
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "inspected"  # an agent decides
     assert not [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
+
+
+def test_instant_exchange_ships_at_approval_and_not_again(client, app, order, session):
+    from pathlib import Path
+
+    from portal.services.policies import default_policy_text
+
+    Path(app.config["POLICY_PATH"]).write_text(default_policy_text().replace("instant = false", "instant = true").replace(
+        'version = "default-1"', 'version = "instant-1"'))
+    exchange(client)
+    ready = [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
+    assert len(ready) == 1
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "label_issued" and stock(session, "TEE-L") == (2, 0)
+    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "exchanged"
+    ready = [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
+    assert len(ready) == 1 and stock(session, "TEE-L") == (2, 0)  # not shipped twice

@@ -233,9 +233,12 @@ def decide(rma: str):
         if form.action.data == "approve":
             raw = request.form.getlist("approve_line")
             line_ids = {int(v) for v in raw if v.isdigit()} if len(req.lines) > 1 else None
+            from portal.services.policies import active_policy
+
             try:
                 approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids,
-                           carrier=carrier_from_config(current_app.config))
+                               carrier=carrier_from_config(current_app.config),
+                               instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange)
             except ValueError as exc:
                 get_session().rollback()
                 form.note.errors = [*form.note.errors, str(exc)]
