@@ -134,6 +134,7 @@ ROUTES = [
     ("POST", "/staff/orders/NOPE-404", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/warehouse/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
     ("GET", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
+    ("POST", "/warehouse/pickups", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/finance/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),
     ("GET", "/finance/export.csv", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),

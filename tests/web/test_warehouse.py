@@ -123,3 +123,20 @@ def test_warehouse_photos_are_kept_apart_from_the_shoppers(client, app, parcel, 
     shopper = app.test_client()
     login_shopper(shopper)
     assert f"/photos/{photo.id}" not in shopper.get(f"/requests/{rma}").get_data(as_text=True)
+
+
+def test_in_house_courier_records_a_pickup(client, app, order, session):
+    shopper = app.test_client()
+    login_shopper(shopper)
+    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    req = session.scalars(select(ReturnRequest)).one()
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    token = csrf_from(client.get("/warehouse/").get_data(as_text=True))
+    done = client.post("/warehouse/pickups", data={"csrf_token": token, "code": req.pickup_code.lower(), "location": "Jing'an"},
+                       follow_redirects=True)
+    assert "is on its way" in done.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(ReturnRequest, req.id).status == "in_transit"
+    unknown = client.post("/warehouse/pickups", data={"csrf_token": token, "code": "P-0000-0000-000"}, follow_redirects=True)
+    assert "No parcel with that pickup code" in unknown.get_data(as_text=True)

@@ -42,6 +42,34 @@ def scan():
     return redirect(url_for("warehouse.parcel", rma=parcel.rma), code=303)
 
 
+@bp.post("/pickups")
+@staff_required(*CAN_RECEIVE)
+def pickup():
+    """The in-house courier collected a parcel: the same tracking event a carrier would send."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from portal.adapters.carriers import carrier_from_config
+    from portal.domain.tracking import TrackingEvent
+    from portal.services.returns import DuplicateEvent, UnknownPickup, record_tracking_event
+
+    if not ReceiveForm().validate_on_submit():
+        abort(400)
+    code = (request.form.get("code") or "").strip()[:64]
+    event = TrackingEvent(f"inhouse-{uuid.uuid4().hex}", code, "picked_up", datetime.now(timezone.utc),
+                          (request.form.get("location") or "")[:128])
+    try:
+        req = record_tracking_event(get_session(), event, carrier_from_config(current_app.config).name)
+    except (UnknownPickup, DuplicateEvent):
+        flash(gettext("No parcel with that pickup code."), "warning")
+        return redirect(url_for("warehouse.scan"), code=303)
+    from portal.jobs import kick
+
+    kick(current_app._get_current_object())
+    flash(gettext("Pickup recorded: %(rma)s is on its way.", rma=req.rma), "success")
+    return redirect(url_for("warehouse.scan"), code=303)
+
+
 def _parcel(rma: str) -> ReturnRequest:
     req = get_session().scalars(select(ReturnRequest).where(ReturnRequest.rma == rma)).one_or_none()
     if req is None:
