@@ -168,6 +168,15 @@ def move(request: ReturnRequest, target: Status, actor: str, note: str = "", at:
     request.status = target.value
 
 
+def discard_photos(store: PhotoStore | None, keys: list[str]) -> None:
+    """Remove photos stored for a change that was then rolled back (nothing half-written stays)."""
+    for key in keys:
+        try:
+            store.delete(key)
+        except StorageError:
+            log.warning("could not remove photo %s after a failed change", key)
+
+
 def lock_order(session: Session, order_id: int) -> None:
     """Serialise changes to one order's requests until the caller commits.
 
@@ -292,11 +301,7 @@ def open_return(
         session.commit()
     except Exception:
         session.rollback()
-        for key in stored:
-            try:
-                store.delete(key)
-            except StorageError:
-                log.warning("could not remove photo %s after a failed request", key)
+        discard_photos(store, stored)
         raise
     log.info("return %s opened for order %s: %s", request.rma, order.order_number, request.status)
     return request
@@ -613,14 +618,20 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
                                   width=photo.width, height=photo.height, size=len(photo.data), sha256=f"wh-{photo.sha256}"[:64],
                                   source="warehouse", score_state="not_scored", score_note="warehouse photo"))
         session.flush()
+        _record_receipt(session, request, staff_id, now, lines, all_findings, by_id)
     except Exception:
         session.rollback()
-        for key in stored:
-            try:
-                store.delete(key)
-            except StorageError:
-                log.warning("could not remove photo %s after a failed receipt", key)
+        discard_photos(store, stored)
         raise
+    log.info("parcel %s received by staff %s: %s", request.rma, staff_id, request.status)
+    return request
+
+
+def _record_receipt(session: Session, request: ReturnRequest, staff_id: int, now: datetime, lines, all_findings, by_id) -> None:
+    actor = f"staff:{staff_id}"
+    from portal.db.models import Discrepancy, Ticket, TicketEvent
+    from portal.services.tickets import assign_ticket
+
     move(request, Status.RECEIVED, actor, f"{sum(i.quantity for i in lines)} unit(s) received", at=now)
     for finding in all_findings:
         session.add(Discrepancy(request_id=request.id, return_line_id=finding.line_id, kind=finding.kind, quantity=finding.quantity,
@@ -646,8 +657,6 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "return_received", request.locale, {"rma": request.rma})
     session.commit()
-    log.info("parcel %s received by staff %s: %s", request.rma, staff_id, request.status)
-    return request
 
 
 # --- exchanges ------------------------------------------------------------------------
