@@ -89,6 +89,7 @@ class Variant(Base):
     label: Mapped[str] = mapped_column(String(128), default="")
     stock: Mapped[int] = mapped_column(Integer, default=0)
     reserved: Mapped[int] = mapped_column(Integer, default=0)
+    price: Mapped[Decimal | None] = mapped_column(Money)
 
     product: Mapped[Product] = relationship(back_populates="variants")
 

@@ -119,6 +119,7 @@ class VariantData:
     sku: str
     variant: str
     stock: int
+    price: Decimal | None = None  # this variant's own price, when it differs between variants
 
 
 @dataclass(frozen=True)
@@ -471,9 +472,10 @@ def _variant(errs: _Errors, value: object, prefix: str) -> VariantData | None:
     sku = _text(errs, obj, "sku", prefix, max_length=64)
     variant = _text(errs, obj, "variant", prefix, required=False) or ""
     stock = _int(errs, obj, "stock", prefix, minimum=0, maximum=MAX_STOCK)
+    price = _money(errs, obj, "price", prefix, None, required=False) if obj.get("price") is not None else None
     if len(errs) != before or sku is None or stock is None:
         return None
-    return VariantData(sku=sku, variant=variant, stock=stock)
+    return VariantData(sku=sku, variant=variant, stock=stock, price=price)
 
 
 def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> ProductData | None:

@@ -93,5 +93,6 @@ def upsert_products(session: Session, products: list[ProductData]) -> ProductRes
             variant.product = product
             variant.label = v.variant
             variant.stock = v.stock
+            variant.price = v.price
     session.commit()
     return ProductResult(created, updated)

@@ -47,9 +47,11 @@ def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
         receipt = receipts.get(line.id)
         quantity = receipt.quantity if receipt is not None else (line.quantity if request.returnless else 0)
         if quantity:
+            from portal.services.returns import exchange_difference
+
             out.append(money.RefundLine(line.order_line.line_id, quantity, line.responsibility,
                                         receipt.grade if receipt is not None and receipt.grade in money.GRADES else None,
-                                        line.outcome, line.reason))
+                                        line.outcome, line.reason, exchange_difference(session, line, quantity)))
     return out
 
 
@@ -157,6 +159,9 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
         if refund.amount > 0:
             session.add(LedgerEntry(at=now, kind="refund", method=method, currency=refund.currency, amount=refund.amount,
                                     request_id=request.id, refund_id=refund.id, reference=refund.provider_ref or ""))
+        if preview_owed(refund) > 0:
+            session.add(LedgerEntry(at=now, kind="owed_by_shopper", method="exchange", currency=refund.currency, amount=preview_owed(refund),
+                                    request_id=request.id, refund_id=refund.id, reference=key))
         credit_code = None
         if refund.store_credit > 0:
             _, raw = new_code(10)
@@ -165,7 +170,9 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
                                         customer_email=request.order.customer_email, refund_id=refund.id))
             session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
                                     amount=refund.store_credit, request_id=request.id, refund_id=refund.id, reference=credit_code))
-        move(request, Status.REFUNDED, f"refund:{refund.provider}", f"refunded {refund.amount} {refund.currency}"
+        all_exchanges = all(l.outcome == "exchange" for l in request.lines if l.staff_decision != "rejected")
+        move(request, Status.EXCHANGED if all_exchanges else Status.REFUNDED, f"refund:{refund.provider}",
+             f"refunded {refund.amount} {refund.currency}"
              + (f" and store credit {refund.store_credit} ({credit_code})" if credit_code else ""), at=now)
         _maybe_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": str(refund.amount),
                                                     "store_credit": str(refund.store_credit), "store_credit_code": credit_code,
@@ -177,6 +184,10 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
         session.commit()
         log.info("refund %s succeeded: %s %s", key, refund.amount, refund.currency)
         return refund
+
+
+def preview_owed(refund: Refund) -> Decimal:
+    return money.RefundPreview.from_dict(refund.preview).owed_by_shopper
 
 
 def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple]:

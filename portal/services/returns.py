@@ -687,6 +687,22 @@ def release_exchange_stock(session: Session, request: ReturnRequest, actor: str)
             _event(request, actor, "exchange", None, None, f"released {line.quantity} x {line.exchange_sku}")
 
 
+def exchange_difference(session: Session, line: ReturnLine, units: int) -> Decimal | None:
+    """What was paid for ``units`` of the line minus the replacement's price: positive is refunded,
+    negative is owed by the shopper. None when the replacement has no price of its own."""
+    from portal.domain.money import line_paid_per_unit, round_money
+
+    if line.outcome != "exchange" or not line.exchange_sku or units <= 0:
+        return None
+    price = session.scalar(select(Variant.price).where(Variant.sku == line.exchange_sku))
+    if price is None:
+        return None
+    ol = line.order_line
+    currency = line.request.order.currency
+    paid = line_paid_per_unit(ol.unit_price, ol.quantity, ol.discount, ol.tax, currency)
+    return round_money((paid - price) * units, currency)
+
+
 def _already_shipped(request: ReturnRequest) -> bool:
     return any(e.kind == "exchange" and e.note.startswith("ready to ship") for e in request.events)
 
@@ -709,6 +725,8 @@ def exchanges_ready(session: Session, request: ReturnRequest, actor: str, instan
     if ready:
         _maybe_webhook(session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready})
         _event(request, actor, "exchange", None, None, "ready to ship: " + ", ".join(f"{r['quantity']} x {r['sku']}" for r in ready))
-        if not instant and all(line.outcome == "exchange" for line in request.lines if line.staff_decision != "rejected"):
+        settled = not any(exchange_difference(session, line, line.quantity) for line in _exchange_lines(request))
+        if not instant and settled and all(line.outcome == "exchange" for line in request.lines if line.staff_decision != "rejected"):
             move(request, Status.EXCHANGED, actor, "exchange released to ship")
+        # With a price difference the request stays inspected: finance refunds it or records it as owed.
     return ready

@@ -70,3 +70,62 @@ def test_instant_exchange_ships_at_approval_and_not_again(client, app, order, se
     assert session.scalars(select(ReturnRequest.status)).one() == "exchanged"
     ready = [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
     assert len(ready) == 1 and stock(session, "TEE-L") == (2, 0)  # not shipped twice
+
+
+def test_price_differences_are_refunded_or_recorded_as_owed(client, order, session, app):
+    from decimal import Decimal
+
+    from portal.adapters.payments import SandboxGateway
+    from portal.db.models import LedgerEntry
+    from portal.services.refunds import approve_refund, execute_refund, preview_refund
+    from tests.conftest import PRODUCTS, post_json
+    from tests.integration.test_refunds import staff as finance_user
+
+    priced = {"products": [dict(PRODUCTS["products"][0], variants=[
+        {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},
+        {"sku": "TEE-L", "variant": "L", "stock": 3, "price": "79.00"},
+    ])]}
+    assert post_json(client, "/api/v1/products", priced).status_code == 200
+    exchange(client)
+    req = session.scalars(select(ReturnRequest)).one()
+    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "inspected"  # shipped, but the difference is for finance
+    preview = preview_refund(session, req)
+    # Paid per unit: (2 x 99.00 - 10.00) / 2 = 94.00; the L costs 79.00: 15.00 back.
+    assert preview.refund_total == Decimal("15.00")
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", Decimal("1000"))
+    factory = app.extensions["portal.sessionmaker"]
+    assert execute_refund(factory, refund.id, SandboxGateway(factory)).status == "succeeded"
+    assert session.scalars(select(LedgerEntry.amount).where(LedgerEntry.kind == "refund")).one() == Decimal("15.00")
+
+
+def test_a_dearer_replacement_is_recorded_as_owed(client, order, session, app):
+    from decimal import Decimal
+
+    from portal.adapters.payments import SandboxGateway
+    from portal.db.models import LedgerEntry, SandboxPayment
+    from portal.services.refunds import approve_refund, execute_refund, preview_refund
+    from tests.conftest import PRODUCTS, post_json
+    from tests.integration.test_refunds import staff as finance_user
+
+    priced = {"products": [dict(PRODUCTS["products"][0], variants=[
+        {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},
+        {"sku": "TEE-L", "variant": "L", "stock": 3, "price": "120.00"},
+    ])]}
+    post_json(client, "/api/v1/products", priced)
+    exchange(client)
+    req = session.scalars(select(ReturnRequest)).one()
+    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    preview = preview_refund(session, req)
+    assert preview.refund_total == 0 and preview.owed_by_shopper == Decimal("26.00")  # 120.00 - 94.00
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", Decimal("1000"))
+    factory = app.extensions["portal.sessionmaker"]
+    execute_refund(factory, refund.id, SandboxGateway(factory))
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "exchanged"
+    assert session.scalars(select(LedgerEntry.amount).where(LedgerEntry.kind == "owed_by_shopper")).one() == Decimal("26.00")
+    assert session.scalars(select(SandboxPayment)).all() == []  # nothing paid out

@@ -471,3 +471,18 @@ def test_products_payload_must_be_an_object(payload: object) -> None:
     with pytest.raises(PayloadError) as info:
         parse_products(payload)
     assert info.value.errors == [FieldError("", "must be an object")]
+
+
+def test_variant_price_is_optional_and_checked():
+    from decimal import Decimal
+
+    from portal.domain.orders import PayloadError, parse_products
+
+    base = {"products": [{"product_code": "T", "name": "T", "category": "tops", "variants": [{"sku": "T-1", "variant": "S", "stock": 1}]}]}
+    assert parse_products(base)[0].variants[0].price is None
+    base["products"][0]["variants"][0]["price"] = "79.50"
+    assert parse_products(base)[0].variants[0].price == Decimal("79.50")
+    for bad in (79.5, "-1", "abc"):
+        base["products"][0]["variants"][0]["price"] = bad
+        with pytest.raises(PayloadError):
+            parse_products(base)
