@@ -293,7 +293,8 @@ def open_return(
         if order.customer_email:
             if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
                 enqueue_email(session, order.customer_email, "return_approved", locale,
-                              {"rma": request.rma, "pickup_code": request.pickup_code, "returnless": request.returnless})
+                              {"rma": request.rma, "pickup_code": request.pickup_code, "returnless": request.returnless,
+                               "order_number": order.order_number})
             else:
                 enqueue_email(session, order.customer_email, "return_submitted", locale, {"rma": request.rma})
         session.flush()
@@ -363,7 +364,8 @@ def _review(session: Session, request: ReturnRequest, actor: str, target: Status
         release_exchange_stock(session, request, actor)
     if target == Status.APPROVED and carrier is not None:
         issue_label(session, request, carrier, actor, instant_exchange=instant_exchange)
-        context = {**context, "pickup_code": request.pickup_code, "returnless": request.returnless}
+        context = {**context, "pickup_code": request.pickup_code, "returnless": request.returnless,
+                   "order_number": request.order.order_number}
     _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, template, request.locale, {"rma": request.rma, **context})

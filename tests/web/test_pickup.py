@@ -119,3 +119,17 @@ def test_shop_hears_about_approval_and_transit(client, labelled, session):
     assert [h.payload["topic"] for h in hooks] == ["return.approved", "return.in_transit"]
     assert hooks[0].payload["data"]["rma"] == rma and hooks[0].payload["data"]["pickup_code"] == code
     assert all(h.sent_at is None for h in hooks)  # no webhook URL configured: they wait, they are not failures
+
+
+def test_approval_email_has_the_code_and_a_signed_link(client, labelled, app, session):
+    import email as email_lib
+    from pathlib import Path
+
+    rma, code = labelled
+    files = sorted(Path(app.config["OUTBOX_PATH"]).glob("*.eml"))
+    message = email_lib.message_from_bytes(files[-1].read_bytes())
+    body = message.get_payload(decode=True).decode("utf-8")
+    assert code in body and f"/requests/{rma}/label" in body
+    link = re.search(r"http://localhost(/r/\S+)", body).group(1)
+    fresh = app.test_client()
+    assert fresh.get(link).status_code == 303 and fresh.get(f"/requests/{rma}/label").status_code == 200
