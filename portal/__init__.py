@@ -31,7 +31,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config.get("MODELS_PATH"):
         app.config["MODELS_PATH"] = str(resource_dir("models"))
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE / "translations"))
-    app.config["RATELIMIT_STORAGE_URI"] = cfg["RATELIMIT_STORAGE_URI"]
     app.config.setdefault("RATELIMIT_ENABLED", True)
 
     from portal import db

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 

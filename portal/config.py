@@ -103,5 +103,4 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("SESSION_COOKIE_SECURE", not (cfg["DEVELOPMENT"] or cfg["TESTING"]) and cfg["PUBLIC_URL"].startswith("https"))
     cfg.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    cfg["RATELIMIT_STORAGE_URI"] = cfg["RATELIMIT_STORAGE_URI"]
     return cfg

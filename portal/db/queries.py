@@ -100,7 +100,3 @@ def queue_counts(views: tuple[str, ...], staff_id: int, now: datetime | None = N
         filters = _view_filters(view, staff_id, now)
         columns.append(func.count(Ticket.id).filter(and_(*filters) if filters else true()).label(view))
     return select(*columns)
-
-
-def count_of(stmt: Select) -> Select:
-    return select(func.count()).select_from(stmt.order_by(None).subquery())

@@ -20,3 +20,6 @@ CAN_VIEW_REQUESTS = frozenset({"agent", "lead", "manager", "admin", "finance", "
 
 # Who works tickets (queues, take, approve, reject).
 CAN_WORK_TICKETS = frozenset({"agent", "lead", "manager", "admin"})
+# Who receives parcels in the warehouse, and who refunds.
+CAN_RECEIVE = frozenset({"warehouse", "manager", "admin"})
+CAN_REFUND = frozenset({"finance", "admin"})

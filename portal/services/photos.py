@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
+from portal.domain.receiving import WORN_GRADES
 from portal.storage import PhotoStore, StorageError
 
 log = logging.getLogger("portal.photos")
 
-WORN_GRADES = frozenset({"C", "D"})
 
 
 def score_request_photos(session: Session, request_id: int, store: PhotoStore, model) -> int:

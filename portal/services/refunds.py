@@ -21,8 +21,8 @@ from portal.domain import refunds as money
 from portal.domain.codes import group, new_code
 from portal.domain.lifecycle import Status
 from portal.services import Conflict
-from portal.services.outbox import enqueue_email
-from portal.services.returns import _maybe_webhook, move
+from portal.services.outbox import enqueue_email, enqueue_webhook
+from portal.services.returns import exchange_difference, move
 
 log = logging.getLogger("portal.refunds")
 
@@ -47,8 +47,6 @@ def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
         receipt = receipts.get(line.id)
         quantity = receipt.quantity if receipt is not None else (line.quantity if request.returnless else 0)
         if quantity:
-            from portal.services.returns import exchange_difference
-
             out.append(money.RefundLine(line.order_line.line_id, quantity, line.responsibility,
                                         receipt.grade if receipt is not None and receipt.grade in money.GRADES else None,
                                         line.outcome, line.reason, exchange_difference(session, line, quantity)))
@@ -149,7 +147,7 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
         request = refund.request
         if error is not None:
             refund.status, refund.last_error = "failed", error
-            _maybe_webhook(session, "refund.failed", {"rma": request.rma, "refund": key, "error": error})
+            enqueue_webhook(session, "refund.failed", {"rma": request.rma, "refund": key, "error": error})
             session.commit()
             log.warning("refund %s failed: %s", key, error)
             return refund
@@ -174,7 +172,7 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
         move(request, Status.EXCHANGED if all_exchanges else Status.REFUNDED, f"refund:{refund.provider}",
              f"refunded {refund.amount} {refund.currency}"
              + (f" and store credit {refund.store_credit} ({credit_code})" if credit_code else ""), at=now)
-        _maybe_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": str(refund.amount),
+        enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": str(refund.amount),
                                                     "store_credit": str(refund.store_credit), "store_credit_code": credit_code,
                                                     "currency": refund.currency, "reference": refund.provider_ref})
         if request.order.customer_email:

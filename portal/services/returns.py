@@ -8,17 +8,17 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from portal.db.models import Order, OrderLine, Photo, RequestEvent, ReturnLine, ReturnRequest, Variant
+from portal.db.models import Order, Photo, RequestEvent, ReturnLine, ReturnRequest, Variant
 from portal.domain import lifecycle
 from portal.domain.codes import new_rma
 from portal.domain.lifecycle import Status
 from portal.domain.policy import Decision, LineChoice, LineDecision, LineFacts, OrderFacts, Policy, Verdict, decide, precheck_line
 from portal.domain.reasons import responsibility_of
 from portal.services import Conflict, NotFound
-from portal.services.outbox import enqueue_email
-from portal.services.tickets import open_ticket
+from portal.services.outbox import enqueue_email, enqueue_webhook
+from portal.services.tickets import open_ticket, ticket_for
 from portal.storage import PhotoStore, StorageError, new_key
 from portal.vision.intake import CleanPhoto
 
@@ -87,13 +87,18 @@ def requested_units(session: Session, order: Order, before: datetime | None = No
     return {line_id: int(total) for line_id, total in session.execute(stmt)}
 
 
-def exchange_options(session: Session, sku: str) -> frozenset[str]:
-    """In-stock SKUs of the other variants of the product that ``sku`` belongs to."""
-    product_id = select(Variant.product_id).where(Variant.sku == sku).scalar_subquery()
-    rows = session.scalars(
-        select(Variant.sku).where(Variant.product_id == product_id, Variant.sku != sku, Variant.stock - Variant.reserved > 0)
+def exchange_options(session: Session, skus: list[str]) -> dict[str, frozenset[str]]:
+    """For each SKU, the in-stock SKUs of the other variants of its product (one query for all)."""
+    base, other = aliased(Variant), aliased(Variant)
+    rows = session.execute(
+        select(base.sku, other.sku)
+        .join(other, (other.product_id == base.product_id) & (other.sku != base.sku))
+        .where(base.sku.in_(skus), other.stock - other.reserved > 0)
     )
-    return frozenset(rows)
+    found: dict[str, set[str]] = {}
+    for sku, option in rows:
+        found.setdefault(sku, set()).add(option)
+    return {sku: frozenset(found.get(sku, ())) for sku in skus}
 
 
 def customer_recent_returns(session: Session, email: str | None, now: datetime, days: int, exclude_request_id: int | None = None) -> int:
@@ -112,6 +117,7 @@ def customer_recent_returns(session: Session, email: str | None, now: datetime, 
 
 def order_facts(session: Session, order: Order, policy: Policy, now: datetime, exclude_request_id: int | None = None, before: datetime | None = None) -> OrderFacts:
     held = requested_units(session, order, before=before, exclude_request_id=exclude_request_id)
+    options = exchange_options(session, [line.sku for line in order.lines])
     lines = tuple(
         LineFacts(
             line_id=line.line_id,
@@ -124,7 +130,7 @@ def order_facts(session: Session, order: Order, policy: Policy, now: datetime, e
             tax=line.tax,
             final_sale=line.final_sale,
             already_requested=held.get(line.id, 0),
-            exchange_options=exchange_options(session, line.sku),
+            exchange_options=options[line.sku],
         )
         for line in order.lines
     )
@@ -288,7 +294,7 @@ def open_return(
         else:
             move(request, Status.PENDING_REVIEW, "policy", f"{decision.verdict.value} under policy {decision.policy_version}", at=now)
         if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
-            _maybe_webhook(session, "return.approved", {"rma": request.rma, "order_number": order.order_number, "status": request.status,
+            enqueue_webhook(session, "return.approved", {"rma": request.rma, "order_number": order.order_number, "status": request.status,
                                                         "pickup_code": request.pickup_code, "reason": None})
         if order.customer_email:
             if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
@@ -338,9 +344,9 @@ def cancel_return(session: Session, request: ReturnRequest, actor: str, expected
 
 
 def _close_ticket(session: Session, request: ReturnRequest, actor: str, note: str) -> None:
-    from portal.db.models import Ticket, TicketEvent
+    from portal.db.models import TicketEvent
 
-    ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+    ticket = ticket_for(session, request)
     if ticket is None:
         return
     from portal.services.sla import stop_ticket_clocks
@@ -369,7 +375,7 @@ def _review(session: Session, request: ReturnRequest, actor: str, target: Status
     _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, template, request.locale, {"rma": request.rma, **context})
-    _maybe_webhook(session, "return.approved" if target == Status.APPROVED else "return.rejected",
+    enqueue_webhook(session, "return.approved" if target == Status.APPROVED else "return.rejected",
                    {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
                     "pickup_code": request.pickup_code, "reason": note if target == Status.REJECTED else None})
     session.commit()
@@ -405,12 +411,6 @@ def reject_return(session: Session, request: ReturnRequest, actor: str, reason: 
     return _review(session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason})
 
 
-def _ticket_of(session: Session, request: ReturnRequest):
-    from portal.db.models import Ticket
-
-    return session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
-
-
 def ask_shopper(session: Session, request: ReturnRequest, actor: str, question: str, expected_status: str | None = None) -> ReturnRequest:
     """Ask the shopper for more information: counts as the first response, pauses the resolution clock."""
     from portal.db.models import TicketEvent
@@ -425,7 +425,7 @@ def ask_shopper(session: Session, request: ReturnRequest, actor: str, question: 
         raise Conflict(request.status)
     move(request, Status.AWAITING_SHOPPER, actor, question[:2000])
     now = datetime.now(timezone.utc)
-    ticket = _ticket_of(session, request)
+    ticket = ticket_for(session, request)
     if ticket is not None:
         ticket.status = "waiting"
         ticket.first_response_at = ticket.first_response_at or now
@@ -452,7 +452,7 @@ def answer_question(session: Session, request: ReturnRequest, answer: str) -> Re
         session.rollback()
         raise Conflict(request.status)
     move(request, Status.PENDING_REVIEW, "shopper", answer[:2000])
-    ticket = _ticket_of(session, request)
+    ticket = ticket_for(session, request)
     if ticket is not None:
         ticket.status = "open"
         ticket.events.append(TicketEvent(actor="shopper", kind="answered", note=answer[:2000]))
@@ -528,7 +528,7 @@ def record_tracking_event(session: Session, event, carrier_name: str) -> ReturnR
     note = f"{carrier_name}: {event.kind}" + (f" at {event.location}" if event.location else "")
     if event.kind in MOVING and request.status == Status.LABEL_ISSUED.value:
         move(request, Status.IN_TRANSIT, f"carrier:{carrier_name}", note, at=event.at)
-        _maybe_webhook(session, "return.in_transit", {"rma": request.rma, "order_number": request.order.order_number, "pickup_code": code})
+        enqueue_webhook(session, "return.in_transit", {"rma": request.rma, "order_number": request.order.order_number, "pickup_code": code})
     else:
         _event(request, f"carrier:{carrier_name}", "tracking", None, None, note, at=event.at)
     try:
@@ -539,13 +539,6 @@ def record_tracking_event(session: Session, event, carrier_name: str) -> ReturnR
     return request
 
 
-def _maybe_webhook(session: Session, topic: str, data: dict) -> None:
-    """Queue a webhook for the shop when the outbox supports it."""
-    from portal.services import outbox
-
-    enqueue = getattr(outbox, "enqueue_webhook", None)
-    if enqueue is not None:
-        enqueue(session, topic, data)
 
 
 class ParcelNotFound(Exception):
@@ -588,9 +581,8 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
     ground truth). Discrepancies reopen the request's ticket for an agent. A parcel
     already received, or a stale page, raises Conflict.
     """
-    from portal.db.models import Discrepancy, ReceiptLine, Ticket, TicketEvent
+    from portal.db.models import ReceiptLine
     from portal.domain.receiving import WORN_GRADES, check_receipt
-    from portal.services.tickets import assign_ticket
 
     session.refresh(request, with_for_update=True)
     if request.status not in RECEIVABLE or (expected_status is not None and request.status != expected_status):
@@ -599,7 +591,6 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
     expected = {line.id: line.quantity for line in request.lines if line.staff_decision != "rejected"}
     all_findings = check_receipt(expected, lines, findings)
     now = datetime.now(timezone.utc)
-    actor = f"staff:{staff_id}"
     by_id = {line.id: line for line in request.lines}
     for item in lines:
         session.add(ReceiptLine(request_id=request.id, return_line_id=item.line_id, quantity=item.quantity, grade=item.grade or "-",
@@ -631,7 +622,7 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
 
 def _record_receipt(session: Session, request: ReturnRequest, staff_id: int, now: datetime, lines, all_findings, by_id) -> None:
     actor = f"staff:{staff_id}"
-    from portal.db.models import Discrepancy, Ticket, TicketEvent
+    from portal.db.models import Discrepancy, TicketEvent
     from portal.services.tickets import assign_ticket
 
     move(request, Status.RECEIVED, actor, f"{sum(i.quantity for i in lines)} unit(s) received", at=now)
@@ -640,7 +631,7 @@ def _record_receipt(session: Session, request: ReturnRequest, staff_id: int, now
                                 note=finding.note[:2000], responsibility=finding.responsibility, created_by=staff_id))
     if all_findings:
         move(request, Status.DISCREPANCY, actor, "; ".join(f"{f.kind} ({f.quantity})" for f in all_findings), at=now)
-        ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+        ticket = ticket_for(session, request)
         if ticket is not None:
             ticket.status, ticket.closed_at = "open", None
             ticket.priority = "high" if ticket.priority in ("low", "normal") else ticket.priority
@@ -652,7 +643,7 @@ def _record_receipt(session: Session, request: ReturnRequest, staff_id: int, now
     else:
         move(request, Status.INSPECTED, actor, "graded", at=now)
         exchanges_ready(session, request, actor)
-    _maybe_webhook(session, "return.received", {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
+    enqueue_webhook(session, "return.received", {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
                                                 "lines": [{"sku": by_id[i.line_id].order_line.sku, "quantity": i.quantity, "grade": i.grade,
                                                            "disposition": i.disposition} for i in lines],
                                                 "discrepancies": [f.kind for f in all_findings]})
@@ -725,7 +716,7 @@ def exchanges_ready(session: Session, request: ReturnRequest, actor: str, instan
                 variant.stock = max(variant.stock - line.quantity, 0)
                 variant.reserved = max(variant.reserved - line.quantity, 0)
     if ready:
-        _maybe_webhook(session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready})
+        enqueue_webhook(session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready})
         _event(request, actor, "exchange", None, None, "ready to ship: " + ", ".join(f"{r['quantity']} x {r['sku']}" for r in ready))
         settled = not any(exchange_difference(session, line, line.quantity) for line in _exchange_lines(request))
         if not instant and settled and all(line.outcome == "exchange" for line in request.lines if line.staff_decision != "rejected"):

@@ -115,7 +115,7 @@ def start_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: s
         session.add(row)
         session.flush()
         _audit(ticket, change, actor, f"policy {policy.id} ({policy.priority})")
-        _schedule(session, row, cal, steps if metric == "resolution" else [s for s in steps if s.action == "remind"])
+        _schedule(session, row, cal, _steps_for(metric, steps))
         rows.append(row)
     return rows
 
@@ -124,18 +124,34 @@ def _clock_rows(session: Session, ticket: Ticket) -> list[TicketClock]:
     return list(session.scalars(select(TicketClock).where(TicketClock.ticket_id == ticket.id).order_by(TicketClock.id)))
 
 
-def _policy_context(session: Session, row: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
-    policy = session.get(SlaPolicy, row.policy_id)
-    steps = ladder_of(policy)
-    return calendar_of(session.get(BusinessCalendarRow, row.calendar_id)), steps if row.metric == "resolution" else [s for s in steps if s.action == "remind"]
+def _steps_for(metric: str, steps: list[sla.EscalationStep]) -> list[sla.EscalationStep]:
+    """The whole ladder escalates the resolution clock; the first-response clock only reminds."""
+    return steps if metric == "resolution" else [s for s in steps if s.action == "remind"]
+
+
+class _PolicyCache:
+    """Policies and calendars loaded once per batch of clocks."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.calendars: dict[int, sla.BusinessCalendar] = {}
+        self.ladders: dict[int, list[sla.EscalationStep]] = {}
+
+    def context(self, clock: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
+        if clock.calendar_id not in self.calendars:
+            self.calendars[clock.calendar_id] = calendar_of(self.session.get(BusinessCalendarRow, clock.calendar_id))
+        if clock.policy_id not in self.ladders:
+            self.ladders[clock.policy_id] = ladder_of(self.session.get(SlaPolicy, clock.policy_id))
+        return self.calendars[clock.calendar_id], _steps_for(clock.metric, self.ladders[clock.policy_id])
 
 
 def _transition(session: Session, ticket: Ticket, at: datetime, actor: str, why: str, fn, metrics: tuple[str, ...] | None = None, only_states: tuple[str, ...] = ()) -> int:
     changed = 0
+    cache = _PolicyCache(session)
     for row in _clock_rows(session, ticket):
         if (metrics and row.metric not in metrics) or (only_states and row.state not in only_states):
             continue
-        cal, steps = _policy_context(session, row)
+        cal, steps = cache.context(row)
         clock, change = fn(cal, to_clock(row), at)
         _store(row, clock)
         _audit(ticket, change, actor, why)
@@ -158,23 +174,32 @@ def stop_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: st
 
 def retarget_policy_clocks(session: Session, policy: SlaPolicy, at: datetime, actor: str, batch: int = 500) -> int:
     """After a policy's targets change: re-target its running and paused clocks, batch by batch (one commit each)."""
-    total, last_id = 0, 0
-    cal, steps_all = calendar_of(policy.calendar), ladder_of(policy)
-    while True:
-        rows = list(session.scalars(
-            select(TicketClock).where(TicketClock.policy_id == policy.id, TicketClock.state.in_(("running", "paused")), TicketClock.id > last_id)
-            .order_by(TicketClock.id).limit(batch)
-        ))
-        if not rows:
-            return total
+    total = 0
+    cal, steps = calendar_of(policy.calendar), ladder_of(policy)
+    for rows in _live_clocks_in_batches(session, TicketClock.policy_id == policy.id, batch):
         for row in rows:
             target = policy.first_response_minutes if row.metric == "first_response" else policy.resolution_minutes
             clock, change = sla.retarget(cal, to_clock(row), target, at)
             _store(row, clock)
             _audit(row.ticket, change, actor, f"policy {policy.id} targets changed")
-            _schedule(session, row, cal, steps_all if row.metric == "resolution" else [s for s in steps_all if s.action == "remind"])
-            last_id = row.id
+            _schedule(session, row, cal, _steps_for(row.metric, steps))
         total += len(rows)
+    return total
+
+
+def _live_clocks_in_batches(session: Session, condition, batch: int):
+    """Running and paused clocks matching ``condition``, a batch at a time; each batch's changes
+    are committed before the next batch is read."""
+    last_id = 0
+    while True:
+        rows = list(session.scalars(
+            select(TicketClock).where(condition, TicketClock.state.in_(("running", "paused")), TicketClock.id > last_id)
+            .order_by(TicketClock.id).limit(batch)
+        ))
+        if not rows:
+            return
+        yield rows
+        last_id = rows[-1].id
         session.commit()
 
 
@@ -255,23 +280,6 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
         session.add(TicketEvent(ticket_id=ticket.id, actor="sla", kind="escalated", note=f"level 2: managers notified ({len(managers)})"))
         return f"notified {len(managers)} manager(s)"
     return f"unknown action {row.action}"
-
-
-class _PolicyCache:
-    """Policies and calendars loaded once per batch."""
-
-    def __init__(self, session: Session):
-        self.session = session
-        self.calendars: dict[int, sla.BusinessCalendar] = {}
-        self.ladders: dict[int, list[sla.EscalationStep]] = {}
-
-    def context(self, clock: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
-        if clock.calendar_id not in self.calendars:
-            self.calendars[clock.calendar_id] = calendar_of(self.session.get(BusinessCalendarRow, clock.calendar_id))
-        if clock.policy_id not in self.ladders:
-            self.ladders[clock.policy_id] = ladder_of(self.session.get(SlaPolicy, clock.policy_id))
-        steps = self.ladders[clock.policy_id]
-        return self.calendars[clock.calendar_id], steps if clock.metric == "resolution" else [s for s in steps if s.action == "remind"]
 
 
 def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime) -> str | None:
@@ -380,23 +388,17 @@ def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.
     """After a calendar's hours or holidays change: running clocks keep the time used so far
     (measured in the old calendar) and count the rest in the new one; batch by batch, one commit each."""
     new = calendar_of(calendar)
-    total, last_id = 0, 0
-    while True:
-        rows = list(session.scalars(
-            select(TicketClock).where(TicketClock.calendar_id == calendar.id, TicketClock.state.in_(("running", "paused")), TicketClock.id > last_id)
-            .order_by(TicketClock.id).limit(batch)
-        ))
-        if not rows:
-            return total
+    total = 0
+    cache = _PolicyCache(session)
+    for rows in _live_clocks_in_batches(session, TicketClock.calendar_id == calendar.id, batch):
         for row in rows:
             clock, change = sla.recalendar(old, new, to_clock(row), at)
             _store(row, clock)
             _audit(row.ticket, change, actor, f"calendar {calendar.code} changed")
-            _, steps = _policy_context(session, row)
+            _, steps = cache.context(row)
             _schedule(session, row, new, steps)
-            last_id = row.id
         total += len(rows)
-        session.commit()
+    return total
 
 
 def update_calendar(session: Session, calendar: BusinessCalendarRow, weekly: dict, exceptions: dict[str, list[str]], notes: dict[str, str], at: datetime, actor: str) -> int:

@@ -16,7 +16,11 @@ from portal.services import Conflict, NotFound
 log = logging.getLogger("portal.tickets")
 
 DEFAULT_TEAM = "service"
-OPEN_STATUSES = ("open", "waiting")
+
+
+def ticket_for(session: Session, request: ReturnRequest) -> Ticket | None:
+    """The request's ticket (every request gets one when it is opened)."""
+    return session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
 
 
 def ensure_team(session: Session, code: str, name: str) -> Team:
@@ -155,7 +159,7 @@ def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_ass
 
 def reroute_if_untouched(session: Session, request: ReturnRequest) -> Ticket | None:
     """After the photos are scored, route again if no one has acted on the ticket yet (no commit)."""
-    ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+    ticket = ticket_for(session, request)
     if ticket is None or ticket.status != "open" or any(e.actor.startswith("staff:") for e in ticket.events):
         return ticket
     chosen, inputs, team = _route(session, request)
@@ -241,7 +245,7 @@ def send_reply(session: Session, request: ReturnRequest, staff: StaffUser, body:
         raise ValueError("a reply needs text")
     now = now_utc()
     request.events.append(RequestEvent(actor=f"staff:{staff.id}", kind="message", from_status=None, to_status=None, note=body[:4000]))
-    ticket = session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+    ticket = ticket_for(session, request)
     if ticket is not None:
         ticket.first_response_at = ticket.first_response_at or now
         ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="replied", note=body[:4000]))

@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
-from portal.domain.roles import ROLE_LABELS
+from portal.domain.roles import CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
 from portal.i18n import LOCALES, current_locale, money, render_text
 
 log = logging.getLogger("portal.web")
@@ -32,6 +32,26 @@ def render_page_or_partial(full: str, fragment: str, /, *, http_status: int = 20
     """The one place that decides between a full page and an htmx fragment."""
     body = render_template(fragment if is_htmx() else full, **context)
     return body, http_status, {"Vary": "HX-Request"}
+
+
+IMAGE_HEADERS = {"Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+
+
+def photo_bytes(key: str) -> bytes:
+    """A stored photo's bytes, or 404 when the store no longer has it."""
+    from flask import abort, current_app
+
+    from portal.storage import StorageError, store_from_config
+
+    try:
+        return store_from_config(current_app.config).get(key)
+    except StorageError:
+        abort(404)
+
+
+def image_response(data: bytes):
+    """Photos go out as JPEG with a fixed type, never sniffed, never cached."""
+    return data, 200, IMAGE_HEADERS
 
 
 def safe_next(target: str | None, default: str) -> str:
@@ -72,6 +92,9 @@ def init_web(app: Flask) -> None:
         LOCALES=LOCALES,
         STATUS_LABELS=STATUS_LABELS,
         ROLE_LABELS=ROLE_LABELS,
+        CAN_WORK_TICKETS=CAN_WORK_TICKETS,
+        CAN_RECEIVE=CAN_RECEIVE,
+        CAN_REFUND=CAN_REFUND,
     )
 
     @app.post("/lang")

@@ -1,6 +1,11 @@
-"""Admin pages: staff accounts and roles (routing, SLA and calendars come next)."""
+"""Admin pages: staff accounts and roles, teams, routing rules, suggested replies, SLA policies and calendars."""
 
 from __future__ import annotations
+
+import json
+from datetime import datetime as _dt
+from datetime import timezone as _tz
+from decimal import Decimal
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext
@@ -8,13 +13,19 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import HiddenField, PasswordField, SelectField, StringField
+from wtforms import (BooleanField, DecimalField, FloatField, HiddenField, IntegerField, PasswordField, SelectField,
+                     SelectMultipleField, StringField, TextAreaField)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from portal.db import get_session
-from portal.db.models import StaffUser
+from portal.db.models import BusinessCalendarRow, CannedReplyRow, RoutingRuleRow, SlaPolicy, StaffUser, Team, TeamMember
+from portal.domain import sla as sla_domain
+from portal.domain.reasons import REASONS, RESPONSIBILITIES
 from portal.domain.roles import ROLE_LABELS, ROLES
+from portal.domain.routing import PRIORITIES, TICKET_CLASSES, Conditions, RuleError
+from portal.i18n import LOCALES
+from portal.services.sla import retarget_policy_clocks, update_calendar
 from portal.services.staff import StaffError, change_role, create_staff, set_active_by
 from portal.web.staff.routes import staff_required
 
@@ -109,14 +120,6 @@ def staff_active(user_id: int):
 
 # --- routing rules ----------------------------------------------------------------
 
-from decimal import Decimal  # noqa: E402
-
-from wtforms import BooleanField, DecimalField, FloatField, IntegerField, SelectMultipleField  # noqa: E402
-from wtforms.validators import NumberRange, Optional  # noqa: E402
-
-from portal.db.models import RoutingRuleRow, Team  # noqa: E402
-from portal.domain.reasons import RESPONSIBILITIES  # noqa: E402
-from portal.domain.routing import PRIORITIES, TICKET_CLASSES, Conditions, RuleError  # noqa: E402
 
 TRISTATE = [SelectChoice("", "—"), SelectChoice("yes", "yes"), SelectChoice("no", "no")]
 
@@ -198,53 +201,35 @@ def _save_rule(form: RuleForm, rule: RoutingRuleRow) -> bool:
 
 
 @bp.route("/routing", methods=["GET", "POST"])
-@staff_required("admin")
-def routing():
-    """Routing rules in the order they are tried; the first match wins."""
-    form = RuleForm()
-    status = 200
-    if form.validate_on_submit():
-        rule = RoutingRuleRow()
-        if _save_rule(form, rule):
-            get_session().add(rule)
-            get_session().commit()
-            flash(gettext("Rule added."), "success")
-            return redirect(url_for("admin.routing"), code=303)
-        status = 422
-    elif form.is_submitted():
-        status = 422
-    rules = get_session().scalars(select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)).all()
-    return render_template("admin/routing.html", rules=rules, form=form, editing=None), status
-
-
 @bp.route("/routing/<int:rule_id>", methods=["GET", "POST"])
 @staff_required("admin")
-def routing_edit(rule_id: int):
-    rule = get_session().get(RoutingRuleRow, rule_id)
-    if rule is None:
-        abort(404)
+def routing(rule_id: int | None = None):
+    """Routing rules in the order they are tried (the first match wins); add one, or edit ``rule_id``."""
+    rule = None
+    if rule_id is not None:
+        rule = get_session().get(RoutingRuleRow, rule_id)
+        if rule is None:
+            abort(404)
     form = RuleForm()
     status = 200
     if form.validate_on_submit():
-        if _save_rule(form, rule):
+        target = rule or RoutingRuleRow()
+        if _save_rule(form, target):
+            if rule is None:
+                get_session().add(target)
             get_session().commit()
-            flash(gettext("Rule saved."), "success")
+            flash(gettext("Rule saved.") if rule else gettext("Rule added."), "success")
             return redirect(url_for("admin.routing"), code=303)
         status = 422
     elif form.is_submitted():
         status = 422
-    else:
+    elif rule is not None:
         form.fill_from(rule)
     rules = get_session().scalars(select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)).all()
     return render_template("admin/routing.html", rules=rules, form=form, editing=rule), status
 
 
 # --- suggested replies --------------------------------------------------------------
-
-from portal.db.models import CannedReplyRow  # noqa: E402
-from portal.domain.reasons import REASONS  # noqa: E402
-from portal.i18n import LOCALES  # noqa: E402
-from wtforms import TextAreaField  # noqa: E402
 
 
 class ReplyTemplateForm(FlaskForm):
@@ -295,13 +280,6 @@ def replies(reply_id: int | None = None):
 
 
 # --- SLA policies and calendars -------------------------------------------------------
-
-import json  # noqa: E402
-from datetime import datetime as _dt, timezone as _tz  # noqa: E402
-
-from portal.db.models import BusinessCalendarRow, SlaPolicy  # noqa: E402
-from portal.domain import sla as sla_domain  # noqa: E402
-from portal.services.sla import retarget_policy_clocks, update_calendar  # noqa: E402
 
 
 class PolicyForm(FlaskForm):
@@ -418,8 +396,6 @@ def calendar(calendar_id: int):
 
 
 # --- teams ---------------------------------------------------------------------------
-
-from portal.db.models import TeamMember  # noqa: E402
 
 
 class TeamForm(FlaskForm):

@@ -20,10 +20,10 @@ from portal.domain.lifecycle import Status
 from portal.services import Conflict
 from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
                                      second_approve)
+from portal.domain.roles import CAN_REFUND
 from portal.web.staff.routes import staff_required
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
-FINANCE = ("finance", "admin")
 
 
 class ActionForm(FlaskForm):
@@ -47,7 +47,7 @@ def _gateway(name: str):
 
 
 @bp.get("/")
-@staff_required(*FINANCE)
+@staff_required(*CAN_REFUND)
 def queue():
     session = get_session()
     waiting = session.scalars(
@@ -64,7 +64,7 @@ def queue():
 
 
 @bp.post("/requests/<rma>/approve")
-@staff_required(*FINANCE)
+@staff_required(*CAN_REFUND)
 def approve(rma: str):
     if not ActionForm().validate_on_submit():
         abort(400)
@@ -98,7 +98,7 @@ def _refund(refund_id: int) -> Refund:
 
 
 @bp.post("/refunds/<int:refund_id>/second")
-@staff_required(*FINANCE)
+@staff_required(*CAN_REFUND)
 def second(refund_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
@@ -112,7 +112,7 @@ def second(refund_id: int):
 
 
 @bp.post("/refunds/<int:refund_id>/execute")
-@staff_required(*FINANCE)
+@staff_required(*CAN_REFUND)
 def execute(refund_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
@@ -132,7 +132,7 @@ def execute(refund_id: int):
 
 
 @bp.post("/refunds/<int:refund_id>/retry")
-@staff_required(*FINANCE)
+@staff_required(*CAN_REFUND)
 def retry(refund_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
@@ -160,7 +160,7 @@ def reconciliation_csv(rows) -> str:
 
 
 @bp.get("/export.csv")
-@staff_required(*FINANCE)
+@staff_required(*CAN_REFUND)
 def export():
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     start = _day(request.args.get("from"), today - timedelta(days=30))

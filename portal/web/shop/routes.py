@@ -20,14 +20,15 @@ from portal.domain.reasons import REASONS
 from portal.extensions import limiter, lookup_failed, lookup_order_key
 from portal.i18n import current_locale
 from portal.links import read_return_token
-from portal.logs import mask_email, safe
+from portal.logs import safe
 from portal.services import Conflict, NotFound
 from portal.services.policies import active_policy
 from portal.services.returns import LineRequest, ReturnNotAllowed, check_return, get_request_for_order, open_return, order_facts, precheck_order
 from portal.adapters.carriers import carrier_from_config
+from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
-from portal.web import render_page_or_partial
+from portal.web import image_response, photo_bytes, render_page_or_partial
 from wtforms.fields.choices import SelectChoice
 
 from portal.web.shop.forms import AnswerForm, CancelForm, LookupForm, ReturnForm, outcome_choices, reason_choices, sub_reason_choices
@@ -367,10 +368,8 @@ def answer(rma: str):
     return redirect(url_for("shop.status", rma=rma), code=303)
 
 
-def label_data(req) -> "LabelData":
+def label_data(req) -> LabelData:
     """What the printable label shows, in the current language."""
-    from portal.labels import LabelData
-
     order = req.order
     fee = current_app.config.get("CUSTOMER_RETURN_FEE")
     customer_pays = any(line.responsibility == "customer" for line in req.lines)
@@ -399,7 +398,6 @@ def label_data(req) -> "LabelData":
 @bp.get("/requests/<rma>/label")
 def label(rma: str):
     from portal.domain.codes import compact_pickup_code
-    from portal.labels import code128_svg, qr_svg
 
     order, req = _own_request(rma)
     if not req.pickup_code:
@@ -412,8 +410,6 @@ def label(rma: str):
 
 @bp.get("/requests/<rma>/label.pdf")
 def label_pdf_view(rma: str):
-    from portal.labels import label_pdf
-
     order, req = _own_request(rma)
     if not req.pickup_code:
         abort(404)
@@ -428,8 +424,4 @@ def photo(rma: str, photo_id: int):
     item = get_session().get(Photo, photo_id)
     if item is None or item.request_id != req.id:
         abort(404)
-    try:
-        data = store_from_config(current_app.config).get(item.storage_key)
-    except StorageError:
-        abort(404)
-    return data, 200, {"Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    return image_response(photo_bytes(item.storage_key))

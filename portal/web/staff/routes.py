@@ -23,15 +23,14 @@ from portal.services import Conflict, NotFound
 from portal.adapters.carriers import carrier_from_config
 from portal.services.returns import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
-from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket
+from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket, ticket_for
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services.staff import authenticate, end_sessions
-from portal.storage import StorageError, store_from_config
-from portal.web import render_page_or_partial, safe_next
+from portal.web import image_response, photo_bytes, render_page_or_partial, safe_next
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 login_manager = LoginManager()
@@ -424,17 +423,20 @@ def notifications_read():
     return redirect(url_for("staff.notifications"), code=303)
 
 
-@bp.app_context_processor
-def unread_notifications():
-    """The badge in the staff header."""
-    if not current_user or not getattr(current_user, "is_authenticated", False) or not hasattr(current_user, "role"):
-        return {"unread_count": 0}
+def unread_count() -> int:
+    """The badge in the staff header; asked for only by the staff layout."""
     from portal.db.models import StaffNotification
 
-    count = get_session().scalar(
+    if not getattr(current_user, "is_authenticated", False):
+        return 0
+    return get_session().scalar(
         select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == current_user.id, StaffNotification.read_at.is_(None))
-    )
-    return {"unread_count": count or 0}
+    ) or 0
+
+
+@bp.record_once
+def _register_unread_count(state) -> None:
+    state.app.jinja_env.globals["unread_count"] = unread_count
 
 
 @bp.get("/")
@@ -464,7 +466,7 @@ def _reassign_form(ticket: Ticket | None) -> ReassignForm:
 
 def _detail_context(req: ReturnRequest) -> dict:
     scoring = any(p.score_state == "pending" for p in req.photos)
-    ticket = get_session().scalars(select(Ticket).where(Ticket.request_id == req.id)).one_or_none()
+    ticket = ticket_for(get_session(), req)
     return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring,
                 ticket=ticket, decision_form=DecisionForm(status=req.status), action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
                 note_form=NoteForm(), reassign_form=_reassign_form(ticket), contact=None,
@@ -498,27 +500,21 @@ def _photo_bytes(photo_id: int, variant: str) -> tuple[Photo, bytes]:
     if item is None:
         abort(404)
     key = item.thumb_key if variant == "thumb" and item.thumb_key else item.storage_key
-    try:
-        return item, store_from_config(current_app.config).get(key)
-    except StorageError:
-        abort(404)
-
-
-IMAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    return item, photo_bytes(key)
 
 
 @bp.get("/photos/<int:photo_id>")
 @staff_required(*CAN_VIEW_REQUESTS)
 def photo(photo_id: int):
     _, data = _photo_bytes(photo_id, "full")
-    return data, 200, {"Content-Type": "image/jpeg", **IMAGE_HEADERS}
+    return image_response(data)
 
 
 @bp.get("/photos/<int:photo_id>/thumb")
 @staff_required(*CAN_VIEW_REQUESTS)
 def photo_thumb(photo_id: int):
     _, data = _photo_bytes(photo_id, "thumb")
-    return data, 200, {"Content-Type": "image/jpeg", **IMAGE_HEADERS}
+    return image_response(data)
 
 
 @bp.get("/photos/<int:photo_id>/overlay")
@@ -538,4 +534,4 @@ def photo_overlay(photo_id: int):
         overlay = render_overlay(img.convert("RGB"), item.score_map)
     out = io.BytesIO()
     overlay.convert("RGB").save(out, "JPEG", quality=85)
-    return out.getvalue(), 200, {"Content-Type": "image/jpeg", **IMAGE_HEADERS}
+    return image_response(out.getvalue())

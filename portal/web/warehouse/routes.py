@@ -16,10 +16,10 @@ from portal.services import Conflict
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
 from portal.services.returns import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel
+from portal.domain.roles import CAN_RECEIVE
 from portal.web.staff.routes import staff_required
 
 bp = Blueprint("warehouse", __name__, url_prefix="/warehouse")
-CAN_RECEIVE = ("warehouse", "manager", "admin")
 
 
 class ReceiveForm(FlaskForm):
