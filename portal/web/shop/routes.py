@@ -164,6 +164,9 @@ def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
     if not form.lines.entries:
         for line in order.lines:
             form.lines.append_entry({"line_id": line.line_id, "quantity": 0, "outcome": "refund"})
+    # The same translated lists serve every line: build them once per page.
+    reasons, sub_reasons, outcomes = reason_choices(gettext), sub_reason_choices(gettext), outcome_choices(gettext)
+    no_exchange = SelectChoice("", gettext("Choose a size or colour"))
     for entry in form.lines.entries:
         line = lines.get(entry.line_id.data)
         pre = prechecks.get(entry.line_id.data)
@@ -171,12 +174,10 @@ def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
         allowed = pre is not None and pre.verdict.value != "not_eligible"
         top = remaining if allowed else 0
         entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(0, top + 1)]
-        entry.reason.choices = reason_choices(gettext)
-        entry.sub_reason.choices = sub_reason_choices(gettext)
-        entry.outcome.choices = outcome_choices(gettext)
-        entry.exchange_sku.choices = [SelectChoice("", gettext("Choose a size or colour"))] + [
-            SelectChoice(sku, label) for sku, label in options.get(entry.line_id.data, [])
-        ]
+        entry.reason.choices = reasons
+        entry.sub_reason.choices = sub_reasons
+        entry.outcome.choices = outcomes
+        entry.exchange_sku.choices = [no_exchange] + [SelectChoice(sku, label) for sku, label in options.get(entry.line_id.data, [])]
         entry.order_line = line
         entry.precheck = pre
 
