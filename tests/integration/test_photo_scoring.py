@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import select
 from portal.db.models import Photo, ReturnLine, ReturnRequest, Ticket
 from portal.services.staff import create_staff
 from portal.vision.classifier import clear_cache
-from tests.conftest import csrf_from, login_shopper
+from tests.conftest import login_shopper
 from tests.web.test_shop_request import form_for
 from tests.web.test_staff import PASSWORD, sign_in
 
@@ -55,7 +54,8 @@ def test_photos_are_scored_and_shown_to_staff(client, app, order, session):
     assert req.max_wear == max(p.wear_probability for p in photos)
     assert any(e.kind == "scored" for e in req.events)
     ticket = session.scalars(select(Ticket)).one()
-    assert ticket.routing_inputs["max_wear"] == req.max_wear or ticket.routing_inputs["max_wear"] is None
+    # Auto-approved, so the ticket closed before scoring and was not routed again.
+    assert ticket.status == "closed" and ticket.routing_inputs["max_wear"] is None
 
     create_staff(session, "agent@example.com", "Agent", "agent", PASSWORD)
     staff = app.test_client()
@@ -143,3 +143,20 @@ def test_report_with_nothing_graded(app, monkeypatch):
         monkeypatch.setenv(f"PORTAL_{key}", app.config[key])
     result = CliRunner().invoke(main, ["wear", "report"], catch_exceptions=False)
     assert "no graded photos yet" in result.output
+
+
+def test_scores_reach_the_routing_of_a_ticket_under_review(client, app, session):
+    """A request waiting for review is routed again with its highest wear score."""
+    from tests.conftest import order_payload, post_json
+
+    coat = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
+             "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+    post_json(client, "/api/v1/orders", order_payload("HV-9", lines=coat))
+    assert login_shopper(client, number="HV-9").status_code == 303
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    data["lines-0-photos"] = [(io.BytesIO(fabric(True, 7)), "coat.jpg")]
+    assert client.post("/order/request", data=data, content_type="multipart/form-data").status_code == 303
+    req = session.scalars(select(ReturnRequest)).one()
+    ticket = session.scalars(select(Ticket)).one()
+    assert req.status == "pending_review" and req.max_wear is not None
+    assert ticket.status == "open" and ticket.routing_inputs["max_wear"] == req.max_wear

@@ -415,7 +415,9 @@ def test_label_pdf_without_a_cjk_font_falls_back_to_question_marks(
 def test_label_pdf_with_an_explicit_font_path(chinese_label: LabelData) -> None:
     font = find_cjk_font()
     if font is None:
-        pytest.skip("no CJK font on this machine")
+        from tests.conftest import service_missing
+
+        service_missing("no CJK font on this machine (Debian: fonts-wqy-microhei)")
     pdf = label_pdf(chinese_label, font_path=font.path, compress=False)
     assert "羊毛混纺针织开衫" in pdf_text(pdf)
 

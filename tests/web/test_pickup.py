@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import zlib
 from datetime import datetime, timedelta, timezone
 
 import pytest

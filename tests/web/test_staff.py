@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select
 
 from portal.db.models import StaffUser
 from portal.domain.roles import ROLES

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 
 import pytest
 from sqlalchemy import select
 
-from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, StaffUser, TeamMember, Ticket
+from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
 from tests.conftest import csrf_from, login_shopper, order_payload, post_json
