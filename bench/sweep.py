@@ -39,7 +39,6 @@ import re
 import secrets
 import shlex
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
