@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from portal.domain.actors import Actor, ActorKind
 from portal.domain.orders import parse_order, parse_products
 from portal.services.orders import stage_order, upsert_products
 
@@ -184,7 +185,7 @@ def seed_requests(app, session: Session) -> int:
         if session.scalar(select(ReturnRequest.id).where(ReturnRequest.order_id == order.id).limit(1)):
             continue
         for _ in range(count):
-            open_return(session, order, [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")], policy, now, "en", store, actor="demo")
+            open_return(session, order, [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")], policy, now, "en", store, actor=Actor(ActorKind.SYSTEM, "demo"))
             made += 1
     return made
 

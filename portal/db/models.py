@@ -23,7 +23,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship
+
+from portal.domain.actors import Actor
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -188,8 +190,12 @@ class ReturnLine(Base):
     grade: Mapped[str | None] = mapped_column(String(1))
     wear_confirmed: Mapped[bool | None] = mapped_column(Boolean)
     # A reviewer may approve some lines and not others.
-    staff_decision: Mapped[str | None] = mapped_column(String(16))  # approved | rejected
+    staff_decision: Mapped[str | None] = mapped_column(String(16))  # portal.domain.states.LineDecision
     staff_note: Mapped[str | None] = mapped_column(Text)
+    # Units of ``exchange_sku`` held on the shelf for this line (released on rejection or cancellation).
+    reserved_quantity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the replacement was released to ship (never twice).
+    exchange_shipped_at: Mapped[datetime | None]
 
     request: Mapped[ReturnRequest] = relationship(back_populates="lines")
     order_line: Mapped[OrderLine] = relationship()
@@ -213,7 +219,7 @@ class Photo(Base):
     source: Mapped[str] = mapped_column(String(16), default="shopper", server_default="shopper")  # shopper | warehouse
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The wear classifier's opinion (advice for staff, never a decision).
-    score_state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")  # pending | scored | not_scored
+    score_state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")  # states.ScoreState
     wear_probability: Mapped[float | None] = mapped_column(Float)
     wear_label: Mapped[str | None] = mapped_column(String(16))
     model_version: Mapped[str | None] = mapped_column(String(64))
@@ -231,7 +237,9 @@ class RequestEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(String(64))
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[Actor] = composite("actor_kind", "actor_id")
     kind: Mapped[str] = mapped_column(String(32))
     from_status: Mapped[str | None] = mapped_column(String(32))
     to_status: Mapped[str | None] = mapped_column(String(32))
@@ -353,7 +361,7 @@ class Ticket(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
     ticket_class: Mapped[str] = mapped_column(String(1), default="B")
-    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | waiting | closed
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # states.TicketStatus
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     routing_inputs: Mapped[dict[str, Any]]
@@ -374,7 +382,9 @@ class TicketEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(String(64))
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[Actor] = composite("actor_kind", "actor_id")
     kind: Mapped[str] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -383,7 +393,7 @@ class TicketEvent(Base):
 
 
 class AuditLog(Base):
-    """Sensitive staff actions (revealing contact details, role changes)."""
+    """Sensitive staff actions and every admin change: who, when, what, and the values before and after."""
 
     __tablename__ = "audit_log"
 
@@ -393,6 +403,8 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(128))
     detail: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class BusinessCalendarRow(Base):
@@ -491,7 +503,7 @@ class EscalationDue(Base):
     action: Mapped[str] = mapped_column(String(32))
     generation: Mapped[int] = mapped_column(Integer)
     fire_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # states.StepStatus
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claim_expires: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -586,7 +598,7 @@ class Refund(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(24), index=True)  # awaiting_second | approved | processing | succeeded | failed
+    status: Mapped[str] = mapped_column(String(24), index=True)  # states.RefundStatus
     provider: Mapped[str] = mapped_column(String(16))
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[Decimal]  # to the original payment method

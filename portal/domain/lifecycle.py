@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from portal.domain.states import IllegalTransition, check
 from portal.domain.text import N_
 
 
@@ -64,19 +65,24 @@ CANCELLABLE = frozenset({Status.SUBMITTED, Status.PENDING_REVIEW, Status.AWAITIN
 RELEASED = frozenset({Status.CANCELLED, Status.REJECTED})
 
 
-class IllegalTransition(Exception):
-    def __init__(self, current: str, target: str):
-        super().__init__(f"cannot go from {current} to {target}")
-        self.current = current
-        self.target = target
-
-
 def check_transition(current: str, target: str) -> Status:
     """Return the target status if the move is allowed, else raise IllegalTransition."""
-    try:
-        cur, tgt = Status(current), Status(target)
-    except ValueError:
-        raise IllegalTransition(current, target) from None
-    if tgt not in TRANSITIONS[cur]:
-        raise IllegalTransition(current, target)
-    return tgt
+    return check(TRANSITIONS, Status, current, target)
+
+
+# The statuses in which the shopper's status page keeps polling: something may change without them acting.
+POLLING = frozenset(
+    {
+        Status.SUBMITTED,
+        Status.PENDING_REVIEW,
+        Status.AWAITING_SHOPPER,
+        Status.APPROVED,
+        Status.LABEL_ISSUED,
+        Status.IN_TRANSIT,
+        Status.RECEIVED,
+        Status.INSPECTED,
+        Status.DISCREPANCY,
+    }
+)
+
+__all__ = ["Status", "LABELS", "TRANSITIONS", "CANCELLABLE", "RELEASED", "POLLING", "IllegalTransition", "check_transition"]

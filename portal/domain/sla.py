@@ -35,6 +35,10 @@ from types import MappingProxyType
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from portal.domain.errors import InvalidInput
+from portal.domain.states import check
+from portal.domain.text import N_
+
 UTC: Final = timezone.utc
 
 END_OF_DAY: Final = time(0, 0)
@@ -476,6 +480,19 @@ class ClockState(StrEnum):
     STOPPED = "stopped"
 
 
+CLOCK_TRANSITIONS: dict[ClockState, frozenset[ClockState]] = {
+    # running -> running: a new running segment after a target or calendar change.
+    ClockState.RUNNING: frozenset({ClockState.RUNNING, ClockState.PAUSED, ClockState.STOPPED}),
+    ClockState.PAUSED: frozenset({ClockState.RUNNING, ClockState.PAUSED, ClockState.STOPPED}),
+    ClockState.STOPPED: frozenset({ClockState.RUNNING}),  # reopened
+}
+
+
+def check_clock(current: str, target: str) -> ClockState:
+    """``target`` as a ClockState when the move is allowed, else IllegalTransition."""
+    return check(CLOCK_TRANSITIONS, ClockState, current, target)
+
+
 class ChangeReason(StrEnum):
     """Why a clock's deadline changed."""
 
@@ -809,6 +826,14 @@ def is_breached(clock: Clock, at: datetime) -> bool:
 # Escalation
 
 
+class LadderAction(StrEnum):
+    """What an escalation step does when it fires."""
+
+    REMIND = "remind"  # tell the assignee
+    MOVE_TO_LEAD = "move_to_lead"  # level 1: the team lead takes the ticket
+    NOTIFY_MANAGER = "notify_manager"  # level 2: the team's managers are told
+
+
 @dataclass(frozen=True)
 class EscalationStep:
     """One rung of an escalation ladder; exactly one of ``at_fraction`` and ``after_breach_minutes``.
@@ -842,6 +867,30 @@ class EscalationStep:
         if self.at_fraction is not None:
             return self.at_fraction * target_minutes
         return target_minutes + (self.after_breach_minutes or 0)
+
+
+def parse_ladder(data: object) -> list[EscalationStep]:
+    """An escalation ladder from its stored form (a list of step mappings); InvalidInput says what is wrong."""
+    if not isinstance(data, list):
+        raise InvalidInput(N_("The ladder must be a list of steps."))
+    steps = []
+    for n, item in enumerate(data, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("action"), str):
+            raise InvalidInput(N_("Step %(n)d needs a key and an action."), n=n)
+        if item["action"] not in set(LadderAction):
+            raise InvalidInput(
+                N_("Step %(n)d: unknown action %(action)s (use %(known)s)."),
+                n=n, action=item["action"][:40], known=", ".join(LadderAction),
+            )
+        try:
+            steps.append(EscalationStep(item["key"], item.get("at_fraction"), item.get("after_breach_minutes"), item["action"]))
+        except (ValueError, TypeError):
+            raise InvalidInput(
+                N_("Step %(n)d needs exactly one of at_fraction (above 0) and after_breach_minutes (0 or more)."), n=n
+            ) from None
+    if len({step.key for step in steps}) != len(steps):
+        raise InvalidInput(N_("Each step needs its own key."))
+    return steps
 
 
 def step_fire_times(

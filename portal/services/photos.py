@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.domain.actors import CLASSIFIER
 from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
 from portal.domain.receiving import WORN_GRADES
 from portal.storage import PhotoStore, StorageError
@@ -57,7 +58,7 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
     request.max_wear = max(scored) if scored else None
     if readable:
         request.events.append(
-            RequestEvent(actor="classifier", kind="scored", from_status=None, to_status=None,
+            RequestEvent(actor=CLASSIFIER, kind="scored", from_status=None, to_status=None,
                          note=f"{len(readable)} photo(s) scored, highest wear {request.max_wear:.2f} ({readable[0].model_version})")
         )
         from portal.services.tickets import reroute_if_untouched

@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal.domain.actors import Actor
 from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
 from portal.domain import refunds as money
 from portal.domain.codes import group, new_code
@@ -169,7 +170,7 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
             session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
                                     amount=refund.store_credit, request_id=request.id, refund_id=refund.id, reference=credit_code))
         all_exchanges = all(l.outcome == "exchange" for l in request.lines if l.staff_decision != "rejected")
-        move(request, Status.EXCHANGED if all_exchanges else Status.REFUNDED, f"refund:{refund.provider}",
+        move(request, Status.EXCHANGED if all_exchanges else Status.REFUNDED, Actor.payment(refund.provider),
              f"refunded {refund.amount} {refund.currency}"
              + (f" and store credit {refund.store_credit} ({credit_code})" if credit_code else ""), at=now)
         enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": str(refund.amount),

@@ -10,6 +10,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from portal.domain.actors import POLICY, SHOPPER, SYSTEM, Actor, ActorKind
 from portal.db.models import Order, Photo, RequestEvent, ReturnLine, ReturnRequest, Variant
 from portal.domain import lifecycle
 from portal.domain.codes import new_rma
@@ -160,14 +161,14 @@ def check_return(session: Session, order: Order, lines: list[LineRequest], polic
 
 # --- use cases ------------------------------------------------------------
 
-def _event(request: ReturnRequest, actor: str, kind: str, from_status: str | None, to_status: str | None, note: str = "", at: datetime | None = None) -> None:
+def _event(request: ReturnRequest, actor: Actor, kind: str, from_status: str | None, to_status: str | None, note: str = "", at: datetime | None = None) -> None:
     event = RequestEvent(actor=actor, kind=kind, from_status=from_status, to_status=to_status, note=note)
     if at is not None:
         event.at = at
     request.events.append(event)
 
 
-def move(request: ReturnRequest, target: Status, actor: str, note: str = "", at: datetime | None = None) -> None:
+def move(request: ReturnRequest, target: Status, actor: Actor, note: str = "", at: datetime | None = None) -> None:
     """Guarded transition with its event row; the caller commits."""
     lifecycle.check_transition(request.status, target)
     _event(request, actor, "status", request.status, target.value, note, at)
@@ -203,7 +204,7 @@ def open_return(
     now: datetime,
     locale: str,
     store: PhotoStore,
-    actor: str = "shopper",
+    actor: Actor = SHOPPER,
     override_reason: str | None = None,
     carrier=None,
 ) -> ReturnRequest:
@@ -234,7 +235,7 @@ def open_return(
             status=Status.SUBMITTED.value,
             locale=locale,
             verdict=Verdict.NEEDS_REVIEW.value if overridden else decision.verdict.value,
-            decision={**decision.to_dict(), **({"override": {"by": actor, "reason": override_reason.strip()[:2000], "rules": overridden}} if overridden else {})},
+            decision={**decision.to_dict(), **({"override": {"by": str(actor), "reason": override_reason.strip()[:2000], "rules": overridden}} if overridden else {})},
             policy_version=decision.policy_version,
             value=decision.value,
             returnless=decision.returnless,
@@ -288,11 +289,11 @@ def open_return(
             _event(request, actor, "override", None, None, f"policy overridden ({', '.join(overridden)}): {override_reason.strip()[:2000]}", at=now)
             move(request, Status.PENDING_REVIEW, actor, "opened by staff with a policy override", at=now)
         elif decision.auto_approve:
-            move(request, Status.APPROVED, "policy", f"auto-approved under policy {decision.policy_version}", at=now)
+            move(request, Status.APPROVED, POLICY, f"auto-approved under policy {decision.policy_version}", at=now)
             if carrier is not None:
-                issue_label(session, request, carrier, "policy", at=now, instant_exchange=policy.instant_exchange)
+                issue_label(session, request, carrier, POLICY, at=now, instant_exchange=policy.instant_exchange)
         else:
-            move(request, Status.PENDING_REVIEW, "policy", f"{decision.verdict.value} under policy {decision.policy_version}", at=now)
+            move(request, Status.PENDING_REVIEW, POLICY, f"{decision.verdict.value} under policy {decision.policy_version}", at=now)
         if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
             enqueue_webhook(session, "return.approved", {"rma": request.rma, "order_number": order.order_number, "status": request.status,
                                                         "pickup_code": request.pickup_code, "reason": None})
@@ -324,7 +325,7 @@ def get_request_for_order(session: Session, order_id: int, rma: str) -> ReturnRe
     return request
 
 
-def cancel_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None) -> ReturnRequest:
+def cancel_return(session: Session, request: ReturnRequest, actor: Actor, expected_status: str | None = None) -> ReturnRequest:
     """Cancel while nothing has shipped. A stale form (status changed meanwhile) raises Conflict."""
     session.refresh(request, with_for_update=True)
     if expected_status is not None and request.status != expected_status:
@@ -333,7 +334,7 @@ def cancel_return(session: Session, request: ReturnRequest, actor: str, expected
     if Status(request.status) not in lifecycle.CANCELLABLE:
         session.rollback()
         raise lifecycle.IllegalTransition(request.status, Status.CANCELLED.value)
-    move(request, Status.CANCELLED, actor, "cancelled by the shopper" if actor == "shopper" else "cancelled")
+    move(request, Status.CANCELLED, actor, "cancelled by the shopper" if actor.kind is ActorKind.SHOPPER else "cancelled")
     release_exchange_stock(session, request, actor)
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "return_cancelled", request.locale, {"rma": request.rma})
@@ -343,7 +344,7 @@ def cancel_return(session: Session, request: ReturnRequest, actor: str, expected
 
 
 
-def _close_ticket(session: Session, request: ReturnRequest, actor: str, note: str) -> None:
+def _close_ticket(session: Session, request: ReturnRequest, actor: Actor, note: str) -> None:
     from portal.db.models import TicketEvent
 
     ticket = ticket_for(session, request)
@@ -359,7 +360,7 @@ def _close_ticket(session: Session, request: ReturnRequest, actor: str, note: st
     stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
 
 
-def _review(session: Session, request: ReturnRequest, actor: str, target: Status, expected_status: str | None, note: str, template: str, context: dict,
+def _review(session: Session, request: ReturnRequest, actor: Actor, target: Status, expected_status: str | None, note: str, template: str, context: dict,
             carrier=None, instant_exchange: bool = False) -> ReturnRequest:
     session.refresh(request, with_for_update=True)
     if expected_status is not None and request.status != expected_status:
@@ -383,7 +384,7 @@ def _review(session: Session, request: ReturnRequest, actor: str, target: Status
     return request
 
 
-def approve_return(session: Session, request: ReturnRequest, actor: str, expected_status: str | None = None, note: str = "",
+def approve_return(session: Session, request: ReturnRequest, actor: Actor, expected_status: str | None = None, note: str = "",
                    line_ids: set[int] | None = None, carrier=None, instant_exchange: bool = False) -> ReturnRequest:
     """Approve a request under review, or only the lines in ``line_ids`` (the others are not accepted,
     with ``note`` as the reason the shopper sees, and their units are released).
@@ -403,7 +404,7 @@ def approve_return(session: Session, request: ReturnRequest, actor: str, expecte
     return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {}, carrier, instant_exchange)
 
 
-def reject_return(session: Session, request: ReturnRequest, actor: str, reason: str, expected_status: str | None = None) -> ReturnRequest:
+def reject_return(session: Session, request: ReturnRequest, actor: Actor, reason: str, expected_status: str | None = None) -> ReturnRequest:
     """Reject with a reason the shopper sees. Releases the units for another request."""
     reason = reason.strip()
     if not reason:
@@ -411,7 +412,7 @@ def reject_return(session: Session, request: ReturnRequest, actor: str, reason: 
     return _review(session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason})
 
 
-def ask_shopper(session: Session, request: ReturnRequest, actor: str, question: str, expected_status: str | None = None) -> ReturnRequest:
+def ask_shopper(session: Session, request: ReturnRequest, actor: Actor, question: str, expected_status: str | None = None) -> ReturnRequest:
     """Ask the shopper for more information: counts as the first response, pauses the resolution clock."""
     from portal.db.models import TicketEvent
     from portal.services.sla import pause_ticket_clocks, stop_ticket_clocks
@@ -451,19 +452,19 @@ def answer_question(session: Session, request: ReturnRequest, answer: str) -> Re
     if request.status != Status.AWAITING_SHOPPER.value:
         session.rollback()
         raise Conflict(request.status)
-    move(request, Status.PENDING_REVIEW, "shopper", answer[:2000])
+    move(request, Status.PENDING_REVIEW, SHOPPER, answer[:2000])
     ticket = ticket_for(session, request)
     if ticket is not None:
         ticket.status = "open"
-        ticket.events.append(TicketEvent(actor="shopper", kind="answered", note=answer[:2000]))
-        resume_ticket_clocks(session, ticket, datetime.now(timezone.utc), "shopper")
+        ticket.events.append(TicketEvent(actor=SHOPPER, kind="answered", note=answer[:2000]))
+        resume_ticket_clocks(session, ticket, datetime.now(timezone.utc), SHOPPER)
         if ticket.assignee_id is None:
             assign_ticket(session, ticket)
     session.commit()
     return request
 
 
-def issue_label(session: Session, request: ReturnRequest, carrier, actor: str = "system", at: datetime | None = None,
+def issue_label(session: Session, request: ReturnRequest, carrier, actor: Actor = SYSTEM, at: datetime | None = None,
                 instant_exchange: bool = False) -> str | None:
     """Book the pickup and move an approved request to "label issued" (no commit).
 
@@ -527,10 +528,10 @@ def record_tracking_event(session: Session, event, carrier_name: str) -> ReturnR
                              location=event.location))
     note = f"{carrier_name}: {event.kind}" + (f" at {event.location}" if event.location else "")
     if event.kind in MOVING and request.status == Status.LABEL_ISSUED.value:
-        move(request, Status.IN_TRANSIT, f"carrier:{carrier_name}", note, at=event.at)
+        move(request, Status.IN_TRANSIT, Actor.carrier(carrier_name), note, at=event.at)
         enqueue_webhook(session, "return.in_transit", {"rma": request.rma, "order_number": request.order.order_number, "pickup_code": code})
     else:
-        _event(request, f"carrier:{carrier_name}", "tracking", None, None, note, at=event.at)
+        _event(request, Actor.carrier(carrier_name), "tracking", None, None, note, at=event.at)
     try:
         session.commit()
     except _IntegrityError:  # the same event id raced in from a second delivery
@@ -621,7 +622,7 @@ def receive_parcel(session: Session, request: ReturnRequest, staff_id: int, line
 
 
 def _record_receipt(session: Session, request: ReturnRequest, staff_id: int, now: datetime, lines, all_findings, by_id) -> None:
-    actor = f"staff:{staff_id}"
+    actor = Actor.staff(staff_id)
     from portal.db.models import Discrepancy, TicketEvent
     from portal.services.tickets import assign_ticket
 
@@ -658,7 +659,7 @@ def _exchange_lines(request: ReturnRequest):
     return [line for line in request.lines if line.outcome == "exchange" and line.exchange_sku and line.staff_decision != "rejected"]
 
 
-def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: str) -> None:
+def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: Actor) -> None:
     """On approval, hold the replacement variants (no commit). Out of stock is recorded, not hidden."""
     for line in _exchange_lines(request):
         variant = session.scalars(select(Variant).where(Variant.sku == line.exchange_sku).with_for_update()).one_or_none()
@@ -669,7 +670,7 @@ def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: str)
         _event(request, actor, "exchange", None, None, f"reserved {line.quantity} x {line.exchange_sku}")
 
 
-def release_exchange_stock(session: Session, request: ReturnRequest, actor: str) -> None:
+def release_exchange_stock(session: Session, request: ReturnRequest, actor: Actor) -> None:
     """On rejection or cancellation, give the held variants back (no commit)."""
     for line in _exchange_lines(request):
         if not any(e.kind == "exchange" and e.note == f"reserved {line.quantity} x {line.exchange_sku}" for e in request.events):
@@ -700,7 +701,7 @@ def _already_shipped(request: ReturnRequest) -> bool:
     return any(e.kind == "exchange" and e.note.startswith("ready to ship") for e in request.events)
 
 
-def exchanges_ready(session: Session, request: ReturnRequest, actor: str, instant: bool = False) -> list[dict]:
+def exchanges_ready(session: Session, request: ReturnRequest, actor: Actor, instant: bool = False) -> list[dict]:
     """Release exchange lines to ship (no commit): after inspection those received as grade A or B,
     or, with the policy's instant exchange, all of them at approval. Never twice."""
     if _already_shipped(request):

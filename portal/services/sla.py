@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal.domain.actors import SLA, SYSTEM, Actor
 from portal.db.models import (
     BusinessCalendarRow,
     CalendarException,
@@ -48,10 +49,7 @@ def calendar_of(row: BusinessCalendarRow) -> sla.BusinessCalendar:
 
 
 def ladder_of(policy: SlaPolicy) -> list[sla.EscalationStep]:
-    return [
-        sla.EscalationStep(step["key"], step.get("at_fraction"), step.get("after_breach_minutes"), step["action"])
-        for step in policy.ladder or []
-    ]
+    return sla.parse_ladder(policy.ladder or [])
 
 
 def to_clock(row: TicketClock) -> sla.Clock:
@@ -76,7 +74,7 @@ def find_policy(session: Session, team_id: int, priority: str) -> SlaPolicy | No
     return next((p for p in rows if p.team_id == team_id), None) or next((p for p in rows if p.team_id is None), None)
 
 
-def _audit(ticket: Ticket, change: sla.DeadlineChange | None, actor: str, why: str) -> None:
+def _audit(ticket: Ticket, change: sla.DeadlineChange | None, actor: Actor, why: str) -> None:
     if change is None:
         return
     data = change.as_dict()
@@ -101,7 +99,7 @@ def _schedule(session: Session, row: TicketClock, cal: sla.BusinessCalendar, ste
                                       generation=row.generation, fire_at=fire_at, status="pending"))
 
 
-def start_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str = "system") -> list[TicketClock]:
+def start_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor = SYSTEM) -> list[TicketClock]:
     """Start first-response and resolution clocks under the matching SLA policy (none without a policy)."""
     policy = find_policy(session, ticket.team_id, ticket.priority)
     if policy is None:
@@ -126,7 +124,7 @@ def _clock_rows(session: Session, ticket: Ticket) -> list[TicketClock]:
 
 def _steps_for(metric: str, steps: list[sla.EscalationStep]) -> list[sla.EscalationStep]:
     """The whole ladder escalates the resolution clock; the first-response clock only reminds."""
-    return steps if metric == "resolution" else [s for s in steps if s.action == "remind"]
+    return steps if metric == "resolution" else [s for s in steps if s.action == sla.LadderAction.REMIND]
 
 
 class _PolicyCache:
@@ -145,7 +143,7 @@ class _PolicyCache:
         return self.calendars[clock.calendar_id], _steps_for(clock.metric, self.ladders[clock.policy_id])
 
 
-def _transition(session: Session, ticket: Ticket, at: datetime, actor: str, why: str, fn, metrics: tuple[str, ...] | None = None, only_states: tuple[str, ...] = ()) -> int:
+def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str, fn, metrics: tuple[str, ...] | None = None, only_states: tuple[str, ...] = ()) -> int:
     changed = 0
     cache = _PolicyCache(session)
     for row in _clock_rows(session, ticket):
@@ -160,19 +158,19 @@ def _transition(session: Session, ticket: Ticket, at: datetime, actor: str, why:
     return changed
 
 
-def pause_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str, why: str = "waiting on the shopper") -> int:
+def pause_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "waiting on the shopper") -> int:
     return _transition(session, ticket, at, actor, why, sla.pause, only_states=("running",))
 
 
-def resume_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str, why: str = "the shopper answered") -> int:
+def resume_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "the shopper answered") -> int:
     return _transition(session, ticket, at, actor, why, sla.resume, only_states=("paused",))
 
 
-def stop_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: str, metrics: tuple[str, ...], why: str) -> int:
+def stop_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, metrics: tuple[str, ...], why: str) -> int:
     return _transition(session, ticket, at, actor, why, sla.stop, metrics=metrics, only_states=("running", "paused"))
 
 
-def retarget_policy_clocks(session: Session, policy: SlaPolicy, at: datetime, actor: str, batch: int = 500) -> int:
+def retarget_policy_clocks(session: Session, policy: SlaPolicy, at: datetime, actor: Actor, batch: int = 500) -> int:
     """After a policy's targets change: re-target its running and paused clocks, batch by batch (one commit each)."""
     total = 0
     cal, steps = calendar_of(policy.calendar), ladder_of(policy)
@@ -261,23 +259,23 @@ def _notify(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str
 def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketClock) -> str:
     team = ticket.team
     rma = ticket.request.rma
-    if row.action == "remind":
+    if row.action == sla.LadderAction.REMIND:
         target = ticket.assignee or team.lead
         _notify(session, target, ticket, "reminder", f"{rma}: {clock.metric.replace('_', ' ')} due at {clock.deadline:%Y-%m-%d %H:%M} UTC")
         return f"reminded {target.name if target else 'nobody'}"
-    if row.action == "move_to_lead":
+    if row.action == sla.LadderAction.MOVE_TO_LEAD:
         ticket.escalation_level = max(ticket.escalation_level, 1)
         if team.lead is not None:
             ticket.assignee_id = team.lead.id
         _notify(session, team.lead, ticket, "escalation", f"{rma}: {clock.metric.replace('_', ' ')} breached; the ticket is now yours")
-        session.add(TicketEvent(ticket_id=ticket.id, actor="sla", kind="escalated", note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}"))
+        session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}"))
         return "moved to lead"
-    if row.action == "notify_manager":
+    if row.action == sla.LadderAction.NOTIFY_MANAGER:
         ticket.escalation_level = max(ticket.escalation_level, 2)
         managers = [team.manager] if team.manager else list(session.scalars(select(StaffUser).where(StaffUser.role == "manager", StaffUser.active.is_(True))))
         for manager in managers:
             _notify(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
-        session.add(TicketEvent(ticket_id=ticket.id, actor="sla", kind="escalated", note=f"level 2: managers notified ({len(managers)})"))
+        session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 2: managers notified ({len(managers)})"))
         return f"notified {len(managers)} manager(s)"
     return f"unknown action {row.action}"
 
@@ -295,7 +293,7 @@ def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: da
         return None
     outcome = _act(session, row, ticket, clock)
     row.status, row.done_at, row.outcome = "done", now, outcome
-    session.add(TicketEvent(ticket_id=ticket.id, actor="sla", kind="step", note=f"{row.step_key}: {outcome}"))
+    session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="step", note=f"{row.step_key}: {outcome}"))
     return f"{ticket.request.rma} {clock.metric}/{row.step_key}: {outcome}"
 
 
@@ -384,7 +382,7 @@ def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> d
     return out
 
 
-def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.BusinessCalendar, at: datetime, actor: str, batch: int = 500) -> int:
+def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.BusinessCalendar, at: datetime, actor: Actor, batch: int = 500) -> int:
     """After a calendar's hours or holidays change: running clocks keep the time used so far
     (measured in the old calendar) and count the rest in the new one; batch by batch, one commit each."""
     new = calendar_of(calendar)
@@ -401,7 +399,7 @@ def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.
     return total
 
 
-def update_calendar(session: Session, calendar: BusinessCalendarRow, weekly: dict, exceptions: dict[str, list[str]], notes: dict[str, str], at: datetime, actor: str) -> int:
+def update_calendar(session: Session, calendar: BusinessCalendarRow, weekly: dict, exceptions: dict[str, list[str]], notes: dict[str, str], at: datetime, actor: Actor) -> int:
     """Replace a calendar's weekly hours and exception days (validated by the domain first); re-targets its clocks."""
     old = calendar_of(calendar)
     candidate = sla.BusinessCalendar.from_spec({"timezone": calendar.timezone, "weekly": weekly, "exceptions": exceptions})

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from portal.domain.actors import SYSTEM, Actor, ActorKind
 from portal.db.models import ReturnRequest, RoutingRuleRow, StaffUser, Team, TeamMember, Ticket, TicketEvent
 from portal.domain.policy import Decision
 from portal.domain.routing import Conditions, Route, Rule, RoutingInputs, inputs_for, route
@@ -72,7 +73,7 @@ def _route(session: Session, request: ReturnRequest) -> tuple[Route, RoutingInpu
     return chosen, inputs, team
 
 
-def open_ticket(session: Session, request: ReturnRequest, actor: str = "system") -> Ticket:
+def open_ticket(session: Session, request: ReturnRequest, actor: Actor = SYSTEM) -> Ticket:
     """Route the request into a ticket and assign it; part of the caller's transaction (no commit)."""
     chosen, inputs, team = _route(session, request)
     ticket = Ticket(
@@ -108,7 +109,7 @@ def member_load(session: Session, staff_id: int) -> int:
     return int(session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == staff_id, Ticket.status == "open")) or 0)
 
 
-def assign_ticket(session: Session, ticket: Ticket, actor: str = "system") -> StaffUser | None:
+def assign_ticket(session: Session, ticket: Ticket, actor: Actor = SYSTEM) -> StaffUser | None:
     """Give the ticket to the least-loaded available member of its team who is under their cap.
 
     On PostgreSQL the candidate member rows are locked with SKIP LOCKED, so two
@@ -152,7 +153,7 @@ def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_ass
         session.rollback()
         raise Conflict("taken by someone else")
     ticket.assignee_id = staff.id
-    ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="assigned", note=f"taken by {staff.name}", data={"assignee": staff.id}))
+    ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="assigned", note=f"taken by {staff.name}", data={"assignee": staff.id}))
     session.commit()
     return ticket
 
@@ -160,13 +161,13 @@ def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_ass
 def reroute_if_untouched(session: Session, request: ReturnRequest) -> Ticket | None:
     """After the photos are scored, route again if no one has acted on the ticket yet (no commit)."""
     ticket = ticket_for(session, request)
-    if ticket is None or ticket.status != "open" or any(e.actor.startswith("staff:") for e in ticket.events):
+    if ticket is None or ticket.status != "open" or any(e.actor.is_staff for e in ticket.events):
         return ticket
     chosen, inputs, team = _route(session, request)
     ticket.routing_inputs = _inputs_dict(inputs)
     if team.id == ticket.team_id and chosen.priority == ticket.priority:
         return ticket
-    ticket.events.append(TicketEvent(actor="system", kind="rerouted", note="; ".join(chosen.reasons) + f" (wear {inputs.max_wear})",
+    ticket.events.append(TicketEvent(actor=SYSTEM, kind="rerouted", note="; ".join(chosen.reasons) + f" (wear {inputs.max_wear})",
                                      data={"team": team.code, "priority": chosen.priority}))
     moved = team.id != ticket.team_id
     ticket.team_id, ticket.priority, ticket.ticket_class = team.id, chosen.priority, chosen.ticket_class
@@ -190,7 +191,7 @@ def add_note(session: Session, ticket_id: int, staff: StaffUser, text: str) -> T
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         raise NotFound(ticket_id)
-    ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="note", note=text[:4000]))
+    ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="note", note=text[:4000]))
     session.commit()
     return ticket
 
@@ -205,7 +206,7 @@ def reassign(session: Session, ticket_id: int, staff: StaffUser, to_staff_id: in
         session.rollback()
         raise ValueError("no such active staff member")
     ticket.assignee_id = target.id if target else None
-    ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="assigned",
+    ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="assigned",
                                      note=f"reassigned to {target.name}" if target else "returned to the team queue",
                                      data={"assignee": target.id if target else None}))
     session.commit()
@@ -230,7 +231,7 @@ def suggested_replies(session: Session, request: ReturnRequest, limit: int = 3):
     rows = session.scalars(select(CannedReplyRow).where(CannedReplyRow.active.is_(True)).order_by(CannedReplyRow.id))
     replies = [CannedReply(r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or [])) for r in rows]
     texts = [line.comment for line in request.lines if line.comment]
-    texts += [e.note for e in request.events if e.actor == "shopper" and e.to_status == "pending_review" and e.note]
+    texts += [e.note for e in request.events if e.actor.kind is ActorKind.SHOPPER and e.to_status == "pending_review" and e.note]
     return suggest(replies, [line.reason for line in request.lines], texts, request.locale, limit)
 
 
@@ -244,12 +245,12 @@ def send_reply(session: Session, request: ReturnRequest, staff: StaffUser, body:
     if not body:
         raise ValueError("a reply needs text")
     now = now_utc()
-    request.events.append(RequestEvent(actor=f"staff:{staff.id}", kind="message", from_status=None, to_status=None, note=body[:4000]))
+    request.events.append(RequestEvent(actor=Actor.staff(staff.id), kind="message", from_status=None, to_status=None, note=body[:4000]))
     ticket = ticket_for(session, request)
     if ticket is not None:
         ticket.first_response_at = ticket.first_response_at or now
-        ticket.events.append(TicketEvent(actor=f"staff:{staff.id}", kind="replied", note=body[:4000]))
-        stop_ticket_clocks(session, ticket, now, f"staff:{staff.id}", ("first_response",), "replied to the shopper")
+        ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="replied", note=body[:4000]))
+        stop_ticket_clocks(session, ticket, now, Actor.staff(staff.id), ("first_response",), "replied to the shopper")
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "staff_message", request.locale, {"rma": request.rma, "body": body})
     session.commit()

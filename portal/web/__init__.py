@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
+from portal.domain.lifecycle import POLLING as POLLING_STATUSES
 from portal.domain.roles import CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
 from portal.i18n import LOCALES, current_locale, money, render_text
 
@@ -91,6 +92,7 @@ def init_web(app: Flask) -> None:
         current_locale=current_locale,
         LOCALES=LOCALES,
         STATUS_LABELS=STATUS_LABELS,
+        POLLING_STATUSES=POLLING_STATUSES,
         ROLE_LABELS=ROLE_LABELS,
         CAN_WORK_TICKETS=CAN_WORK_TICKETS,
         CAN_RECEIVE=CAN_RECEIVE,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from portal.domain.actors import SHOPPER, Actor
 from portal.db import session_scope
 from portal.db.models import Order, Photo, ReturnRequest
 from portal.domain.orders import parse_order
@@ -69,7 +70,7 @@ def test_cancelled_request_releases_units(app, single_unit_order, tmp_path):
         _open(app, single_unit_order, store)
     with session_scope(app) as s:
         req = s.scalars(select(ReturnRequest)).one()
-        cancel_return(s, req, "shopper")
+        cancel_return(s, req, SHOPPER)
         assert requested_units(s, s.get(Order, single_unit_order)) == {}
     _open(app, single_unit_order, store)
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from portal.domain.actors import SHOPPER, Actor
 from portal.db import session_scope
 from portal.db.models import (BusinessCalendarRow, CalendarException, EscalationDue, OutboxMessage, RoutingRuleRow, SlaPolicy,
                               StaffNotification, StaffUser, TeamMember, Ticket, TicketClock, TicketEvent)
@@ -116,13 +117,13 @@ def test_pause_over_holiday_and_weekend_then_resume(app, session, desk):
     with session_scope(app) as s:
         ticket = s.get(Ticket, ticket_id)
         # Paused Mon 11:00 (60 of 240 used) until Wed 09:00 (Tuesday is a holiday).
-        pause_ticket_clocks(s, ticket, datetime(2026, 11, 23, 3, 0, tzinfo=UTC), "staff:1")
+        pause_ticket_clocks(s, ticket, datetime(2026, 11, 23, 3, 0, tzinfo=UTC), Actor.staff(1))
         s.commit()
     assert sweep(factory(app), now=datetime(2026, 11, 24, 12, 0, tzinfo=UTC)).fired == []  # nothing fires while paused
     c = clocks(session, ticket_id)
     assert c["resolution"].state == "paused" and c["resolution"].deadline is None and round(c["resolution"].used_minutes) == 60
     with session_scope(app) as s:
-        resume_ticket_clocks(s, s.get(Ticket, ticket_id), datetime(2026, 11, 25, 1, 0, tzinfo=UTC), "shopper")
+        resume_ticket_clocks(s, s.get(Ticket, ticket_id), datetime(2026, 11, 25, 1, 0, tzinfo=UTC), SHOPPER)
         s.commit()
     c = clocks(session, ticket_id)
     # 180 minutes left from Wed 09:00 → 12:00 Shanghai = 04:00 UTC.
@@ -137,7 +138,7 @@ def test_policy_change_retargets_running_clocks(app, session, desk):
         policy = s.scalars(select(SlaPolicy)).one()
         policy.resolution_minutes = 480
         s.flush()
-        assert retarget_policy_clocks(s, policy, datetime(2026, 11, 23, 3, 0, tzinfo=UTC), "admin:1") == 2
+        assert retarget_policy_clocks(s, policy, datetime(2026, 11, 23, 3, 0, tzinfo=UTC), Actor.staff(1)) == 2
     c = clocks(session, ticket_id)
     assert c["resolution"].target_minutes == 480
     # 480 from Mon 10:00: Mon 10-12,13-18 (420) + Wed 09:00-10:00 (Tuesday holiday) → Wed 10:00 = 02:00 UTC.
@@ -148,7 +149,7 @@ def test_approving_stops_the_clocks_and_cancels_steps(app, session, desk):
     ticket_id = open_ticket_at(app)
     with session_scope(app) as s:
         req = s.get(Ticket, ticket_id).request
-        approve_return(s, req, "staff:1", expected_status="pending_review")
+        approve_return(s, req, Actor.staff(1), expected_status="pending_review")
     c = clocks(session, ticket_id)
     assert c["first_response"].state == "stopped" and c["resolution"].state == "stopped"
     assert session.scalar(select(func.count(EscalationDue.id)).where(EscalationDue.status == "pending")) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from portal.domain.actors import SHOPPER, Actor
 from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
@@ -93,7 +94,7 @@ def test_approve_closes_ticket_and_tells_shopper(client, app, desk, session):
     ticket = session.scalars(select(Ticket)).one()
     assert req.status == "label_issued" and req.pickup_code and ticket.status == "closed" and ticket.first_response_at is not None
     assert [m.topic for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email").order_by(OutboxMessage.id))] == ["return_submitted", "return_approved"]
-    assert req.events[-1].actor == f"staff:{desk['agent']}"
+    assert req.events[-1].actor == Actor.staff(desk["agent"])
 
 
 def test_reject_needs_a_reason_which_the_shopper_sees(client, app, desk, session):
@@ -298,7 +299,7 @@ def test_override_cannot_exceed_what_was_bought(app, desk, session):
     order, _ = upsert_order(session, parse_order(order_payload("OVR-1", lines=COAT, delivered_days_ago=9)))
     with pytest.raises(ReturnNotAllowed):
         open_return(session, order, [LineRequest("1", 2, "size_fit", outcome="refund")], POLICY, datetime.now(timezone.utc), "en",
-                    LocalPhotoStore(app.config["PHOTO_PATH"]), actor="staff:1", override_reason="please")
+                    LocalPhotoStore(app.config["PHOTO_PATH"]), actor=Actor.staff(1), override_reason="please")
 
 
 def test_filters_by_priority_and_team(client, app, desk, session):

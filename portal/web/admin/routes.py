@@ -18,6 +18,7 @@ from wtforms import (BooleanField, DecimalField, FloatField, HiddenField, Intege
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
+from portal.domain.actors import Actor
 from portal.db import get_session
 from portal.db.models import BusinessCalendarRow, CannedReplyRow, RoutingRuleRow, SlaPolicy, StaffUser, Team, TeamMember
 from portal.domain import sla as sla_domain
@@ -320,7 +321,7 @@ def sla_policy(policy_id: int):
         policy.first_response_minutes, policy.resolution_minutes = form.first_response_minutes.data, form.resolution_minutes.data
         policy.ladder = json.loads(form.ladder.data)
         get_session().flush()
-        count = retarget_policy_clocks(get_session(), policy, _dt.now(_tz.utc), f"staff:{current_user.id}")
+        count = retarget_policy_clocks(get_session(), policy, _dt.now(_tz.utc), Actor.staff(current_user.id))
         get_session().commit()
         flash(gettext("Policy saved; %(n)d running clocks re-targeted.", n=count), "success")
         return redirect(url_for("admin.sla_policies"), code=303)
@@ -375,7 +376,7 @@ def calendar(calendar_id: int):
     if form.validate_on_submit():
         try:
             weekly, exceptions, notes = form.parsed()
-            count = update_calendar(get_session(), row, weekly, exceptions, notes, _dt.now(_tz.utc), f"staff:{current_user.id}")
+            count = update_calendar(get_session(), row, weekly, exceptions, notes, _dt.now(_tz.utc), Actor.staff(current_user.id))
         except (ValueError, sla_domain.CalendarError) as exc:
             get_session().rollback()
             form.exceptions.errors = [*form.exceptions.errors, str(getattr(exc, "message", exc))]

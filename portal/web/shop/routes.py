@@ -12,6 +12,7 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from flask_babel import gettext
 from sqlalchemy import select
 
+from portal.domain.actors import SHOPPER
 from portal.db import get_session
 from portal.db.models import Order, Photo, Variant
 from portal.domain.lifecycle import CANCELLABLE, IllegalTransition, Status
@@ -330,7 +331,7 @@ def cancel(rma: str):
     if not form.validate_on_submit():
         abort(400)
     try:
-        cancel_return(get_session(), req, "shopper", expected_status=form.status.data or None)
+        cancel_return(get_session(), req, SHOPPER, expected_status=form.status.data or None)
     except Conflict:
         flash(gettext("This request changed while you were looking at it. Please check its status and try again."), "warning")
         return redirect(url_for("shop.status", rma=rma), code=303)

@@ -15,6 +15,7 @@ from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from portal.domain.actors import Actor
 from portal.db import get_session
 from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
 from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
@@ -227,7 +228,7 @@ def decide(rma: str):
     form = DecisionForm()
     if not form.validate_on_submit():
         return render_template("staff/request.html", **{**_detail_context(req), "decision_form": form}), 422
-    actor = f"staff:{current_user.id}"
+    actor = Actor.staff(current_user.id)
     try:
         if form.action.data == "approve":
             raw = request.form.getlist("approve_line")
@@ -357,7 +358,7 @@ def order_on_behalf(order_number: str):
             locale = order.requests[-1].locale if order.requests else "en"
             try:
                 created = open_return(get_session(), order, lines, policy, now, locale, store_from_config(current_app.config),
-                                      actor=f"staff:{current_user.id}", override_reason=form.override.data)
+                                      actor=Actor.staff(current_user.id), override_reason=form.override.data)
             except ReturnNotAllowed as exc:
                 decision = exc.decision
                 errors.append(gettext("The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."))
