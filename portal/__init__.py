@@ -42,8 +42,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=choose_locale)
     limiter.init_app(app)
 
+    from portal import jobs
     from portal.web import init_web
 
+    jobs.init_app(app)
     init_web(app)
     logging.getLogger("portal").setLevel(logging.INFO)
     return app

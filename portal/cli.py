@@ -222,7 +222,7 @@ def policy_check(order_number: str, policy_file: Path | None) -> None:
     from portal.domain.orders import normalise_order_number
     from portal.domain.policy import Decision, PolicyError
     from portal.services.policies import active_policy, policy_from_file
-    from portal.services.returns import precheck_order
+    from portal.services.filing import precheck_order
 
     app = _app()
     try:

@@ -167,7 +167,7 @@ def seed_requests(app, session: Session) -> int:
 
     from portal.db.models import Order, ReturnRequest
     from portal.services.policies import active_policy
-    from portal.services.returns import LineRequest, open_return
+    from portal.services.filing import LineRequest, open_return
     from portal.storage import store_from_config
 
     policy = active_policy(app.config["POLICY_PATH"])

@@ -21,11 +21,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    or_,
     text,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship
 
 from portal.domain.actors import Actor
+from portal.domain.states import LineDecision
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -170,6 +173,25 @@ class ReturnRequest(Base):
     events: Mapped[list[RequestEvent]] = relationship(back_populates="request", order_by="RequestEvent.id")
     photos: Mapped[list[Photo]] = relationship(back_populates="request", order_by="Photo.id")
 
+    @property
+    def accepted_lines(self) -> list[ReturnLine]:
+        """The lines the request still covers (a reviewer may have turned some down)."""
+        return [line for line in self.lines if line.accepted]
+
+    @property
+    def exchange_lines(self) -> list[ReturnLine]:
+        """Accepted lines that swap for another variant."""
+        return [line for line in self.accepted_lines if line.is_exchange]
+
+    @property
+    def all_exchanges(self) -> bool:
+        """Every accepted line is an exchange (the request ends "exchanged", not "refunded")."""
+        return all(line.outcome == "exchange" for line in self.accepted_lines)
+
+    @property
+    def exchange_shipped(self) -> bool:
+        return any(line.exchange_shipped_at is not None for line in self.lines)
+
 
 class ReturnLine(Base):
     __tablename__ = "return_line"
@@ -200,6 +222,20 @@ class ReturnLine(Base):
     request: Mapped[ReturnRequest] = relationship(back_populates="lines")
     order_line: Mapped[OrderLine] = relationship()
     photos: Mapped[list[Photo]] = relationship(back_populates="line", order_by="Photo.id")
+
+    @hybrid_property
+    def accepted(self) -> bool:
+        """Not turned down by a reviewer: the one home of that rule, in Python and in SQL."""
+        return self.staff_decision != LineDecision.REJECTED
+
+    @accepted.inplace.expression
+    @classmethod
+    def _accepted_expression(cls):  # type: ignore[no-untyped-def]
+        return or_(cls.staff_decision.is_(None), cls.staff_decision != LineDecision.REJECTED.value)
+
+    @property
+    def is_exchange(self) -> bool:
+        return self.outcome == "exchange" and bool(self.exchange_sku)
 
 
 class Photo(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from portal.domain.errors import InvalidInput
 from portal.domain.text import N_
 
 GRADES = {"A": N_("A · as new"), "B": N_("B · opened"), "C": N_("C · worn"), "D": N_("D · damaged")}
@@ -26,8 +27,20 @@ DISCREPANCIES = {
 }
 
 
-class ReceiptError(ValueError):
-    """The warehouse input does not add up; nothing is saved."""
+class ReceiptError(InvalidInput):
+    """The warehouse input does not add up; nothing is saved. ``line_id`` names the line at fault."""
+
+    def __init__(self, message: str, /, *, line_id: int | None = None, **params: object) -> None:
+        super().__init__(message, line=line_id or 0, **params)
+        self.line_id = line_id
+
+
+def finding_units(kind: str, expected: int, received: int) -> int:
+    """Units a discrepancy concerns: damage concerns the units that arrived, the other problems the
+    units that did not (at least one, so an extra or wrong item is counted)."""
+    received = max(received, 0)
+    units = received if kind == "damaged_in_transit" else max(expected - received, 0)
+    return units or 1
 
 
 @dataclass(frozen=True)
@@ -63,27 +76,27 @@ def check_receipt(expected: Mapping[int, int], lines: Sequence[ReceivedLine], fi
     out = list(findings)
     for finding in findings:
         if finding.kind not in DISCREPANCIES:
-            raise ReceiptError(f"unknown discrepancy {finding.kind!r}")
+            raise ReceiptError(N_("Choose a discrepancy from the list."), line_id=finding.line_id)
         if finding.line_id is not None and finding.line_id not in expected:
-            raise ReceiptError(f"line {finding.line_id} is not in this parcel")
+            raise ReceiptError(N_("Line %(line)d is not in this parcel."), line_id=finding.line_id)
     noted = {(f.line_id, f.kind) for f in findings}
     for line in lines:
         if line.line_id not in expected:
-            raise ReceiptError(f"line {line.line_id} is not in this parcel")
+            raise ReceiptError(N_("Line %(line)d is not in this parcel."), line_id=line.line_id)
         if line.line_id in seen:
-            raise ReceiptError(f"line {line.line_id} is listed twice")
+            raise ReceiptError(N_("Line %(line)d is listed twice."), line_id=line.line_id)
         seen.add(line.line_id)
         if line.quantity < 0 or line.quantity > expected[line.line_id]:
-            raise ReceiptError(f"line {line.line_id}: received quantity must be between 0 and {expected[line.line_id]}")
+            raise ReceiptError(N_("Line %(line)d: the received quantity must be between 0 and %(max)d."), line_id=line.line_id, max=expected[line.line_id])
         if line.quantity and line.grade not in GRADES:
-            raise ReceiptError(f"line {line.line_id}: choose a grade")
+            raise ReceiptError(N_("Line %(line)d: choose a grade."), line_id=line.line_id)
         if line.quantity and line.disposition not in DISPOSITIONS:
-            raise ReceiptError(f"line {line.line_id}: choose what happens to the item")
+            raise ReceiptError(N_("Line %(line)d: choose what happens to the item."), line_id=line.line_id)
         short = expected[line.line_id] - line.quantity
         if short and not any((line.line_id, k) in noted for k in ("short_quantity", "missing", "wrong_item")):
             kind = "missing" if line.quantity == 0 else "short_quantity"
             out.append(Finding(kind, line.line_id, short, "recorded by the count"))
     missing_lines = set(expected) - seen
     if missing_lines:
-        raise ReceiptError(f"lines {sorted(missing_lines)} were not counted")
+        raise ReceiptError(N_("Some lines were not counted: %(lines)s."), lines=", ".join(map(str, sorted(missing_lines))))
     return out

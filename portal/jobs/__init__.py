@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 from flask import Flask, render_template
 from flask_babel import force_locale, gettext
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from portal.adapters.mail import mailer_from_config
 from portal.db import session_scope
 from portal.db.models import OutboxMessage
 from portal.services.outbox import deliver_pending
+from portal.services.work import drop_deferred, take_deferred
 
 log = logging.getLogger("portal.jobs")
 _executor: ThreadPoolExecutor | None = None
@@ -108,10 +114,30 @@ def score_pending_photos(app: Flask) -> int:
 def sweep_escalations(app: Flask):
     from portal.services.sla import sweep
 
-    result = sweep(app.extensions["portal.sessionmaker"], worker=f"app-{id(app):x}")
-    if result.fired:
-        deliver_outbox(app)
-    return result
+    # Notifications the steps queue are delivered by the after-commit hook.
+    return sweep(app.extensions["portal.sessionmaker"], worker=f"app-{id(app):x}")
+
+
+# Work services may ask for with ``portal.services.work.defer``.
+JOBS: dict[str, Callable[..., Any]] = {"deliver_outbox": deliver_outbox, "score_photos": score_photos}
+
+
+def init_app(app: Flask) -> None:
+    """Start deferred work after each commit of the app's sessions (and drop it on rollback)."""
+    factory = app.extensions["portal.sessionmaker"]
+
+    @event.listens_for(factory, "after_commit")
+    def _run_deferred(session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint released: the outer transaction (and its locks) still runs
+        for name, params in take_deferred(session):
+            job = JOBS[name]
+            kick(app, partial(job, **params) if params else job)
+
+    @event.listens_for(factory, "after_soft_rollback")
+    def _drop_deferred(session: Session, previous_transaction: Any) -> None:
+        if not previous_transaction.nested:  # a savepoint's rollback keeps the outer work
+            drop_deferred(session)
 
 
 def kick(app: Flask, job=deliver_outbox) -> None:

@@ -1,9 +1,8 @@
-"""Use cases. Each takes a session and plain values, and commits once."""
+"""Use cases. Each takes a session and plain values, and commits once.
 
+Business-rule failures are ``portal.domain.errors`` (re-exported here for callers).
+"""
 
-class NotFound(Exception):
-    """The thing asked for does not exist (or is not visible to the caller)."""
+from portal.domain.errors import Conflict, DomainError, InvalidInput, NotFound, NotPermitted
 
-
-class Conflict(Exception):
-    """The thing changed since the caller last saw it (stale form, double submit)."""
+__all__ = ["Conflict", "DomainError", "InvalidInput", "NotFound", "NotPermitted"]

@@ -11,11 +11,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Collection
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from portal.adapters.webhooks import EVENTS as WEBHOOK_EVENTS
 from portal.db.models import OutboxMessage
+from portal.services.work import defer
 
 log = logging.getLogger("portal.outbox")
 
@@ -26,6 +27,7 @@ def enqueue(session: Session, channel: str, topic: str, payload: dict[str, Any])
     """Add a message to the outbox; the caller's commit makes it real."""
     message = OutboxMessage(event_id=str(uuid.uuid4()), channel=channel, topic=topic, payload=payload)
     session.add(message)
+    defer(session, "deliver_outbox")
     return message
 
 
@@ -52,7 +54,7 @@ def deliver_pending(
     *,
     skip_channels: Collection[str] = (),
 ) -> tuple[int, int]:
-    """Send due messages, one commit per message. Returns (sent, failed).
+    """Send due messages in one transaction. Returns (sent, failed).
 
     A failure is recorded with its error and retried later with backoff; after
     MAX_ATTEMPTS the message stays in the table, visible, and is not retried.
@@ -68,8 +70,12 @@ def deliver_pending(
     )
     if skip_channels:
         stmt = stmt.where(OutboxMessage.channel.not_in(list(skip_channels)))
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
+    else:
+        # SQLite has no row locks: take the write lock before reading, so two deliverers
+        # (the after-commit hook of two threads) queue instead of both reading the same rows.
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == -1).values(attempts=OutboxMessage.attempts))
     sent = failed = 0
     for message in session.scalars(stmt).all():
         message.attempts += 1

@@ -12,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.domain.actors import CLASSIFIER
+from portal.domain.states import ScoreState, check_score
+from portal.services.tickets import reroute_if_untouched
 from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
 from portal.domain.receiving import WORN_GRADES
 from portal.storage import PhotoStore, StorageError
@@ -30,13 +32,13 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
     request = session.get(ReturnRequest, request_id)
     if request is None:
         return 0
-    pending = [p for p in request.photos if p.score_state == "pending"]
+    pending = [p for p in request.photos if p.score_state == ScoreState.PENDING]
     if not pending:
         return 0
     now = datetime.now(timezone.utc)
     if model is None:
         for photo in pending:
-            photo.score_state, photo.score_note = "not_scored", "no usable wear model"
+            photo.score_state, photo.score_note = check_score(photo.score_state, ScoreState.NOT_SCORED).value, "no usable wear model"
         session.commit()
         return 0
     readable, images = [], []
@@ -45,10 +47,11 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
             images.append(Image.open(io.BytesIO(store.get(photo.storage_key))).convert("RGB"))
             readable.append(photo)
         except (StorageError, OSError) as exc:
-            photo.score_state, photo.score_note = "not_scored", f"photo unreadable: {type(exc).__name__}"
+            photo.score_state = check_score(photo.score_state, ScoreState.NOT_SCORED).value
+            photo.score_note = f"photo unreadable: {type(exc).__name__}"
     scores = model.score(images) if images else []
     for photo, result in zip(readable, scores):
-        photo.score_state = "scored"
+        photo.score_state = check_score(photo.score_state, ScoreState.SCORED).value
         photo.wear_probability = float(result.probability)
         photo.wear_label = result.label
         photo.model_version = result.model_version
@@ -61,8 +64,6 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
             RequestEvent(actor=CLASSIFIER, kind="scored", from_status=None, to_status=None,
                          note=f"{len(readable)} photo(s) scored, highest wear {request.max_wear:.2f} ({readable[0].model_version})")
         )
-        from portal.services.tickets import reroute_if_untouched
-
         reroute_if_untouched(session, request)
     session.commit()
     return len(readable)

@@ -21,18 +21,27 @@ from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, St
 from portal.domain import refunds as money
 from portal.domain.codes import group, new_code
 from portal.domain.lifecycle import Status
-from portal.services import Conflict
+from portal.domain.errors import Conflict, NotPermitted
+from portal.domain.states import REFUND_ACTIVE, RefundStatus, check_refund
+from portal.domain.text import N_
 from portal.services.outbox import enqueue_email, enqueue_webhook
-from portal.services.returns import exchange_difference, move
+from portal.services.exchanges import exchange_difference
+from portal.services.timeline import move
 
 log = logging.getLogger("portal.refunds")
 
 # A failed refund still counts: it is retried with the same key (a timeout may even have paid).
-ACTIVE = ("awaiting_second", "approved", "processing", "succeeded", "failed")
+ACTIVE = tuple(s.value for s in REFUND_ACTIVE)
 
 
-class StalePreview(Exception):
+class StalePreview(Conflict):
     """What the approver saw is no longer what would be refunded; show the new preview."""
+
+    default = N_("The refund changed since you opened it. Check the new amounts and approve again.")
+
+    def __init__(self, basis_hash: str):
+        super().__init__()
+        self.basis_hash = basis_hash
 
 
 def refundable(request: ReturnRequest) -> bool:
@@ -43,7 +52,7 @@ def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
     receipts = {r.return_line_id: r for r in session.scalars(select(ReceiptLine).where(ReceiptLine.request_id == request.id))}
     out = []
     for line in request.lines:
-        if line.staff_decision == "rejected":
+        if not line.accepted:
             continue
         receipt = receipts.get(line.id)
         quantity = receipt.quantity if receipt is not None else (line.quantity if request.returnless else 0)
@@ -78,10 +87,10 @@ def approve_refund(session: Session, request: ReturnRequest, staff: StaffUser, s
     session.refresh(request, with_for_update=True)
     if not refundable(request):
         session.rollback()
-        raise Conflict(request.status)
+        raise Conflict(current=request.status)
     if session.scalar(select(Refund.id).where(Refund.request_id == request.id, Refund.status.in_(ACTIVE))) is not None:
         session.rollback()
-        raise Conflict("a refund is already under way")
+        raise Conflict(N_("A refund for this return is already under way."))
     preview = preview_refund(session, request, settings)
     if preview.basis_hash != seen_hash:
         session.rollback()
@@ -90,7 +99,8 @@ def approve_refund(session: Session, request: ReturnRequest, staff: StaffUser, s
     total = preview.refund_total + preview.store_credit_total
     refund = Refund(request_id=request.id, idempotency_key=f"rf-{request.rma}-{count + 1}", provider=provider, currency=preview.currency,
                     amount=preview.refund_total, store_credit=preview.store_credit_total, preview=preview.to_dict(),
-                    basis_hash=preview.basis_hash, approved_by=staff.id, status="awaiting_second" if total > threshold else "approved")
+                    basis_hash=preview.basis_hash, approved_by=staff.id,
+                    status=(RefundStatus.AWAITING_SECOND if total > threshold else RefundStatus.APPROVED).value)
     session.add(refund)
     session.commit()
     log.info("refund %s approved by staff %s: %s %s", refund.idempotency_key, staff.id, total, preview.currency)
@@ -100,25 +110,29 @@ def approve_refund(session: Session, request: ReturnRequest, staff: StaffUser, s
 def second_approve(session: Session, refund: Refund, staff: StaffUser) -> Refund:
     """Above the threshold a second, different finance user must approve."""
     session.refresh(refund, with_for_update=True)
-    if refund.status != "awaiting_second":
+    if refund.status != RefundStatus.AWAITING_SECOND:
         session.rollback()
-        raise Conflict(refund.status)
+        raise Conflict(current=refund.status)
     if staff.id == refund.approved_by:
         session.rollback()
-        raise PermissionError("the second approval must come from someone else")
-    refund.status, refund.second_by, refund.second_at = "approved", staff.id, datetime.now(timezone.utc)
+        raise NotPermitted(N_("The second approval must come from another finance user."))
+    refund.status = check_refund(refund.status, RefundStatus.APPROVED).value
+    refund.second_by, refund.second_at = staff.id, datetime.now(timezone.utc)
     session.commit()
     return refund
 
 
 def retry_refund(session: Session, refund_id: int) -> Refund:
     """A failed refund goes back to approved, with the same idempotency key."""
-    result = session.execute(update(Refund).where(Refund.id == refund_id, Refund.status == "failed").values(status="approved"))
+    check_refund(RefundStatus.FAILED, RefundStatus.APPROVED)
+    result = session.execute(
+        update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.FAILED.value).values(status=RefundStatus.APPROVED.value)
+    )
     session.commit()
     refund = session.get(Refund, refund_id)
     session.refresh(refund)
     if result.rowcount != 1:
-        raise Conflict(refund.status)
+        raise Conflict(current=refund.status if refund is not None else None)
     return refund
 
 
@@ -127,8 +141,8 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
     now = datetime.now(timezone.utc)
     with factory() as session:
         claimed = session.execute(
-            update(Refund).where(Refund.id == refund_id, Refund.status == "approved")
-            .values(status="processing", attempts=Refund.attempts + 1).execution_options(synchronize_session=False)
+            update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED.value)
+            .values(status=RefundStatus.PROCESSING.value, attempts=Refund.attempts + 1).execution_options(synchronize_session=False)
         ).rowcount
         session.commit()
         refund = session.get(Refund, refund_id)
@@ -147,12 +161,13 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
         refund = session.get(Refund, refund_id)
         request = refund.request
         if error is not None:
-            refund.status, refund.last_error = "failed", error
+            refund.status, refund.last_error = check_refund(refund.status, RefundStatus.FAILED).value, error
             enqueue_webhook(session, "refund.failed", {"rma": request.rma, "refund": key, "error": error})
             session.commit()
             log.warning("refund %s failed: %s", key, error)
             return refund
-        refund.status, refund.executed_at, refund.last_error = "succeeded", now, None
+        refund.status = check_refund(refund.status, RefundStatus.SUCCEEDED).value
+        refund.executed_at, refund.last_error = now, None
         refund.provider_ref = result.reference if result else None
         method = request.order.payment_method
         if refund.amount > 0:
@@ -169,8 +184,7 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
                                         customer_email=request.order.customer_email, refund_id=refund.id))
             session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
                                     amount=refund.store_credit, request_id=request.id, refund_id=refund.id, reference=credit_code))
-        all_exchanges = all(l.outcome == "exchange" for l in request.lines if l.staff_decision != "rejected")
-        move(request, Status.EXCHANGED if all_exchanges else Status.REFUNDED, Actor.payment(refund.provider),
+        move(request, Status.EXCHANGED if request.all_exchanges else Status.REFUNDED, Actor.payment(refund.provider),
              f"refunded {refund.amount} {refund.currency}"
              + (f" and store credit {refund.store_credit} ({credit_code})" if credit_code else ""), at=now)
         enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": str(refund.amount),

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from portal.db.models import ReturnRequest
 from portal.domain.policy import Decision, LineChoice, Policy, compare_decisions, decide
-from portal.services.returns import order_facts
+from portal.services.filing import order_facts
 
 
 @dataclass(frozen=True)

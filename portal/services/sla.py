@@ -34,11 +34,14 @@ from portal.db.models import (
     TicketEvent,
 )
 from portal.domain import sla
+from portal.domain.states import STEP_OPEN, StepStatus, check_step
 from portal.services.outbox import enqueue_email
 
 log = logging.getLogger("portal.sla")
 
 CLAIM_TTL = timedelta(minutes=5)
+# Clocks that still measure something (a stopped clock only changes when reopened).
+LIVE = (sla.ClockState.RUNNING, sla.ClockState.PAUSED)
 METRIC_TARGETS = (("first_response", "first_response_minutes"), ("resolution", "resolution_minutes"))
 
 
@@ -61,6 +64,8 @@ def to_clock(row: TicketClock) -> sla.Clock:
 
 
 def _store(row: TicketClock, clock: sla.Clock) -> None:
+    if row.state is not None:  # a new row has no state yet
+        sla.check_clock(row.state, clock.state)
     row.metric, row.target_minutes, row.started_at, row.changed_at = clock.metric, clock.target_minutes, clock.started_at, clock.changed_at
     row.state, row.used_minutes, row.running_since, row.deadline = clock.state.value, clock.used_minutes, clock.running_since, clock.deadline
     row.stopped_at, row.met, row.breached_at = clock.stopped_at, clock.met, clock.breached_at
@@ -87,16 +92,16 @@ def _schedule(session: Session, row: TicketClock, cal: sla.BusinessCalendar, ste
     if row.id is None:
         session.flush()
     session.execute(
-        update(EscalationDue).where(EscalationDue.clock_id == row.id, EscalationDue.status.in_(("pending", "claimed")))
-        .values(status="cancelled", outcome="clock changed")
+        update(EscalationDue).where(EscalationDue.clock_id == row.id, EscalationDue.status.in_([s.value for s in STEP_OPEN]))
+        .values(status=StepStatus.CANCELLED.value, outcome="clock changed")
     )
     row.generation = (row.generation or 0) + 1
-    done = set(session.scalars(select(EscalationDue.step_key).where(EscalationDue.clock_id == row.id, EscalationDue.status == "done")))
+    done = set(session.scalars(select(EscalationDue.step_key).where(EscalationDue.clock_id == row.id, EscalationDue.status == StepStatus.DONE.value)))
     actions = {s.key: s.action for s in steps}
     for key, fire_at in sla.step_fire_times(cal, to_clock(row), steps):
         if key not in done:
             session.add(EscalationDue(clock_id=row.id, ticket_id=row.ticket_id, step_key=key, action=actions[key],
-                                      generation=row.generation, fire_at=fire_at, status="pending"))
+                                      generation=row.generation, fire_at=fire_at, status=StepStatus.PENDING.value))
 
 
 def start_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor = SYSTEM) -> list[TicketClock]:
@@ -143,7 +148,7 @@ class _PolicyCache:
         return self.calendars[clock.calendar_id], _steps_for(clock.metric, self.ladders[clock.policy_id])
 
 
-def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str, fn, metrics: tuple[str, ...] | None = None, only_states: tuple[str, ...] = ()) -> int:
+def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str, fn, metrics: tuple[str, ...] | None = None, only_states: tuple[sla.ClockState, ...] = ()) -> int:
     changed = 0
     cache = _PolicyCache(session)
     for row in _clock_rows(session, ticket):
@@ -159,15 +164,15 @@ def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, wh
 
 
 def pause_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "waiting on the shopper") -> int:
-    return _transition(session, ticket, at, actor, why, sla.pause, only_states=("running",))
+    return _transition(session, ticket, at, actor, why, sla.pause, only_states=(sla.ClockState.RUNNING,))
 
 
 def resume_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "the shopper answered") -> int:
-    return _transition(session, ticket, at, actor, why, sla.resume, only_states=("paused",))
+    return _transition(session, ticket, at, actor, why, sla.resume, only_states=(sla.ClockState.PAUSED,))
 
 
 def stop_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, metrics: tuple[str, ...], why: str) -> int:
-    return _transition(session, ticket, at, actor, why, sla.stop, metrics=metrics, only_states=("running", "paused"))
+    return _transition(session, ticket, at, actor, why, sla.stop, metrics=metrics, only_states=LIVE)
 
 
 def retarget_policy_clocks(session: Session, policy: SlaPolicy, at: datetime, actor: Actor, batch: int = 500) -> int:
@@ -191,7 +196,7 @@ def _live_clocks_in_batches(session: Session, condition, batch: int):
     last_id = 0
     while True:
         rows = list(session.scalars(
-            select(TicketClock).where(condition, TicketClock.state.in_(("running", "paused")), TicketClock.id > last_id)
+            select(TicketClock).where(condition, TicketClock.state.in_([s.value for s in LIVE]), TicketClock.id > last_id)
             .order_by(TicketClock.id).limit(batch)
         ))
         if not rows:
@@ -213,8 +218,8 @@ class SweepResult:
 def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]:
     """Claim up to ``batch`` due rows under ``token``: pending ones first (the partial index on
     pending fire times serves the order and stops after ``batch`` rows), then expired claims."""
-    pending = (EscalationDue.status == "pending") & (EscalationDue.fire_at <= now)
-    expired = (EscalationDue.status == "claimed") & (EscalationDue.claim_expires < now)
+    pending = (EscalationDue.status == StepStatus.PENDING.value) & (EscalationDue.fire_at <= now)
+    expired = (EscalationDue.status == StepStatus.CLAIMED.value) & (EscalationDue.claim_expires < now)
     postgres = session.get_bind().dialect.name == "postgresql"
     if not postgres:
         # SQLite: write first (one UPDATE with a subquery) so the database lock is taken before
@@ -223,7 +228,7 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
             chosen = select(EscalationDue.id).where(condition).order_by(order).limit(batch).scalar_subquery()
             session.execute(
                 update(EscalationDue).where(EscalationDue.id.in_(chosen))
-                .values(status="claimed", claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
+                .values(status=StepStatus.CLAIMED.value, claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
         session.commit()
@@ -242,7 +247,7 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
     # Conditional update: a row another sweeper claimed in between is not taken twice.
     session.execute(
         update(EscalationDue).where(EscalationDue.id.in_(ids), or_(pending, expired))
-        .values(status="claimed", claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
+        .values(status=StepStatus.CLAIMED.value, claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -289,10 +294,10 @@ def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: da
         key == row.step_key and at <= now for key, at in sla.step_fire_times(cal, to_clock(clock), steps)
     )
     if not still_due:
-        row.status, row.done_at, row.outcome = "cancelled", now, "no longer due"
+        row.status, row.done_at, row.outcome = check_step(row.status, StepStatus.CANCELLED).value, now, "no longer due"
         return None
     outcome = _act(session, row, ticket, clock)
-    row.status, row.done_at, row.outcome = "done", now, outcome
+    row.status, row.done_at, row.outcome = check_step(row.status, StepStatus.DONE).value, now, outcome
     session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="step", note=f"{row.step_key}: {outcome}"))
     return f"{ticket.request.rma} {clock.metric}/{row.step_key}: {outcome}"
 
@@ -303,7 +308,7 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
     A crash before the commit leaves nothing done and the claims expire; a row whose claim
     passed to another sweeper meanwhile is skipped. Either way no step acts twice.
     """
-    stmt = select(EscalationDue).where(EscalationDue.id.in_(ids), EscalationDue.status == "claimed", EscalationDue.claimed_by == token)
+    stmt = select(EscalationDue).where(EscalationDue.id.in_(ids), EscalationDue.status == StepStatus.CLAIMED.value, EscalationDue.claimed_by == token)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     else:
@@ -375,7 +380,7 @@ def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> d
         clock = to_clock(row)
         out[row.ticket_id] = {
             "state": row.state,
-            "remaining": sla.remaining(calendars[row.calendar_id], clock, now) if row.state != "stopped" else None,
+            "remaining": sla.remaining(calendars[row.calendar_id], clock, now) if row.state != sla.ClockState.STOPPED else None,
             "breached": sla.is_breached(clock, now),
             "deadline": row.deadline,
         }

@@ -8,15 +8,51 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from portal.db.models import (
+    AuditLog,
+    CannedReplyRow,
+    RequestEvent,
+    ReturnRequest,
+    RoutingRuleRow,
+    StaffUser,
+    Team,
+    TeamMember,
+    Ticket,
+    TicketEvent,
+)
 from portal.domain.actors import SYSTEM, Actor, ActorKind
-from portal.db.models import ReturnRequest, RoutingRuleRow, StaffUser, Team, TeamMember, Ticket, TicketEvent
+from portal.domain.errors import Conflict, InvalidInput, NotFound
+from portal.domain.lifecycle import Status
 from portal.domain.policy import Decision
+from portal.domain.replies import CannedReply, suggest
 from portal.domain.routing import Conditions, Route, Rule, RoutingInputs, inputs_for, route
-from portal.services import Conflict, NotFound
+from portal.domain.states import TicketStatus, check_ticket
+from portal.domain.text import N_
+from portal.services.outbox import enqueue_email
+from portal.services.sla import start_ticket_clocks, stop_ticket_clocks
 
 log = logging.getLogger("portal.tickets")
 
 DEFAULT_TEAM = "service"
+
+
+def set_ticket_status(ticket: Ticket, target: TicketStatus, at: datetime | None = None) -> None:
+    """Guarded ticket move (no commit); moving to the state it is already in changes nothing."""
+    if ticket.status == target:
+        return
+    check_ticket(ticket.status, target)
+    ticket.status = target.value
+    if target is TicketStatus.CLOSED:
+        ticket.closed_at = at or datetime.now(timezone.utc)
+    else:
+        ticket.closed_at = None
+
+
+def reopen_ticket(ticket: Ticket, raise_priority: bool = False) -> None:
+    """Back to open for an agent (a warehouse discrepancy), higher priority when asked (no commit)."""
+    set_ticket_status(ticket, TicketStatus.OPEN)
+    if raise_priority and ticket.priority in ("low", "normal"):
+        ticket.priority = "high"
 
 
 def ticket_for(session: Session, request: ReturnRequest) -> Ticket | None:
@@ -83,19 +119,18 @@ def open_ticket(session: Session, request: ReturnRequest, actor: Actor = SYSTEM)
         ticket_class=chosen.ticket_class,
         rule=chosen.rule.snapshot() if chosen.rule else None,
         routing_inputs=_inputs_dict(inputs),
-        status="open",
+        status=TicketStatus.OPEN.value,
     )
     session.add(ticket)
     ticket.events.append(TicketEvent(actor=actor, kind="routed", note="; ".join(chosen.reasons), data={"team": team.code, "priority": chosen.priority, "class": chosen.ticket_class}))
-    if request.status != "pending_review":
+    if request.status != Status.PENDING_REVIEW:
         # Auto-approved: nobody needs to review it; later steps (discrepancies) reopen it.
-        ticket.status, ticket.closed_at = "closed", request.created_at
+        set_ticket_status(ticket, TicketStatus.CLOSED, request.created_at)
         ticket.events.append(TicketEvent(actor=actor, kind="closed", note=f"request {request.status}; no review needed"))
         session.flush()
         return ticket
     session.flush()
     assign_ticket(session, ticket)
-    from portal.services.sla import start_ticket_clocks
 
     start_ticket_clocks(session, ticket, request.created_at or now_utc(), actor)
     return ticket
@@ -106,7 +141,7 @@ def member_load(session: Session, staff_id: int) -> int:
 
     Tickets waiting on the shopper (clocks paused) and closed ones (clocks stopped) do not count.
     """
-    return int(session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == staff_id, Ticket.status == "open")) or 0)
+    return int(session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == staff_id, Ticket.status == TicketStatus.OPEN.value)) or 0)
 
 
 def assign_ticket(session: Session, ticket: Ticket, actor: Actor = SYSTEM) -> StaffUser | None:
@@ -148,10 +183,10 @@ def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_ass
     (None for unassigned); if someone else took it meanwhile, Conflict is raised instead of a silent steal."""
     ticket = session.get(Ticket, ticket_id, with_for_update=True)
     if ticket is None:
-        raise NotFound(ticket_id)
+        raise NotFound()
     if expected_assignee is not _UNCHECKED and ticket.assignee_id not in (expected_assignee, staff.id):
         session.rollback()
-        raise Conflict("taken by someone else")
+        raise Conflict(N_("Someone else took this ticket first."))
     ticket.assignee_id = staff.id
     ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="assigned", note=f"taken by {staff.name}", data={"assignee": staff.id}))
     session.commit()
@@ -161,7 +196,7 @@ def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_ass
 def reroute_if_untouched(session: Session, request: ReturnRequest) -> Ticket | None:
     """After the photos are scored, route again if no one has acted on the ticket yet (no commit)."""
     ticket = ticket_for(session, request)
-    if ticket is None or ticket.status != "open" or any(e.actor.is_staff for e in ticket.events):
+    if ticket is None or ticket.status != TicketStatus.OPEN or any(e.actor.is_staff for e in ticket.events):
         return ticket
     chosen, inputs, team = _route(session, request)
     ticket.routing_inputs = _inputs_dict(inputs)
@@ -187,10 +222,10 @@ def add_note(session: Session, ticket_id: int, staff: StaffUser, text: str) -> T
     """An internal note on the ticket timeline (never shown to the shopper)."""
     text = (text or "").strip()
     if not text:
-        raise ValueError("a note needs text")
+        raise InvalidInput(N_("Write the note first."))
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
-        raise NotFound(ticket_id)
+        raise NotFound()
     ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="note", note=text[:4000]))
     session.commit()
     return ticket
@@ -200,11 +235,11 @@ def reassign(session: Session, ticket_id: int, staff: StaffUser, to_staff_id: in
     """Hand the ticket to someone else (or back to the team as unassigned); always possible."""
     ticket = session.get(Ticket, ticket_id, with_for_update=True)
     if ticket is None:
-        raise NotFound(ticket_id)
+        raise NotFound()
     target = session.get(StaffUser, to_staff_id) if to_staff_id else None
     if to_staff_id and (target is None or not target.active):
         session.rollback()
-        raise ValueError("no such active staff member")
+        raise InvalidInput(N_("Choose an active staff member."))
     ticket.assignee_id = target.id if target else None
     ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="assigned",
                                      note=f"reassigned to {target.name}" if target else "returned to the team queue",
@@ -215,8 +250,6 @@ def reassign(session: Session, ticket_id: int, staff: StaffUser, to_staff_id: in
 
 def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -> dict[str, str | None]:
     """The shopper's full email and phone; every reveal is written to the audit log."""
-    from portal.db.models import AuditLog
-
     session.add(AuditLog(actor_id=staff.id, action="reveal_contact", target=f"order:{request.order.order_number}",
                          detail=f"request {request.rma}"))
     session.commit()
@@ -225,25 +258,18 @@ def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -
 
 
 def suggested_replies(session: Session, request: ReturnRequest, limit: int = 3):
-    from portal.db.models import CannedReplyRow
-    from portal.domain.replies import CannedReply, suggest
-
     rows = session.scalars(select(CannedReplyRow).where(CannedReplyRow.active.is_(True)).order_by(CannedReplyRow.id))
     replies = [CannedReply(r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or [])) for r in rows]
     texts = [line.comment for line in request.lines if line.comment]
-    texts += [e.note for e in request.events if e.actor.kind is ActorKind.SHOPPER and e.to_status == "pending_review" and e.note]
+    texts += [e.note for e in request.events if e.actor.kind is ActorKind.SHOPPER and e.to_status == Status.PENDING_REVIEW and e.note]
     return suggest(replies, [line.reason for line in request.lines], texts, request.locale, limit)
 
 
 def send_reply(session: Session, request: ReturnRequest, staff: StaffUser, body: str) -> None:
     """A message to the shopper (email through the outbox, and on their status page); counts as the first response."""
-    from portal.db.models import RequestEvent
-    from portal.services.outbox import enqueue_email
-    from portal.services.sla import stop_ticket_clocks
-
     body = (body or "").strip()
     if not body:
-        raise ValueError("a reply needs text")
+        raise InvalidInput(N_("Write the reply first."))
     now = now_utc()
     request.events.append(RequestEvent(actor=Actor.staff(staff.id), kind="message", from_status=None, to_status=None, note=body[:4000]))
     ticket = ticket_for(session, request)

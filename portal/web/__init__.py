@@ -11,6 +11,7 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from portal.domain.errors import DomainError
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
 from portal.domain.lifecycle import POLLING as POLLING_STATUSES
 from portal.domain.roles import CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
@@ -63,6 +64,10 @@ def safe_next(target: str | None, default: str) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return default
     return target
+
+
+# How each kind of domain error answers over HTTP.
+DOMAIN_ERROR_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409, "forbidden": 403}
 
 
 def init_web(app: Flask) -> None:
@@ -159,6 +164,19 @@ def init_web(app: Flask) -> None:
             413: gettext("The upload is too large. Please send smaller or fewer photos."),
         }
         message = messages.get(code, exc.name)
+        return render_template("errors/error.html", code=code, message=message), code
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        # A rule said no to something no view handled itself: undo the half-done change,
+        # answer with the rule's own words in the user's language and a 4xx.
+        from portal.db import get_session
+
+        get_session().rollback()
+        code = DOMAIN_ERROR_STATUS[exc.kind]
+        message = exc.render(gettext)
+        if wants_json():
+            return jsonify(error=exc.kind, message=message), code
         return render_template("errors/error.html", code=code, message=message), code
 
     @app.errorhandler(Exception)

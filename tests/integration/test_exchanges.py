@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from portal.db.models import OutboxMessage, ReturnRequest, Variant
 from portal.domain.receiving import ReceivedLine
-from portal.services.returns import receive_parcel
+from portal.services.receiving import receive_parcel
 from tests.conftest import csrf_from, login_shopper
 from tests.integration.test_refunds import warehouse_worker
 from tests.web.test_shop_request import form_for

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from portal.domain.errors import NotPermitted
 from portal.adapters.payments import ManualPayments, SandboxGateway
 from portal.db.models import LedgerEntry, Refund, ReturnRequest, SandboxPayment, StaffUser, StoreCreditCode
 from portal.services import Conflict
@@ -30,7 +31,7 @@ def staff(session, name):
 def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund", lines=None, grade="A"):
     """A request carried through pickup and warehouse receiving, ready for a refund."""
     from portal.domain.receiving import ReceivedLine
-    from portal.services.returns import receive_parcel
+    from portal.services.receiving import receive_parcel
 
     post_json(client, "/api/v1/orders", order_payload(number, lines=lines))
     shopper = app.test_client()
@@ -92,7 +93,7 @@ def test_above_threshold_needs_a_second_finance_user(app, client, order, session
     refund = approve_refund(session, req, fay, preview.basis_hash, "sandbox", Decimal("100"))
     assert refund.status == "awaiting_second"
     assert execute_refund(factory(app), refund.id, SandboxGateway(factory(app))).status == "awaiting_second"  # cannot pay yet
-    with pytest.raises(PermissionError):
+    with pytest.raises(NotPermitted):
         second_approve(session, refund, fay)
     second_approve(session, refund, sam)
     assert execute_refund(factory(app), refund.id, SandboxGateway(factory(app))).status == "succeeded"
@@ -185,7 +186,7 @@ def test_partial_refunds_never_exceed_what_was_paid(app, client, order, session)
     shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
     second_req = session.scalars(select(ReturnRequest).where(ReturnRequest.id != req.id)).one()
     from portal.domain.receiving import ReceivedLine
-    from portal.services.returns import receive_parcel
+    from portal.services.receiving import receive_parcel
 
     post_json(client, "/api/v1/carrier-events", event(second_req.pickup_code, event_id="e-2"))
     session.refresh(second_req)

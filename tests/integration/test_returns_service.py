@@ -8,14 +8,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from portal.domain.actors import SHOPPER, Actor
+from portal.domain.actors import SHOPPER
 from portal.db import session_scope
 from portal.db.models import Order, Photo, ReturnRequest
 from portal.domain.orders import parse_order
 from portal.domain.policy import load_policy
 from portal.services.orders import upsert_order
 from portal.services.policies import default_policy_text
-from portal.services.returns import LineRequest, ReturnNotAllowed, cancel_return, open_return, requested_units
+from portal.services.filing import LineRequest, ReturnNotAllowed, cancel_return, open_return, requested_units
 from portal.storage import LocalPhotoStore, StorageError
 from portal.vision.intake import clean_photo
 from tests.conftest import order_payload

@@ -16,7 +16,8 @@ from portal.domain.orders import parse_order
 from portal.domain.policy import load_policy
 from portal.services.orders import upsert_order
 from portal.services.policies import default_policy_text
-from portal.services.returns import LineRequest, approve_return, open_return
+from portal.services.filing import LineRequest, open_return
+from portal.services.review import approve_return
 from portal.services.sla import CLAIM_TTL, _claim, pause_ticket_clocks, resume_ticket_clocks, retarget_policy_clocks, sweep
 from portal.services.tickets import ensure_team
 from portal.storage import LocalPhotoStore

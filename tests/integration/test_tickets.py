@@ -14,7 +14,7 @@ from portal.domain.orders import parse_order
 from portal.domain.policy import load_policy
 from portal.services.orders import upsert_order
 from portal.services.policies import default_policy_text
-from portal.services.returns import LineRequest, open_return
+from portal.services.filing import LineRequest, open_return
 from portal.services.tickets import assign_ticket, ensure_team, reroute_if_untouched, take_ticket
 from portal.services import Conflict
 from portal.storage import LocalPhotoStore

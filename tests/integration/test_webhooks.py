@@ -100,7 +100,8 @@ def receiver(make_receiver):
 
 @pytest.fixture
 def hook_app(app, receiver):
-    app.config.update(WEBHOOK_URL=receiver.url, WEBHOOK_TIMEOUT=2)
+    # Delivery is driven by each test, not by the after-commit hook.
+    app.config.update(WEBHOOK_URL=receiver.url, WEBHOOK_TIMEOUT=2, JOBS_MODE="off")
     return app
 
 
@@ -203,7 +204,7 @@ def test_non_2xx_answers_are_failures(hook_app, receiver, status):
 
 
 def test_connection_refused_is_recorded(app):
-    app.config.update(WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/hooks", WEBHOOK_TIMEOUT=2)  # nothing listens
+    app.config.update(WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/hooks", WEBHOOK_TIMEOUT=2, JOBS_MODE="off")  # nothing listens
     event_id = queue_event(app)
     assert deliver_outbox(app) == (0, 1)
     message = row(app, event_id)

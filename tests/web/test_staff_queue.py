@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from portal.domain.actors import SHOPPER, Actor
+from portal.domain.actors import Actor
 from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
@@ -250,7 +250,7 @@ def test_approve_some_lines(client, app, desk, session):
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
     base = {"csrf_token": csrf_from(page), "status": "pending_review", "action": "approve"}
     no_reason = client.post(f"/staff/requests/{rma}/decide", data={**base, "approve_line": [str(lines["1"])]})
-    assert no_reason.status_code == 422 and "say why the other lines" in no_reason.get_data(as_text=True)
+    assert no_reason.status_code == 422 and "Say why the other lines" in no_reason.get_data(as_text=True)
     none = client.post(f"/staff/requests/{rma}/decide", data={**base, "note": "x"})
     assert none.status_code == 422
     ok = client.post(f"/staff/requests/{rma}/decide", data={**base, "approve_line": [str(lines["1"])], "note": "Scarves are final once worn"})
@@ -290,7 +290,7 @@ def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):
 def test_override_cannot_exceed_what_was_bought(app, desk, session):
     from portal.domain.orders import parse_order
     from portal.services.orders import upsert_order
-    from portal.services.returns import LineRequest, ReturnNotAllowed, open_return
+    from portal.services.filing import LineRequest, ReturnNotAllowed, open_return
     from portal.storage import LocalPhotoStore
     from datetime import datetime, timezone
 

@@ -94,7 +94,7 @@ def carrier_event():
     """A tracking event from the courier; unknown codes are 404 and replays 409, with nothing written."""
     from portal.adapters.carriers import carrier_from_config
     from portal.domain.tracking import parse_tracking_event
-    from portal.services.returns import DuplicateEvent, UnknownPickup, record_tracking_event
+    from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 
     payload, error = _json_body()
     if error:

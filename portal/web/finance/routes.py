@@ -17,7 +17,7 @@ from portal.adapters.payments import gateway_for
 from portal.db import get_session
 from portal.db.models import Refund, ReturnRequest
 from portal.domain.lifecycle import Status
-from portal.services import Conflict
+from portal.services import Conflict, NotPermitted
 from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
                                      second_approve)
 from portal.domain.roles import CAN_REFUND
@@ -104,7 +104,7 @@ def second(refund_id: int):
         abort(400)
     try:
         second_approve(get_session(), _refund(refund_id), current_user._get_current_object())
-    except PermissionError:
+    except NotPermitted:
         flash(gettext("The second approval must come from another finance user."), "warning")
     except Conflict:
         flash(gettext("This refund no longer waits for a second approval."), "warning")

@@ -24,7 +24,17 @@ from portal.links import read_return_token
 from portal.logs import safe
 from portal.services import Conflict, NotFound
 from portal.services.policies import active_policy
-from portal.services.returns import LineRequest, ReturnNotAllowed, check_return, get_request_for_order, open_return, order_facts, precheck_order
+from portal.services.filing import (
+    LineRequest,
+    ReturnNotAllowed,
+    answer_question,
+    cancel_return,
+    check_return,
+    open_return,
+    order_facts,
+    precheck_order,
+)
+from portal.services.timeline import get_request_for_order
 from portal.adapters.carriers import carrier_from_config
 from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.storage import StorageError, store_from_config
@@ -284,14 +294,6 @@ def submit():
         log.exception("photo store unavailable")
         context["storage_error"] = True
         return render_template("shop/order.html", **context), 503
-    from functools import partial
-
-    from portal.jobs import kick, score_photos
-
-    app = current_app._get_current_object()
-    kick(app)
-    if created.photos:
-        kick(app, partial(score_photos, request_id=created.id))
     flash(gettext("Thank you. Your return request %(rma)s has been received.", rma=created.rma), "success")
     return redirect(url_for("shop.status", rma=created.rma), code=303)
 
@@ -324,23 +326,18 @@ def status(rma: str):
 
 @bp.post("/requests/<rma>/cancel")
 def cancel(rma: str):
-    from portal.services.returns import cancel_return
-
     order, req = _own_request(rma)
     form = CancelForm()
     if not form.validate_on_submit():
         abort(400)
     try:
         cancel_return(get_session(), req, SHOPPER, expected_status=form.status.data or None)
-    except Conflict:
-        flash(gettext("This request changed while you were looking at it. Please check its status and try again."), "warning")
-        return redirect(url_for("shop.status", rma=rma), code=303)
     except IllegalTransition:
         flash(gettext("This request can no longer be cancelled because the parcel is already on its way."), "warning")
         return redirect(url_for("shop.status", rma=rma), code=303)
-    from portal.jobs import kick
-
-    kick(current_app._get_current_object())
+    except Conflict:
+        flash(gettext("This request changed while you were looking at it. Please check its status and try again."), "warning")
+        return redirect(url_for("shop.status", rma=rma), code=303)
     flash(gettext("Your return request has been cancelled."), "success")
     return redirect(url_for("shop.status", rma=rma), code=303)
 
@@ -354,8 +351,6 @@ def _open_question(req) -> str | None:
 
 @bp.post("/requests/<rma>/answer")
 def answer(rma: str):
-    from portal.services.returns import answer_question
-
     order, req = _own_request(rma)
     form = AnswerForm()
     if not form.validate_on_submit():

@@ -20,9 +20,9 @@ from portal.db import get_session
 from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
 from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
 from portal.domain.lifecycle import IllegalTransition
-from portal.services import Conflict, NotFound
+from portal.services import Conflict, InvalidInput, NotFound
 from portal.adapters.carriers import carrier_from_config
-from portal.services.returns import approve_return, ask_shopper, reject_return
+from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
 from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket, ticket_for
 from portal.domain.policy import Decision
@@ -239,9 +239,9 @@ def decide(rma: str):
                 approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids,
                                carrier=carrier_from_config(current_app.config),
                                instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange)
-            except ValueError as exc:
+            except InvalidInput as exc:
                 get_session().rollback()
-                form.note.errors = [*form.note.errors, str(exc)]
+                form.note.errors = [*form.note.errors, exc.render(gettext)]
                 return render_template("staff/request.html", **{**_detail_context(req), "decision_form": form}), 422
             flash(gettext("Approved. The shopper has been told."), "success")
         elif form.action.data == "ask":
@@ -250,10 +250,10 @@ def decide(rma: str):
         else:
             reject_return(get_session(), req, actor, form.note.data, expected_status=form.status.data)
             flash(gettext("Rejected. The shopper has been told why."), "success")
-    except Conflict:
-        flash(gettext("This request changed while you were looking at it; nothing was done. Please check it again."), "warning")
     except IllegalTransition:
         flash(gettext("This request can no longer be approved or rejected."), "warning")
+    except Conflict:
+        flash(gettext("This request changed while you were looking at it; nothing was done. Please check it again."), "warning")
     from portal.jobs import kick
 
     kick(current_app._get_current_object())
@@ -302,8 +302,10 @@ def reassign_view(ticket_id: int):
         abort(400)
     try:
         reassign(get_session(), ticket_id, current_user._get_current_object(), int(form.to.data) if form.to.data else None)
-    except ValueError:
-        abort(400)
+    except InvalidInput as exc:
+        get_session().rollback()
+        flash(exc.render(gettext), "warning")
+        return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
     flash(gettext("Ticket reassigned."), "success")
     return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
 
@@ -331,7 +333,7 @@ def order_on_behalf(order_number: str):
     from portal.domain.orders import normalise_order_number
     from portal.domain.reasons import OUTCOMES
     from portal.services.policies import active_policy
-    from portal.services.returns import LineRequest, ReturnNotAllowed, open_return, precheck_order
+    from portal.services.filing import LineRequest, ReturnNotAllowed, open_return, precheck_order
     from portal.storage import store_from_config
 
     order = get_session().scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()

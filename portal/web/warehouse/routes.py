@@ -15,7 +15,7 @@ from portal.domain.receiving import DISCREPANCIES, DISPOSITIONS, GRADES, Finding
 from portal.services import Conflict
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
-from portal.services.returns import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel
+from portal.services.receiving import ParcelNotFound, RECEIVABLE, find_parcel, receive_parcel
 from portal.domain.roles import CAN_RECEIVE
 from portal.web.staff.routes import staff_required
 
@@ -51,7 +51,7 @@ def pickup():
 
     from portal.adapters.carriers import carrier_from_config
     from portal.domain.tracking import TrackingEvent
-    from portal.services.returns import DuplicateEvent, UnknownPickup, record_tracking_event
+    from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 
     if not ReceiveForm().validate_on_submit():
         abort(400)

@@ -1,0 +1,98 @@
+"""Exchanges: hold the replacement on approval, give it back on rejection or cancellation, release
+it to ship after inspection (or at approval with the policy's instant exchange), never twice.
+
+What is held and what shipped are columns on the line (``reserved_quantity``,
+``exchange_shipped_at``); the timeline notes are for people only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.db.models import ReturnLine, ReturnRequest, Variant
+from portal.domain.actors import Actor
+from portal.domain.lifecycle import Status
+from portal.domain.money import line_paid_per_unit, round_money
+from portal.services.outbox import enqueue_webhook
+from portal.services.timeline import move, record_event
+
+# Grades a returned item may have for its replacement to ship.
+SHIPPABLE_GRADES = frozenset({"A", "B"})
+
+
+def _variant_for_update(session: Session, sku: str | None) -> Variant | None:
+    return session.scalars(select(Variant).where(Variant.sku == sku).with_for_update()).one_or_none()
+
+
+def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: Actor) -> None:
+    """On approval, hold the replacement variants (no commit). Out of stock is recorded, not hidden."""
+    for line in request.exchange_lines:
+        if line.reserved_quantity or line.exchange_shipped_at is not None:
+            continue
+        variant = _variant_for_update(session, line.exchange_sku)
+        if variant is None or variant.stock - variant.reserved < line.quantity:
+            record_event(request, actor, "exchange", note=f"{line.exchange_sku}: not enough stock to reserve {line.quantity}")
+            continue
+        variant.reserved += line.quantity
+        line.reserved_quantity = line.quantity
+        record_event(request, actor, "exchange", note=f"reserved {line.quantity} x {line.exchange_sku}")
+
+
+def release_exchange_stock(session: Session, request: ReturnRequest, actor: Actor) -> None:
+    """On rejection or cancellation, give the held variants back (no commit)."""
+    for line in request.lines:
+        if not line.reserved_quantity:
+            continue
+        variant = _variant_for_update(session, line.exchange_sku)
+        if variant is not None:
+            variant.reserved = max(variant.reserved - line.reserved_quantity, 0)
+        record_event(request, actor, "exchange", note=f"released {line.reserved_quantity} x {line.exchange_sku}")
+        line.reserved_quantity = 0
+
+
+def exchange_difference(session: Session, line: ReturnLine, units: int) -> Decimal | None:
+    """What was paid for ``units`` of the line minus the replacement's price: positive is refunded,
+    negative is owed by the shopper. None when the replacement has no price of its own."""
+    if not line.is_exchange or units <= 0:
+        return None
+    price = session.scalar(select(Variant.price).where(Variant.sku == line.exchange_sku))
+    if price is None:
+        return None
+    ol = line.order_line
+    currency = line.request.order.currency
+    paid = line_paid_per_unit(ol.unit_price, ol.quantity, ol.discount, ol.tax, currency)
+    return round_money((paid - price) * units, currency)
+
+
+def exchanges_ready(session: Session, request: ReturnRequest, actor: Actor, instant: bool = False) -> list[dict[str, Any]]:
+    """Release exchange lines to ship (no commit): after inspection those received as grade A or B,
+    or, with the policy's instant exchange, all of them at approval. Never twice."""
+    if request.exchange_shipped:
+        if request.all_exchanges and request.status == Status.INSPECTED.value:
+            move(request, Status.EXCHANGED, actor, "exchange already shipped at approval")
+        return []
+    now = datetime.now(timezone.utc)
+    ready = []
+    for line in request.exchange_lines:
+        if not (instant or line.grade in SHIPPABLE_GRADES):
+            continue
+        ready.append({"sku": line.exchange_sku, "quantity": line.quantity, "returned_sku": line.order_line.sku})
+        variant = _variant_for_update(session, line.exchange_sku)
+        if variant is not None:  # the held unit leaves the shelf
+            variant.stock = max(variant.stock - line.quantity, 0)
+            variant.reserved = max(variant.reserved - line.reserved_quantity, 0)
+        line.reserved_quantity = 0
+        line.exchange_shipped_at = now
+    if ready:
+        enqueue_webhook(session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready})
+        record_event(request, actor, "exchange", note="ready to ship: " + ", ".join(f"{r['quantity']} x {r['sku']}" for r in ready))
+        settled = not any(exchange_difference(session, line, line.quantity) for line in request.exchange_lines)
+        if not instant and settled and request.all_exchanges:
+            move(request, Status.EXCHANGED, actor, "exchange released to ship")
+        # With a price difference the request stays inspected: finance refunds it or records it as owed.
+    return ready

@@ -1,0 +1,146 @@
+"""The warehouse: find the parcel behind a scan, record what arrived. Never refunds anything."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.db.models import Discrepancy, Photo, ReceiptLine, ReturnLine, ReturnRequest, TicketEvent
+from portal.domain.actors import Actor
+from portal.domain.codes import CodeError, looks_like_pickup_code, looks_like_rma, parse_pickup_code, parse_rma
+from portal.domain.errors import Conflict, NotFound
+from portal.domain.lifecycle import Status
+from portal.domain.receiving import WORN_GRADES, Finding, ReceivedLine, check_receipt
+from portal.domain.states import ScoreState
+from portal.domain.text import N_
+from portal.services.exchanges import exchanges_ready
+from portal.services.outbox import enqueue_email, enqueue_webhook
+from portal.services.tickets import assign_ticket, reopen_ticket, ticket_for
+from portal.services.timeline import discard_photos, lock_for_change, move
+from portal.storage import PhotoStore, new_key
+from portal.vision.intake import CleanPhoto
+
+log = logging.getLogger("portal.receiving")
+
+RECEIVABLE = (Status.LABEL_ISSUED.value, Status.IN_TRANSIT.value)
+
+
+class ParcelNotFound(NotFound):
+    """Nothing matches the scan. ``reason`` is "mistyped" (the check character is wrong) or "unknown"."""
+
+    def __init__(self, reason: str):
+        super().__init__(N_("That code has a typing mistake.") if reason == "mistyped" else N_("No parcel with that code."))
+        self.reason = reason
+
+
+def find_parcel(session: Session, scanned: str) -> ReturnRequest:
+    """The request behind a scanned or typed pickup code or RMA number.
+
+    A code whose check character is wrong is reported as mistyped before any lookup.
+    """
+    text = (scanned or "").strip()[:64]
+    try:
+        if looks_like_pickup_code(text):
+            stmt = select(ReturnRequest).where(ReturnRequest.pickup_code == parse_pickup_code(text))
+        elif looks_like_rma(text):
+            stmt = select(ReturnRequest).where(ReturnRequest.rma == parse_rma(text))
+        else:
+            raise ParcelNotFound("unknown")
+    except CodeError:
+        raise ParcelNotFound("mistyped") from None
+    request = session.scalars(stmt).one_or_none()
+    if request is None:
+        raise ParcelNotFound("unknown")
+    return request
+
+
+def receive_parcel(
+    session: Session,
+    request: ReturnRequest,
+    staff_id: int,
+    lines: Sequence[ReceivedLine],
+    findings: Sequence[Finding],
+    expected_status: str | None = None,
+    photos: dict[int, list[CleanPhoto]] | None = None,
+    store: PhotoStore | None = None,
+) -> ReturnRequest:
+    """Record what arrived: quantities, grades, dispositions, discrepancies. Never refunds anything.
+
+    The grade and wear confirmation go beside the photos' wear scores (the classifier's
+    ground truth). Discrepancies reopen the request's ticket for an agent. A parcel
+    already received, or a stale page, raises Conflict; input that does not add up
+    raises ReceiptError (nothing is saved either way).
+    """
+    lock_for_change(session, request, expected_status)
+    if request.status not in RECEIVABLE:
+        session.rollback()
+        raise Conflict(current=request.status)
+    expected = {line.id: line.quantity for line in request.accepted_lines}
+    try:
+        all_findings = check_receipt(expected, lines, findings)
+    except Exception:
+        session.rollback()
+        raise
+    now = datetime.now(timezone.utc)
+    by_id = {line.id: line for line in request.lines}
+    for item in lines:
+        session.add(ReceiptLine(request_id=request.id, return_line_id=item.line_id, quantity=item.quantity, grade=item.grade or "-",
+                                wear_confirmed=item.wear_confirmed, disposition=item.disposition or "-", note=item.note[:2000],
+                                received_by=staff_id, received_at=now))
+        if item.quantity:
+            by_id[item.line_id].grade = item.grade
+            by_id[item.line_id].wear_confirmed = item.wear_confirmed or item.grade in WORN_GRADES
+    stored: list[str] = []
+    try:
+        for line_id, items in (photos or {}).items():
+            for photo in items:
+                if store is None:
+                    raise RuntimeError("warehouse photos need a photo store")
+                key = new_key(".jpg")
+                store.put(key, photo.data, photo.content_type)
+                stored.append(key)
+                # Warehouse photos document what arrived; the wear report compares the shopper's photos with the grade.
+                session.add(Photo(request_id=request.id, line_id=line_id, storage_key=key, content_type=photo.content_type,
+                                  width=photo.width, height=photo.height, size=len(photo.data), sha256=f"wh-{photo.sha256}"[:64],
+                                  source="warehouse", score_state=ScoreState.NOT_SCORED.value, score_note="warehouse photo"))
+        session.flush()
+        _record_receipt(session, request, staff_id, now, lines, all_findings, by_id)
+        session.commit()
+    except Exception:
+        session.rollback()
+        discard_photos(store, stored)
+        raise
+    log.info("parcel %s received by staff %s: %s", request.rma, staff_id, request.status)
+    return request
+
+
+def _record_receipt(session: Session, request: ReturnRequest, staff_id: int, now: datetime, lines: Sequence[ReceivedLine],
+                    all_findings: list[Finding], by_id: dict[int, ReturnLine]) -> None:
+    actor = Actor.staff(staff_id)
+    move(request, Status.RECEIVED, actor, f"{sum(i.quantity for i in lines)} unit(s) received", at=now)
+    for finding in all_findings:
+        session.add(Discrepancy(request_id=request.id, return_line_id=finding.line_id, kind=finding.kind, quantity=finding.quantity,
+                                note=finding.note[:2000], responsibility=finding.responsibility, created_by=staff_id))
+    if all_findings:
+        move(request, Status.DISCREPANCY, actor, "; ".join(f"{f.kind} ({f.quantity})" for f in all_findings), at=now)
+        ticket = ticket_for(session, request)
+        if ticket is not None:
+            reopen_ticket(ticket, raise_priority=True)
+            session.add(TicketEvent(ticket_id=ticket.id, actor=actor, kind="reopened",
+                                    note="warehouse discrepancy: " + "; ".join(f"{f.kind} x{f.quantity} {f.note}".strip() for f in all_findings)))
+            if ticket.assignee_id is None:
+                session.flush()
+                assign_ticket(session, ticket)
+    else:
+        move(request, Status.INSPECTED, actor, "graded", at=now)
+        exchanges_ready(session, request, actor)
+    enqueue_webhook(session, "return.received", {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
+                                                "lines": [{"sku": by_id[i.line_id].order_line.sku, "quantity": i.quantity, "grade": i.grade,
+                                                           "disposition": i.disposition} for i in lines],
+                                                "discrepancies": [f.kind for f in all_findings]})
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, "return_received", request.locale, {"rma": request.rma})

@@ -1,0 +1,115 @@
+"""Staff decide a request under review: approve (all or some lines), reject, or ask the shopper."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from portal.adapters.carriers import Carrier
+from portal.db.models import ReturnRequest, TicketEvent
+from portal.domain.actors import Actor
+from portal.domain.errors import InvalidInput
+from portal.domain.lifecycle import Status
+from portal.domain.states import IllegalTransition, LineDecision, TicketStatus
+from portal.domain.text import N_
+from portal.services.exchanges import release_exchange_stock
+from portal.services.outbox import enqueue_email, enqueue_webhook
+from portal.services.shipping import issue_label
+from portal.services.sla import pause_ticket_clocks, stop_ticket_clocks
+from portal.services.tickets import set_ticket_status, ticket_for
+from portal.services.timeline import lock_for_change, move
+
+log = logging.getLogger("portal.returns")
+
+
+def _close_ticket(session: Session, request: ReturnRequest, actor: Actor, note: str) -> None:
+    ticket = ticket_for(session, request)
+    if ticket is None:
+        return
+    now = datetime.now(timezone.utc)
+    ticket.first_response_at = ticket.first_response_at or now
+    set_ticket_status(ticket, TicketStatus.CLOSED, now)
+    ticket.events.append(TicketEvent(actor=actor, kind="decided", note=note))
+    stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
+
+
+def _review(session: Session, request: ReturnRequest, actor: Actor, target: Status, expected_status: str | None, note: str,
+            template: str, context: dict[str, Any], carrier: Carrier | None = None, instant_exchange: bool = False) -> ReturnRequest:
+    try:
+        move(request, target, actor, note)
+    except IllegalTransition:
+        session.rollback()
+        raise
+    if target == Status.REJECTED:
+        release_exchange_stock(session, request, actor)
+    if target == Status.APPROVED and carrier is not None:
+        issue_label(session, request, carrier, actor, instant_exchange=instant_exchange)
+        context = {**context, "pickup_code": request.pickup_code, "returnless": request.returnless,
+                   "order_number": request.order.order_number}
+    _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, template, request.locale, {"rma": request.rma, **context})
+    enqueue_webhook(session, "return.approved" if target == Status.APPROVED else "return.rejected",
+                    {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
+                     "pickup_code": request.pickup_code, "reason": note if target == Status.REJECTED else None})
+    session.commit()
+    log.info("return %s %s by %s", request.rma, target.value, actor)
+    return request
+
+
+def approve_return(session: Session, request: ReturnRequest, actor: Actor, expected_status: str | None = None, note: str = "",
+                   line_ids: set[int] | None = None, carrier: Carrier | None = None, instant_exchange: bool = False) -> ReturnRequest:
+    """Approve a request under review, or only the lines in ``line_ids`` (the others are not accepted,
+    with ``note`` as the reason the shopper sees, and their units are released).
+
+    A stale page (someone acted first) raises Conflict; an illegal move IllegalTransition;
+    a choice that does not add up InvalidInput. Nothing is saved in any of those cases.
+    """
+    note = (note or "").strip()
+    lock_for_change(session, request, expected_status)
+    if line_ids is not None:
+        every = {line.id for line in request.lines}
+        chosen = every & set(line_ids)
+        if not chosen:
+            session.rollback()
+            raise InvalidInput(N_("Approve at least one line, or reject the request."))
+        if chosen != every and not note:
+            session.rollback()
+            raise InvalidInput(N_("Say why the other lines are not accepted."))
+        for line in request.lines:
+            line.staff_decision = (LineDecision.APPROVED if line.id in chosen else LineDecision.REJECTED).value
+            line.staff_note = None if line.id in chosen else note[:2000]
+    return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {}, carrier, instant_exchange)
+
+
+def reject_return(session: Session, request: ReturnRequest, actor: Actor, reason: str, expected_status: str | None = None) -> ReturnRequest:
+    """Reject with a reason the shopper sees. Releases the units for another request."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput(N_("Tell the shopper why the return is rejected."))
+    lock_for_change(session, request, expected_status)
+    return _review(session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason})
+
+
+def ask_shopper(session: Session, request: ReturnRequest, actor: Actor, question: str, expected_status: str | None = None) -> ReturnRequest:
+    """Ask the shopper for more information: counts as the first response, pauses the resolution clock."""
+    question = (question or "").strip()
+    if not question:
+        raise InvalidInput(N_("Write the question for the shopper."))
+    lock_for_change(session, request, expected_status)
+    move(request, Status.AWAITING_SHOPPER, actor, question[:2000])
+    now = datetime.now(timezone.utc)
+    ticket = ticket_for(session, request)
+    if ticket is not None:
+        set_ticket_status(ticket, TicketStatus.WAITING)
+        ticket.first_response_at = ticket.first_response_at or now
+        ticket.events.append(TicketEvent(actor=actor, kind="asked", note=question[:2000]))
+        stop_ticket_clocks(session, ticket, now, actor, ("first_response",), "asked the shopper")
+        pause_ticket_clocks(session, ticket, now, actor)
+    if request.order.customer_email:
+        enqueue_email(session, request.order.customer_email, "return_question", request.locale, {"rma": request.rma, "question": question})
+    session.commit()
+    return request

@@ -1,0 +1,83 @@
+"""What every change to a return request shares: the guarded move with its event row, the order
+lock, loading a request for a change, and cleaning up photos a failed change left behind."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from portal.db.models import Order, RequestEvent, ReturnRequest
+from portal.domain import lifecycle
+from portal.domain.actors import Actor
+from portal.domain.errors import Conflict, NotFound
+from portal.domain.lifecycle import Status
+from portal.storage import PhotoStore, StorageError
+
+log = logging.getLogger("portal.returns")
+
+
+def record_event(
+    request: ReturnRequest,
+    actor: Actor,
+    kind: str,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    note: str = "",
+    at: datetime | None = None,
+) -> None:
+    """A row on the request's timeline. The note is for people; no decision reads it back."""
+    event = RequestEvent(actor=actor, kind=kind, from_status=from_status, to_status=to_status, note=note)
+    if at is not None:
+        event.at = at
+    request.events.append(event)
+
+
+def move(request: ReturnRequest, target: Status, actor: Actor, note: str = "", at: datetime | None = None) -> None:
+    """Guarded transition with its event row; the caller commits."""
+    lifecycle.check_transition(request.status, target)
+    record_event(request, actor, "status", request.status, target.value, note, at)
+    request.status = target.value
+
+
+def lock_for_change(session: Session, request: ReturnRequest, expected_status: str | None = None) -> None:
+    """Re-read the request under a row lock; a stale page (status changed meanwhile) raises Conflict."""
+    session.refresh(request, with_for_update=True)
+    if expected_status is not None and request.status != expected_status:
+        session.rollback()
+        raise Conflict(current=request.status)
+
+
+def lock_order(session: Session, order_id: int) -> None:
+    """Serialise changes to one order's requests until the caller commits.
+
+    PostgreSQL locks the order row; SQLite has no row locks, so a no-op update
+    takes the database write lock before anything is read.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Order).where(Order.id == order_id).values(id=Order.id))
+    else:
+        session.execute(select(Order.id).where(Order.id == order_id).with_for_update())
+
+
+def discard_photos(store: PhotoStore | None, keys: list[str]) -> None:
+    """Remove photos stored for a change that was then rolled back (nothing half-written stays)."""
+    if store is None:
+        return
+    for key in keys:
+        try:
+            store.delete(key)
+        except StorageError:
+            log.warning("could not remove photo %s after a failed change", key)
+
+
+def get_request_for_order(session: Session, order_id: int, rma: str) -> ReturnRequest:
+    """A request by RMA, only if it belongs to ``order_id`` (anything else is NotFound)."""
+    request = session.scalars(
+        select(ReturnRequest).where(ReturnRequest.rma == rma, ReturnRequest.order_id == order_id)
+    ).one_or_none()
+    if request is None:
+        raise NotFound()
+    return request
