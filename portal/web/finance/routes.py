@@ -125,9 +125,6 @@ def execute(refund_id: int):
         flash(gettext("The refund failed: %(error)s. Nothing was paid twice; you can retry.", error=done.last_error), "warning")
     else:
         flash(gettext("This refund is not ready to execute (%(status)s).", status=done.status), "warning")
-    from portal.jobs import kick
-
-    kick(current_app._get_current_object())
     return redirect(url_for("finance.queue"), code=303)
 
 

@@ -254,9 +254,6 @@ def decide(rma: str):
         flash(gettext("This request can no longer be approved or rejected."), "warning")
     except Conflict:
         flash(gettext("This request changed while you were looking at it; nothing was done. Please check it again."), "warning")
-    from portal.jobs import kick
-
-    kick(current_app._get_current_object())
     return redirect(url_for("staff.request_detail", rma=rma), code=303)
 
 
@@ -283,9 +280,6 @@ def reply(rma: str):
     if not form.validate_on_submit():
         return render_template("staff/request.html", **{**_detail_context(req), "reply_form": form}), 422
     send_reply(get_session(), req, current_user._get_current_object(), form.body.data)
-    from portal.jobs import kick
-
-    kick(current_app._get_current_object())
     flash(gettext("Message sent to the shopper."), "success")
     return redirect(url_for("staff.request_detail", rma=rma), code=303)
 

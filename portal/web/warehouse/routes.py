@@ -63,9 +63,6 @@ def pickup():
     except (UnknownPickup, DuplicateEvent):
         flash(gettext("No parcel with that pickup code."), "warning")
         return redirect(url_for("warehouse.scan"), code=303)
-    from portal.jobs import kick
-
-    kick(current_app._get_current_object())
     flash(gettext("Pickup recorded: %(rma)s is on its way.", rma=req.rma), "success")
     return redirect(url_for("warehouse.scan"), code=303)
 
@@ -137,9 +134,6 @@ def parcel(rma: str):
             flash(gettext("This parcel was already received, or changed meanwhile. Nothing was saved."), "warning")
             return redirect(url_for("warehouse.parcel", rma=rma), code=303)
         else:
-            from portal.jobs import kick
-
-            kick(current_app._get_current_object())
             flash(gettext("Parcel %(rma)s received.", rma=rma), "success")
             return redirect(url_for("warehouse.scan"), code=303)
     return render_template("warehouse/parcel.html", req=req, form=form, error=error, GRADES=GRADES, DISPOSITIONS=DISPOSITIONS,
