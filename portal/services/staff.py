@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from portal.db.models import StaffUser
 from portal.domain.roles import ROLES
+from portal.domain.errors import InvalidInput
+from portal.domain.text import N_
 from portal.logs import mask_email, safe
 
 log = logging.getLogger("portal.staff")
@@ -30,19 +32,19 @@ def _dummy_hash() -> str:
 MIN_PASSWORD = 10
 
 
-class StaffError(ValueError):
-    pass
+class StaffError(InvalidInput):
+    """An account change a rule refuses (unknown role, short password, changing oneself)."""
 
 
 def create_staff(session: Session, email: str, name: str, role: str, password: str) -> StaffUser:
     """Create an account; the email is unique (case-insensitive) and the role must exist."""
     email = email.strip().lower()
     if role not in ROLES:
-        raise StaffError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        raise StaffError(N_("Unknown role %(role)s; choose one of %(roles)s."), role=role, roles=", ".join(ROLES))
     if len(password) < MIN_PASSWORD:
-        raise StaffError(f"password must have at least {MIN_PASSWORD} characters")
+        raise StaffError(N_("The password must have at least %(n)d characters."), n=MIN_PASSWORD)
     if session.scalars(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
-        raise StaffError(f"{email} already has an account")
+        raise StaffError(N_("%(email)s already has an account."), email=email)
     user = StaffUser(email=email, name=name.strip() or email, role=role, password_hash=hasher.hash(password), active=True, session_version=1)
     session.add(user)
     session.commit()
@@ -93,9 +95,9 @@ def change_role(session: Session, actor: StaffUser, user: StaffUser, role: str) 
     from portal.db.models import AuditLog
 
     if role not in ROLES:
-        raise StaffError(f"unknown role {role!r}")
+        raise StaffError(N_("Unknown role %(role)s; choose one of %(roles)s."), role=role, roles=", ".join(ROLES))
     if user.id == actor.id:
-        raise StaffError("you cannot change your own role")
+        raise StaffError(N_("You cannot change your own role."))
     old = user.role
     user.role = role
     user.session_version += 1
@@ -108,6 +110,6 @@ def set_active_by(session: Session, actor: StaffUser, user: StaffUser, active: b
     from portal.db.models import AuditLog
 
     if user.id == actor.id and not active:
-        raise StaffError("you cannot disable your own account")
+        raise StaffError(N_("You cannot disable your own account."))
     session.add(AuditLog(actor_id=actor.id, action="enable" if active else "disable", target=f"staff:{user.id}", detail=""))
     set_active(session, user, active)

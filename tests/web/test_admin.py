@@ -66,6 +66,15 @@ def test_admin_cannot_lock_themselves_out(admin, session):
     assert "cannot change your own role" in response.get_data(as_text=True)
 
 
+def test_admin_rule_messages_follow_the_chosen_language(admin, session):
+    me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
+    page = admin.get("/admin/staff").get_data(as_text=True)
+    chinese = {"Accept-Language": "zh-CN,zh;q=0.9"}
+    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_from(page), "role": "agent"}, headers=chinese,
+                          follow_redirects=True)
+    assert "您不能更改自己的角色。" in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("role", ["agent", "lead", "manager", "warehouse", "finance"])
 def test_only_admins(client, session, role):
     create_staff(session, f"{role}@example.com", role, role, PASSWORD)

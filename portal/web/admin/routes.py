@@ -76,7 +76,7 @@ def staff_list():
         try:
             create_staff(get_session(), form.email.data, form.name.data, form.role.data, form.password.data)
         except StaffError as exc:
-            form.email.errors.append(str(exc))
+            form.email.errors.append(exc.render(gettext))
             status = 422
         else:
             flash(gettext("Account created."), "success")
@@ -97,7 +97,7 @@ def staff_role(user_id: int):
     try:
         change_role(get_session(), current_user._get_current_object(), user, form.role.data)
     except StaffError as exc:
-        flash(str(exc), "warning")
+        flash(exc.render(gettext), "warning")
     else:
         flash(gettext("Role changed; their sessions have ended."), "success")
     return redirect(url_for("admin.staff_list"), code=303)
@@ -113,7 +113,7 @@ def staff_active(user_id: int):
     try:
         set_active_by(get_session(), current_user._get_current_object(), user, form.active.data == "1")
     except StaffError as exc:
-        flash(str(exc), "warning")
+        flash(exc.render(gettext), "warning")
     else:
         flash(gettext("Account updated."), "success")
     return redirect(url_for("admin.staff_list"), code=303)
