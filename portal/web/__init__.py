@@ -12,6 +12,9 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.domain.errors import DomainError
+from portal.domain.lifecycle import Status as RequestStatus
+from portal.domain.sla import ClockState
+from portal.domain.states import RefundStatus, ScoreState, TicketStatus
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
 from portal.domain.lifecycle import POLLING as POLLING_STATUSES
 from portal.domain.roles import CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
@@ -97,6 +100,12 @@ def init_web(app: Flask) -> None:
         current_locale=current_locale,
         LOCALES=LOCALES,
         STATUS_LABELS=STATUS_LABELS,
+        # Templates compare states through the enums, never through bare strings.
+        RequestStatus=RequestStatus,
+        TicketStatus=TicketStatus,
+        RefundStatus=RefundStatus,
+        ScoreState=ScoreState,
+        ClockState=ClockState,
         POLLING_STATUSES=POLLING_STATUSES,
         ROLE_LABELS=ROLE_LABELS,
         CAN_WORK_TICKETS=CAN_WORK_TICKETS,
