@@ -9,6 +9,10 @@ from typing import Any, Mapping
 from flask import Flask
 
 from portal import config as settings
+from portal import db, jobs
+from portal.extensions import babel, csrf, limiter
+from portal.i18n import choose_locale
+from portal.web import init_web
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -33,17 +37,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE / "translations"))
     app.config.setdefault("RATELIMIT_ENABLED", True)
 
-    from portal import db
-    from portal.extensions import babel, csrf, limiter
-    from portal.i18n import choose_locale
 
     db.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=choose_locale)
     limiter.init_app(app)
 
-    from portal import jobs
-    from portal.web import init_web
 
     jobs.init_app(app)
     init_web(app)

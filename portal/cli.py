@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
+import segno
+import waitress
+from sqlalchemy import select
 
 from portal import create_app
+from portal.db import current_revision, get_engine, session_scope, upgrade
+from portal.db.models import Order
+from portal.demo import seed, seed_requests, seed_staff
+from portal.domain.importing import detect_format, iter_order_records
+from portal.domain.orders import PayloadError, normalise_order_number, parse_order
+from portal.domain.policy import Decision, PolicyError
+from portal.domain.text import Text
+from portal.jobs import _safe, deliver_outbox, score_pending_photos, sweep_escalations
+from portal.links import return_link
+from portal.services.filing import precheck_order
+from portal.services.orders import stage_order
+from portal.services.photos import labelled_photos, wear_agreement
+from portal.services.policies import active_policy, policy_from_file
+from portal.services.refunds import ledger_rows
+from portal.services.replay import replay_requests
+from portal.services.staff import StaffError, create_staff
+from portal.storage import StorageError, store_from_config
+from portal.web.finance.routes import reconciliation_csv
 
 
 def _app(**overrides):
@@ -18,7 +40,6 @@ def _app(**overrides):
     app = create_app(overrides or None)
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
-        from portal.db import get_engine
 
         ctx.call_on_close(get_engine(app).dispose)
     return app
@@ -40,7 +61,6 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Bring the schema up to date (Alembic migrations)."""
-    from portal.db import current_revision, get_engine, upgrade
 
     app = _app()
     engine = get_engine(app)
@@ -51,8 +71,6 @@ def db_upgrade() -> None:
 # --- serving --------------------------------------------------------------------
 
 def _ticker(app, interval: float, stop: threading.Event) -> None:
-    from portal.jobs import _safe, deliver_outbox, score_pending_photos, sweep_escalations
-
     while not stop.wait(interval):
         _safe(app, sweep_escalations)
         _safe(app, deliver_outbox)
@@ -60,8 +78,6 @@ def _ticker(app, interval: float, stop: threading.Event) -> None:
 
 
 def _serve(app, host: str, port: int, threads: int) -> None:
-    import waitress
-
     stop = threading.Event()
     threading.Thread(target=_ticker, args=(app, 30.0, stop), daemon=True, name="portal-ticker").start()
     try:
@@ -76,7 +92,6 @@ def _serve(app, host: str, port: int, threads: int) -> None:
 @click.option("--threads", default=8, show_default=True, type=int)
 def serve(host: str, port: int, threads: int) -> None:
     """Serve the portal with waitress (schema upgraded first)."""
-    from portal.db import get_engine, upgrade
 
     app = _app(JOBS_MODE="thread")
     upgrade(get_engine(app))
@@ -90,9 +105,6 @@ def serve(host: str, port: int, threads: int) -> None:
 @click.option("--no-serve", is_flag=True, help="Load the demo data and exit.")
 def demo(host: str, port: int, no_serve: bool) -> None:
     """Load the demo catalogue, orders and staff, then serve on 127.0.0.1."""
-    from portal.db import get_engine, session_scope, upgrade
-    from portal.demo import seed, seed_requests, seed_staff
-    from portal.links import return_link
 
     public = f"http://{host}:{port}"
     app = _app(JOBS_MODE="thread", PUBLIC_URL=public)
@@ -129,10 +141,6 @@ def demo(host: str, port: int, no_serve: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Default: from the file extension.")
 def import_orders(file: Path, fmt: str | None) -> None:
     """Import orders from JSON Lines or CSV; bad rows are reported, good rows are kept."""
-    from portal.db import session_scope
-    from portal.domain.importing import detect_format, iter_order_records
-    from portal.domain.orders import PayloadError, parse_order
-    from portal.services.orders import stage_order
 
     try:
         fmt = fmt or detect_format(file.name)
@@ -174,13 +182,7 @@ def import_orders(file: Path, fmt: str | None) -> None:
 @click.option("--scale", default=6, show_default=True, type=int)
 def qr(order_number: str, kind: str, output: Path | None, scale: int) -> None:
     """Write the packing-slip QR code for an order (its signed return link)."""
-    import segno
-    from sqlalchemy import select
 
-    from portal.db import session_scope
-    from portal.db.models import Order
-    from portal.domain.orders import normalise_order_number
-    from portal.links import return_link
 
     app = _app()
     number = normalise_order_number(order_number)
@@ -202,8 +204,6 @@ def policy() -> None:
 
 
 def _print_trace(trace, indent: str = "    ") -> None:
-    from portal.domain.text import Text
-
     for r in trace:
         mark = "ok " if r.passed else r.effect.value
         staff = r.staff.render() if isinstance(r.staff, Text) else str(r.staff)
@@ -215,14 +215,7 @@ def _print_trace(trace, indent: str = "    ") -> None:
 @click.option("--policy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Default: the active policy.")
 def policy_check(order_number: str, policy_file: Path | None) -> None:
     """Print what the policy allows for each line of an order, and the stored decisions of its requests."""
-    from sqlalchemy import select
 
-    from portal.db import session_scope
-    from portal.db.models import Order
-    from portal.domain.orders import normalise_order_number
-    from portal.domain.policy import Decision, PolicyError
-    from portal.services.policies import active_policy, policy_from_file
-    from portal.services.filing import precheck_order
 
     app = _app()
     try:
@@ -254,10 +247,6 @@ def policy_check(order_number: str, policy_file: Path | None) -> None:
 @click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
 def policy_replay(policy_file: Path, since: datetime) -> None:
     """Re-decide past requests under a candidate policy and print what would change."""
-    from portal.db import session_scope
-    from portal.domain.policy import PolicyError
-    from portal.services.policies import policy_from_file
-    from portal.services.replay import replay_requests
 
     try:
         candidate = policy_from_file(policy_file)
@@ -288,8 +277,6 @@ def staff() -> None:
 @click.password_option(prompt="Password", help="Prompted for when not given.")
 def staff_create(email: str, role: str, name: str, password: str) -> None:
     """Create a staff account."""
-    from portal.db import session_scope
-    from portal.services.staff import StaffError, create_staff
 
     app = _app()
     with session_scope(app) as session:
@@ -310,8 +297,6 @@ def wear() -> None:
 @wear.command("report")
 def wear_report() -> None:
     """Confusion matrix of photo opinion against warehouse grade, per model version."""
-    from portal.db import session_scope
-    from portal.services.photos import wear_agreement
 
     app = _app()
     with session_scope(app) as session:
@@ -331,11 +316,7 @@ def wear_report() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def wear_export(directory: Path) -> None:
     """Write graded photos as DIR/wear/*.jpg and DIR/no_wear/*.jpg plus labels.csv, for retraining."""
-    import csv
 
-    from portal.db import session_scope
-    from portal.services.photos import labelled_photos
-    from portal.storage import StorageError, store_from_config
 
     app = _app()
     store = store_from_config(app.config)
@@ -373,11 +354,7 @@ def finance() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: standard output.")
 def finance_export(start: datetime, end: datetime, output: Path | None) -> None:
     """Reconciliation CSV: money movements per day and payment method."""
-    from datetime import timedelta
 
-    from portal.db import session_scope
-    from portal.services.refunds import ledger_rows
-    from portal.web.finance.routes import reconciliation_csv
 
     app = _app()
     with session_scope(app) as session:
@@ -400,7 +377,6 @@ def outbox() -> None:
 @click.option("--once", is_flag=True, required=True, help="Run one pass and exit.")
 def sweep_cmd(once: bool) -> None:
     """Fire due SLA escalation steps once and print what was done."""
-    from portal.jobs import sweep_escalations
 
     result = sweep_escalations(_app())
     for line in result.fired:
@@ -411,7 +387,6 @@ def sweep_cmd(once: bool) -> None:
 @outbox.command("send")
 def outbox_send() -> None:
     """Deliver due outbox messages once."""
-    from portal.jobs import deliver_outbox
 
     sent, failed = deliver_outbox(_app())
     click.echo(f"sent {sent}, failed {failed}")

@@ -10,11 +10,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.db.models import (
+    BusinessCalendarRow,
+    CannedReplyRow,
+    Order,
+    ReturnRequest,
+    RoutingRuleRow,
+    SlaPolicy,
+    TeamMember,
+)
 from portal.domain.actors import Actor, ActorKind
 from portal.domain.orders import parse_order, parse_products
+from portal.services.filing import LineRequest, open_return
 from portal.services.orders import stage_order, upsert_products
+from portal.services.policies import active_policy
+from portal.services.sla import seed_holidays
+from portal.services.staff import ensure_staff
+from portal.services.tickets import ensure_team
+from portal.storage import store_from_config
 
 CATALOGUE = [
     ("TEE", "Organic cotton T-shirt", "tops", [("TEE-S", "S", 20), ("TEE-M", "M", 0), ("TEE-L", "L", 15)]),
@@ -163,12 +179,7 @@ def seed(session: Session, now: datetime | None = None) -> list[tuple[str, str]]
 
 def seed_requests(app, session: Session) -> int:
     """Earlier requests that some cases need: a partly returned order and a frequent returner."""
-    from sqlalchemy import select
 
-    from portal.db.models import Order, ReturnRequest
-    from portal.services.policies import active_policy
-    from portal.services.filing import LineRequest, open_return
-    from portal.storage import store_from_config
 
     policy = active_policy(app.config["POLICY_PATH"])
     store = store_from_config(app.config)
@@ -199,11 +210,7 @@ DEMO_STAFF = [(role, f"{role}@demo.example", f"demo-{role}-pass") for role in ("
 
 def seed_staff(session: Session) -> list[tuple[str, str, str]]:
     """One account per role, teams with members, and routing rules; returns (role, email, password)."""
-    from sqlalchemy import select
 
-    from portal.db.models import RoutingRuleRow, TeamMember
-    from portal.services.staff import ensure_staff
-    from portal.services.tickets import ensure_team
 
     users = {role: ensure_staff(session, email, f"Demo {role.title()}", role, password) for role, email, password in DEMO_STAFF}
     service = ensure_team(session, "service", "Customer service")
@@ -240,10 +247,7 @@ DEMO_LADDER = [
 
 def seed_sla(session: Session, teams, manager_id: int) -> None:
     """A Shanghai office calendar with China's public holidays, and targets per priority."""
-    from sqlalchemy import select
 
-    from portal.db.models import BusinessCalendarRow, SlaPolicy
-    from portal.services.sla import seed_holidays
 
     calendar = session.scalars(select(BusinessCalendarRow).where(BusinessCalendarRow.code == "cn-office")).one_or_none()
     if calendar is None:
@@ -278,10 +282,6 @@ DEMO_REPLIES = [
 
 
 def seed_replies(session: Session) -> None:
-    from sqlalchemy import select
-
-    from portal.db.models import CannedReplyRow
-
     if session.scalars(select(CannedReplyRow.id).limit(1)).first() is not None:
         return
     for name, locale, reasons, keywords, body in DEMO_REPLIES:

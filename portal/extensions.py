@@ -6,6 +6,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
+from portal.domain.orders import normalise_order_number
+
 csrf = CSRFProtect()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
@@ -17,6 +19,4 @@ def lookup_failed(_response) -> bool:
 
 
 def lookup_order_key() -> str:
-    from portal.domain.orders import normalise_order_number
-
     return "order:" + normalise_order_number(request.form.get("order_number", ""))[:64]

@@ -39,6 +39,7 @@ from xml.sax.saxutils import escape, quoteattr
 import barcode
 import segno
 from barcode.errors import BarcodeError
+from fontTools.ttLib import TTCollection, TTFont
 from fpdf import FPDF
 from fpdf.enums import Align, PathPaintRule, TextMode, WrapMode, XPos, YPos
 
@@ -242,7 +243,6 @@ def _pick_face(path: Path) -> int | None:
     In a collection, prefer a Simplified Chinese face (``... SC``), then a
     proportional one over a monospaced one.
     """
-    from fontTools.ttLib import TTCollection, TTFont
 
     try:
         if path.suffix.lower() in (".ttc", ".otc"):

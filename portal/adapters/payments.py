@@ -15,6 +15,8 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from portal.db.models import SandboxPayment
+
 
 class GatewayError(Exception):
     """The provider refused or failed; nothing is known to have been paid."""
@@ -52,8 +54,6 @@ class SandboxGateway:
         self.mode = mode  # ok | fail | timeout
 
     def refund(self, key, amount, currency, payment_reference, manual_reference=None) -> PaymentResult:
-        from portal.db.models import SandboxPayment
-
         if self.mode == "fail":
             raise GatewayError("card declined (sandbox)")
         with self.factory() as session:

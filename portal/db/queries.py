@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, exists, func, or_, select
-from sqlalchemy.orm import joinedload
-
 from datetime import datetime, timedelta, timezone
 
-from portal.db.models import Order, OrderLine, ReturnLine, ReturnRequest, TeamMember, Ticket, TicketClock
+from sqlalchemy import Select, and_, exists, func, or_, select, true
+from sqlalchemy.orm import joinedload
+
+from portal.db.models import (
+    Order,
+    OrderLine,
+    ReturnLine,
+    ReturnRequest,
+    TeamMember,
+    Ticket,
+    TicketClock,
+)
 
 QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "all")
 BREACHING_SOON = timedelta(hours=4)
@@ -93,7 +101,6 @@ def queue_total(view: str, staff_id: int, q: str = "", now: datetime | None = No
 
 def queue_counts(views: tuple[str, ...], staff_id: int, now: datetime | None = None) -> Select:
     """One query counting several views at once (the tab badges)."""
-    from sqlalchemy import and_, true
 
     columns = []
     for view in views:

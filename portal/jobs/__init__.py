@@ -9,22 +9,28 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import partial
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.utils import make_msgid
+from functools import partial
+from typing import Any
 
 from flask import Flask, render_template
 from flask_babel import force_locale, gettext
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from portal.adapters.mail import mailer_from_config
+from portal.adapters.webhooks import webhook_sender_from_config
 from portal.db import session_scope
-from portal.db.models import OutboxMessage
+from portal.db.models import OutboxMessage, Photo
+from portal.links import return_link
 from portal.services.outbox import deliver_pending
+from portal.services.photos import score_request_photos
+from portal.services.sla import sweep
 from portal.services.work import drop_deferred, take_deferred
+from portal.storage import store_from_config
+from portal.vision.classifier import get_model
 
 log = logging.getLogger("portal.jobs")
 _executor: ThreadPoolExecutor | None = None
@@ -48,7 +54,6 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
     payload = message.payload
     ctx = dict(payload.get("context") or {})
     if ctx.get("order_number"):
-        from portal.links import return_link
 
         # A signed link that opens the shopper's order without typing anything (the label is one click away).
         ctx["order_link"] = return_link(app.config["PUBLIC_URL"], app.config["SECRET_KEY"], ctx["order_number"])
@@ -66,8 +71,6 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
 
 
 def deliver_outbox(app: Flask) -> tuple[int, int]:
-    from portal.adapters.webhooks import webhook_sender_from_config
-
     mailer = mailer_from_config(app.config)
     webhooks = webhook_sender_from_config(app.config)
 
@@ -87,24 +90,18 @@ def deliver_outbox(app: Flask) -> tuple[int, int]:
 
 def wear_model(app: Flask):
     """The process's wear classifier, or None when it is missing or broken (photos stay unscored)."""
-    from portal.vision.classifier import get_model
 
     return get_model(app.config["MODELS_PATH"], app.config["WEAR_MODEL"])
 
 
 def score_photos(app: Flask, request_id: int) -> int:
-    from portal.services.photos import score_request_photos
-    from portal.storage import store_from_config
-
     with session_scope(app) as session:
         return score_request_photos(session, request_id, store_from_config(app.config), wear_model(app))
 
 
 def score_pending_photos(app: Flask) -> int:
     """Catch up on photos left pending (a crash or restart between submit and scoring)."""
-    from sqlalchemy import select
 
-    from portal.db.models import Photo
 
     with session_scope(app) as session:
         ids = list(session.scalars(select(Photo.request_id).where(Photo.score_state == "pending").distinct().limit(50)))
@@ -112,8 +109,6 @@ def score_pending_photos(app: Flask) -> int:
 
 
 def sweep_escalations(app: Flask):
-    from portal.services.sla import sweep
-
     # Notifications the steps queue are delivered by the after-commit hook.
     return sweep(app.extensions["portal.sessionmaker"], worker=f"app-{id(app):x}")
 

@@ -68,7 +68,7 @@ class LocalPhotoStore:
 def store_from_config(config) -> PhotoStore:
     """An S3 bucket when ``S3_BUCKET`` is set, otherwise the local photo folder."""
     if config.get("S3_BUCKET"):
-        from portal.storage.s3 import S3PhotoStore
+        from portal.storage.s3 import S3PhotoStore  # noqa: PLC0415 - boto3 is the optional s3 extra
 
         return S3PhotoStore(
             config["S3_BUCKET"],

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 log = logging.getLogger("portal.vision")
@@ -145,8 +146,6 @@ def file_sha256(path: Path) -> str:
 
 
 def _session_options():
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
@@ -215,8 +214,6 @@ class WearModel:
         return model
 
     def _new_session(self):
-        import onnxruntime as ort
-
         try:
             return ort.InferenceSession(str(self.onnx_path), sess_options=_session_options(),
                                         providers=["CPUExecutionProvider"])

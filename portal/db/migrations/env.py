@@ -2,6 +2,8 @@
 
 from alembic import context
 
+from portal import config as settings
+from portal.db import make_engine
 from portal.db.models import Base
 
 config = context.config
@@ -11,9 +13,6 @@ target_metadata = Base.metadata
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        from portal import config as settings
-        from portal.db import make_engine
-
         engine = make_engine(settings.load()["DATABASE_URL"])
         with engine.begin() as conn:
             _migrate(conn)

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from portal.vision.train import evaluate as ev
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m portal.vision.train",
@@ -13,8 +15,6 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train from scratch on synthetic images and export ONNX + JSON")
-    from portal.vision.train import evaluate as ev
-
     p_eval = sub.add_parser("evaluate", help="measure a model on the held-out synthetic sets")
     p_eval.add_argument("--model", required=True, help="model path without extension, e.g. models/wear-v1")
     p_eval.add_argument("--n", type=int, default=ev.EVAL_SIZE, help="images per evaluation set")
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "train":
-        from portal.vision.train import train as tr  # needs torch: only imported to train
+        from portal.vision.train import train as tr  # noqa: PLC0415 - needs torch (the train extra)
 
         tr.add_arguments(p_train)
     args = parser.parse_args(argv)

@@ -29,6 +29,9 @@ from __future__ import annotations
 import colorsys
 import io
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -722,9 +725,6 @@ def render_all(specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int
     if workers <= 1 or len(specs) < 64:
         images, masks = _render_range((specs, seed, 0, size, mask_size))
         return images, labels, masks
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     chunk = max(32, len(specs) // (workers * 8))
     jobs = [(specs[i:i + chunk], seed, i, size, mask_size) for i in range(0, len(specs), chunk)]

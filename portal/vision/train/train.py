@@ -92,7 +92,7 @@ def _split_photos(labels: np.ndarray, fraction: float = 0.2) -> tuple[np.ndarray
 
 
 def export_onnx(model: WearNet, path: Path, size: int) -> None:
-    import onnx
+    import onnx  # noqa: PLC0415 - the optional train extra, only needed to export
 
     model = model.to(memory_format=torch.contiguous_format).eval()
     dummy = torch.zeros(1, 3, size, size)

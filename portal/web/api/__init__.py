@@ -9,10 +9,19 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
+from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
+from portal.domain.money import parse_money, round_money
 from portal.domain.orders import PayloadError, parse_order, parse_products
+from portal.domain.tracking import parse_tracking_event
 from portal.links import return_link
 from portal.services.orders import upsert_order, upsert_products
+from portal.services.refunds import CreditError, redeem_store_credit
+from portal.services.shipping import (
+    DuplicateEvent,
+    UnknownPickup,
+    record_tracking_event,
+)
 from portal.signing import sign  # re-exported: callers import it from here too
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -92,9 +101,6 @@ def push_products():
 @bp.post("/carrier-events")
 def carrier_event():
     """A tracking event from the courier; unknown codes are 404 and replays 409, with nothing written."""
-    from portal.adapters.carriers import carrier_from_config
-    from portal.domain.tracking import parse_tracking_event
-    from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 
     payload, error = _json_body()
     if error:
@@ -115,8 +121,6 @@ def carrier_event():
 @bp.post("/store-credit/redeem")
 def redeem_credit():
     """Spend store credit: {"code", "amount", "currency", "reference"}; the same reference twice debits once."""
-    from portal.domain.money import parse_money
-    from portal.services.refunds import CreditError, redeem_store_credit
 
     payload, error = _json_body()
     if error:
@@ -141,6 +145,5 @@ def redeem_credit():
         credit = redeem_store_credit(get_session(), fields["code"], amount, fields["currency"], fields["reference"].strip())
     except CreditError as exc:
         return _problem(exc.status, str(exc))
-    from portal.domain.money import round_money
 
     return jsonify(code=credit.code, balance=str(round_money(credit.balance, credit.currency)), currency=credit.currency), 200
