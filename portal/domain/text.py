@@ -8,6 +8,7 @@ a string for extraction (``pybabel extract -k N_``) and returns it unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 
@@ -22,9 +23,9 @@ class Text:
     msgid: str
     params: dict[str, Any] = field(default_factory=dict)
 
-    def render(self, translate=lambda s: s) -> str:
+    def render(self, translate: Callable[[str], str] = str) -> str:
         template = translate(self.msgid)
-        return template % self.params if self.params else template
+        return str(template % self.params) if self.params else template
 
     def to_dict(self) -> dict[str, Any]:
         return {"msgid": self.msgid, "params": dict(self.params)}

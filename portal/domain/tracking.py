@@ -35,6 +35,6 @@ def parse_tracking_event(payload: object) -> TrackingEvent:
         errs.add("kind", N_("must be one of picked_up, in_transit, delivered, exception"))
     at = _timestamp(errs, payload, "at", "", required=True)
     location = _text(errs, payload, "location", "", required=False, max_length=128) or ""
-    if len(errs):
+    if len(errs) or event_id is None or code is None or kind is None or at is None:
         raise PayloadError(errs.items)
     return TrackingEvent(event_id, code, kind, at, location)

@@ -210,7 +210,7 @@ def open_return(
             status=Status.SUBMITTED.value,
             locale=locale,
             verdict=Verdict.NEEDS_REVIEW.value if overridden else decision.verdict.value,
-            decision={**decision.to_dict(), **({"override": {"by": str(actor), "reason": override_reason.strip()[:2000], "rules": overridden}} if overridden else {})},
+            decision={**decision.to_dict(), **({"override": {"by": str(actor), "reason": (override_reason or "").strip()[:2000], "rules": overridden}} if overridden else {})},
             policy_version=decision.policy_version,
             value=decision.value,
             returnless=decision.returnless,
@@ -261,7 +261,7 @@ def open_return(
                     )
                 )
         if overridden:
-            record_event(request, actor, "override", note=f"policy overridden ({', '.join(overridden)}): {override_reason.strip()[:2000]}", at=now)
+            record_event(request, actor, "override", note=f"policy overridden ({', '.join(overridden)}): {(override_reason or '').strip()[:2000]}", at=now)
             move(request, Status.PENDING_REVIEW, actor, "opened by staff with a policy override", at=now)
         elif decision.auto_approve:
             move(request, Status.APPROVED, POLICY, f"auto-approved under policy {decision.policy_version}", at=now)

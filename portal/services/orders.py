@@ -31,7 +31,7 @@ def stage_order(session: Session, data: OrderData) -> tuple[Order, bool]:
     number = normalise_order_number(data.order_number)
     order = session.scalars(select(Order).where(Order.order_number == number)).one_or_none()
     created = order is None
-    if created:
+    if order is None:
         order = Order(order_number=number)
         session.add(order)
     _apply_order(order, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -17,12 +18,13 @@ from portal.services.tickets import reroute_if_untouched
 from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
 from portal.domain.receiving import WORN_GRADES
 from portal.storage import PhotoStore, StorageError
+from portal.vision.classifier import WearModel
 
 log = logging.getLogger("portal.photos")
 
 
 
-def score_request_photos(session: Session, request_id: int, store: PhotoStore, model) -> int:
+def score_request_photos(session: Session, request_id: int, store: PhotoStore, model: WearModel | None) -> int:
     """Score the request's unscored photos in one batch. Idempotent: scored photos are left alone.
 
     Without a usable model (or when a photo cannot be read) photos are marked
@@ -112,7 +114,7 @@ def wear_agreement(session: Session) -> list[Agreement]:
     return sorted(by_version.values(), key=lambda a: a.model_version)
 
 
-def labelled_photos(session: Session):
+def labelled_photos(session: Session) -> Iterator[tuple[Photo, ReturnLine, bool]]:
     """(photo, worn) for every scored-or-not photo whose line the warehouse graded."""
     rows = session.execute(select(Photo, ReturnLine).join(ReturnLine, Photo.line_id == ReturnLine.id)).all()
     for photo, line in rows:

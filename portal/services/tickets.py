@@ -24,7 +24,7 @@ from portal.domain.actors import SYSTEM, Actor, ActorKind
 from portal.domain.errors import Conflict, InvalidInput, NotFound
 from portal.domain.lifecycle import Status
 from portal.domain.policy import Decision
-from portal.domain.replies import CannedReply, suggest
+from portal.domain.replies import CannedReply, Suggestion, suggest
 from portal.domain.routing import Conditions, Route, Rule, RoutingInputs, inputs_for, route
 from portal.domain.states import TicketStatus, check_ticket
 from portal.domain.text import N_
@@ -94,7 +94,7 @@ def routing_inputs(request: ReturnRequest) -> RoutingInputs:
     )
 
 
-def _inputs_dict(inputs: RoutingInputs) -> dict:
+def _inputs_dict(inputs: RoutingInputs) -> dict[str, object]:
     return {
         "categories": sorted(inputs.categories), "responsibilities": sorted(inputs.responsibilities),
         "value": str(inputs.value), "max_wear": inputs.max_wear, "needs_review": inputs.needs_review,
@@ -178,7 +178,7 @@ def assign_ticket(session: Session, ticket: Ticket, actor: Actor = SYSTEM) -> St
 _UNCHECKED = object()
 
 
-def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_assignee=_UNCHECKED) -> Ticket:
+def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_assignee: object = _UNCHECKED) -> Ticket:
     """Take a ticket (always possible). ``expected_assignee`` is who the staff member's page showed
     (None for unassigned); if someone else took it meanwhile, Conflict is raised instead of a silent steal."""
     ticket = session.get(Ticket, ticket_id, with_for_update=True)
@@ -257,7 +257,7 @@ def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -
     return {"email": request.order.customer_email, "phone": request.order.customer_phone, "name": request.order.customer_name}
 
 
-def suggested_replies(session: Session, request: ReturnRequest, limit: int = 3):
+def suggested_replies(session: Session, request: ReturnRequest, limit: int = 3) -> list[Suggestion]:
     rows = session.scalars(select(CannedReplyRow).where(CannedReplyRow.active.is_(True)).order_by(CannedReplyRow.id))
     replies = [CannedReply(r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or [])) for r in rows]
     texts = [line.comment for line in request.lines if line.comment]
