@@ -48,7 +48,7 @@ def _keep_secret(instance: Path, filename: str) -> str:
 def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build the configuration: environment first, then ``overrides`` win."""
     overrides = dict(overrides or {})
-    instance = Path(overrides.get("INSTANCE_PATH") or _env("INSTANCE_PATH", "instance")).resolve()
+    instance = Path(overrides.get("INSTANCE_PATH") or _env("INSTANCE_PATH") or "instance").resolve()
     instance.mkdir(parents=True, exist_ok=True)
     cfg: dict[str, Any] = {
         "INSTANCE_PATH": str(instance),
@@ -74,7 +74,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "MAIL_FROM": _env("MAIL_FROM", "Returns <returns@localhost>"),
         "WEBHOOK_URL": _env("WEBHOOK_URL"),
         "WEBHOOK_SECRET": _env("WEBHOOK_SECRET"),  # default: the API secret, below
-        "WEBHOOK_TIMEOUT": float(_env("WEBHOOK_TIMEOUT", "10")),  # seconds
+        "WEBHOOK_TIMEOUT": float(_env("WEBHOOK_TIMEOUT") or "10"),  # seconds
         "CARRIER": _env("CARRIER", "in-house"),
         "SECOND_APPROVAL_ABOVE": _env("SECOND_APPROVAL_ABOVE", "2000"),
         "SANDBOX_MODE": _env("SANDBOX_MODE", "ok"),

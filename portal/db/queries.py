@@ -80,7 +80,7 @@ def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = N
         order = (clock.deadline.asc(), Ticket.id.asc())
     else:
         stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
-        order = (Ticket.created_at.desc(), Ticket.id.desc())
+        order = (Ticket.created_at.desc(), Ticket.id.desc())  # type: ignore[assignment]  # same ORDER BY shape
     stmt = _narrow(stmt, priority, team_id)
     q = (q or "").strip()
     if q:

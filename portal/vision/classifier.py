@@ -118,8 +118,8 @@ class Contract:
             channels=channels,
             channel_order=order,
             layout=layout,
-            mean=tuple(float(v) for v in mean),
-            std=tuple(float(v) for v in std),
+            mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+            std=(float(std[0]), float(std[1]), float(std[2])),
             probability_output=need(prob, "name", str, "outputs.probability."),
             map_output=need(smap, "name", str, "outputs.score_map."),
             map_size=map_size,
@@ -346,8 +346,8 @@ _cache: dict[str, tuple[tuple, WearModel | None]] = {}
 _cache_lock = threading.Lock()
 
 
-def _signature(json_path: Path, onnx_path: Path) -> tuple:
-    sig = []
+def _signature(json_path: Path, onnx_path: Path) -> tuple[tuple[int, int] | None, ...]:
+    sig: list[tuple[int, int] | None] = []
     for p in (json_path, onnx_path):
         try:
             st = p.stat()
@@ -364,6 +364,7 @@ def get_model(models_dir: str | os.PathLike | None, name: str = DEFAULT_MODEL) -
     not retried until its files change.
     """
     if models_dir is None or not name or "/" in name or "\\" in name or name.startswith("."):
+        sig: tuple[object, ...]
         key, sig = f"{models_dir}|{name}", ("invalid",)
         problem: str | None = "no models folder configured" if models_dir is None else f"invalid model name {name!r}"
     else:
@@ -375,8 +376,8 @@ def get_model(models_dir: str | os.PathLike | None, name: str = DEFAULT_MODEL) -
             return hit[1]
         model: WearModel | None = None
         try:
-            if problem:
-                raise ModelError(problem)
+            if problem or models_dir is None:
+                raise ModelError(problem or "no models folder configured")
             model = WearModel.load(Path(models_dir) / name)
         except ModelError as exc:
             log.error("wear model unusable, photos stay unscored: %s", exc)

@@ -69,7 +69,7 @@ def clean_photo(data: bytes, filename: str, max_bytes: int) -> CleanPhoto:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            img: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             if img.width * img.height > MAX_PIXELS or img.width < 16 or img.height < 16:
                 raise _reject("dimensions", N_("%(name)s is not a usable photo size."), name)
             if getattr(img, "n_frames", 1) > 1:

@@ -83,7 +83,7 @@ def youden_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
 def summarise(labels, scores, threshold: float, specs: Sequence[synth.Spec] | None = None) -> dict:
     labels = np.asarray(labels)
     scores = np.asarray(scores, np.float64)
-    out = {"n": int(len(labels)), "positives": int(labels.sum()), "roc_auc": roc_auc(labels, scores)}
+    out: dict[str, object] = {"n": int(len(labels)), "positives": int(labels.sum()), "roc_auc": roc_auc(labels, scores)}
     out.update(at_threshold(labels, scores, threshold))
     if specs is not None:
         flagged = scores >= threshold
@@ -119,7 +119,7 @@ def _rounded(obj):
 
 def predict(model: WearModel, images: np.ndarray | Sequence[Image.Image], batch: int = 64) -> np.ndarray:
     """Wear probabilities through the production path (``WearModel.score``)."""
-    out = []
+    out: list[float] = []
     for i in range(0, len(images), batch):
         chunk = images[i:i + batch]
         pil = [im if isinstance(im, Image.Image) else Image.fromarray(im) for im in chunk]

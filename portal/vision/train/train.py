@@ -81,7 +81,8 @@ def _torch_probs(model: WearNet, images: np.ndarray, mean, std, batch: int = 256
 def _split_photos(labels: np.ndarray, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """A stratified, seeded split of the merchant's photos into (train, validation) indices."""
     rng = np.random.default_rng(SPLIT_SEED)
-    train_idx, val_idx = [], []
+    train_idx: list[int] = []
+    val_idx: list[int] = []
     for value in (0, 1):
         idx = np.flatnonzero(labels == value)
         rng.shuffle(idx)
@@ -244,7 +245,7 @@ def train(args) -> int:
     drift = float(np.abs(torch_val - val_probs[:256]).max())
     if drift > 1e-3:
         raise SystemExit(f"exported model disagrees with the trained one (max difference {drift:.2e})")
-    threshold = ev.youden_threshold(val_y, val_probs)
+    threshold = ev.youden_threshold(val_y.tolist(), val_probs.tolist())
     contract = _contract(name, args.version, size, threshold, onnx_path)
     timings["export_and_threshold"] = time.perf_counter() - t0
     val_source = ("the merchant's labelled photos set aside from training (a stratified fifth, seed "

@@ -31,7 +31,7 @@ MAX_SKEW_SECONDS = 300
 
 
 def _problem(status: int, message: str, errors: list | None = None):
-    body = {"error": message}
+    body: dict[str, object] = {"error": message}
     if errors is not None:
         body["errors"] = errors
     return jsonify(body), status
