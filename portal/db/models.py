@@ -28,7 +28,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship
 
 from portal.domain.actors import Actor
-from portal.domain.states import LineDecision
+from portal.domain.states import LineDecision, ScoreState, StepStatus, TicketStatus
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -255,7 +255,7 @@ class Photo(Base):
     source: Mapped[str] = mapped_column(String(16), default="shopper", server_default="shopper")  # shopper | warehouse
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The wear classifier's opinion (advice for staff, never a decision).
-    score_state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")  # states.ScoreState
+    score_state: Mapped[str] = mapped_column(String(16), default=ScoreState.PENDING.value, server_default=ScoreState.PENDING.value)
     wear_probability: Mapped[float | None] = mapped_column(Float)
     wear_label: Mapped[str | None] = mapped_column(String(16))
     model_version: Mapped[str | None] = mapped_column(String(64))
@@ -397,7 +397,7 @@ class Ticket(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
     ticket_class: Mapped[str] = mapped_column(String(1), default="B")
-    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # states.TicketStatus
+    status: Mapped[str] = mapped_column(String(16), default=TicketStatus.OPEN.value, index=True)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     routing_inputs: Mapped[dict[str, Any]]
@@ -539,7 +539,7 @@ class EscalationDue(Base):
     action: Mapped[str] = mapped_column(String(32))
     generation: Mapped[int] = mapped_column(Integer)
     fire_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # states.StepStatus
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING.value)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claim_expires: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,6 +16,8 @@ from portal.db.models import (
     Ticket,
     TicketClock,
 )
+from portal.domain.sla import ClockState
+from portal.domain.states import TicketStatus
 
 QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "all")
 BREACHING_SOON = timedelta(hours=4)
@@ -23,7 +25,7 @@ BREACHING_SOON = timedelta(hours=4)
 
 def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
     """Conditions on the ticket table alone for a queue view (no joins, so counts stay cheap)."""
-    open_ = Ticket.status != "closed"
+    open_ = Ticket.status != TicketStatus.CLOSED
     if view == "mine":
         return [Ticket.assignee_id == staff_id, open_]
     if view == "team":
@@ -32,7 +34,7 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
         return [Ticket.assignee_id.is_(None), open_]
     if view in ("breaching", "breached"):
         now = now or datetime.now(timezone.utc)
-        running = select(TicketClock.ticket_id).where(TicketClock.state == "running", TicketClock.metric == "resolution")
+        running = select(TicketClock.ticket_id).where(TicketClock.state == ClockState.RUNNING, TicketClock.metric == "resolution")
         if view == "breached":
             running = running.where(TicketClock.deadline <= now)
         else:
@@ -74,8 +76,8 @@ def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = N
         # Most urgent first, straight from the running-deadline index.
         now = now or datetime.now(timezone.utc)
         clock = TicketClock
-        stmt = select(Ticket).join(clock, (clock.ticket_id == Ticket.id) & (clock.metric == "resolution") & (clock.state == "running"))
-        stmt = stmt.where(Ticket.status != "closed", clock.deadline <= now if view == "breached" else
+        stmt = select(Ticket).join(clock, (clock.ticket_id == Ticket.id) & (clock.metric == "resolution") & (clock.state == ClockState.RUNNING))
+        stmt = stmt.where(Ticket.status != TicketStatus.CLOSED, clock.deadline <= now if view == "breached" else
                           (clock.deadline > now) & (clock.deadline <= now + BREACHING_SOON))
         order = (clock.deadline.asc(), Ticket.id.asc())
     else:

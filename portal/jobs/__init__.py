@@ -24,6 +24,7 @@ from portal.adapters.mail import mailer_from_config
 from portal.adapters.webhooks import webhook_sender_from_config
 from portal.db import session_scope
 from portal.db.models import OutboxMessage, Photo
+from portal.domain.states import ScoreState
 from portal.links import return_link
 from portal.services.outbox import deliver_pending
 from portal.services.photos import score_request_photos
@@ -104,7 +105,7 @@ def score_pending_photos(app: Flask) -> int:
 
 
     with session_scope(app) as session:
-        ids = list(session.scalars(select(Photo.request_id).where(Photo.score_state == "pending").distinct().limit(50)))
+        ids = list(session.scalars(select(Photo.request_id).where(Photo.score_state == ScoreState.PENDING).distinct().limit(50)))
     return sum(score_photos(app, request_id) for request_id in ids)
 
 

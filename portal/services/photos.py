@@ -101,7 +101,7 @@ def wear_agreement(session: Session) -> list[Agreement]:
     rows = session.execute(
         select(Photo, ReturnLine)
         .join(ReturnLine, Photo.line_id == ReturnLine.id)
-        .where(Photo.score_state == "scored", (ReturnLine.grade.is_not(None)) | (ReturnLine.wear_confirmed.is_not(None)))
+        .where(Photo.score_state == ScoreState.SCORED, (ReturnLine.grade.is_not(None)) | (ReturnLine.wear_confirmed.is_not(None)))
     ).all()
     by_version: dict[str, Agreement] = {}
     for photo, line in rows:
