@@ -89,10 +89,13 @@ def clean_photo(data: bytes, filename: str, max_bytes: int) -> CleanPhoto:
                 img = img.reduce(max(img.size) // MAX_SIDE)  # cheap integer downscale first
             img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
             rgb = img.convert("RGB")
+            # Only pixels are kept: Pillow would write a JPEG comment (and other text) carried in ``info``.
+            rgb.info.clear()
             out = io.BytesIO()
             rgb.save(out, "JPEG", quality=JPEG_QUALITY)
             thumb = rgb.reduce(max(1, max(rgb.size) // (2 * THUMB_SIDE)))
             thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+            thumb.info.clear()
             thumb_out = io.BytesIO()
             thumb.save(thumb_out, "JPEG", quality=80)
         except PhotoRejected:

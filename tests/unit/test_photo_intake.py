@@ -8,6 +8,7 @@ import zlib
 
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from portal.vision.intake import MAX_SIDE, PhotoRejected, clean_photo
 
@@ -119,3 +120,25 @@ def test_large_photo_is_resized():
 def test_same_content_same_hash():
     data = encode(rgb(), "JPEG")
     assert clean_photo(data, "a.jpg", LIMIT).sha256 == clean_photo(data, "b.jpg", LIMIT).sha256
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_comments_text_and_profiles_are_not_carried_into_the_stored_bytes(fmt):
+    img = Image.new("RGB", (64, 64), (200, 30, 30))
+    secret = b"home address: 1 Secret Road"
+    extra: dict = {"icc_profile": b"\0" * 128 + secret}
+    if fmt == "JPEG":
+        extra["comment"] = secret
+    elif fmt == "PNG":
+        info = PngInfo()
+        info.add_text("Comment", secret.decode())
+        extra["pnginfo"] = info
+    else:
+        extra["xmp"] = b"<x:xmpmeta>" + secret + b"</x:xmpmeta>"
+    data = encode(img, fmt, **extra)
+    assert secret in data  # the upload really carries it
+    out = clean_photo(data, f"photo.{fmt.lower()}", LIMIT)
+    for stored in (out.data, out.thumbnail):
+        assert secret not in stored
+        with Image.open(io.BytesIO(stored)) as reopened:
+            assert not {"comment", "icc_profile", "xmp", "exif", "Comment"} & set(reopened.info)
