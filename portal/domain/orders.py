@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from .money import is_known_currency, parse_money, round_money
@@ -25,17 +25,23 @@ MAX_QUANTITY = 1_000_000
 MAX_STOCK = 1_000_000_000
 MAX_LINES = 1_000
 MAX_PRODUCTS = 10_000
-MAX_MONEY = Decimal(10) ** 12
-"""Amounts must be below this (keeps line arithmetic exact in Decimal's default context)."""
+MAX_MONEY = Decimal(10) ** 10
+"""Amounts, line totals and order totals must be below this: the database stores money as
+``NUMERIC(14, 4)``, so every stored sum fits and arithmetic stays exact."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+"""Timestamps must fall in this range (date arithmetic on them never overflows)."""
 
 _MAX_LENGTH_MESSAGES = {
     32: N_("must be at most 32 characters"),
     64: N_("must be at most 64 characters"),
+    128: N_("must be at most 128 characters"),
     255: N_("must be at most 255 characters"),
 }
 
 _MONEY_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+# No quotes, angle brackets, commas or the like: an address here is used in mail headers as is.
+_EMAIL_RE = re.compile(r"[^@\s\"'<>()\[\],;:\\]+@[^@\s.\"'<>()\[\],;:\\]+(?:\.[^@\s.\"'<>()\[\],;:\\]+)+")
 _WHITESPACE_RE = re.compile(r"\s+")
 
 
@@ -183,8 +189,13 @@ def _text(
     *,
     required: bool = True,
     max_length: int = 255,
+    normalise: Callable[[str], str] | None = None,
 ) -> str | None:
-    """A stripped single-line string; absent, null and blank optional values give None."""
+    """A stripped single-line string; absent, null and blank optional values give None.
+
+    ``normalise`` (such as ``str.upper``) is applied before the length is checked: some
+    characters grow under case mapping ("ß" uppercases to "SS").
+    """
     path = _path(prefix, key)
     value = obj.get(key)
     if value is None:
@@ -199,6 +210,13 @@ def _text(
         if required:
             errs.add(path, N_("must not be empty"))
         return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800"
+        errs.add(path, N_("must be valid Unicode text"))
+        return None
+    if normalise is not None:
+        text = normalise(text)
     if len(text) > max_length:
         errs.add(path, _MAX_LENGTH_MESSAGES[max_length])
         return None
@@ -303,6 +321,13 @@ def _timestamp(
     if moment.tzinfo is None or moment.utcoffset() is None:
         errs.add(path, N_("must include a UTC offset such as +08:00 or Z"))
         return None
+    try:
+        in_range = EARLIEST <= moment.astimezone(timezone.utc) < LATEST
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable instant
+        in_range = False
+    if not in_range:
+        errs.add(path, N_("must be between the years 1970 and 2999"))
+        return None
     return moment
 
 
@@ -333,15 +358,12 @@ def _customer(errs: _Errors, value: object) -> CustomerData | None:
         return None
     before = len(errs)
     name = _text(errs, obj, "name", "customer")
-    email = _text(errs, obj, "email", "customer", required=False)
+    email = _text(errs, obj, "email", "customer", required=False, normalise=str.lower)
     if email is not None:
-        email = email.lower()
         if not _EMAIL_RE.fullmatch(email):
             errs.add("customer.email", N_("is not a valid email address"))
     phone = _text(errs, obj, "phone", "customer", required=False, max_length=32)
-    postcode = _text(errs, obj, "postcode", "customer", required=False, max_length=32)
-    if postcode is not None:
-        postcode = normalise_postcode(postcode)
+    postcode = _text(errs, obj, "postcode", "customer", required=False, max_length=32, normalise=normalise_postcode)
     if not (_given(obj.get("email")) or _given(obj.get("postcode"))):
         errs.add("customer", N_("needs an email address or a postcode"))
     if len(errs) != before or name is None:
@@ -356,11 +378,11 @@ def _payment(errs: _Errors, value: object) -> PaymentData | None:
     obj = _object(errs, value, "payment")
     if obj is None:
         return None
-    method = _text(errs, obj, "method", "payment", max_length=32)
-    reference = _text(errs, obj, "reference", "payment", required=False)
+    method = _text(errs, obj, "method", "payment", max_length=32, normalise=str.lower)
+    reference = _text(errs, obj, "reference", "payment", required=False, max_length=128)
     if method is None:
         return None
-    return PaymentData(method=method.lower(), reference=reference)
+    return PaymentData(method=method, reference=reference)
 
 
 def _line(errs: _Errors, value: object, prefix: str, currency: str | None) -> LineData | None:
@@ -371,8 +393,8 @@ def _line(errs: _Errors, value: object, prefix: str, currency: str | None) -> Li
     line_id = _text(errs, obj, "line_id", prefix, max_length=64)
     sku = _text(errs, obj, "sku", prefix, max_length=64)
     product_name = _text(errs, obj, "product_name", prefix)
-    variant = _text(errs, obj, "variant", prefix, required=False) or ""
-    category = _text(errs, obj, "category", prefix, max_length=64)
+    variant = _text(errs, obj, "variant", prefix, required=False, max_length=128) or ""
+    category = _text(errs, obj, "category", prefix, max_length=64, normalise=str.lower)
     quantity = _int(errs, obj, "quantity", prefix, minimum=1, maximum=MAX_QUANTITY)
     unit_price = _money(errs, obj, "unit_price", prefix, currency, required=True)
     discount = _money(errs, obj, "discount", prefix, currency, required=False)
@@ -381,6 +403,8 @@ def _line(errs: _Errors, value: object, prefix: str, currency: str | None) -> Li
     if quantity is not None and unit_price is not None and discount is not None:
         if discount > unit_price * quantity:
             errs.add(_path(prefix, "discount"), N_("discount above the price"))
+        elif unit_price * quantity + (tax or 0) >= MAX_MONEY:
+            errs.add(_path(prefix, "quantity"), N_("line total is too large"))
     if len(errs) != before:
         return None
     assert line_id and sku and product_name and category and quantity and unit_price is not None
@@ -390,7 +414,7 @@ def _line(errs: _Errors, value: object, prefix: str, currency: str | None) -> Li
         sku=sku,
         product_name=product_name,
         variant=variant,
-        category=category.lower(),
+        category=category,
         quantity=quantity,
         unit_price=unit_price,
         discount=discount,
@@ -434,18 +458,20 @@ def parse_order(payload: object) -> OrderData:
     if obj is None:
         raise PayloadError(errs.items)
 
-    number = _text(errs, obj, "order_number", ROOT, max_length=64)
+    number = _text(errs, obj, "order_number", ROOT, max_length=64, normalise=normalise_order_number)
     placed_at = _timestamp(errs, obj, "placed_at", ROOT, required=True)
     delivered_at = _timestamp(errs, obj, "delivered_at", ROOT, required=False)
     if placed_at is not None and delivered_at is not None and delivered_at < placed_at:
         errs.add("delivered_at", N_("must not be before placed_at"))
     currency = _currency(errs, obj)
-    channel = _text(errs, obj, "channel", ROOT, required=False, max_length=32) or "web"
+    channel = _text(errs, obj, "channel", ROOT, required=False, max_length=32, normalise=str.lower) or "web"
     customer = _customer(errs, obj.get("customer"))
     payment = _payment(errs, obj.get("payment"))
     shipping_paid = _money(errs, obj, "shipping_paid", ROOT, currency, required=False)
     gift = _bool(errs, obj, "gift", ROOT)
     lines = _lines(errs, obj.get("lines"), currency)
+    if not errs.items and sum((line.unit_price * line.quantity + line.tax for line in lines), Decimal(0)) >= MAX_MONEY:
+        errs.add("lines", N_("order total is too large"))
 
     if errs.items:
         raise PayloadError(errs.items)
@@ -455,7 +481,7 @@ def parse_order(payload: object) -> OrderData:
         placed_at=placed_at,
         delivered_at=delivered_at,
         currency=currency,
-        channel=channel.lower(),
+        channel=channel,
         customer=customer,
         payment=payment,
         shipping_paid=shipping_paid,
@@ -470,7 +496,7 @@ def _variant(errs: _Errors, value: object, prefix: str) -> VariantData | None:
         return None
     before = len(errs)
     sku = _text(errs, obj, "sku", prefix, max_length=64)
-    variant = _text(errs, obj, "variant", prefix, required=False) or ""
+    variant = _text(errs, obj, "variant", prefix, required=False, max_length=128) or ""
     stock = _int(errs, obj, "stock", prefix, minimum=0, maximum=MAX_STOCK)
     price = _money(errs, obj, "price", prefix, None, required=False) if obj.get("price") is not None else None
     if len(errs) != before or sku is None or stock is None:
@@ -485,7 +511,7 @@ def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> Produ
     before = len(errs)
     code = _text(errs, obj, "product_code", prefix, max_length=64)
     name = _text(errs, obj, "name", prefix)
-    category = _text(errs, obj, "category", prefix, max_length=64)
+    category = _text(errs, obj, "category", prefix, max_length=64, normalise=str.lower)
     raw_variants = obj.get("variants")
     variants: list[VariantData] = []
     vpath = _path(prefix, "variants")
@@ -506,7 +532,7 @@ def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> Produ
                 variants.append(variant)
     if len(errs) != before or code is None or name is None or category is None:
         return None
-    return ProductData(product_code=code, name=name, category=category.lower(), variants=tuple(variants))
+    return ProductData(product_code=code, name=name, category=category, variants=tuple(variants))
 
 
 def parse_products(payload: object) -> list[ProductData]:

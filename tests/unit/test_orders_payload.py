@@ -486,3 +486,49 @@ def test_variant_price_is_optional_and_checked():
         base["products"][0]["variants"][0]["price"] = bad
         with pytest.raises(PayloadError):
             parse_products(base)
+
+
+# Hostile values found by trying the API as an attacker would: each gives a field error, never an exception.
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("customer.name", "\ud800", "customer.name"),  # a lone surrogate cannot be stored as UTF-8
+        ("lines.0.product_name", "T恤\udfff", "lines[0].product_name"),
+        ("placed_at", "0001-01-01T00:00:00+01:00", "placed_at"),  # before the first representable UTC instant
+        ("placed_at", "9999-12-31T23:59:59-01:00", "placed_at"),  # after the last one
+        ("placed_at", "1900-01-01T00:00:00Z", "placed_at"),
+        ("order_number", "ß" * 40, "order_number"),  # 40 characters, 80 once uppercased
+        ("channel", "İ" * 20, "channel"),  # 20 characters, 40 once lowercased
+        ("lines.0.category", "İ" * 40, "lines[0].category"),
+        ("lines.0.variant", "M" * 129, "lines[0].variant"),  # the column holds 128
+        ("payment.reference", "R" * 129, "payment.reference"),
+        ("lines.0.unit_price", "10000000000", "lines[0].unit_price"),  # NUMERIC(14, 4) holds less than 10^10
+        ("lines.0.quantity", 1_000_000, "lines[0].quantity"),  # with a unit price of 99999.00: a line total of 10^11
+        ("customer.email", '"a<b>"@example.com', "customer.email"),
+        ("customer.email", "li.wei@example.com>, evil@example.com", "customer.email"),
+    ],
+)
+def test_hostile_values_are_field_errors(path, value, field) -> None:
+    payload = changed(path, value)
+    if path == "lines.0.quantity":
+        payload = changed("lines.0.unit_price", "99999.00", payload)  # a line total of 10^11
+    assert field in {e.field for e in errors_of(payload)}
+
+
+def test_order_total_is_bounded() -> None:
+    payload = order_payload()
+    payload["lines"] = [
+        {"line_id": f"L{i}", "sku": f"S{i}", "product_name": "Gold", "category": "jewellery",
+         "quantity": 1, "unit_price": "9000000000.00"}
+        for i in range(3)
+    ]
+    assert "lines" in {e.field for e in errors_of(payload)}
+
+
+def test_products_reject_surrogates_and_over_long_variants() -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_products({"products": [{"product_code": "P\ud800", "name": "Tee", "category": "tops",
+                                      "variants": [{"sku": "T-1", "variant": "x" * 129, "stock": 1}]}]})
+    assert {e.field for e in info.value.errors} == {"products[0].product_code", "products[0].variants[0].variant"}

@@ -48,7 +48,8 @@ def authenticate():
         return _problem(413, f"body larger than {limit} bytes")
     timestamp = request.headers.get("X-Portal-Timestamp", "")
     signature = request.headers.get("X-Portal-Signature", "")
-    if not timestamp.isdigit() or len(timestamp) > 12 or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS:
+    # isdigit() alone accepts "²" and other non-ASCII digits, which int() then refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12 or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS:
         log.warning("api: missing or stale timestamp from %s", request.remote_addr)
         return _problem(401, "missing, malformed or stale X-Portal-Timestamp")
     expected = sign(current_app.config["API_SECRET"], timestamp, body)
@@ -63,6 +64,8 @@ def _json_body():
         return json.loads(request.get_data(cache=True).decode("utf-8")), None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, _problem(400, "body is not valid JSON", [{"field": "", "message": str(exc)}])
+    except ValueError:  # an integer longer than Python's 4,300-digit conversion limit
+        return None, _problem(400, "body is not valid JSON", [{"field": "", "message": "number too long"}])
     except RecursionError:
         return None, _problem(400, "body is nested too deeply", [{"field": "", "message": "nested too deeply"}])
 
