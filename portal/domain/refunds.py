@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from types import MappingProxyType
 from typing import Any, Final
 
-from portal.domain.money import is_known_currency, round_money
+from portal.domain.money import is_known_currency, line_paid_total, round_money
 from portal.domain.reasons import OUTCOMES, RESPONSIBILITIES
 
 GRADES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
@@ -173,7 +173,7 @@ class OrderLineMoney:
 
     def paid_total(self, currency: str) -> Decimal:
         """What the shopper paid for the whole line, rounded once."""
-        return round_money(self.unit_price * self.quantity - self.discount + self.tax, currency)
+        return line_paid_total(self.unit_price, self.quantity, self.discount, self.tax, currency)
 
 
 @dataclass(frozen=True)
@@ -310,6 +310,31 @@ class RefundSettings:
         if grade is None:
             return _ZERO
         return self.restocking_fees.get(responsibility, {}).get(grade, _ZERO)
+
+
+@dataclass(frozen=True)
+class ReturnFee:
+    """The return shipping fee: the one setting the label announces and the refund deducts.
+
+    ``amount`` is deducted once per request when a refunded or credited
+    line's responsibility is not in ``shop_pays_for`` (the shop pays postage
+    for those); exchanges never pay it. ``amount`` 0 means no fee.
+    """
+
+    amount: Decimal = _ZERO
+    shop_pays_for: frozenset[str] = frozenset({"seller", "logistics"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amount", _check_decimal("return fee", self.amount))
+        object.__setattr__(self, "shop_pays_for", _check_responsibilities("shop_pays_for", self.shop_pays_for))
+
+    def charged(self, responsibilities: Iterable[str]) -> bool:
+        """Whether a return whose refunded or credited lines have these responsibilities pays the fee."""
+        return bool(self.amount) and any(r not in self.shop_pays_for for r in responsibilities)
+
+    def refund_settings(self, **other: Any) -> RefundSettings:
+        """Refund settings that deduct exactly this fee (``other``: the remaining settings)."""
+        return RefundSettings(return_shipping_fee=self.amount, refund_return_shipping_for=self.shop_pays_for, **other)
 
 
 # --------------------------------------------------------------------------

@@ -141,6 +141,6 @@ def redeem_credit():
         credit = redeem_store_credit(get_session(), fields["code"], amount, fields["currency"], fields["reference"].strip())
     except CreditError as exc:
         return _problem(exc.status, str(exc))
-    from portal.domain.money import round_money
+    from portal.domain.money import plain_amount
 
-    return jsonify(code=credit.code, balance=str(round_money(credit.balance, credit.currency)), currency=credit.currency), 200
+    return jsonify(code=credit.code, balance=plain_amount(credit.balance, credit.currency), currency=credit.currency), 200

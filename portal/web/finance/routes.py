@@ -17,9 +17,10 @@ from portal.adapters.payments import gateway_for
 from portal.db import get_session
 from portal.db.models import Refund, ReturnRequest
 from portal.domain.lifecycle import Status
+from portal.domain.money import plain_amount
 from portal.services import Conflict, NotPermitted
-from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
-                                     second_approve)
+from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, refund_settings,
+                                     retry_refund, second_approve)
 from portal.domain.roles import CAN_REFUND
 from portal.web.staff.routes import staff_required
 
@@ -35,11 +36,7 @@ def _threshold() -> Decimal:
 
 
 def _settings():
-    """Refund settings from the configuration (the same fee the label announces)."""
-    from portal.domain.refunds import RefundSettings
-
-    fee = current_app.config.get("CUSTOMER_RETURN_FEE")
-    return RefundSettings(return_shipping_fee=Decimal(str(fee))) if fee else RefundSettings()
+    return refund_settings(current_app.config)
 
 
 def _gateway(name: str):
@@ -152,7 +149,7 @@ def reconciliation_csv(rows) -> str:
     writer = csv.writer(out)
     writer.writerow(["day", "method", "currency", "kind", "count", "total"])
     for day, method, currency, kind, count, total in rows:
-        writer.writerow([day, method, currency, kind, count, f"{Decimal(total):.2f}"])
+        writer.writerow([day, method, currency, kind, count, plain_amount(Decimal(str(total)), currency)])
     return out.getvalue()
 
 
