@@ -19,9 +19,19 @@ def is_known_currency(code: str) -> bool:
     return isinstance(code, str) and code.upper() == code and code in _KNOWN
 
 
+def places(currency: str) -> int:
+    """Decimal places of ``currency``'s minor unit (2 for CNY, 0 for JPY, 3 for KWD)."""
+    return get_currency_precision(currency)
+
+
+def places_by_currency() -> dict[str, int]:
+    """Every known currency whose minor unit is not the cent, with its places (for SQL rounding)."""
+    return {code: places(code) for code in sorted(_KNOWN) if places(code) != 2}
+
+
 def quantum(currency: str) -> Decimal:
     """The smallest unit of ``currency`` (0.01 for CNY, 1 for JPY, 0.001 for KWD)."""
-    return Decimal(1).scaleb(-get_currency_precision(currency))
+    return Decimal(1).scaleb(-places(currency))
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:

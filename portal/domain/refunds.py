@@ -55,6 +55,7 @@ from decimal import Decimal, localcontext
 from types import MappingProxyType
 from typing import Any, Final
 
+from portal.domain.lifecycle import Status
 from portal.domain.money import is_known_currency, line_paid_total, round_money
 from portal.domain.reasons import OUTCOMES, RESPONSIBILITIES
 
@@ -499,6 +500,26 @@ def basis_hash(
 # Computation
 
 
+def awaits_refund(status: str, returnless: bool) -> bool:
+    """A request is refunded once inspected, or once approved when the item stays with the shopper.
+
+    ``portal.db.queries.awaiting_refund`` is the same rule in SQL.
+    """
+    return status == Status.INSPECTED.value or (status == Status.APPROVED.value and returnless)
+
+
+def order_refundable_total(
+    currency: str, order_lines: Iterable[OrderLineMoney], shipping_paid: Decimal, prior_total: Decimal = _ZERO
+) -> Decimal:
+    """The most all refunds of an order may give back: every line's paid total (each rounded once)
+    plus the shipping paid, minus what earlier refunds used (``PriorRefunds.total``), never negative.
+
+    ``portal.db.queries.order_refundable_total`` is the same arithmetic in SQL (before prior refunds).
+    """
+    lines = sum((ol.paid_total(currency) for ol in order_lines), _ZERO)
+    return max(_ZERO, lines + round_money(shipping_paid, currency) - prior_total)
+
+
 def _units_label(count: int) -> str:
     return f"Price, {count} unit" if count == 1 else f"Price, {count} units"
 
@@ -686,7 +707,7 @@ def _compute(
             out.add(FEE_CAPPED, None, "Fees limited so that nothing is charged", -total, destination)
 
     # Never more than the order's paid total minus what was refunded before.
-    allowed = max(_ZERO, order_value + paid_shipping - prior.total)
+    allowed = order_refundable_total(currency, by_id.values(), shipping_paid, prior.total)
     excess = out.total(REFUND) + out.total(STORE_CREDIT) - allowed
     for destination in (REFUND, STORE_CREDIT):
         if excess <= 0:

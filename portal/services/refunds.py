@@ -60,7 +60,7 @@ def refund_settings(config: Mapping[str, Any]) -> money.RefundSettings:
 
 
 def refundable(request: ReturnRequest) -> bool:
-    return request.status == Status.INSPECTED.value or (request.status == Status.APPROVED.value and request.returnless)
+    return money.awaits_refund(request.status, request.returnless)
 
 
 def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
