@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from babel.numbers import format_currency
-from flask import request, session
+from flask import has_request_context, request, session
 from flask_babel import force_locale, get_locale, gettext
 
+from portal.domain.money import format_money
 from portal.domain.text import Text
 
 LOCALES = {"en": "English", "zh_Hans": "简体中文"}
@@ -24,6 +24,9 @@ def choose_locale() -> str:
 
 
 def current_locale() -> str:
+    """The request's locale (or the one forced for an email); the default outside any request."""
+    if not has_request_context():
+        return DEFAULT_LOCALE
     locale = get_locale()
     return str(locale) if locale is not None else DEFAULT_LOCALE
 
@@ -36,10 +39,16 @@ def render_text(value: Text | dict[str, Any] | None) -> str:
     return text.render(gettext)
 
 
-def money(amount: Decimal | None, currency: str) -> str:
-    if amount is None:
+def money(amount: Decimal | int | str | None, currency: str, locale: str | None = None) -> str:
+    """An amount for people, by currency (its symbol and decimals) and locale.
+
+    ``locale`` defaults to the current one; work done outside a request passes
+    the shopper's locale stored on the return request (or gets the default).
+    Also the Jinja filter ``money``: ``{{ amount|money(currency) }}``.
+    """
+    if amount is None or amount == "":
         return ""
-    return format_currency(amount, currency, locale=current_locale())
+    return format_money(amount, currency, locale or current_locale())
 
 
 __all__ = ["LOCALES", "choose_locale", "current_locale", "render_text", "money", "force_locale"]

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Select, and_, exists, func, or_, select, true
+from sqlalchemy import Numeric, Select, and_, case, exists, func, or_, select, true
 from sqlalchemy.orm import joinedload
 
-from portal.db.models import (
-    Order,
-    OrderLine,
-    ReturnLine,
-    ReturnRequest,
-    TeamMember,
-    Ticket,
-    TicketClock,
-)
+from portal.db.models import Order, OrderLine, Refund, ReturnLine, ReturnRequest, TeamMember, Ticket, TicketClock
+from portal.domain.lifecycle import Status
+from portal.domain.money import places_by_currency
 from portal.domain.sla import ClockState
-from portal.domain.states import TicketStatus
+from portal.domain.states import REFUND_ACTIVE, TicketStatus
 
 QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "all")
 BREACHING_SOON = timedelta(hours=4)
@@ -109,3 +103,39 @@ def queue_counts(views: tuple[str, ...], staff_id: int, now: datetime | None = N
         filters = _view_filters(view, staff_id, now)
         columns.append(func.count(Ticket.id).filter(and_(*filters) if filters else true()).label(view))
     return select(*columns)
+
+
+# --- refunds: the SQL side of portal.domain.refunds -----------------------------------
+
+
+def awaiting_refund(status=ReturnRequest.status, returnless=ReturnRequest.returnless):
+    """``refunds.awaits_refund`` as a condition (on ReturnRequest unless other expressions are given)."""
+    return or_(status == Status.INSPECTED.value, (status == Status.APPROVED.value) & returnless)
+
+
+def _round_money(amount, currency):
+    """``money.round_money`` in SQL: half away from zero to the currency's places (a CASE for non-cent currencies)."""
+    places = case(places_by_currency(), value=currency, else_=2)
+    return func.round(amount, places)
+
+
+def order_refundable_total(order_id=ReturnRequest.order_id):
+    """``refunds.order_refundable_total`` (before prior refunds) for the order ``order_id``, as a scalar subquery."""
+    lines = (
+        select(func.coalesce(func.sum(_round_money(OrderLine.unit_price * OrderLine.quantity - OrderLine.discount + OrderLine.tax,
+                                                   Order.currency)), 0))
+        .where(OrderLine.order_id == Order.id)
+        .scalar_subquery()
+    )
+    total = lines + _round_money(Order.shipping_paid, Order.currency)
+    return select(total).where(Order.id == order_id).scalar_subquery().cast(Numeric(14, 4, asdecimal=True))
+
+
+def refund_queue(limit: int = 50) -> Select:
+    """Requests awaiting a refund with none under way, oldest first, each with its order's refundable total."""
+    active = select(Refund.request_id).where(Refund.status.in_([s.value for s in REFUND_ACTIVE]))
+    return (
+        select(ReturnRequest, order_refundable_total().label("refundable"))
+        .where(awaiting_refund(), ~ReturnRequest.id.in_(active))
+        .order_by(ReturnRequest.updated_at).limit(limit)
+    )

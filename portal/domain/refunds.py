@@ -49,13 +49,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from types import MappingProxyType
 from typing import Any, Final
 
-from portal.domain.money import is_known_currency, round_money
+from portal.domain.lifecycle import Status
+from portal.domain.money import is_known_currency, line_paid_total, round_money
 from portal.domain.reasons import OUTCOMES, RESPONSIBILITIES
 
 GRADES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
@@ -173,7 +174,7 @@ class OrderLineMoney:
 
     def paid_total(self, currency: str) -> Decimal:
         """What the shopper paid for the whole line, rounded once."""
-        return round_money(self.unit_price * self.quantity - self.discount + self.tax, currency)
+        return line_paid_total(self.unit_price, self.quantity, self.discount, self.tax, currency)
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,31 @@ class RefundSettings:
         if grade is None:
             return _ZERO
         return self.restocking_fees.get(responsibility, {}).get(grade, _ZERO)
+
+
+@dataclass(frozen=True)
+class ReturnFee:
+    """The return shipping fee: the one setting the label announces and the refund deducts.
+
+    ``amount`` is deducted once per request when a refunded or credited
+    line's responsibility is not in ``shop_pays_for`` (the shop pays postage
+    for those); exchanges never pay it. ``amount`` 0 means no fee.
+    """
+
+    amount: Decimal = _ZERO
+    shop_pays_for: frozenset[str] = frozenset({"seller", "logistics"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amount", _check_decimal("return fee", self.amount))
+        object.__setattr__(self, "shop_pays_for", _check_responsibilities("shop_pays_for", self.shop_pays_for))
+
+    def charged(self, responsibilities: Iterable[str]) -> bool:
+        """Whether a return whose refunded or credited lines have these responsibilities pays the fee."""
+        return bool(self.amount) and any(r not in self.shop_pays_for for r in responsibilities)
+
+    def refund_settings(self, **other: Any) -> RefundSettings:
+        """Refund settings that deduct exactly this fee (``other``: the remaining settings)."""
+        return RefundSettings(return_shipping_fee=self.amount, refund_return_shipping_for=self.shop_pays_for, **other)
 
 
 # --------------------------------------------------------------------------
@@ -472,6 +498,26 @@ def basis_hash(
 
 # --------------------------------------------------------------------------
 # Computation
+
+
+def awaits_refund(status: str, returnless: bool) -> bool:
+    """A request is refunded once inspected, or once approved when the item stays with the shopper.
+
+    ``portal.db.queries.awaiting_refund`` is the same rule in SQL.
+    """
+    return status == Status.INSPECTED.value or (status == Status.APPROVED.value and returnless)
+
+
+def order_refundable_total(
+    currency: str, order_lines: Iterable[OrderLineMoney], shipping_paid: Decimal, prior_total: Decimal = _ZERO
+) -> Decimal:
+    """The most all refunds of an order may give back: every line's paid total (each rounded once)
+    plus the shipping paid, minus what earlier refunds used (``PriorRefunds.total``), never negative.
+
+    ``portal.db.queries.order_refundable_total`` is the same arithmetic in SQL (before prior refunds).
+    """
+    lines = sum((ol.paid_total(currency) for ol in order_lines), _ZERO)
+    return max(_ZERO, lines + round_money(shipping_paid, currency) - prior_total)
 
 
 def _units_label(count: int) -> str:
@@ -661,7 +707,7 @@ def _compute(
             out.add(FEE_CAPPED, None, "Fees limited so that nothing is charged", -total, destination)
 
     # Never more than the order's paid total minus what was refunded before.
-    allowed = max(_ZERO, order_value + paid_shipping - prior.total)
+    allowed = order_refundable_total(currency, by_id.values(), shipping_paid, prior.total)
     excess = out.total(REFUND) + out.total(STORE_CREDIT) - allowed
     for destination in (REFUND, STORE_CREDIT):
         if excess <= 0:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +23,7 @@ from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, St
 from portal.domain import refunds as money
 from portal.domain.codes import group, new_code
 from portal.domain.lifecycle import Status
+from portal.domain.money import format_money, parse_money, plain_amount
 from portal.domain.errors import Conflict, NotPermitted
 from portal.domain.states import REFUND_ACTIVE, RefundStatus, check_refund
 from portal.domain.text import N_
@@ -29,6 +32,7 @@ from portal.services.exchanges import exchange_difference
 from portal.services.timeline import move
 
 log = logging.getLogger("portal.refunds")
+NOTE_LOCALE = "en"
 
 # A failed refund still counts: it is retried with the same key (a timeout may even have paid).
 ACTIVE = tuple(s.value for s in REFUND_ACTIVE)
@@ -44,8 +48,19 @@ class StalePreview(Conflict):
         self.basis_hash = basis_hash
 
 
+def return_fee(config: Mapping[str, Any]) -> money.ReturnFee:
+    """The return shipping fee from the configuration (``CUSTOMER_RETURN_FEE``): the one place it is read."""
+    raw = config.get("CUSTOMER_RETURN_FEE")
+    return money.ReturnFee(parse_money(str(raw))) if raw not in (None, "") else money.ReturnFee()
+
+
+def refund_settings(config: Mapping[str, Any]) -> money.RefundSettings:
+    """Refund settings from the configuration; the fee is the one the label announces."""
+    return return_fee(config).refund_settings()
+
+
 def refundable(request: ReturnRequest) -> bool:
-    return request.status == Status.INSPECTED.value or (request.status == Status.APPROVED.value and request.returnless)
+    return money.awaits_refund(request.status, request.returnless)
 
 
 def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
@@ -184,15 +199,19 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
                                         customer_email=request.order.customer_email, refund_id=refund.id))
             session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
                                     amount=refund.store_credit, request_id=request.id, refund_id=refund.id, reference=credit_code))
+        amount, store_credit = plain_amount(refund.amount, refund.currency), plain_amount(refund.store_credit, refund.currency)
+        # Timeline notes are English text: amounts in the English form ("CN¥1,456.97").
         move(request, Status.EXCHANGED if request.all_exchanges else Status.REFUNDED, Actor.payment(refund.provider),
-             f"refunded {refund.amount} {refund.currency}"
-             + (f" and store credit {refund.store_credit} ({credit_code})" if credit_code else ""), at=now)
-        enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": str(refund.amount),
-                                                    "store_credit": str(refund.store_credit), "store_credit_code": credit_code,
+             f"refunded {format_money(refund.amount, refund.currency, NOTE_LOCALE)}"
+             + (f" and store credit {format_money(refund.store_credit, refund.currency, NOTE_LOCALE)} ({credit_code})"
+                if credit_code else ""), at=now)
+        enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": amount,
+                                                    "store_credit": store_credit, "store_credit_code": credit_code,
                                                     "currency": refund.currency, "reference": refund.provider_ref})
         if request.order.customer_email:
+            # Plain amounts; the email formats them in the shopper's locale (stored on the request).
             enqueue_email(session, request.order.customer_email, "return_refunded", request.locale,
-                          {"rma": request.rma, "amount": str(refund.amount), "store_credit": str(refund.store_credit),
+                          {"rma": request.rma, "amount": amount, "store_credit": store_credit,
                            "code": credit_code, "currency": refund.currency})
         session.commit()
         log.info("refund %s succeeded: %s %s", key, refund.amount, refund.currency)

@@ -94,6 +94,7 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)
 
+    app.jinja_env.filters["money"] = money
     app.jinja_env.globals.update(
         render_text=render_text,
         money=money,

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
-from portal.domain.money import parse_money, round_money
+from portal.domain.money import parse_money, plain_amount
 from portal.domain.orders import PayloadError, parse_order, parse_products
 from portal.domain.tracking import parse_tracking_event
 from portal.links import return_link
@@ -149,4 +149,4 @@ def redeem_credit():
     except CreditError as exc:
         return _problem(exc.status, str(exc))
 
-    return jsonify(code=credit.code, balance=str(round_money(credit.balance, credit.currency)), currency=credit.currency), 200
+    return jsonify(code=credit.code, balance=plain_amount(credit.balance, credit.currency), currency=credit.currency), 200

@@ -11,15 +11,17 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from portal.adapters.payments import gateway_for
 from portal.db import get_session
 from portal.db.models import Refund, ReturnRequest
-from portal.domain.lifecycle import Status
+from portal.db.queries import refund_queue
+from portal.domain.money import plain_amount
 from portal.services import Conflict, NotPermitted
-from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
-                                     second_approve)
+from portal.domain.states import RefundStatus
+from portal.services.refunds import (StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, refund_settings,
+                                     retry_refund, second_approve)
 from portal.domain.roles import CAN_REFUND
 from portal.web.staff.routes import staff_required
 
@@ -35,11 +37,7 @@ def _threshold() -> Decimal:
 
 
 def _settings():
-    """Refund settings from the configuration (the same fee the label announces)."""
-    from portal.domain.refunds import RefundSettings
-
-    fee = current_app.config.get("CUSTOMER_RETURN_FEE")
-    return RefundSettings(return_shipping_fee=Decimal(str(fee))) if fee else RefundSettings()
+    return refund_settings(current_app.config)
 
 
 def _gateway(name: str):
@@ -50,16 +48,13 @@ def _gateway(name: str):
 @staff_required(*CAN_REFUND)
 def queue():
     session = get_session()
-    waiting = session.scalars(
-        select(ReturnRequest)
-        .where(or_(ReturnRequest.status == Status.INSPECTED.value, (ReturnRequest.status == Status.APPROVED.value) & ReturnRequest.returnless))
-        .where(~ReturnRequest.id.in_(select(Refund.request_id).where(Refund.status.in_(ACTIVE))))
-        .order_by(ReturnRequest.updated_at).limit(50)
-    ).all()
+    rows = session.execute(refund_queue()).all()
+    waiting = [req for req, _ in rows]
+    order_totals = {req.id: total for req, total in rows}
     previews = {req.id: preview_refund(session, req, _settings()) for req in waiting}
-    open_refunds = session.scalars(select(Refund).where(Refund.status.in_(("awaiting_second", "approved", "processing", "failed"))).order_by(Refund.id)).all()
-    done = session.scalars(select(Refund).where(Refund.status == "succeeded").order_by(Refund.id.desc()).limit(20)).all()
-    return render_template("finance/queue.html", waiting=waiting, previews=previews, open_refunds=open_refunds, done=done,
+    open_refunds = session.scalars(select(Refund).where(Refund.status.in_([s.value for s in RefundStatus if s != RefundStatus.SUCCEEDED])).order_by(Refund.id)).all()
+    done = session.scalars(select(Refund).where(Refund.status == RefundStatus.SUCCEEDED.value).order_by(Refund.id.desc()).limit(20)).all()
+    return render_template("finance/queue.html", waiting=waiting, previews=previews, order_totals=order_totals, open_refunds=open_refunds, done=done,
                            form=ActionForm(), threshold=_threshold())
 
 
@@ -83,7 +78,7 @@ def approve(rma: str):
     except Conflict:
         flash(gettext("This request cannot be refunded now, or a refund is already under way."), "warning")
         return redirect(url_for("finance.queue"), code=303)
-    if refund.status == "awaiting_second":
+    if refund.status == RefundStatus.AWAITING_SECOND:
         flash(gettext("Approved. Above %(limit)s a second finance user must approve too.", limit=_threshold()), "success")
     else:
         flash(gettext("Approved. Execute it when ready."), "success")
@@ -119,9 +114,9 @@ def execute(refund_id: int):
     refund = _refund(refund_id)
     done = execute_refund(current_app.extensions["portal.sessionmaker"], refund.id, _gateway(refund.provider),
                           manual_reference=request.form.get("reference") or None)
-    if done.status == "succeeded":
+    if done.status == RefundStatus.SUCCEEDED:
         flash(gettext("Refunded."), "success")
-    elif done.status == "failed":
+    elif done.status == RefundStatus.FAILED:
         flash(gettext("The refund failed: %(error)s. Nothing was paid twice; you can retry.", error=done.last_error), "warning")
     else:
         flash(gettext("This refund is not ready to execute (%(status)s).", status=done.status), "warning")
@@ -152,7 +147,7 @@ def reconciliation_csv(rows) -> str:
     writer = csv.writer(out)
     writer.writerow(["day", "method", "currency", "kind", "count", "total"])
     for day, method, currency, kind, count, total in rows:
-        writer.writerow([day, method, currency, kind, count, f"{Decimal(total):.2f}"])
+        writer.writerow([day, method, currency, kind, count, plain_amount(Decimal(str(total)), currency)])
     return out.getvalue()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from decimal import Decimal
 import logging
 from datetime import datetime, timezone
 
@@ -367,14 +366,14 @@ def answer(rma: str):
 
 def label_data(req) -> LabelData:
     """What the printable label shows, in the current language."""
-    order = req.order
-    fee = current_app.config.get("CUSTOMER_RETURN_FEE")
-    customer_pays = any(line.responsibility == "customer" for line in req.lines)
-    if customer_pays and fee:
-        from portal.i18n import money
+    from portal.i18n import money
+    from portal.services.refunds import return_fee
 
+    order = req.order
+    fee = return_fee(current_app.config)  # the same fee the refund deducts
+    if fee.charged(line.responsibility for line in req.accepted_lines if not line.is_exchange):
         postage = gettext("Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.",
-                          fee=money(Decimal(str(fee)), order.currency))
+                          fee=money(fee.amount, order.currency))
     else:
         postage = gettext("Postage is prepaid by the shop; you pay nothing.")
     return LabelData(
