@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from portal import create_app
+from portal.domain.roles import ROLES
 
 
 def _app(**overrides):
@@ -283,7 +284,7 @@ def staff() -> None:
 
 @staff.command("create")
 @click.argument("email")
-@click.option("--role", required=True, type=click.Choice(["agent", "lead", "manager", "warehouse", "finance", "admin"]))
+@click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--name", default="")
 @click.password_option(prompt="Password", help="Prompted for when not given.")
 def staff_create(email: str, role: str, name: str, password: str) -> None:

@@ -21,7 +21,7 @@ from portal.services import Conflict, NotPermitted
 from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
                                      second_approve)
 from portal.domain.roles import CAN_REFUND
-from portal.web.staff.routes import staff_required
+from portal.web.auth import staff_required
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 
