@@ -21,6 +21,7 @@ from portal.demo import seed, seed_requests, seed_staff
 from portal.domain.importing import detect_format, iter_order_records
 from portal.domain.orders import PayloadError, normalise_order_number, parse_order
 from portal.domain.policy import Decision, PolicyError
+from portal.domain.roles import ROLES
 from portal.domain.text import Text
 from portal.jobs import _safe, deliver_outbox, score_pending_photos, sweep_escalations
 from portal.links import return_link
@@ -272,7 +273,7 @@ def staff() -> None:
 
 @staff.command("create")
 @click.argument("email")
-@click.option("--role", required=True, type=click.Choice(["agent", "lead", "manager", "warehouse", "finance", "admin"]))
+@click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--name", default="")
 @click.password_option(prompt="Password", help="Prompted for when not given.")
 def staff_create(email: str, role: str, name: str, password: str) -> None:

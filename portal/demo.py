@@ -24,6 +24,8 @@ from portal.db.models import (
 )
 from portal.domain.actors import Actor, ActorKind
 from portal.domain.orders import parse_order, parse_products
+from portal.domain.roles import AGENT, LEAD, MANAGER, ROLES
+from portal.domain.sla import LadderAction
 from portal.services.filing import LineRequest, open_return
 from portal.services.orders import stage_order, upsert_products
 from portal.services.policies import active_policy
@@ -205,7 +207,7 @@ def _first_of(case_name: str, now: datetime) -> str:
     return next(p["order_number"] for n, p in demo_orders(now) if n == case_name)
 
 
-DEMO_STAFF = [(role, f"{role}@demo.example", f"demo-{role}-pass") for role in ("agent", "lead", "manager", "warehouse", "finance", "admin")]
+DEMO_STAFF = [(role, f"{role}@demo.example", f"demo-{role}-pass") for role in ROLES]
 
 
 def seed_staff(session: Session) -> list[tuple[str, str, str]]:
@@ -217,10 +219,10 @@ def seed_staff(session: Session) -> list[tuple[str, str, str]]:
     inspection = ensure_team(session, "inspection", "Inspection desk")
     finance = ensure_team(session, "finance", "Finance desk")
     logistics = ensure_team(session, "logistics", "Carrier claims")
-    service.lead_id = inspection.lead_id = logistics.lead_id = users["lead"].id
-    finance.lead_id = users["manager"].id
+    service.lead_id = inspection.lead_id = logistics.lead_id = users[LEAD].id
+    finance.lead_id = users[MANAGER].id
     for team in (service, inspection, finance, logistics):
-        for role in ("agent", "lead"):
+        for role in (AGENT, LEAD):
             exists = session.scalars(select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == users[role].id)).first()
             if exists is None:
                 session.add(TeamMember(team_id=team.id, staff_id=users[role].id, cap=25))
@@ -232,16 +234,16 @@ def seed_staff(session: Session) -> list[tuple[str, str, str]]:
             RoutingRuleRow(position=40, name="Frequent returner", conditions={"frequent_returner": True}, team=service, priority="high", ticket_class="B"),
             RoutingRuleRow(position=100, name="Everything else", conditions={}, team=service, priority="normal", ticket_class="B"),
         ])
-    seed_sla(session, [service, inspection, finance, logistics], users["manager"].id)
+    seed_sla(session, [service, inspection, finance, logistics], users[MANAGER].id)
     seed_replies(session)
     session.commit()
     return DEMO_STAFF
 
 
 DEMO_LADDER = [
-    {"key": "remind", "at_fraction": 0.75, "action": "remind"},
-    {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
-    {"key": "manager", "after_breach_minutes": 120, "action": "notify_manager"},
+    {"key": "remind", "at_fraction": 0.75, "action": LadderAction.REMIND.value},
+    {"key": "lead", "after_breach_minutes": 0, "action": LadderAction.MOVE_TO_LEAD.value},
+    {"key": "manager", "after_breach_minutes": 120, "action": LadderAction.NOTIFY_MANAGER.value},
 ]
 
 

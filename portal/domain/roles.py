@@ -1,25 +1,42 @@
-"""Staff roles and what each may open."""
+"""Staff roles and what each may open: the one home for role names and role sets."""
 
 from __future__ import annotations
 
 from portal.domain.text import N_
 
-ROLES = ("agent", "lead", "manager", "warehouse", "finance", "admin")
+AGENT = "agent"
+LEAD = "lead"
+MANAGER = "manager"
+WAREHOUSE = "warehouse"
+FINANCE = "finance"
+ADMIN = "admin"
+
+ROLES = (AGENT, LEAD, MANAGER, WAREHOUSE, FINANCE, ADMIN)
 
 ROLE_LABELS = {
-    "agent": N_("Agent"),
-    "lead": N_("Team lead"),
-    "manager": N_("Manager"),
-    "warehouse": N_("Warehouse"),
-    "finance": N_("Finance"),
-    "admin": N_("Administrator"),
+    AGENT: N_("Agent"),
+    LEAD: N_("Team lead"),
+    MANAGER: N_("Manager"),
+    WAREHOUSE: N_("Warehouse"),
+    FINANCE: N_("Finance"),
+    ADMIN: N_("Administrator"),
 }
 
 # Who may read return requests in the back office.
-CAN_VIEW_REQUESTS = frozenset({"agent", "lead", "manager", "admin", "finance", "warehouse"})
+CAN_VIEW_REQUESTS = frozenset({AGENT, LEAD, MANAGER, ADMIN, FINANCE, WAREHOUSE})
 
-# Who works tickets (queues, take, approve, reject).
-CAN_WORK_TICKETS = frozenset({"agent", "lead", "manager", "admin"})
+# Who works tickets (queues, take, approve, reject); also who may be a team member.
+CAN_WORK_TICKETS = frozenset({AGENT, LEAD, MANAGER, ADMIN})
 # Who receives parcels in the warehouse, and who refunds.
-CAN_RECEIVE = frozenset({"warehouse", "manager", "admin"})
-CAN_REFUND = frozenset({"finance", "admin"})
+CAN_RECEIVE = frozenset({WAREHOUSE, MANAGER, ADMIN})
+CAN_REFUND = frozenset({FINANCE, ADMIN})
+# Who administers the portal (accounts, teams, routing, replies, SLA, audit log).
+CAN_ADMIN = frozenset({ADMIN})
+# Who may lead a team, and who may manage one (receives level-2 escalations).
+CAN_LEAD_TEAM = frozenset({LEAD, MANAGER, ADMIN})
+CAN_MANAGE_TEAM = frozenset({MANAGER, ADMIN})
+
+
+def in_role_order(roles: frozenset[str]) -> tuple[str, ...]:
+    """A role set as a tuple in ``ROLES`` order (stable for queries and choice lists)."""
+    return tuple(role for role in ROLES if role in roles)

@@ -25,6 +25,7 @@ two of them overlap, the later one starts where the earlier one ends.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -891,6 +892,103 @@ def parse_ladder(data: object) -> list[EscalationStep]:
     if len({step.key for step in steps}) != len(steps):
         raise InvalidInput(N_("Each step needs its own key."))
     return steps
+
+
+def parse_ladder_text(text: str) -> list[EscalationStep]:
+    """An escalation ladder typed as JSON (a list of step objects); InvalidInput says what is wrong."""
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError):
+        raise InvalidInput(N_("The ladder must be JSON: a list of steps in square brackets.")) from None
+    return parse_ladder(data)
+
+
+def ladder_data(steps: Sequence[EscalationStep]) -> list[dict[str, Any]]:
+    """The stored form of a ladder (what ``parse_ladder`` reads back)."""
+    data: list[dict[str, Any]] = []
+    for step in steps:
+        item: dict[str, Any] = {"key": step.key}
+        if step.at_fraction is not None:
+            item["at_fraction"] = step.at_fraction
+        else:
+            item["after_breach_minutes"] = step.after_breach_minutes
+        item["action"] = step.action
+        data.append(item)
+    return data
+
+
+class CalendarInputError(InvalidInput):
+    """Calendar input a person typed that cannot be used; ``field`` is the weekday (mon..sun) or
+    ``"exceptions"`` the message is about."""
+
+    def __init__(self, field: str, message: str, /, **params: Any) -> None:
+        super().__init__(message, **params)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class CalendarInput:
+    """Working hours as typed into the admin form, checked: what ``BusinessCalendar.from_spec`` and
+    the calendar's exception rows take."""
+
+    weekly: dict[str, list[str]]
+    exceptions: dict[str, list[str]]
+    notes: dict[str, str]
+
+
+def _hour_ranges(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _valid_hours(hours: list[str]) -> bool:
+    try:
+        _check_hours("hours", _parse_hours("hours", hours))
+    except CalendarError:
+        return False
+    return True
+
+
+def parse_calendar_input(timezone_name: str, weekly: Mapping[str, str | None], exceptions: str | None) -> CalendarInput:
+    """Weekly hours per day ("09:00-12:00, 13:00-18:00"; empty = day off) and exception lines
+    ("YYYY-MM-DD hours note", hours ``closed`` or ranges) into checked calendar data.
+
+    Raises ``CalendarInputError`` naming the input that is wrong; a later line for the same date wins.
+    """
+    week: dict[str, list[str]] = {}
+    for day in WEEKDAYS:
+        hours = _hour_ranges(weekly.get(day))
+        if not _valid_hours(hours):
+            raise CalendarInputError(
+                day, N_("%(hours)s: write working hours as ranges such as 09:00-12:00, 13:00-18:00, each starting "
+                        "before it ends, in order and not overlapping."), hours=", ".join(hours)[:100])
+        week[day] = hours
+    days: dict[str, list[str]] = {}
+    notes: dict[str, str] = {}
+    for n, line in enumerate((exceptions or "").splitlines(), start=1):
+        parts = line.split(None, 2)
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise CalendarInputError("exceptions", N_("line %(n)d: give a date and hours"), n=n)
+        day, hours_text = parts[0], parts[1]
+        try:
+            if not _SPEC_DATE.fullmatch(day):
+                raise ValueError
+            date.fromisoformat(day)
+        except ValueError:
+            raise CalendarInputError("exceptions", N_("line %(n)d: %(day)s is not a date"), n=n, day=day[:40]) from None
+        hours = [] if hours_text.lower() == "closed" else _hour_ranges(hours_text)
+        if not _valid_hours(hours):
+            raise CalendarInputError(
+                "exceptions", N_("line %(n)d: %(hours)s is not closed or working hours such as 09:00-13:00"),
+                n=n, hours=hours_text[:100])
+        days[day] = hours
+        notes[day] = parts[2].strip() if len(parts) > 2 else ""
+    try:
+        BusinessCalendar.from_spec({"timezone": timezone_name, "weekly": week, "exceptions": days})
+    except CalendarError:
+        raise CalendarInputError("exceptions", N_("This calendar cannot be used; check its time zone and hours.")) from None
+    return CalendarInput(week, days, notes)
 
 
 def step_fire_times(

@@ -34,6 +34,7 @@ from portal.db.models import (
     TicketEvent,
 )
 from portal.domain import sla
+from portal.domain.roles import MANAGER
 from portal.domain.states import STEP_OPEN, StepStatus, check_step
 from portal.services.outbox import enqueue_email
 
@@ -277,7 +278,7 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
         return "moved to lead"
     if row.action == sla.LadderAction.NOTIFY_MANAGER:
         ticket.escalation_level = max(ticket.escalation_level, 2)
-        managers = [team.manager] if team.manager else list(session.scalars(select(StaffUser).where(StaffUser.role == "manager", StaffUser.active.is_(True))))
+        managers = [team.manager] if team.manager else list(session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True))))
         for manager in managers:
             _notify(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
         session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 2: managers notified ({len(managers)})"))

@@ -15,6 +15,7 @@ from portal.domain.roles import ROLES
 from portal.domain.errors import InvalidInput
 from portal.domain.text import N_
 from portal.logs import mask_email, safe
+from portal.services.admin import record_change, staff_data
 
 log = logging.getLogger("portal.staff")
 DEFAULT_HASHER = PasswordHasher()  # argon2id with the library's recommended parameters
@@ -36,8 +37,11 @@ class StaffError(InvalidInput):
     """An account change a rule refuses (unknown role, short password, changing oneself)."""
 
 
-def create_staff(session: Session, email: str, name: str, role: str, password: str) -> StaffUser:
-    """Create an account; the email is unique (case-insensitive) and the role must exist."""
+def create_staff(session: Session, email: str, name: str, role: str, password: str, actor: StaffUser | None = None) -> StaffUser:
+    """Create an account; the email is unique (case-insensitive) and the role must exist.
+
+    Created by an admin (``actor``), the creation is audited; the demo and the CLI pass no actor.
+    """
     email = email.strip().lower()
     if role not in ROLES:
         raise StaffError(N_("Unknown role %(role)s; choose one of %(roles)s."), role=role, roles=", ".join(ROLES))
@@ -47,6 +51,9 @@ def create_staff(session: Session, email: str, name: str, role: str, password: s
         raise StaffError(N_("%(email)s already has an account."), email=email)
     user = StaffUser(email=email, name=name.strip() or email, role=role, password_hash=hasher.hash(password), active=True, session_version=1)
     session.add(user)
+    if actor is not None:
+        session.flush()
+        record_change(session, actor, "create_staff", f"staff:{user.id}", None, staff_data(user))
     session.commit()
     log.info("staff account created for %s with role %s", mask_email(email), role)
     return user
@@ -92,24 +99,22 @@ def ensure_staff(session: Session, email: str, name: str, role: str, password: s
 
 def change_role(session: Session, actor: StaffUser, user: StaffUser, role: str) -> None:
     """Change a role (audited); the account's sessions end so the new role applies at once."""
-    from portal.db.models import AuditLog
-
     if role not in ROLES:
         raise StaffError(N_("Unknown role %(role)s; choose one of %(roles)s."), role=role, roles=", ".join(ROLES))
     if user.id == actor.id:
         raise StaffError(N_("You cannot change your own role."))
-    old = user.role
+    old, before = user.role, staff_data(user)
     user.role = role
     user.session_version += 1
-    session.add(AuditLog(actor_id=actor.id, action="change_role", target=f"staff:{user.id}", detail=f"{old} -> {role}"))
+    record_change(session, actor, "change_role", f"staff:{user.id}", before, staff_data(user), detail=f"{old} -> {role}")
     session.commit()
     log.info("staff %s changed the role of %s from %s to %s", actor.id, mask_email(user.email), old, role)
 
 
 def set_active_by(session: Session, actor: StaffUser, user: StaffUser, active: bool) -> None:
-    from portal.db.models import AuditLog
-
+    """An admin disables or enables an account (audited); disabling ends its sessions."""
     if user.id == actor.id and not active:
         raise StaffError(N_("You cannot disable your own account."))
-    session.add(AuditLog(actor_id=actor.id, action="enable" if active else "disable", target=f"staff:{user.id}", detail=""))
+    record_change(session, actor, "enable" if active else "disable", f"staff:{user.id}", staff_data(user),
+                  {**staff_data(user), "active": active})
     set_active(session, user, active)

@@ -17,7 +17,7 @@ from portal.domain.sla import ClockState
 from portal.domain.states import RefundStatus, ScoreState, TicketStatus
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
 from portal.domain.lifecycle import POLLING as POLLING_STATUSES
-from portal.domain.roles import CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
+from portal.domain.roles import CAN_ADMIN, CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
 from portal.i18n import LOCALES, current_locale, money, render_text
 
 log = logging.getLogger("portal.web")
@@ -77,8 +77,8 @@ def init_web(app: Flask) -> None:
     from portal.extensions import csrf
     from portal.web.api import bp as api_bp
     from portal.web.shop import bp as shop_bp
+    from portal.web.auth import login_manager
     from portal.web.staff import bp as staff_bp
-    from portal.web.staff import login_manager
 
     login_manager.init_app(app)
     app.register_blueprint(shop_bp)
@@ -112,6 +112,7 @@ def init_web(app: Flask) -> None:
         CAN_WORK_TICKETS=CAN_WORK_TICKETS,
         CAN_RECEIVE=CAN_RECEIVE,
         CAN_REFUND=CAN_REFUND,
+        CAN_ADMIN=CAN_ADMIN,
     )
 
     @app.post("/lang")

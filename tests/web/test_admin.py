@@ -135,3 +135,194 @@ def test_teams_lead_members_caps_and_availability(admin, session):
     member = session.get(TeamMember, member.id)
     assert (member.cap, member.available) == (7, False)
     assert session.get(Team, team.id).lead_id == lead.id
+
+
+# --- every admin change is audited with the values before and after ---------------------------
+
+
+def _audit(session, action):
+    session.expire_all()
+    return session.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)).all()
+
+
+@pytest.fixture
+def desk(session):
+    """A team with an SLA policy on a business calendar (no tickets)."""
+    from portal.db.models import BusinessCalendarRow, SlaPolicy
+    from portal.services.tickets import ensure_team
+
+    team = ensure_team(session, "service", "Customer service")
+    calendar = BusinessCalendarRow(code="sh", name="Shanghai office", timezone="Asia/Shanghai",
+                                   weekly={"mon": ["09:00-18:00"], "tue": ["09:00-18:00"]})
+    session.add(calendar)
+    session.flush()
+    policy = SlaPolicy(team_id=team.id, priority="normal", first_response_minutes=60, resolution_minutes=480, calendar_id=calendar.id,
+                       ladder=[{"key": "remind", "at_fraction": 0.75, "action": "remind"}])
+    session.add(policy)
+    session.commit()
+    return {"team": team, "calendar": calendar, "policy": policy}
+
+
+def test_staff_account_changes_are_audited_with_before_and_after(admin, session):
+    page = admin.get("/admin/staff").get_data(as_text=True)
+    token = csrf_from(page)
+    admin.post("/admin/staff", data={"csrf_token": token, "email": "fin@example.com", "name": "Fin", "role": "finance", "password": PASSWORD})
+    user = session.scalars(select(StaffUser).where(StaffUser.email == "fin@example.com")).one()
+    (created,) = _audit(session, "create_staff")
+    assert (created.target, created.before, created.after) == (
+        f"staff:{user.id}", None, {"email": "fin@example.com", "name": "Fin", "role": "finance", "active": True})
+    assert "password" not in str(created.after)
+    admin.post(f"/admin/staff/{user.id}/role", data={"csrf_token": token, "role": "agent"})
+    (role,) = _audit(session, "change_role")
+    assert (role.before["role"], role.after["role"]) == ("finance", "agent")
+    admin.post(f"/admin/staff/{user.id}/active", data={"csrf_token": token, "active": "0"})
+    (disabled,) = _audit(session, "disable")
+    assert (disabled.before["active"], disabled.after["active"]) == (True, False)
+    me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
+    assert {created.actor_id, role.actor_id, disabled.actor_id} == {me.id}
+
+
+def test_routing_rule_changes_are_audited(admin, session, desk):
+    from portal.db.models import RoutingRuleRow
+
+    token = csrf_from(admin.get("/admin/routing").get_data(as_text=True))
+    form = {"csrf_token": token, "name": "Coats", "position": "5", "active": "y", "team": str(desk["team"].id), "priority": "high",
+            "ticket_class": "A", "categories": "Outerwear", "needs_review": "", "frequent_returner": ""}
+    assert admin.post("/admin/routing", data=form).status_code == 303
+    rule = session.scalars(select(RoutingRuleRow)).one()
+    (created,) = _audit(session, "create_rule")
+    assert created.target == f"routing_rule:{rule.id}" and created.before is None
+    assert created.after == {"name": "Coats", "position": 5, "active": True, "team_id": desk["team"].id, "priority": "high",
+                             "ticket_class": "A", "conditions": {"categories": ["outerwear"]}}
+    assert admin.post(f"/admin/routing/{rule.id}", data={**form, "priority": "low"}).status_code == 303
+    (updated,) = _audit(session, "update_rule")
+    assert updated.before == created.after and updated.after == {**created.after, "priority": "low"}
+    # A refused change writes nothing.
+    assert admin.post(f"/admin/routing/{rule.id}", data={**form, "min_value": "50", "max_value": "10"}).status_code == 422
+    assert len(_audit(session, "update_rule")) == 1
+
+
+def test_reply_changes_are_audited(admin, session):
+    from portal.db.models import CannedReplyRow
+
+    token = csrf_from(admin.get("/admin/replies").get_data(as_text=True))
+    form = {"csrf_token": token, "name": "Late", "locale": "en", "reasons": ["late_delivery"], "keywords": "late, slow", "body": "Sorry", "active": "y"}
+    assert admin.post("/admin/replies", data=form).status_code == 303
+    row = session.scalars(select(CannedReplyRow)).one()
+    (created,) = _audit(session, "create_reply")
+    assert (created.target, created.before) == (f"canned_reply:{row.id}", None)
+    assert created.after == {"name": "Late", "locale": "en", "body": "Sorry", "active": True, "reasons": ["late_delivery"], "keywords": ["late", "slow"]}
+    assert admin.post(f"/admin/replies/{row.id}", data={**form, "locale": "zh_Hans"}).status_code == 303
+    (updated,) = _audit(session, "update_reply")
+    assert updated.before == created.after and updated.after == {**created.after, "locale": "zh_Hans"}
+
+
+def test_sla_policy_and_calendar_changes_are_audited(admin, session, desk):
+    policy, calendar = desk["policy"], desk["calendar"]
+    token = csrf_from(admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
+    ladder = '[{"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"}]'
+    response = admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "30", "resolution_minutes": "240", "ladder": ladder})
+    assert response.status_code == 303
+    (entry,) = _audit(session, "update_sla_policy")
+    assert entry.target == f"sla_policy:{policy.id}"
+    assert entry.before == {"first_response_minutes": 60, "resolution_minutes": 480, "ladder": [{"key": "remind", "at_fraction": 0.75, "action": "remind"}]}
+    assert entry.after == {"first_response_minutes": 30, "resolution_minutes": 240,
+                           "ladder": [{"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"}]}
+    form = {"csrf_token": token, "mon": "09:00-12:00, 13:00-18:00", "tue": "", "wed": "", "thu": "", "fri": "", "sat": "", "sun": "",
+            "exceptions": "2026-12-25 closed Christmas"}
+    assert admin.post(f"/admin/calendars/{calendar.id}", data=form).status_code == 303
+    (cal,) = _audit(session, "update_calendar")
+    assert cal.target == f"business_calendar:{calendar.id}"
+    assert cal.before == {"weekly": {"mon": ["09:00-18:00"], "tue": ["09:00-18:00"]}, "exceptions": {}}
+    assert cal.after == {"weekly": {"mon": ["09:00-12:00", "13:00-18:00"]}, "exceptions": {"2026-12-25": {"hours": [], "note": "Christmas"}}}
+
+
+def test_team_and_member_changes_are_audited(admin, session, desk):
+    from portal.db.models import TeamMember
+
+    team = desk["team"]
+    lead = create_staff(session, "lead@example.com", "Lee", "lead", PASSWORD)
+    agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
+    token = csrf_from(admin.get("/admin/teams").get_data(as_text=True))
+    admin.post(f"/admin/teams/{team.id}", data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""})
+    (entry,) = _audit(session, "update_team")
+    assert (entry.target, entry.before, entry.after) == (f"team:{team.id}", {"lead_id": None, "manager_id": None}, {"lead_id": lead.id, "manager_id": None})
+    admin.post(f"/admin/teams/{team.id}/members", data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"})
+    member = session.scalars(select(TeamMember)).one()
+    (added,) = _audit(session, "add_member")
+    assert (added.target, added.before, added.after) == (f"team_member:{member.id}", None,
+                                                         {"team_id": team.id, "staff_id": agent.id, "cap": 3, "available": True})
+    admin.post(f"/admin/members/{member.id}", data={"csrf_token": token, "cap": "7"})
+    (changed,) = _audit(session, "update_member")
+    assert (changed.before["cap"], changed.after["cap"], changed.after["available"]) == (3, 7, False)
+
+
+def test_audit_page_lists_changes_newest_first_paginated(admin, session, monkeypatch):
+    from portal.web.admin import routes
+
+    me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
+    agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
+    token = csrf_from(admin.get("/admin/staff").get_data(as_text=True))
+    for role in ("lead", "manager", "finance"):
+        admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": token, "role": role})
+    monkeypatch.setattr(routes, "AUDIT_PAGE_SIZE", 2)
+    first = admin.get("/admin/audit").get_data(as_text=True)
+    assert "manager -&gt; finance" in first and "lead -&gt; manager" in first and "agent -&gt; lead" not in first
+    assert first.index("manager -&gt; finance") < first.index("lead -&gt; manager")
+    assert me.name in first and "change_role" in first and "Page 1 of 2" in first
+    second = admin.get("/admin/audit?page=2").get_data(as_text=True)
+    assert "agent -&gt; lead" in second and "manager -&gt; finance" not in second
+
+
+def test_audit_page_is_for_admins_only(client, session):
+    create_staff(session, "mgr@example.com", "Mo", "manager", PASSWORD)
+    sign_in(client, "mgr@example.com")
+    assert client.get("/admin/audit").status_code == 403
+
+
+# --- ladder and calendar mistakes are shown in the admin's language ----------------------------
+
+
+@pytest.fixture
+def chinese_admin(admin):
+    token = csrf_from(admin.get("/admin/staff").get_data(as_text=True))
+    admin.post("/lang", data={"csrf_token": token, "lang": "zh_Hans", "next": "/admin/staff"})
+    return admin
+
+
+def test_bad_ladder_is_explained_in_chinese_and_nothing_is_saved(chinese_admin, session, desk):
+    policy = desk["policy"]
+    token = csrf_from(chinese_admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
+    typed = '[{"key": "x", "action": "explode", "at_fraction": 0.5}]'
+    response = chinese_admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "10",
+                                                                     "resolution_minutes": "20", "ladder": typed})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "升级阶梯无效" in body and "第 1 步" in body and "未知动作" in body
+    assert "explode" in body and "&#34;key&#34;: &#34;x&#34;" in body  # what was typed is still in the form
+    not_json = chinese_admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "10",
+                                                                     "resolution_minutes": "20", "ladder": "[{oops"})
+    assert not_json.status_code == 422 and "JSON" in not_json.get_data(as_text=True) and "方括号" in not_json.get_data(as_text=True)
+    session.expire_all()
+    assert (policy.first_response_minutes, policy.resolution_minutes) == (60, 480)
+    assert policy.ladder == [{"key": "remind", "at_fraction": 0.75, "action": "remind"}]
+    assert _audit(session, "update_sla_policy") == []
+
+
+@pytest.mark.parametrize(("field", "value", "chinese"), [
+    ("mon", "18:00-09:00", "工作时段"),
+    ("exceptions", "2026-12-25 9-5 staff party", "第 1 行"),
+    ("exceptions", "christmas closed", "不是有效日期"),
+])
+def test_bad_calendar_is_explained_in_chinese_and_nothing_is_saved(chinese_admin, session, desk, field, value, chinese):
+    calendar = desk["calendar"]
+    token = csrf_from(chinese_admin.get(f"/admin/calendars/{calendar.id}").get_data(as_text=True))
+    form = {"csrf_token": token, "mon": "09:00-18:00", "tue": "09:00-18:00", "wed": "", "thu": "", "fri": "", "sat": "", "sun": "", "exceptions": ""}
+    response = chinese_admin.post(f"/admin/calendars/{calendar.id}", data={**form, field: value})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert chinese in body and value.split()[0] in body
+    assert value in body  # the typed text is kept in the form
+    session.expire_all()
+    assert calendar.weekly == {"mon": ["09:00-18:00"], "tue": ["09:00-18:00"]} and calendar.exceptions == []
+    assert _audit(session, "update_calendar") == []

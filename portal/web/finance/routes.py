@@ -23,7 +23,7 @@ from portal.domain.states import RefundStatus
 from portal.services.refunds import (StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, refund_settings,
                                      retry_refund, second_approve)
 from portal.domain.roles import CAN_REFUND
-from portal.web.staff.routes import staff_required
+from portal.web.auth import staff_required
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 

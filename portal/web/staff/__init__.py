@@ -1,3 +1,3 @@
-from portal.web.staff.routes import bp, login_manager
+from portal.web.staff.routes import bp
 
-__all__ = ["bp", "login_manager"]
+__all__ = ["bp"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from functools import wraps
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
-from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
@@ -32,12 +31,9 @@ from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services.staff import authenticate, end_sessions
 from portal.web import image_response, photo_bytes, render_page_or_partial, safe_next
+from portal.web.auth import staff_required
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
-login_manager = LoginManager()
-login_manager.login_view = "staff.login"
-login_manager.session_protection = "basic"
-
 PAGE_SIZE = 50
 
 
@@ -49,43 +45,6 @@ def business_time(minutes: float | None) -> str:
     total = int(abs(minutes))
     hours, mins = divmod(total, 60)
     return f"{sign}{hours}h {mins:02d}m" if hours else f"{sign}{mins}m"
-
-
-@login_manager.user_loader
-def load_user(user_id: str):
-    try:
-        raw_id, version = user_id.split(":")
-        user = get_session().get(StaffUser, int(raw_id))
-    except (ValueError, TypeError):
-        return None
-    if user is None or not user.active or str(user.session_version) != version:
-        return None
-    return user
-
-
-@login_manager.unauthorized_handler
-def unauthorized():
-    if request.headers.get("HX-Request") == "true":
-        return "", 401
-    return redirect(url_for("staff.login", next=request.path), code=303)
-
-
-def staff_required(*roles: str):
-    allowed = frozenset(roles)
-
-    def decorate(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            if not current_user.is_authenticated:
-                return login_manager.unauthorized()
-            if allowed and current_user.role not in allowed:
-                current_app.logger.warning("staff %s (%s) denied %s", current_user.id, current_user.role, request.path)
-                abort(403)
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 class ActionForm(FlaskForm):

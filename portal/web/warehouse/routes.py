@@ -17,7 +17,7 @@ from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
 from portal.services.receiving import ParcelNotFound, RECEIVABLE, find_parcel, receive_parcel
 from portal.domain.roles import CAN_RECEIVE
-from portal.web.staff.routes import staff_required
+from portal.web.auth import staff_required
 
 bp = Blueprint("warehouse", __name__, url_prefix="/warehouse")
 

@@ -1,0 +1,240 @@
+"""Admin changes: routing rules, suggested replies, SLA policies, business calendars, teams and members.
+
+Every change writes one ``AuditLog`` row with the values before and after (plain JSON data; ``None``
+before a creation and after a deletion) in the same transaction as the change itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal.db.models import AuditLog, BusinessCalendarRow, CannedReplyRow, RoutingRuleRow, SlaPolicy, StaffUser, Team, TeamMember
+from portal.domain import sla
+from portal.domain.actors import Actor
+from portal.domain.errors import InvalidInput
+from portal.domain.roles import CAN_LEAD_TEAM, CAN_MANAGE_TEAM, CAN_WORK_TICKETS
+from portal.domain.routing import Conditions, RuleError
+from portal.domain.text import N_
+from portal.services.sla import retarget_policy_clocks, update_calendar
+
+Data = dict[str, Any]
+
+
+def record_change(session: Session, actor: StaffUser, action: str, target: str, before: Data | None, after: Data | None,
+                  detail: str = "") -> AuditLog:
+    """Add the audit row for a change (the caller commits it with the change)."""
+    entry = AuditLog(actor_id=actor.id, action=action, target=target, detail=detail, before=before, after=after)
+    session.add(entry)
+    return entry
+
+
+# --- snapshots (JSON-safe) ---------------------------------------------------------------
+
+
+def staff_data(user: StaffUser) -> Data:
+    return {"email": user.email, "name": user.name, "role": user.role, "active": bool(user.active)}
+
+
+def rule_data(rule: RoutingRuleRow) -> Data:
+    return {"name": rule.name, "position": rule.position, "active": bool(rule.active), "team_id": rule.team_id,
+            "priority": rule.priority, "ticket_class": rule.ticket_class, "conditions": dict(rule.conditions or {})}
+
+
+def reply_data(row: CannedReplyRow) -> Data:
+    return {"name": row.name, "locale": row.locale, "body": row.body, "active": bool(row.active),
+            "reasons": list(row.reasons or []), "keywords": list(row.keywords or [])}
+
+
+def policy_data(policy: SlaPolicy) -> Data:
+    return {"first_response_minutes": policy.first_response_minutes, "resolution_minutes": policy.resolution_minutes,
+            "ladder": list(policy.ladder or [])}
+
+
+def calendar_data(calendar: BusinessCalendarRow) -> Data:
+    return {"weekly": {day: list(hours) for day, hours in (calendar.weekly or {}).items()},
+            "exceptions": {e.day.isoformat(): {"hours": list(e.hours), "note": e.note} for e in calendar.exceptions}}
+
+
+def team_data(team: Team) -> Data:
+    return {"lead_id": team.lead_id, "manager_id": team.manager_id}
+
+
+def member_data(member: TeamMember) -> Data:
+    return {"team_id": member.team_id, "staff_id": member.staff_id, "cap": member.cap, "available": bool(member.available)}
+
+
+# --- routing rules -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    name: str
+    position: int
+    active: bool
+    team_id: int
+    priority: str
+    ticket_class: str
+    conditions: Mapping[str, Any]
+
+
+def save_routing_rule(session: Session, actor: StaffUser, rule: RoutingRuleRow | None, data: RuleInput) -> RoutingRuleRow:
+    """Add a rule (``rule`` None) or change one; the conditions must be valid routing conditions."""
+    try:
+        conditions = Conditions.from_dict(dict(data.conditions)).to_dict()
+    except RuleError as exc:
+        raise InvalidInput(N_("The conditions are not valid: %(error)s"), error=str(exc)) from None
+    if session.get(Team, data.team_id) is None:
+        raise InvalidInput(N_("Choose a team."))
+    before = rule_data(rule) if rule is not None else None
+    target = rule or RoutingRuleRow()
+    target.name, target.position, target.active = data.name.strip(), data.position, data.active
+    target.team_id, target.priority, target.ticket_class, target.conditions = data.team_id, data.priority, data.ticket_class, conditions
+    if rule is None:
+        session.add(target)
+    session.flush()
+    record_change(session, actor, "update_rule" if rule else "create_rule", f"routing_rule:{target.id}", before, rule_data(target))
+    session.commit()
+    return target
+
+
+# --- suggested replies ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplyInput:
+    name: str
+    locale: str
+    body: str
+    active: bool
+    reasons: Sequence[str]
+    keywords: Sequence[str]
+
+
+def save_canned_reply(session: Session, actor: StaffUser, row: CannedReplyRow | None, data: ReplyInput) -> CannedReplyRow:
+    """Add a suggested reply (``row`` None) or change one."""
+    before = reply_data(row) if row is not None else None
+    target = row or CannedReplyRow()
+    target.name, target.locale, target.body, target.active = data.name.strip(), data.locale, data.body.strip(), data.active
+    target.reasons, target.keywords = list(data.reasons), list(data.keywords)
+    if row is None:
+        session.add(target)
+    session.flush()
+    record_change(session, actor, "update_reply" if row else "create_reply", f"canned_reply:{target.id}", before, reply_data(target))
+    session.commit()
+    return target
+
+
+# --- SLA policies and calendars -------------------------------------------------------------
+
+
+def update_sla_policy(session: Session, actor: StaffUser, policy: SlaPolicy, first_response_minutes: int,
+                      resolution_minutes: int, ladder_text: str, at: datetime) -> int:
+    """New targets and ladder (typed as JSON); re-targets the policy's live clocks and returns how many.
+
+    A bad ladder raises ``InvalidInput`` and changes nothing.
+    """
+    steps = sla.parse_ladder_text(ladder_text)
+    if first_response_minutes < 1 or resolution_minutes < 1:
+        raise InvalidInput(N_("Targets are at least one business minute."))
+    before = policy_data(policy)
+    policy.first_response_minutes, policy.resolution_minutes = first_response_minutes, resolution_minutes
+    policy.ladder = sla.ladder_data(steps)
+    record_change(session, actor, "update_sla_policy", f"sla_policy:{policy.id}", before, policy_data(policy))
+    session.flush()
+    count = retarget_policy_clocks(session, policy, at, Actor.staff(actor.id))
+    session.commit()
+    return count
+
+
+def update_business_calendar(session: Session, actor: StaffUser, calendar: BusinessCalendarRow,
+                             weekly: Mapping[str, str | None], exceptions: str | None, at: datetime) -> int:
+    """New weekly hours and exception days, as typed (see ``sla.parse_calendar_input``); re-targets the
+    calendar's live clocks and returns how many. Bad input raises ``CalendarInputError`` and changes nothing."""
+    parsed = sla.parse_calendar_input(calendar.timezone, weekly, exceptions)
+    before = calendar_data(calendar)
+    spec = sla.BusinessCalendar.from_spec({"timezone": calendar.timezone, "weekly": parsed.weekly, "exceptions": parsed.exceptions}).to_spec()
+    after = {"weekly": spec["weekly"],
+             "exceptions": {day: {"hours": parsed.exceptions[day], "note": parsed.notes.get(day, "")} for day in sorted(parsed.exceptions)}}
+    record_change(session, actor, "update_calendar", f"business_calendar:{calendar.id}", before, after)
+    try:
+        count = update_calendar(session, calendar, parsed.weekly, parsed.exceptions, parsed.notes, at, Actor.staff(actor.id))
+    except sla.CalendarError:
+        session.rollback()
+        raise sla.CalendarInputError("exceptions", N_("With these hours the running clocks would never reach their deadlines; "
+                                                      "give the calendar some working time.")) from None
+    session.commit()
+    return count
+
+
+# --- teams ---------------------------------------------------------------------------------
+
+
+def _staff_in(session: Session, staff_id: int | None, roles: frozenset[str], message: str) -> int | None:
+    if staff_id is None:
+        return None
+    user = session.get(StaffUser, staff_id)
+    if user is None or not user.active or user.role not in roles:
+        raise InvalidInput(message)
+    return user.id
+
+
+def update_team(session: Session, actor: StaffUser, team: Team, lead_id: int | None, manager_id: int | None) -> None:
+    """Set (or clear) a team's lead and manager; each must be an active account of a role that may hold the post."""
+    lead_id = _staff_in(session, lead_id, CAN_LEAD_TEAM, N_("The team lead must be an active lead, manager or administrator."))
+    manager_id = _staff_in(session, manager_id, CAN_MANAGE_TEAM, N_("The manager must be an active manager or administrator."))
+    before = team_data(team)
+    team.lead_id, team.manager_id = lead_id, manager_id
+    record_change(session, actor, "update_team", f"team:{team.id}", before, team_data(team))
+    session.commit()
+
+
+def add_team_member(session: Session, actor: StaffUser, team: Team, staff_id: int, cap: int) -> TeamMember:
+    """Add an account that works tickets to a team, available, with a cap; adding a member twice changes nothing."""
+    existing = session.scalars(select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == staff_id)).first()
+    if existing is not None:
+        return existing
+    _staff_in(session, staff_id, CAN_WORK_TICKETS, N_("Team members must be active accounts that work tickets."))
+    if cap < 1:
+        raise InvalidInput(N_("The cap is at least one open ticket."))
+    member = TeamMember(team_id=team.id, staff_id=staff_id, cap=cap, available=True)
+    session.add(member)
+    session.flush()
+    record_change(session, actor, "add_member", f"team_member:{member.id}", None, member_data(member))
+    session.commit()
+    return member
+
+
+def update_team_member(session: Session, actor: StaffUser, member: TeamMember, cap: int, available: bool) -> None:
+    """Change a member's cap of open tickets and whether new tickets may go to them."""
+    if cap < 1:
+        raise InvalidInput(N_("The cap is at least one open ticket."))
+    before = member_data(member)
+    member.cap, member.available = cap, available
+    record_change(session, actor, "update_member", f"team_member:{member.id}", before, member_data(member))
+    session.commit()
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditLog]
+    actors: dict[int, StaffUser]
+    total: int
+
+
+def audit_page(session: Session, page: int, page_size: int) -> AuditPage:
+    """One page of the audit log, newest first, with the accounts that acted and the number of entries."""
+    total = session.scalar(select(func.count(AuditLog.id))) or 0
+    entries = list(session.scalars(select(AuditLog).order_by(AuditLog.at.desc(), AuditLog.id.desc())
+                                   .limit(page_size).offset((page - 1) * page_size)))
+    ids = {e.actor_id for e in entries if e.actor_id is not None}
+    actors = {u.id: u for u in session.scalars(select(StaffUser).where(StaffUser.id.in_(ids)))} if ids else {}
+    return AuditPage(entries, actors, total)

@@ -1,0 +1,200 @@
+"""Admin forms: they check the shape of what was typed; the rules live in the domain and the services."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import (BooleanField, DecimalField, FloatField, HiddenField, IntegerField, PasswordField, SelectField,
+                     SelectMultipleField, StringField, TextAreaField)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
+
+from portal.db import get_session
+from portal.db.models import CannedReplyRow, RoutingRuleRow, StaffUser, Team
+from portal.domain.reasons import REASONS, RESPONSIBILITIES
+from portal.domain.roles import CAN_LEAD_TEAM, CAN_MANAGE_TEAM, CAN_WORK_TICKETS, ROLE_LABELS, ROLES, in_role_order
+from portal.domain.routing import PRIORITIES, TICKET_CLASSES
+from portal.domain.sla import WEEKDAYS
+from portal.i18n import LOCALES
+
+
+def csv(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _roles() -> list[SelectChoice]:
+    return [SelectChoice(role, gettext(ROLE_LABELS[role])) for role in ROLES]
+
+
+class NewStaffForm(FlaskForm):
+    email = StringField(_l("Email"), validators=[DataRequired(), Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Enter an email address.")), Length(max=255)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=255)])
+    role = SelectField(_l("Role"))
+    password = PasswordField(_l("Initial password"), validators=[DataRequired(), Length(min=10, max=1024)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.role.choices = _roles()
+
+
+class RoleForm(FlaskForm):
+    role = SelectField(_l("Role"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.role.choices = _roles()
+
+
+class ActiveForm(FlaskForm):
+    active = HiddenField(validators=[DataRequired()])
+
+
+# --- routing rules ----------------------------------------------------------------
+
+TRISTATE = [SelectChoice("", "—"), SelectChoice("yes", "yes"), SelectChoice("no", "no")]
+
+
+class RuleForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=128)])
+    position = IntegerField(_l("Position (lower runs first)"), validators=[DataRequired(), NumberRange(min=0, max=100000)])
+    active = BooleanField(_l("Active"), default=True)
+    team = SelectField(_l("Team"))
+    priority = SelectField(_l("Priority"))
+    ticket_class = SelectField(_l("Ticket class"))
+    categories = StringField(_l("Categories (comma separated)"), validators=[Optional(), Length(max=500)])
+    responsibilities = SelectMultipleField(_l("Responsibility"))
+    min_value = DecimalField(_l("Value at least"), validators=[Optional(), NumberRange(min=0)], places=2)
+    max_value = DecimalField(_l("Value at most"), validators=[Optional(), NumberRange(min=0)], places=2)
+    min_wear = FloatField(_l("Highest wear score at least (0 to 1)"), validators=[Optional(), NumberRange(min=0, max=1)])
+    needs_review = SelectField(_l("Policy says needs review"))
+    frequent_returner = SelectField(_l("Frequent returner"))
+    languages = StringField(_l("Shopper languages (comma separated, e.g. zh_Hans)"), validators=[Optional(), Length(max=200)])
+    channels = StringField(_l("Channels (comma separated)"), validators=[Optional(), Length(max=200)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        teams = get_session().scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name))
+        self.team.choices = [SelectChoice(str(t.id), t.name) for t in teams]
+        self.priority.choices = [SelectChoice(p) for p in PRIORITIES]
+        self.ticket_class.choices = [SelectChoice(c) for c in TICKET_CLASSES]
+        self.responsibilities.choices = [SelectChoice(r) for r in RESPONSIBILITIES]
+        self.needs_review.choices = TRISTATE
+        self.frequent_returner.choices = TRISTATE
+
+    def conditions(self) -> dict:
+        """The conditions as typed (the service checks them)."""
+        data: dict = {
+            "categories": csv(self.categories.data),
+            "responsibilities": list(self.responsibilities.data or []),
+            "languages": csv(self.languages.data),
+            "channels": csv(self.channels.data),
+        }
+        if self.min_value.data is not None:
+            data["min_value"] = str(self.min_value.data)
+        if self.max_value.data is not None:
+            data["max_value"] = str(self.max_value.data)
+        if self.min_wear.data is not None:
+            data["min_wear"] = self.min_wear.data
+        for name in ("needs_review", "frequent_returner"):
+            value = getattr(self, name).data
+            if value in ("yes", "no"):
+                data[name] = value == "yes"
+        return data
+
+    def fill_from(self, rule: RoutingRuleRow) -> None:
+        c = rule.conditions or {}
+        self.name.data, self.position.data, self.active.data = rule.name, rule.position, rule.active
+        self.team.data, self.priority.data, self.ticket_class.data = str(rule.team_id), rule.priority, rule.ticket_class
+        self.categories.data = ", ".join(c.get("categories", []))
+        self.responsibilities.data = c.get("responsibilities", [])
+        self.min_value.data = Decimal(c["min_value"]) if "min_value" in c else None
+        self.max_value.data = Decimal(c["max_value"]) if "max_value" in c else None
+        self.min_wear.data = c.get("min_wear")
+        self.needs_review.data = "" if c.get("needs_review") is None else ("yes" if c["needs_review"] else "no")
+        self.frequent_returner.data = "" if c.get("frequent_returner") is None else ("yes" if c["frequent_returner"] else "no")
+        self.languages.data = ", ".join(c.get("languages", []))
+        self.channels.data = ", ".join(c.get("channels", []))
+
+
+# --- suggested replies --------------------------------------------------------------
+
+
+class ReplyTemplateForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=128)])
+    locale = SelectField(_l("Language"))
+    reasons = SelectMultipleField(_l("Suggest for these reasons"))
+    keywords = StringField(_l("Or when the shopper writes (comma separated)"), validators=[Optional(), Length(max=500)])
+    body = TextAreaField(_l("Text"), validators=[DataRequired(), Length(max=4000)])
+    active = BooleanField(_l("Active"), default=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.locale.choices = [SelectChoice(code, name) for code, name in LOCALES.items()]
+        self.reasons.choices = [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
+
+    def fill_from(self, row: CannedReplyRow) -> None:
+        self.name.data, self.locale.data, self.body.data, self.active.data = row.name, row.locale, row.body, row.active
+        self.reasons.data, self.keywords.data = row.reasons, ", ".join(row.keywords or [])
+
+
+# --- SLA policies and calendars -------------------------------------------------------
+
+
+class PolicyForm(FlaskForm):
+    first_response_minutes = IntegerField(_l("First response target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=100000)])
+    resolution_minutes = IntegerField(_l("Resolution target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=1000000)])
+    ladder = TextAreaField(_l("Escalation ladder (JSON)"), validators=[DataRequired(), Length(max=4000)])
+
+
+DAYS = WEEKDAYS
+
+
+class CalendarForm(FlaskForm):
+    mon = StringField(_l("Monday"))
+    tue = StringField(_l("Tuesday"))
+    wed = StringField(_l("Wednesday"))
+    thu = StringField(_l("Thursday"))
+    fri = StringField(_l("Friday"))
+    sat = StringField(_l("Saturday"))
+    sun = StringField(_l("Sunday"))
+    exceptions = TextAreaField(_l("Holidays and partial days: one per line, 'YYYY-MM-DD hours note' (hours: closed, or 09:00-13:00)"), validators=[Length(max=20000)])
+
+    def weekly(self) -> dict[str, str]:
+        return {day: getattr(self, day).data or "" for day in DAYS}
+
+
+# --- teams ---------------------------------------------------------------------------
+
+
+def people(roles: frozenset[str]) -> list[SelectChoice]:
+    """Active accounts with one of ``roles``, as choices (first: nobody)."""
+    stmt = (select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(in_role_order(roles)))
+            .order_by(StaffUser.name))
+    return [SelectChoice("", "—")] + [SelectChoice(str(u.id), f"{u.name} ({u.role})") for u in get_session().scalars(stmt)]
+
+
+class TeamForm(FlaskForm):
+    lead = SelectField(_l("Team lead"))
+    manager = SelectField(_l("Manager"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lead.choices, self.manager.choices = people(CAN_LEAD_TEAM), people(CAN_MANAGE_TEAM)
+
+
+class MemberForm(FlaskForm):
+    staff = SelectField(_l("Add member"))
+    cap = IntegerField(_l("Open tickets at most"), default=25, validators=[DataRequired(), NumberRange(min=1, max=1000)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.staff.choices = people(CAN_WORK_TICKETS)
+
+
+class MemberEditForm(FlaskForm):
+    cap = IntegerField(_l("Cap"), validators=[DataRequired(), NumberRange(min=1, max=1000)])
+    available = BooleanField(_l("Available"))
