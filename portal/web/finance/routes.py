@@ -10,7 +10,6 @@ from decimal import Decimal
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 
 from portal.adapters.payments import gateway_for
@@ -21,13 +20,10 @@ from portal.services import Conflict, NotPermitted
 from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
                                      second_approve)
 from portal.domain.roles import CAN_REFUND
+from portal.web.finance.forms import ActionForm
 from portal.web.staff.routes import staff_required
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
-
-
-class ActionForm(FlaskForm):
-    pass
 
 
 def _threshold() -> Decimal:

@@ -11,9 +11,9 @@ from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import PasswordField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length
 
 from portal.domain.actors import Actor
 from portal.db import get_session
@@ -32,6 +32,7 @@ from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services.staff import authenticate, end_sessions
 from portal.web import image_response, photo_bytes, render_page_or_partial, safe_next
+from portal.web.staff.forms import ActionForm, DecisionForm, NoteForm, OnBehalfForm, ReassignForm, ReplyForm
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 login_manager = LoginManager()
@@ -86,39 +87,6 @@ def staff_required(*roles: str):
         return wrapper
 
     return decorate
-
-
-class ActionForm(FlaskForm):
-    assignee = HiddenField()  # who the page showed, to catch a stale take
-
-
-class DecisionForm(FlaskForm):
-    status = HiddenField(validators=[DataRequired()])  # the status the page showed
-    action = RadioField(_l("Decision"), choices=[SelectChoice("approve"), SelectChoice("reject"), SelectChoice("ask")], validators=[DataRequired()])
-    note = TextAreaField(_l("Reason, question or note (the shopper sees a rejection reason or a question)"), validators=[Length(max=2000)])
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.action.choices = [SelectChoice("approve", gettext("Approve")), SelectChoice("reject", gettext("Reject")),
-                               SelectChoice("ask", gettext("Ask the shopper for more information"))]
-
-    def validate_note(self, field):
-        if self.action.data == "reject" and not (field.data or "").strip():
-            raise ValidationError(_l("Tell the shopper why the return is rejected."))
-        if self.action.data == "ask" and not (field.data or "").strip():
-            raise ValidationError(_l("Write the question for the shopper."))
-
-
-class NoteForm(FlaskForm):
-    text = TextAreaField(_l("Internal note"), validators=[DataRequired(), Length(max=4000)])
-
-
-class ReplyForm(FlaskForm):
-    body = TextAreaField(_l("Message to the shopper"), validators=[DataRequired(), Length(max=4000)])
-
-
-class ReassignForm(FlaskForm):
-    to = SelectField(_l("Reassign to"), validate_choice=True)
 
 
 def _staff_choices() -> list[SelectChoice]:
@@ -313,10 +281,6 @@ def contact(rma: str):
         abort(400)
     details = reveal_contact(get_session(), current_user._get_current_object(), req)
     return render_page_or_partial("staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details})
-
-
-class OnBehalfForm(FlaskForm):
-    override = TextAreaField(_l("Why the policy is overridden (required when it says no)"), validators=[Length(max=2000)])
 
 
 @bp.route("/orders/<order_number>", methods=["GET", "POST"])

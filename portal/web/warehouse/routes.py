@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from portal.db import get_session
@@ -18,12 +17,9 @@ from portal.vision.intake import PhotoRejected, clean_photo
 from portal.services.receiving import ParcelNotFound, RECEIVABLE, find_parcel, receive_parcel
 from portal.domain.roles import CAN_RECEIVE
 from portal.web.staff.routes import staff_required
+from portal.web.warehouse.forms import ReceiveForm
 
 bp = Blueprint("warehouse", __name__, url_prefix="/warehouse")
-
-
-class ReceiveForm(FlaskForm):
-    """CSRF and the status the page showed; the per-line fields are read from the form by name."""
 
 
 @bp.get("/")
