@@ -140,7 +140,8 @@ def form_values(html: str) -> dict[str, str]:
             option = tag.find("option", selected=True) or tag.find("option")
             values[name] = option.get("value", option.get_text()) if option else ""
         elif tag.name == "textarea":
-            values[name] = tag.get_text().lstrip("\n")
+            text = tag.get_text()  # a browser drops the one newline that may open a textarea
+            values[name] = text[2:] if text.startswith("\r\n") else text[1:] if text.startswith("\n") else text
         elif tag.get("type") == "checkbox":
             if tag.has_attr("checked"):
                 values[name] = tag.get("value", "on")

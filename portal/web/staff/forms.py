@@ -5,9 +5,14 @@ from __future__ import annotations
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField, SelectField, TextAreaField
+from wtforms import FieldList, FormField, HiddenField, RadioField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
+from wtforms.form import Form
 from wtforms.validators import DataRequired, Length, ValidationError
+
+from portal.domain.reasons import OUTCOMES, REASONS
+from portal.services.filing import LineRequest
+from portal.web.forms import int_or_invalid, one_entry_per_line
 
 
 class ActionForm(FlaskForm):
@@ -43,5 +48,37 @@ class ReassignForm(FlaskForm):
     to = SelectField(_l("Reassign to"), validate_choice=True)
 
 
+class OnBehalfLineForm(Form):
+    """One order line of a return filed for the shopper. The view gives it its ``order_line``."""
+
+    line_id = HiddenField()
+    quantity = SelectField(_l("How many"), coerce=int_or_invalid, default=0, validate_choice=False)
+    reason = SelectField(_l("Reason"), validate_choice=False)
+    outcome = SelectField(_l("Outcome"), default="refund", validate_choice=False)
+
+    def validate_quantity(self, field):
+        line = self.order_line
+        if not 0 <= field.data <= line.quantity:
+            raise ValidationError(gettext("%(sku)s: choose a quantity from 0 to %(n)d.", sku=line.sku, n=line.quantity))
+
+
 class OnBehalfForm(FlaskForm):
+    lines = FieldList(FormField(OnBehalfLineForm))
     override = TextAreaField(_l("Why the policy is overridden (required when it says no)"), validators=[Length(max=2000)])
+
+    def fill(self, order_lines, prechecks) -> None:
+        """One entry per order line, each with its line and the choices it offers."""
+        by_id = {line.line_id: line for line in order_lines}
+        one_entry_per_line(self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": 0, "outcome": "refund"})
+        reasons = [SelectChoice("", "—")] + [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
+        outcomes = [SelectChoice("refund", gettext("Refund")), SelectChoice("store_credit", gettext("Store credit"))]
+        for entry in self.lines.entries:
+            entry.form.order_line = by_id[entry.line_id.data]
+            entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(0, prechecks[entry.line_id.data].remaining + 1)]
+            entry.reason.choices, entry.outcome.choices = reasons, outcomes
+
+    def line_requests(self) -> list[LineRequest]:
+        """The lines with a quantity, as the filing service takes them."""
+        return [LineRequest(entry.form.order_line.line_id, entry.quantity.data, entry.reason.data or None,
+                            outcome=entry.outcome.data if entry.outcome.data in OUTCOMES else None)
+                for entry in self.lines.entries if entry.quantity.data]

@@ -289,9 +289,8 @@ def order_on_behalf(order_number: str):
     """Open a return for a shopper (by phone or chat), overriding the policy with a reason when needed."""
     from portal.db.models import Order
     from portal.domain.orders import normalise_order_number
-    from portal.domain.reasons import OUTCOMES
     from portal.services.policies import active_policy
-    from portal.services.filing import LineRequest, ReturnNotAllowed, open_return, precheck_order
+    from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
     from portal.storage import store_from_config
 
     order = get_session().scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
@@ -301,35 +300,23 @@ def order_on_behalf(order_number: str):
     now = datetime.now(timezone.utc)
     prechecks = precheck_order(get_session(), order, policy, now)
     form = OnBehalfForm()
+    form.fill(order.lines, prechecks)
     decision, status, errors = None, 200, []
     if form.validate_on_submit():
-        lines = []
-        for line in order.lines:
-            raw = request.form.get(f"q-{line.line_id}", "0")
-            qty = int(raw) if raw.isdigit() else -1
-            if qty < 0 or qty > line.quantity:
-                errors.append(gettext("%(sku)s: choose a quantity from 0 to %(n)d.", sku=line.sku, n=line.quantity))
-                continue
-            if qty:
-                outcome = request.form.get(f"o-{line.line_id}", "refund")
-                lines.append(LineRequest(line.line_id, qty, request.form.get(f"r-{line.line_id}") or None,
-                                         outcome=outcome if outcome in OUTCOMES else None))
-        if not errors:
-            locale = order.requests[-1].locale if order.requests else "en"
-            try:
-                created = open_return(get_session(), order, lines, policy, now, locale, store_from_config(current_app.config),
-                                      actor=Actor.staff(current_user.id), override_reason=form.override.data)
-            except ReturnNotAllowed as exc:
-                decision = exc.decision
-                errors.append(gettext("The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."))
-            else:
-                flash(gettext("Return %(rma)s opened for the shopper.", rma=created.rma), "success")
-                return redirect(url_for("staff.request_detail", rma=created.rma), code=303)
+        locale = order.requests[-1].locale if order.requests else "en"
+        try:
+            created = open_return(get_session(), order, form.line_requests(), policy, now, locale, store_from_config(current_app.config),
+                                  actor=Actor.staff(current_user.id), override_reason=form.override.data)
+        except ReturnNotAllowed as exc:
+            decision = exc.decision
+            errors.append(gettext("The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."))
+        else:
+            flash(gettext("Return %(rma)s opened for the shopper.", rma=created.rma), "success")
+            return redirect(url_for("staff.request_detail", rma=created.rma), code=303)
         status = 422
     elif form.is_submitted():
         status = 422
-    return render_template("staff/order.html", order=order, prechecks=prechecks, form=form, decision=decision, errors=errors,
-                           reasons=REASONS), status
+    return render_template("staff/order.html", order=order, prechecks=prechecks, form=form, decision=decision, errors=errors), status
 
 
 @bp.get("/orders")

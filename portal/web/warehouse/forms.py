@@ -10,7 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.form import Form
 
 from portal.domain.receiving import DISCREPANCIES, DISPOSITIONS, GRADES, Finding, ReceivedLine, finding_units
-from portal.web.forms import int_or_invalid
+from portal.web.forms import int_or_invalid, one_entry_per_line
 
 NOTE_MAX = 2000
 
@@ -38,34 +38,29 @@ class ReceiveForm(FlaskForm):
     extra = StringField(_l("Extra items in the parcel (describe them)"))
 
     def fill(self, lines) -> None:
-        """One entry per line (on a fresh page), each with its line and the choices it offers."""
+        """One entry per line, each with its line and the choices it offers."""
         by_id = {line.id: line for line in lines}
-        self.lines.max_entries = len(lines)
-        if not self.lines.entries and not self.is_submitted():
-            for line in lines:
-                self.lines.append_entry({"line_id": line.id, "quantity": line.quantity})
+        one_entry_per_line(self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": by_id[line_id].quantity})
         grades = [SelectChoice("", "—")] + [SelectChoice(code, gettext(label)) for code, label in GRADES.items()]
         dispositions = [SelectChoice("", "—")] + [SelectChoice(code, gettext(label)) for code, label in DISPOSITIONS.items()]
         issues = [SelectChoice("", gettext("none"))] + [SelectChoice(code, gettext(label)) for code, (_, label) in DISCREPANCIES.items()
                                                          if code != "extra"]
         for entry in self.lines.entries:
-            entry.line = by_id.get(int_or_invalid(entry.line_id.data))
-            top = entry.line.quantity if entry.line is not None else 0
-            entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(top, -1, -1)]
+            entry.line = by_id[int_or_invalid(entry.line_id.data)]
+            entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(entry.line.quantity, -1, -1)]
             entry.grade.choices, entry.disposition.choices, entry.issue.choices = grades, dispositions, issues
 
     def receipt(self) -> tuple[list[ReceivedLine], list[Finding]]:
         """The counted lines and the problems reported, as the receipt rules take them."""
         lines, findings = [], []
         for entry in self.lines.entries:
-            line_id = int_or_invalid(entry.line_id.data)
-            quantity = entry.quantity.data if isinstance(entry.quantity.data, int) else -1
+            line_id = entry.line.id
+            quantity = entry.quantity.data  # int_or_invalid: -1 when not a number
             lines.append(ReceivedLine(line_id, quantity, entry.grade.data or "", bool(entry.wear.data), entry.disposition.data or "",
                                       (entry.note.data or "")[:NOTE_MAX]))
             kind = entry.issue.data or ""
             if kind:
-                expected = entry.line.quantity if entry.line is not None else 0
-                findings.append(Finding(kind, line_id, finding_units(kind, expected, quantity), (entry.issue_note.data or "")[:NOTE_MAX]))
+                findings.append(Finding(kind, line_id, finding_units(kind, entry.line.quantity, quantity), (entry.issue_note.data or "")[:NOTE_MAX]))
         extra = (self.extra.data or "").strip()
         if extra:
             findings.append(Finding("extra", None, 1, extra[:NOTE_MAX]))
@@ -74,7 +69,7 @@ class ReceiveForm(FlaskForm):
     def show_error(self, line_id: int | None, field: str | None, message: str) -> bool:
         """Put a rule's error beside the field it is about; False when no field on the page is."""
         for entry in self.lines.entries:
-            if entry.line is not None and entry.line.id == line_id and field in ("quantity", "grade", "disposition", "issue", "photos"):
+            if entry.line.id == line_id and field in ("quantity", "grade", "disposition", "issue", "photos"):
                 target = getattr(entry, field)
                 target.errors = [*target.errors, message]
                 return True

@@ -75,8 +75,6 @@ def _read_photos(form: ReceiveForm) -> tuple[dict[int, list], bool]:
     max_bytes = current_app.config["MAX_PHOTO_BYTES"]
     photos, refused = {}, False
     for entry in form.lines.entries:
-        if entry.line is None:
-            continue
         uploads = [u for u in entry.photos.data or [] if u and u.filename]
         for upload in uploads[: current_app.config["MAX_PHOTOS_PER_LINE"]]:
             try:
