@@ -22,6 +22,8 @@ from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_que
 from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, InvalidInput, NotFound
 from portal.adapters.carriers import carrier_from_config
+from portal.services.notifications import mark_notifications_read, recent_notifications
+from portal.services.notifications import unread_count as unread_notifications
 from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
 from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket, ticket_for
@@ -337,12 +339,7 @@ def order_lookup():
 @bp.get("/notifications")
 @staff_required()
 def notifications():
-    from portal.db.models import StaffNotification
-
-    items = get_session().scalars(
-        select(StaffNotification).where(StaffNotification.staff_id == current_user.id).order_by(StaffNotification.id.desc()).limit(100)
-    ).all()
-    return render_template("staff/notifications.html", items=items, form=ActionForm())
+    return render_template("staff/notifications.html", items=recent_notifications(get_session(), current_user.id), form=ActionForm())
 
 
 @bp.get("/tickets/<int:ticket_id>")
@@ -357,29 +354,17 @@ def ticket_redirect(ticket_id: int):
 @bp.post("/notifications/read")
 @staff_required()
 def notifications_read():
-    from sqlalchemy import update
-
-    from portal.db.models import StaffNotification
-
     if not ActionForm().validate_on_submit():
         abort(400)
-    get_session().execute(
-        update(StaffNotification).where(StaffNotification.staff_id == current_user.id, StaffNotification.read_at.is_(None))
-        .values(read_at=datetime.now(timezone.utc))
-    )
-    get_session().commit()
+    mark_notifications_read(get_session(), current_user.id)
     return redirect(url_for("staff.notifications"), code=303)
 
 
 def unread_count() -> int:
     """The badge in the staff header; asked for only by the staff layout."""
-    from portal.db.models import StaffNotification
-
     if not getattr(current_user, "is_authenticated", False):
         return 0
-    return get_session().scalar(
-        select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == current_user.id, StaffNotification.read_at.is_(None))
-    ) or 0
+    return unread_notifications(get_session(), current_user.id)
 
 
 @bp.record_once
