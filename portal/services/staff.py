@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.db.models import StaffUser
+from portal.db.models import AuditLog, StaffUser
 from portal.domain.roles import ROLES
 from portal.domain.errors import InvalidInput
 from portal.domain.text import N_
@@ -92,8 +92,6 @@ def ensure_staff(session: Session, email: str, name: str, role: str, password: s
 
 def change_role(session: Session, actor: StaffUser, user: StaffUser, role: str) -> None:
     """Change a role (audited); the account's sessions end so the new role applies at once."""
-    from portal.db.models import AuditLog
-
     if role not in ROLES:
         raise StaffError(N_("Unknown role %(role)s; choose one of %(roles)s."), role=role, roles=", ".join(ROLES))
     if user.id == actor.id:
@@ -107,8 +105,6 @@ def change_role(session: Session, actor: StaffUser, user: StaffUser, role: str) 
 
 
 def set_active_by(session: Session, actor: StaffUser, user: StaffUser, active: bool) -> None:
-    from portal.db.models import AuditLog
-
     if user.id == actor.id and not active:
         raise StaffError(N_("You cannot disable your own account."))
     session.add(AuditLog(actor_id=actor.id, action="enable" if active else "disable", target=f"staff:{user.id}", detail=""))

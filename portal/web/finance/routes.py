@@ -16,6 +16,7 @@ from portal.adapters.payments import gateway_for
 from portal.db import get_session
 from portal.db.models import Refund, ReturnRequest
 from portal.domain.lifecycle import Status
+from portal.domain.refunds import RefundSettings
 from portal.services import Conflict, NotPermitted
 from portal.services.refunds import (ACTIVE, StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
                                      second_approve)
@@ -32,8 +33,6 @@ def _threshold() -> Decimal:
 
 def _settings():
     """Refund settings from the configuration (the same fee the label announces)."""
-    from portal.domain.refunds import RefundSettings
-
     fee = current_app.config.get("CUSTOMER_RETURN_FEE")
     return RefundSettings(return_shipping_fee=Decimal(str(fee))) if fee else RefundSettings()
 

@@ -13,13 +13,14 @@ from flask_babel import gettext
 from sqlalchemy import select
 
 from portal.domain.actors import SHOPPER
+from portal.domain.codes import compact_pickup_code
 from portal.db import get_session
 from portal.db.models import Order, Photo, Variant
 from portal.domain.lifecycle import CANCELLABLE, IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.reasons import REASONS
 from portal.extensions import limiter, lookup_failed, lookup_order_key
-from portal.i18n import current_locale
+from portal.i18n import current_locale, money
 from portal.links import read_return_token
 from portal.logs import safe
 from portal.services import Conflict, NotFound
@@ -371,8 +372,6 @@ def label_data(req) -> LabelData:
     fee = current_app.config.get("CUSTOMER_RETURN_FEE")
     customer_pays = any(line.responsibility == "customer" for line in req.lines)
     if customer_pays and fee:
-        from portal.i18n import money
-
         postage = gettext("Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.",
                           fee=money(Decimal(str(fee)), order.currency))
     else:
@@ -394,8 +393,6 @@ def label_data(req) -> LabelData:
 
 @bp.get("/requests/<rma>/label")
 def label(rma: str):
-    from portal.domain.codes import compact_pickup_code
-
     order, req = _own_request(rma)
     if not req.pickup_code:
         abort(404)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timezone
 from functools import wraps
 
@@ -10,6 +11,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from PIL import Image
 from sqlalchemy import func, select
 from wtforms import PasswordField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -17,22 +19,28 @@ from wtforms.validators import DataRequired, Length
 
 from portal.domain.actors import Actor
 from portal.db import get_session
-from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
+from portal.db.models import Order, Photo, ReturnRequest, StaffUser, Team, Ticket
 from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
 from portal.domain.lifecycle import IllegalTransition
 from portal.services import Conflict, InvalidInput, NotFound
 from portal.adapters.carriers import carrier_from_config
 from portal.services.notifications import mark_notifications_read, recent_notifications
 from portal.services.notifications import unread_count as unread_notifications
+from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
+from portal.services.policies import active_policy
 from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
 from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket, ticket_for
 from portal.domain.policy import Decision
+from portal.domain.orders import normalise_order_number
 from portal.domain.reasons import REASONS
+from portal.domain.routing import PRIORITIES
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services.staff import authenticate, end_sessions
+from portal.storage import store_from_config
+from portal.vision.classifier import render_overlay
 from portal.web import image_response, photo_bytes, render_page_or_partial, safe_next
 from portal.web.staff.forms import ActionForm, DecisionForm, NoteForm, OnBehalfForm, ReassignForm, ReplyForm
 
@@ -149,9 +157,6 @@ def queue():
         view = "mine"
     q = (request.args.get("q") or "")[:100]
     page = _page_arg()
-    from portal.db.models import Team
-    from portal.domain.routing import PRIORITIES
-
     priority = request.args.get("priority") or None
     priority = priority if priority in PRIORITIES else None
     raw_team = request.args.get("team") or ""
@@ -203,8 +208,6 @@ def decide(rma: str):
         if form.action.data == "approve":
             raw = request.form.getlist("approve_line")
             line_ids = {int(v) for v in raw if v.isdigit()} if len(req.lines) > 1 else None
-            from portal.services.policies import active_policy
-
             try:
                 approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids,
                                carrier=carrier_from_config(current_app.config),
@@ -289,12 +292,6 @@ def contact(rma: str):
 @staff_required(*CAN_WORK_TICKETS)
 def order_on_behalf(order_number: str):
     """Open a return for a shopper (by phone or chat), overriding the policy with a reason when needed."""
-    from portal.db.models import Order
-    from portal.domain.orders import normalise_order_number
-    from portal.services.policies import active_policy
-    from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
-    from portal.storage import store_from_config
-
     order = get_session().scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
     if order is None:
         abort(404)
@@ -327,9 +324,6 @@ def order_lookup():
     number = (request.args.get("number") or "").strip()
     if not number:
         return render_template("staff/order_lookup.html", number="", missing=False)
-    from portal.db.models import Order
-    from portal.domain.orders import normalise_order_number
-
     found = get_session().scalars(select(Order.order_number).where(Order.order_number == normalise_order_number(number))).first()
     if found is None:
         return render_template("staff/order_lookup.html", number=number, missing=True), 404
@@ -454,12 +448,6 @@ def photo_thumb(photo_id: int):
 @staff_required(*CAN_VIEW_REQUESTS)
 def photo_overlay(photo_id: int):
     """The photo with the classifier's score map laid over it: where the model looked."""
-    import io
-
-    from PIL import Image
-
-    from portal.vision.classifier import render_overlay
-
     item, data = _photo_bytes(photo_id, "full")
     if not item.score_map:
         abort(404)

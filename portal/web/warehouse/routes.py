@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
 from portal.db.models import ReturnRequest
 from portal.domain.lifecycle import IllegalTransition
 from portal.domain.receiving import ReceiptError
+from portal.domain.tracking import TrackingEvent
 from portal.services import Conflict
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
+from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 from portal.services.receiving import ParcelNotFound, RECEIVABLE, find_parcel, receive_parcel
 from portal.domain.roles import CAN_RECEIVE
 from portal.web.staff.routes import staff_required
@@ -42,13 +48,6 @@ def scan():
 @staff_required(*CAN_RECEIVE)
 def pickup():
     """The in-house courier collected a parcel: the same tracking event a carrier would send."""
-    import uuid
-    from datetime import datetime, timezone
-
-    from portal.adapters.carriers import carrier_from_config
-    from portal.domain.tracking import TrackingEvent
-    from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
-
     if not ReceiveForm().validate_on_submit():
         abort(400)
     code = (request.form.get("code") or "").strip()[:64]
