@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from bs4 import BeautifulSoup
 from sqlalchemy import text
 
 from portal import create_app
@@ -125,6 +126,36 @@ def csrf_from(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "page has no CSRF token"
     return match.group(1)
+
+
+def form_values(html: str) -> dict[str, str]:
+    """What the page's forms would post as they stand: every named field's current value (a checkbox
+    only when checked, a select its selected option, or the first one as a browser would)."""
+    values: dict[str, str] = {}
+    for tag in BeautifulSoup(html, "html.parser").find_all(["input", "select", "textarea"]):
+        name = tag.get("name")
+        if not name or tag.get("type") == "file":
+            continue
+        if tag.name == "select":
+            option = tag.find("option", selected=True) or tag.find("option")
+            values[name] = option.get("value", option.get_text()) if option else ""
+        elif tag.name == "textarea":
+            text = tag.get_text()  # a browser drops the one newline that may open a textarea
+            values[name] = text[2:] if text.startswith("\r\n") else text[1:] if text.startswith("\n") else text
+        elif tag.get("type") == "checkbox":
+            if tag.has_attr("checked"):
+                values[name] = tag.get("value", "on")
+        else:
+            values[name] = tag.get("value", "")
+    return values
+
+
+def field_errors(html: str, field_id: str) -> list[str]:
+    """The error messages shown beside one field (inside the same ``.field`` block or table cell)."""
+    tag = BeautifulSoup(html, "html.parser").find(id=field_id)
+    assert tag is not None, f"no field {field_id} on the page"
+    box = tag.find_parent(class_="field") or tag.find_parent("td")
+    return [e.get_text(strip=True) for e in box.find_all(class_="error")]
 
 
 def get_csrf(client, path: str = "/") -> str:

@@ -137,6 +137,30 @@ def parse_pickup_code(text: str) -> str:
     return f"{PICKUP_PREFIX}-{group(parse(cleaned[1:], PICKUP_SYMBOLS), 4)}"
 
 
+STORE_CREDIT_PREFIX = "SC"
+STORE_CREDIT_SYMBOLS = 10
+
+
+def new_store_credit_code() -> str:
+    """A store-credit code: 50 random bits plus a check character, e.g. ``SC-7KQ2-M9XD-C3R``."""
+    _, code = new_code(STORE_CREDIT_SYMBOLS)
+    return f"{STORE_CREDIT_PREFIX}-{group(code, 4)}"
+
+
+def parse_store_credit_code(text: str) -> str:
+    """Canonical store-credit code (``SC-XXXX-XXXX-XXC``) from what a shopper typed or the shop sent.
+
+    Accepts lower case, spaces, dashes and I/L/O for 1/0; the ``SC`` prefix is required. Raises
+    CodeError for a wrong length or prefix, an unknown symbol or a check character that does not match.
+    """
+    cleaned = normalise(text)
+    if len(cleaned) != STORE_CREDIT_SYMBOLS + 1 + len(STORE_CREDIT_PREFIX):
+        raise CodeError("wrong length")
+    if not cleaned.startswith(STORE_CREDIT_PREFIX):
+        raise CodeError("not a store credit code")
+    return f"{STORE_CREDIT_PREFIX}-{group(parse(cleaned[len(STORE_CREDIT_PREFIX):], STORE_CREDIT_SYMBOLS), 4)}"
+
+
 def compact_pickup_code(text: str) -> str:
     """The canonical pickup code without dashes (``P7KQ2M9XDC3R``), for barcodes and QR codes."""
     return parse_pickup_code(text).replace("-", "")

@@ -1,6 +1,6 @@
-"""Validation of order and product payloads sent by shops.
+"""Validation of order, product and store-credit redemption payloads sent by shops.
 
-``parse_order`` and ``parse_products`` accept any JSON value and either return
+``parse_order``, ``parse_products`` and ``parse_redemption`` accept any JSON value and either return
 frozen, normalised data or raise ``PayloadError`` listing every problem found,
 each tied to a field path such as ``lines[0].quantity``. Messages are English
 message ids (marked with ``N_``) translated by the web layer.
@@ -567,3 +567,34 @@ def parse_products(payload: object) -> list[ProductData]:
     if errs.items:
         raise PayloadError(errs.items)
     return products
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """The shop spends store credit: ``amount`` of ``currency`` from the credit behind ``code``.
+    ``reference`` (the shop's order or payment id) makes a repeated call debit once."""
+
+    code: str
+    amount: Decimal
+    currency: str
+    reference: str
+
+
+def parse_redemption(payload: object) -> Redemption:
+    """Validate a store-credit redemption payload; raises ``PayloadError`` with every problem.
+
+    The code is only required to be a short string here: whether it is well formed and known is the
+    redeeming service's call, which answers both with "not found".
+    """
+    errs = _Errors()
+    obj = _object(errs, payload, ROOT)
+    if obj is None:
+        raise PayloadError(errs.items)
+    code = _text(errs, obj, "code", ROOT, max_length=64)
+    currency = _currency(errs, obj)
+    amount = _money(errs, obj, "amount", ROOT, currency, required=True)
+    reference = _text(errs, obj, "reference", ROOT, max_length=64)
+    if errs.items:
+        raise PayloadError(errs.items)
+    assert code and currency and amount is not None and reference
+    return Redemption(code=code, amount=amount, currency=currency, reference=reference)

@@ -28,11 +28,13 @@ DISCREPANCIES = {
 
 
 class ReceiptError(InvalidInput):
-    """The warehouse input does not add up; nothing is saved. ``line_id`` names the line at fault."""
+    """The warehouse input does not add up; nothing is saved. ``line_id`` names the line at fault and
+    ``field`` what about it (quantity, grade, disposition, issue), so a form can show the error beside it."""
 
-    def __init__(self, message: str, /, *, line_id: int | None = None, **params: object) -> None:
+    def __init__(self, message: str, /, *, line_id: int | None = None, field: str | None = None, **params: object) -> None:
         super().__init__(message, line=line_id or 0, **params)
         self.line_id = line_id
+        self.field = field
 
 
 def finding_units(kind: str, expected: int, received: int) -> int:
@@ -76,7 +78,7 @@ def check_receipt(expected: Mapping[int, int], lines: Sequence[ReceivedLine], fi
     out = list(findings)
     for finding in findings:
         if finding.kind not in DISCREPANCIES:
-            raise ReceiptError(N_("Choose a discrepancy from the list."), line_id=finding.line_id)
+            raise ReceiptError(N_("Choose a discrepancy from the list."), line_id=finding.line_id, field="issue")
         if finding.line_id is not None and finding.line_id not in expected:
             raise ReceiptError(N_("Line %(line)d is not in this parcel."), line_id=finding.line_id)
     noted = {(f.line_id, f.kind) for f in findings}
@@ -87,15 +89,15 @@ def check_receipt(expected: Mapping[int, int], lines: Sequence[ReceivedLine], fi
             raise ReceiptError(N_("Line %(line)d is listed twice."), line_id=line.line_id)
         seen.add(line.line_id)
         if line.quantity < 0 or line.quantity > expected[line.line_id]:
-            raise ReceiptError(N_("Line %(line)d: the received quantity must be between 0 and %(max)d."), line_id=line.line_id, max=expected[line.line_id])
+            raise ReceiptError(N_("Line %(line)d: the received quantity must be between 0 and %(max)d."), line_id=line.line_id, field="quantity",
+                               max=expected[line.line_id])
         if line.quantity and line.grade not in GRADES:
-            raise ReceiptError(N_("Line %(line)d: choose a grade."), line_id=line.line_id)
+            raise ReceiptError(N_("Line %(line)d: choose a grade."), line_id=line.line_id, field="grade")
         if line.quantity and line.disposition not in DISPOSITIONS:
-            raise ReceiptError(N_("Line %(line)d: choose what happens to the item."), line_id=line.line_id)
-        short = expected[line.line_id] - line.quantity
-        if short and not any((line.line_id, k) in noted for k in ("short_quantity", "missing", "wrong_item")):
+            raise ReceiptError(N_("Line %(line)d: choose what happens to the item."), line_id=line.line_id, field="disposition")
+        if line.quantity < expected[line.line_id] and not any((line.line_id, k) in noted for k in ("short_quantity", "missing", "wrong_item")):
             kind = "missing" if line.quantity == 0 else "short_quantity"
-            out.append(Finding(kind, line.line_id, short, "recorded by the count"))
+            out.append(Finding(kind, line.line_id, finding_units(kind, expected[line.line_id], line.quantity), "recorded by the count"))
     missing_lines = set(expected) - seen
     if missing_lines:
         raise ReceiptError(N_("Some lines were not counted: %(lines)s."), lines=", ".join(map(str, sorted(missing_lines))))

@@ -10,25 +10,26 @@ paid again.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal.domain.actors import Actor
 from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
 from portal.domain import refunds as money
-from portal.domain.codes import group, new_code
+from portal.domain.actors import Actor
+from portal.domain.codes import CodeError, new_store_credit_code, parse_store_credit_code
+from portal.domain.errors import Conflict, NotFound, NotPermitted
 from portal.domain.lifecycle import Status
-from portal.domain.money import format_money, parse_money, plain_amount
-from portal.domain.errors import Conflict, NotPermitted
+from portal.domain.money import format_money, parse_money, plain_amount, round_money
+from portal.domain.orders import Redemption
 from portal.domain.states import REFUND_ACTIVE, RefundStatus, check_refund
 from portal.domain.text import N_
-from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.exchanges import exchange_difference
+from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.timeline import move
 
 log = logging.getLogger("portal.refunds")
@@ -193,8 +194,7 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
                                     request_id=request.id, refund_id=refund.id, reference=key))
         credit_code = None
         if refund.store_credit > 0:
-            _, raw = new_code(10)
-            credit_code = "SC-" + group(raw, 4)
+            credit_code = new_store_credit_code()
             session.add(StoreCreditCode(code=credit_code, currency=refund.currency, initial=refund.store_credit, balance=refund.store_credit,
                                         customer_email=request.order.customer_email, refund_id=refund.id))
             session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
@@ -234,30 +234,44 @@ def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple]
     return [tuple(r) for r in session.execute(stmt)]
 
 
-class CreditError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+class CreditNotFound(NotFound):
+    """No store credit behind the code: ``reason`` is "mistyped" (malformed, or its check character is
+    wrong, so no lookup was made) or "unknown"."""
+
+    def __init__(self, reason: str):
+        super().__init__(N_("That store credit code has a typing mistake.") if reason == "mistyped"
+                         else N_("There is no store credit with that code."))
+        self.reason = reason
 
 
-def redeem_store_credit(session: Session, code: str, amount: Decimal, currency: str, reference: str) -> StoreCreditCode:
-    """Spend store credit in the shop. The same (code, reference) twice debits once."""
-    credit = session.scalars(select(StoreCreditCode).where(StoreCreditCode.code == code.strip().upper()).with_for_update()).one_or_none()
+def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCreditCode:
+    """Spend store credit in the shop. The same (code, reference) twice debits once.
+
+    A malformed or unknown code raises CreditNotFound; another currency or more than the
+    balance raises Conflict. Nothing is debited then.
+    """
+    try:
+        code = parse_store_credit_code(redemption.code)
+    except CodeError:
+        raise CreditNotFound("mistyped") from None
+    credit = session.scalars(select(StoreCreditCode).where(StoreCreditCode.code == code).with_for_update()).one_or_none()
     if credit is None:
         session.rollback()
-        raise CreditError(404, "unknown store credit code")
-    if currency != credit.currency:
+        raise CreditNotFound("unknown")
+    if redemption.currency != credit.currency:
         session.rollback()
-        raise CreditError(409, f"this credit is in {credit.currency}")
-    done = session.scalar(select(LedgerEntry.id).where(LedgerEntry.kind == "store_credit_redeemed", LedgerEntry.reference == f"{credit.code}:{reference}"))
+        raise Conflict(N_("This store credit is in %(currency)s."), currency=credit.currency)
+    reference = f"{credit.code}:{redemption.reference}"
+    done = session.scalar(select(LedgerEntry.id).where(LedgerEntry.kind == "store_credit_redeemed", LedgerEntry.reference == reference))
     if done is not None:
         session.rollback()
         return credit
-    if amount <= 0 or amount > credit.balance:
+    if redemption.amount <= 0 or redemption.amount > credit.balance:
         session.rollback()
-        raise CreditError(409, f"balance is {credit.balance} {credit.currency}")
-    credit.balance -= amount
-    session.add(LedgerEntry(kind="store_credit_redeemed", method="store_credit", currency=credit.currency, amount=-amount,
-                            reference=f"{credit.code}:{reference}"))
+        raise Conflict(N_("The store credit balance is %(balance)s %(currency)s."), balance=str(round_money(credit.balance, credit.currency)),
+                       currency=credit.currency)
+    credit.balance -= redemption.amount
+    session.add(LedgerEntry(kind="store_credit_redeemed", method="store_credit", currency=credit.currency, amount=-redemption.amount,
+                            reference=reference))
     session.commit()
     return credit

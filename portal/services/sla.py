@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import holidays as holidays_lib
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -356,8 +357,6 @@ def sweep(factory: sessionmaker, now: datetime | None = None, batch: int = 200, 
 
 def seed_holidays(session: Session, calendar: BusinessCalendarRow, country: str, years: list[int]) -> int:
     """Add the country's public holidays as closed days (rows stay editable; existing days are kept)."""
-    import holidays as holidays_lib
-
     existing = {e.day for e in calendar.exceptions}
     added = 0
     for day, name in sorted(holidays_lib.country_holidays(country, years=years).items()):

@@ -217,3 +217,30 @@ def test_store_credit_can_be_spent_in_the_shop_once_per_reference(app, client, o
     assert post_json(client, "/api/v1/store-credit/redeem", {**spend, "amount": 5}).status_code == 400
     redeemed = session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "store_credit_redeemed")).all()
     assert [e.amount for e in redeemed] == [Decimal("-50.00")]
+
+
+def test_a_bad_store_credit_code_is_a_clear_4xx_and_debits_nothing(app, client, order, session):
+    req = inspected(app, client, session, number="SC-3", outcome="store_credit")
+    preview = preview_refund(session, req)
+    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    execute_refund(factory(app), refund.id, SandboxGateway(factory(app)))
+    code = session.scalars(select(StoreCreditCode.code)).one()
+    spend = {"code": code, "amount": "10.00", "currency": "CNY", "reference": "ORDER-1"}
+    wrong_check = code[:-1] + ("0" if code[-1] != "0" else "1")
+    for bad in (wrong_check, "SC-NOPE", "sc 0000 0000 00", "R-7KQ-2M9-XDC"):
+        response = post_json(client, "/api/v1/store-credit/redeem", {**spend, "code": bad})
+        assert response.status_code == 404, bad
+        assert response.get_json()["message"] in ("That store credit code has a typing mistake.", "There is no store credit with that code.")
+    typo = post_json(client, "/api/v1/store-credit/redeem", {**spend, "code": wrong_check}).get_json()
+    assert typo == {"error": "not_found", "message": "That store credit code has a typing mistake."}
+    for bad_field in ({"code": 12345}, {"code": ""}, {"code": "SC-" + "X" * 80}, {"code": "SC-\u0000\u0000\u0000\u0000-0000-000"},
+                      {"currency": "XXY"}, {"amount": "1e3"}):
+        response = post_json(client, "/api/v1/store-credit/redeem", {**spend, **bad_field})
+        assert response.status_code == 400 and response.get_json()["errors"], bad_field
+    other_currency = post_json(client, "/api/v1/store-credit/redeem", {**spend, "currency": "EUR"})
+    assert other_currency.status_code == 409 and "CNY" in other_currency.get_json()["message"]
+    # Typed by a person: lower case, spaces instead of dashes, O for 0 and I for 1 still find it.
+    typed = code.lower().replace("-", " ").replace("0", "o").replace("1", "i")
+    assert post_json(client, "/api/v1/store-credit/redeem", {**spend, "code": typed}).status_code == 200
+    redeemed = session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "store_credit_redeemed")).all()
+    assert [e.amount for e in redeemed] == [Decimal("-10.00")]

@@ -1,6 +1,6 @@
 import pytest
 
-from portal.domain.receiving import Finding, ReceiptError, ReceivedLine, check_receipt
+from portal.domain.receiving import Finding, ReceiptError, ReceivedLine, check_receipt, finding_units
 
 
 def line(line_id=1, qty=2, grade="A", disposition="restock", wear=False):
@@ -44,3 +44,34 @@ def test_damaged_in_transit_is_logistics():
 def test_refused(expected, lines, findings):
     with pytest.raises(ReceiptError):
         check_receipt(expected, lines, findings)
+
+
+@pytest.mark.parametrize(
+    "lines,findings,line_id,field",
+    [
+        ([line(qty=3)], [], 1, "quantity"),
+        ([line(grade="")], [], 1, "grade"),
+        ([line(disposition="sell")], [], 1, "disposition"),
+        ([line()], [Finding("lost_in_space", 1, 1, "")], 1, "issue"),
+        ([line(), line()], [], 1, None),  # about the line, not one of its fields
+    ],
+)
+def test_a_refusal_names_the_field_it_is_about(lines, findings, line_id, field):
+    with pytest.raises(ReceiptError) as caught:
+        check_receipt({1: 2}, lines, findings)
+    assert (caught.value.line_id, caught.value.field) == (line_id, field)
+
+
+@pytest.mark.parametrize(
+    "kind,expected,received,units",
+    [
+        ("damaged_in_transit", 3, 2, 2),  # damage concerns what arrived
+        ("damaged_in_transit", 3, 0, 1),  # at least one
+        ("short_quantity", 3, 1, 2),  # the others what did not
+        ("missing", 2, 0, 2),
+        ("wrong_item", 2, 2, 1),
+        ("missing", 2, -1, 2),  # an unreadable count is no count
+    ],
+)
+def test_finding_units(kind, expected, received, units):
+    assert finding_units(kind, expected, received) == units

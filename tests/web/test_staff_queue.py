@@ -4,13 +4,14 @@ from __future__ import annotations
 
 
 import pytest
+from bs4 import BeautifulSoup
 from sqlalchemy import select
 
 from portal.domain.actors import Actor
 from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
-from tests.conftest import csrf_from, login_shopper, order_payload, post_json
+from tests.conftest import csrf_from, field_errors, form_values, login_shopper, order_payload, post_json
 from tests.web.test_shop_request import form_for
 from tests.web.test_staff import PASSWORD, sign_in
 
@@ -271,11 +272,12 @@ def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):
     sign_in(client, "agent@example.com")
     assert client.get("/staff/orders?number=late-1").headers["Location"].endswith("/staff/orders/LATE-1")
     page = client.get("/staff/orders/LATE-1").get_data(as_text=True)
-    assert "Open return for the shopper" in page and "q-1" in page
-    form = {"csrf_token": csrf_from(page), "q-1": "1", "r-1": "size_fit", "o-1": "refund"}
+    assert "Open return for the shopper" in page and 'name="lines-0-quantity"' in page
+    form = {"csrf_token": csrf_from(page), "lines-0-line_id": "1", "lines-0-quantity": "1", "lines-0-reason": "size_fit",
+            "lines-0-outcome": "refund"}
     refused = client.post("/staff/orders/LATE-1", data=form)
     assert refused.status_code == 422 and "give a reason to override" in refused.get_data(as_text=True)
-    too_many = client.post("/staff/orders/LATE-1", data={**form, "q-1": "5", "override": "goodwill"})
+    too_many = client.post("/staff/orders/LATE-1", data={**form, "lines-0-quantity": "5", "override": "goodwill"})
     assert too_many.status_code == 422
     ok = client.post("/staff/orders/LATE-1", data={**form, "override": "Customer was in hospital; goodwill"})
     assert ok.status_code == 303
@@ -285,6 +287,27 @@ def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):
     detail = client.get(ok.headers["Location"]).get_data(as_text=True)
     assert "Customer was in hospital; goodwill" in detail
     assert any(e.kind == "override" for e in req.events)
+
+
+def test_a_refused_return_on_behalf_keeps_what_was_entered(client, desk, session):
+    """Too many coats on one line: 422, the error beside that line's quantity, every choice as entered, nothing filed."""
+    post_json(client, "/api/v1/orders", order_payload("PHONE-1", lines=TWO_COATS))
+    sign_in(client, "agent@example.com")
+    page = client.get("/staff/orders/PHONE-1").get_data(as_text=True)
+    entered = {"lines-0-line_id": "1", "lines-0-quantity": "1", "lines-0-reason": "size_fit", "lines-0-outcome": "store_credit",
+               "lines-1-line_id": "2", "lines-1-quantity": "3", "lines-1-reason": "changed_mind", "lines-1-outcome": "refund",
+               "override": "Called from the airport"}
+    response = client.post("/staff/orders/PHONE-1", data={"csrf_token": csrf_from(page), **entered})
+    assert response.status_code == 422
+    shown_page = response.get_data(as_text=True)
+    assert field_errors(shown_page, "lines-1-quantity") == ["SCARF-RED: choose a quantity from 0 to 1."]
+    assert field_errors(shown_page, "lines-0-quantity") == []
+    shown = form_values(shown_page)
+    kept = {name: shown.get(name) for name in entered}
+    # The scarf's select offers 0..1, so the refused 3 cannot be shown as chosen; everything else is as typed.
+    assert kept == {**entered, "lines-1-quantity": "0"}
+    assert 'value="3"' not in str(BeautifulSoup(shown_page, "html.parser").find(id="lines-1-quantity"))
+    assert session.scalars(select(ReturnRequest)).all() == []
 
 
 def test_override_cannot_exceed_what_was_bought(app, desk, session):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal.db.models import Discrepancy, OutboxMessage, ReceiptLine, ReturnLine, ReturnRequest, Ticket
 from portal.services.staff import create_staff
-from tests.conftest import csrf_from, login_shopper, post_json
+from tests.conftest import csrf_from, field_errors, form_values, login_shopper, post_json
 from tests.web.test_pickup import event
 from tests.web.test_shop_request import form_for
 from tests.web.test_staff import PASSWORD, sign_in
@@ -45,15 +45,14 @@ def test_scan_feedback(client, parcel):
 
 def receive(client, rma, line_id, **fields):
     page = client.get(f"/warehouse/parcels/{rma}").get_data(as_text=True)
-    data = {"csrf_token": csrf_from(page), "status": "in_transit", f"qty-{line_id}": "2", f"grade-{line_id}": "B",
-            f"disposition-{line_id}": "restock"}
-    data.update({k.format(id=line_id): v for k, v in fields.items()})
+    data = {"csrf_token": csrf_from(page), "status": "in_transit", "lines-0-line_id": str(line_id), "lines-0-quantity": "2",
+            "lines-0-grade": "B", "lines-0-disposition": "restock", **fields}
     return client.post(f"/warehouse/parcels/{rma}", data=data)
 
 
 def test_receive_and_grade_without_refunding(client, parcel, session):
     rma, _, line_id = parcel
-    assert receive(client, rma, line_id, **{"wear-{id}": "y"}).status_code == 303
+    assert receive(client, rma, line_id, **{"lines-0-wear": "y"}).status_code == 303
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
     assert req.status == "inspected"
@@ -70,8 +69,8 @@ def test_receive_and_grade_without_refunding(client, parcel, session):
 
 def test_short_quantity_and_transit_damage_reopen_the_ticket(client, parcel, session):
     rma, _, line_id = parcel
-    response = receive(client, rma, line_id, **{"qty-{id}": "1", "grade-{id}": "D", "disposition-{id}": "destroy",
-                                                "issue-{id}": "damaged_in_transit", "issue-note-{id}": "box crushed"})
+    response = receive(client, rma, line_id, **{"lines-0-quantity": "1", "lines-0-grade": "D", "lines-0-disposition": "destroy",
+                                                "lines-0-issue": "damaged_in_transit", "lines-0-issue_note": "box crushed"})
     assert response.status_code == 303
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
@@ -86,12 +85,41 @@ def test_short_quantity_and_transit_damage_reopen_the_ticket(client, parcel, ses
 
 def test_bad_counts_are_refused_and_nothing_saved(client, parcel, session):
     rma, _, line_id = parcel
-    response = receive(client, rma, line_id, **{"qty-{id}": "5"})
+    response = receive(client, rma, line_id, **{"lines-0-quantity": "5"})
     assert response.status_code == 422 and "received quantity must be between 0 and 2" in response.get_data(as_text=True)
-    response = receive(client, rma, line_id, **{"grade-{id}": ""})
+    response = receive(client, rma, line_id, **{"lines-0-grade": ""})
     assert response.status_code == 422 and "choose a grade" in response.get_data(as_text=True)
     assert session.scalars(select(ReceiptLine)).all() == []
     assert session.scalars(select(ReturnRequest.status)).one() == "in_transit"
+
+
+def test_a_refused_receipt_keeps_what_was_entered(client, parcel, session):
+    """A missing grade: the page comes back with the error beside the grade and everything else as typed."""
+    rma, _, line_id = parcel
+    entered = {"lines-0-quantity": "1", "lines-0-grade": "", "lines-0-disposition": "outlet", "lines-0-wear": "y",
+               "lines-0-issue": "damaged_in_transit", "lines-0-issue_note": "box crushed", "lines-0-note": "left sleeve torn",
+               "extra": "a sock"}
+    response = receive(client, rma, line_id, **entered)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert field_errors(page, "lines-0-grade") == [f"Line {line_id}: choose a grade."]
+    assert field_errors(page, "lines-0-quantity") == [] and field_errors(page, "lines-0-disposition") == []
+    shown = form_values(page)
+    assert {name: shown.get(name) for name in entered} == entered
+    assert shown["lines-0-line_id"] == str(line_id)
+    assert session.scalars(select(ReceiptLine)).all() == [] and session.scalars(select(Discrepancy)).all() == []
+    assert session.scalars(select(ReturnRequest.status)).one() == "in_transit"
+
+
+def test_a_refused_count_is_shown_beside_the_quantity(client, parcel, session):
+    rma, _, line_id = parcel
+    response = receive(client, rma, line_id, **{"lines-0-quantity": "many", "lines-0-note": "counted twice"})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert field_errors(page, "lines-0-quantity") == [f"Line {line_id}: the received quantity must be between 0 and 2."]
+    shown = form_values(page)
+    assert (shown["lines-0-grade"], shown["lines-0-disposition"], shown["lines-0-note"]) == ("B", "restock", "counted twice")
+    assert session.scalars(select(ReceiptLine)).all() == []
 
 
 def test_agents_cannot_receive(client, parcel, session):
@@ -111,9 +139,9 @@ def test_warehouse_photos_are_kept_apart_from_the_shoppers(client, app, parcel, 
 
     rma, _, line_id = parcel
     page = client.get(f"/warehouse/parcels/{rma}").get_data(as_text=True)
-    data = {"csrf_token": csrf_from(page), "status": "in_transit", f"qty-{line_id}": "2", f"grade-{line_id}": "C",
-            f"disposition-{line_id}": "outlet", f"photos-{line_id}": [(io.BytesIO(encode(rgb(), "JPEG")), "arrived.jpg")]}
-    bad = dict(data, **{f"photos-{line_id}": [(io.BytesIO(b"<html></html>"), "x.jpg")]})
+    data = {"csrf_token": csrf_from(page), "status": "in_transit", "lines-0-line_id": str(line_id), "lines-0-quantity": "2",
+            "lines-0-grade": "C", "lines-0-disposition": "outlet", "lines-0-photos": [(io.BytesIO(encode(rgb(), "JPEG")), "arrived.jpg")]}
+    bad = dict(data, **{"lines-0-photos": [(io.BytesIO(b"<html></html>"), "x.jpg")]})
     refused = client.post(f"/warehouse/parcels/{rma}", data=bad, content_type="multipart/form-data")
     assert refused.status_code == 422 and "x.jpg" in refused.get_data(as_text=True)
     assert session.scalars(select(ReceiptLine)).all() == []

@@ -11,17 +11,13 @@ from flask import Blueprint, current_app, jsonify, request
 
 from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
-from portal.domain.money import parse_money, plain_amount
-from portal.domain.orders import PayloadError, parse_order, parse_products
+from portal.domain.money import plain_amount
+from portal.domain.orders import PayloadError, parse_order, parse_products, parse_redemption
 from portal.domain.tracking import parse_tracking_event
 from portal.links import return_link
 from portal.services.orders import upsert_order, upsert_products
-from portal.services.refunds import CreditError, redeem_store_credit
-from portal.services.shipping import (
-    DuplicateEvent,
-    UnknownPickup,
-    record_tracking_event,
-)
+from portal.services.refunds import redeem_store_credit
+from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 from portal.signing import sign  # re-exported: callers import it from here too
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -124,29 +120,12 @@ def carrier_event():
 @bp.post("/store-credit/redeem")
 def redeem_credit():
     """Spend store credit: {"code", "amount", "currency", "reference"}; the same reference twice debits once."""
-
     payload, error = _json_body()
     if error:
         return error
-    if not isinstance(payload, dict):
-        return _problem(400, "invalid redemption", [{"field": "", "message": "must be a JSON object"}])
-    errors = []
-    fields = {}
-    for name in ("code", "currency", "reference"):
-        value = payload.get(name)
-        if not isinstance(value, str) or not value.strip() or len(value) > 64:
-            errors.append({"field": name, "message": "is required (a short string)"})
-        fields[name] = value
     try:
-        amount = parse_money(payload.get("amount"))
-    except ValueError as exc:
-        errors.append({"field": "amount", "message": str(exc)})
-        amount = None
-    if errors:
-        return _problem(400, "invalid redemption", errors)
-    try:
-        credit = redeem_store_credit(get_session(), fields["code"], amount, fields["currency"], fields["reference"].strip())
-    except CreditError as exc:
-        return _problem(exc.status, str(exc))
-
+        redemption = parse_redemption(payload)
+    except PayloadError as exc:
+        return _problem(400, "invalid redemption", [e.to_dict() for e in exc.errors])
+    credit = redeem_store_credit(get_session(), redemption)  # an unknown code or a refusal: the DomainError handler answers
     return jsonify(code=credit.code, balance=plain_amount(credit.balance, credit.currency), currency=credit.currency), 200

@@ -10,7 +10,6 @@ from decimal import Decimal
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from portal.adapters.payments import gateway_for
@@ -18,18 +17,23 @@ from portal.db import get_session
 from portal.db.models import Refund, ReturnRequest
 from portal.db.queries import refund_queue
 from portal.domain.money import plain_amount
-from portal.services import Conflict, NotPermitted
-from portal.domain.states import RefundStatus
-from portal.services.refunds import (StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, refund_settings,
-                                     retry_refund, second_approve)
 from portal.domain.roles import CAN_REFUND
+from portal.domain.states import RefundStatus
+from portal.services import Conflict, NotPermitted
+from portal.services.refunds import (
+    StalePreview,
+    approve_refund,
+    execute_refund,
+    ledger_rows,
+    preview_refund,
+    refund_settings,
+    retry_refund,
+    second_approve,
+)
 from portal.web.auth import staff_required
+from portal.web.finance.forms import ActionForm
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
-
-
-class ActionForm(FlaskForm):
-    pass
 
 
 def _threshold() -> Decimal:

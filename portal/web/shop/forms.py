@@ -10,6 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.form import Form
 
 from portal.domain.reasons import OUTCOME_LABELS, OUTCOMES, REASONS
+from portal.web.forms import int_or_invalid
 
 
 class LookupForm(FlaskForm):
@@ -21,18 +22,11 @@ class LookupForm(FlaskForm):
     )
 
 
-def _int_or_zero(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
-
-
 class ReturnLineForm(Form):
     """One order line's choice. Choices are filled per line by the view."""
 
     line_id = HiddenField()
-    quantity = SelectField(_l("How many to return"), coerce=_int_or_zero, validate_choice=True)
+    quantity = SelectField(_l("How many to return"), coerce=int_or_invalid, validate_choice=True)
     reason = SelectField(_l("Reason"), validators=[Optional()], validate_choice=False)
     sub_reason = SelectField(_l("What exactly?"), validators=[Optional()], validate_choice=False)
     comment = TextAreaField(_l("Anything else we should know?"), validators=[Optional(), Length(max=2000)])

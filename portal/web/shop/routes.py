@@ -6,23 +6,26 @@ import hmac
 import logging
 from datetime import datetime, timezone
 
-from markupsafe import Markup
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext
+from markupsafe import Markup
 from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
 
-from portal.domain.actors import SHOPPER
+from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
 from portal.db.models import Order, Photo, Variant
+from portal.domain.actors import SHOPPER
+from portal.domain.codes import compact_pickup_code
 from portal.domain.lifecycle import CANCELLABLE, IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.reasons import REASONS
 from portal.extensions import limiter, lookup_failed, lookup_order_key
-from portal.i18n import current_locale
+from portal.i18n import current_locale, money
+from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.links import read_return_token
 from portal.logs import safe
 from portal.services import Conflict, NotFound
-from portal.services.policies import active_policy
 from portal.services.filing import (
     LineRequest,
     ReturnNotAllowed,
@@ -33,15 +36,21 @@ from portal.services.filing import (
     order_facts,
     precheck_order,
 )
+from portal.services.policies import active_policy
+from portal.services.refunds import return_fee
 from portal.services.timeline import get_request_for_order
-from portal.adapters.carriers import carrier_from_config
-from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
 from portal.web import image_response, photo_bytes, render_page_or_partial
-from wtforms.fields.choices import SelectChoice
-
-from portal.web.shop.forms import AnswerForm, CancelForm, LookupForm, ReturnForm, outcome_choices, reason_choices, sub_reason_choices
+from portal.web.shop.forms import (
+    AnswerForm,
+    CancelForm,
+    LookupForm,
+    ReturnForm,
+    outcome_choices,
+    reason_choices,
+    sub_reason_choices,
+)
 
 bp = Blueprint("shop", __name__)
 log = logging.getLogger("portal.shop")
@@ -366,9 +375,6 @@ def answer(rma: str):
 
 def label_data(req) -> LabelData:
     """What the printable label shows, in the current language."""
-    from portal.i18n import money
-    from portal.services.refunds import return_fee
-
     order = req.order
     fee = return_fee(current_app.config)  # the same fee the refund deducts
     if fee.charged(line.responsibility for line in req.accepted_lines if not line.is_exchange):
@@ -393,8 +399,6 @@ def label_data(req) -> LabelData:
 
 @bp.get("/requests/<rma>/label")
 def label(rma: str):
-    from portal.domain.codes import compact_pickup_code
-
     order, req = _own_request(rma)
     if not req.pickup_code:
         abort(404)

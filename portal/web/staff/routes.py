@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timezone
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -9,29 +10,47 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from PIL import Image
 from sqlalchemy import func, select
-from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import PasswordField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length
 
-from portal.domain.actors import Actor
-from portal.db import get_session
-from portal.db.models import Photo, ReturnRequest, StaffUser, Ticket
-from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
-from portal.domain.lifecycle import IllegalTransition
-from portal.services import Conflict, InvalidInput, NotFound
 from portal.adapters.carriers import carrier_from_config
-from portal.services.review import approve_return, ask_shopper, reject_return
-from portal.services.sla import clock_summaries
-from portal.services.tickets import add_note, reassign, reveal_contact, send_reply, suggested_replies, take_ticket, ticket_for
+from portal.db import get_session
+from portal.db.models import Order, Photo, ReturnRequest, StaffUser, Team, Ticket
+from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
+from portal.domain.actors import Actor
+from portal.domain.lifecycle import IllegalTransition
+from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
+from portal.domain.routing import PRIORITIES
 from portal.extensions import limiter
 from portal.logs import mask_email
+from portal.services import Conflict, InvalidInput, NotFound
+from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
+from portal.services.notifications import mark_notifications_read, recent_notifications
+from portal.services.notifications import unread_count as unread_notifications
+from portal.services.policies import active_policy
+from portal.services.review import approve_return, ask_shopper, reject_return
+from portal.services.sla import clock_summaries
 from portal.services.staff import authenticate, end_sessions
+from portal.services.tickets import (
+    add_note,
+    reassign,
+    reveal_contact,
+    send_reply,
+    suggested_replies,
+    take_ticket,
+    ticket_for,
+)
+from portal.storage import store_from_config
+from portal.vision.classifier import render_overlay
 from portal.web import image_response, photo_bytes, render_page_or_partial, safe_next
 from portal.web.auth import staff_required
+from portal.web.staff.forms import ActionForm, DecisionForm, NoteForm, OnBehalfForm, ReassignForm, ReplyForm
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 PAGE_SIZE = 50
@@ -47,37 +66,6 @@ def business_time(minutes: float | None) -> str:
     return f"{sign}{hours}h {mins:02d}m" if hours else f"{sign}{mins}m"
 
 
-class ActionForm(FlaskForm):
-    assignee = HiddenField()  # who the page showed, to catch a stale take
-
-
-class DecisionForm(FlaskForm):
-    status = HiddenField(validators=[DataRequired()])  # the status the page showed
-    action = RadioField(_l("Decision"), choices=[SelectChoice("approve"), SelectChoice("reject"), SelectChoice("ask")], validators=[DataRequired()])
-    note = TextAreaField(_l("Reason, question or note (the shopper sees a rejection reason or a question)"), validators=[Length(max=2000)])
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.action.choices = [SelectChoice("approve", gettext("Approve")), SelectChoice("reject", gettext("Reject")),
-                               SelectChoice("ask", gettext("Ask the shopper for more information"))]
-
-    def validate_note(self, field):
-        if self.action.data == "reject" and not (field.data or "").strip():
-            raise ValidationError(_l("Tell the shopper why the return is rejected."))
-        if self.action.data == "ask" and not (field.data or "").strip():
-            raise ValidationError(_l("Write the question for the shopper."))
-
-
-class NoteForm(FlaskForm):
-    text = TextAreaField(_l("Internal note"), validators=[DataRequired(), Length(max=4000)])
-
-
-class ReplyForm(FlaskForm):
-    body = TextAreaField(_l("Message to the shopper"), validators=[DataRequired(), Length(max=4000)])
-
-
-class ReassignForm(FlaskForm):
-    to = SelectField(_l("Reassign to"), validate_choice=True)
 
 
 def _staff_choices() -> list[SelectChoice]:
@@ -138,9 +126,6 @@ def queue():
         view = "mine"
     q = (request.args.get("q") or "")[:100]
     page = _page_arg()
-    from portal.db.models import Team
-    from portal.domain.routing import PRIORITIES
-
     priority = request.args.get("priority") or None
     priority = priority if priority in PRIORITIES else None
     raw_team = request.args.get("team") or ""
@@ -192,8 +177,6 @@ def decide(rma: str):
         if form.action.data == "approve":
             raw = request.form.getlist("approve_line")
             line_ids = {int(v) for v in raw if v.isdigit()} if len(req.lines) > 1 else None
-            from portal.services.policies import active_policy
-
             try:
                 approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids,
                                carrier=carrier_from_config(current_app.config),
@@ -274,21 +257,10 @@ def contact(rma: str):
     return render_page_or_partial("staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details})
 
 
-class OnBehalfForm(FlaskForm):
-    override = TextAreaField(_l("Why the policy is overridden (required when it says no)"), validators=[Length(max=2000)])
-
-
 @bp.route("/orders/<order_number>", methods=["GET", "POST"])
 @staff_required(*CAN_WORK_TICKETS)
 def order_on_behalf(order_number: str):
     """Open a return for a shopper (by phone or chat), overriding the policy with a reason when needed."""
-    from portal.db.models import Order
-    from portal.domain.orders import normalise_order_number
-    from portal.domain.reasons import OUTCOMES
-    from portal.services.policies import active_policy
-    from portal.services.filing import LineRequest, ReturnNotAllowed, open_return, precheck_order
-    from portal.storage import store_from_config
-
     order = get_session().scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
     if order is None:
         abort(404)
@@ -296,35 +268,23 @@ def order_on_behalf(order_number: str):
     now = datetime.now(timezone.utc)
     prechecks = precheck_order(get_session(), order, policy, now)
     form = OnBehalfForm()
+    form.fill(order.lines, prechecks)
     decision, status, errors = None, 200, []
     if form.validate_on_submit():
-        lines = []
-        for line in order.lines:
-            raw = request.form.get(f"q-{line.line_id}", "0")
-            qty = int(raw) if raw.isdigit() else -1
-            if qty < 0 or qty > line.quantity:
-                errors.append(gettext("%(sku)s: choose a quantity from 0 to %(n)d.", sku=line.sku, n=line.quantity))
-                continue
-            if qty:
-                outcome = request.form.get(f"o-{line.line_id}", "refund")
-                lines.append(LineRequest(line.line_id, qty, request.form.get(f"r-{line.line_id}") or None,
-                                         outcome=outcome if outcome in OUTCOMES else None))
-        if not errors:
-            locale = order.requests[-1].locale if order.requests else "en"
-            try:
-                created = open_return(get_session(), order, lines, policy, now, locale, store_from_config(current_app.config),
-                                      actor=Actor.staff(current_user.id), override_reason=form.override.data)
-            except ReturnNotAllowed as exc:
-                decision = exc.decision
-                errors.append(gettext("The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."))
-            else:
-                flash(gettext("Return %(rma)s opened for the shopper.", rma=created.rma), "success")
-                return redirect(url_for("staff.request_detail", rma=created.rma), code=303)
+        locale = order.requests[-1].locale if order.requests else "en"
+        try:
+            created = open_return(get_session(), order, form.line_requests(), policy, now, locale, store_from_config(current_app.config),
+                                  actor=Actor.staff(current_user.id), override_reason=form.override.data)
+        except ReturnNotAllowed as exc:
+            decision = exc.decision
+            errors.append(gettext("The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."))
+        else:
+            flash(gettext("Return %(rma)s opened for the shopper.", rma=created.rma), "success")
+            return redirect(url_for("staff.request_detail", rma=created.rma), code=303)
         status = 422
     elif form.is_submitted():
         status = 422
-    return render_template("staff/order.html", order=order, prechecks=prechecks, form=form, decision=decision, errors=errors,
-                           reasons=REASONS), status
+    return render_template("staff/order.html", order=order, prechecks=prechecks, form=form, decision=decision, errors=errors), status
 
 
 @bp.get("/orders")
@@ -333,9 +293,6 @@ def order_lookup():
     number = (request.args.get("number") or "").strip()
     if not number:
         return render_template("staff/order_lookup.html", number="", missing=False)
-    from portal.db.models import Order
-    from portal.domain.orders import normalise_order_number
-
     found = get_session().scalars(select(Order.order_number).where(Order.order_number == normalise_order_number(number))).first()
     if found is None:
         return render_template("staff/order_lookup.html", number=number, missing=True), 404
@@ -345,12 +302,7 @@ def order_lookup():
 @bp.get("/notifications")
 @staff_required()
 def notifications():
-    from portal.db.models import StaffNotification
-
-    items = get_session().scalars(
-        select(StaffNotification).where(StaffNotification.staff_id == current_user.id).order_by(StaffNotification.id.desc()).limit(100)
-    ).all()
-    return render_template("staff/notifications.html", items=items, form=ActionForm())
+    return render_template("staff/notifications.html", items=recent_notifications(get_session(), current_user.id), form=ActionForm())
 
 
 @bp.get("/tickets/<int:ticket_id>")
@@ -365,29 +317,17 @@ def ticket_redirect(ticket_id: int):
 @bp.post("/notifications/read")
 @staff_required()
 def notifications_read():
-    from sqlalchemy import update
-
-    from portal.db.models import StaffNotification
-
     if not ActionForm().validate_on_submit():
         abort(400)
-    get_session().execute(
-        update(StaffNotification).where(StaffNotification.staff_id == current_user.id, StaffNotification.read_at.is_(None))
-        .values(read_at=datetime.now(timezone.utc))
-    )
-    get_session().commit()
+    mark_notifications_read(get_session(), current_user.id)
     return redirect(url_for("staff.notifications"), code=303)
 
 
 def unread_count() -> int:
     """The badge in the staff header; asked for only by the staff layout."""
-    from portal.db.models import StaffNotification
-
     if not getattr(current_user, "is_authenticated", False):
         return 0
-    return get_session().scalar(
-        select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == current_user.id, StaffNotification.read_at.is_(None))
-    ) or 0
+    return unread_notifications(get_session(), current_user.id)
 
 
 @bp.record_once
@@ -477,12 +417,6 @@ def photo_thumb(photo_id: int):
 @staff_required(*CAN_VIEW_REQUESTS)
 def photo_overlay(photo_id: int):
     """The photo with the classifier's score map laid over it: where the model looked."""
-    import io
-
-    from PIL import Image
-
-    from portal.vision.classifier import render_overlay
-
     item, data = _photo_bytes(photo_id, "full")
     if not item.score_map:
         abort(404)

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 
+from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
 from portal.db.models import ReturnRequest
 from portal.domain.lifecycle import IllegalTransition
-from portal.domain.receiving import DISCREPANCIES, DISPOSITIONS, GRADES, Finding, ReceiptError, ReceivedLine
+from portal.domain.receiving import ReceiptError
+from portal.domain.roles import CAN_RECEIVE
+from portal.domain.tracking import TrackingEvent
 from portal.services import Conflict
+from portal.services.receiving import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel
+from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
-from portal.services.receiving import ParcelNotFound, RECEIVABLE, find_parcel, receive_parcel
-from portal.domain.roles import CAN_RECEIVE
 from portal.web.auth import staff_required
+from portal.web.warehouse.forms import ReceiveForm
 
 bp = Blueprint("warehouse", __name__, url_prefix="/warehouse")
-
-
-class ReceiveForm(FlaskForm):
-    """CSRF and the status the page showed; the per-line fields are read from the form by name."""
 
 
 @bp.get("/")
@@ -46,13 +48,6 @@ def scan():
 @staff_required(*CAN_RECEIVE)
 def pickup():
     """The in-house courier collected a parcel: the same tracking event a carrier would send."""
-    import uuid
-    from datetime import datetime, timezone
-
-    from portal.adapters.carriers import carrier_from_config
-    from portal.domain.tracking import TrackingEvent
-    from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
-
     if not ReceiveForm().validate_on_submit():
         abort(400)
     code = (request.form.get("code") or "").strip()[:64]
@@ -74,61 +69,43 @@ def _parcel(rma: str) -> ReturnRequest:
     return req
 
 
-def _read_form(req: ReturnRequest) -> tuple[list[ReceivedLine], list[Finding]]:
-    lines, findings = [], []
-    for line in req.lines:
-        if line.staff_decision == "rejected":
-            continue
-        raw = request.form.get(f"qty-{line.id}", "")
-        qty = int(raw) if raw.isdigit() else -1
-        lines.append(ReceivedLine(line.id, qty, request.form.get(f"grade-{line.id}", ""), request.form.get(f"wear-{line.id}") == "y",
-                                  request.form.get(f"disposition-{line.id}", ""), (request.form.get(f"note-{line.id}") or "")[:2000]))
-        kind = request.form.get(f"issue-{line.id}", "")
-        if kind:
-            # Damage concerns the units that arrived; the other problems the units that did not.
-            units = max(qty, 0) if kind == "damaged_in_transit" else max(line.quantity - max(qty, 0), 0)
-            findings.append(Finding(kind, line.id, units or 1, (request.form.get(f"issue-note-{line.id}") or "")[:2000]))
-    extra = (request.form.get("extra") or "").strip()
-    if extra:
-        findings.append(Finding("extra", None, 1, extra[:2000]))
-    return lines, findings
-
-
-def _read_photos(req: ReturnRequest):
+def _read_photos(form: ReceiveForm) -> tuple[dict[int, list], bool]:
+    """Clean each line's uploads; a refused photo's reason goes beside that line's photo field."""
     max_bytes = current_app.config["MAX_PHOTO_BYTES"]
-    photos, errors = {}, []
-    for line in req.lines:
-        for upload in request.files.getlist(f"photos-{line.id}")[: current_app.config["MAX_PHOTOS_PER_LINE"]]:
-            if not upload or not upload.filename:
-                continue
+    photos, refused = {}, False
+    for entry in form.lines.entries:
+        uploads = [u for u in entry.photos.data or [] if u and u.filename]
+        for upload in uploads[: current_app.config["MAX_PHOTOS_PER_LINE"]]:
             try:
-                photos.setdefault(line.id, []).append(clean_photo(upload.stream.read(max_bytes + 1), upload.filename, max_bytes))
+                photos.setdefault(entry.line.id, []).append(clean_photo(upload.stream.read(max_bytes + 1), upload.filename, max_bytes))
             except PhotoRejected as exc:
-                errors.append(exc.message.render(gettext))
-    return photos, errors
+                refused = form.show_error(entry.line.id, "photos", exc.message.render(gettext)) or refused
+    return photos, refused
 
 
 @bp.route("/parcels/<rma>", methods=["GET", "POST"])
 @staff_required(*CAN_RECEIVE)
 def parcel(rma: str):
     req = _parcel(rma)
-    form = ReceiveForm()
+    form = ReceiveForm(status=req.status)
+    form.fill(req.accepted_lines)
     error, status = None, 200
     if request.method == "POST":
         if not form.validate_on_submit():
             abort(400)
-        lines, findings = _read_form(req)
-        photos, photo_errors = _read_photos(req)
+        lines, findings = form.receipt()
+        photos, refused = _read_photos(form)
+        if refused:
+            return _parcel_page(req, form, None, 422)
         try:
-            if photo_errors:
-                raise ReceiptError("; ".join(photo_errors))
-            receive_parcel(get_session(), req, current_user.id, lines, findings, expected_status=request.form.get("status") or None,
+            receive_parcel(get_session(), req, current_user.id, lines, findings, expected_status=form.status.data or None,
                            photos=photos, store=store_from_config(current_app.config))
         except ReceiptError as exc:
-            get_session().rollback()
-            error, status = str(exc), 422
+            message = exc.render(gettext)
+            if not form.show_error(exc.line_id, exc.field, message):
+                error = message
+            status = 422
         except StorageError:
-            get_session().rollback()
             error, status = gettext("Photos could not be saved just now; nothing was recorded. Please try again."), 503
         except (Conflict, IllegalTransition):
             flash(gettext("This parcel was already received, or changed meanwhile. Nothing was saved."), "warning")
@@ -136,5 +113,8 @@ def parcel(rma: str):
         else:
             flash(gettext("Parcel %(rma)s received.", rma=rma), "success")
             return redirect(url_for("warehouse.scan"), code=303)
-    return render_template("warehouse/parcel.html", req=req, form=form, error=error, GRADES=GRADES, DISPOSITIONS=DISPOSITIONS,
-                           DISCREPANCIES=DISCREPANCIES, receivable=req.status in RECEIVABLE), status
+    return _parcel_page(req, form, error, status)
+
+
+def _parcel_page(req: ReturnRequest, form: ReceiveForm, error: str | None, status: int):
+    return render_template("warehouse/parcel.html", req=req, form=form, error=error, receivable=req.status in RECEIVABLE), status

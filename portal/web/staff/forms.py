@@ -1,0 +1,84 @@
+"""Back-office forms."""
+
+from __future__ import annotations
+
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import FieldList, FormField, HiddenField, RadioField, SelectField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.form import Form
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from portal.domain.reasons import OUTCOMES, REASONS
+from portal.services.filing import LineRequest
+from portal.web.forms import int_or_invalid, one_entry_per_line
+
+
+class ActionForm(FlaskForm):
+    assignee = HiddenField()  # who the page showed, to catch a stale take
+
+
+class DecisionForm(FlaskForm):
+    status = HiddenField(validators=[DataRequired()])  # the status the page showed
+    action = RadioField(_l("Decision"), choices=[SelectChoice("approve"), SelectChoice("reject"), SelectChoice("ask")], validators=[DataRequired()])
+    note = TextAreaField(_l("Reason, question or note (the shopper sees a rejection reason or a question)"), validators=[Length(max=2000)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.action.choices = [SelectChoice("approve", gettext("Approve")), SelectChoice("reject", gettext("Reject")),
+                               SelectChoice("ask", gettext("Ask the shopper for more information"))]
+
+    def validate_note(self, field):
+        if self.action.data == "reject" and not (field.data or "").strip():
+            raise ValidationError(_l("Tell the shopper why the return is rejected."))
+        if self.action.data == "ask" and not (field.data or "").strip():
+            raise ValidationError(_l("Write the question for the shopper."))
+
+
+class NoteForm(FlaskForm):
+    text = TextAreaField(_l("Internal note"), validators=[DataRequired(), Length(max=4000)])
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField(_l("Message to the shopper"), validators=[DataRequired(), Length(max=4000)])
+
+
+class ReassignForm(FlaskForm):
+    to = SelectField(_l("Reassign to"), validate_choice=True)
+
+
+class OnBehalfLineForm(Form):
+    """One order line of a return filed for the shopper. The view gives it its ``order_line``."""
+
+    line_id = HiddenField()
+    quantity = SelectField(_l("How many"), coerce=int_or_invalid, default=0, validate_choice=False)
+    reason = SelectField(_l("Reason"), validate_choice=False)
+    outcome = SelectField(_l("Outcome"), default="refund", validate_choice=False)
+
+    def validate_quantity(self, field):
+        line = self.order_line
+        if not 0 <= field.data <= line.quantity:
+            raise ValidationError(gettext("%(sku)s: choose a quantity from 0 to %(n)d.", sku=line.sku, n=line.quantity))
+
+
+class OnBehalfForm(FlaskForm):
+    lines = FieldList(FormField(OnBehalfLineForm))
+    override = TextAreaField(_l("Why the policy is overridden (required when it says no)"), validators=[Length(max=2000)])
+
+    def fill(self, order_lines, prechecks) -> None:
+        """One entry per order line, each with its line and the choices it offers."""
+        by_id = {line.line_id: line for line in order_lines}
+        one_entry_per_line(self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": 0, "outcome": "refund"})
+        reasons = [SelectChoice("", "—")] + [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
+        outcomes = [SelectChoice("refund", gettext("Refund")), SelectChoice("store_credit", gettext("Store credit"))]
+        for entry in self.lines.entries:
+            entry.form.order_line = by_id[entry.line_id.data]
+            entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(0, prechecks[entry.line_id.data].remaining + 1)]
+            entry.reason.choices, entry.outcome.choices = reasons, outcomes
+
+    def line_requests(self) -> list[LineRequest]:
+        """The lines with a quantity, as the filing service takes them."""
+        return [LineRequest(entry.form.order_line.line_id, entry.quantity.data, entry.reason.data or None,
+                            outcome=entry.outcome.data if entry.outcome.data in OUTCOMES else None)
+                for entry in self.lines.entries if entry.quantity.data]
