@@ -21,12 +21,13 @@ from portal.db import get_session
 from portal.db.models import Order, Photo, ReturnRequest, StaffUser, Team, Ticket
 from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
 from portal.domain.actors import Actor
-from portal.domain.lifecycle import IllegalTransition
+from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.domain.routing import PRIORITIES
+from portal.domain.states import ScoreState
 from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services import Conflict, InvalidInput, NotFound
@@ -361,13 +362,13 @@ def _reassign_form(ticket: Ticket | None) -> ReassignForm:
 
 
 def _detail_context(req: ReturnRequest) -> dict:
-    scoring = any(p.score_state == "pending" for p in req.photos)
+    scoring = any(p.score_state == ScoreState.PENDING for p in req.photos)
     ticket = ticket_for(get_session(), req)
     return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring,
                 ticket=ticket, decision_form=DecisionForm(status=req.status), action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
                 note_form=NoteForm(), reassign_form=_reassign_form(ticket), contact=None,
                 reply_form=ReplyForm(), suggestions=suggested_replies(get_session(), req) if ticket else [],
-                can_decide=req.status == "pending_review" and current_user.role in CAN_WORK_TICKETS)
+                can_decide=req.status == Status.PENDING_REVIEW and current_user.role in CAN_WORK_TICKETS)
 
 
 @bp.get("/requests/<rma>")
