@@ -6,7 +6,7 @@ import csv
 import logging
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -223,7 +223,7 @@ def policy_check(order_number: str, policy_file: Path | None) -> None:
         pol = policy_from_file(policy_file) if policy_file else active_policy(app.config["POLICY_PATH"])
     except PolicyError as exc:
         raise click.ClickException(f"policy: {exc}") from None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with app.app_context(), session_scope(app) as session:
         order = session.scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
         if order is None:
@@ -255,7 +255,7 @@ def policy_replay(policy_file: Path, since: datetime) -> None:
         raise click.ClickException(f"policy: {exc}") from None
     app = _app()
     with app.app_context(), session_scope(app) as session:
-        results = replay_requests(session, candidate, since.replace(tzinfo=timezone.utc))
+        results = replay_requests(session, candidate, since.replace(tzinfo=UTC))
     changed = [r for r in results if r.changes]
     for r in changed:
         click.echo(f"{r.rma} (order {r.order_number}, {r.created_at:%Y-%m-%d}):")
@@ -359,7 +359,7 @@ def finance_export(start: datetime, end: datetime, output: Path | None) -> None:
 
     app = _app()
     with session_scope(app) as session:
-        body = reconciliation_csv(ledger_rows(session, start.replace(tzinfo=timezone.utc), end.replace(tzinfo=timezone.utc) + timedelta(days=1)))
+        body = reconciliation_csv(ledger_rows(session, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC) + timedelta(days=1)))
     if output:
         output.write_text(body, encoding="utf-8")
         click.echo(f"wrote {output}")

@@ -7,7 +7,7 @@ cases (orders are upserted by number).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -146,10 +146,10 @@ def _order_payload(number: str, case: Case, idx: int, now: datetime) -> dict:
 
 def demo_orders(now: datetime | None = None) -> list[tuple[str, dict]]:
     """About 50 orders: each case three times (the first of each is the one to try)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     out = []
     idx = 0
-    for copy in range(3):
+    for _copy in range(3):
         for case in CASES:
             idx += 1
             number = f"DEMO-{1000 + idx}"
@@ -185,7 +185,7 @@ def seed_requests(app, session: Session) -> int:
 
     policy = active_policy(app.config["POLICY_PATH"])
     store = store_from_config(app.config)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     made = 0
     targets: list[tuple[str, int]] = []
     for name, payload in demo_orders(now):
@@ -257,7 +257,7 @@ def seed_sla(session: Session, teams, manager_id: int) -> None:
         calendar = BusinessCalendarRow(code="cn-office", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN")
         session.add(calendar)
         session.flush()
-        year = datetime.now(timezone.utc).year
+        year = datetime.now(UTC).year
         seed_holidays(session, calendar, "CN", [year, year + 1])
     for team in teams:
         team.manager_id = team.manager_id or manager_id

@@ -7,9 +7,9 @@ that session and commit once. Jobs and CLI commands open their own with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config

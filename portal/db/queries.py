@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Numeric, Select, and_, case, exists, func, or_, select, true
 from sqlalchemy.orm import joinedload
@@ -27,7 +27,7 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
     if view == "unassigned":
         return [Ticket.assignee_id.is_(None), open_]
     if view in ("breaching", "breached"):
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         running = select(TicketClock.ticket_id).where(TicketClock.state == ClockState.RUNNING, TicketClock.metric == "resolution")
         if view == "breached":
             running = running.where(TicketClock.deadline <= now)
@@ -68,7 +68,7 @@ def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = N
     order number, RMA, SKU and customer email or name (case-insensitive substring)."""
     if view in ("breaching", "breached"):
         # Most urgent first, straight from the running-deadline index.
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         clock = TicketClock
         stmt = select(Ticket).join(clock, (clock.ticket_id == Ticket.id) & (clock.metric == "resolution") & (clock.state == ClockState.RUNNING))
         stmt = stmt.where(Ticket.status != TicketStatus.CLOSED, clock.deadline <= now if view == "breached" else

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from .money import is_known_currency, parse_money, round_money
@@ -28,8 +28,8 @@ MAX_PRODUCTS = 10_000
 MAX_MONEY = Decimal(10) ** 10
 """Amounts, line totals and order totals must be below this: the database stores money as
 ``NUMERIC(14, 4)``, so every stored sum fits and arithmetic stays exact."""
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 """Timestamps must fall in this range (date arithmetic on them never overflows)."""
 
 _MAX_LENGTH_MESSAGES = {
@@ -322,7 +322,7 @@ def _timestamp(
         errs.add(path, N_("must include a UTC offset such as +08:00 or Z"))
         return None
     try:
-        in_range = EARLIEST <= moment.astimezone(timezone.utc) < LATEST
+        in_range = EARLIEST <= moment.astimezone(UTC) < LATEST
     except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable instant
         in_range = False
     if not in_range:

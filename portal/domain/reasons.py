@@ -19,9 +19,10 @@ returnless refund under the default policy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal, Mapping
+from typing import Final, Literal
 
 from portal.domain.text import N_
 

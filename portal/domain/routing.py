@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 # A needs finance, B customer service only, C needs the warehouse.
@@ -82,7 +83,7 @@ class Conditions:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Conditions":
+    def from_dict(cls, data: dict[str, Any] | None) -> Conditions:
         data = dict(data or {})
         unknown = set(data) - {f for f in cls.__dataclass_fields__}
         if unknown:

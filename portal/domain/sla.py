@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
@@ -40,7 +40,7 @@ from portal.domain.errors import InvalidInput
 from portal.domain.states import check
 from portal.domain.text import N_
 
-UTC: Final = timezone.utc
+UTC: Final = UTC
 
 END_OF_DAY: Final = time(0, 0)
 """As the end of an interval, midnight at the end of the day (24:00); as a start, 00:00."""

@@ -7,8 +7,8 @@ a string for extraction (``pybabel extract -k N_``) and returns it unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -31,5 +31,5 @@ class Text:
         return {"msgid": self.msgid, "params": dict(self.params)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Text":
+    def from_dict(cls, data: dict[str, Any]) -> Text:
         return cls(data["msgid"], dict(data.get("params") or {}))

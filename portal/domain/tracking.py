@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
 
 from portal.domain.orders import FieldError, PayloadError, _Errors, _text, _timestamp
 from portal.domain.text import N_

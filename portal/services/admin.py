@@ -14,7 +14,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.db.models import AuditLog, BusinessCalendarRow, CannedReplyRow, RoutingRuleRow, SlaPolicy, StaffUser, Team, TeamMember
+from portal.db.models import (
+    AuditLog,
+    BusinessCalendarRow,
+    CannedReplyRow,
+    RoutingRuleRow,
+    SlaPolicy,
+    StaffUser,
+    Team,
+    TeamMember,
+)
 from portal.domain import sla
 from portal.domain.actors import Actor
 from portal.domain.errors import InvalidInput

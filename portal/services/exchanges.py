@@ -7,7 +7,7 @@ What is held and what shipped are columns on the line (``reserved_quantity``,
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -76,7 +76,7 @@ def exchanges_ready(session: Session, request: ReturnRequest, actor: Actor, inst
         if request.all_exchanges and request.status == Status.INSPECTED.value:
             move(request, Status.EXCHANGED, actor, "exchange already shipped at approval")
         return []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ready = []
     for line in request.exchange_lines:
         if not (instant or line.grade in SHIPPABLE_GRADES):

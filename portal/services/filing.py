@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
@@ -17,7 +17,17 @@ from portal.domain.actors import POLICY, SHOPPER, Actor, ActorKind
 from portal.domain.codes import new_rma
 from portal.domain.errors import DomainError, InvalidInput
 from portal.domain.lifecycle import Status
-from portal.domain.policy import Decision, LineChoice, LineDecision, LineFacts, OrderFacts, Policy, Verdict, decide, precheck_line
+from portal.domain.policy import (
+    Decision,
+    LineChoice,
+    LineDecision,
+    LineFacts,
+    OrderFacts,
+    Policy,
+    Verdict,
+    decide,
+    precheck_line,
+)
 from portal.domain.reasons import responsibility_of
 from portal.domain.states import TicketStatus
 from portal.domain.text import N_
@@ -317,7 +327,7 @@ def answer_question(session: Session, request: ReturnRequest, answer: str) -> Re
     if ticket is not None:
         set_ticket_status(ticket, TicketStatus.OPEN)
         ticket.events.append(TicketEvent(actor=SHOPPER, kind="answered", note=answer[:2000]))
-        resume_ticket_clocks(session, ticket, datetime.now(timezone.utc), SHOPPER)
+        resume_ticket_clocks(session, ticket, datetime.now(UTC), SHOPPER)
         if ticket.assignee_id is None:
             assign_ticket(session, ticket)
     session.commit()

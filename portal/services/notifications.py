@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ def mark_notifications_read(session: Session, staff_id: int, now: datetime | Non
     """
     result = session.execute(
         update(StaffNotification).where(StaffNotification.staff_id == staff_id, StaffNotification.read_at.is_(None))
-        .values(read_at=now or datetime.now(timezone.utc))
+        .values(read_at=now or datetime.now(UTC))
     )
     session.commit()
     return result.rowcount

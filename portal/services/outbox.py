@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Collection
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -61,7 +62,7 @@ def deliver_pending(
     Messages on ``skip_channels`` (a channel with no transport configured) are
     not selected at all: they stay pending, untouched, and are not failures.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     stmt = (
         select(OutboxMessage)
         .where(OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= now, OutboxMessage.attempts < MAX_ATTEMPTS)
@@ -87,7 +88,7 @@ def deliver_pending(
             failed += 1
             log.warning("outbox message %s (%s) failed: %s", message.event_id, message.topic, message.last_error)
         else:
-            message.sent_at = datetime.now(timezone.utc)
+            message.sent_at = datetime.now(UTC)
             message.last_error = None
             sent += 1
     session.commit()

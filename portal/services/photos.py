@@ -6,17 +6,17 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
 from portal.domain.actors import CLASSIFIER
+from portal.domain.receiving import WORN_GRADES
 from portal.domain.states import ScoreState, check_score
 from portal.services.tickets import reroute_if_untouched
-from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
-from portal.domain.receiving import WORN_GRADES
 from portal.storage import PhotoStore, StorageError
 from portal.vision.classifier import WearModel
 
@@ -37,7 +37,7 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
     pending = [p for p in request.photos if p.score_state == ScoreState.PENDING]
     if not pending:
         return 0
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if model is None:
         for photo in pending:
             photo.score_state, photo.score_note = check_score(photo.score_state, ScoreState.NOT_SCORED).value, "no usable wear model"
@@ -52,7 +52,7 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
             photo.score_state = check_score(photo.score_state, ScoreState.NOT_SCORED).value
             photo.score_note = f"photo unreadable: {type(exc).__name__}"
     scores = model.score(images) if images else []
-    for photo, result in zip(readable, scores):
+    for photo, result in zip(readable, scores, strict=True):
         photo.score_state = check_score(photo.score_state, ScoreState.SCORED).value
         photo.wear_probability = float(result.probability)
         photo.wear_label = result.label

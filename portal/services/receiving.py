@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -85,7 +85,7 @@ def receive_parcel(
     except Exception:
         session.rollback()
         raise
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     by_id = {line.id: line for line in request.lines}
     for item in lines:
         session.add(ReceiptLine(request_id=request.id, return_line_id=item.line_id, quantity=item.quantity, grade=item.grade or "-",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -92,7 +92,7 @@ def _prior(session: Session, request: ReturnRequest) -> money.PriorRefunds:
 
 def preview_refund(session: Session, request: ReturnRequest, settings: money.RefundSettings | None = None) -> money.RefundPreview:
     order = request.order
-    order_lines = [money.OrderLineMoney(l.line_id, l.quantity, l.unit_price, l.discount, l.tax) for l in order.lines]
+    order_lines = [money.OrderLineMoney(ol.line_id, ol.quantity, ol.unit_price, ol.discount, ol.tax) for ol in order.lines]
     return money.compute_refund(order.currency, order_lines, order.shipping_paid, _lines(session, request), _prior(session, request),
                                 settings or money.RefundSettings())
 
@@ -133,7 +133,7 @@ def second_approve(session: Session, refund: Refund, staff: StaffUser) -> Refund
         session.rollback()
         raise NotPermitted(N_("The second approval must come from another finance user."))
     refund.status = check_refund(refund.status, RefundStatus.APPROVED).value
-    refund.second_by, refund.second_at = staff.id, datetime.now(timezone.utc)
+    refund.second_by, refund.second_at = staff.id, datetime.now(UTC)
     session.commit()
     return refund
 
@@ -154,7 +154,7 @@ def retry_refund(session: Session, refund_id: int) -> Refund:
 
 def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_reference: str | None = None) -> Refund:
     """Pay an approved refund once. Concurrent calls: one claims it, the others return without paying."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with factory() as session:
         claimed = session.execute(
             update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED.value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ def _close_ticket(session: Session, request: ReturnRequest, actor: Actor, note: 
     ticket = ticket_for(session, request)
     if ticket is None:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ticket.first_response_at = ticket.first_response_at or now
     set_ticket_status(ticket, TicketStatus.CLOSED, now)
     ticket.events.append(TicketEvent(actor=actor, kind="decided", note=note))
@@ -101,7 +101,7 @@ def ask_shopper(session: Session, request: ReturnRequest, actor: Actor, question
         raise InvalidInput(N_("Write the question for the shopper."))
     lock_for_change(session, request, expected_status)
     move(request, Status.AWAITING_SHOPPER, actor, question[:2000])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ticket = ticket_for(session, request)
     if ticket is not None:
         set_ticket_status(ticket, TicketStatus.WAITING)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -61,7 +61,7 @@ def issue_label(
         PickupRequest(request.rma, (order.customer_name, order.customer_postcode or ""), ("Returns warehouse",)), code
     )
     request.pickup_code, request.carrier = booking.pickup_code, booking.carrier
-    request.label_issued_at = at or datetime.now(timezone.utc)
+    request.label_issued_at = at or datetime.now(UTC)
     move(request, Status.LABEL_ISSUED, actor, f"pickup booked with {booking.carrier}", at=at)
     return request.pickup_code
 

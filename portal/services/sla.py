@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import holidays as holidays_lib
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal.domain.actors import SLA, SYSTEM, Actor
 from portal.db.models import (
     BusinessCalendarRow,
     CalendarException,
@@ -35,6 +34,7 @@ from portal.db.models import (
     TicketEvent,
 )
 from portal.domain import sla
+from portal.domain.actors import SLA, SYSTEM, Actor
 from portal.domain.roles import MANAGER
 from portal.domain.states import STEP_OPEN, StepStatus, check_step
 from portal.services.outbox import enqueue_email
@@ -338,7 +338,7 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
 
 def sweep(factory: sessionmaker, now: datetime | None = None, batch: int = 200, worker: str = "sweeper") -> SweepResult:
     """Fire every due escalation step once. Costs in proportion to the due work (partial index on pending fire times)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     result = SweepResult()
     while True:
         token = f"{worker}:{uuid.uuid4().hex[:12]}"

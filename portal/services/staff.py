@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.db.models import StaffUser
-from portal.domain.roles import ROLES
 from portal.domain.errors import InvalidInput
+from portal.domain.roles import ROLES
 from portal.domain.text import N_
 from portal.logs import mask_email, safe
 from portal.services.admin import record_change, staff_data
@@ -73,7 +73,7 @@ def authenticate(session: Session, email: str, password: str) -> StaffUser | Non
         return None
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
-    user.last_login_at = datetime.now(timezone.utc)
+    user.last_login_at = datetime.now(UTC)
     session.commit()
     return user
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from portal.domain.errors import Conflict, InvalidInput, NotFound
 from portal.domain.lifecycle import Status
 from portal.domain.policy import Decision
 from portal.domain.replies import CannedReply, Suggestion, suggest
-from portal.domain.routing import Conditions, Route, Rule, RoutingInputs, inputs_for, route
+from portal.domain.routing import Conditions, Route, RoutingInputs, Rule, inputs_for, route
 from portal.domain.states import TicketStatus, check_ticket
 from portal.domain.text import N_
 from portal.services.outbox import enqueue_email
@@ -43,7 +43,7 @@ def set_ticket_status(ticket: Ticket, target: TicketStatus, at: datetime | None 
     check_ticket(ticket.status, target)
     ticket.status = target.value
     if target is TicketStatus.CLOSED:
-        ticket.closed_at = at or datetime.now(timezone.utc)
+        ticket.closed_at = at or datetime.now(UTC)
     else:
         ticket.closed_at = None
 
@@ -215,7 +215,7 @@ def reroute_if_untouched(session: Session, request: ReturnRequest) -> Ticket | N
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def add_note(session: Session, ticket_id: int, staff: StaffUser, text: str) -> Ticket:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +22,7 @@ class PhotoStore(Protocol):
 
 def new_key(suffix: str = ".jpg") -> str:
     """A server-generated key; the shopper's file name never reaches storage."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"photos/{now:%Y/%m}/{secrets.token_hex(16)}{suffix}"
 
 

@@ -24,9 +24,10 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -301,7 +302,7 @@ class WearModel:
                 model_version=version,
                 score_map=m.tolist(),
             )
-            for p, m in zip(prob, smap)
+            for p, m in zip(prob, smap, strict=True)
         ]
 
 
@@ -309,7 +310,7 @@ def _check_shape(model: str, what: str, shape: list, expected: list[int]) -> Non
     """``shape`` is [batch, *expected]; the batch axis may be symbolic, fixed dims must match."""
     if len(shape) != len(expected) + 1:
         raise ModelError(f"{model}: {what} has shape {shape}, the contract says [N, {', '.join(map(str, expected))}]")
-    for got, want in zip(shape[1:], expected):
+    for got, want in zip(shape[1:], expected, strict=True):
         if isinstance(got, int) and got != want:
             raise ModelError(f"{model}: {what} has shape {shape}, the contract says [N, {', '.join(map(str, expected))}]")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
+import time
 
 from flask import Flask, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext
@@ -11,14 +11,24 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from portal.db import get_session
 from portal.domain.errors import DomainError
-from portal.domain.lifecycle import Status as RequestStatus
-from portal.domain.sla import ClockState
-from portal.domain.states import RefundStatus, ScoreState, TicketStatus
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
 from portal.domain.lifecycle import POLLING as POLLING_STATUSES
+from portal.domain.lifecycle import Status as RequestStatus
 from portal.domain.roles import CAN_ADMIN, CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
+from portal.domain.sla import ClockState
+from portal.domain.states import RefundStatus, ScoreState, TicketStatus
+from portal.extensions import csrf, limiter
 from portal.i18n import LOCALES, current_locale, money, render_text
+from portal.web.admin import bp as admin_bp
+from portal.web.api import bp as api_bp
+from portal.web.auth import login_manager
+from portal.web.finance import bp as finance_bp
+from portal.web.pages import safe_next
+from portal.web.shop import bp as shop_bp
+from portal.web.staff import bp as staff_bp
+from portal.web.warehouse import bp as warehouse_bp
 
 log = logging.getLogger("portal.web")
 
@@ -28,67 +38,15 @@ CSP = (
 )
 
 
-def is_htmx() -> bool:
-    """True for htmx requests that want a fragment (boosted navigation wants the whole page)."""
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
-
-
-def render_page_or_partial(full: str, fragment: str, /, *, http_status: int = 200, **context):
-    """The one place that decides between a full page and an htmx fragment."""
-    body = render_template(fragment if is_htmx() else full, **context)
-    return body, http_status, {"Vary": "HX-Request"}
-
-
-IMAGE_HEADERS = {"Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
-
-
-def photo_bytes(key: str) -> bytes:
-    """A stored photo's bytes, or 404 when the store no longer has it."""
-    from flask import abort, current_app
-
-    from portal.storage import StorageError, store_from_config
-
-    try:
-        return store_from_config(current_app.config).get(key)
-    except StorageError:
-        abort(404)
-
-
-def image_response(data: bytes):
-    """Photos go out as JPEG with a fixed type, never sniffed, never cached."""
-    return data, 200, IMAGE_HEADERS
-
-
-def safe_next(target: str | None, default: str) -> str:
-    """Only same-site relative paths; anything else goes to ``default``."""
-    if not target:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return default
-    return target
-
-
 # How each kind of domain error answers over HTTP.
 DOMAIN_ERROR_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409, "forbidden": 403}
 
 
 def init_web(app: Flask) -> None:
-    from portal.extensions import csrf
-    from portal.web.api import bp as api_bp
-    from portal.web.shop import bp as shop_bp
-    from portal.web.auth import login_manager
-    from portal.web.staff import bp as staff_bp
-
     login_manager.init_app(app)
     app.register_blueprint(shop_bp)
     app.register_blueprint(staff_bp)
-    from portal.web.admin import bp as admin_bp
-    from portal.web.finance import bp as finance_bp
-    from portal.web.warehouse import bp as warehouse_bp
-
     app.register_blueprint(finance_bp)
-
     app.register_blueprint(admin_bp)
     app.register_blueprint(warehouse_bp)
     app.register_blueprint(api_bp)
@@ -144,13 +102,9 @@ def init_web(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def too_many(exc: RateLimitExceeded):
-        from portal.extensions import limiter
-
         retry = 60
         current = limiter.current_limit
         if current is not None:
-            import time
-
             retry = max(int(current.reset_at - time.time()), 1)
         minutes = max((retry + 59) // 60, 1)
         log.warning("throttled %s %s", request.method, request.path)
@@ -181,8 +135,6 @@ def init_web(app: Flask) -> None:
     def domain_error(exc: DomainError):
         # A rule said no to something no view handled itself: undo the half-done change,
         # answer with the rule's own words in the user's language and a 4xx.
-        from portal.db import get_session
-
         get_session().rollback()
         code = DOMAIN_ERROR_STATUS[exc.kind]
         message = exc.render(gettext)

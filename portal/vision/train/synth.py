@@ -30,11 +30,11 @@ import colorsys
 import io
 import math
 import multiprocessing
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -598,7 +598,7 @@ def _fraying(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
             ln = rng.uniform(3, 18)
             mid = (px + ln / 2 * math.cos(a) + rng.normal(0, 2), py + ln / 2 * math.sin(a) + rng.normal(0, 2))
             end = (px + ln * math.cos(a), py + ln * math.sin(a))
-            for q0, q1 in zip(_bezier((px, py), mid, end, 6)[:-1], _bezier((px, py), mid, end, 6)[1:]):
+            for q0, q1 in zip(_bezier((px, py), mid, end, 6)[:-1], _bezier((px, py), mid, end, 6)[1:], strict=True):
                 td.line([tuple(q0), tuple(q1)], fill=int(rng.uniform(150, 255)), width=1)
         loose = np.exp(-((ragged + 3) / 2.5) ** 2)  # exposed weft just inside the edge
         mask = (np.abs(ragged) < 10).astype(np.float32)
@@ -639,7 +639,7 @@ _MARKS = {"scuffs": _scuffs, "stains": _stains, "pilling": _pilling, "creases": 
 def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> list[float]:
     """PIL PERSPECTIVE coefficients mapping output points ``dst`` to input points ``src``."""
     rows, rhs = [], []
-    for (x, y), (u, v) in zip(dst, src):
+    for (x, y), (u, v) in zip(dst, src, strict=True):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
         rhs += [u, v]

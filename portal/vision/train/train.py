@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from portal.vision.classifier import WearModel, file_sha256, model_paths
 from portal.vision.train import evaluate as ev
 from portal.vision.train import synth
-from portal.vision.train.model import (INPUT_NAME, INPUT_SIZE, MAP_STRIDE, MEAN, OUTPUT_NAMES, STD, WearNet,
-                                       param_count)
+from portal.vision.train.model import INPUT_NAME, INPUT_SIZE, MAP_STRIDE, MEAN, OUTPUT_NAMES, STD, WearNet, param_count
 
 TRAIN_SEED = 1001
 VAL_SEED = 2001

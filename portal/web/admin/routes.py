@@ -6,7 +6,7 @@ Views check the form, call one service and flash or redirect; the services write
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
@@ -20,8 +20,20 @@ from portal.domain.roles import CAN_ADMIN
 from portal.domain.sla import CalendarInputError
 from portal.services import admin as admin_service
 from portal.services.staff import StaffError, change_role, create_staff, set_active_by
-from portal.web.admin.forms import (DAYS, ActiveForm, CalendarForm, MemberEditForm, MemberForm, NewStaffForm, PolicyForm,
-                                    ReplyTemplateForm, RoleForm, RuleForm, TeamForm, csv)
+from portal.web.admin.forms import (
+    DAYS,
+    ActiveForm,
+    CalendarForm,
+    MemberEditForm,
+    MemberForm,
+    NewStaffForm,
+    PolicyForm,
+    ReplyTemplateForm,
+    RoleForm,
+    RuleForm,
+    TeamForm,
+    csv,
+)
 from portal.web.auth import staff_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -41,7 +53,7 @@ def _row(model: type, row_id: int):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- staff accounts -------------------------------------------------------------------

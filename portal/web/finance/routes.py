@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -141,7 +141,7 @@ def retry(refund_id: int):
 
 def _day(value: str | None, default: datetime) -> datetime:
     try:
-        return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time(), tzinfo=timezone.utc) if value else default
+        return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time(), tzinfo=UTC) if value else default
     except ValueError:
         abort(400)
 
@@ -158,7 +158,7 @@ def reconciliation_csv(rows) -> str:
 @bp.get("/export.csv")
 @staff_required(*CAN_REFUND)
 def export():
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = _day(request.args.get("from"), today - timedelta(days=30))
     end = _day(request.args.get("to"), today) + timedelta(days=1)
     body = reconciliation_csv(ledger_rows(get_session(), start, end))

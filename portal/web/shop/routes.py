@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext
@@ -41,7 +41,7 @@ from portal.services.refunds import return_fee
 from portal.services.timeline import get_request_for_order
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
-from portal.web import image_response, photo_bytes, render_page_or_partial
+from portal.web.pages import image_response, photo_bytes, render_page_or_partial
 from portal.web.shop.forms import (
     AnswerForm,
     CancelForm,
@@ -61,7 +61,7 @@ _DUMMY_CONTACT = "nobody@invalid.example"
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _lookup_limit() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext
@@ -49,8 +49,8 @@ from portal.services.tickets import (
 )
 from portal.storage import store_from_config
 from portal.vision.classifier import render_overlay
-from portal.web import image_response, photo_bytes, render_page_or_partial, safe_next
 from portal.web.auth import staff_required
+from portal.web.pages import image_response, photo_bytes, render_page_or_partial, safe_next
 from portal.web.staff.forms import ActionForm, DecisionForm, NoteForm, OnBehalfForm, ReassignForm, ReplyForm
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -131,15 +131,15 @@ def queue():
     priority = priority if priority in PRIORITIES else None
     raw_team = request.args.get("team") or ""
     team_id = int(raw_team) if raw_team.isdigit() else None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     session_ = get_session()
     stmt = ticket_queue(view, current_user.id, q, now, priority, team_id)
     tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique().all()
     total = session_.scalar(queue_total(view, current_user.id, q, now, priority, team_id))
     teams = session_.scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name)).all()
     badge_views = ("mine", "team", "unassigned", "breaching", "breached")
-    counts = dict(zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one()))
-    clocks = clock_summaries(session_, list(tickets), datetime.now(timezone.utc))
+    counts = dict(zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one(), strict=True))
+    clocks = clock_summaries(session_, list(tickets), datetime.now(UTC))
     return render_page_or_partial("staff/queue.html", "staff/_queue_rows.html", view=view, q=q, page=page, total=total,
                                   tickets=tickets, counts=counts, clocks=clocks, page_size=PAGE_SIZE, mask_email=mask_email,
                                   VIEWS=QUEUE_VIEWS, business_time=business_time, priority=priority, team_id=team_id,
@@ -266,7 +266,7 @@ def order_on_behalf(order_number: str):
     if order is None:
         abort(404)
     policy = active_policy(current_app.config["POLICY_PATH"])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     prechecks = precheck_order(get_session(), order, policy, now)
     form = OnBehalfForm()
     form.fill(order.lines, prechecks)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
@@ -51,7 +51,7 @@ def pickup():
     if not ReceiveForm().validate_on_submit():
         abort(400)
     code = (request.form.get("code") or "").strip()[:64]
-    event = TrackingEvent(f"inhouse-{uuid.uuid4().hex}", code, "picked_up", datetime.now(timezone.utc),
+    event = TrackingEvent(f"inhouse-{uuid.uuid4().hex}", code, "picked_up", datetime.now(UTC),
                           (request.form.get("location") or "")[:128])
     try:
         req = record_tracking_event(get_session(), event, carrier_from_config(current_app.config).name)
