@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 from xml.sax.saxutils import escape, quoteattr
 
 import barcode
@@ -188,7 +188,7 @@ def code128_svg(
 
 class FontChoice(NamedTuple):
     path: Path
-    index: int  # face number inside a .ttc/.otc collection, else 0
+    face: int  # face number inside a .ttc/.otc collection, else 0
 
 
 _FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
@@ -348,7 +348,7 @@ class _Label:
         pdf.c_margin = 0
         pdf.core_fonts_encoding = "cp1252"  # the core fonts' WinAnsi glyphs: adds €, dashes, quotes
         if font is not None:
-            pdf.add_font("label", "", str(font.path), collection_font_number=font.index)
+            pdf.add_font("label", "", str(font.path), collection_font_number=font.face)
             self.family = "label"
         else:
             self.family = "helvetica"
@@ -368,7 +368,7 @@ class _Label:
 
     def _can_draw(self, ch: str) -> bool:
         if self.embedded:
-            return ord(ch) in self.pdf.current_font.cmap
+            return ord(ch) in getattr(self.pdf.current_font, "cmap", {})
         try:
             ch.encode(self.pdf.core_fonts_encoding)
         except UnicodeEncodeError:
@@ -430,7 +430,7 @@ class _Label:
             w, h, text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT,
             wrapmode=wrapmode, dry_run=dry_run, output="LINES",
         )
-        return len(lines) * h
+        return len(cast(list[str], lines)) * h
 
     def rule(self, y: float) -> None:
         self.pdf.set_line_width(0.3)

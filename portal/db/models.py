@@ -28,6 +28,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship
 
 from portal.domain.actors import Actor
+from portal.domain.reasons import Outcome
 from portal.domain.states import LineDecision, ScoreState, StepStatus, TicketStatus
 
 NAMING = {
@@ -186,7 +187,7 @@ class ReturnRequest(Base):
     @property
     def all_exchanges(self) -> bool:
         """Every accepted line is an exchange (the request ends "exchanged", not "refunded")."""
-        return all(line.outcome == "exchange" for line in self.accepted_lines)
+        return all(line.outcome == Outcome.EXCHANGE for line in self.accepted_lines)
 
     @property
     def exchange_shipped(self) -> bool:
@@ -235,7 +236,7 @@ class ReturnLine(Base):
 
     @property
     def is_exchange(self) -> bool:
-        return self.outcome == "exchange" and bool(self.exchange_sku)
+        return self.outcome == Outcome.EXCHANGE and bool(self.exchange_sku)
 
 
 class Photo(Base):

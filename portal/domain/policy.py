@@ -25,13 +25,13 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from portal.domain.money import line_value, parse_money, round_money
-from portal.domain.reasons import OUTCOMES, REASONS, RESPONSIBILITIES, Reason
+from portal.domain.reasons import OUTCOMES, REASONS, RESPONSIBILITIES, Outcome, Reason
 from portal.domain.text import N_, Text
 
 DEFAULT_POLICY_RESOURCE: Final = "default_policy.toml"
 """File name of the default policy, next to the ``portal`` package modules."""
 
-REFUND_OUTCOMES: Final[frozenset[str]] = frozenset({"refund", "store_credit"})
+REFUND_OUTCOMES: Final[frozenset[str]] = frozenset({Outcome.REFUND, Outcome.STORE_CREDIT})
 """Outcomes that pay money or credit back (the only ones that can be returnless)."""
 
 
@@ -912,7 +912,7 @@ def _evaluate_line(
         trace.append(_outcome_rule(choice))
         if order.gift and choice.outcome in OUTCOMES:
             trace.append(_gift_rule(policy, choice.outcome))
-        if choice.outcome == "exchange":
+        if choice.outcome == Outcome.EXCHANGE:
             trace.append(_exchange_rule(line, choice))
         if reason is not None and reason.code in policy.photo_required_reasons:
             trace.append(_photos_rule(choice, reason))

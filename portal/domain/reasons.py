@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -38,7 +39,15 @@ RESPONSIBILITY_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
-OUTCOMES: Final[tuple[str, ...]] = ("refund", "store_credit", "exchange")
+class Outcome(StrEnum):
+    """What the shopper asks for in return for an item."""
+
+    REFUND = "refund"
+    STORE_CREDIT = "store_credit"
+    EXCHANGE = "exchange"
+
+
+OUTCOMES: Final[tuple[str, ...]] = tuple(Outcome)
 
 OUTCOME_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     {

@@ -57,7 +57,7 @@ from typing import Any, Final
 
 from portal.domain.lifecycle import Status
 from portal.domain.money import is_known_currency, line_paid_total, round_money
-from portal.domain.reasons import OUTCOMES, RESPONSIBILITIES
+from portal.domain.reasons import OUTCOMES, RESPONSIBILITIES, Outcome
 
 GRADES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
 """Inspection grades, A (as new) to D (heavily worn or damaged)."""
@@ -90,7 +90,7 @@ ITEM_KINDS: Final[tuple[str, ...]] = (
 )
 
 REFUND: Final = "refund"
-STORE_CREDIT: Final = "store_credit"
+STORE_CREDIT: Final = Outcome.STORE_CREDIT.value
 OWED: Final = "owed"
 DESTINATIONS: Final[tuple[str, ...]] = (REFUND, STORE_CREDIT, OWED)
 """Where an item's money goes: original payment method, store credit, or owed by the shopper."""
@@ -208,7 +208,7 @@ class RefundLine:
         if self.outcome not in OUTCOMES:
             raise ValueError(f"line {self.line_id}: unknown outcome {self.outcome!r} (known: {', '.join(OUTCOMES)})")
         if self.exchange_price_difference is not None:
-            if self.outcome != "exchange":
+            if self.outcome != Outcome.EXCHANGE:
                 raise ValueError(f"line {self.line_id}: a price difference is only for an exchange")
             difference = _check_decimal(
                 f"line {self.line_id}: exchange_price_difference", self.exchange_price_difference, negative=True
@@ -633,7 +633,7 @@ def _compute(
         price, discount, tax = _unit_shares(ol, settled, k, currency)
         value = price - discount + tax
 
-        if rl.outcome == "exchange":
+        if rl.outcome == Outcome.EXCHANGE:
             difference = rl.exchange_price_difference
             if difference is None or difference == 0:
                 continue

@@ -202,8 +202,8 @@ class BusinessCalendar:
         if not isinstance(self.exceptions, Mapping):
             raise CalendarError("exceptions must map dates to intervals")
         exceptions: dict[date, Hours] = {}
-        for day in sorted(self.exceptions, key=_date_key):
-            exceptions[day] = _check_hours(f"exceptions.{day.isoformat()}", self.exceptions[day])
+        for when in sorted(self.exceptions, key=_date_key):
+            exceptions[when] = _check_hours(f"exceptions.{when.isoformat()}", self.exceptions[when])
         object.__setattr__(self, "weekly", MappingProxyType(weekly))
         object.__setattr__(self, "exceptions", MappingProxyType(exceptions))
 

@@ -28,7 +28,7 @@ from portal.domain.policy import (
     decide,
     precheck_line,
 )
-from portal.domain.reasons import responsibility_of
+from portal.domain.reasons import Outcome, responsibility_of
 from portal.domain.states import TicketStatus
 from portal.domain.text import N_
 from portal.services.exchanges import release_exchange_stock
@@ -241,7 +241,7 @@ def open_return(
                 responsibility=responsibility_of(item.reason) if item.reason else "customer",
                 comment=item.comment.strip()[:2000],
                 outcome=item.outcome or "refund",
-                exchange_sku=item.exchange_sku if item.outcome == "exchange" else None,
+                exchange_sku=item.exchange_sku if item.outcome == Outcome.EXCHANGE else None,
                 verdict=line_decision.verdict.value,
                 value=line_decision.value,
             )

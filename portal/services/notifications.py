@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from portal.db.models import StaffNotification
@@ -27,7 +28,7 @@ def mark_notifications_read(session: Session, staff_id: int, now: datetime | Non
 
     Marking twice is harmless: already-read notifications keep the time they were first read.
     """
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE gives a CursorResult
         update(StaffNotification).where(StaffNotification.staff_id == staff_id, StaffNotification.read_at.is_(None))
         .values(read_at=now or datetime.now(UTC))
     )

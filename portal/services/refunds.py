@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal.adapters.payments import PaymentGateway
 from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
 from portal.domain import refunds as money
 from portal.domain.actors import Actor
@@ -141,27 +142,29 @@ def second_approve(session: Session, refund: Refund, staff: StaffUser) -> Refund
 def retry_refund(session: Session, refund_id: int) -> Refund:
     """A failed refund goes back to approved, with the same idempotency key."""
     check_refund(RefundStatus.FAILED, RefundStatus.APPROVED)
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE gives a CursorResult
         update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.FAILED.value).values(status=RefundStatus.APPROVED.value)
     )
     session.commit()
     refund = session.get(Refund, refund_id)
+    if refund is None:
+        raise NotFound()
     session.refresh(refund)
     if result.rowcount != 1:
-        raise Conflict(current=refund.status if refund is not None else None)
+        raise Conflict(current=refund.status)
     return refund
 
 
-def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_reference: str | None = None) -> Refund:
+def execute_refund(factory: sessionmaker[Session], refund_id: int, gateway: PaymentGateway, manual_reference: str | None = None) -> Refund:
     """Pay an approved refund once. Concurrent calls: one claims it, the others return without paying."""
     now = datetime.now(UTC)
     with factory() as session:
-        claimed = session.execute(
+        claimed = session.execute(  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
             update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED.value)
             .values(status=RefundStatus.PROCESSING.value, attempts=Refund.attempts + 1).execution_options(synchronize_session=False)
         ).rowcount
         session.commit()
-        refund = session.get(Refund, refund_id)
+        refund = session.get_one(Refund, refund_id)
         if not claimed:
             return refund
         key, amount, currency = refund.idempotency_key, refund.amount, refund.currency
@@ -174,7 +177,7 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
     except Exception as exc:  # any provider failure is recorded; the key makes a retry safe
         error = f"{type(exc).__name__}: {exc}"[:2000]
     with factory() as session:
-        refund = session.get(Refund, refund_id)
+        refund = session.get_one(Refund, refund_id)
         request = refund.request
         if error is not None:
             refund.status, refund.last_error = check_refund(refund.status, RefundStatus.FAILED).value, error
@@ -199,19 +202,19 @@ def execute_refund(factory: sessionmaker, refund_id: int, gateway, manual_refere
                                         customer_email=request.order.customer_email, refund_id=refund.id))
             session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
                                     amount=refund.store_credit, request_id=request.id, refund_id=refund.id, reference=credit_code))
-        amount, store_credit = plain_amount(refund.amount, refund.currency), plain_amount(refund.store_credit, refund.currency)
+        amount_text, store_credit_text = plain_amount(refund.amount, refund.currency), plain_amount(refund.store_credit, refund.currency)
         # Timeline notes are English text: amounts in the English form ("CN¥1,456.97").
         move(request, Status.EXCHANGED if request.all_exchanges else Status.REFUNDED, Actor.payment(refund.provider),
              f"refunded {format_money(refund.amount, refund.currency, NOTE_LOCALE)}"
              + (f" and store credit {format_money(refund.store_credit, refund.currency, NOTE_LOCALE)} ({credit_code})"
                 if credit_code else ""), at=now)
-        enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": amount,
-                                                    "store_credit": store_credit, "store_credit_code": credit_code,
+        enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": amount_text,
+                                                    "store_credit": store_credit_text, "store_credit_code": credit_code,
                                                     "currency": refund.currency, "reference": refund.provider_ref})
         if request.order.customer_email:
             # Plain amounts; the email formats them in the shopper's locale (stored on the request).
             enqueue_email(session, request.order.customer_email, "return_refunded", request.locale,
-                          {"rma": request.rma, "amount": amount, "store_credit": store_credit,
+                          {"rma": request.rma, "amount": amount_text, "store_credit": store_credit_text,
                            "code": credit_code, "currency": refund.currency})
         session.commit()
         log.info("refund %s succeeded: %s %s", key, refund.amount, refund.currency)
@@ -222,7 +225,7 @@ def preview_owed(refund: Refund) -> Decimal:
     return money.RefundPreview.from_dict(refund.preview).owed_by_shopper
 
 
-def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple]:
+def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
     """(day, method, currency, kind, count, total) for reconciliation, by day and payment method."""
     day = func.date(LedgerEntry.at)
     stmt = (

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import holidays as holidays_lib
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db.models import (
@@ -39,6 +41,8 @@ from portal.domain.roles import MANAGER
 from portal.domain.states import STEP_OPEN, StepStatus, check_step
 from portal.services.outbox import enqueue_email
 
+# A clock transition: (calendar, clock, at) -> (new clock, the deadline change if any).
+ClockStep = Callable[[sla.BusinessCalendar, sla.Clock, datetime], tuple[sla.Clock, sla.DeadlineChange | None]]
 log = logging.getLogger("portal.sla")
 
 CLAIM_TTL = timedelta(minutes=5)
@@ -144,13 +148,13 @@ class _PolicyCache:
 
     def context(self, clock: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
         if clock.calendar_id not in self.calendars:
-            self.calendars[clock.calendar_id] = calendar_of(self.session.get(BusinessCalendarRow, clock.calendar_id))
+            self.calendars[clock.calendar_id] = calendar_of(self.session.get_one(BusinessCalendarRow, clock.calendar_id))
         if clock.policy_id not in self.ladders:
-            self.ladders[clock.policy_id] = ladder_of(self.session.get(SlaPolicy, clock.policy_id))
+            self.ladders[clock.policy_id] = ladder_of(self.session.get_one(SlaPolicy, clock.policy_id))
         return self.calendars[clock.calendar_id], _steps_for(clock.metric, self.ladders[clock.policy_id])
 
 
-def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str, fn, metrics: tuple[str, ...] | None = None, only_states: tuple[sla.ClockState, ...] = ()) -> int:
+def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str, fn: ClockStep, metrics: tuple[str, ...] | None = None, only_states: tuple[sla.ClockState, ...] = ()) -> int:
     changed = 0
     cache = _PolicyCache(session)
     for row in _clock_rows(session, ticket):
@@ -192,7 +196,7 @@ def retarget_policy_clocks(session: Session, policy: SlaPolicy, at: datetime, ac
     return total
 
 
-def _live_clocks_in_batches(session: Session, condition, batch: int):
+def _live_clocks_in_batches(session: Session, condition: ColumnElement[bool], batch: int) -> Iterator[list[TicketClock]]:
     """Running and paused clocks matching ``condition``, a batch at a time; each batch's changes
     are committed before the next batch is read."""
     last_id = 0
@@ -288,8 +292,8 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
 
 
 def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime) -> str | None:
-    clock = session.get(TicketClock, row.clock_id)
-    ticket = session.get(Ticket, row.ticket_id)
+    clock = session.get_one(TicketClock, row.clock_id)
+    ticket = session.get_one(Ticket, row.ticket_id)
     # Re-check inside the transaction: the clock may have been paused, stopped or re-targeted since.
     cal, steps = cache.context(clock)
     still_due = row.generation == clock.generation and any(
@@ -336,7 +340,7 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
     return fired, dropped
 
 
-def sweep(factory: sessionmaker, now: datetime | None = None, batch: int = 200, worker: str = "sweeper") -> SweepResult:
+def sweep(factory: sessionmaker[Session], now: datetime | None = None, batch: int = 200, worker: str = "sweeper") -> SweepResult:
     """Fire every due escalation step once. Costs in proportion to the due work (partial index on pending fire times)."""
     now = now or datetime.now(UTC)
     result = SweepResult()
@@ -367,16 +371,16 @@ def seed_holidays(session: Session, calendar: BusinessCalendarRow, country: str,
     return added
 
 
-def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> dict[int, dict]:
+def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> dict[int, dict[str, Any]]:
     """For queue rows: the resolution clock's business minutes remaining, state and breach, per ticket id."""
     if not tickets:
         return {}
     rows = session.scalars(select(TicketClock).where(TicketClock.ticket_id.in_([t.id for t in tickets]), TicketClock.metric == "resolution"))
     calendars: dict[int, sla.BusinessCalendar] = {}
-    out = {}
+    out: dict[int, dict[str, Any]] = {}
     for row in rows:
         if row.calendar_id not in calendars:
-            calendars[row.calendar_id] = calendar_of(session.get(BusinessCalendarRow, row.calendar_id))
+            calendars[row.calendar_id] = calendar_of(session.get_one(BusinessCalendarRow, row.calendar_id))
         clock = to_clock(row)
         out[row.ticket_id] = {
             "state": row.state,
@@ -404,7 +408,7 @@ def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.
     return total
 
 
-def update_calendar(session: Session, calendar: BusinessCalendarRow, weekly: dict, exceptions: dict[str, list[str]], notes: dict[str, str], at: datetime, actor: Actor) -> int:
+def update_calendar(session: Session, calendar: BusinessCalendarRow, weekly: dict[Any, Any], exceptions: dict[str, list[str]], notes: dict[str, str], at: datetime, actor: Actor) -> int:
     """Replace a calendar's weekly hours and exception days (validated by the domain first); re-targets its clocks."""
     old = calendar_of(calendar)
     candidate = sla.BusinessCalendar.from_spec({"timezone": calendar.timezone, "weekly": weekly, "exceptions": exceptions})

@@ -68,7 +68,7 @@ def authenticate(session: Session, email: str, password: str) -> StaffUser | Non
         ok = user is not None
     except (VerificationError, InvalidHashError):
         ok = False
-    if not ok or not user.active:
+    if not ok or user is None or not user.active:
         log.warning("staff login failed for %s", mask_email(safe(email)))
         return None
     if hasher.check_needs_rehash(user.password_hash):

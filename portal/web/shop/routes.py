@@ -19,7 +19,8 @@ from portal.domain.actors import SHOPPER
 from portal.domain.codes import compact_pickup_code
 from portal.domain.lifecycle import CANCELLABLE, IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
-from portal.domain.reasons import REASONS
+from portal.domain.policy import Verdict
+from portal.domain.reasons import REASONS, Outcome
 from portal.extensions import limiter, lookup_failed, lookup_order_key
 from portal.i18n import current_locale, money
 from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
@@ -40,7 +41,7 @@ from portal.services.policies import active_policy
 from portal.services.refunds import return_fee
 from portal.services.timeline import get_request_for_order
 from portal.storage import StorageError, store_from_config
-from portal.vision.intake import PhotoRejected, clean_photo
+from portal.vision.intake import CleanPhoto, PhotoRejected, clean_photo
 from portal.web.pages import image_response, photo_bytes, render_page_or_partial
 from portal.web.shop.forms import (
     AnswerForm,
@@ -100,7 +101,7 @@ def lookup():
         return render_template("shop/lookup.html", form=form, failed=False), 422
     number = normalise_order_number(form.order_number.data)
     order = get_session().scalars(select(Order).where(Order.order_number == number)).one_or_none()
-    if not _contact_matches(order, form.contact.data):
+    if not _contact_matches(order, form.contact.data) or order is None:  # the comparison runs either way
         log.info("order lookup failed for %s from %s", safe(number), request.remote_addr)
         return _lookup_failed_page(form)
     _enter(order)
@@ -179,10 +180,10 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
 
 
 def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
-    lines = {line.line_id: line for line in order.lines}
+    lines = {ol.line_id: ol for ol in order.lines}
     if not form.lines.entries:
-        for line in order.lines:
-            form.lines.append_entry({"line_id": line.line_id, "quantity": 0, "outcome": "refund"})
+        for ol in order.lines:
+            form.lines.append_entry({"line_id": ol.line_id, "quantity": 0, "outcome": Outcome.REFUND.value})
     # The same translated lists serve every line: build them once per page.
     reasons, sub_reasons, outcomes = reason_choices(gettext), sub_reason_choices(gettext), outcome_choices(gettext)
     no_exchange = SelectChoice("", gettext("Choose a size or colour"))
@@ -190,7 +191,7 @@ def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
         line = lines.get(entry.line_id.data)
         pre = prechecks.get(entry.line_id.data)
         remaining = pre.remaining if pre is not None else 0
-        allowed = pre is not None and pre.verdict.value != "not_eligible"
+        allowed = pre is not None and pre.verdict is not Verdict.NOT_ELIGIBLE
         top = remaining if allowed else 0
         entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(0, top + 1)]
         entry.reason.choices = reasons
@@ -218,7 +219,7 @@ def _line_requests(order: Order, form: ReturnForm, with_photos: bool):
         seen_ids.add(line_id)
         quantity = entry.quantity.data if isinstance(entry.quantity.data, int) else 0
         uploads = [f for f in request.files.getlist(f"lines-{idx}-photos") if f and f.filename]
-        photos = []
+        photos: list[CleanPhoto | None] = []
         if quantity > 0 and uploads:
             if len(uploads) > per_line:
                 errors.setdefault(line_id, []).append(gettext("Please send at most %(n)d photos per item.", n=per_line))
@@ -249,7 +250,7 @@ def _line_requests(order: Order, form: ReturnForm, with_photos: bool):
             )
         )
         if not with_photos:
-            lines[-1].photos = [None] * len(photos)  # counted, not decoded, for the live check
+            lines[-1].photos = [None] * len(photos)  # type: ignore[list-item]  # counted, not decoded, for the live check
     return lines, errors
 
 

@@ -10,7 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.form import Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from portal.domain.reasons import OUTCOMES, REASONS
+from portal.domain.reasons import OUTCOMES, REASONS, Outcome
 from portal.services.filing import LineRequest
 from portal.web.forms import int_or_invalid, one_entry_per_line
 
@@ -69,9 +69,9 @@ class OnBehalfForm(FlaskForm):
     def fill(self, order_lines, prechecks) -> None:
         """One entry per order line, each with its line and the choices it offers."""
         by_id = {line.line_id: line for line in order_lines}
-        one_entry_per_line(self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": 0, "outcome": "refund"})
+        one_entry_per_line(self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": 0, "outcome": Outcome.REFUND.value})
         reasons = [SelectChoice("", "—")] + [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
-        outcomes = [SelectChoice("refund", gettext("Refund")), SelectChoice("store_credit", gettext("Store credit"))]
+        outcomes = [SelectChoice(Outcome.REFUND.value, gettext("Refund")), SelectChoice(Outcome.STORE_CREDIT.value, gettext("Store credit"))]
         for entry in self.lines.entries:
             entry.form.order_line = by_id[entry.line_id.data]
             entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(0, prechecks[entry.line_id.data].remaining + 1)]

@@ -21,7 +21,7 @@ from portal.services import Conflict
 from portal.services.receiving import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel
 from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 from portal.storage import StorageError, store_from_config
-from portal.vision.intake import PhotoRejected, clean_photo
+from portal.vision.intake import CleanPhoto, PhotoRejected, clean_photo
 from portal.web.auth import staff_required
 from portal.web.warehouse.forms import ReceiveForm
 
@@ -72,7 +72,8 @@ def _parcel(rma: str) -> ReturnRequest:
 def _read_photos(form: ReceiveForm) -> tuple[dict[int, list], bool]:
     """Clean each line's uploads; a refused photo's reason goes beside that line's photo field."""
     max_bytes = current_app.config["MAX_PHOTO_BYTES"]
-    photos, refused = {}, False
+    photos: dict[int, list[CleanPhoto]] = {}
+    refused = False
     for entry in form.lines.entries:
         uploads = [u for u in entry.photos.data or [] if u and u.filename]
         for upload in uploads[: current_app.config["MAX_PHOTOS_PER_LINE"]]:
