@@ -38,12 +38,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE / "translations"))
     app.config.setdefault("RATELIMIT_ENABLED", True)
 
-
     db.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=choose_locale)
     limiter.init_app(app)
-
 
     jobs.init_app(app)
     init_web(app)

@@ -41,7 +41,6 @@ def _app(**overrides):
     app = create_app(overrides or None)
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
-
         ctx.call_on_close(get_engine(app).dispose)
     return app
 
@@ -53,6 +52,7 @@ def main() -> None:
 
 
 # --- database -----------------------------------------------------------------
+
 
 @main.group()
 def db() -> None:
@@ -70,6 +70,7 @@ def db_upgrade() -> None:
 
 
 # --- serving --------------------------------------------------------------------
+
 
 def _ticker(app, interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
@@ -137,6 +138,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
 
 # --- orders -----------------------------------------------------------------------
 
+
 @main.command("import-orders")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Default: from the file extension.")
@@ -184,7 +186,6 @@ def import_orders(file: Path, fmt: str | None) -> None:
 def qr(order_number: str, kind: str, output: Path | None, scale: int) -> None:
     """Write the packing-slip QR code for an order (its signed return link)."""
 
-
     app = _app()
     number = normalise_order_number(order_number)
     with app.app_context(), session_scope(app) as session:
@@ -198,6 +199,7 @@ def qr(order_number: str, kind: str, output: Path | None, scale: int) -> None:
 
 
 # --- policy -----------------------------------------------------------------------
+
 
 @main.group()
 def policy() -> None:
@@ -213,10 +215,11 @@ def _print_trace(trace, indent: str = "    ") -> None:
 
 @policy.command("check")
 @click.argument("order_number")
-@click.option("--policy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Default: the active policy.")
+@click.option(
+    "--policy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Default: the active policy."
+)
 def policy_check(order_number: str, policy_file: Path | None) -> None:
     """Print what the policy allows for each line of an order, and the stored decisions of its requests."""
-
 
     app = _app()
     try:
@@ -225,18 +228,24 @@ def policy_check(order_number: str, policy_file: Path | None) -> None:
         raise click.ClickException(f"policy: {exc}") from None
     now = datetime.now(UTC)
     with app.app_context(), session_scope(app) as session:
-        order = session.scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
+        order = session.scalars(
+            select(Order).where(Order.order_number == normalise_order_number(order_number))
+        ).one_or_none()
         if order is None:
             raise click.ClickException(f"no order {order_number}")
         click.echo(f"Order {order.order_number} under policy {pol.version} at {now:%Y-%m-%d %H:%M} UTC")
         decisions = precheck_order(session, order, pol, now)
         for line in order.lines:
             d = decisions[line.line_id]
-            click.echo(f"  line {line.line_id} {line.sku} {line.product_name}: {d.verdict.value}, {d.remaining} of {line.quantity} returnable")
+            click.echo(
+                f"  line {line.line_id} {line.sku} {line.product_name}: {d.verdict.value}, {d.remaining} of {line.quantity} returnable"
+            )
             _print_trace(d.trace)
         for req in order.requests:
             stored = Decision.from_dict(req.decision)
-            click.echo(f"  request {req.rma} ({req.status}): {stored.verdict.value} under {stored.policy_version}, value {stored.value}")
+            click.echo(
+                f"  request {req.rma} ({req.status}): {stored.verdict.value} under {stored.policy_version}, value {stored.value}"
+            )
             _print_trace(stored.trace)
             for ld in stored.lines:
                 click.echo(f"    line {ld.line_id}: {ld.verdict.value}")
@@ -266,6 +275,7 @@ def policy_replay(policy_file: Path, since: datetime) -> None:
 
 # --- staff -------------------------------------------------------------------------
 
+
 @main.group()
 def staff() -> None:
     """Staff accounts."""
@@ -289,6 +299,7 @@ def staff_create(email: str, role: str, name: str, password: str) -> None:
 
 
 # --- the wear classifier ------------------------------------------------------------
+
 
 @main.group()
 def wear() -> None:
@@ -318,7 +329,6 @@ def wear_report() -> None:
 def wear_export(directory: Path) -> None:
     """Write graded photos as DIR/wear/*.jpg and DIR/no_wear/*.jpg plus labels.csv, for retraining."""
 
-
     app = _app()
     store = store_from_config(app.config)
     (directory / "wear").mkdir(parents=True, exist_ok=True)
@@ -335,14 +345,23 @@ def wear_export(directory: Path) -> None:
             except StorageError:
                 skipped += 1
                 continue
-            writer.writerow([name, label, line.grade or "", "" if line.wear_confirmed is None else int(line.wear_confirmed),
-                             photo.model_version or "", "" if photo.wear_probability is None else f"{photo.wear_probability:.4f}",
-                             line.order_line.category])
+            writer.writerow(
+                [
+                    name,
+                    label,
+                    line.grade or "",
+                    "" if line.wear_confirmed is None else int(line.wear_confirmed),
+                    photo.model_version or "",
+                    "" if photo.wear_probability is None else f"{photo.wear_probability:.4f}",
+                    line.order_line.category,
+                ]
+            )
             written += 1
     click.echo(f"wrote {written} labelled photos to {directory} ({skipped} unreadable)")
 
 
 # --- finance -------------------------------------------------------------------------
+
 
 @main.group()
 def finance() -> None:
@@ -356,10 +375,11 @@ def finance() -> None:
 def finance_export(start: datetime, end: datetime, output: Path | None) -> None:
     """Reconciliation CSV: money movements per day and payment method."""
 
-
     app = _app()
     with session_scope(app) as session:
-        body = reconciliation_csv(ledger_rows(session, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC) + timedelta(days=1)))
+        body = reconciliation_csv(
+            ledger_rows(session, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC) + timedelta(days=1))
+        )
     if output:
         output.write_text(body, encoding="utf-8")
         click.echo(f"wrote {output}")
@@ -368,6 +388,7 @@ def finance_export(start: datetime, end: datetime, output: Path | None) -> None:
 
 
 # --- background work ----------------------------------------------------------------
+
 
 @main.group()
 def outbox() -> None:

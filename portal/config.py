@@ -101,7 +101,9 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         cfg["WEBHOOK_SECRET"] = cfg["API_SECRET"]
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    cfg.setdefault("SESSION_COOKIE_SECURE", not (cfg["DEVELOPMENT"] or cfg["TESTING"]) and cfg["PUBLIC_URL"].startswith("https"))
+    cfg.setdefault(
+        "SESSION_COOKIE_SECURE", not (cfg["DEVELOPMENT"] or cfg["TESTING"]) and cfg["PUBLIC_URL"].startswith("https")
+    )
     cfg.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)
     return cfg

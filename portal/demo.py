@@ -162,7 +162,12 @@ def seed(session: Session, now: datetime | None = None) -> list[tuple[str, str]]
     products = parse_products(
         {
             "products": [
-                {"product_code": code, "name": name, "category": cat, "variants": [{"sku": s, "variant": v, "stock": st} for s, v, st in variants]}
+                {
+                    "product_code": code,
+                    "name": name,
+                    "category": cat,
+                    "variants": [{"sku": s, "variant": v, "stock": st} for s, v, st in variants],
+                }
                 for code, name, cat, variants in CATALOGUE
             ]
         }
@@ -182,7 +187,6 @@ def seed(session: Session, now: datetime | None = None) -> list[tuple[str, str]]
 def seed_requests(app, session: Session) -> int:
     """Earlier requests that some cases need: a partly returned order and a frequent returner."""
 
-
     policy = active_policy(app.config["POLICY_PATH"])
     store = store_from_config(app.config)
     now = datetime.now(UTC)
@@ -198,7 +202,16 @@ def seed_requests(app, session: Session) -> int:
         if session.scalar(select(ReturnRequest.id).where(ReturnRequest.order_id == order.id).limit(1)):
             continue
         for _ in range(count):
-            open_return(session, order, [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")], policy, now, "en", store, actor=Actor(ActorKind.SYSTEM, "demo"))
+            open_return(
+                session,
+                order,
+                [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")],
+                policy,
+                now,
+                "en",
+                store,
+                actor=Actor(ActorKind.SYSTEM, "demo"),
+            )
             made += 1
     return made
 
@@ -213,8 +226,10 @@ DEMO_STAFF = [(role, f"{role}@demo.example", f"demo-{role}-pass") for role in RO
 def seed_staff(session: Session) -> list[tuple[str, str, str]]:
     """One account per role, teams with members, and routing rules; returns (role, email, password)."""
 
-
-    users = {role: ensure_staff(session, email, f"Demo {role.title()}", role, password) for role, email, password in DEMO_STAFF}
+    users = {
+        role: ensure_staff(session, email, f"Demo {role.title()}", role, password)
+        for role, email, password in DEMO_STAFF
+    }
     service = ensure_team(session, "service", "Customer service")
     inspection = ensure_team(session, "inspection", "Inspection desk")
     finance = ensure_team(session, "finance", "Finance desk")
@@ -223,17 +238,56 @@ def seed_staff(session: Session) -> list[tuple[str, str, str]]:
     finance.lead_id = users[MANAGER].id
     for team in (service, inspection, finance, logistics):
         for role in (AGENT, LEAD):
-            exists = session.scalars(select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == users[role].id)).first()
+            exists = session.scalars(
+                select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == users[role].id)
+            ).first()
             if exists is None:
                 session.add(TeamMember(team_id=team.id, staff_id=users[role].id, cap=25))
     if session.scalars(select(RoutingRuleRow.id).limit(1)).first() is None:
-        session.add_all([
-            RoutingRuleRow(position=10, name="Photos look worn", conditions={"min_wear": 0.7}, team=inspection, priority="high", ticket_class="C"),
-            RoutingRuleRow(position=20, name="High value", conditions={"min_value": "1000"}, team=finance, priority="high", ticket_class="A"),
-            RoutingRuleRow(position=30, name="Delivery damage", conditions={"responsibilities": ["logistics"]}, team=logistics, priority="normal", ticket_class="C"),
-            RoutingRuleRow(position=40, name="Frequent returner", conditions={"frequent_returner": True}, team=service, priority="high", ticket_class="B"),
-            RoutingRuleRow(position=100, name="Everything else", conditions={}, team=service, priority="normal", ticket_class="B"),
-        ])
+        session.add_all(
+            [
+                RoutingRuleRow(
+                    position=10,
+                    name="Photos look worn",
+                    conditions={"min_wear": 0.7},
+                    team=inspection,
+                    priority="high",
+                    ticket_class="C",
+                ),
+                RoutingRuleRow(
+                    position=20,
+                    name="High value",
+                    conditions={"min_value": "1000"},
+                    team=finance,
+                    priority="high",
+                    ticket_class="A",
+                ),
+                RoutingRuleRow(
+                    position=30,
+                    name="Delivery damage",
+                    conditions={"responsibilities": ["logistics"]},
+                    team=logistics,
+                    priority="normal",
+                    ticket_class="C",
+                ),
+                RoutingRuleRow(
+                    position=40,
+                    name="Frequent returner",
+                    conditions={"frequent_returner": True},
+                    team=service,
+                    priority="high",
+                    ticket_class="B",
+                ),
+                RoutingRuleRow(
+                    position=100,
+                    name="Everything else",
+                    conditions={},
+                    team=service,
+                    priority="normal",
+                    ticket_class="B",
+                ),
+            ]
+        )
     seed_sla(session, [service, inspection, finance, logistics], users[MANAGER].id)
     seed_replies(session)
     session.commit()
@@ -250,11 +304,12 @@ DEMO_LADDER = [
 def seed_sla(session: Session, teams, manager_id: int) -> None:
     """A Shanghai office calendar with China's public holidays, and targets per priority."""
 
-
     calendar = session.scalars(select(BusinessCalendarRow).where(BusinessCalendarRow.code == "cn-office")).one_or_none()
     if calendar is None:
         week = {d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
-        calendar = BusinessCalendarRow(code="cn-office", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN")
+        calendar = BusinessCalendarRow(
+            code="cn-office", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN"
+        )
         session.add(calendar)
         session.flush()
         year = datetime.now(UTC).year
@@ -263,23 +318,58 @@ def seed_sla(session: Session, teams, manager_id: int) -> None:
         team.manager_id = team.manager_id or manager_id
     targets = {"low": (480, 2880), "normal": (240, 1440), "high": (120, 480), "urgent": (60, 240)}
     for priority, (first, resolution) in targets.items():
-        exists = session.scalars(select(SlaPolicy).where(SlaPolicy.team_id.is_(None), SlaPolicy.priority == priority)).first()
+        exists = session.scalars(
+            select(SlaPolicy).where(SlaPolicy.team_id.is_(None), SlaPolicy.priority == priority)
+        ).first()
         if exists is None:
-            session.add(SlaPolicy(team_id=None, priority=priority, first_response_minutes=first, resolution_minutes=resolution,
-                                  calendar_id=calendar.id, ladder=DEMO_LADDER))
+            session.add(
+                SlaPolicy(
+                    team_id=None,
+                    priority=priority,
+                    first_response_minutes=first,
+                    resolution_minutes=resolution,
+                    calendar_id=calendar.id,
+                    ladder=DEMO_LADDER,
+                )
+            )
 
 
 DEMO_REPLIES = [
-    ("Wrong item: apology and reshipment", "en", ["wrong_item"], ["wrong", "different"],
-     "We are sorry we sent the wrong item. Please keep it ready for the courier; we are shipping the right one today and will send you its tracking number."),
-    ("发错商品：致歉并补发", "zh_Hans", ["wrong_item"], ["发错", "不一样"],
-     "非常抱歉给您发错了商品。请把它准备好交给快递员，我们今天就为您补发正确的商品，并把物流单号发给您。"),
-    ("Damaged in transit", "en", ["damaged"], ["broken", "crushed"],
-     "We are sorry your parcel arrived damaged. The return shipping is on us, and we have opened a claim with the courier."),
-    ("运输途中损坏", "zh_Hans", ["damaged"], ["破", "压坏"],
-     "很抱歉您的包裹在运输途中受损。退货运费由我们承担，我们已向快递公司提出索赔。"),
-    ("Size help", "en", ["size_fit"], ["small", "large", "size"],
-     "Thank you for telling us about the fit. Our size chart is on every product page; an exchange to another size is free while in stock."),
+    (
+        "Wrong item: apology and reshipment",
+        "en",
+        ["wrong_item"],
+        ["wrong", "different"],
+        "We are sorry we sent the wrong item. Please keep it ready for the courier; we are shipping the right one today and will send you its tracking number.",
+    ),
+    (
+        "发错商品：致歉并补发",
+        "zh_Hans",
+        ["wrong_item"],
+        ["发错", "不一样"],
+        "非常抱歉给您发错了商品。请把它准备好交给快递员，我们今天就为您补发正确的商品，并把物流单号发给您。",
+    ),
+    (
+        "Damaged in transit",
+        "en",
+        ["damaged"],
+        ["broken", "crushed"],
+        "We are sorry your parcel arrived damaged. The return shipping is on us, and we have opened a claim with the courier.",
+    ),
+    (
+        "运输途中损坏",
+        "zh_Hans",
+        ["damaged"],
+        ["破", "压坏"],
+        "很抱歉您的包裹在运输途中受损。退货运费由我们承担，我们已向快递公司提出索赔。",
+    ),
+    (
+        "Size help",
+        "en",
+        ["size_fit"],
+        ["small", "large", "size"],
+        "Thank you for telling us about the fit. Our size chart is on every product page; an exchange to another size is free while in stock.",
+    ),
 ]
 
 
@@ -287,4 +377,6 @@ def seed_replies(session: Session) -> None:
     if session.scalars(select(CannedReplyRow.id).limit(1)).first() is not None:
         return
     for name, locale, reasons, keywords, body in DEMO_REPLIES:
-        session.add(CannedReplyRow(name=name, locale=locale, reasons=reasons, keywords=keywords, body=body, active=True))
+        session.add(
+            CannedReplyRow(name=name, locale=locale, reasons=reasons, keywords=keywords, body=body, active=True)
+        )

@@ -427,8 +427,15 @@ class _Label:
         # Chinese has no spaces to break at: wrap such lines at any character.
         wrapmode = WrapMode.CHAR if any(_is_cjk(ch) for ch in text) else WrapMode.WORD
         lines = self.pdf.multi_cell(
-            w, h, text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT,
-            wrapmode=wrapmode, dry_run=dry_run, output="LINES",
+            w,
+            h,
+            text,
+            align=Align.L,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+            wrapmode=wrapmode,
+            dry_run=dry_run,
+            output="LINES",
         )
         return len(cast(list[str], lines)) * h
 

@@ -10,7 +10,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 def safe(value: object, limit: int = 120) -> str:
     """User input for a log line: control characters (CR/LF included) escaped, length capped."""
     text = str(value)[:limit]
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def mask_email(email: str | None) -> str:

@@ -32,8 +32,21 @@ def pybabel(*args: str) -> None:
 
 def extract() -> None:
     keywords = [arg for k in KEYWORDS for arg in ("-k", k)]
-    pybabel("extract", "-F", "babel.cfg", *keywords, "-c", COMMENT_TAG, "--add-location=file", "--sort-by-file",
-            "--project=returns-portal", "--version=0.1.0", "-o", str(POT), ".")
+    pybabel(
+        "extract",
+        "-F",
+        "babel.cfg",
+        *keywords,
+        "-c",
+        COMMENT_TAG,
+        "--add-location=file",
+        "--sort-by-file",
+        "--project=returns-portal",
+        "--version=0.1.0",
+        "-o",
+        str(POT),
+        ".",
+    )
 
 
 def update() -> None:
@@ -65,7 +78,9 @@ def _strings(value) -> tuple[str, ...]:
 def compiled_differences(po_path: Path) -> set:
     """Message ids whose translation differs between the .po and its compiled .mo."""
     with open(po_path, "rb") as f:
-        source = {_strings(m.id): _strings(m.string) for m in read_po(f) if m.id and any(_strings(m.string)) and not m.fuzzy}
+        source = {
+            _strings(m.id): _strings(m.string) for m in read_po(f) if m.id and any(_strings(m.string)) and not m.fuzzy
+        }
     mo_path = po_path.with_suffix(".mo")
     compiled = {}
     if mo_path.exists():

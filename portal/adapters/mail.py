@@ -27,7 +27,15 @@ class FileMailer:
 
 
 class SmtpMailer:
-    def __init__(self, host: str, port: int = 25, user: str | None = None, password: str | None = None, starttls: bool = False, timeout: float = 20):
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        user: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 20,
+    ):
         self.host, self.port, self.user, self.password = host, port, user, password
         self.starttls, self.timeout = starttls, timeout
 
@@ -42,5 +50,11 @@ class SmtpMailer:
 
 def mailer_from_config(config) -> Mailer:
     if config.get("SMTP_HOST"):
-        return SmtpMailer(config["SMTP_HOST"], config["SMTP_PORT"], config.get("SMTP_USER"), config.get("SMTP_PASSWORD"), config.get("SMTP_STARTTLS", False))
+        return SmtpMailer(
+            config["SMTP_HOST"],
+            config["SMTP_PORT"],
+            config.get("SMTP_USER"),
+            config.get("SMTP_PASSWORD"),
+            config.get("SMTP_STARTTLS", False),
+        )
     return FileMailer(config["OUTBOX_PATH"])

@@ -34,7 +34,9 @@ class PaymentResult:
 class PaymentGateway(Protocol):
     name: str
 
-    def refund(self, key: str, amount: Decimal, currency: str, payment_reference: str, manual_reference: str | None = None) -> PaymentResult: ...
+    def refund(
+        self, key: str, amount: Decimal, currency: str, payment_reference: str, manual_reference: str | None = None
+    ) -> PaymentResult: ...
 
 
 class ManualPayments:
@@ -57,13 +59,17 @@ class SandboxGateway:
         if self.mode == "fail":
             raise GatewayError("card declined (sandbox)")
         with self.factory() as session:
-            existing = session.scalars(select(SandboxPayment).where(SandboxPayment.idempotency_key == key).with_for_update()).one_or_none()
+            existing = session.scalars(
+                select(SandboxPayment).where(SandboxPayment.idempotency_key == key).with_for_update()
+            ).one_or_none()
             if existing is not None:
                 existing.calls += 1
                 reference = f"SBX-{existing.id}"
                 session.commit()
             else:
-                payment = SandboxPayment(idempotency_key=key, amount=amount, currency=currency, payment_reference=payment_reference or "")
+                payment = SandboxPayment(
+                    idempotency_key=key, amount=amount, currency=currency, payment_reference=payment_reference or ""
+                )
                 session.add(payment)
                 session.commit()
                 reference = f"SBX-{payment.id}"

@@ -107,7 +107,9 @@ class WebhookSender:
         self._check_url()
         body = event_body(message)
         timestamp = str(int(time.time()))
-        request = urllib.request.Request(self.url, data=body, method="POST", headers=self.headers(message, body, timestamp))
+        request = urllib.request.Request(
+            self.url, data=body, method="POST", headers=self.headers(message, body, timestamp)
+        )
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 status = response.status

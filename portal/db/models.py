@@ -256,7 +256,9 @@ class Photo(Base):
     source: Mapped[str] = mapped_column(String(16), default="shopper", server_default="shopper")  # shopper | warehouse
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The wear classifier's opinion (advice for staff, never a decision).
-    score_state: Mapped[str] = mapped_column(String(16), default=ScoreState.PENDING.value, server_default=ScoreState.PENDING.value)
+    score_state: Mapped[str] = mapped_column(
+        String(16), default=ScoreState.PENDING.value, server_default=ScoreState.PENDING.value
+    )
     wear_probability: Mapped[float | None] = mapped_column(Float)
     wear_label: Mapped[str | None] = mapped_column(String(16))
     model_version: Mapped[str | None] = mapped_column(String(64))
@@ -388,8 +390,20 @@ class Ticket(Base):
     __tablename__ = "ticket"
     __table_args__ = (
         # Queue pages: open tickets by assignee or team, newest first.
-        Index("ix_ticket_open_assignee", "assignee_id", "created_at", postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
-        Index("ix_ticket_open_team", "team_id", "created_at", postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+        Index(
+            "ix_ticket_open_assignee",
+            "assignee_id",
+            "created_at",
+            postgresql_where=text("status <> 'closed'"),
+            sqlite_where=text("status <> 'closed'"),
+        ),
+        Index(
+            "ix_ticket_open_team",
+            "team_id",
+            "created_at",
+            postgresql_where=text("status <> 'closed'"),
+            sqlite_where=text("status <> 'closed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -457,7 +471,9 @@ class BusinessCalendarRow(Base):
     country: Mapped[str | None] = mapped_column(String(8))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    exceptions: Mapped[list[CalendarException]] = relationship(back_populates="calendar", order_by="CalendarException.day")
+    exceptions: Mapped[list[CalendarException]] = relationship(
+        back_populates="calendar", order_by="CalendarException.day"
+    )
 
 
 class CalendarException(Base):
@@ -498,8 +514,13 @@ class TicketClock(Base):
     __table_args__ = (
         UniqueConstraint("ticket_id", "metric", name="uq_ticket_clock_ticket_id_metric"),
         # Breaching-soon and breached views look up running resolution clocks by deadline.
-        Index("ix_ticket_clock_running_deadline", "deadline", "ticket_id",
-              postgresql_where=text("state = 'running' AND metric = 'resolution'"), sqlite_where=text("state = 'running' AND metric = 'resolution'")),
+        Index(
+            "ix_ticket_clock_running_deadline",
+            "deadline",
+            "ticket_id",
+            postgresql_where=text("state = 'running' AND metric = 'resolution'"),
+            sqlite_where=text("state = 'running' AND metric = 'resolution'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -529,8 +550,18 @@ class EscalationDue(Base):
     __tablename__ = "escalation_due"
     __table_args__ = (
         UniqueConstraint("clock_id", "step_key", "generation", name="uq_escalation_due_clock_step_generation"),
-        Index("ix_escalation_due_pending", "fire_at", postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
-        Index("ix_escalation_due_claimed", "claim_expires", postgresql_where=text("status = 'claimed'"), sqlite_where=text("status = 'claimed'")),
+        Index(
+            "ix_escalation_due_pending",
+            "fire_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_escalation_due_claimed",
+            "claim_expires",
+            postgresql_where=text("status = 'claimed'"),
+            sqlite_where=text("status = 'claimed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -28,7 +28,9 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
         return [Ticket.assignee_id.is_(None), open_]
     if view in ("breaching", "breached"):
         now = now or datetime.now(UTC)
-        running = select(TicketClock.ticket_id).where(TicketClock.state == ClockState.RUNNING, TicketClock.metric == "resolution")
+        running = select(TicketClock.ticket_id).where(
+            TicketClock.state == ClockState.RUNNING, TicketClock.metric == "resolution"
+        )
         if view == "breached":
             running = running.where(TicketClock.deadline <= now)
         else:
@@ -42,16 +44,23 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
 def _search(stmt: Select, q: str) -> Select:
     like = f"%{q.lower()}%"
     by_sku = exists(
-        select(ReturnLine.id).join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
+        select(ReturnLine.id)
+        .join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
         .where(ReturnLine.request_id == ReturnRequest.id, func.lower(OrderLine.sku).like(like))
     )
-    return stmt.join(ReturnRequest, ReturnRequest.id == Ticket.request_id).join(Order, Order.id == ReturnRequest.order_id).where(or_(
-        func.lower(Order.order_number).like(like),
-        func.lower(ReturnRequest.rma).like(like),
-        func.lower(Order.customer_email).like(like),
-        func.lower(Order.customer_name).like(like),
-        by_sku,
-    ))
+    return (
+        stmt.join(ReturnRequest, ReturnRequest.id == Ticket.request_id)
+        .join(Order, Order.id == ReturnRequest.order_id)
+        .where(
+            or_(
+                func.lower(Order.order_number).like(like),
+                func.lower(ReturnRequest.rma).like(like),
+                func.lower(Order.customer_email).like(like),
+                func.lower(Order.customer_name).like(like),
+                by_sku,
+            )
+        )
+    )
 
 
 def _narrow(stmt: Select, priority: str | None, team_id: int | None) -> Select:
@@ -62,17 +71,29 @@ def _narrow(stmt: Select, priority: str | None, team_id: int | None) -> Select:
     return stmt
 
 
-def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = None, priority: str | None = None,
-                 team_id: int | None = None) -> Select:
+def ticket_queue(
+    view: str,
+    staff_id: int,
+    q: str = "",
+    now: datetime | None = None,
+    priority: str | None = None,
+    team_id: int | None = None,
+) -> Select:
     """Tickets for a queue view, newest first, with what a row shows loaded up front; ``q`` searches
     order number, RMA, SKU and customer email or name (case-insensitive substring)."""
     if view in ("breaching", "breached"):
         # Most urgent first, straight from the running-deadline index.
         now = now or datetime.now(UTC)
         clock = TicketClock
-        stmt = select(Ticket).join(clock, (clock.ticket_id == Ticket.id) & (clock.metric == "resolution") & (clock.state == ClockState.RUNNING))
-        stmt = stmt.where(Ticket.status != TicketStatus.CLOSED, clock.deadline <= now if view == "breached" else
-                          (clock.deadline > now) & (clock.deadline <= now + BREACHING_SOON))
+        stmt = select(Ticket).join(
+            clock, (clock.ticket_id == Ticket.id) & (clock.metric == "resolution") & (clock.state == ClockState.RUNNING)
+        )
+        stmt = stmt.where(
+            Ticket.status != TicketStatus.CLOSED,
+            clock.deadline <= now
+            if view == "breached"
+            else (clock.deadline > now) & (clock.deadline <= now + BREACHING_SOON),
+        )
         order = (clock.deadline.asc(), Ticket.id.asc())
     else:
         stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
@@ -88,8 +109,14 @@ def ticket_queue(view: str, staff_id: int, q: str = "", now: datetime | None = N
     ).order_by(*order)
 
 
-def queue_total(view: str, staff_id: int, q: str = "", now: datetime | None = None, priority: str | None = None,
-                team_id: int | None = None) -> Select:
+def queue_total(
+    view: str,
+    staff_id: int,
+    q: str = "",
+    now: datetime | None = None,
+    priority: str | None = None,
+    team_id: int | None = None,
+) -> Select:
     stmt = _narrow(select(func.count(Ticket.id)).where(*_view_filters(view, staff_id, now)), priority, team_id)
     q = (q or "").strip()
     return _search(stmt, q) if q else stmt
@@ -122,8 +149,16 @@ def _round_money(amount, currency):
 def order_refundable_total(order_id=ReturnRequest.order_id):
     """``refunds.order_refundable_total`` (before prior refunds) for the order ``order_id``, as a scalar subquery."""
     lines = (
-        select(func.coalesce(func.sum(_round_money(OrderLine.unit_price * OrderLine.quantity - OrderLine.discount + OrderLine.tax,
-                                                   Order.currency)), 0))
+        select(
+            func.coalesce(
+                func.sum(
+                    _round_money(
+                        OrderLine.unit_price * OrderLine.quantity - OrderLine.discount + OrderLine.tax, Order.currency
+                    )
+                ),
+                0,
+            )
+        )
         .where(OrderLine.order_id == Order.id)
         .scalar_subquery()
     )
@@ -137,5 +172,6 @@ def refund_queue(limit: int = 50) -> Select:
     return (
         select(ReturnRequest, order_refundable_total().label("refundable"))
         .where(awaiting_refund(), ~ReturnRequest.id.in_(active))
-        .order_by(ReturnRequest.updated_at).limit(limit)
+        .order_by(ReturnRequest.updated_at)
+        .limit(limit)
     )

@@ -86,11 +86,7 @@ def parse_rma(text: str) -> str:
 
 def _has_shape(cleaned: str, symbols: int) -> bool:
     """``symbols`` base32 symbols followed by something that could be a check character."""
-    return (
-        len(cleaned) == symbols + 1
-        and all(ch in _DECODE for ch in cleaned[:-1])
-        and cleaned[-1] in CHECK_ALPHABET
-    )
+    return len(cleaned) == symbols + 1 and all(ch in _DECODE for ch in cleaned[:-1]) and cleaned[-1] in CHECK_ALPHABET
 
 
 def looks_like_rma(text: str) -> bool:
@@ -158,7 +154,7 @@ def parse_store_credit_code(text: str) -> str:
         raise CodeError("wrong length")
     if not cleaned.startswith(STORE_CREDIT_PREFIX):
         raise CodeError("not a store credit code")
-    return f"{STORE_CREDIT_PREFIX}-{group(parse(cleaned[len(STORE_CREDIT_PREFIX):], STORE_CREDIT_SYMBOLS), 4)}"
+    return f"{STORE_CREDIT_PREFIX}-{group(parse(cleaned[len(STORE_CREDIT_PREFIX) :], STORE_CREDIT_SYMBOLS), 4)}"
 
 
 def compact_pickup_code(text: str) -> str:

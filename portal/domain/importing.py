@@ -85,7 +85,7 @@ class Record:
 
 
 def detect_format(filename: str) -> str:
-    """"jsonl" or "csv" from a file name's extension; ValueError for anything else."""
+    """ "jsonl" or "csv" from a file name's extension; ValueError for anything else."""
     dot = filename.rfind(".")
     fmt = _EXTENSIONS.get(filename[dot:].lower()) if dot >= 0 else None
     if fmt is None:

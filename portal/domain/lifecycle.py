@@ -60,7 +60,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 # The shopper may cancel while nothing has shipped.
-CANCELLABLE = frozenset({Status.SUBMITTED, Status.PENDING_REVIEW, Status.AWAITING_SHOPPER, Status.APPROVED, Status.LABEL_ISSUED})
+CANCELLABLE = frozenset(
+    {Status.SUBMITTED, Status.PENDING_REVIEW, Status.AWAITING_SHOPPER, Status.APPROVED, Status.LABEL_ISSUED}
+)
 # Requests in these states no longer hold quantity against the order.
 RELEASED = frozenset({Status.CANCELLED, Status.REJECTED})
 
@@ -85,4 +87,13 @@ POLLING = frozenset(
     }
 )
 
-__all__ = ["Status", "LABELS", "TRANSITIONS", "CANCELLABLE", "RELEASED", "POLLING", "IllegalTransition", "check_transition"]
+__all__ = [
+    "Status",
+    "LABELS",
+    "TRANSITIONS",
+    "CANCELLABLE",
+    "RELEASED",
+    "POLLING",
+    "IllegalTransition",
+    "check_transition",
+]

@@ -57,7 +57,7 @@ def line_paid_total(unit_price: Decimal, quantity: int, discount: Decimal, tax: 
 def parse_money(value: object) -> Decimal:
     """Parse a decimal string (never a float) into a finite Decimal; raises ValueError."""
     if not isinstance(value, str):
-        raise ValueError("must be a decimal string such as \"12.50\"")
+        raise ValueError('must be a decimal string such as "12.50"')
     try:
         amount = Decimal(value.strip())
     except InvalidOperation:
@@ -77,7 +77,9 @@ def line_paid_per_unit(unit_price: Decimal, quantity: int, discount: Decimal, ta
     return round_money((unit_price * quantity - discount + tax) / quantity, currency)
 
 
-def line_value(unit_price: Decimal, quantity: int, discount: Decimal, tax: Decimal, currency: str, units: int) -> Decimal:
+def line_value(
+    unit_price: Decimal, quantity: int, discount: Decimal, tax: Decimal, currency: str, units: int
+) -> Decimal:
     """Value of ``units`` of a line, at most the line's total paid (no rounding drift)."""
     if units >= quantity:
         return line_paid_total(unit_price, quantity, discount, tax, currency)

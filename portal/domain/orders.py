@@ -237,9 +237,7 @@ def _bool(errs: _Errors, obj: Mapping[str, object], key: str, prefix: str) -> bo
     return value
 
 
-def _int(
-    errs: _Errors, obj: Mapping[str, object], key: str, prefix: str, *, minimum: int, maximum: int
-) -> int | None:
+def _int(errs: _Errors, obj: Mapping[str, object], key: str, prefix: str, *, minimum: int, maximum: int) -> int | None:
     """A JSON integer (booleans and floats are rejected) within bounds."""
     path = _path(prefix, key)
     value = obj.get(key)
@@ -295,9 +293,7 @@ def _money(
     return rounded + 0  # turns a negative zero into zero
 
 
-def _timestamp(
-    errs: _Errors, obj: Mapping[str, object], key: str, prefix: str, *, required: bool
-) -> datetime | None:
+def _timestamp(errs: _Errors, obj: Mapping[str, object], key: str, prefix: str, *, required: bool) -> datetime | None:
     """An ISO 8601 timestamp with a UTC offset ("Z" accepted)."""
     path = _path(prefix, key)
     value = obj.get(key)

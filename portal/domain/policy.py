@@ -111,7 +111,7 @@ class Policy:
         if not isinstance(self.version, str) or not self.version.strip():
             raise PolicyError("version is required and must be a non-empty string")
         if not isinstance(self.timezone, str):
-            raise PolicyError("timezone must be a string such as \"Asia/Shanghai\"")
+            raise PolicyError('timezone must be a string such as "Asia/Shanghai"')
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -147,7 +147,7 @@ def _check_count(key: str, value: object) -> None:
 
 def _check_amount(key: str, value: object) -> None:
     if not isinstance(value, Decimal):
-        raise PolicyError(f"{key} must be a decimal amount such as \"200.00\", not {type(value).__name__}")
+        raise PolicyError(f'{key} must be a decimal amount such as "200.00", not {type(value).__name__}')
     if not value.is_finite():
         raise PolicyError(f"{key} must be a finite amount")
     if value < 0:
@@ -199,7 +199,7 @@ def _convert(key: str, name: str, value: object) -> object:
     """TOML value -> Policy field value; type errors left for ``Policy`` to report."""
     if name in _AMOUNT_FIELDS:
         if isinstance(value, float):
-            raise PolicyError(f"{key} must be a quoted decimal string such as \"200.00\", not a float")
+            raise PolicyError(f'{key} must be a quoted decimal string such as "200.00", not a float')
         if isinstance(value, int) and not isinstance(value, bool):
             return Decimal(value)
         if isinstance(value, str):

@@ -39,6 +39,7 @@ RESPONSIBILITY_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
+
 class Outcome(StrEnum):
     """What the shopper asks for in return for an item."""
 

@@ -31,7 +31,9 @@ class ReceiptError(InvalidInput):
     """The warehouse input does not add up; nothing is saved. ``line_id`` names the line at fault and
     ``field`` what about it (quantity, grade, disposition, issue), so a form can show the error beside it."""
 
-    def __init__(self, message: str, /, *, line_id: int | None = None, field: str | None = None, **params: object) -> None:
+    def __init__(
+        self, message: str, /, *, line_id: int | None = None, field: str | None = None, **params: object
+    ) -> None:
         super().__init__(message, line=line_id or 0, **params)
         self.line_id = line_id
         self.field = field
@@ -67,7 +69,9 @@ class Finding:
         return DISCREPANCIES[self.kind][0]
 
 
-def check_receipt(expected: Mapping[int, int], lines: Sequence[ReceivedLine], findings: Sequence[Finding]) -> list[Finding]:
+def check_receipt(
+    expected: Mapping[int, int], lines: Sequence[ReceivedLine], findings: Sequence[Finding]
+) -> list[Finding]:
     """Validate what was received against what was expected; returns all discrepancies.
 
     Fewer units than expected adds a ``short_quantity`` finding (or ``missing`` when
@@ -89,16 +93,33 @@ def check_receipt(expected: Mapping[int, int], lines: Sequence[ReceivedLine], fi
             raise ReceiptError(N_("Line %(line)d is listed twice."), line_id=line.line_id)
         seen.add(line.line_id)
         if line.quantity < 0 or line.quantity > expected[line.line_id]:
-            raise ReceiptError(N_("Line %(line)d: the received quantity must be between 0 and %(max)d."), line_id=line.line_id, field="quantity",
-                               max=expected[line.line_id])
+            raise ReceiptError(
+                N_("Line %(line)d: the received quantity must be between 0 and %(max)d."),
+                line_id=line.line_id,
+                field="quantity",
+                max=expected[line.line_id],
+            )
         if line.quantity and line.grade not in GRADES:
             raise ReceiptError(N_("Line %(line)d: choose a grade."), line_id=line.line_id, field="grade")
         if line.quantity and line.disposition not in DISPOSITIONS:
-            raise ReceiptError(N_("Line %(line)d: choose what happens to the item."), line_id=line.line_id, field="disposition")
-        if line.quantity < expected[line.line_id] and not any((line.line_id, k) in noted for k in ("short_quantity", "missing", "wrong_item")):
+            raise ReceiptError(
+                N_("Line %(line)d: choose what happens to the item."), line_id=line.line_id, field="disposition"
+            )
+        if line.quantity < expected[line.line_id] and not any(
+            (line.line_id, k) in noted for k in ("short_quantity", "missing", "wrong_item")
+        ):
             kind = "missing" if line.quantity == 0 else "short_quantity"
-            out.append(Finding(kind, line.line_id, finding_units(kind, expected[line.line_id], line.quantity), "recorded by the count"))
+            out.append(
+                Finding(
+                    kind,
+                    line.line_id,
+                    finding_units(kind, expected[line.line_id], line.quantity),
+                    "recorded by the count",
+                )
+            )
     missing_lines = set(expected) - seen
     if missing_lines:
-        raise ReceiptError(N_("Some lines were not counted: %(lines)s."), lines=", ".join(map(str, sorted(missing_lines))))
+        raise ReceiptError(
+            N_("Some lines were not counted: %(lines)s."), lines=", ".join(map(str, sorted(missing_lines)))
+        )
     return out

@@ -121,7 +121,7 @@ def _check_count(name: str, value: object, minimum: int = 0) -> int:
 def _check_decimal(name: str, value: object, *, negative: bool = False) -> Decimal:
     """A finite Decimal (ints accepted, floats refused); non-negative unless ``negative``."""
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
-        raise ValueError(f"{name} must be a Decimal such as Decimal(\"12.50\"), not {type(value).__name__}")
+        raise ValueError(f'{name} must be a Decimal such as Decimal("12.50"), not {type(value).__name__}')
     amount = Decimal(value)
     if not amount.is_finite():
         raise ValueError(f"{name} must be a finite amount")

@@ -28,7 +28,9 @@ def _words(text: str) -> str:
     return " " + re.sub(r"\s+", " ", text.lower()) + " "
 
 
-def suggest(replies: Sequence[CannedReply], reasons: Iterable[str], texts: Iterable[str], locale: str, limit: int = 3) -> list[Suggestion]:
+def suggest(
+    replies: Sequence[CannedReply], reasons: Iterable[str], texts: Iterable[str], locale: str, limit: int = 3
+) -> list[Suggestion]:
     """Best replies for the shopper's language (English when none exist in it), highest score first.
 
     A matching reason counts 2, each keyword found in the shopper's comments 1;

@@ -93,7 +93,9 @@ class Conditions:
             value = data.get(name) or []
             if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
                 raise RuleError(f"{name} must be a list of strings")
-            kwargs[name] = frozenset(v.strip().lower() if name != "languages" else v.strip() for v in value if v.strip())
+            kwargs[name] = frozenset(
+                v.strip().lower() if name != "languages" else v.strip() for v in value if v.strip()
+            )
         for name in ("min_value", "max_value"):
             if data.get(name) not in (None, ""):
                 try:
@@ -117,7 +119,11 @@ class Conditions:
                     raise RuleError(f"{name} must be true or false")
                 kwargs[name] = data[name]
         conditions = cls(**kwargs)
-        if conditions.min_value is not None and conditions.max_value is not None and conditions.min_value > conditions.max_value:
+        if (
+            conditions.min_value is not None
+            and conditions.max_value is not None
+            and conditions.min_value > conditions.max_value
+        ):
             raise RuleError("min_value is above max_value")
         return conditions
 
@@ -142,8 +148,14 @@ class Rule:
 
     def snapshot(self) -> dict[str, Any]:
         """What is stored on the ticket: the rule as it was when it matched."""
-        return {"id": self.id, "name": self.name, "conditions": self.conditions.to_dict(), "team": self.team,
-                "priority": self.priority, "ticket_class": self.ticket_class}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "conditions": self.conditions.to_dict(),
+            "team": self.team,
+            "priority": self.priority,
+            "ticket_class": self.ticket_class,
+        }
 
 
 @dataclass(frozen=True)
@@ -163,8 +175,16 @@ def route(rules: Sequence[Rule], inputs: RoutingInputs, default_team: str) -> Ro
     return Route(default_team, "normal", "B", None, ("no rule matched; default team",))
 
 
-def inputs_for(categories: Iterable[str], responsibilities: Iterable[str], value: Decimal, max_wear: float | None,
-               verdict: str, frequent_returner: bool, language: str, channel: str) -> RoutingInputs:
+def inputs_for(
+    categories: Iterable[str],
+    responsibilities: Iterable[str],
+    value: Decimal,
+    max_wear: float | None,
+    verdict: str,
+    frequent_returner: bool,
+    language: str,
+    channel: str,
+) -> RoutingInputs:
     return RoutingInputs(
         categories=frozenset(c.lower() for c in categories),
         responsibilities=frozenset(responsibilities),

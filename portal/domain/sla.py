@@ -144,7 +144,7 @@ def _parse_time(where: str, text: str, *, end: bool) -> time:
             raise CalendarError(f"{where}: 24:00 can only end an interval")
         return END_OF_DAY
     if not _SPEC_TIME.fullmatch(text):
-        raise CalendarError(f"{where}: {text!r} is not a time such as \"09:30\"")
+        raise CalendarError(f'{where}: {text!r} is not a time such as "09:30"')
     try:
         return time.fromisoformat(text)
     except ValueError:
@@ -153,11 +153,11 @@ def _parse_time(where: str, text: str, *, end: bool) -> time:
 
 def _parse_hours(where: str, value: object) -> list[Interval]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise CalendarError(f"{where} must be a list of \"HH:MM-HH:MM\" strings")
+        raise CalendarError(f'{where} must be a list of "HH:MM-HH:MM" strings')
     hours: list[Interval] = []
     for item in value:
         if not isinstance(item, str) or item.count("-") != 1:
-            raise CalendarError(f"{where}: {item!r} is not an interval such as \"09:00-17:30\"")
+            raise CalendarError(f'{where}: {item!r} is not an interval such as "09:00-17:30"')
         start, end = (part.strip() for part in item.split("-"))
         hours.append((_parse_time(where, start, end=False), _parse_time(where, end, end=True)))
     return hours
@@ -187,7 +187,7 @@ class BusinessCalendar:
 
     def __post_init__(self) -> None:
         if not isinstance(self.timezone, str) or not self.timezone:
-            raise CalendarError("timezone must be an IANA time zone name such as \"Europe/London\"")
+            raise CalendarError('timezone must be an IANA time zone name such as "Europe/London"')
         try:
             tz = ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -266,7 +266,7 @@ class BusinessCalendar:
                     raise ValueError
                 day = date.fromisoformat(text)
             except ValueError:
-                raise CalendarError(f"exceptions: {text!r} is not a date such as \"2026-12-25\"") from None
+                raise CalendarError(f'exceptions: {text!r} is not a date such as "2026-12-25"') from None
             exceptions[day] = _parse_hours(f"exceptions.{text}", hours)
         return cls(spec["timezone"], weekly, exceptions)  # type: ignore[arg-type]
 
@@ -876,15 +876,23 @@ def parse_ladder(data: object) -> list[EscalationStep]:
         raise InvalidInput(N_("The ladder must be a list of steps."))
     steps = []
     for n, item in enumerate(data, 1):
-        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("action"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("key"), str)
+            or not isinstance(item.get("action"), str)
+        ):
             raise InvalidInput(N_("Step %(n)d needs a key and an action."), n=n)
         if item["action"] not in set(LadderAction):
             raise InvalidInput(
                 N_("Step %(n)d: unknown action %(action)s (use %(known)s)."),
-                n=n, action=item["action"][:40], known=", ".join(LadderAction),
+                n=n,
+                action=item["action"][:40],
+                known=", ".join(LadderAction),
             )
         try:
-            steps.append(EscalationStep(item["key"], item.get("at_fraction"), item.get("after_breach_minutes"), item["action"]))
+            steps.append(
+                EscalationStep(item["key"], item.get("at_fraction"), item.get("after_breach_minutes"), item["action"])
+            )
         except (ValueError, TypeError):
             raise InvalidInput(
                 N_("Step %(n)d needs exactly one of at_fraction (above 0) and after_breach_minutes (0 or more)."), n=n
@@ -959,8 +967,13 @@ def parse_calendar_input(timezone_name: str, weekly: Mapping[str, str | None], e
         hours = _hour_ranges(weekly.get(day))
         if not _valid_hours(hours):
             raise CalendarInputError(
-                day, N_("%(hours)s: write working hours as ranges such as 09:00-12:00, 13:00-18:00, each starting "
-                        "before it ends, in order and not overlapping."), hours=", ".join(hours)[:100])
+                day,
+                N_(
+                    "%(hours)s: write working hours as ranges such as 09:00-12:00, 13:00-18:00, each starting "
+                    "before it ends, in order and not overlapping."
+                ),
+                hours=", ".join(hours)[:100],
+            )
         week[day] = hours
     days: dict[str, list[str]] = {}
     notes: dict[str, str] = {}
@@ -980,20 +993,23 @@ def parse_calendar_input(timezone_name: str, weekly: Mapping[str, str | None], e
         hours = [] if hours_text.lower() == "closed" else _hour_ranges(hours_text)
         if not _valid_hours(hours):
             raise CalendarInputError(
-                "exceptions", N_("line %(n)d: %(hours)s is not closed or working hours such as 09:00-13:00"),
-                n=n, hours=hours_text[:100])
+                "exceptions",
+                N_("line %(n)d: %(hours)s is not closed or working hours such as 09:00-13:00"),
+                n=n,
+                hours=hours_text[:100],
+            )
         days[day] = hours
         notes[day] = parts[2].strip() if len(parts) > 2 else ""
     try:
         BusinessCalendar.from_spec({"timezone": timezone_name, "weekly": week, "exceptions": days})
     except CalendarError:
-        raise CalendarInputError("exceptions", N_("This calendar cannot be used; check its time zone and hours.")) from None
+        raise CalendarInputError(
+            "exceptions", N_("This calendar cannot be used; check its time zone and hours.")
+        ) from None
     return CalendarInput(week, days, notes)
 
 
-def step_fire_times(
-    cal: BusinessCalendar, clock: Clock, steps: Sequence[EscalationStep]
-) -> list[tuple[str, datetime]]:
+def step_fire_times(cal: BusinessCalendar, clock: Clock, steps: Sequence[EscalationStep]) -> list[tuple[str, datetime]]:
     """(step key, fire instant) for a running clock, earliest first (ties in ladder order).
 
     Instants follow from the clock's running segment, used time and current

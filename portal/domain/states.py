@@ -16,7 +16,9 @@ S = TypeVar("S", bound=StrEnum)
 class IllegalTransition(Conflict):
     """A move the transition table does not allow (the thing is already past that point)."""
 
-    default = N_("That step is not possible any more: this has already moved on. Reload the page to see where it stands.")
+    default = N_(
+        "That step is not possible any more: this has already moved on. Reload the page to see where it stands."
+    )
 
     def __init__(self, current: str, target: str) -> None:
         super().__init__(current=str(current))

@@ -55,7 +55,6 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
     payload = message.payload
     ctx = dict(payload.get("context") or {})
     if ctx.get("order_number"):
-
         # A signed link that opens the shopper's order without typing anything (the label is one click away).
         ctx["order_link"] = return_link(app.config["PUBLIC_URL"], app.config["SECRET_KEY"], ctx["order_number"])
     with app.test_request_context(base_url=app.config["PUBLIC_URL"]), force_locale(payload.get("locale") or "en"):
@@ -103,9 +102,12 @@ def score_photos(app: Flask, request_id: int) -> int:
 def score_pending_photos(app: Flask) -> int:
     """Catch up on photos left pending (a crash or restart between submit and scoring)."""
 
-
     with session_scope(app) as session:
-        ids = list(session.scalars(select(Photo.request_id).where(Photo.score_state == ScoreState.PENDING).distinct().limit(50)))
+        ids = list(
+            session.scalars(
+                select(Photo.request_id).where(Photo.score_state == ScoreState.PENDING).distinct().limit(50)
+            )
+        )
     return sum(score_photos(app, request_id) for request_id in ids)
 
 

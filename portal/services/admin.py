@@ -35,8 +35,15 @@ from portal.services.sla import retarget_policy_clocks, update_calendar
 Data = dict[str, Any]
 
 
-def record_change(session: Session, actor: StaffUser, action: str, target: str, before: Data | None, after: Data | None,
-                  detail: str = "") -> AuditLog:
+def record_change(
+    session: Session,
+    actor: StaffUser,
+    action: str,
+    target: str,
+    before: Data | None,
+    after: Data | None,
+    detail: str = "",
+) -> AuditLog:
     """Add the audit row for a change (the caller commits it with the change)."""
     entry = AuditLog(actor_id=actor.id, action=action, target=target, detail=detail, before=before, after=after)
     session.add(entry)
@@ -51,23 +58,41 @@ def staff_data(user: StaffUser) -> Data:
 
 
 def rule_data(rule: RoutingRuleRow) -> Data:
-    return {"name": rule.name, "position": rule.position, "active": bool(rule.active), "team_id": rule.team_id,
-            "priority": rule.priority, "ticket_class": rule.ticket_class, "conditions": dict(rule.conditions or {})}
+    return {
+        "name": rule.name,
+        "position": rule.position,
+        "active": bool(rule.active),
+        "team_id": rule.team_id,
+        "priority": rule.priority,
+        "ticket_class": rule.ticket_class,
+        "conditions": dict(rule.conditions or {}),
+    }
 
 
 def reply_data(row: CannedReplyRow) -> Data:
-    return {"name": row.name, "locale": row.locale, "body": row.body, "active": bool(row.active),
-            "reasons": list(row.reasons or []), "keywords": list(row.keywords or [])}
+    return {
+        "name": row.name,
+        "locale": row.locale,
+        "body": row.body,
+        "active": bool(row.active),
+        "reasons": list(row.reasons or []),
+        "keywords": list(row.keywords or []),
+    }
 
 
 def policy_data(policy: SlaPolicy) -> Data:
-    return {"first_response_minutes": policy.first_response_minutes, "resolution_minutes": policy.resolution_minutes,
-            "ladder": list(policy.ladder or [])}
+    return {
+        "first_response_minutes": policy.first_response_minutes,
+        "resolution_minutes": policy.resolution_minutes,
+        "ladder": list(policy.ladder or []),
+    }
 
 
 def calendar_data(calendar: BusinessCalendarRow) -> Data:
-    return {"weekly": {day: list(hours) for day, hours in (calendar.weekly or {}).items()},
-            "exceptions": {e.day.isoformat(): {"hours": list(e.hours), "note": e.note} for e in calendar.exceptions}}
+    return {
+        "weekly": {day: list(hours) for day, hours in (calendar.weekly or {}).items()},
+        "exceptions": {e.day.isoformat(): {"hours": list(e.hours), "note": e.note} for e in calendar.exceptions},
+    }
 
 
 def team_data(team: Team) -> Data:
@@ -75,7 +100,12 @@ def team_data(team: Team) -> Data:
 
 
 def member_data(member: TeamMember) -> Data:
-    return {"team_id": member.team_id, "staff_id": member.staff_id, "cap": member.cap, "available": bool(member.available)}
+    return {
+        "team_id": member.team_id,
+        "staff_id": member.staff_id,
+        "cap": member.cap,
+        "available": bool(member.available),
+    }
 
 
 # --- routing rules -------------------------------------------------------------------------
@@ -92,7 +122,9 @@ class RuleInput:
     conditions: Mapping[str, Any]
 
 
-def save_routing_rule(session: Session, actor: StaffUser, rule: RoutingRuleRow | None, data: RuleInput) -> RoutingRuleRow:
+def save_routing_rule(
+    session: Session, actor: StaffUser, rule: RoutingRuleRow | None, data: RuleInput
+) -> RoutingRuleRow:
     """Add a rule (``rule`` None) or change one; the conditions must be valid routing conditions."""
     try:
         conditions = Conditions.from_dict(dict(data.conditions)).to_dict()
@@ -103,11 +135,18 @@ def save_routing_rule(session: Session, actor: StaffUser, rule: RoutingRuleRow |
     before = rule_data(rule) if rule is not None else None
     target = rule or RoutingRuleRow()
     target.name, target.position, target.active = data.name.strip(), data.position, data.active
-    target.team_id, target.priority, target.ticket_class, target.conditions = data.team_id, data.priority, data.ticket_class, conditions
+    target.team_id, target.priority, target.ticket_class, target.conditions = (
+        data.team_id,
+        data.priority,
+        data.ticket_class,
+        conditions,
+    )
     if rule is None:
         session.add(target)
     session.flush()
-    record_change(session, actor, "update_rule" if rule else "create_rule", f"routing_rule:{target.id}", before, rule_data(target))
+    record_change(
+        session, actor, "update_rule" if rule else "create_rule", f"routing_rule:{target.id}", before, rule_data(target)
+    )
     session.commit()
     return target
 
@@ -125,16 +164,30 @@ class ReplyInput:
     keywords: Sequence[str]
 
 
-def save_canned_reply(session: Session, actor: StaffUser, row: CannedReplyRow | None, data: ReplyInput) -> CannedReplyRow:
+def save_canned_reply(
+    session: Session, actor: StaffUser, row: CannedReplyRow | None, data: ReplyInput
+) -> CannedReplyRow:
     """Add a suggested reply (``row`` None) or change one."""
     before = reply_data(row) if row is not None else None
     target = row or CannedReplyRow()
-    target.name, target.locale, target.body, target.active = data.name.strip(), data.locale, data.body.strip(), data.active
+    target.name, target.locale, target.body, target.active = (
+        data.name.strip(),
+        data.locale,
+        data.body.strip(),
+        data.active,
+    )
     target.reasons, target.keywords = list(data.reasons), list(data.keywords)
     if row is None:
         session.add(target)
     session.flush()
-    record_change(session, actor, "update_reply" if row else "create_reply", f"canned_reply:{target.id}", before, reply_data(target))
+    record_change(
+        session,
+        actor,
+        "update_reply" if row else "create_reply",
+        f"canned_reply:{target.id}",
+        before,
+        reply_data(target),
+    )
     session.commit()
     return target
 
@@ -142,8 +195,15 @@ def save_canned_reply(session: Session, actor: StaffUser, row: CannedReplyRow | 
 # --- SLA policies and calendars -------------------------------------------------------------
 
 
-def update_sla_policy(session: Session, actor: StaffUser, policy: SlaPolicy, first_response_minutes: int,
-                      resolution_minutes: int, ladder_text: str, at: datetime) -> int:
+def update_sla_policy(
+    session: Session,
+    actor: StaffUser,
+    policy: SlaPolicy,
+    first_response_minutes: int,
+    resolution_minutes: int,
+    ladder_text: str,
+    at: datetime,
+) -> int:
     """New targets and ladder (typed as JSON); re-targets the policy's live clocks and returns how many.
 
     A bad ladder raises ``InvalidInput`` and changes nothing.
@@ -161,22 +221,42 @@ def update_sla_policy(session: Session, actor: StaffUser, policy: SlaPolicy, fir
     return count
 
 
-def update_business_calendar(session: Session, actor: StaffUser, calendar: BusinessCalendarRow,
-                             weekly: Mapping[str, str | None], exceptions: str | None, at: datetime) -> int:
+def update_business_calendar(
+    session: Session,
+    actor: StaffUser,
+    calendar: BusinessCalendarRow,
+    weekly: Mapping[str, str | None],
+    exceptions: str | None,
+    at: datetime,
+) -> int:
     """New weekly hours and exception days, as typed (see ``sla.parse_calendar_input``); re-targets the
     calendar's live clocks and returns how many. Bad input raises ``CalendarInputError`` and changes nothing."""
     parsed = sla.parse_calendar_input(calendar.timezone, weekly, exceptions)
     before = calendar_data(calendar)
-    spec = sla.BusinessCalendar.from_spec({"timezone": calendar.timezone, "weekly": parsed.weekly, "exceptions": parsed.exceptions}).to_spec()
-    after = {"weekly": spec["weekly"],
-             "exceptions": {day: {"hours": parsed.exceptions[day], "note": parsed.notes.get(day, "")} for day in sorted(parsed.exceptions)}}
+    spec = sla.BusinessCalendar.from_spec(
+        {"timezone": calendar.timezone, "weekly": parsed.weekly, "exceptions": parsed.exceptions}
+    ).to_spec()
+    after = {
+        "weekly": spec["weekly"],
+        "exceptions": {
+            day: {"hours": parsed.exceptions[day], "note": parsed.notes.get(day, "")}
+            for day in sorted(parsed.exceptions)
+        },
+    }
     record_change(session, actor, "update_calendar", f"business_calendar:{calendar.id}", before, after)
     try:
-        count = update_calendar(session, calendar, parsed.weekly, parsed.exceptions, parsed.notes, at, Actor.staff(actor.id))
+        count = update_calendar(
+            session, calendar, parsed.weekly, parsed.exceptions, parsed.notes, at, Actor.staff(actor.id)
+        )
     except sla.CalendarError:
         session.rollback()
-        raise sla.CalendarInputError("exceptions", N_("With these hours the running clocks would never reach their deadlines; "
-                                                      "give the calendar some working time.")) from None
+        raise sla.CalendarInputError(
+            "exceptions",
+            N_(
+                "With these hours the running clocks would never reach their deadlines; "
+                "give the calendar some working time."
+            ),
+        ) from None
     session.commit()
     return count
 
@@ -195,8 +275,12 @@ def _staff_in(session: Session, staff_id: int | None, roles: frozenset[str], mes
 
 def update_team(session: Session, actor: StaffUser, team: Team, lead_id: int | None, manager_id: int | None) -> None:
     """Set (or clear) a team's lead and manager; each must be an active account of a role that may hold the post."""
-    lead_id = _staff_in(session, lead_id, CAN_LEAD_TEAM, N_("The team lead must be an active lead, manager or administrator."))
-    manager_id = _staff_in(session, manager_id, CAN_MANAGE_TEAM, N_("The manager must be an active manager or administrator."))
+    lead_id = _staff_in(
+        session, lead_id, CAN_LEAD_TEAM, N_("The team lead must be an active lead, manager or administrator.")
+    )
+    manager_id = _staff_in(
+        session, manager_id, CAN_MANAGE_TEAM, N_("The manager must be an active manager or administrator.")
+    )
     before = team_data(team)
     team.lead_id, team.manager_id = lead_id, manager_id
     record_change(session, actor, "update_team", f"team:{team.id}", before, team_data(team))
@@ -205,7 +289,9 @@ def update_team(session: Session, actor: StaffUser, team: Team, lead_id: int | N
 
 def add_team_member(session: Session, actor: StaffUser, team: Team, staff_id: int, cap: int) -> TeamMember:
     """Add an account that works tickets to a team, available, with a cap; adding a member twice changes nothing."""
-    existing = session.scalars(select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == staff_id)).first()
+    existing = session.scalars(
+        select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.staff_id == staff_id)
+    ).first()
     if existing is not None:
         return existing
     _staff_in(session, staff_id, CAN_WORK_TICKETS, N_("Team members must be active accounts that work tickets."))
@@ -242,8 +328,14 @@ class AuditPage:
 def audit_page(session: Session, page: int, page_size: int) -> AuditPage:
     """One page of the audit log, newest first, with the accounts that acted and the number of entries."""
     total = session.scalar(select(func.count(AuditLog.id))) or 0
-    entries = list(session.scalars(select(AuditLog).order_by(AuditLog.at.desc(), AuditLog.id.desc())
-                                   .limit(page_size).offset((page - 1) * page_size)))
+    entries = list(
+        session.scalars(
+            select(AuditLog)
+            .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+    )
     ids = {e.actor_id for e in entries if e.actor_id is not None}
     actors = {u.id: u for u in session.scalars(select(StaffUser).where(StaffUser.id.in_(ids)))} if ids else {}
     return AuditPage(entries, actors, total)

@@ -36,7 +36,9 @@ def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: Acto
             continue
         variant = _variant_for_update(session, line.exchange_sku)
         if variant is None or variant.stock - variant.reserved < line.quantity:
-            record_event(request, actor, "exchange", note=f"{line.exchange_sku}: not enough stock to reserve {line.quantity}")
+            record_event(
+                request, actor, "exchange", note=f"{line.exchange_sku}: not enough stock to reserve {line.quantity}"
+            )
             continue
         variant.reserved += line.quantity
         line.reserved_quantity = line.quantity
@@ -69,7 +71,9 @@ def exchange_difference(session: Session, line: ReturnLine, units: int) -> Decim
     return round_money((paid - price) * units, currency)
 
 
-def exchanges_ready(session: Session, request: ReturnRequest, actor: Actor, instant: bool = False) -> list[dict[str, Any]]:
+def exchanges_ready(
+    session: Session, request: ReturnRequest, actor: Actor, instant: bool = False
+) -> list[dict[str, Any]]:
     """Release exchange lines to ship (no commit): after inspection those received as grade A or B,
     or, with the policy's instant exchange, all of them at approval. Never twice."""
     if request.exchange_shipped:
@@ -89,8 +93,15 @@ def exchanges_ready(session: Session, request: ReturnRequest, actor: Actor, inst
         line.reserved_quantity = 0
         line.exchange_shipped_at = now
     if ready:
-        enqueue_webhook(session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready})
-        record_event(request, actor, "exchange", note="ready to ship: " + ", ".join(f"{r['quantity']} x {r['sku']}" for r in ready))
+        enqueue_webhook(
+            session, "exchange.ready", {"rma": request.rma, "order_number": request.order.order_number, "ship": ready}
+        )
+        record_event(
+            request,
+            actor,
+            "exchange",
+            note="ready to ship: " + ", ".join(f"{r['quantity']} x {r['sku']}" for r in ready),
+        )
         settled = not any(exchange_difference(session, line, line.quantity) for line in request.exchange_lines)
         if not instant and settled and request.all_exchanges:
             move(request, Status.EXCHANGED, actor, "exchange released to ship")

@@ -93,7 +93,10 @@ class LineRequest:
 
 # --- facts the policy needs -------------------------------------------------
 
-def requested_units(session: Session, order: Order, before: datetime | None = None, exclude_request_id: int | None = None) -> dict[int, int]:
+
+def requested_units(
+    session: Session, order: Order, before: datetime | None = None, exclude_request_id: int | None = None
+) -> dict[int, int]:
     """Units of each order line already held by requests that were not cancelled or rejected."""
     stmt = (
         select(ReturnLine.order_line_id, func.sum(ReturnLine.quantity))
@@ -122,7 +125,9 @@ def exchange_options(session: Session, skus: list[str]) -> dict[str, frozenset[s
     return {sku: frozenset(found.get(sku, ())) for sku in skus}
 
 
-def customer_recent_returns(session: Session, email: str | None, now: datetime, days: int, exclude_request_id: int | None = None) -> int:
+def customer_recent_returns(
+    session: Session, email: str | None, now: datetime, days: int, exclude_request_id: int | None = None
+) -> int:
     if not email:
         return 0
     stmt = select(func.count(ReturnRequest.id)).where(
@@ -136,7 +141,14 @@ def customer_recent_returns(session: Session, email: str | None, now: datetime, 
     return int(session.scalar(stmt) or 0)
 
 
-def order_facts(session: Session, order: Order, policy: Policy, now: datetime, exclude_request_id: int | None = None, before: datetime | None = None) -> OrderFacts:
+def order_facts(
+    session: Session,
+    order: Order,
+    policy: Policy,
+    now: datetime,
+    exclude_request_id: int | None = None,
+    before: datetime | None = None,
+) -> OrderFacts:
     held = requested_units(session, order, before=before, exclude_request_id=exclude_request_id)
     options = exchange_options(session, [line.sku for line in order.lines])
     lines = tuple(
@@ -167,7 +179,9 @@ def order_facts(session: Session, order: Order, policy: Policy, now: datetime, e
     )
 
 
-def precheck_order(session: Session, order: Order, policy: Policy, now: datetime, facts: OrderFacts | None = None) -> dict[str, LineDecision]:
+def precheck_order(
+    session: Session, order: Order, policy: Policy, now: datetime, facts: OrderFacts | None = None
+) -> dict[str, LineDecision]:
     """What each line of the order allows before the shopper chooses anything."""
     facts = facts or order_facts(session, order, policy, now)
     return {line.line_id: precheck_line(policy, facts, line.line_id, now) for line in facts.lines}
@@ -180,6 +194,7 @@ def check_return(session: Session, order: Order, lines: list[LineRequest], polic
 
 
 # --- use cases ------------------------------------------------------------
+
 
 def open_return(
     session: Session,
@@ -220,7 +235,20 @@ def open_return(
             status=Status.SUBMITTED.value,
             locale=locale,
             verdict=Verdict.NEEDS_REVIEW.value if overridden else decision.verdict.value,
-            decision={**decision.to_dict(), **({"override": {"by": str(actor), "reason": (override_reason or "").strip()[:2000], "rules": overridden}} if overridden else {})},
+            decision={
+                **decision.to_dict(),
+                **(
+                    {
+                        "override": {
+                            "by": str(actor),
+                            "reason": (override_reason or "").strip()[:2000],
+                            "rules": overridden,
+                        }
+                    }
+                    if overridden
+                    else {}
+                ),
+            },
             policy_version=decision.policy_version,
             value=decision.value,
             returnless=decision.returnless,
@@ -271,22 +299,52 @@ def open_return(
                     )
                 )
         if overridden:
-            record_event(request, actor, "override", note=f"policy overridden ({', '.join(overridden)}): {(override_reason or '').strip()[:2000]}", at=now)
+            record_event(
+                request,
+                actor,
+                "override",
+                note=f"policy overridden ({', '.join(overridden)}): {(override_reason or '').strip()[:2000]}",
+                at=now,
+            )
             move(request, Status.PENDING_REVIEW, actor, "opened by staff with a policy override", at=now)
         elif decision.auto_approve:
             move(request, Status.APPROVED, POLICY, f"auto-approved under policy {decision.policy_version}", at=now)
             if carrier is not None:
                 issue_label(session, request, carrier, POLICY, at=now, instant_exchange=policy.instant_exchange)
         else:
-            move(request, Status.PENDING_REVIEW, POLICY, f"{decision.verdict.value} under policy {decision.policy_version}", at=now)
+            move(
+                request,
+                Status.PENDING_REVIEW,
+                POLICY,
+                f"{decision.verdict.value} under policy {decision.policy_version}",
+                at=now,
+            )
         if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
-            enqueue_webhook(session, "return.approved", {"rma": request.rma, "order_number": order.order_number, "status": request.status,
-                                                        "pickup_code": request.pickup_code, "reason": None})
+            enqueue_webhook(
+                session,
+                "return.approved",
+                {
+                    "rma": request.rma,
+                    "order_number": order.order_number,
+                    "status": request.status,
+                    "pickup_code": request.pickup_code,
+                    "reason": None,
+                },
+            )
         if order.customer_email:
             if request.status in (Status.APPROVED.value, Status.LABEL_ISSUED.value):
-                enqueue_email(session, order.customer_email, "return_approved", locale,
-                              {"rma": request.rma, "pickup_code": request.pickup_code, "returnless": request.returnless,
-                               "order_number": order.order_number})
+                enqueue_email(
+                    session,
+                    order.customer_email,
+                    "return_approved",
+                    locale,
+                    {
+                        "rma": request.rma,
+                        "pickup_code": request.pickup_code,
+                        "returnless": request.returnless,
+                        "order_number": order.order_number,
+                    },
+                )
             else:
                 enqueue_email(session, order.customer_email, "return_submitted", locale, {"rma": request.rma})
         session.flush()
@@ -302,13 +360,17 @@ def open_return(
     return request
 
 
-def cancel_return(session: Session, request: ReturnRequest, actor: Actor, expected_status: str | None = None) -> ReturnRequest:
+def cancel_return(
+    session: Session, request: ReturnRequest, actor: Actor, expected_status: str | None = None
+) -> ReturnRequest:
     """Cancel while nothing has shipped. A stale form (status changed meanwhile) raises Conflict."""
     lock_for_change(session, request, expected_status)
     if Status(request.status) not in lifecycle.CANCELLABLE:
         session.rollback()
         raise lifecycle.IllegalTransition(request.status, Status.CANCELLED.value)
-    move(request, Status.CANCELLED, actor, "cancelled by the shopper" if actor.kind is ActorKind.SHOPPER else "cancelled")
+    move(
+        request, Status.CANCELLED, actor, "cancelled by the shopper" if actor.kind is ActorKind.SHOPPER else "cancelled"
+    )
     release_exchange_stock(session, request, actor)
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "return_cancelled", request.locale, {"rma": request.rma})

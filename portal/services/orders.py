@@ -52,7 +52,9 @@ def stage_order(session: Session, data: OrderData) -> tuple[Order, bool]:
         line.final_sale = item.final_sale
     # Lines the shop no longer sends are dropped unless a return already points at them.
     for line in existing.values():
-        if line.id is None or not session.scalar(select(ReturnLine.id).where(ReturnLine.order_line_id == line.id).limit(1)):
+        if line.id is None or not session.scalar(
+            select(ReturnLine.id).where(ReturnLine.order_line_id == line.id).limit(1)
+        ):
             order.lines.remove(line)
             session.delete(line)
     session.flush()

@@ -65,7 +65,9 @@ def deliver_pending(
     now = now or datetime.now(UTC)
     stmt = (
         select(OutboxMessage)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= now, OutboxMessage.attempts < MAX_ATTEMPTS)
+        .where(
+            OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= now, OutboxMessage.attempts < MAX_ATTEMPTS
+        )
         .order_by(OutboxMessage.id)
         .limit(limit)
     )

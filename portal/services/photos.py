@@ -23,7 +23,6 @@ from portal.vision.classifier import WearModel
 log = logging.getLogger("portal.photos")
 
 
-
 def score_request_photos(session: Session, request_id: int, store: PhotoStore, model: WearModel | None) -> int:
     """Score the request's unscored photos in one batch. Idempotent: scored photos are left alone.
 
@@ -40,7 +39,10 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
     now = datetime.now(UTC)
     if model is None:
         for photo in pending:
-            photo.score_state, photo.score_note = check_score(photo.score_state, ScoreState.NOT_SCORED).value, "no usable wear model"
+            photo.score_state, photo.score_note = (
+                check_score(photo.score_state, ScoreState.NOT_SCORED).value,
+                "no usable wear model",
+            )
         session.commit()
         return 0
     readable, images = [], []
@@ -63,8 +65,13 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
     request.max_wear = max(scored) if scored else None
     if readable:
         request.events.append(
-            RequestEvent(actor=CLASSIFIER, kind="scored", from_status=None, to_status=None,
-                         note=f"{len(readable)} photo(s) scored, highest wear {request.max_wear:.2f} ({readable[0].model_version})")
+            RequestEvent(
+                actor=CLASSIFIER,
+                kind="scored",
+                from_status=None,
+                to_status=None,
+                note=f"{len(readable)} photo(s) scored, highest wear {request.max_wear:.2f} ({readable[0].model_version})",
+            )
         )
         reroute_if_untouched(session, request)
     session.commit()
@@ -77,7 +84,9 @@ class Agreement:
 
     model_version: str
     # rows: model says worn / not worn; columns: warehouse says worn / not worn
-    matrix: dict[tuple[bool, bool], int] = field(default_factory=lambda: {(a, b): 0 for a in (True, False) for b in (True, False)})
+    matrix: dict[tuple[bool, bool], int] = field(
+        default_factory=lambda: {(a, b): 0 for a in (True, False) for b in (True, False)}
+    )
 
     @property
     def total(self) -> int:
@@ -101,7 +110,10 @@ def wear_agreement(session: Session) -> list[Agreement]:
     rows = session.execute(
         select(Photo, ReturnLine)
         .join(ReturnLine, Photo.line_id == ReturnLine.id)
-        .where(Photo.score_state == ScoreState.SCORED, (ReturnLine.grade.is_not(None)) | (ReturnLine.wear_confirmed.is_not(None)))
+        .where(
+            Photo.score_state == ScoreState.SCORED,
+            (ReturnLine.grade.is_not(None)) | (ReturnLine.wear_confirmed.is_not(None)),
+        )
     ).all()
     by_version: dict[str, Agreement] = {}
     for photo, line in rows:

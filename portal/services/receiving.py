@@ -33,7 +33,9 @@ class ParcelNotFound(NotFound):
     """Nothing matches the scan. ``reason`` is "mistyped" (the check character is wrong) or "unknown"."""
 
     def __init__(self, reason: str):
-        super().__init__(N_("That code has a typing mistake.") if reason == "mistyped" else N_("No parcel with that code."))
+        super().__init__(
+            N_("That code has a typing mistake.") if reason == "mistyped" else N_("No parcel with that code.")
+        )
         self.reason = reason
 
 
@@ -88,9 +90,19 @@ def receive_parcel(
     now = datetime.now(UTC)
     by_id = {line.id: line for line in request.lines}
     for item in lines:
-        session.add(ReceiptLine(request_id=request.id, return_line_id=item.line_id, quantity=item.quantity, grade=item.grade or "-",
-                                wear_confirmed=item.wear_confirmed, disposition=item.disposition or "-", note=item.note[:2000],
-                                received_by=staff_id, received_at=now))
+        session.add(
+            ReceiptLine(
+                request_id=request.id,
+                return_line_id=item.line_id,
+                quantity=item.quantity,
+                grade=item.grade or "-",
+                wear_confirmed=item.wear_confirmed,
+                disposition=item.disposition or "-",
+                note=item.note[:2000],
+                received_by=staff_id,
+                received_at=now,
+            )
+        )
         if item.quantity:
             by_id[item.line_id].grade = item.grade
             by_id[item.line_id].wear_confirmed = item.wear_confirmed or item.grade in WORN_GRADES
@@ -104,9 +116,21 @@ def receive_parcel(
                 store.put(key, photo.data, photo.content_type)
                 stored.append(key)
                 # Warehouse photos document what arrived; the wear report compares the shopper's photos with the grade.
-                session.add(Photo(request_id=request.id, line_id=line_id, storage_key=key, content_type=photo.content_type,
-                                  width=photo.width, height=photo.height, size=len(photo.data), sha256=f"wh-{photo.sha256}"[:64],
-                                  source="warehouse", score_state=ScoreState.NOT_SCORED.value, score_note="warehouse photo"))
+                session.add(
+                    Photo(
+                        request_id=request.id,
+                        line_id=line_id,
+                        storage_key=key,
+                        content_type=photo.content_type,
+                        width=photo.width,
+                        height=photo.height,
+                        size=len(photo.data),
+                        sha256=f"wh-{photo.sha256}"[:64],
+                        source="warehouse",
+                        score_state=ScoreState.NOT_SCORED.value,
+                        score_note="warehouse photo",
+                    )
+                )
         session.flush()
         _record_receipt(session, request, staff_id, now, lines, all_findings, by_id)
         session.commit()
@@ -118,29 +142,67 @@ def receive_parcel(
     return request
 
 
-def _record_receipt(session: Session, request: ReturnRequest, staff_id: int, now: datetime, lines: Sequence[ReceivedLine],
-                    all_findings: list[Finding], by_id: dict[int, ReturnLine]) -> None:
+def _record_receipt(
+    session: Session,
+    request: ReturnRequest,
+    staff_id: int,
+    now: datetime,
+    lines: Sequence[ReceivedLine],
+    all_findings: list[Finding],
+    by_id: dict[int, ReturnLine],
+) -> None:
     actor = Actor.staff(staff_id)
     move(request, Status.RECEIVED, actor, f"{sum(i.quantity for i in lines)} unit(s) received", at=now)
     for finding in all_findings:
-        session.add(Discrepancy(request_id=request.id, return_line_id=finding.line_id, kind=finding.kind, quantity=finding.quantity,
-                                note=finding.note[:2000], responsibility=finding.responsibility, created_by=staff_id))
+        session.add(
+            Discrepancy(
+                request_id=request.id,
+                return_line_id=finding.line_id,
+                kind=finding.kind,
+                quantity=finding.quantity,
+                note=finding.note[:2000],
+                responsibility=finding.responsibility,
+                created_by=staff_id,
+            )
+        )
     if all_findings:
         move(request, Status.DISCREPANCY, actor, "; ".join(f"{f.kind} ({f.quantity})" for f in all_findings), at=now)
         ticket = ticket_for(session, request)
         if ticket is not None:
             reopen_ticket(ticket, raise_priority=True)
-            session.add(TicketEvent(ticket_id=ticket.id, actor=actor, kind="reopened",
-                                    note="warehouse discrepancy: " + "; ".join(f"{f.kind} x{f.quantity} {f.note}".strip() for f in all_findings)))
+            session.add(
+                TicketEvent(
+                    ticket_id=ticket.id,
+                    actor=actor,
+                    kind="reopened",
+                    note="warehouse discrepancy: "
+                    + "; ".join(f"{f.kind} x{f.quantity} {f.note}".strip() for f in all_findings),
+                )
+            )
             if ticket.assignee_id is None:
                 session.flush()
                 assign_ticket(session, ticket)
     else:
         move(request, Status.INSPECTED, actor, "graded", at=now)
         exchanges_ready(session, request, actor)
-    enqueue_webhook(session, "return.received", {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
-                                                "lines": [{"sku": by_id[i.line_id].order_line.sku, "quantity": i.quantity, "grade": i.grade,
-                                                           "disposition": i.disposition} for i in lines],
-                                                "discrepancies": [f.kind for f in all_findings]})
+    enqueue_webhook(
+        session,
+        "return.received",
+        {
+            "rma": request.rma,
+            "order_number": request.order.order_number,
+            "status": request.status,
+            "lines": [
+                {
+                    "sku": by_id[i.line_id].order_line.sku,
+                    "quantity": i.quantity,
+                    "grade": i.grade,
+                    "disposition": i.disposition,
+                }
+                for i in lines
+            ],
+            "discrepancies": [f.kind for f in all_findings],
+        },
+    )
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "return_received", request.locale, {"rma": request.rma})

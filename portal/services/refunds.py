@@ -66,7 +66,9 @@ def refundable(request: ReturnRequest) -> bool:
 
 
 def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
-    receipts = {r.return_line_id: r for r in session.scalars(select(ReceiptLine).where(ReceiptLine.request_id == request.id))}
+    receipts = {
+        r.return_line_id: r for r in session.scalars(select(ReceiptLine).where(ReceiptLine.request_id == request.id))
+    }
     out = []
     for line in request.lines:
         if not line.accepted:
@@ -74,32 +76,59 @@ def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
         receipt = receipts.get(line.id)
         quantity = receipt.quantity if receipt is not None else (line.quantity if request.returnless else 0)
         if quantity:
-            out.append(money.RefundLine(line.order_line.line_id, quantity, line.responsibility,
-                                        receipt.grade if receipt is not None and receipt.grade in money.GRADES else None,
-                                        line.outcome, line.reason, exchange_difference(session, line, quantity)))
+            out.append(
+                money.RefundLine(
+                    line.order_line.line_id,
+                    quantity,
+                    line.responsibility,
+                    receipt.grade if receipt is not None and receipt.grade in money.GRADES else None,
+                    line.outcome,
+                    line.reason,
+                    exchange_difference(session, line, quantity),
+                )
+            )
     return out
 
 
 def _prior(session: Session, request: ReturnRequest) -> money.PriorRefunds:
     prior = money.PriorRefunds()
     rows = session.scalars(
-        select(Refund).join(ReturnRequest, ReturnRequest.id == Refund.request_id)
-        .where(ReturnRequest.order_id == request.order_id, Refund.status.in_(ACTIVE)).order_by(Refund.id)
+        select(Refund)
+        .join(ReturnRequest, ReturnRequest.id == Refund.request_id)
+        .where(ReturnRequest.order_id == request.order_id, Refund.status.in_(ACTIVE))
+        .order_by(Refund.id)
     )
     for row in rows:
         prior = prior.after(money.RefundPreview.from_dict(row.preview))
     return prior
 
 
-def preview_refund(session: Session, request: ReturnRequest, settings: money.RefundSettings | None = None) -> money.RefundPreview:
+def preview_refund(
+    session: Session, request: ReturnRequest, settings: money.RefundSettings | None = None
+) -> money.RefundPreview:
     order = request.order
-    order_lines = [money.OrderLineMoney(ol.line_id, ol.quantity, ol.unit_price, ol.discount, ol.tax) for ol in order.lines]
-    return money.compute_refund(order.currency, order_lines, order.shipping_paid, _lines(session, request), _prior(session, request),
-                                settings or money.RefundSettings())
+    order_lines = [
+        money.OrderLineMoney(ol.line_id, ol.quantity, ol.unit_price, ol.discount, ol.tax) for ol in order.lines
+    ]
+    return money.compute_refund(
+        order.currency,
+        order_lines,
+        order.shipping_paid,
+        _lines(session, request),
+        _prior(session, request),
+        settings or money.RefundSettings(),
+    )
 
 
-def approve_refund(session: Session, request: ReturnRequest, staff: StaffUser, seen_hash: str, provider: str,
-                   threshold: Decimal, settings: money.RefundSettings | None = None) -> Refund:
+def approve_refund(
+    session: Session,
+    request: ReturnRequest,
+    staff: StaffUser,
+    seen_hash: str,
+    provider: str,
+    threshold: Decimal,
+    settings: money.RefundSettings | None = None,
+) -> Refund:
     """Record an approved refund for exactly the preview the approver saw (else StalePreview)."""
     session.refresh(request, with_for_update=True)
     if not refundable(request):
@@ -114,10 +143,18 @@ def approve_refund(session: Session, request: ReturnRequest, staff: StaffUser, s
         raise StalePreview(preview.basis_hash)
     count = session.scalar(select(func.count(Refund.id)).where(Refund.request_id == request.id)) or 0
     total = preview.refund_total + preview.store_credit_total
-    refund = Refund(request_id=request.id, idempotency_key=f"rf-{request.rma}-{count + 1}", provider=provider, currency=preview.currency,
-                    amount=preview.refund_total, store_credit=preview.store_credit_total, preview=preview.to_dict(),
-                    basis_hash=preview.basis_hash, approved_by=staff.id,
-                    status=(RefundStatus.AWAITING_SECOND if total > threshold else RefundStatus.APPROVED).value)
+    refund = Refund(
+        request_id=request.id,
+        idempotency_key=f"rf-{request.rma}-{count + 1}",
+        provider=provider,
+        currency=preview.currency,
+        amount=preview.refund_total,
+        store_credit=preview.store_credit_total,
+        preview=preview.to_dict(),
+        basis_hash=preview.basis_hash,
+        approved_by=staff.id,
+        status=(RefundStatus.AWAITING_SECOND if total > threshold else RefundStatus.APPROVED).value,
+    )
     session.add(refund)
     session.commit()
     log.info("refund %s approved by staff %s: %s %s", refund.idempotency_key, staff.id, total, preview.currency)
@@ -143,7 +180,9 @@ def retry_refund(session: Session, refund_id: int) -> Refund:
     """A failed refund goes back to approved, with the same idempotency key."""
     check_refund(RefundStatus.FAILED, RefundStatus.APPROVED)
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE gives a CursorResult
-        update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.FAILED.value).values(status=RefundStatus.APPROVED.value)
+        update(Refund)
+        .where(Refund.id == refund_id, Refund.status == RefundStatus.FAILED.value)
+        .values(status=RefundStatus.APPROVED.value)
     )
     session.commit()
     refund = session.get(Refund, refund_id)
@@ -155,13 +194,17 @@ def retry_refund(session: Session, refund_id: int) -> Refund:
     return refund
 
 
-def execute_refund(factory: sessionmaker[Session], refund_id: int, gateway: PaymentGateway, manual_reference: str | None = None) -> Refund:
+def execute_refund(
+    factory: sessionmaker[Session], refund_id: int, gateway: PaymentGateway, manual_reference: str | None = None
+) -> Refund:
     """Pay an approved refund once. Concurrent calls: one claims it, the others return without paying."""
     now = datetime.now(UTC)
     with factory() as session:
         claimed = session.execute(  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
-            update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED.value)
-            .values(status=RefundStatus.PROCESSING.value, attempts=Refund.attempts + 1).execution_options(synchronize_session=False)
+            update(Refund)
+            .where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED.value)
+            .values(status=RefundStatus.PROCESSING.value, attempts=Refund.attempts + 1)
+            .execution_options(synchronize_session=False)
         ).rowcount
         session.commit()
         refund = session.get_one(Refund, refund_id)
@@ -190,32 +233,101 @@ def execute_refund(factory: sessionmaker[Session], refund_id: int, gateway: Paym
         refund.provider_ref = result.reference if result else None
         method = request.order.payment_method
         if refund.amount > 0:
-            session.add(LedgerEntry(at=now, kind="refund", method=method, currency=refund.currency, amount=refund.amount,
-                                    request_id=request.id, refund_id=refund.id, reference=refund.provider_ref or ""))
+            session.add(
+                LedgerEntry(
+                    at=now,
+                    kind="refund",
+                    method=method,
+                    currency=refund.currency,
+                    amount=refund.amount,
+                    request_id=request.id,
+                    refund_id=refund.id,
+                    reference=refund.provider_ref or "",
+                )
+            )
         if preview_owed(refund) > 0:
-            session.add(LedgerEntry(at=now, kind="owed_by_shopper", method="exchange", currency=refund.currency, amount=preview_owed(refund),
-                                    request_id=request.id, refund_id=refund.id, reference=key))
+            session.add(
+                LedgerEntry(
+                    at=now,
+                    kind="owed_by_shopper",
+                    method="exchange",
+                    currency=refund.currency,
+                    amount=preview_owed(refund),
+                    request_id=request.id,
+                    refund_id=refund.id,
+                    reference=key,
+                )
+            )
         credit_code = None
         if refund.store_credit > 0:
             credit_code = new_store_credit_code()
-            session.add(StoreCreditCode(code=credit_code, currency=refund.currency, initial=refund.store_credit, balance=refund.store_credit,
-                                        customer_email=request.order.customer_email, refund_id=refund.id))
-            session.add(LedgerEntry(at=now, kind="store_credit_issued", method="store_credit", currency=refund.currency,
-                                    amount=refund.store_credit, request_id=request.id, refund_id=refund.id, reference=credit_code))
-        amount_text, store_credit_text = plain_amount(refund.amount, refund.currency), plain_amount(refund.store_credit, refund.currency)
+            session.add(
+                StoreCreditCode(
+                    code=credit_code,
+                    currency=refund.currency,
+                    initial=refund.store_credit,
+                    balance=refund.store_credit,
+                    customer_email=request.order.customer_email,
+                    refund_id=refund.id,
+                )
+            )
+            session.add(
+                LedgerEntry(
+                    at=now,
+                    kind="store_credit_issued",
+                    method="store_credit",
+                    currency=refund.currency,
+                    amount=refund.store_credit,
+                    request_id=request.id,
+                    refund_id=refund.id,
+                    reference=credit_code,
+                )
+            )
+        amount_text, store_credit_text = (
+            plain_amount(refund.amount, refund.currency),
+            plain_amount(refund.store_credit, refund.currency),
+        )
         # Timeline notes are English text: amounts in the English form ("CN¥1,456.97").
-        move(request, Status.EXCHANGED if request.all_exchanges else Status.REFUNDED, Actor.payment(refund.provider),
-             f"refunded {format_money(refund.amount, refund.currency, NOTE_LOCALE)}"
-             + (f" and store credit {format_money(refund.store_credit, refund.currency, NOTE_LOCALE)} ({credit_code})"
-                if credit_code else ""), at=now)
-        enqueue_webhook(session, "refund.succeeded", {"rma": request.rma, "refund": key, "amount": amount_text,
-                                                    "store_credit": store_credit_text, "store_credit_code": credit_code,
-                                                    "currency": refund.currency, "reference": refund.provider_ref})
+        move(
+            request,
+            Status.EXCHANGED if request.all_exchanges else Status.REFUNDED,
+            Actor.payment(refund.provider),
+            f"refunded {format_money(refund.amount, refund.currency, NOTE_LOCALE)}"
+            + (
+                f" and store credit {format_money(refund.store_credit, refund.currency, NOTE_LOCALE)} ({credit_code})"
+                if credit_code
+                else ""
+            ),
+            at=now,
+        )
+        enqueue_webhook(
+            session,
+            "refund.succeeded",
+            {
+                "rma": request.rma,
+                "refund": key,
+                "amount": amount_text,
+                "store_credit": store_credit_text,
+                "store_credit_code": credit_code,
+                "currency": refund.currency,
+                "reference": refund.provider_ref,
+            },
+        )
         if request.order.customer_email:
             # Plain amounts; the email formats them in the shopper's locale (stored on the request).
-            enqueue_email(session, request.order.customer_email, "return_refunded", request.locale,
-                          {"rma": request.rma, "amount": amount_text, "store_credit": store_credit_text,
-                           "code": credit_code, "currency": refund.currency})
+            enqueue_email(
+                session,
+                request.order.customer_email,
+                "return_refunded",
+                request.locale,
+                {
+                    "rma": request.rma,
+                    "amount": amount_text,
+                    "store_credit": store_credit_text,
+                    "code": credit_code,
+                    "currency": refund.currency,
+                },
+            )
         session.commit()
         log.info("refund %s succeeded: %s %s", key, refund.amount, refund.currency)
         return refund
@@ -229,7 +341,14 @@ def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple[
     """(day, method, currency, kind, count, total) for reconciliation, by day and payment method."""
     day = func.date(LedgerEntry.at)
     stmt = (
-        select(day, LedgerEntry.method, LedgerEntry.currency, LedgerEntry.kind, func.count(LedgerEntry.id), func.sum(LedgerEntry.amount))
+        select(
+            day,
+            LedgerEntry.method,
+            LedgerEntry.currency,
+            LedgerEntry.kind,
+            func.count(LedgerEntry.id),
+            func.sum(LedgerEntry.amount),
+        )
         .where(LedgerEntry.at >= start, LedgerEntry.at < end)
         .group_by(day, LedgerEntry.method, LedgerEntry.currency, LedgerEntry.kind)
         .order_by(day, LedgerEntry.method, LedgerEntry.kind)
@@ -242,8 +361,11 @@ class CreditNotFound(NotFound):
     wrong, so no lookup was made) or "unknown"."""
 
     def __init__(self, reason: str):
-        super().__init__(N_("That store credit code has a typing mistake.") if reason == "mistyped"
-                         else N_("There is no store credit with that code."))
+        super().__init__(
+            N_("That store credit code has a typing mistake.")
+            if reason == "mistyped"
+            else N_("There is no store credit with that code.")
+        )
         self.reason = reason
 
 
@@ -257,7 +379,9 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
         code = parse_store_credit_code(redemption.code)
     except CodeError:
         raise CreditNotFound("mistyped") from None
-    credit = session.scalars(select(StoreCreditCode).where(StoreCreditCode.code == code).with_for_update()).one_or_none()
+    credit = session.scalars(
+        select(StoreCreditCode).where(StoreCreditCode.code == code).with_for_update()
+    ).one_or_none()
     if credit is None:
         session.rollback()
         raise CreditNotFound("unknown")
@@ -265,16 +389,28 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
         session.rollback()
         raise Conflict(N_("This store credit is in %(currency)s."), currency=credit.currency)
     reference = f"{credit.code}:{redemption.reference}"
-    done = session.scalar(select(LedgerEntry.id).where(LedgerEntry.kind == "store_credit_redeemed", LedgerEntry.reference == reference))
+    done = session.scalar(
+        select(LedgerEntry.id).where(LedgerEntry.kind == "store_credit_redeemed", LedgerEntry.reference == reference)
+    )
     if done is not None:
         session.rollback()
         return credit
     if redemption.amount <= 0 or redemption.amount > credit.balance:
         session.rollback()
-        raise Conflict(N_("The store credit balance is %(balance)s %(currency)s."), balance=str(round_money(credit.balance, credit.currency)),
-                       currency=credit.currency)
+        raise Conflict(
+            N_("The store credit balance is %(balance)s %(currency)s."),
+            balance=str(round_money(credit.balance, credit.currency)),
+            currency=credit.currency,
+        )
     credit.balance -= redemption.amount
-    session.add(LedgerEntry(kind="store_credit_redeemed", method="store_credit", currency=credit.currency, amount=-redemption.amount,
-                            reference=reference))
+    session.add(
+        LedgerEntry(
+            kind="store_credit_redeemed",
+            method="store_credit",
+            currency=credit.currency,
+            amount=-redemption.amount,
+            reference=reference,
+        )
+    )
     session.commit()
     return credit

@@ -26,7 +26,9 @@ class ReplayResult:
 def replay_requests(session: Session, candidate: Policy, since: datetime) -> list[ReplayResult]:
     """Each request since ``since`` decided again with the facts as they were when it was made."""
     results = []
-    requests = session.scalars(select(ReturnRequest).where(ReturnRequest.created_at >= since).order_by(ReturnRequest.created_at))
+    requests = session.scalars(
+        select(ReturnRequest).where(ReturnRequest.created_at >= since).order_by(ReturnRequest.created_at)
+    )
     for req in requests:
         at = req.created_at
         facts = order_facts(session, req.order, candidate, at, exclude_request_id=req.id, before=at)

@@ -36,8 +36,18 @@ def _close_ticket(session: Session, request: ReturnRequest, actor: Actor, note: 
     stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
 
 
-def _review(session: Session, request: ReturnRequest, actor: Actor, target: Status, expected_status: str | None, note: str,
-            template: str, context: dict[str, Any], carrier: Carrier | None = None, instant_exchange: bool = False) -> ReturnRequest:
+def _review(
+    session: Session,
+    request: ReturnRequest,
+    actor: Actor,
+    target: Status,
+    expected_status: str | None,
+    note: str,
+    template: str,
+    context: dict[str, Any],
+    carrier: Carrier | None = None,
+    instant_exchange: bool = False,
+) -> ReturnRequest:
     try:
         move(request, target, actor, note)
     except IllegalTransition:
@@ -47,21 +57,41 @@ def _review(session: Session, request: ReturnRequest, actor: Actor, target: Stat
         release_exchange_stock(session, request, actor)
     if target == Status.APPROVED and carrier is not None:
         issue_label(session, request, carrier, actor, instant_exchange=instant_exchange)
-        context = {**context, "pickup_code": request.pickup_code, "returnless": request.returnless,
-                   "order_number": request.order.order_number}
+        context = {
+            **context,
+            "pickup_code": request.pickup_code,
+            "returnless": request.returnless,
+            "order_number": request.order.order_number,
+        }
     _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, template, request.locale, {"rma": request.rma, **context})
-    enqueue_webhook(session, "return.approved" if target == Status.APPROVED else "return.rejected",
-                    {"rma": request.rma, "order_number": request.order.order_number, "status": request.status,
-                     "pickup_code": request.pickup_code, "reason": note if target == Status.REJECTED else None})
+    enqueue_webhook(
+        session,
+        "return.approved" if target == Status.APPROVED else "return.rejected",
+        {
+            "rma": request.rma,
+            "order_number": request.order.order_number,
+            "status": request.status,
+            "pickup_code": request.pickup_code,
+            "reason": note if target == Status.REJECTED else None,
+        },
+    )
     session.commit()
     log.info("return %s %s by %s", request.rma, target.value, actor)
     return request
 
 
-def approve_return(session: Session, request: ReturnRequest, actor: Actor, expected_status: str | None = None, note: str = "",
-                   line_ids: set[int] | None = None, carrier: Carrier | None = None, instant_exchange: bool = False) -> ReturnRequest:
+def approve_return(
+    session: Session,
+    request: ReturnRequest,
+    actor: Actor,
+    expected_status: str | None = None,
+    note: str = "",
+    line_ids: set[int] | None = None,
+    carrier: Carrier | None = None,
+    instant_exchange: bool = False,
+) -> ReturnRequest:
     """Approve a request under review, or only the lines in ``line_ids`` (the others are not accepted,
     with ``note`` as the reason the shopper sees, and their units are released).
 
@@ -82,19 +112,36 @@ def approve_return(session: Session, request: ReturnRequest, actor: Actor, expec
         for line in request.lines:
             line.staff_decision = (LineDecision.APPROVED if line.id in chosen else LineDecision.REJECTED).value
             line.staff_note = None if line.id in chosen else note[:2000]
-    return _review(session, request, actor, Status.APPROVED, expected_status, note, "return_approved", {}, carrier, instant_exchange)
+    return _review(
+        session,
+        request,
+        actor,
+        Status.APPROVED,
+        expected_status,
+        note,
+        "return_approved",
+        {},
+        carrier,
+        instant_exchange,
+    )
 
 
-def reject_return(session: Session, request: ReturnRequest, actor: Actor, reason: str, expected_status: str | None = None) -> ReturnRequest:
+def reject_return(
+    session: Session, request: ReturnRequest, actor: Actor, reason: str, expected_status: str | None = None
+) -> ReturnRequest:
     """Reject with a reason the shopper sees. Releases the units for another request."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput(N_("Tell the shopper why the return is rejected."))
     lock_for_change(session, request, expected_status)
-    return _review(session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason})
+    return _review(
+        session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason}
+    )
 
 
-def ask_shopper(session: Session, request: ReturnRequest, actor: Actor, question: str, expected_status: str | None = None) -> ReturnRequest:
+def ask_shopper(
+    session: Session, request: ReturnRequest, actor: Actor, question: str, expected_status: str | None = None
+) -> ReturnRequest:
     """Ask the shopper for more information: counts as the first response, pauses the resolution clock."""
     question = (question or "").strip()
     if not question:
@@ -110,6 +157,12 @@ def ask_shopper(session: Session, request: ReturnRequest, actor: Actor, question
         stop_ticket_clocks(session, ticket, now, actor, ("first_response",), "asked the shopper")
         pause_ticket_clocks(session, ticket, now, actor)
     if request.order.customer_email:
-        enqueue_email(session, request.order.customer_email, "return_question", request.locale, {"rma": request.rma, "question": question})
+        enqueue_email(
+            session,
+            request.order.customer_email,
+            "return_question",
+            request.locale,
+            {"rma": request.rma, "question": question},
+        )
     session.commit()
     return request

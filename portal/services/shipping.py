@@ -75,7 +75,9 @@ def record_tracking_event(session: Session, event: TrackingEvent, carrier_name: 
         code = parse_pickup_code(event.pickup_code)
     except CodeError:
         raise UnknownPickup() from None
-    request = session.scalars(select(ReturnRequest).where(ReturnRequest.pickup_code == code).with_for_update()).one_or_none()
+    request = session.scalars(
+        select(ReturnRequest).where(ReturnRequest.pickup_code == code).with_for_update()
+    ).one_or_none()
     if request is None:
         session.rollback()
         raise UnknownPickup()
@@ -83,14 +85,24 @@ def record_tracking_event(session: Session, event: TrackingEvent, carrier_name: 
         session.rollback()
         raise DuplicateEvent()
     session.add(
-        CarrierEvent(event_id=event.event_id, request_id=request.id, carrier=carrier_name, kind=event.kind, at=event.at,
-                     location=event.location)
+        CarrierEvent(
+            event_id=event.event_id,
+            request_id=request.id,
+            carrier=carrier_name,
+            kind=event.kind,
+            at=event.at,
+            location=event.location,
+        )
     )
     note = f"{carrier_name}: {event.kind}" + (f" at {event.location}" if event.location else "")
     actor = Actor.carrier(carrier_name)
     if event.kind in MOVING and request.status == Status.LABEL_ISSUED.value:
         move(request, Status.IN_TRANSIT, actor, note, at=event.at)
-        enqueue_webhook(session, "return.in_transit", {"rma": request.rma, "order_number": request.order.order_number, "pickup_code": code})
+        enqueue_webhook(
+            session,
+            "return.in_transit",
+            {"rma": request.rma, "order_number": request.order.order_number, "pickup_code": code},
+        )
     else:
         record_event(request, actor, "tracking", note=note, at=event.at)
     try:

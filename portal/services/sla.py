@@ -53,7 +53,11 @@ METRIC_TARGETS = (("first_response", "first_response_minutes"), ("resolution", "
 
 def calendar_of(row: BusinessCalendarRow) -> sla.BusinessCalendar:
     return sla.BusinessCalendar.from_spec(
-        {"timezone": row.timezone, "weekly": row.weekly, "exceptions": {e.day.isoformat(): list(e.hours) for e in row.exceptions}}
+        {
+            "timezone": row.timezone,
+            "weekly": row.weekly,
+            "exceptions": {e.day.isoformat(): list(e.hours) for e in row.exceptions},
+        }
     )
 
 
@@ -63,24 +67,44 @@ def ladder_of(policy: SlaPolicy) -> list[sla.EscalationStep]:
 
 def to_clock(row: TicketClock) -> sla.Clock:
     return sla.Clock(
-        metric=row.metric, target_minutes=row.target_minutes, started_at=row.started_at, changed_at=row.changed_at,
-        state=sla.ClockState(row.state), used_minutes=row.used_minutes, running_since=row.running_since,
-        deadline=row.deadline, stopped_at=row.stopped_at, met=row.met, breached_at=row.breached_at,
+        metric=row.metric,
+        target_minutes=row.target_minutes,
+        started_at=row.started_at,
+        changed_at=row.changed_at,
+        state=sla.ClockState(row.state),
+        used_minutes=row.used_minutes,
+        running_since=row.running_since,
+        deadline=row.deadline,
+        stopped_at=row.stopped_at,
+        met=row.met,
+        breached_at=row.breached_at,
     )
 
 
 def _store(row: TicketClock, clock: sla.Clock) -> None:
     if row.state is not None:  # a new row has no state yet
         sla.check_clock(row.state, clock.state)
-    row.metric, row.target_minutes, row.started_at, row.changed_at = clock.metric, clock.target_minutes, clock.started_at, clock.changed_at
-    row.state, row.used_minutes, row.running_since, row.deadline = clock.state.value, clock.used_minutes, clock.running_since, clock.deadline
+    row.metric, row.target_minutes, row.started_at, row.changed_at = (
+        clock.metric,
+        clock.target_minutes,
+        clock.started_at,
+        clock.changed_at,
+    )
+    row.state, row.used_minutes, row.running_since, row.deadline = (
+        clock.state.value,
+        clock.used_minutes,
+        clock.running_since,
+        clock.deadline,
+    )
     row.stopped_at, row.met, row.breached_at = clock.stopped_at, clock.met, clock.breached_at
 
 
 def find_policy(session: Session, team_id: int, priority: str) -> SlaPolicy | None:
     """The team's policy for this priority, else the policy for any team."""
     rows = session.scalars(
-        select(SlaPolicy).where(SlaPolicy.priority == priority, or_(SlaPolicy.team_id == team_id, SlaPolicy.team_id.is_(None)))
+        select(SlaPolicy).where(
+            SlaPolicy.priority == priority, or_(SlaPolicy.team_id == team_id, SlaPolicy.team_id.is_(None))
+        )
     ).all()
     return next((p for p in rows if p.team_id == team_id), None) or next((p for p in rows if p.team_id is None), None)
 
@@ -89,8 +113,14 @@ def _audit(ticket: Ticket, change: sla.DeadlineChange | None, actor: Actor, why:
     if change is None:
         return
     data = change.as_dict()
-    ticket.events.append(TicketEvent(actor=actor, kind="deadline", data={**data, "why": why},
-                                     note=f"{change.metric} deadline {data['old_deadline'] or '—'} → {data['new_deadline'] or '—'} ({change.reason.value}: {why})"))
+    ticket.events.append(
+        TicketEvent(
+            actor=actor,
+            kind="deadline",
+            data={**data, "why": why},
+            note=f"{change.metric} deadline {data['old_deadline'] or '—'} → {data['new_deadline'] or '—'} ({change.reason.value}: {why})",
+        )
+    )
 
 
 def _schedule(session: Session, row: TicketClock, cal: sla.BusinessCalendar, steps: list[sla.EscalationStep]) -> None:
@@ -98,16 +128,32 @@ def _schedule(session: Session, row: TicketClock, cal: sla.BusinessCalendar, ste
     if row.id is None:
         session.flush()
     session.execute(
-        update(EscalationDue).where(EscalationDue.clock_id == row.id, EscalationDue.status.in_([s.value for s in STEP_OPEN]))
+        update(EscalationDue)
+        .where(EscalationDue.clock_id == row.id, EscalationDue.status.in_([s.value for s in STEP_OPEN]))
         .values(status=StepStatus.CANCELLED.value, outcome="clock changed")
     )
     row.generation = (row.generation or 0) + 1
-    done = set(session.scalars(select(EscalationDue.step_key).where(EscalationDue.clock_id == row.id, EscalationDue.status == StepStatus.DONE.value)))
+    done = set(
+        session.scalars(
+            select(EscalationDue.step_key).where(
+                EscalationDue.clock_id == row.id, EscalationDue.status == StepStatus.DONE.value
+            )
+        )
+    )
     actions = {s.key: s.action for s in steps}
     for key, fire_at in sla.step_fire_times(cal, to_clock(row), steps):
         if key not in done:
-            session.add(EscalationDue(clock_id=row.id, ticket_id=row.ticket_id, step_key=key, action=actions[key],
-                                      generation=row.generation, fire_at=fire_at, status=StepStatus.PENDING.value))
+            session.add(
+                EscalationDue(
+                    clock_id=row.id,
+                    ticket_id=row.ticket_id,
+                    step_key=key,
+                    action=actions[key],
+                    generation=row.generation,
+                    fire_at=fire_at,
+                    status=StepStatus.PENDING.value,
+                )
+            )
 
 
 def start_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor = SYSTEM) -> list[TicketClock]:
@@ -148,13 +194,24 @@ class _PolicyCache:
 
     def context(self, clock: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
         if clock.calendar_id not in self.calendars:
-            self.calendars[clock.calendar_id] = calendar_of(self.session.get_one(BusinessCalendarRow, clock.calendar_id))
+            self.calendars[clock.calendar_id] = calendar_of(
+                self.session.get_one(BusinessCalendarRow, clock.calendar_id)
+            )
         if clock.policy_id not in self.ladders:
             self.ladders[clock.policy_id] = ladder_of(self.session.get_one(SlaPolicy, clock.policy_id))
         return self.calendars[clock.calendar_id], _steps_for(clock.metric, self.ladders[clock.policy_id])
 
 
-def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str, fn: ClockStep, metrics: tuple[str, ...] | None = None, only_states: tuple[sla.ClockState, ...] = ()) -> int:
+def _transition(
+    session: Session,
+    ticket: Ticket,
+    at: datetime,
+    actor: Actor,
+    why: str,
+    fn: ClockStep,
+    metrics: tuple[str, ...] | None = None,
+    only_states: tuple[sla.ClockState, ...] = (),
+) -> int:
     changed = 0
     cache = _PolicyCache(session)
     for row in _clock_rows(session, ticket):
@@ -169,15 +226,21 @@ def _transition(session: Session, ticket: Ticket, at: datetime, actor: Actor, wh
     return changed
 
 
-def pause_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "waiting on the shopper") -> int:
+def pause_ticket_clocks(
+    session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "waiting on the shopper"
+) -> int:
     return _transition(session, ticket, at, actor, why, sla.pause, only_states=(sla.ClockState.RUNNING,))
 
 
-def resume_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "the shopper answered") -> int:
+def resume_ticket_clocks(
+    session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "the shopper answered"
+) -> int:
     return _transition(session, ticket, at, actor, why, sla.resume, only_states=(sla.ClockState.PAUSED,))
 
 
-def stop_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, metrics: tuple[str, ...], why: str) -> int:
+def stop_ticket_clocks(
+    session: Session, ticket: Ticket, at: datetime, actor: Actor, metrics: tuple[str, ...], why: str
+) -> int:
     return _transition(session, ticket, at, actor, why, sla.stop, metrics=metrics, only_states=LIVE)
 
 
@@ -196,15 +259,21 @@ def retarget_policy_clocks(session: Session, policy: SlaPolicy, at: datetime, ac
     return total
 
 
-def _live_clocks_in_batches(session: Session, condition: ColumnElement[bool], batch: int) -> Iterator[list[TicketClock]]:
+def _live_clocks_in_batches(
+    session: Session, condition: ColumnElement[bool], batch: int
+) -> Iterator[list[TicketClock]]:
     """Running and paused clocks matching ``condition``, a batch at a time; each batch's changes
     are committed before the next batch is read."""
     last_id = 0
     while True:
-        rows = list(session.scalars(
-            select(TicketClock).where(condition, TicketClock.state.in_([s.value for s in LIVE]), TicketClock.id > last_id)
-            .order_by(TicketClock.id).limit(batch)
-        ))
+        rows = list(
+            session.scalars(
+                select(TicketClock)
+                .where(condition, TicketClock.state.in_([s.value for s in LIVE]), TicketClock.id > last_id)
+                .order_by(TicketClock.id)
+                .limit(batch)
+            )
+        )
         if not rows:
             return
         yield rows
@@ -213,6 +282,7 @@ def _live_clocks_in_batches(session: Session, condition: ColumnElement[bool], ba
 
 
 # --- the sweep ---------------------------------------------------------------------
+
 
 @dataclass
 class SweepResult:
@@ -233,12 +303,25 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
         for condition, order in ((pending, EscalationDue.fire_at), (expired, EscalationDue.claim_expires)):
             chosen = select(EscalationDue.id).where(condition).order_by(order).limit(batch).scalar_subquery()
             session.execute(
-                update(EscalationDue).where(EscalationDue.id.in_(chosen))
-                .values(status=StepStatus.CLAIMED.value, claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
+                update(EscalationDue)
+                .where(EscalationDue.id.in_(chosen))
+                .values(
+                    status=StepStatus.CLAIMED.value,
+                    claimed_by=token,
+                    claim_expires=now + CLAIM_TTL,
+                    attempts=EscalationDue.attempts + 1,
+                )
                 .execution_options(synchronize_session=False)
             )
         session.commit()
-        return list(session.scalars(select(EscalationDue.id).where(EscalationDue.claimed_by == token).order_by(EscalationDue.fire_at).limit(2 * batch)))
+        return list(
+            session.scalars(
+                select(EscalationDue.id)
+                .where(EscalationDue.claimed_by == token)
+                .order_by(EscalationDue.fire_at)
+                .limit(2 * batch)
+            )
+        )
     ids: list[int] = []
     for condition, order in ((pending, EscalationDue.fire_at), (expired, EscalationDue.claim_expires)):
         if len(ids) >= batch:
@@ -252,12 +335,20 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
         return []
     # Conditional update: a row another sweeper claimed in between is not taken twice.
     session.execute(
-        update(EscalationDue).where(EscalationDue.id.in_(ids), or_(pending, expired))
-        .values(status=StepStatus.CLAIMED.value, claimed_by=token, claim_expires=now + CLAIM_TTL, attempts=EscalationDue.attempts + 1)
+        update(EscalationDue)
+        .where(EscalationDue.id.in_(ids), or_(pending, expired))
+        .values(
+            status=StepStatus.CLAIMED.value,
+            claimed_by=token,
+            claim_expires=now + CLAIM_TTL,
+            attempts=EscalationDue.attempts + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return list(session.scalars(select(EscalationDue.id).where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token)))
+    return list(
+        session.scalars(select(EscalationDue.id).where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token))
+    )
 
 
 def _notify(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str, message: str) -> None:
@@ -272,21 +363,48 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
     rma = ticket.request.rma
     if row.action == sla.LadderAction.REMIND:
         target = ticket.assignee or team.lead
-        _notify(session, target, ticket, "reminder", f"{rma}: {clock.metric.replace('_', ' ')} due at {clock.deadline:%Y-%m-%d %H:%M} UTC")
+        _notify(
+            session,
+            target,
+            ticket,
+            "reminder",
+            f"{rma}: {clock.metric.replace('_', ' ')} due at {clock.deadline:%Y-%m-%d %H:%M} UTC",
+        )
         return f"reminded {target.name if target else 'nobody'}"
     if row.action == sla.LadderAction.MOVE_TO_LEAD:
         ticket.escalation_level = max(ticket.escalation_level, 1)
         if team.lead is not None:
             ticket.assignee_id = team.lead.id
-        _notify(session, team.lead, ticket, "escalation", f"{rma}: {clock.metric.replace('_', ' ')} breached; the ticket is now yours")
-        session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}"))
+        _notify(
+            session,
+            team.lead,
+            ticket,
+            "escalation",
+            f"{rma}: {clock.metric.replace('_', ' ')} breached; the ticket is now yours",
+        )
+        session.add(
+            TicketEvent(
+                ticket_id=ticket.id,
+                actor=SLA,
+                kind="escalated",
+                note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}",
+            )
+        )
         return "moved to lead"
     if row.action == sla.LadderAction.NOTIFY_MANAGER:
         ticket.escalation_level = max(ticket.escalation_level, 2)
-        managers = [team.manager] if team.manager else list(session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True))))
+        managers = (
+            [team.manager]
+            if team.manager
+            else list(session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True))))
+        )
         for manager in managers:
             _notify(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
-        session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 2: managers notified ({len(managers)})"))
+        session.add(
+            TicketEvent(
+                ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 2: managers notified ({len(managers)})"
+            )
+        )
         return f"notified {len(managers)} manager(s)"
     return f"unknown action {row.action}"
 
@@ -314,13 +432,19 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
     A crash before the commit leaves nothing done and the claims expire; a row whose claim
     passed to another sweeper meanwhile is skipped. Either way no step acts twice.
     """
-    stmt = select(EscalationDue).where(EscalationDue.id.in_(ids), EscalationDue.status == StepStatus.CLAIMED.value, EscalationDue.claimed_by == token)
+    stmt = select(EscalationDue).where(
+        EscalationDue.id.in_(ids), EscalationDue.status == StepStatus.CLAIMED.value, EscalationDue.claimed_by == token
+    )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     else:
         # SQLite: take the write lock before reading (see _claim).
-        session.execute(update(EscalationDue).where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token)
-                        .values(attempts=EscalationDue.attempts).execution_options(synchronize_session=False))
+        session.execute(
+            update(EscalationDue)
+            .where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token)
+            .values(attempts=EscalationDue.attempts)
+            .execution_options(synchronize_session=False)
+        )
     rows = list(session.scalars(stmt.order_by(EscalationDue.fire_at)))
     cache = _PolicyCache(session)
     fired, dropped = [], len(ids) - len(rows)
@@ -340,7 +464,9 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
     return fired, dropped
 
 
-def sweep(factory: sessionmaker[Session], now: datetime | None = None, batch: int = 200, worker: str = "sweeper") -> SweepResult:
+def sweep(
+    factory: sessionmaker[Session], now: datetime | None = None, batch: int = 200, worker: str = "sweeper"
+) -> SweepResult:
     """Fire every due escalation step once. Costs in proportion to the due work (partial index on pending fire times)."""
     now = now or datetime.now(UTC)
     result = SweepResult()
@@ -375,7 +501,11 @@ def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> d
     """For queue rows: the resolution clock's business minutes remaining, state and breach, per ticket id."""
     if not tickets:
         return {}
-    rows = session.scalars(select(TicketClock).where(TicketClock.ticket_id.in_([t.id for t in tickets]), TicketClock.metric == "resolution"))
+    rows = session.scalars(
+        select(TicketClock).where(
+            TicketClock.ticket_id.in_([t.id for t in tickets]), TicketClock.metric == "resolution"
+        )
+    )
     calendars: dict[int, sla.BusinessCalendar] = {}
     out: dict[int, dict[str, Any]] = {}
     for row in rows:
@@ -384,14 +514,23 @@ def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> d
         clock = to_clock(row)
         out[row.ticket_id] = {
             "state": row.state,
-            "remaining": sla.remaining(calendars[row.calendar_id], clock, now) if row.state != sla.ClockState.STOPPED else None,
+            "remaining": sla.remaining(calendars[row.calendar_id], clock, now)
+            if row.state != sla.ClockState.STOPPED
+            else None,
             "breached": sla.is_breached(clock, now),
             "deadline": row.deadline,
         }
     return out
 
 
-def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.BusinessCalendar, at: datetime, actor: Actor, batch: int = 500) -> int:
+def recalendar_clocks(
+    session: Session,
+    calendar: BusinessCalendarRow,
+    old: sla.BusinessCalendar,
+    at: datetime,
+    actor: Actor,
+    batch: int = 500,
+) -> int:
     """After a calendar's hours or holidays change: running clocks keep the time used so far
     (measured in the old calendar) and count the rest in the new one; batch by batch, one commit each."""
     new = calendar_of(calendar)
@@ -408,10 +547,20 @@ def recalendar_clocks(session: Session, calendar: BusinessCalendarRow, old: sla.
     return total
 
 
-def update_calendar(session: Session, calendar: BusinessCalendarRow, weekly: dict[Any, Any], exceptions: dict[str, list[str]], notes: dict[str, str], at: datetime, actor: Actor) -> int:
+def update_calendar(
+    session: Session,
+    calendar: BusinessCalendarRow,
+    weekly: dict[Any, Any],
+    exceptions: dict[str, list[str]],
+    notes: dict[str, str],
+    at: datetime,
+    actor: Actor,
+) -> int:
     """Replace a calendar's weekly hours and exception days (validated by the domain first); re-targets its clocks."""
     old = calendar_of(calendar)
-    candidate = sla.BusinessCalendar.from_spec({"timezone": calendar.timezone, "weekly": weekly, "exceptions": exceptions})
+    candidate = sla.BusinessCalendar.from_spec(
+        {"timezone": calendar.timezone, "weekly": weekly, "exceptions": exceptions}
+    )
     calendar.weekly = candidate.to_spec()["weekly"]
     by_day = {e.day.isoformat(): e for e in calendar.exceptions}
     for day, hours in exceptions.items():

@@ -30,6 +30,7 @@ def _dummy_hash() -> str:
         _dummy[key] = hasher.hash("not-a-real-password")
     return _dummy[key]
 
+
 MIN_PASSWORD = 10
 
 
@@ -37,7 +38,9 @@ class StaffError(InvalidInput):
     """An account change a rule refuses (unknown role, short password, changing oneself)."""
 
 
-def create_staff(session: Session, email: str, name: str, role: str, password: str, actor: StaffUser | None = None) -> StaffUser:
+def create_staff(
+    session: Session, email: str, name: str, role: str, password: str, actor: StaffUser | None = None
+) -> StaffUser:
     """Create an account; the email is unique (case-insensitive) and the role must exist.
 
     Created by an admin (``actor``), the creation is audited; the demo and the CLI pass no actor.
@@ -49,7 +52,14 @@ def create_staff(session: Session, email: str, name: str, role: str, password: s
         raise StaffError(N_("The password must have at least %(n)d characters."), n=MIN_PASSWORD)
     if session.scalars(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
         raise StaffError(N_("%(email)s already has an account."), email=email)
-    user = StaffUser(email=email, name=name.strip() or email, role=role, password_hash=hasher.hash(password), active=True, session_version=1)
+    user = StaffUser(
+        email=email,
+        name=name.strip() or email,
+        role=role,
+        password_hash=hasher.hash(password),
+        active=True,
+        session_version=1,
+    )
     session.add(user)
     if actor is not None:
         session.flush()
@@ -106,7 +116,9 @@ def change_role(session: Session, actor: StaffUser, user: StaffUser, role: str) 
     old, before = user.role, staff_data(user)
     user.role = role
     user.session_version += 1
-    record_change(session, actor, "change_role", f"staff:{user.id}", before, staff_data(user), detail=f"{old} -> {role}")
+    record_change(
+        session, actor, "change_role", f"staff:{user.id}", before, staff_data(user), detail=f"{old} -> {role}"
+    )
     session.commit()
     log.info("staff %s changed the role of %s from %s to %s", actor.id, mask_email(user.email), old, role)
 
@@ -115,6 +127,12 @@ def set_active_by(session: Session, actor: StaffUser, user: StaffUser, active: b
     """An admin disables or enables an account (audited); disabling ends its sessions."""
     if user.id == actor.id and not active:
         raise StaffError(N_("You cannot disable your own account."))
-    record_change(session, actor, "enable" if active else "disable", f"staff:{user.id}", staff_data(user),
-                  {**staff_data(user), "active": active})
+    record_change(
+        session,
+        actor,
+        "enable" if active else "disable",
+        f"staff:{user.id}",
+        staff_data(user),
+        {**staff_data(user), "active": active},
+    )
     set_active(session, user, active)

@@ -71,7 +71,9 @@ def ensure_team(session: Session, code: str, name: str) -> Team:
 
 def active_rules(session: Session) -> list[Rule]:
     rows = session.execute(
-        select(RoutingRuleRow, Team.code).join(Team, Team.id == RoutingRuleRow.team_id).where(RoutingRuleRow.active.is_(True))
+        select(RoutingRuleRow, Team.code)
+        .join(Team, Team.id == RoutingRuleRow.team_id)
+        .where(RoutingRuleRow.active.is_(True))
     ).all()
     return [
         Rule(row.id, row.name, Conditions.from_dict(row.conditions), code, row.priority, row.ticket_class, row.position)
@@ -96,16 +98,23 @@ def routing_inputs(request: ReturnRequest) -> RoutingInputs:
 
 def _inputs_dict(inputs: RoutingInputs) -> dict[str, object]:
     return {
-        "categories": sorted(inputs.categories), "responsibilities": sorted(inputs.responsibilities),
-        "value": str(inputs.value), "max_wear": inputs.max_wear, "needs_review": inputs.needs_review,
-        "frequent_returner": inputs.frequent_returner, "language": inputs.language, "channel": inputs.channel,
+        "categories": sorted(inputs.categories),
+        "responsibilities": sorted(inputs.responsibilities),
+        "value": str(inputs.value),
+        "max_wear": inputs.max_wear,
+        "needs_review": inputs.needs_review,
+        "frequent_returner": inputs.frequent_returner,
+        "language": inputs.language,
+        "channel": inputs.channel,
     }
 
 
 def _route(session: Session, request: ReturnRequest) -> tuple[Route, RoutingInputs, Team]:
     inputs = routing_inputs(request)
     chosen = route(active_rules(session), inputs, DEFAULT_TEAM)
-    team = session.scalars(select(Team).where(Team.code == chosen.team)).one_or_none() or ensure_team(session, DEFAULT_TEAM, "Customer service")
+    team = session.scalars(select(Team).where(Team.code == chosen.team)).one_or_none() or ensure_team(
+        session, DEFAULT_TEAM, "Customer service"
+    )
     return chosen, inputs, team
 
 
@@ -122,11 +131,20 @@ def open_ticket(session: Session, request: ReturnRequest, actor: Actor = SYSTEM)
         status=TicketStatus.OPEN.value,
     )
     session.add(ticket)
-    ticket.events.append(TicketEvent(actor=actor, kind="routed", note="; ".join(chosen.reasons), data={"team": team.code, "priority": chosen.priority, "class": chosen.ticket_class}))
+    ticket.events.append(
+        TicketEvent(
+            actor=actor,
+            kind="routed",
+            note="; ".join(chosen.reasons),
+            data={"team": team.code, "priority": chosen.priority, "class": chosen.ticket_class},
+        )
+    )
     if request.status != Status.PENDING_REVIEW:
         # Auto-approved: nobody needs to review it; later steps (discrepancies) reopen it.
         set_ticket_status(ticket, TicketStatus.CLOSED, request.created_at)
-        ticket.events.append(TicketEvent(actor=actor, kind="closed", note=f"request {request.status}; no review needed"))
+        ticket.events.append(
+            TicketEvent(actor=actor, kind="closed", note=f"request {request.status}; no review needed")
+        )
         session.flush()
         return ticket
     session.flush()
@@ -141,7 +159,14 @@ def member_load(session: Session, staff_id: int) -> int:
 
     Tickets waiting on the shopper (clocks paused) and closed ones (clocks stopped) do not count.
     """
-    return int(session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == staff_id, Ticket.status == TicketStatus.OPEN.value)) or 0)
+    return int(
+        session.scalar(
+            select(func.count(Ticket.id)).where(
+                Ticket.assignee_id == staff_id, Ticket.status == TicketStatus.OPEN.value
+            )
+        )
+        or 0
+    )
 
 
 def assign_ticket(session: Session, ticket: Ticket, actor: Actor = SYSTEM) -> StaffUser | None:
@@ -170,8 +195,14 @@ def assign_ticket(session: Session, ticket: Ticket, actor: Actor = SYSTEM) -> St
         ticket.events.append(TicketEvent(actor=actor, kind="unassigned", note="no available agent under their cap"))
         return None
     ticket.assignee_id = best[2].staff_id
-    ticket.events.append(TicketEvent(actor=actor, kind="assigned", note=f"to staff {best[2].staff_id} (load {best[0]} of {best[2].cap})",
-                                     data={"assignee": best[2].staff_id}))
+    ticket.events.append(
+        TicketEvent(
+            actor=actor,
+            kind="assigned",
+            note=f"to staff {best[2].staff_id} (load {best[0]} of {best[2].cap})",
+            data={"assignee": best[2].staff_id},
+        )
+    )
     return best[2].staff
 
 
@@ -188,7 +219,11 @@ def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_ass
         session.rollback()
         raise Conflict(N_("Someone else took this ticket first."))
     ticket.assignee_id = staff.id
-    ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="assigned", note=f"taken by {staff.name}", data={"assignee": staff.id}))
+    ticket.events.append(
+        TicketEvent(
+            actor=Actor.staff(staff.id), kind="assigned", note=f"taken by {staff.name}", data={"assignee": staff.id}
+        )
+    )
     session.commit()
     return ticket
 
@@ -202,8 +237,14 @@ def reroute_if_untouched(session: Session, request: ReturnRequest) -> Ticket | N
     ticket.routing_inputs = _inputs_dict(inputs)
     if team.id == ticket.team_id and chosen.priority == ticket.priority:
         return ticket
-    ticket.events.append(TicketEvent(actor=SYSTEM, kind="rerouted", note="; ".join(chosen.reasons) + f" (wear {inputs.max_wear})",
-                                     data={"team": team.code, "priority": chosen.priority}))
+    ticket.events.append(
+        TicketEvent(
+            actor=SYSTEM,
+            kind="rerouted",
+            note="; ".join(chosen.reasons) + f" (wear {inputs.max_wear})",
+            data={"team": team.code, "priority": chosen.priority},
+        )
+    )
     moved = team.id != ticket.team_id
     ticket.team_id, ticket.priority, ticket.ticket_class = team.id, chosen.priority, chosen.ticket_class
     ticket.rule = chosen.rule.snapshot() if chosen.rule else None
@@ -241,27 +282,48 @@ def reassign(session: Session, ticket_id: int, staff: StaffUser, to_staff_id: in
         session.rollback()
         raise InvalidInput(N_("Choose an active staff member."))
     ticket.assignee_id = target.id if target else None
-    ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="assigned",
-                                     note=f"reassigned to {target.name}" if target else "returned to the team queue",
-                                     data={"assignee": target.id if target else None}))
+    ticket.events.append(
+        TicketEvent(
+            actor=Actor.staff(staff.id),
+            kind="assigned",
+            note=f"reassigned to {target.name}" if target else "returned to the team queue",
+            data={"assignee": target.id if target else None},
+        )
+    )
     session.commit()
     return ticket
 
 
 def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -> dict[str, str | None]:
     """The shopper's full email and phone; every reveal is written to the audit log."""
-    session.add(AuditLog(actor_id=staff.id, action="reveal_contact", target=f"order:{request.order.order_number}",
-                         detail=f"request {request.rma}"))
+    session.add(
+        AuditLog(
+            actor_id=staff.id,
+            action="reveal_contact",
+            target=f"order:{request.order.order_number}",
+            detail=f"request {request.rma}",
+        )
+    )
     session.commit()
     log.info("staff %s revealed the contact details of order %s", staff.id, request.order.order_number)
-    return {"email": request.order.customer_email, "phone": request.order.customer_phone, "name": request.order.customer_name}
+    return {
+        "email": request.order.customer_email,
+        "phone": request.order.customer_phone,
+        "name": request.order.customer_name,
+    }
 
 
 def suggested_replies(session: Session, request: ReturnRequest, limit: int = 3) -> list[Suggestion]:
     rows = session.scalars(select(CannedReplyRow).where(CannedReplyRow.active.is_(True)).order_by(CannedReplyRow.id))
-    replies = [CannedReply(r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or [])) for r in rows]
+    replies = [
+        CannedReply(r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or [])) for r in rows
+    ]
     texts = [line.comment for line in request.lines if line.comment]
-    texts += [e.note for e in request.events if e.actor.kind is ActorKind.SHOPPER and e.to_status == Status.PENDING_REVIEW and e.note]
+    texts += [
+        e.note
+        for e in request.events
+        if e.actor.kind is ActorKind.SHOPPER and e.to_status == Status.PENDING_REVIEW and e.note
+    ]
     return suggest(replies, [line.reason for line in request.lines], texts, request.locale, limit)
 
 
@@ -271,12 +333,16 @@ def send_reply(session: Session, request: ReturnRequest, staff: StaffUser, body:
     if not body:
         raise InvalidInput(N_("Write the reply first."))
     now = now_utc()
-    request.events.append(RequestEvent(actor=Actor.staff(staff.id), kind="message", from_status=None, to_status=None, note=body[:4000]))
+    request.events.append(
+        RequestEvent(actor=Actor.staff(staff.id), kind="message", from_status=None, to_status=None, note=body[:4000])
+    )
     ticket = ticket_for(session, request)
     if ticket is not None:
         ticket.first_response_at = ticket.first_response_at or now
         ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="replied", note=body[:4000]))
         stop_ticket_clocks(session, ticket, now, Actor.staff(staff.id), ("first_response",), "replied to the shopper")
     if request.order.customer_email:
-        enqueue_email(session, request.order.customer_email, "staff_message", request.locale, {"rma": request.rma, "body": body})
+        enqueue_email(
+            session, request.order.customer_email, "staff_message", request.locale, {"rma": request.rma, "body": body}
+        )
     session.commit()

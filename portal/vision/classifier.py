@@ -208,16 +208,19 @@ class WearModel:
             raise ModelError(f"model file {onnx_path.name} not found in {onnx_path.parent}")
         actual = file_sha256(onnx_path)
         if actual != contract.sha256:
-            raise ModelError(f"{onnx_path.name} does not match its contract: sha256 {actual[:12]}…, "
-                             f"expected {contract.sha256[:12]}… (corrupt, truncated or replaced)")
+            raise ModelError(
+                f"{onnx_path.name} does not match its contract: sha256 {actual[:12]}…, "
+                f"expected {contract.sha256[:12]}… (corrupt, truncated or replaced)"
+            )
         model = cls(contract, onnx_path)
         model._check_signature()
         return model
 
     def _new_session(self):
         try:
-            return ort.InferenceSession(str(self.onnx_path), sess_options=_session_options(),
-                                        providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(
+                str(self.onnx_path), sess_options=_session_options(), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             raise ModelError(f"{self.onnx_path.name} cannot be loaded by onnxruntime: {exc}") from None
 
@@ -312,10 +315,13 @@ def _check_shape(model: str, what: str, shape: list, expected: list[int]) -> Non
         raise ModelError(f"{model}: {what} has shape {shape}, the contract says [N, {', '.join(map(str, expected))}]")
     for got, want in zip(shape[1:], expected, strict=True):
         if isinstance(got, int) and got != want:
-            raise ModelError(f"{model}: {what} has shape {shape}, the contract says [N, {', '.join(map(str, expected))}]")
+            raise ModelError(
+                f"{model}: {what} has shape {shape}, the contract says [N, {', '.join(map(str, expected))}]"
+            )
 
 
 # --- the heat overlay for staff ------------------------------------------------------------
+
 
 def render_overlay(image: Image.Image, score_map: Sequence[Sequence[float]], opacity: float = 0.6) -> Image.Image:
     """The photo with the score map laid over it: where the model looked and what it found.

@@ -91,7 +91,9 @@ def init_web(app: Flask) -> None:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
-        if not (app.config.get("DEVELOPMENT") or app.config.get("TESTING")) and app.config["PUBLIC_URL"].startswith("https"):
+        if not (app.config.get("DEVELOPMENT") or app.config.get("TESTING")) and app.config["PUBLIC_URL"].startswith(
+            "https"
+        ):
             headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if not request.path.startswith("/static/"):
             headers.setdefault("Cache-Control", "no-store")
@@ -115,7 +117,11 @@ def init_web(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        return render_template("errors/error.html", code=400, message=gettext("This form has expired. Please go back, reload the page and try again.")), 400
+        return render_template(
+            "errors/error.html",
+            code=400,
+            message=gettext("This form has expired. Please go back, reload the page and try again."),
+        ), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -147,4 +153,8 @@ def init_web(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
             return jsonify(error="internal error"), 500
-        return render_template("errors/error.html", code=500, message=gettext("Something went wrong on our side. Nothing you saved was lost; please try again.")), 500
+        return render_template(
+            "errors/error.html",
+            code=500,
+            message=gettext("Something went wrong on our side. Nothing you saved was lost; please try again."),
+        ), 500

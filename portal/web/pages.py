@@ -20,7 +20,11 @@ def render_page_or_partial(full: str, fragment: str, /, *, http_status: int = 20
     return body, http_status, {"Vary": "HX-Request"}
 
 
-IMAGE_HEADERS = {"Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+IMAGE_HEADERS = {
+    "Content-Type": "image/jpeg",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, no-store",
+}
 
 
 def photo_bytes(key: str) -> bytes:

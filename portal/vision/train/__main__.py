@@ -10,8 +10,9 @@ from portal.vision.train import evaluate as ev
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m portal.vision.train",
-                                     description="Train or evaluate the wear classifier.")
+    parser = argparse.ArgumentParser(
+        prog="python -m portal.vision.train", description="Train or evaluate the wear classifier."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train from scratch on synthetic images and export ONNX + JSON")

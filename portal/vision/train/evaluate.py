@@ -34,6 +34,7 @@ EVAL_SIZE = 3000
 
 # --- metrics (numpy only) ------------------------------------------------------------------
 
+
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
     y = np.asarray(labels).astype(bool)
@@ -93,8 +94,11 @@ def summarise(labels, scores, threshold: float, specs: Sequence[synth.Spec] | No
             if idx:
                 per_mark[mark] = {"n": len(idx), "recall": float(flagged[idx].mean())}
         for neg in ("none", *synth.NEGATIVES):
-            idx = [i for i, s in enumerate(specs)
-                   if not s.marks and ((neg == "none" and not s.negatives) or neg in s.negatives)]
+            idx = [
+                i
+                for i, s in enumerate(specs)
+                if not s.marks and ((neg == "none" and not s.negatives) or neg in s.negatives)
+            ]
             if idx:
                 per_negative[neg] = {"n": len(idx), "false_positive_rate": float(flagged[idx].mean())}
         for tex in synth.TEXTURES:
@@ -117,11 +121,12 @@ def _rounded(obj):
 
 # --- running the model ---------------------------------------------------------------------
 
+
 def predict(model: WearModel, images: np.ndarray | Sequence[Image.Image], batch: int = 64) -> np.ndarray:
     """Wear probabilities through the production path (``WearModel.score``)."""
     out: list[float] = []
     for i in range(0, len(images), batch):
-        chunk = images[i:i + batch]
+        chunk = images[i : i + batch]
         pil = [im if isinstance(im, Image.Image) else Image.fromarray(im) for im in chunk]
         out.extend(s.probability for s in model.score(pil))
     return np.asarray(out, np.float64)
@@ -129,19 +134,42 @@ def predict(model: WearModel, images: np.ndarray | Sequence[Image.Image], batch:
 
 def synthetic_sets(n: int = EVAL_SIZE, workers: int = 2, size: int = 128) -> dict:
     """The two evaluation sets: name -> (images, labels, specs, description)."""
-    images, labels, _, specs = synth.generate(n, TEST_SEED, textures=synth.TRAIN_TEXTURES, marks=synth.TRAIN_MARKS,
-                                              size=size, workers=workers, with_specs=True)
-    h_images, h_labels, _, h_specs = synth.generate_heldout(n, HELDOUT_SEED, size=size, workers=workers,
-                                                            with_specs=True)
+    images, labels, _, specs = synth.generate(
+        n,
+        TEST_SEED,
+        textures=synth.TRAIN_TEXTURES,
+        marks=synth.TRAIN_MARKS,
+        size=size,
+        workers=workers,
+        with_specs=True,
+    )
+    h_images, h_labels, _, h_specs = synth.generate_heldout(
+        n, HELDOUT_SEED, size=size, workers=workers, with_specs=True
+    )
     return {
-        "in_distribution": (images, labels, specs, {
-            "seed": TEST_SEED, "textures": list(synth.TRAIN_TEXTURES), "marks": list(synth.TRAIN_MARKS),
-            "about": "same generator, textures and mark types as training; other seed"}),
-        "heldout": (h_images, h_labels, h_specs, {
-            "seed": HELDOUT_SEED, "heldout_textures": list(synth.HELDOUT_TEXTURES),
-            "heldout_marks": list(synth.HELDOUT_MARKS),
-            "about": "only held-out combinations: held-out textures (clean or with any mark) "
-                     "and held-out mark types on any texture; none seen in training"}),
+        "in_distribution": (
+            images,
+            labels,
+            specs,
+            {
+                "seed": TEST_SEED,
+                "textures": list(synth.TRAIN_TEXTURES),
+                "marks": list(synth.TRAIN_MARKS),
+                "about": "same generator, textures and mark types as training; other seed",
+            },
+        ),
+        "heldout": (
+            h_images,
+            h_labels,
+            h_specs,
+            {
+                "seed": HELDOUT_SEED,
+                "heldout_textures": list(synth.HELDOUT_TEXTURES),
+                "heldout_marks": list(synth.HELDOUT_MARKS),
+                "about": "only held-out combinations: held-out textures (clean or with any mark) "
+                "and held-out mark types on any texture; none seen in training",
+            },
+        ),
     }
 
 
@@ -175,8 +203,9 @@ def load_photo_folder(directory: str | Path, size: int) -> tuple[np.ndarray, np.
     return np.stack(images), np.asarray(labels, np.int64), names
 
 
-def evaluate(model_path: str | Path, n: int = EVAL_SIZE, workers: int = 2, photos: str | Path | None = None,
-             verbose: bool = True) -> dict:
+def evaluate(
+    model_path: str | Path, n: int = EVAL_SIZE, workers: int = 2, photos: str | Path | None = None, verbose: bool = True
+) -> dict:
     model = WearModel.load(model_path)
     threshold = model.threshold
     size = model.contract.input_size
@@ -184,11 +213,17 @@ def evaluate(model_path: str | Path, n: int = EVAL_SIZE, workers: int = 2, photo
     for name, (images, labels, specs, about) in synthetic_sets(n, workers, size).items():
         started = time.perf_counter()
         scores = predict(model, images)
-        results[name] = {**about, **summarise(labels, scores, threshold, specs),
-                         "seconds": round(time.perf_counter() - started, 1)}
+        results[name] = {
+            **about,
+            **summarise(labels, scores, threshold, specs),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     if photos:
         images, labels, _ = load_photo_folder(photos, size)
-        results["photos"] = {"about": "labelled photos from a folder", **summarise(labels, predict(model, images), threshold)}
+        results["photos"] = {
+            "about": "labelled photos from a folder",
+            **summarise(labels, predict(model, images), threshold),
+        }
     if verbose:
         print(report(results, threshold, model.version))
     return results
@@ -197,16 +232,26 @@ def evaluate(model_path: str | Path, n: int = EVAL_SIZE, workers: int = 2, photo
 def report(results: dict, threshold: float, version: str) -> str:
     lines = [f"model {version}, threshold {threshold:.3f}"]
     for name, r in results.items():
-        lines.append(f"{name:>16}: n={r['n']} positives={r['positives']} accuracy={_f(r['accuracy'])} "
-                     f"roc_auc={_f(r['roc_auc'])} precision={_f(r['precision'])} recall={_f(r['recall'])} "
-                     f"fpr={_f(r['false_positive_rate'])}")
+        lines.append(
+            f"{name:>16}: n={r['n']} positives={r['positives']} accuracy={_f(r['accuracy'])} "
+            f"roc_auc={_f(r['roc_auc'])} precision={_f(r['precision'])} recall={_f(r['recall'])} "
+            f"fpr={_f(r['false_positive_rate'])}"
+        )
         if r.get("recall_by_mark"):
-            lines.append("                  recall by mark: " + ", ".join(
-                f"{k} {_f(v['recall'])}" for k, v in r["recall_by_mark"].items()))
-            lines.append("                  false positives: " + ", ".join(
-                f"{k} {_f(v['false_positive_rate'])}" for k, v in r["false_positive_rate_by_negative"].items()))
-            lines.append("                  accuracy by texture: " + ", ".join(
-                f"{k} {_f(v['accuracy'])}" for k, v in r["accuracy_by_texture"].items()))
+            lines.append(
+                "                  recall by mark: "
+                + ", ".join(f"{k} {_f(v['recall'])}" for k, v in r["recall_by_mark"].items())
+            )
+            lines.append(
+                "                  false positives: "
+                + ", ".join(
+                    f"{k} {_f(v['false_positive_rate'])}" for k, v in r["false_positive_rate_by_negative"].items()
+                )
+            )
+            lines.append(
+                "                  accuracy by texture: "
+                + ", ".join(f"{k} {_f(v['accuracy'])}" for k, v in r["accuracy_by_texture"].items())
+            )
     return "\n".join(lines)
 
 

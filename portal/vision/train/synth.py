@@ -70,6 +70,7 @@ class Spec:
 
 # --- sampling what to draw -------------------------------------------------------------
 
+
 def _check(names: Iterable[str], known: Sequence[str], what: str) -> tuple[str, ...]:
     names = tuple(names)
     unknown = [n for n in names if n not in known]
@@ -95,8 +96,13 @@ def _pick_negatives(rng: np.random.Generator) -> tuple[str, ...]:
     return tuple(sorted(str(m) for m in rng.choice(list(NEGATIVES), size=k, replace=False)))
 
 
-def sample_spec(seed: int, index: int, textures: Sequence[str] = TEXTURES, marks: Sequence[str] = MARKS,
-                positive_fraction: float = 0.5) -> Spec:
+def sample_spec(
+    seed: int,
+    index: int,
+    textures: Sequence[str] = TEXTURES,
+    marks: Sequence[str] = MARKS,
+    positive_fraction: float = 0.5,
+) -> Spec:
     """The spec of image ``index`` of ``generate(..., seed, textures, marks)``."""
     rng = _rng(seed, index)
     texture = str(rng.choice(list(textures)))
@@ -105,8 +111,13 @@ def sample_spec(seed: int, index: int, textures: Sequence[str] = TEXTURES, marks
     return Spec(texture, chosen, _pick_negatives(rng))
 
 
-def sample_heldout_spec(seed: int, index: int, textures: Sequence[str] = HELDOUT_TEXTURES,
-                        marks: Sequence[str] = HELDOUT_MARKS, positive_fraction: float = 0.5) -> Spec:
+def sample_heldout_spec(
+    seed: int,
+    index: int,
+    textures: Sequence[str] = HELDOUT_TEXTURES,
+    marks: Sequence[str] = HELDOUT_MARKS,
+    positive_fraction: float = 0.5,
+) -> Spec:
     """A spec that involves a held-out texture or mark type, and no combination seen in training.
 
     Clean images are held-out textures; worn images are either a held-out texture
@@ -123,6 +134,7 @@ def sample_heldout_spec(seed: int, index: int, textures: Sequence[str] = HELDOUT
 
 
 # --- procedural helpers ----------------------------------------------------------------
+
 
 @lru_cache(maxsize=8)
 def _grid(c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +156,7 @@ def _fbm(rng: np.random.Generator, c: int, base: float, octaves: int = 3) -> np.
     out = np.zeros((c, c), np.float32)
     amp, total = 1.0, 0.0
     for o in range(octaves):
-        out += amp * _noise(rng, c, base * 2 ** o)
+        out += amp * _noise(rng, c, base * 2**o)
         total += amp
         amp *= 0.5
     return out / total
@@ -165,9 +177,9 @@ def _blur(a: np.ndarray, radius: float) -> np.ndarray:
     half = len(k) // 2
     h, w = a.shape
     p = np.pad(a.astype(np.float32), ((0, 0), (half, half)), mode="edge")
-    rows = sum(k[i] * p[:, i:i + w] for i in range(len(k)))
+    rows = sum(k[i] * p[:, i : i + w] for i in range(len(k)))
     p = np.pad(rows, ((half, half), (0, 0)), mode="edge")
-    return sum(k[i] * p[i:i + h, :] for i in range(len(k)))
+    return sum(k[i] * p[i : i + h, :] for i in range(len(k)))
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -193,8 +205,16 @@ def _centre(rng: np.random.Generator, c: int, spread: float = 0.28) -> tuple[flo
     return (c / 2 + rng.uniform(-spread, spread) * s, c / 2 + rng.uniform(-spread, spread) * s)
 
 
-def _blob(rng: np.random.Generator, c: int, cx: float, cy: float, r: float, aspect: float = 1.0,
-          irregular: float = 0.35, soft: float = 0.15) -> np.ndarray:
+def _blob(
+    rng: np.random.Generator,
+    c: int,
+    cx: float,
+    cy: float,
+    r: float,
+    aspect: float = 1.0,
+    irregular: float = 0.35,
+    soft: float = 0.15,
+) -> np.ndarray:
     """Irregular soft blob in [0, 1]."""
     x, y = _grid(c)
     th = rng.uniform(0, math.pi)
@@ -208,7 +228,7 @@ def _blob(rng: np.random.Generator, c: int, cx: float, cy: float, r: float, aspe
 
 def _bezier(p0, p1, p2, n: int = 24) -> np.ndarray:
     t = np.linspace(0, 1, n)[:, None]
-    return (1 - t) ** 2 * np.array(p0) + 2 * (1 - t) * t * np.array(p1) + t ** 2 * np.array(p2)
+    return (1 - t) ** 2 * np.array(p0) + 2 * (1 - t) * t * np.array(p1) + t**2 * np.array(p2)
 
 
 def _line_field(rng: np.random.Generator, c: int, curvature: float = 0.0):
@@ -223,6 +243,7 @@ def _line_field(rng: np.random.Generator, c: int, curvature: float = 0.0):
 
 
 # --- surfaces -------------------------------------------------------------------------
+
 
 @dataclass
 class Surface:
@@ -290,8 +311,11 @@ def _leather(rng, c):
 
 
 def _suede(rng, c):
-    base = _hsv(rng.uniform(0.0, 1.0) if rng.random() < 0.3 else rng.uniform(0.03, 0.12),
-                rng.uniform(0.15, 0.6), rng.uniform(0.25, 0.75))
+    base = _hsv(
+        rng.uniform(0.0, 1.0) if rng.random() < 0.3 else rng.uniform(0.03, 0.12),
+        rng.uniform(0.15, 0.6),
+        rng.uniform(0.25, 0.75),
+    )
     fine = _blur(rng.standard_normal((c, c)).astype(np.float32), 0.6)
     nap = _fbm(rng, c, rng.uniform(2.5, 5))
     shade = 1.0 + 0.08 * fine + 0.07 * nap
@@ -318,6 +342,7 @@ _SURFACES = {"knit": _knit, "denim": _denim, "leather": _leather, "suede": _sued
 
 
 # --- hard negatives (label 0 on their own) --------------------------------------------------
+
 
 def _random_colour(rng):
     return _hsv(rng.uniform(0, 1), rng.uniform(0.3, 1.0), rng.uniform(0.3, 1.0))
@@ -370,8 +395,9 @@ def _logo(rng, s: Surface, c: int) -> None:
         if rng.random() < 0.5:
             draw.ellipse([cx - size * 0.6, cy - size * 0.6, cx + size * 0.6, cy + size * 0.6], fill=0)
     elif kind == "box":
-        draw.rounded_rectangle([cx - size * 1.3, cy - size * 0.7, cx + size * 1.3, cy + size * 0.7],
-                               radius=size * 0.2, fill=255)
+        draw.rounded_rectangle(
+            [cx - size * 1.3, cy - size * 0.7, cx + size * 1.3, cy + size * 0.7], radius=size * 0.2, fill=255
+        )
     elif kind == "triangle":
         draw.polygon([(cx, cy - size), (cx + size, cy + size * 0.8), (cx - size, cy + size * 0.8)], fill=255)
     elif kind == "star":
@@ -393,8 +419,11 @@ def _logo(rng, s: Surface, c: int) -> None:
                 draw.rectangle([lx + w * 0.3, cy - h * 0.2 * rng.integers(-1, 2), lx + w * 0.7, cy + h * 0.25], fill=0)
     alpha = _as_float(img)
     if rng.random() < 0.5:  # rotate the logo a little with the garment
-        alpha = np.asarray(Image.fromarray(alpha, "F").rotate(rng.uniform(-30, 30), center=(cx, cy),
-                                                              resample=Image.Resampling.BILINEAR))
+        alpha = np.asarray(
+            Image.fromarray(alpha, "F").rotate(
+                rng.uniform(-30, 30), center=(cx, cy), resample=Image.Resampling.BILINEAR
+            )
+        )
     col = _random_colour(rng) if rng.random() < 0.7 else _hsv(0, 0, rng.choice([0.05, 0.95]))
     if rng.random() < 0.5:  # embroidered: satin stitches and a raised edge
         x, y = _grid(c)
@@ -416,7 +445,9 @@ def _seam(rng, s: Surface, c: int) -> None:
     depth = rng.uniform(0.1, 0.3)
     w = rng.uniform(1.2, 2.5)
     ridge = rng.uniform(0.04, 0.12)
-    s.shade[:] = s.shade * (1 - depth * np.exp(-(d / w) ** 2)) * (1 + ridge * np.exp(-((np.abs(d) - 3 * w) / (2 * w)) ** 2))
+    s.shade[:] = (
+        s.shade * (1 - depth * np.exp(-((d / w) ** 2))) * (1 + ridge * np.exp(-(((np.abs(d) - 3 * w) / (2 * w)) ** 2)))
+    )
     thread = _random_colour(rng) if rng.random() < 0.5 else np.clip(s.base * rng.uniform(0.5, 1.6), 0, 1)
     period = rng.uniform(3.5, 6.5)
     duty = rng.uniform(0.55, 0.8)
@@ -433,14 +464,14 @@ def _seam(rng, s: Surface, c: int) -> None:
         beyond = _blur(((d * side) > edge).astype(np.float32), 0.5)
         bg = _background(rng, c)
         s.colour[:] = s.colour * (1 - beyond[..., None]) + bg * beyond[..., None]
-        s.shade[:] = s.shade * (1 - beyond) + beyond * (1 - 0.25 * np.exp(-((d * side - edge) / 2.0) ** 2))
+        s.shade[:] = s.shade * (1 - beyond) + beyond * (1 - 0.25 * np.exp(-(((d * side - edge) / 2.0) ** 2)))
 
 
 def _grain(rng, s: Surface, c: int) -> None:
     """The surface's own natural irregularity, strong and even over the whole surface."""
     if s.texture == "leather":
         n = _noise(rng, c, c / rng.uniform(4, 7))
-        lines = np.exp(-(n / rng.uniform(0.15, 0.3)) ** 2)
+        lines = np.exp(-((n / rng.uniform(0.15, 0.3)) ** 2))
         s.shade[:] = s.shade * (1 - rng.uniform(0.15, 0.35) * lines) * (1 + 0.06 * np.clip(n, 0, 2))
     elif s.texture == "knit":  # heathered yarn: fibres of another tone
         fib = _blur(rng.standard_normal((c, c)).astype(np.float32), 0.7)
@@ -463,6 +494,7 @@ _NEGATIVES = {"print": _print, "logo": _logo, "seam": _seam, "grain": _grain}
 
 # --- wear marks (label 1); each returns its full-resolution mask ----------------------------
 
+
 def _scuffs(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
     cx, cy = _centre(rng, c)
     r = rng.uniform(9, 26)
@@ -477,9 +509,14 @@ def _scuffs(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
         py = cy + ux * math.sin(th) + uy * math.cos(th)
         a = th + rng.normal(0, 0.2)
         ln = rng.uniform(0.3, 1.1) * r
-        draw.line([(px - ln / 2 * math.cos(a), py - ln / 2 * math.sin(a)),
-                   (px + ln / 2 * math.cos(a), py + ln / 2 * math.sin(a))],
-                  fill=int(rng.uniform(80, 255)), width=int(rng.integers(1, 3)))
+        draw.line(
+            [
+                (px - ln / 2 * math.cos(a), py - ln / 2 * math.sin(a)),
+                (px + ln / 2 * math.cos(a), py + ln / 2 * math.sin(a)),
+            ],
+            fill=int(rng.uniform(80, 255)),
+            width=int(rng.integers(1, 3)),
+        )
     strokes = _blur(_as_float(layer), rng.uniform(0.4, 1.0))
     patch = _blur(strokes, 2.5)
     patch = np.clip(patch / max(float(patch.max()), 1e-6), 0, 1)
@@ -504,8 +541,12 @@ def _stains(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
         a = (0.35 * alpha + 0.65 * ring)[..., None] * strength
         img[:] = img * (1 - a) + col * a
     else:
-        tint = np.array([[0.55, 0.35, 0.15], [0.3, 0.3, 0.28], [0.5, 0.1, 0.2], [0.15, 0.2, 0.45],
-                         [0.45, 0.45, 0.2]][int(rng.integers(0, 5))], np.float32)
+        tint = np.array(
+            [[0.55, 0.35, 0.15], [0.3, 0.3, 0.28], [0.5, 0.1, 0.2], [0.15, 0.2, 0.45], [0.45, 0.45, 0.2]][
+                int(rng.integers(0, 5))
+            ],
+            np.float32,
+        )
         a = (alpha + 0.4 * ring)[..., None] * strength
         img[:] = img * (1 - a * (1 - tint))
     return (alpha > 0.25).astype(np.float32)
@@ -528,8 +569,11 @@ def _pilling(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
     fuzz = np.stack([_blur(img[..., k], 1.2) for k in range(3)], -1)
     m = (0.6 * region)[..., None]
     img[:] = img * (1 - m) + fuzz * m
-    lint = np.clip(s.base * rng.uniform(1.1, 1.5) + rng.uniform(0.03, 0.15), 0, 1) if rng.random() < 0.6 \
+    lint = (
+        np.clip(s.base * rng.uniform(1.1, 1.5) + rng.uniform(0.03, 0.15), 0, 1)
+        if rng.random() < 0.6
         else _hsv(0, 0, rng.uniform(0.6, 0.9))
+    )
     img[:] = img * (1 - 0.35 * shadow[..., None])
     bb = b[..., None]
     img[:] = img * (1 - bb) + lint * bb
@@ -600,7 +644,7 @@ def _fraying(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
             end = (px + ln * math.cos(a), py + ln * math.sin(a))
             for q0, q1 in zip(_bezier((px, py), mid, end, 6)[:-1], _bezier((px, py), mid, end, 6)[1:], strict=True):
                 td.line([tuple(q0), tuple(q1)], fill=int(rng.uniform(150, 255)), width=1)
-        loose = np.exp(-((ragged + 3) / 2.5) ** 2)  # exposed weft just inside the edge
+        loose = np.exp(-(((ragged + 3) / 2.5) ** 2))  # exposed weft just inside the edge
         mask = (np.abs(ragged) < 10).astype(np.float32)
     else:  # a small hole with threads across and around it
         cx, cy = _centre(rng, c)
@@ -615,7 +659,7 @@ def _fraying(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
             ln = rng.uniform(r * 0.5, r * 2)
             p2 = (p0[0] + ln * math.cos(b), p0[1] + ln * math.sin(b))
             td.line([p0, p2], fill=int(rng.uniform(150, 255)), width=1)
-        loose = np.exp(-((hole - 0.5) / 0.25) ** 2)
+        loose = np.exp(-(((hole - 0.5) / 0.25) ** 2))
         mask = (_blur(hole, 4) > 0.05).astype(np.float32)
         if rng.random() < 0.5:
             bg = np.broadcast_to(_hsv(rng.uniform(0, 1), rng.uniform(0, 0.5), rng.uniform(0.05, 0.3)), (c, c, 3))
@@ -630,11 +674,18 @@ def _fraying(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
     return mask
 
 
-_MARKS = {"scuffs": _scuffs, "stains": _stains, "pilling": _pilling, "creases": _creases,
-          "fading": _fading, "fraying": _fraying}
+_MARKS = {
+    "scuffs": _scuffs,
+    "stains": _stains,
+    "pilling": _pilling,
+    "creases": _creases,
+    "fading": _fading,
+    "fraying": _fraying,
+}
 
 
 # --- the camera --------------------------------------------------------------------------
+
 
 def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> list[float]:
     """PIL PERSPECTIVE coefficients mapping output points ``dst`` to input points ``src``."""
@@ -655,8 +706,9 @@ def _camera(rng: np.random.Generator, c: int, size: int) -> list[float]:
     for px, py in dst:
         ux, uy = (px - half) * scale, (py - half) * scale
         jx, jy = rng.uniform(-0.03, 0.03) * size, rng.uniform(-0.03, 0.03) * size
-        src.append((c / 2 + ux * math.cos(rot) - uy * math.sin(rot) + jx,
-                    c / 2 + ux * math.sin(rot) + uy * math.cos(rot) + jy))
+        src.append(
+            (c / 2 + ux * math.cos(rot) - uy * math.sin(rot) + jx, c / 2 + ux * math.sin(rot) + uy * math.cos(rot) + jy)
+        )
     return _perspective_coeffs(np.array(src), dst)
 
 
@@ -667,7 +719,7 @@ def _photo(rng: np.random.Generator, img: np.ndarray, size: int) -> np.ndarray:
     g = (x / size - 0.5) * math.cos(a) + (y / size - 0.5) * math.sin(a)
     light = rng.uniform(0.75, 1.15) * (1 + rng.uniform(0, 0.5) * g)
     if rng.random() < 0.4:
-        r2 = ((x / size - 0.5) ** 2 + (y / size - 0.5) ** 2)
+        r2 = (x / size - 0.5) ** 2 + (y / size - 0.5) ** 2
         light = light * (1 - rng.uniform(0.1, 0.4) * r2)
     wb = 1 + rng.normal(0, 0.04, 3)
     out = img * light[..., None] * wb
@@ -698,9 +750,11 @@ def render(spec: Spec, seed: int, index: int, size: int = 128, mask_size: int = 
     img, mask = np.rot90(img, k), np.rot90(mask, k)
     coeffs = _camera(rng, c, size)
     warped = Image.fromarray((img * 255 + 0.5).astype(np.uint8), "RGB").transform(
-        (size, size), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+        (size, size), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR
+    )
     wmask = Image.fromarray(np.ascontiguousarray(mask), "F").transform(
-        (size, size), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+        (size, size), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR
+    )
     photo = _photo(rng, np.asarray(warped, np.float32) / 255.0, size)
     coarse = np.asarray(wmask.resize((mask_size, mask_size), Image.Resampling.BOX), np.float32)
     return photo, np.clip(coarse, 0, 1)
@@ -715,8 +769,9 @@ def _render_range(args) -> tuple[np.ndarray, np.ndarray]:
     return images, masks
 
 
-def render_all(specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int = 16,
-               workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_all(
+    specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int = 16, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images, labels and masks for ``specs`` (sample ``i`` seeded by ``(seed, i)``)."""
     if size % mask_size:
         raise ValueError("size must be a multiple of mask_size")
@@ -727,7 +782,7 @@ def render_all(specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int
         return images, labels, masks
 
     chunk = max(32, len(specs) // (workers * 8))
-    jobs = [(specs[i:i + chunk], seed, i, size, mask_size) for i in range(0, len(specs), chunk)]
+    jobs = [(specs[i : i + chunk], seed, i, size, mask_size) for i in range(0, len(specs), chunk)]
     try:
         # "spawn": a fresh interpreter per worker, safe whatever threads the parent (torch, onnxruntime) runs.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -738,9 +793,18 @@ def render_all(specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int
     return (np.concatenate([p[0] for p in parts]), labels, np.concatenate([p[1] for p in parts]))
 
 
-def generate(n: int, seed: int, *, textures: Sequence[str] = TEXTURES, marks: Sequence[str] = MARKS,
-             size: int = 128, mask_size: int = 16, positive_fraction: float = 0.5, workers: int = 1,
-             with_specs: bool = False):
+def generate(
+    n: int,
+    seed: int,
+    *,
+    textures: Sequence[str] = TEXTURES,
+    marks: Sequence[str] = MARKS,
+    size: int = 128,
+    mask_size: int = 16,
+    positive_fraction: float = 0.5,
+    workers: int = 1,
+    with_specs: bool = False,
+):
     """``n`` images drawn from ``textures`` and ``marks`` only.
 
     Returns ``(images uint8 [n, size, size, 3], labels int64 [n], masks float32
@@ -756,9 +820,18 @@ def generate(n: int, seed: int, *, textures: Sequence[str] = TEXTURES, marks: Se
     return (images, labels, masks, specs) if with_specs else (images, labels, masks)
 
 
-def generate_heldout(n: int, seed: int, *, textures: Sequence[str] = HELDOUT_TEXTURES,
-                     marks: Sequence[str] = HELDOUT_MARKS, size: int = 128, mask_size: int = 16,
-                     positive_fraction: float = 0.5, workers: int = 1, with_specs: bool = False):
+def generate_heldout(
+    n: int,
+    seed: int,
+    *,
+    textures: Sequence[str] = HELDOUT_TEXTURES,
+    marks: Sequence[str] = HELDOUT_MARKS,
+    size: int = 128,
+    mask_size: int = 16,
+    positive_fraction: float = 0.5,
+    workers: int = 1,
+    with_specs: bool = False,
+):
     """``n`` images made only of held-out texture / mark combinations (see ``sample_heldout_spec``)."""
     textures = _check(textures, TEXTURES, "textures")
     marks = _check(marks, MARKS, "marks")

@@ -46,9 +46,16 @@ def _machine() -> dict:
                 cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
         except OSError:
             cpu = ""
-    return {"os": platform.system(), "arch": platform.machine(), "cpu": cpu or "unknown",
-            "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__.split("+")[0], "accelerator": "none (CPU)"}
+    return {
+        "os": platform.system(),
+        "arch": platform.machine(),
+        "cpu": cpu or "unknown",
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__.split("+")[0],
+        "accelerator": "none (CPU)",
+    }
 
 
 def _augment(x: torch.Tensor, m: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +77,7 @@ def _torch_probs(model: WearNet, images: np.ndarray, mean, std, batch: int = 256
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        x = _to_input(torch.from_numpy(images[i:i + batch]), mean, std)
+        x = _to_input(torch.from_numpy(images[i : i + batch]), mean, std)
         p, _ = model(x.contiguous(memory_format=torch.channels_last))
         out.append(p.squeeze(1).numpy())
     model.train()
@@ -103,8 +110,14 @@ def export_onnx(model: WearNet, path: Path, size: int) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(
-            model, (dummy,), str(tmp), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            model,
+            (dummy,),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"}, OUTPUT_NAMES[1]: {0: "batch"}},
         )
     onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
@@ -118,7 +131,7 @@ def _contract(name: str, version: str, size: int, threshold: float, onnx_path: P
         "name": name,
         "version": version,
         "description": "Wear-mark classifier for photos of returned items (scuffs, stains, pilling, creases, "
-                       "fading, fraying). Advice for staff: it never rejects a return.",
+        "fading, fraying). Advice for staff: it never rejects a return.",
         "file": onnx_path.name,
         "file_size_bytes": onnx_path.stat().st_size,
         "sha256": file_sha256(onnx_path),
@@ -134,14 +147,21 @@ def _contract(name: str, version: str, size: int, threshold: float, onnx_path: P
             "mean": list(MEAN),
             "std": list(STD),
             "preprocessing": f"centre square of the photo, resized to {size}x{size} (bilinear, antialiased), "
-                             "RGB, then (pixel / 255 - mean) / std per channel",
+            "RGB, then (pixel / 255 - mean) / std per channel",
         },
         "outputs": {
-            "probability": {"name": OUTPUT_NAMES[0], "shape": ["batch", 1],
-                            "meaning": "probability that the photo shows wear marks (sigmoid)"},
-            "score_map": {"name": OUTPUT_NAMES[1], "shape": ["batch", 1, map_size, map_size], "size": map_size,
-                          "meaning": "per-location wear probability over the centre square (where it looked); "
-                                     "the probability is a smooth maximum (log-sum-exp) of its logits"},
+            "probability": {
+                "name": OUTPUT_NAMES[0],
+                "shape": ["batch", 1],
+                "meaning": "probability that the photo shows wear marks (sigmoid)",
+            },
+            "score_map": {
+                "name": OUTPUT_NAMES[1],
+                "shape": ["batch", 1, map_size, map_size],
+                "size": map_size,
+                "meaning": "per-location wear probability over the centre square (where it looked); "
+                "the probability is a smooth maximum (log-sum-exp) of its logits",
+            },
         },
         "labels": ["no_wear", "wear"],
         "threshold": round(float(threshold), 4),
@@ -161,13 +181,29 @@ def train(args) -> int:
 
     # Data first, then torch and its threads.
     t0 = time.perf_counter()
-    print(f"generating {args.train_size} training and {args.val_size} validation images "
-          f"({synth.GENERATOR_VERSION}, {args.workers} workers)...", flush=True)
-    train_x, train_y, train_m = synth.generate(args.train_size, TRAIN_SEED, textures=synth.TRAIN_TEXTURES,
-                                               marks=synth.TRAIN_MARKS, size=size, mask_size=map_size,
-                                               workers=args.workers)
-    val_x, val_y, _ = synth.generate(args.val_size, VAL_SEED, textures=synth.TRAIN_TEXTURES,
-                                     marks=synth.TRAIN_MARKS, size=size, mask_size=map_size, workers=args.workers)
+    print(
+        f"generating {args.train_size} training and {args.val_size} validation images "
+        f"({synth.GENERATOR_VERSION}, {args.workers} workers)...",
+        flush=True,
+    )
+    train_x, train_y, train_m = synth.generate(
+        args.train_size,
+        TRAIN_SEED,
+        textures=synth.TRAIN_TEXTURES,
+        marks=synth.TRAIN_MARKS,
+        size=size,
+        mask_size=map_size,
+        workers=args.workers,
+    )
+    val_x, val_y, _ = synth.generate(
+        args.val_size,
+        VAL_SEED,
+        textures=synth.TRAIN_TEXTURES,
+        marks=synth.TRAIN_MARKS,
+        size=size,
+        mask_size=map_size,
+        workers=args.workers,
+    )
     map_weight = np.ones(len(train_x), np.float32)
     photos_info = None
     if args.photos:
@@ -178,8 +214,13 @@ def train(args) -> int:
         train_y = np.concatenate([train_y] + [p_y[tr]] * reps)
         train_m = np.concatenate([train_m, np.zeros((len(tr) * reps, map_size, map_size), np.float32)])
         map_weight = np.concatenate([map_weight, np.zeros(len(tr) * reps, np.float32)])  # no masks for photos
-        photos_info = {"photos": len(p_y), "worn": int(p_y.sum()), "train": int(len(tr)), "repeat": reps,
-                       "validation": int(len(va))}
+        photos_info = {
+            "photos": len(p_y),
+            "worn": int(p_y.sum()),
+            "train": int(len(tr)),
+            "repeat": reps,
+            "validation": int(len(va)),
+        }
         if len(va):
             val_x, val_y = p_x[va], p_y[va]
         print(f"added {len(tr)} labelled photos (x{reps}); {len(va)} set aside for the threshold", flush=True)
@@ -196,18 +237,22 @@ def train(args) -> int:
     ms, ws = torch.from_numpy(train_m), torch.from_numpy(map_weight)
     steps_per_epoch = len(xs) // args.batch_size
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
+    )
     pos_weight = torch.tensor(3.0)
-    print(f"training WearNet ({n_params} parameters) for {args.epochs} epochs of {steps_per_epoch} steps, "
-          f"{args.threads} threads", flush=True)
+    print(
+        f"training WearNet ({n_params} parameters) for {args.epochs} epochs of {steps_per_epoch} steps, "
+        f"{args.threads} threads",
+        flush=True,
+    )
     t0 = time.perf_counter()
     model.train()
     for epoch in range(args.epochs):
         perm = torch.randperm(len(xs), generator=g)
         total, seen = 0.0, 0
         for step in range(steps_per_epoch):
-            idx = perm[step * args.batch_size:(step + 1) * args.batch_size]
+            idx = perm[step * args.batch_size : (step + 1) * args.batch_size]
             x = _to_input(xs[idx], mean, std)
             m = ms[idx].unsqueeze(1)
             x, m = _augment(x, m, g)
@@ -215,8 +260,9 @@ def train(args) -> int:
             logit, map_logits = model.logits(x)
             loss_img = F.binary_cross_entropy_with_logits(logit.squeeze(1), ys[idx])
             target = (m * 2.0).clamp(0.0, 1.0)
-            per_map = F.binary_cross_entropy_with_logits(map_logits, target, pos_weight=pos_weight,
-                                                         reduction="none").mean(dim=(1, 2, 3))
+            per_map = F.binary_cross_entropy_with_logits(
+                map_logits, target, pos_weight=pos_weight, reduction="none"
+            ).mean(dim=(1, 2, 3))
             w = ws[idx]
             loss = loss_img + args.map_loss * (per_map * w).sum() / w.sum().clamp(min=1.0)
             opt.zero_grad(set_to_none=True)
@@ -226,18 +272,25 @@ def train(args) -> int:
             total += loss.item() * len(idx)
             seen += len(idx)
             if args.log_every and (step + 1) % args.log_every == 0:
-                print(f"  epoch {epoch + 1} step {step + 1}/{steps_per_epoch} loss {total / seen:.4f} "
-                      f"({time.perf_counter() - t0:.0f}s)", flush=True)
+                print(
+                    f"  epoch {epoch + 1} step {step + 1}/{steps_per_epoch} loss {total / seen:.4f} "
+                    f"({time.perf_counter() - t0:.0f}s)",
+                    flush=True,
+                )
         probs = _torch_probs(model, val_x, mean, std)
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / max(seen, 1):.4f}, validation roc_auc "
-              f"{ev.roc_auc(val_y, probs):.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {total / max(seen, 1):.4f}, validation roc_auc "
+            f"{ev.roc_auc(val_y, probs):.4f} ({time.perf_counter() - t0:.0f}s)",
+            flush=True,
+        )
     timings["train"] = time.perf_counter() - t0
 
     # Export, then choose the threshold with the exported model, through the portal's own code path.
     t0 = time.perf_counter()
     export_onnx(model, onnx_path, size)
-    json_path.write_text(json.dumps(_contract(name, args.version, size, 0.5, onnx_path), indent=2) + "\n",
-                         encoding="utf-8")
+    json_path.write_text(
+        json.dumps(_contract(name, args.version, size, 0.5, onnx_path), indent=2) + "\n", encoding="utf-8"
+    )
     exported = WearModel.load(out)
     val_probs = ev.predict(exported, val_x)
     torch_val = _torch_probs(model, val_x[:256], mean, std)
@@ -247,22 +300,35 @@ def train(args) -> int:
     threshold = ev.youden_threshold(val_y.tolist(), val_probs.tolist())
     contract = _contract(name, args.version, size, threshold, onnx_path)
     timings["export_and_threshold"] = time.perf_counter() - t0
-    val_source = ("the merchant's labelled photos set aside from training (a stratified fifth, seed "
-                  f"{SPLIT_SEED})") if photos_info and photos_info["validation"] else (
-                  f"a synthetic validation split (seed {VAL_SEED}, {len(val_y)} images, training textures and marks)")
-    contract["threshold_selection"] = (f"chosen on {val_source} to maximise recall minus false-positive rate "
-                                       "(Youden's J); not tuned on the evaluation sets")
+    val_source = (
+        (f"the merchant's labelled photos set aside from training (a stratified fifth, seed {SPLIT_SEED})")
+        if photos_info and photos_info["validation"]
+        else (f"a synthetic validation split (seed {VAL_SEED}, {len(val_y)} images, training textures and marks)")
+    )
+    contract["threshold_selection"] = (
+        f"chosen on {val_source} to maximise recall minus false-positive rate "
+        "(Youden's J); not tuned on the evaluation sets"
+    )
     contract["validation"] = ev.summarise(val_y, val_probs, threshold)
     contract["training_data"] = (
         "Trained only on synthetic, procedurally generated images of fabric and leather surfaces; "
-        + ("plus the merchant's labelled photos listed under training.photos. " if photos_info else
-           "it has never seen a real photo. ")
-        + "Scores on real photos are advice for staff and must be checked against warehouse grades.")
+        + (
+            "plus the merchant's labelled photos listed under training.photos. "
+            if photos_info
+            else "it has never seen a real photo. "
+        )
+        + "Scores on real photos are advice for staff and must be checked against warehouse grades."
+    )
     contract["training"] = {
         "command": "python -m portal.vision.train train " + " ".join(shlex.quote(a) for a in args.argv),
         "generator_version": synth.GENERATOR_VERSION,
-        "seeds": {"train": TRAIN_SEED, "validation": VAL_SEED, "torch": TORCH_SEED,
-                  "evaluation_in_distribution": ev.TEST_SEED, "evaluation_heldout": ev.HELDOUT_SEED},
+        "seeds": {
+            "train": TRAIN_SEED,
+            "validation": VAL_SEED,
+            "torch": TORCH_SEED,
+            "evaluation_in_distribution": ev.TEST_SEED,
+            "evaluation_heldout": ev.HELDOUT_SEED,
+        },
         "train_size": int(len(train_x)),
         "synthetic_train_size": int(args.train_size),
         "validation_size": int(len(val_y)),
@@ -273,22 +339,23 @@ def train(args) -> int:
         "heldout_marks": list(synth.HELDOUT_MARKS),
         "photos": photos_info,
         "architecture": "WearNet: 7 conv blocks (3x3, BN, ReLU; strides 2,2,1,2,1,1,1; dilations 1,1,1,1,1,2,4), "
-                        "global context, 1x1 head to a score map; log-sum-exp pooling to the probability",
+        "global context, 1x1 head to a score map; log-sum-exp pooling to the probability",
         "parameters": n_params,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "optimizer": f"AdamW, one-cycle learning rate (max {args.lr}), weight decay 1e-4",
         "loss": f"binary cross-entropy on the image + {args.map_loss} x binary cross-entropy of the score map "
-                "against the generator's coarse mark masks",
+        "against the generator's coarse mark masks",
         "augmentation": "random flips and transposition (on top of the generator's viewpoint, light, blur, "
-                        "noise and JPEG variation)",
+        "noise and JPEG variation)",
         "onnx_opset": OPSET,
         "machine": _machine(),
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }
     json_path.write_text(json.dumps(contract, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes) and {json_path}; threshold {threshold:.4f}",
-          flush=True)
+    print(
+        f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes) and {json_path}; threshold {threshold:.4f}", flush=True
+    )
 
     if not args.no_eval:
         t0 = time.perf_counter()

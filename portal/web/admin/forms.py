@@ -41,7 +41,14 @@ def _roles() -> list[SelectChoice]:
 
 
 class NewStaffForm(FlaskForm):
-    email = StringField(_l("Email"), validators=[DataRequired(), Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Enter an email address.")), Length(max=255)])
+    email = StringField(
+        _l("Email"),
+        validators=[
+            DataRequired(),
+            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Enter an email address.")),
+            Length(max=255),
+        ],
+    )
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=255)])
     role = SelectField(_l("Role"))
     password = PasswordField(_l("Initial password"), validators=[DataRequired(), Length(min=10, max=1024)])
@@ -70,7 +77,9 @@ TRISTATE = [SelectChoice("", "—"), SelectChoice("yes", "yes"), SelectChoice("n
 
 class RuleForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=128)])
-    position = IntegerField(_l("Position (lower runs first)"), validators=[DataRequired(), NumberRange(min=0, max=100000)])
+    position = IntegerField(
+        _l("Position (lower runs first)"), validators=[DataRequired(), NumberRange(min=0, max=100000)]
+    )
     active = BooleanField(_l("Active"), default=True)
     team = SelectField(_l("Team"))
     priority = SelectField(_l("Priority"))
@@ -79,10 +88,14 @@ class RuleForm(FlaskForm):
     responsibilities = SelectMultipleField(_l("Responsibility"))
     min_value = DecimalField(_l("Value at least"), validators=[Optional(), NumberRange(min=0)], places=2)
     max_value = DecimalField(_l("Value at most"), validators=[Optional(), NumberRange(min=0)], places=2)
-    min_wear = FloatField(_l("Highest wear score at least (0 to 1)"), validators=[Optional(), NumberRange(min=0, max=1)])
+    min_wear = FloatField(
+        _l("Highest wear score at least (0 to 1)"), validators=[Optional(), NumberRange(min=0, max=1)]
+    )
     needs_review = SelectField(_l("Policy says needs review"))
     frequent_returner = SelectField(_l("Frequent returner"))
-    languages = StringField(_l("Shopper languages (comma separated, e.g. zh_Hans)"), validators=[Optional(), Length(max=200)])
+    languages = StringField(
+        _l("Shopper languages (comma separated, e.g. zh_Hans)"), validators=[Optional(), Length(max=200)]
+    )
     channels = StringField(_l("Channels (comma separated)"), validators=[Optional(), Length(max=200)])
 
     def __init__(self, *args, **kwargs):
@@ -125,7 +138,9 @@ class RuleForm(FlaskForm):
         self.max_value.data = Decimal(c["max_value"]) if "max_value" in c else None
         self.min_wear.data = c.get("min_wear")
         self.needs_review.data = "" if c.get("needs_review") is None else ("yes" if c["needs_review"] else "no")
-        self.frequent_returner.data = "" if c.get("frequent_returner") is None else ("yes" if c["frequent_returner"] else "no")
+        self.frequent_returner.data = (
+            "" if c.get("frequent_returner") is None else ("yes" if c["frequent_returner"] else "no")
+        )
         self.languages.data = ", ".join(c.get("languages", []))
         self.channels.data = ", ".join(c.get("channels", []))
 
@@ -155,8 +170,12 @@ class ReplyTemplateForm(FlaskForm):
 
 
 class PolicyForm(FlaskForm):
-    first_response_minutes = IntegerField(_l("First response target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=100000)])
-    resolution_minutes = IntegerField(_l("Resolution target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=1000000)])
+    first_response_minutes = IntegerField(
+        _l("First response target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=100000)]
+    )
+    resolution_minutes = IntegerField(
+        _l("Resolution target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=1000000)]
+    )
     ladder = TextAreaField(_l("Escalation ladder (JSON)"), validators=[DataRequired(), Length(max=4000)])
 
 
@@ -171,7 +190,10 @@ class CalendarForm(FlaskForm):
     fri = StringField(_l("Friday"))
     sat = StringField(_l("Saturday"))
     sun = StringField(_l("Sunday"))
-    exceptions = TextAreaField(_l("Holidays and partial days: one per line, 'YYYY-MM-DD hours note' (hours: closed, or 09:00-13:00)"), validators=[Length(max=20000)])
+    exceptions = TextAreaField(
+        _l("Holidays and partial days: one per line, 'YYYY-MM-DD hours note' (hours: closed, or 09:00-13:00)"),
+        validators=[Length(max=20000)],
+    )
 
     def weekly(self) -> dict[str, str]:
         return {day: getattr(self, day).data or "" for day in DAYS}
@@ -182,9 +204,14 @@ class CalendarForm(FlaskForm):
 
 def people(roles: frozenset[str]) -> list[SelectChoice]:
     """Active accounts with one of ``roles``, as choices (first: nobody)."""
-    stmt = (select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(in_role_order(roles)))
-            .order_by(StaffUser.name))
-    return [SelectChoice("", "—")] + [SelectChoice(str(u.id), f"{u.name} ({u.role})") for u in get_session().scalars(stmt)]
+    stmt = (
+        select(StaffUser)
+        .where(StaffUser.active.is_(True), StaffUser.role.in_(in_role_order(roles)))
+        .order_by(StaffUser.name)
+    )
+    return [SelectChoice("", "—")] + [
+        SelectChoice(str(u.id), f"{u.name} ({u.role})") for u in get_session().scalars(stmt)
+    ]
 
 
 class TeamForm(FlaskForm):
@@ -198,7 +225,9 @@ class TeamForm(FlaskForm):
 
 class MemberForm(FlaskForm):
     staff = SelectField(_l("Add member"))
-    cap = IntegerField(_l("Open tickets at most"), default=25, validators=[DataRequired(), NumberRange(min=1, max=1000)])
+    cap = IntegerField(
+        _l("Open tickets at most"), default=25, validators=[DataRequired(), NumberRange(min=1, max=1000)]
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

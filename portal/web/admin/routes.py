@@ -66,7 +66,9 @@ def staff_list():
     status = 200
     if form.validate_on_submit():
         try:
-            create_staff(get_session(), form.email.data, form.name.data, form.role.data, form.password.data, actor=_me())
+            create_staff(
+                get_session(), form.email.data, form.name.data, form.role.data, form.password.data, actor=_me()
+            )
         except StaffError as exc:
             form.email.errors.append(exc.render(gettext))
             status = 422
@@ -76,7 +78,9 @@ def staff_list():
     elif form.is_submitted():
         status = 422
     users = get_session().scalars(select(StaffUser).order_by(StaffUser.name)).all()
-    return render_template("admin/staff.html", users=users, form=form, role_form=RoleForm, active_form=ActiveForm()), status
+    return render_template(
+        "admin/staff.html", users=users, form=form, role_form=RoleForm, active_form=ActiveForm()
+    ), status
 
 
 @bp.post("/staff/<int:user_id>/role")
@@ -124,8 +128,13 @@ def routing(rule_id: int | None = None):
     status = 200
     if form.validate_on_submit():
         data = admin_service.RuleInput(
-            name=form.name.data, position=form.position.data, active=bool(form.active.data), team_id=int(form.team.data),
-            priority=form.priority.data, ticket_class=form.ticket_class.data, conditions=form.conditions(),
+            name=form.name.data,
+            position=form.position.data,
+            active=bool(form.active.data),
+            team_id=int(form.team.data),
+            priority=form.priority.data,
+            ticket_class=form.ticket_class.data,
+            conditions=form.conditions(),
         )
         try:
             admin_service.save_routing_rule(get_session(), _me(), rule, data)
@@ -156,8 +165,12 @@ def replies(reply_id: int | None = None):
     status = 200
     if form.validate_on_submit():
         data = admin_service.ReplyInput(
-            name=form.name.data, locale=form.locale.data, body=form.body.data, active=bool(form.active.data),
-            reasons=list(form.reasons.data or []), keywords=csv(form.keywords.data),
+            name=form.name.data,
+            locale=form.locale.data,
+            body=form.body.data,
+            active=bool(form.active.data),
+            reasons=list(form.reasons.data or []),
+            keywords=csv(form.keywords.data),
         )
         admin_service.save_canned_reply(get_session(), _me(), row, data)
         flash(gettext("Reply saved."), "success")
@@ -189,11 +202,21 @@ def sla_policy(policy_id: int):
     status = 200
     if form.validate_on_submit():
         try:
-            count = admin_service.update_sla_policy(get_session(), _me(), policy, form.first_response_minutes.data,
-                                                    form.resolution_minutes.data, form.ladder.data, _now())
+            count = admin_service.update_sla_policy(
+                get_session(),
+                _me(),
+                policy,
+                form.first_response_minutes.data,
+                form.resolution_minutes.data,
+                form.ladder.data,
+                _now(),
+            )
         except InvalidInput as exc:
             get_session().rollback()
-            form.ladder.errors = [*form.ladder.errors, gettext("The ladder is not valid: %(error)s", error=exc.render(gettext))]
+            form.ladder.errors = [
+                *form.ladder.errors,
+                gettext("The ladder is not valid: %(error)s", error=exc.render(gettext)),
+            ]
             status = 422
         else:
             flash(gettext("Policy saved; %(n)d running clocks re-targeted.", n=count), "success")
@@ -201,7 +224,10 @@ def sla_policy(policy_id: int):
     elif form.is_submitted():
         status = 422
     else:
-        form.first_response_minutes.data, form.resolution_minutes.data = policy.first_response_minutes, policy.resolution_minutes
+        form.first_response_minutes.data, form.resolution_minutes.data = (
+            policy.first_response_minutes,
+            policy.resolution_minutes,
+        )
         form.ladder.data = json.dumps(policy.ladder, indent=1)
     return render_template("admin/sla_policy.html", policy=policy, form=form), status
 
@@ -214,7 +240,9 @@ def calendar(calendar_id: int):
     status = 200
     if form.validate_on_submit():
         try:
-            count = admin_service.update_business_calendar(get_session(), _me(), row, form.weekly(), form.exceptions.data, _now())
+            count = admin_service.update_business_calendar(
+                get_session(), _me(), row, form.weekly(), form.exceptions.data, _now()
+            )
         except CalendarInputError as exc:
             get_session().rollback()
             field = form[exc.field]
@@ -229,7 +257,8 @@ def calendar(calendar_id: int):
         for day in DAYS:
             getattr(form, day).data = ", ".join(row.weekly.get(day, []))
         form.exceptions.data = "\n".join(
-            f"{e.day.isoformat()} {','.join(e.hours) if e.hours else 'closed'} {e.note}".rstrip() for e in row.exceptions
+            f"{e.day.isoformat()} {','.join(e.hours) if e.hours else 'closed'} {e.note}".rstrip()
+            for e in row.exceptions
         )
     return render_template("admin/calendar.html", calendar=row, form=form, days=DAYS), status
 
@@ -242,8 +271,10 @@ def calendar(calendar_id: int):
 def teams():
     rows = get_session().scalars(select(Team).order_by(Team.name)).all()
     forms = {
-        team.id: (TeamForm(prefix=f"t{team.id}", lead=str(team.lead_id or ""), manager=str(team.manager_id or "")),
-                  MemberForm(prefix=f"m{team.id}"))
+        team.id: (
+            TeamForm(prefix=f"t{team.id}", lead=str(team.lead_id or ""), manager=str(team.manager_id or "")),
+            MemberForm(prefix=f"m{team.id}"),
+        )
         for team in rows
     }
     return render_template("admin/teams.html", teams=rows, forms=forms)
@@ -256,8 +287,13 @@ def team_update(team_id: int):
     form = TeamForm(prefix=f"t{team.id}")
     if not form.validate_on_submit():
         abort(400)
-    admin_service.update_team(get_session(), _me(), team, int(form.lead.data) if form.lead.data else None,
-                              int(form.manager.data) if form.manager.data else None)
+    admin_service.update_team(
+        get_session(),
+        _me(),
+        team,
+        int(form.lead.data) if form.lead.data else None,
+        int(form.manager.data) if form.manager.data else None,
+    )
     flash(gettext("Team saved."), "success")
     return redirect(url_for("admin.teams"), code=303)
 
@@ -296,4 +332,6 @@ def audit():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     result = admin_service.audit_page(get_session(), page, AUDIT_PAGE_SIZE)
     pages = max((result.total + AUDIT_PAGE_SIZE - 1) // AUDIT_PAGE_SIZE, 1)
-    return render_template("admin/audit.html", entries=result.entries, actors=result.actors, page=page, pages=pages, total=result.total)
+    return render_template(
+        "admin/audit.html", entries=result.entries, actors=result.actors, page=page, pages=pages, total=result.total
+    )

@@ -45,7 +45,11 @@ def authenticate():
     timestamp = request.headers.get("X-Portal-Timestamp", "")
     signature = request.headers.get("X-Portal-Signature", "")
     # isdigit() alone accepts "²" and other non-ASCII digits, which int() then refuses.
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12 or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS:
+    if (
+        not (timestamp.isascii() and timestamp.isdigit())
+        or len(timestamp) > 12
+        or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS
+    ):
         log.warning("api: missing or stale timestamp from %s", request.remote_addr)
         return _problem(401, "missing, malformed or stale X-Portal-Timestamp")
     expected = sign(current_app.config["API_SECRET"], timestamp, body)
@@ -127,5 +131,9 @@ def redeem_credit():
         redemption = parse_redemption(payload)
     except PayloadError as exc:
         return _problem(400, "invalid redemption", [e.to_dict() for e in exc.errors])
-    credit = redeem_store_credit(get_session(), redemption)  # an unknown code or a refusal: the DomainError handler answers
-    return jsonify(code=credit.code, balance=plain_amount(credit.balance, credit.currency), currency=credit.currency), 200
+    credit = redeem_store_credit(
+        get_session(), redemption
+    )  # an unknown code or a refusal: the DomainError handler answers
+    return jsonify(
+        code=credit.code, balance=plain_amount(credit.balance, credit.currency), currency=credit.currency
+    ), 200

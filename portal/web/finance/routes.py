@@ -45,7 +45,9 @@ def _settings():
 
 
 def _gateway(name: str):
-    return gateway_for(name, current_app.extensions["portal.sessionmaker"], current_app.config.get("SANDBOX_MODE", "ok"))
+    return gateway_for(
+        name, current_app.extensions["portal.sessionmaker"], current_app.config.get("SANDBOX_MODE", "ok")
+    )
 
 
 @bp.get("/")
@@ -56,10 +58,24 @@ def queue():
     waiting = [req for req, _ in rows]
     order_totals = {req.id: total for req, total in rows}
     previews = {req.id: preview_refund(session, req, _settings()) for req in waiting}
-    open_refunds = session.scalars(select(Refund).where(Refund.status.in_([s.value for s in RefundStatus if s != RefundStatus.SUCCEEDED])).order_by(Refund.id)).all()
-    done = session.scalars(select(Refund).where(Refund.status == RefundStatus.SUCCEEDED.value).order_by(Refund.id.desc()).limit(20)).all()
-    return render_template("finance/queue.html", waiting=waiting, previews=previews, order_totals=order_totals, open_refunds=open_refunds, done=done,
-                           form=ActionForm(), threshold=_threshold())
+    open_refunds = session.scalars(
+        select(Refund)
+        .where(Refund.status.in_([s.value for s in RefundStatus if s != RefundStatus.SUCCEEDED]))
+        .order_by(Refund.id)
+    ).all()
+    done = session.scalars(
+        select(Refund).where(Refund.status == RefundStatus.SUCCEEDED.value).order_by(Refund.id.desc()).limit(20)
+    ).all()
+    return render_template(
+        "finance/queue.html",
+        waiting=waiting,
+        previews=previews,
+        order_totals=order_totals,
+        open_refunds=open_refunds,
+        done=done,
+        form=ActionForm(),
+        threshold=_threshold(),
+    )
 
 
 @bp.post("/requests/<rma>/approve")
@@ -74,16 +90,30 @@ def approve(rma: str):
     if provider not in ("sandbox", "manual"):
         abort(400)
     try:
-        refund = approve_refund(get_session(), req, current_user._get_current_object(), request.form.get("basis", ""), provider, _threshold(),
-                                _settings())
+        refund = approve_refund(
+            get_session(),
+            req,
+            current_user._get_current_object(),
+            request.form.get("basis", ""),
+            provider,
+            _threshold(),
+            _settings(),
+        )
     except StalePreview:
-        flash(gettext("The refund changed since you looked at it (for example a new receipt or refund). Check the new amounts and approve again."), "warning")
+        flash(
+            gettext(
+                "The refund changed since you looked at it (for example a new receipt or refund). Check the new amounts and approve again."
+            ),
+            "warning",
+        )
         return redirect(url_for("finance.queue"), code=303)
     except Conflict:
         flash(gettext("This request cannot be refunded now, or a refund is already under way."), "warning")
         return redirect(url_for("finance.queue"), code=303)
     if refund.status == RefundStatus.AWAITING_SECOND:
-        flash(gettext("Approved. Above %(limit)s a second finance user must approve too.", limit=_threshold()), "success")
+        flash(
+            gettext("Approved. Above %(limit)s a second finance user must approve too.", limit=_threshold()), "success"
+        )
     else:
         flash(gettext("Approved. Execute it when ready."), "success")
     return redirect(url_for("finance.queue"), code=303)
@@ -116,12 +146,19 @@ def execute(refund_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     refund = _refund(refund_id)
-    done = execute_refund(current_app.extensions["portal.sessionmaker"], refund.id, _gateway(refund.provider),
-                          manual_reference=request.form.get("reference") or None)
+    done = execute_refund(
+        current_app.extensions["portal.sessionmaker"],
+        refund.id,
+        _gateway(refund.provider),
+        manual_reference=request.form.get("reference") or None,
+    )
     if done.status == RefundStatus.SUCCEEDED:
         flash(gettext("Refunded."), "success")
     elif done.status == RefundStatus.FAILED:
-        flash(gettext("The refund failed: %(error)s. Nothing was paid twice; you can retry.", error=done.last_error), "warning")
+        flash(
+            gettext("The refund failed: %(error)s. Nothing was paid twice; you can retry.", error=done.last_error),
+            "warning",
+        )
     else:
         flash(gettext("This refund is not ready to execute (%(status)s).", status=done.status), "warning")
     return redirect(url_for("finance.queue"), code=303)
@@ -162,5 +199,11 @@ def export():
     start = _day(request.args.get("from"), today - timedelta(days=30))
     end = _day(request.args.get("to"), today) + timedelta(days=1)
     body = reconciliation_csv(ledger_rows(get_session(), start, end))
-    return body, 200, {"Content-Type": "text/csv; charset=utf-8",
-                       "Content-Disposition": f'attachment; filename="reconciliation-{start:%Y%m%d}-{end - timedelta(days=1):%Y%m%d}.csv"'}
+    return (
+        body,
+        200,
+        {
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="reconciliation-{start:%Y%m%d}-{end - timedelta(days=1):%Y%m%d}.csv"',
+        },
+    )

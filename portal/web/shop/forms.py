@@ -41,7 +41,9 @@ class ReturnLineForm(Form):
     comment = TextAreaField(_l("Anything else we should know?"), validators=[Optional(), Length(max=2000)])
     outcome = RadioField(_l("What would you like?"), validators=[Optional()], validate_choice=False)
     exchange_sku = SelectField(_l("Exchange for"), validators=[Optional()], validate_choice=False)
-    photos = MultipleFileField(_l("Photos"), description=_l("JPEG, PNG, WebP or HEIC. Required for damaged, wrong or faulty items."))
+    photos = MultipleFileField(
+        _l("Photos"), description=_l("JPEG, PNG, WebP or HEIC. Required for damaged, wrong or faulty items.")
+    )
 
 
 class ReturnForm(FlaskForm):
@@ -53,13 +55,17 @@ class CancelForm(FlaskForm):
 
 
 def reason_choices(gettext) -> list[SelectChoice]:
-    return [SelectChoice("", gettext("Choose a reason"))] + [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
+    return [SelectChoice("", gettext("Choose a reason"))] + [
+        SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()
+    ]
 
 
 def sub_reason_choices(gettext) -> list[SelectChoice]:
     """Every sub-reason, grouped under its reason, so the list works without JavaScript."""
     return [SelectChoice("", gettext("Choose one (optional)"))] + [
-        SelectChoice(sub.code, gettext(sub.label), optgroup=gettext(r.label)) for r in REASONS.values() for sub in r.sub_reasons
+        SelectChoice(sub.code, gettext(sub.label), optgroup=gettext(r.label))
+        for r in REASONS.values()
+        for sub in r.sub_reasons
     ]
 
 

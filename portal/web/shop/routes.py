@@ -71,6 +71,7 @@ def _lookup_limit() -> str:
 
 # --- arriving ---------------------------------------------------------------
 
+
 @bp.get("/")
 def start():
     return render_template("shop/lookup.html", form=LookupForm(), failed=False)
@@ -150,6 +151,7 @@ def _current_order() -> Order:
 
 # --- choosing ---------------------------------------------------------------
 
+
 def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=None, storage_error=False):
     """Everything the order page shows; also fills the form's per-line choices (needed to validate)."""
     policy = active_policy(current_app.config["POLICY_PATH"])
@@ -197,7 +199,9 @@ def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
         entry.reason.choices = reasons
         entry.sub_reason.choices = sub_reasons
         entry.outcome.choices = outcomes
-        entry.exchange_sku.choices = [no_exchange] + [SelectChoice(sku, label) for sku, label in options.get(entry.line_id.data, [])]
+        entry.exchange_sku.choices = [no_exchange] + [
+            SelectChoice(sku, label) for sku, label in options.get(entry.line_id.data, [])
+        ]
         entry.order_line = line
         entry.precheck = pre
 
@@ -226,7 +230,9 @@ def _line_requests(order: Order, form: ReturnForm, with_photos: bool):
                 uploads = uploads[:per_line]
             total_photos += len(uploads)
             if total_photos > per_request:
-                errors.setdefault(line_id, []).append(gettext("Please send at most %(n)d photos in one request.", n=per_request))
+                errors.setdefault(line_id, []).append(
+                    gettext("Please send at most %(n)d photos in one request.", n=per_request)
+                )
                 uploads = []
             for upload in uploads:
                 if not with_photos:
@@ -275,7 +281,9 @@ def check():
     form, context = _posted_form(order)
     form.validate_on_submit()
     lines, _ = _line_requests(order, form, with_photos=False)
-    context["decision"] = check_return(get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now())
+    context["decision"] = check_return(
+        get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now()
+    )
     return render_page_or_partial("shop/order.html", "shop/_decision.html", **context)
 
 
@@ -293,7 +301,13 @@ def submit():
         return render_template("shop/order.html", **context), 422
     try:
         created = open_return(
-            get_session(), order, lines, policy, _now(), current_locale(), store_from_config(current_app.config),
+            get_session(),
+            order,
+            lines,
+            policy,
+            _now(),
+            current_locale(),
+            store_from_config(current_app.config),
             carrier=carrier_from_config(current_app.config),
         )
     except ReturnNotAllowed as exc:
@@ -308,6 +322,7 @@ def submit():
 
 
 # --- following --------------------------------------------------------------
+
 
 def _own_request(rma: str):
     order = _current_order()
@@ -345,7 +360,10 @@ def cancel(rma: str):
         flash(gettext("This request can no longer be cancelled because the parcel is already on its way."), "warning")
         return redirect(url_for("shop.status", rma=rma), code=303)
     except Conflict:
-        flash(gettext("This request changed while you were looking at it. Please check its status and try again."), "warning")
+        flash(
+            gettext("This request changed while you were looking at it. Please check its status and try again."),
+            "warning",
+        )
         return redirect(url_for("shop.status", rma=rma), code=303)
     flash(gettext("Your return request has been cancelled."), "success")
     return redirect(url_for("shop.status", rma=rma), code=303)
@@ -363,8 +381,16 @@ def answer(rma: str):
     order, req = _own_request(rma)
     form = AnswerForm()
     if not form.validate_on_submit():
-        return render_template("shop/status.html", order=order, req=req, cancel_form=CancelForm(status=req.status), answer_form=form,
-                               question=_open_question(req), cancellable=Status(req.status) in CANCELLABLE, reasons=REASONS), 422
+        return render_template(
+            "shop/status.html",
+            order=order,
+            req=req,
+            cancel_form=CancelForm(status=req.status),
+            answer_form=form,
+            question=_open_question(req),
+            cancellable=Status(req.status) in CANCELLABLE,
+            reasons=REASONS,
+        ), 422
     try:
         answer_question(get_session(), req, form.answer.data)
     except Conflict:
@@ -379,22 +405,33 @@ def label_data(req) -> LabelData:
     order = req.order
     fee = return_fee(current_app.config)  # the same fee the refund deducts
     if fee.charged(line.responsibility for line in req.accepted_lines if not line.is_exchange):
-        postage = gettext("Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.",
-                          fee=money(fee.amount, order.currency))
+        postage = gettext(
+            "Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.",
+            fee=money(fee.amount, order.currency),
+        )
     else:
         postage = gettext("Postage is prepaid by the shop; you pay nothing.")
     return LabelData(
         rma=req.rma,
         pickup_code=req.pickup_code,
-        items=tuple((line.quantity, line.order_line.product_name, line.order_line.variant, line.order_line.sku) for line in req.lines),
+        items=tuple(
+            (line.quantity, line.order_line.product_name, line.order_line.variant, line.order_line.sku)
+            for line in req.lines
+        ),
         ship_from=(order.customer_name, order.customer_postcode or ""),
         return_to=tuple(current_app.config["RETURN_ADDRESS"]),
         postage=postage,
         carrier=req.carrier or "",
         created=req.label_issued_at.date().isoformat() if req.label_issued_at else "",
         title=gettext("Return label"),
-        labels={"pickup_code": gettext("Pickup code"), "rma": gettext("Return number"), "items": gettext("Items"),
-                "return_to": gettext("Return to"), "ship_from": gettext("From"), "carrier": gettext("Courier")},
+        labels={
+            "pickup_code": gettext("Pickup code"),
+            "rma": gettext("Return number"),
+            "items": gettext("Items"),
+            "return_to": gettext("Return to"),
+            "ship_from": gettext("From"),
+            "carrier": gettext("Courier"),
+        },
     )
 
 
@@ -405,8 +442,13 @@ def label(rma: str):
         abort(404)
     data = label_data(req)
     scan = compact_pickup_code(req.pickup_code)  # the same string the PDF's codes carry
-    return render_template("shop/label.html", req=req, data=data, qr=Markup(qr_svg(scan, title=data.caption("pickup_code"))),
-                           barcode=Markup(code128_svg(scan, title=data.caption("pickup_code"))))
+    return render_template(
+        "shop/label.html",
+        req=req,
+        data=data,
+        qr=Markup(qr_svg(scan, title=data.caption("pickup_code"))),
+        barcode=Markup(code128_svg(scan, title=data.caption("pickup_code"))),
+    )
 
 
 @bp.get("/requests/<rma>/label.pdf")
@@ -415,8 +457,15 @@ def label_pdf_view(rma: str):
     if not req.pickup_code:
         abort(404)
     pdf = label_pdf(label_data(req))
-    return pdf, 200, {"Content-Type": "application/pdf", "Content-Disposition": f'inline; filename="return-{req.rma}.pdf"',
-                      "X-Content-Type-Options": "nosniff"}
+    return (
+        pdf,
+        200,
+        {
+            "Content-Type": "application/pdf",
+            "Content-Disposition": f'inline; filename="return-{req.rma}.pdf"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 @bp.get("/requests/<rma>/photos/<int:photo_id>")

@@ -21,13 +21,23 @@ class ActionForm(FlaskForm):
 
 class DecisionForm(FlaskForm):
     status = HiddenField(validators=[DataRequired()])  # the status the page showed
-    action = RadioField(_l("Decision"), choices=[SelectChoice("approve"), SelectChoice("reject"), SelectChoice("ask")], validators=[DataRequired()])
-    note = TextAreaField(_l("Reason, question or note (the shopper sees a rejection reason or a question)"), validators=[Length(max=2000)])
+    action = RadioField(
+        _l("Decision"),
+        choices=[SelectChoice("approve"), SelectChoice("reject"), SelectChoice("ask")],
+        validators=[DataRequired()],
+    )
+    note = TextAreaField(
+        _l("Reason, question or note (the shopper sees a rejection reason or a question)"),
+        validators=[Length(max=2000)],
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.action.choices = [SelectChoice("approve", gettext("Approve")), SelectChoice("reject", gettext("Reject")),
-                               SelectChoice("ask", gettext("Ask the shopper for more information"))]
+        self.action.choices = [
+            SelectChoice("approve", gettext("Approve")),
+            SelectChoice("reject", gettext("Reject")),
+            SelectChoice("ask", gettext("Ask the shopper for more information")),
+        ]
 
     def validate_note(self, field):
         if self.action.data == "reject" and not (field.data or "").strip():
@@ -64,21 +74,39 @@ class OnBehalfLineForm(Form):
 
 class OnBehalfForm(FlaskForm):
     lines = FieldList(FormField(OnBehalfLineForm))
-    override = TextAreaField(_l("Why the policy is overridden (required when it says no)"), validators=[Length(max=2000)])
+    override = TextAreaField(
+        _l("Why the policy is overridden (required when it says no)"), validators=[Length(max=2000)]
+    )
 
     def fill(self, order_lines, prechecks) -> None:
         """One entry per order line, each with its line and the choices it offers."""
         by_id = {line.line_id: line for line in order_lines}
-        one_entry_per_line(self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": 0, "outcome": Outcome.REFUND.value})
+        one_entry_per_line(
+            self.lines,
+            list(by_id),
+            lambda line_id: {"line_id": line_id, "quantity": 0, "outcome": Outcome.REFUND.value},
+        )
         reasons = [SelectChoice("", "—")] + [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
-        outcomes = [SelectChoice(Outcome.REFUND.value, gettext("Refund")), SelectChoice(Outcome.STORE_CREDIT.value, gettext("Store credit"))]
+        outcomes = [
+            SelectChoice(Outcome.REFUND.value, gettext("Refund")),
+            SelectChoice(Outcome.STORE_CREDIT.value, gettext("Store credit")),
+        ]
         for entry in self.lines.entries:
             entry.form.order_line = by_id[entry.line_id.data]
-            entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(0, prechecks[entry.line_id.data].remaining + 1)]
+            entry.quantity.choices = [
+                SelectChoice(n, str(n)) for n in range(0, prechecks[entry.line_id.data].remaining + 1)
+            ]
             entry.reason.choices, entry.outcome.choices = reasons, outcomes
 
     def line_requests(self) -> list[LineRequest]:
         """The lines with a quantity, as the filing service takes them."""
-        return [LineRequest(entry.form.order_line.line_id, entry.quantity.data, entry.reason.data or None,
-                            outcome=entry.outcome.data if entry.outcome.data in OUTCOMES else None)
-                for entry in self.lines.entries if entry.quantity.data]
+        return [
+            LineRequest(
+                entry.form.order_line.line_id,
+                entry.quantity.data,
+                entry.reason.data or None,
+                outcome=entry.outcome.data if entry.outcome.data in OUTCOMES else None,
+            )
+            for entry in self.lines.entries
+            if entry.quantity.data
+        ]

@@ -67,11 +67,11 @@ def business_time(minutes: float | None) -> str:
     return f"{sign}{hours}h {mins:02d}m" if hours else f"{sign}{mins}m"
 
 
-
-
 def _staff_choices() -> list[SelectChoice]:
     users = get_session().scalars(
-        select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(sorted(CAN_WORK_TICKETS))).order_by(StaffUser.name)
+        select(StaffUser)
+        .where(StaffUser.active.is_(True), StaffUser.role.in_(sorted(CAN_WORK_TICKETS)))
+        .order_by(StaffUser.name)
     )
     return [SelectChoice("", gettext("Nobody (team queue)"))] + [SelectChoice(str(u.id), u.name) for u in users]
 
@@ -138,12 +138,29 @@ def queue():
     total = session_.scalar(queue_total(view, current_user.id, q, now, priority, team_id))
     teams = session_.scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name)).all()
     badge_views = ("mine", "team", "unassigned", "breaching", "breached")
-    counts = dict(zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one(), strict=True))
+    counts = dict(
+        zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one(), strict=True)
+    )
     clocks = clock_summaries(session_, list(tickets), datetime.now(UTC))
-    return render_page_or_partial("staff/queue.html", "staff/_queue_rows.html", view=view, q=q, page=page, total=total,
-                                  tickets=tickets, counts=counts, clocks=clocks, page_size=PAGE_SIZE, mask_email=mask_email,
-                                  VIEWS=QUEUE_VIEWS, business_time=business_time, priority=priority, team_id=team_id,
-                                  teams=teams, PRIORITIES=PRIORITIES)
+    return render_page_or_partial(
+        "staff/queue.html",
+        "staff/_queue_rows.html",
+        view=view,
+        q=q,
+        page=page,
+        total=total,
+        tickets=tickets,
+        counts=counts,
+        clocks=clocks,
+        page_size=PAGE_SIZE,
+        mask_email=mask_email,
+        VIEWS=QUEUE_VIEWS,
+        business_time=business_time,
+        priority=priority,
+        team_id=team_id,
+        teams=teams,
+        PRIORITIES=PRIORITIES,
+    )
 
 
 @bp.post("/tickets/<int:ticket_id>/take")
@@ -179,9 +196,16 @@ def decide(rma: str):
             raw = request.form.getlist("approve_line")
             line_ids = {int(v) for v in raw if v.isdigit()} if len(req.lines) > 1 else None
             try:
-                approve_return(get_session(), req, actor, expected_status=form.status.data, note=form.note.data or "", line_ids=line_ids,
-                               carrier=carrier_from_config(current_app.config),
-                               instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange)
+                approve_return(
+                    get_session(),
+                    req,
+                    actor,
+                    expected_status=form.status.data,
+                    note=form.note.data or "",
+                    line_ids=line_ids,
+                    carrier=carrier_from_config(current_app.config),
+                    instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange,
+                )
             except InvalidInput as exc:
                 get_session().rollback()
                 form.note.errors = [*form.note.errors, exc.render(gettext)]
@@ -196,7 +220,10 @@ def decide(rma: str):
     except IllegalTransition:
         flash(gettext("This request can no longer be approved or rejected."), "warning")
     except Conflict:
-        flash(gettext("This request changed while you were looking at it; nothing was done. Please check it again."), "warning")
+        flash(
+            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
+            "warning",
+        )
     return redirect(url_for("staff.request_detail", rma=rma), code=303)
 
 
@@ -238,7 +265,9 @@ def reassign_view(ticket_id: int):
     if not form.validate_on_submit():
         abort(400)
     try:
-        reassign(get_session(), ticket_id, current_user._get_current_object(), int(form.to.data) if form.to.data else None)
+        reassign(
+            get_session(), ticket_id, current_user._get_current_object(), int(form.to.data) if form.to.data else None
+        )
     except InvalidInput as exc:
         get_session().rollback()
         flash(exc.render(gettext), "warning")
@@ -255,14 +284,20 @@ def contact(rma: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     details = reveal_contact(get_session(), current_user._get_current_object(), req)
-    return render_page_or_partial("staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details})
+    return render_page_or_partial(
+        "staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details}
+    )
 
 
 @bp.route("/orders/<order_number>", methods=["GET", "POST"])
 @staff_required(*CAN_WORK_TICKETS)
 def order_on_behalf(order_number: str):
     """Open a return for a shopper (by phone or chat), overriding the policy with a reason when needed."""
-    order = get_session().scalars(select(Order).where(Order.order_number == normalise_order_number(order_number))).one_or_none()
+    order = (
+        get_session()
+        .scalars(select(Order).where(Order.order_number == normalise_order_number(order_number)))
+        .one_or_none()
+    )
     if order is None:
         abort(404)
     policy = active_policy(current_app.config["POLICY_PATH"])
@@ -274,18 +309,33 @@ def order_on_behalf(order_number: str):
     if form.validate_on_submit():
         locale = order.requests[-1].locale if order.requests else "en"
         try:
-            created = open_return(get_session(), order, form.line_requests(), policy, now, locale, store_from_config(current_app.config),
-                                  actor=Actor.staff(current_user.id), override_reason=form.override.data)
+            created = open_return(
+                get_session(),
+                order,
+                form.line_requests(),
+                policy,
+                now,
+                locale,
+                store_from_config(current_app.config),
+                actor=Actor.staff(current_user.id),
+                override_reason=form.override.data,
+            )
         except ReturnNotAllowed as exc:
             decision = exc.decision
-            errors.append(gettext("The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."))
+            errors.append(
+                gettext(
+                    "The policy says no; give a reason to override it. Quantities above what was bought and unknown reasons cannot be overridden."
+                )
+            )
         else:
             flash(gettext("Return %(rma)s opened for the shopper.", rma=created.rma), "success")
             return redirect(url_for("staff.request_detail", rma=created.rma), code=303)
         status = 422
     elif form.is_submitted():
         status = 422
-    return render_template("staff/order.html", order=order, prechecks=prechecks, form=form, decision=decision, errors=errors), status
+    return render_template(
+        "staff/order.html", order=order, prechecks=prechecks, form=form, decision=decision, errors=errors
+    ), status
 
 
 @bp.get("/orders")
@@ -294,7 +344,11 @@ def order_lookup():
     number = (request.args.get("number") or "").strip()
     if not number:
         return render_template("staff/order_lookup.html", number="", missing=False)
-    found = get_session().scalars(select(Order.order_number).where(Order.order_number == normalise_order_number(number))).first()
+    found = (
+        get_session()
+        .scalars(select(Order.order_number).where(Order.order_number == normalise_order_number(number)))
+        .first()
+    )
     if found is None:
         return render_template("staff/order_lookup.html", number=number, missing=True), 404
     return redirect(url_for("staff.order_on_behalf", order_number=found), code=303)
@@ -303,7 +357,9 @@ def order_lookup():
 @bp.get("/notifications")
 @staff_required()
 def notifications():
-    return render_template("staff/notifications.html", items=recent_notifications(get_session(), current_user.id), form=ActionForm())
+    return render_template(
+        "staff/notifications.html", items=recent_notifications(get_session(), current_user.id), form=ActionForm()
+    )
 
 
 @bp.get("/tickets/<int:ticket_id>")
@@ -351,8 +407,15 @@ def home():
         count = count.where(ReturnRequest.status == status)
     requests = get_session().scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     total = get_session().scalar(count)
-    return render_template("staff/home.html", requests=requests, page=page, total=total, page_size=PAGE_SIZE,
-                           status=status, mask_email=mask_email)
+    return render_template(
+        "staff/home.html",
+        requests=requests,
+        page=page,
+        total=total,
+        page_size=PAGE_SIZE,
+        status=status,
+        mask_email=mask_email,
+    )
 
 
 def _reassign_form(ticket: Ticket | None) -> ReassignForm:
@@ -364,11 +427,22 @@ def _reassign_form(ticket: Ticket | None) -> ReassignForm:
 def _detail_context(req: ReturnRequest) -> dict:
     scoring = any(p.score_state == ScoreState.PENDING for p in req.photos)
     ticket = ticket_for(get_session(), req)
-    return dict(req=req, decision=Decision.from_dict(req.decision), reasons=REASONS, mask_email=mask_email, scoring=scoring,
-                ticket=ticket, decision_form=DecisionForm(status=req.status), action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
-                note_form=NoteForm(), reassign_form=_reassign_form(ticket), contact=None,
-                reply_form=ReplyForm(), suggestions=suggested_replies(get_session(), req) if ticket else [],
-                can_decide=req.status == Status.PENDING_REVIEW and current_user.role in CAN_WORK_TICKETS)
+    return dict(
+        req=req,
+        decision=Decision.from_dict(req.decision),
+        reasons=REASONS,
+        mask_email=mask_email,
+        scoring=scoring,
+        ticket=ticket,
+        decision_form=DecisionForm(status=req.status),
+        action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
+        note_form=NoteForm(),
+        reassign_form=_reassign_form(ticket),
+        contact=None,
+        reply_form=ReplyForm(),
+        suggestions=suggested_replies(get_session(), req) if ticket else [],
+        can_decide=req.status == Status.PENDING_REVIEW and current_user.role in CAN_WORK_TICKETS,
+    )
 
 
 @bp.get("/requests/<rma>")

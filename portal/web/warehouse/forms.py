@@ -40,11 +40,16 @@ class ReceiveForm(FlaskForm):
     def fill(self, lines) -> None:
         """One entry per line, each with its line and the choices it offers."""
         by_id = {line.id: line for line in lines}
-        one_entry_per_line(self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": by_id[line_id].quantity})
+        one_entry_per_line(
+            self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": by_id[line_id].quantity}
+        )
         grades = [SelectChoice("", "—")] + [SelectChoice(code, gettext(label)) for code, label in GRADES.items()]
-        dispositions = [SelectChoice("", "—")] + [SelectChoice(code, gettext(label)) for code, label in DISPOSITIONS.items()]
-        issues = [SelectChoice("", gettext("none"))] + [SelectChoice(code, gettext(label)) for code, (_, label) in DISCREPANCIES.items()
-                                                         if code != "extra"]
+        dispositions = [SelectChoice("", "—")] + [
+            SelectChoice(code, gettext(label)) for code, label in DISPOSITIONS.items()
+        ]
+        issues = [SelectChoice("", gettext("none"))] + [
+            SelectChoice(code, gettext(label)) for code, (_, label) in DISCREPANCIES.items() if code != "extra"
+        ]
         for entry in self.lines.entries:
             entry.line = by_id[int_or_invalid(entry.line_id.data)]
             entry.quantity.choices = [SelectChoice(n, str(n)) for n in range(entry.line.quantity, -1, -1)]
@@ -56,11 +61,26 @@ class ReceiveForm(FlaskForm):
         for entry in self.lines.entries:
             line_id = entry.line.id
             quantity = entry.quantity.data  # int_or_invalid: -1 when not a number
-            lines.append(ReceivedLine(line_id, quantity, entry.grade.data or "", bool(entry.wear.data), entry.disposition.data or "",
-                                      (entry.note.data or "")[:NOTE_MAX]))
+            lines.append(
+                ReceivedLine(
+                    line_id,
+                    quantity,
+                    entry.grade.data or "",
+                    bool(entry.wear.data),
+                    entry.disposition.data or "",
+                    (entry.note.data or "")[:NOTE_MAX],
+                )
+            )
             kind = entry.issue.data or ""
             if kind:
-                findings.append(Finding(kind, line_id, finding_units(kind, entry.line.quantity, quantity), (entry.issue_note.data or "")[:NOTE_MAX]))
+                findings.append(
+                    Finding(
+                        kind,
+                        line_id,
+                        finding_units(kind, entry.line.quantity, quantity),
+                        (entry.issue_note.data or "")[:NOTE_MAX],
+                    )
+                )
         extra = (self.extra.data or "").strip()
         if extra:
             findings.append(Finding("extra", None, 1, extra[:NOTE_MAX]))

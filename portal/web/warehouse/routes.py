@@ -51,8 +51,9 @@ def pickup():
     if not ReceiveForm().validate_on_submit():
         abort(400)
     code = (request.form.get("code") or "").strip()[:64]
-    event = TrackingEvent(f"inhouse-{uuid.uuid4().hex}", code, "picked_up", datetime.now(UTC),
-                          (request.form.get("location") or "")[:128])
+    event = TrackingEvent(
+        f"inhouse-{uuid.uuid4().hex}", code, "picked_up", datetime.now(UTC), (request.form.get("location") or "")[:128]
+    )
     try:
         req = record_tracking_event(get_session(), event, carrier_from_config(current_app.config).name)
     except (UnknownPickup, DuplicateEvent):
@@ -78,7 +79,9 @@ def _read_photos(form: ReceiveForm) -> tuple[dict[int, list], bool]:
         uploads = [u for u in entry.photos.data or [] if u and u.filename]
         for upload in uploads[: current_app.config["MAX_PHOTOS_PER_LINE"]]:
             try:
-                photos.setdefault(entry.line.id, []).append(clean_photo(upload.stream.read(max_bytes + 1), upload.filename, max_bytes))
+                photos.setdefault(entry.line.id, []).append(
+                    clean_photo(upload.stream.read(max_bytes + 1), upload.filename, max_bytes)
+                )
             except PhotoRejected as exc:
                 refused = form.show_error(entry.line.id, "photos", exc.message.render(gettext)) or refused
     return photos, refused
@@ -99,8 +102,16 @@ def parcel(rma: str):
         if refused:
             return _parcel_page(req, form, None, 422)
         try:
-            receive_parcel(get_session(), req, current_user.id, lines, findings, expected_status=form.status.data or None,
-                           photos=photos, store=store_from_config(current_app.config))
+            receive_parcel(
+                get_session(),
+                req,
+                current_user.id,
+                lines,
+                findings,
+                expected_status=form.status.data or None,
+                photos=photos,
+                store=store_from_config(current_app.config),
+            )
         except ReceiptError as exc:
             message = exc.render(gettext)
             if not form.show_error(exc.line_id, exc.field, message):
@@ -118,4 +129,6 @@ def parcel(rma: str):
 
 
 def _parcel_page(req: ReturnRequest, form: ReceiveForm, error: str | None, status: int):
-    return render_template("warehouse/parcel.html", req=req, form=form, error=error, receivable=req.status in RECEIVABLE), status
+    return render_template(
+        "warehouse/parcel.html", req=req, form=form, error=error, receivable=req.status in RECEIVABLE
+    ), status
