@@ -23,6 +23,7 @@ from portal.domain.orders import PayloadError, normalise_order_number, parse_ord
 from portal.domain.policy import Decision, PolicyError
 from portal.domain.roles import ROLES
 from portal.domain.text import Text
+from portal.exports import reconciliation_csv, spreadsheet_safe
 from portal.jobs import _safe, deliver_outbox, score_pending_photos, sweep_escalations
 from portal.links import return_link
 from portal.services.filing import precheck_order
@@ -33,7 +34,6 @@ from portal.services.refunds import ledger_rows
 from portal.services.replay import replay_requests
 from portal.services.staff import StaffError, create_staff
 from portal.storage import StorageError, store_from_config
-from portal.web.finance.routes import reconciliation_csv
 
 
 def _app(**overrides):
@@ -337,6 +337,7 @@ def wear_export(directory: Path) -> None:
     with session_scope(app) as session, open(directory / "labels.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "label", "grade", "wear_confirmed", "model_version", "wear_probability", "category"])
+        # The category comes from the shop: kept from running as a formula when the file is opened.
         for photo, line, worn in labelled_photos(session):
             label = "wear" if worn else "no_wear"
             name = f"{label}/photo-{photo.id}.jpg"
@@ -353,7 +354,7 @@ def wear_export(directory: Path) -> None:
                     "" if line.wear_confirmed is None else int(line.wear_confirmed),
                     photo.model_version or "",
                     "" if photo.wear_probability is None else f"{photo.wear_probability:.4f}",
-                    line.order_line.category,
+                    spreadsheet_safe(line.order_line.category),
                 ]
             )
             written += 1

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Numeric, Select, and_, case, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, Numeric, Select, and_, case, exists, func, or_, select, true
 from sqlalchemy.orm import joinedload
 
 from portal.db.models import Order, OrderLine, Refund, ReturnLine, ReturnRequest, TeamMember, Ticket, TicketClock
@@ -42,21 +43,27 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
 
 
 def _search(stmt: Select, q: str) -> Select:
-    like = f"%{q.lower()}%"
+    """Rows whose order number, RMA, shopper email or name, or an item's SKU contains ``q`` as typed:
+    ``%`` and ``_`` are matched literally (escaped), never as wildcards."""
+    needle = q.lower()
+
+    def contains(column: Any) -> ColumnElement[bool]:
+        return func.lower(column).contains(needle, autoescape=True)
+
     by_sku = exists(
         select(ReturnLine.id)
         .join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
-        .where(ReturnLine.request_id == ReturnRequest.id, func.lower(OrderLine.sku).like(like))
+        .where(ReturnLine.request_id == ReturnRequest.id, contains(OrderLine.sku))
     )
     return (
         stmt.join(ReturnRequest, ReturnRequest.id == Ticket.request_id)
         .join(Order, Order.id == ReturnRequest.order_id)
         .where(
             or_(
-                func.lower(Order.order_number).like(like),
-                func.lower(ReturnRequest.rma).like(like),
-                func.lower(Order.customer_email).like(like),
-                func.lower(Order.customer_name).like(like),
+                contains(Order.order_number),
+                contains(ReturnRequest.rma),
+                contains(Order.customer_email),
+                contains(Order.customer_name),
                 by_sku,
             )
         )

@@ -8,7 +8,7 @@ import pytest
 
 from portal.domain.money import format_money, plain_amount
 from portal.domain.refunds import RETURN_SHIPPING_FEE, OrderLineMoney, RefundLine, ReturnFee, compute_refund
-from portal.web.finance.routes import reconciliation_csv
+from portal.exports import reconciliation_csv
 
 
 @pytest.mark.parametrize(

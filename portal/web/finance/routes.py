@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
@@ -16,9 +14,9 @@ from portal.adapters.payments import gateway_for
 from portal.db import get_session
 from portal.db.models import Refund, ReturnRequest
 from portal.db.queries import refund_queue
-from portal.domain.money import plain_amount
 from portal.domain.roles import CAN_REFUND
 from portal.domain.states import RefundStatus
+from portal.exports import reconciliation_csv
 from portal.services import Conflict, NotPermitted
 from portal.services.refunds import (
     StalePreview,
@@ -181,15 +179,6 @@ def _day(value: str | None, default: datetime) -> datetime:
         return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time(), tzinfo=UTC) if value else default
     except ValueError:
         abort(400)
-
-
-def reconciliation_csv(rows) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["day", "method", "currency", "kind", "count", "total"])
-    for day, method, currency, kind, count, total in rows:
-        writer.writerow([day, method, currency, kind, count, plain_amount(Decimal(str(total)), currency)])
-    return out.getvalue()
 
 
 @bp.get("/export.csv")
