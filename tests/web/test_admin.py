@@ -7,8 +7,7 @@ from sqlalchemy import select
 
 from portal.db.models import AuditLog, StaffUser
 from portal.services.staff import create_staff
-from tests.conftest import csrf_from, login_shopper
-from tests.web.test_staff import PASSWORD, sign_in
+from tests.helpers import PASSWORD, csrf_token, login_shopper, sign_in, submit_coat
 
 
 @pytest.fixture
@@ -21,13 +20,13 @@ def admin(client, session):
 
 def test_create_account(admin, session):
     page = admin.get("/admin/staff").get_data(as_text=True)
-    response = admin.post("/admin/staff", data={"csrf_token": csrf_from(page), "email": "New@Example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
+    response = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "New@Example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
     assert response.status_code == 303
     user = session.scalars(select(StaffUser).where(StaffUser.email == "new@example.com")).one()
     assert user.role == "finance"
-    dup = admin.post("/admin/staff", data={"csrf_token": csrf_from(page), "email": "new@example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
+    dup = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "new@example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
     assert dup.status_code == 422 and "already has an account" in dup.get_data(as_text=True)
-    bad = admin.post("/admin/staff", data={"csrf_token": csrf_from(page), "email": "nope", "name": "X", "role": "root", "password": "short"})
+    bad = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "nope", "name": "X", "role": "root", "password": "short"})
     assert bad.status_code == 422
 
 
@@ -37,7 +36,7 @@ def test_role_change_ends_sessions_and_is_audited(admin, app, session):
     assert agent_client.get("/staff/queue").status_code == 200
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    assert admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": csrf_from(page), "role": "warehouse"}).status_code == 303
+    assert admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": csrf_token(page), "role": "warehouse"}).status_code == 303
     assert agent_client.get("/staff/queue").status_code == 303  # signed out
     sign_in(agent_client, "agent@example.com")
     assert agent_client.get("/staff/queue").status_code == 403  # warehouse now
@@ -48,11 +47,11 @@ def test_role_change_ends_sessions_and_is_audited(admin, app, session):
 def test_disable_and_enable(admin, app, session):
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_from(page), "active": "0"})
+    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_token(page), "active": "0"})
     session.expire_all()
     assert session.get(StaffUser, agent.id).active is False
     assert sign_in(app.test_client(), "agent@example.com").status_code == 422
-    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_from(page), "active": "1"})
+    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_token(page), "active": "1"})
     assert sign_in(app.test_client(), "agent@example.com").status_code == 303
     assert [a.action for a in session.scalars(select(AuditLog).order_by(AuditLog.id))] == ["disable", "enable"]
 
@@ -60,9 +59,9 @@ def test_disable_and_enable(admin, app, session):
 def test_admin_cannot_lock_themselves_out(admin, session):
     me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    response = admin.post(f"/admin/staff/{me.id}/active", data={"csrf_token": csrf_from(page), "active": "0"}, follow_redirects=True)
+    response = admin.post(f"/admin/staff/{me.id}/active", data={"csrf_token": csrf_token(page), "active": "0"}, follow_redirects=True)
     assert "cannot disable your own account" in response.get_data(as_text=True)
-    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_from(page), "role": "agent"}, follow_redirects=True)
+    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_token(page), "role": "agent"}, follow_redirects=True)
     assert "cannot change your own role" in response.get_data(as_text=True)
 
 
@@ -70,7 +69,7 @@ def test_admin_rule_messages_follow_the_chosen_language(admin, session):
     me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
     chinese = {"Accept-Language": "zh-CN,zh;q=0.9"}
-    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_from(page), "role": "agent"}, headers=chinese,
+    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_token(page), "role": "agent"}, headers=chinese,
                           follow_redirects=True)
     assert "您不能更改自己的角色。" in response.get_data(as_text=True)
 
@@ -91,12 +90,11 @@ def test_anonymous_and_shopper_are_sent_to_sign_in(client, order):
 def test_routing_rules_are_editable_and_route_new_requests(admin, app, session):
     from portal.db.models import RoutingRuleRow, Ticket
     from portal.services.tickets import ensure_team
-    from tests.web.test_staff_queue import submit_coat
 
     shoes = ensure_team(session, "shoes", "Shoe desk")
     session.commit()
     page = admin.get("/admin/routing").get_data(as_text=True)
-    token = csrf_from(page)
+    token = csrf_token(page)
     form = {"csrf_token": token, "name": "Expensive coats", "position": "5", "active": "y", "team": str(shoes.id), "priority": "urgent",
             "ticket_class": "A", "categories": "Outerwear, bags", "min_value": "1000", "needs_review": "yes", "frequent_returner": ""}
     assert admin.post("/admin/routing", data=form).status_code == 303
@@ -124,7 +122,7 @@ def test_teams_lead_members_caps_and_availability(admin, session):
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     session.commit()
     page = admin.get("/admin/teams").get_data(as_text=True)
-    token = csrf_from(page)
+    token = csrf_token(page)
     assert admin.post(f"/admin/teams/{team.id}", data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""}).status_code == 303
     assert admin.post(f"/admin/teams/{team.id}/members", data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"}).status_code == 303
     member = session.scalars(select(TeamMember)).one()

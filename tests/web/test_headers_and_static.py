@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from portal import resource_dir
-from tests.conftest import get_csrf, login_shopper
+from tests.helpers import get_csrf, login_shopper
 
 STATIC = resource_dir("static")
 

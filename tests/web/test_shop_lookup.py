@@ -11,7 +11,7 @@ import time_machine
 from itsdangerous import URLSafeTimedSerializer
 
 from portal.links import RETURN_LINK_SALT, make_return_token
-from tests.conftest import get_csrf, login_shopper
+from tests.helpers import get_csrf, login_shopper
 
 TOKEN = re.compile(r'name="csrf_token" value="[^"]*"|"X-CSRFToken": "[^"]*"')
 ECHO = re.compile(r'(<input[^>]*name="(?:order_number|contact)"[^>]*?) value="[^"]*"')
