@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.db.models import LedgerEntry, Refund, ReturnRequest
 from portal.services.staff import create_staff
-from tests.helpers import PASSWORD, csrf_token, finance_user, inspected, login_shopper, sign_in
+from tests.helpers import PASSWORD, csrf_token, finance_user, form_values, inspected, login_shopper, sign_in
 
 
 @pytest.fixture
@@ -24,9 +24,10 @@ def test_approve_and_execute_from_the_page(app, client, order, session, clerk):
     req = inspected(app, client, session)
     page = clerk.get("/finance/").get_data(as_text=True)
     assert req.rma in page and "188.00" in page
-    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
-    token = csrf_token(page)
-    assert clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": token, "basis": basis, "provider": "sandbox"}).status_code == 303
+    approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
+    assert approve["provider"] == "sandbox" and approve["basis"]  # the preview's basis rides in the form
+    token = approve["csrf_token"]
+    assert clerk.post(f"/finance/requests/{req.rma}/approve", data=approve).status_code == 303
     refund = session.scalars(select(Refund)).one()
     assert refund.status == "approved"
     # A posted amount is not a field the server reads: the approved amount is the preview's.
@@ -53,8 +54,8 @@ def test_second_approval_by_another_clerk(app, client, order, session, clerk):
     app.config["SECOND_APPROVAL_ABOVE"] = "100"
     req = inspected(app, client, session)
     page = clerk.get("/finance/").get_data(as_text=True)
-    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
-    clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": csrf_token(page), "basis": basis, "provider": "sandbox"})
+    approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
+    clerk.post(f"/finance/requests/{req.rma}/approve", data=approve)
     refund = session.scalars(select(Refund)).one()
     same = clerk.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": csrf_token(page)}, follow_redirects=True)
     assert "must come from another finance user" in same.get_data(as_text=True)
@@ -71,9 +72,9 @@ def test_failure_is_visible_and_retry_works(app, client, order, session, clerk):
     req = inspected(app, client, session)
     app.config["SANDBOX_MODE"] = "fail"
     page = clerk.get("/finance/").get_data(as_text=True)
-    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
-    token = csrf_token(page)
-    clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": token, "basis": basis, "provider": "sandbox"})
+    approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
+    token = approve["csrf_token"]
+    clerk.post(f"/finance/requests/{req.rma}/approve", data=approve)
     refund = session.scalars(select(Refund)).one()
     failed = clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
     assert "card declined" in failed and "you can retry" in failed

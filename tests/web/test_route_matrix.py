@@ -1,7 +1,7 @@
 """Every route against anonymous, a shopper of another order, the owning shopper and a staff agent.
 
 The table lives here; a new route that is not in it fails ``test_every_route_is_listed``.
-Staff routes are covered role by role in test_staff.py.
+Staff routes are covered role by role in test_staff.py (the table is tests/helpers.py STAFF_ROUTES).
 """
 
 from __future__ import annotations
