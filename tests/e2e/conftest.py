@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.conftest import service_missing
+from tests.helpers import service_missing
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

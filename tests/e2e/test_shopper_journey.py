@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import PRODUCTS, order_payload, post_json
+from tests.helpers import PRODUCTS, order_payload, post_json
 
 
 def test_shopper_returns_an_item(client, live_server, page):

@@ -9,8 +9,7 @@ from sqlalchemy import select
 from portal.db.models import ReturnRequest, RoutingRuleRow, TeamMember
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
-from tests.web.test_staff import PASSWORD
-from tests.web.test_staff_queue import submit_coat
+from tests.helpers import PASSWORD, submit_coat
 
 
 def test_agent_approves_from_the_keyboard(app, session, live_server, page):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from portal.cli import main
 from portal.db.models import Order, ReturnRequest
-from tests.conftest import login_shopper, order_payload
+from tests.helpers import form_for, login_shopper, order_payload
 
 
 @pytest.fixture
@@ -102,8 +102,6 @@ def test_qr_unknown_order(cli):
 
 
 def _submit(client, quantity="1", reason="size_fit"):
-    from tests.web.test_shop_request import form_for
-
     assert login_shopper(client).status_code == 303
     data = form_for(client, **{"0": {"quantity": quantity, "reason": reason, "outcome": "refund"}})
     return client.post("/order/request", data=data)

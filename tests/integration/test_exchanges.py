@@ -7,9 +7,7 @@ from sqlalchemy import select
 from portal.db.models import OutboxMessage, ReturnRequest, Variant
 from portal.domain.receiving import ReceivedLine
 from portal.services.receiving import receive_parcel
-from tests.conftest import csrf_from, login_shopper
-from tests.integration.test_refunds import warehouse_worker
-from tests.web.test_shop_request import form_for
+from tests.helpers import PRODUCTS, csrf_token, finance_user, form_for, login_shopper, post_json, warehouse_worker
 
 
 def exchange(client):
@@ -28,7 +26,7 @@ def test_reserved_on_approval_released_on_cancel(client, order, session):
     rma = exchange(client)
     assert stock(session, "TEE-L") == (3, 1)
     page = client.get(f"/requests/{rma}").get_data(as_text=True)
-    client.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "label_issued"})
+    client.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_token(page), "status": "label_issued"})
     assert stock(session, "TEE-L") == (3, 0)
 
 
@@ -78,8 +76,6 @@ def test_price_differences_are_refunded_or_recorded_as_owed(client, order, sessi
     from portal.adapters.payments import SandboxGateway
     from portal.db.models import LedgerEntry
     from portal.services.refunds import approve_refund, execute_refund, preview_refund
-    from tests.conftest import PRODUCTS, post_json
-    from tests.integration.test_refunds import staff as finance_user
 
     priced = {"products": [dict(PRODUCTS["products"][0], variants=[
         {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},
@@ -107,8 +103,6 @@ def test_a_dearer_replacement_is_recorded_as_owed(client, order, session, app):
     from portal.adapters.payments import SandboxGateway
     from portal.db.models import LedgerEntry, SandboxPayment
     from portal.services.refunds import approve_refund, execute_refund, preview_refund
-    from tests.conftest import PRODUCTS, post_json
-    from tests.integration.test_refunds import staff as finance_user
 
     priced = {"products": [dict(PRODUCTS["products"][0], variants=[
         {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},

@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.db.models import OutboxMessage
-from tests.conftest import login_shopper
-from tests.web.test_shop_request import form_for
+from tests.helpers import form_for, login_shopper
 
 
 class Inbox:

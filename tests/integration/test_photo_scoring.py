@@ -12,9 +12,7 @@ from sqlalchemy import select
 from portal.db.models import Photo, ReturnLine, ReturnRequest, Ticket
 from portal.services.staff import create_staff
 from portal.vision.classifier import clear_cache
-from tests.conftest import login_shopper
-from tests.web.test_shop_request import form_for
-from tests.web.test_staff import PASSWORD, sign_in
+from tests.helpers import PASSWORD, form_for, login_shopper, order_payload, post_json, sign_in
 
 
 def fabric(worn: bool, seed: int) -> bytes:
@@ -147,7 +145,6 @@ def test_report_with_nothing_graded(app, monkeypatch):
 
 def test_scores_reach_the_routing_of_a_ticket_under_review(client, app, session):
     """A request waiting for review is routed again with its highest wear score."""
-    from tests.conftest import order_payload, post_json
 
     coat = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
              "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]

@@ -8,7 +8,7 @@ import pytest
 
 from portal import create_app
 from portal.db import get_engine
-from tests.conftest import get_csrf, service_missing
+from tests.helpers import get_csrf, service_missing
 
 REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

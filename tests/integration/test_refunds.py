@@ -10,47 +10,13 @@ from sqlalchemy import func, select
 
 from portal.domain.errors import NotPermitted
 from portal.adapters.payments import ManualPayments, SandboxGateway
-from portal.db.models import LedgerEntry, Refund, ReturnRequest, SandboxPayment, StaffUser, StoreCreditCode
+from portal.db.models import LedgerEntry, Refund, ReturnRequest, SandboxPayment, StoreCreditCode
 from portal.services import Conflict
 from portal.services.refunds import (StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
                                      second_approve)
-from tests.conftest import login_shopper, order_payload, post_json
-from tests.web.test_pickup import event
-from tests.web.test_shop_request import form_for
+from tests.helpers import carrier_event, finance_user, form_for, inspected, login_shopper, post_json, warehouse_worker
 
 THRESHOLD = Decimal("1000")
-
-
-def staff(session, name):
-    user = StaffUser(email=f"{name}@example.com", name=name, role="finance", password_hash="x", active=True, session_version=1)
-    session.add(user)
-    session.commit()
-    return user
-
-
-def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund", lines=None, grade="A"):
-    """A request carried through pickup and warehouse receiving, ready for a refund."""
-    from portal.domain.receiving import ReceivedLine
-    from portal.services.receiving import receive_parcel
-
-    post_json(client, "/api/v1/orders", order_payload(number, lines=lines))
-    shopper = app.test_client()
-    login_shopper(shopper, number=number)
-    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": quantity, "reason": "size_fit", "outcome": outcome}}))
-    req = session.scalars(select(ReturnRequest).join(ReturnRequest.order).where(ReturnRequest.order.has(order_number=number))).one()
-    post_json(client, "/api/v1/carrier-events", event(req.pickup_code, event_id=f"e-{number}"))
-    session.refresh(req)
-    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(l.id, l.quantity, grade, False, "restock") for l in req.lines], [])
-    return req
-
-
-def warehouse_worker(session) -> int:
-    user = session.scalars(select(StaffUser).where(StaffUser.email == "wh@example.com")).one_or_none()
-    if user is None:
-        user = StaffUser(email="wh@example.com", name="Wen", role="warehouse", password_hash="x", active=True, session_version=1)
-        session.add(user)
-        session.commit()
-    return user.id
 
 
 def factory(app):
@@ -59,7 +25,7 @@ def factory(app):
 
 def test_preview_is_itemised_and_execution_pays_once(app, client, order, session):
     req = inspected(app, client, session)
-    fay = staff(session, "fay")
+    fay = finance_user(session, "fay")
     preview = preview_refund(session, req)
     kinds = [i.kind for i in preview.items]
     assert "goods" in kinds and "discount" in kinds
@@ -82,13 +48,13 @@ def test_preview_is_itemised_and_execution_pays_once(app, client, order, session
 def test_stale_preview_is_refused(app, client, order, session):
     req = inspected(app, client, session)
     with pytest.raises(StalePreview):
-        approve_refund(session, req, staff(session, "fay"), "0" * 64, "sandbox", THRESHOLD)
+        approve_refund(session, req, finance_user(session, "fay"), "0" * 64, "sandbox", THRESHOLD)
     assert session.scalar(select(func.count(Refund.id))) == 0
 
 
 def test_above_threshold_needs_a_second_finance_user(app, client, order, session):
     req = inspected(app, client, session)
-    fay, sam = staff(session, "fay"), staff(session, "sam")
+    fay, sam = finance_user(session, "fay"), finance_user(session, "sam")
     preview = preview_refund(session, req)
     refund = approve_refund(session, req, fay, preview.basis_hash, "sandbox", Decimal("100"))
     assert refund.status == "awaiting_second"
@@ -102,7 +68,7 @@ def test_above_threshold_needs_a_second_finance_user(app, client, order, session
 def test_timeout_then_retry_never_pays_twice(app, client, order, session):
     req = inspected(app, client, session)
     preview = preview_refund(session, req)
-    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     failed = execute_refund(factory(app), refund.id, SandboxGateway(factory(app), mode="timeout"))
     assert failed.status == "failed" and "GatewayTimeout" in failed.last_error
     assert session.scalar(select(func.count(SandboxPayment.id))) == 1  # it did pay, but we could not know
@@ -116,10 +82,10 @@ def test_timeout_then_retry_never_pays_twice(app, client, order, session):
 def test_declined_is_visible_and_retryable(app, client, order, session):
     req = inspected(app, client, session)
     preview = preview_refund(session, req)
-    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     assert execute_refund(factory(app), refund.id, SandboxGateway(factory(app), mode="fail")).status == "failed"
     with pytest.raises(Conflict):
-        approve_refund(session, req, staff(session, "sam"), preview.basis_hash, "sandbox", THRESHOLD)  # one refund at a time
+        approve_refund(session, req, finance_user(session, "sam"), preview.basis_hash, "sandbox", THRESHOLD)  # one refund at a time
     retry_refund(session, refund.id)
     assert execute_refund(factory(app), refund.id, SandboxGateway(factory(app))).status == "succeeded"
 
@@ -127,7 +93,7 @@ def test_declined_is_visible_and_retryable(app, client, order, session):
 def test_two_simultaneous_executes_make_one_gateway_call(app, client, order, session):
     req = inspected(app, client, session)
     preview = preview_refund(session, req)
-    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     barrier = threading.Barrier(2)
     results = []
 
@@ -154,7 +120,7 @@ def test_store_credit_gets_a_code_and_ledger_rows(app, client, order, session):
     req = inspected(app, client, session, number="SC-1", outcome="store_credit")
     preview = preview_refund(session, req)
     assert preview.store_credit_total == Decimal("188.00") and preview.refund_total == 0
-    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     execute_refund(factory(app), refund.id, SandboxGateway(factory(app)))
     credit = session.scalars(select(StoreCreditCode)).one()
     assert credit.balance == Decimal("188.00") and credit.code.startswith("SC-")
@@ -166,7 +132,7 @@ def test_store_credit_gets_a_code_and_ledger_rows(app, client, order, session):
 def test_manual_provider_records_the_reference(app, client, order, session):
     req = inspected(app, client, session)
     preview = preview_refund(session, req)
-    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "manual", THRESHOLD)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "manual", THRESHOLD)
     assert execute_refund(factory(app), refund.id, ManualPayments()).status == "failed"  # no reference given
     retry_refund(session, refund.id)
     done = execute_refund(factory(app), refund.id, ManualPayments(), manual_reference="BANK-7781")
@@ -178,7 +144,7 @@ def test_partial_refunds_never_exceed_what_was_paid(app, client, order, session)
 
     req = inspected(app, client, session, quantity="1")
     preview = preview_refund(session, req)
-    first = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    first = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     execute_refund(factory(app), first.id, SandboxGateway(factory(app)))
     # The second unit, returned in another request on the same order.
     shopper = app.test_client()
@@ -188,11 +154,11 @@ def test_partial_refunds_never_exceed_what_was_paid(app, client, order, session)
     from portal.domain.receiving import ReceivedLine
     from portal.services.receiving import receive_parcel
 
-    post_json(client, "/api/v1/carrier-events", event(second_req.pickup_code, event_id="e-2"))
+    post_json(client, "/api/v1/carrier-events", carrier_event(second_req.pickup_code, event_id="e-2"))
     session.refresh(second_req)
     receive_parcel(session, second_req, warehouse_worker(session), [ReceivedLine(l.id, l.quantity, "A", False, "restock") for l in second_req.lines], [])
     preview2 = preview_refund(session, second_req)
-    second = approve_refund(session, second_req, staff(session, "sam"), preview2.basis_hash, "sandbox", THRESHOLD)
+    second = approve_refund(session, second_req, finance_user(session, "sam"), preview2.basis_hash, "sandbox", THRESHOLD)
     execute_refund(factory(app), second.id, SandboxGateway(factory(app)))
     total = session.scalar(select(func.sum(LedgerEntry.amount)))
     assert total == Decimal("188.00")  # 2 x 99.00 - 10.00, exactly, across the two refunds
@@ -203,7 +169,7 @@ def test_partial_refunds_never_exceed_what_was_paid(app, client, order, session)
 def test_store_credit_can_be_spent_in_the_shop_once_per_reference(app, client, order, session):
     req = inspected(app, client, session, number="SC-2", outcome="store_credit")
     preview = preview_refund(session, req)
-    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     execute_refund(factory(app), refund.id, SandboxGateway(factory(app)))
     code = session.scalars(select(StoreCreditCode.code)).one()
     spend = {"code": code.lower(), "amount": "50.00", "currency": "CNY", "reference": "ORDER-9001"}
@@ -222,7 +188,7 @@ def test_store_credit_can_be_spent_in_the_shop_once_per_reference(app, client, o
 def test_a_bad_store_credit_code_is_a_clear_4xx_and_debits_nothing(app, client, order, session):
     req = inspected(app, client, session, number="SC-3", outcome="store_credit")
     preview = preview_refund(session, req)
-    refund = approve_refund(session, req, staff(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
+    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     execute_refund(factory(app), refund.id, SandboxGateway(factory(app)))
     code = session.scalars(select(StoreCreditCode.code)).one()
     spend = {"code": code, "amount": "10.00", "currency": "CNY", "reference": "ORDER-1"}

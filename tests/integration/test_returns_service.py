@@ -18,8 +18,7 @@ from portal.services.policies import default_policy_text
 from portal.services.filing import LineRequest, ReturnNotAllowed, cancel_return, open_return, requested_units
 from portal.storage import LocalPhotoStore, StorageError
 from portal.vision.intake import clean_photo
-from tests.conftest import order_payload
-from tests.web.test_shop_request import jpeg
+from tests.helpers import jpeg, order_payload
 
 POLICY = load_policy(default_policy_text())
 NOW = datetime.now(timezone.utc)

@@ -21,7 +21,7 @@ from portal.services.review import approve_return
 from portal.services.sla import CLAIM_TTL, _claim, pause_ticket_clocks, resume_ticket_clocks, retarget_policy_clocks, sweep
 from portal.services.tickets import ensure_team
 from portal.storage import LocalPhotoStore
-from tests.conftest import order_payload
+from tests.helpers import PASSWORD, csrf_token, order_payload, sign_in
 
 POLICY = load_policy(default_policy_text())
 UTC = timezone.utc
@@ -201,7 +201,6 @@ def test_queue_shows_countdown_and_breached_view(app, session, desk):
     import time_machine
 
     from portal.services.staff import create_staff
-    from tests.web.test_staff import PASSWORD, sign_in
 
     open_ticket_at(app)
     create_staff(session, "boss@example.com", "Boss", "manager", PASSWORD)
@@ -221,7 +220,6 @@ def test_queue_shows_countdown_and_breached_view(app, session, desk):
 
 def _admin_client(app, session):
     from portal.services.staff import create_staff
-    from tests.web.test_staff import PASSWORD, sign_in
 
     create_staff(session, "root@example.com", "Root", "admin", PASSWORD)
     client = app.test_client()
@@ -234,17 +232,16 @@ def test_admin_policy_change_retargets_with_audit(app, session, desk):
 
     import time_machine
 
-    from tests.conftest import csrf_from
 
     ticket_id = open_ticket_at(app)
     policy = session.scalars(select(SlaPolicy)).one()
     with time_machine.travel(datetime(2026, 11, 23, 3, 0, tzinfo=UTC), tick=False):  # Mon 11:00 Shanghai
         client = _admin_client(app, session)
         page = client.get(f"/admin/sla/{policy.id}").get_data(as_text=True)
-        bad = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_from(page), "first_response_minutes": "120",
+        bad = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_token(page), "first_response_minutes": "120",
                                                             "resolution_minutes": "480", "ladder": '[{"key": "x", "action": "explode", "at_fraction": 0.5}]'})
         assert bad.status_code == 422 and "ladder is not valid" in bad.get_data(as_text=True)
-        ok = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_from(page), "first_response_minutes": "120",
+        ok = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_token(page), "first_response_minutes": "120",
                                                            "resolution_minutes": "480", "ladder": json.dumps(LADDER)}, follow_redirects=True)
         assert "2 running clocks re-targeted" in ok.get_data(as_text=True)
     c = clocks(session, ticket_id)
@@ -255,7 +252,6 @@ def test_admin_policy_change_retargets_with_audit(app, session, desk):
 def test_admin_calendar_holiday_moves_deadlines(app, session, desk):
     import time_machine
 
-    from tests.conftest import csrf_from
 
     calendar = session.scalars(select(BusinessCalendarRow)).one()
     # A ticket opened Monday 10:00 with a 240-minute target due Monday 15:00; make Monday afternoon a holiday.
@@ -264,7 +260,7 @@ def test_admin_calendar_holiday_moves_deadlines(app, session, desk):
         client = _admin_client(app, session)
         page = client.get(f"/admin/calendars/{calendar.id}").get_data(as_text=True)
         assert "2026-11-24 closed company holiday" in page
-        form = {"csrf_token": csrf_from(page), **{d: "09:00-12:00, 13:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")},
+        form = {"csrf_token": csrf_token(page), **{d: "09:00-12:00, 13:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")},
                 "sat": "", "sun": "", "exceptions": "2026-11-24 closed company holiday\n2026-11-23 09:00-12:00 half day"}
         bad = client.post(f"/admin/calendars/{calendar.id}", data={**form, "mon": "18:00-09:00"})
         assert bad.status_code == 422
@@ -281,8 +277,6 @@ def test_admin_calendar_holiday_moves_deadlines(app, session, desk):
 
 def test_escalation_shows_as_a_badge_and_a_list(app, session, desk):
     from portal.services.staff import create_staff  # noqa: F401
-    from tests.conftest import csrf_from
-    from tests.web.test_staff import PASSWORD, sign_in
 
     open_ticket_at(app)
     sweep(factory(app), now=datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
@@ -295,5 +289,5 @@ def test_escalation_shows_as_a_badge_and_a_list(app, session, desk):
     sign_in(client, "leo@example.com")
     page = client.get("/staff/notifications").get_data(as_text=True)
     assert 'class="count"' in page and "breached; the ticket is now yours" in page
-    client.post("/staff/notifications/read", data={"csrf_token": csrf_from(page)})
+    client.post("/staff/notifications/read", data={"csrf_token": csrf_token(page)})
     assert 'class="count"' not in client.get("/staff/notifications").get_data(as_text=True)

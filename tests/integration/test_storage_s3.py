@@ -15,9 +15,8 @@ from sqlalchemy import select
 from portal.config import load
 from portal.db.models import Photo
 from portal.storage import LocalPhotoStore, StorageError, new_key, store_from_config
-from tests.conftest import login_shopper, service_missing
+from tests.helpers import form_for, jpeg, login_shopper, service_missing
 from tests.integration.s3_server import SeaweedS3, ServerFailed, find_weed, free_ports
-from tests.web.test_shop_request import form_for, jpeg
 
 
 def require_boto3():

@@ -18,7 +18,7 @@ from portal.services.filing import LineRequest, open_return
 from portal.services.tickets import assign_ticket, ensure_team, reroute_if_untouched, take_ticket
 from portal.services import Conflict
 from portal.storage import LocalPhotoStore
-from tests.conftest import order_payload
+from tests.helpers import order_payload
 
 POLICY = load_policy(default_policy_text())
 NOW = datetime.now(timezone.utc)

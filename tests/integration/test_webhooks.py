@@ -20,7 +20,7 @@ from portal.db import session_scope
 from portal.db.models import OutboxMessage
 from portal.jobs import deliver_outbox
 from portal.services.outbox import backoff, deliver_pending, enqueue_webhook
-from tests.conftest import API_SECRET
+from tests.helpers import API_SECRET
 
 Seen = collections.namedtuple("Seen", "path headers body")
 

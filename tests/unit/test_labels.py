@@ -26,6 +26,7 @@ from portal.domain.codes import (
     parse_rma,
 )
 from portal.labels import LabelData, code128_modules, code128_svg, find_cjk_font, label_pdf, qr_svg
+from tests.helpers import service_missing
 
 SVG = "{http://www.w3.org/2000/svg}"
 PICKUP_RE = re.compile(rf"^P-[{ALPHABET}]{{4}}-[{ALPHABET}]{{4}}-[{ALPHABET}]{{2}}[{re.escape(CHECK_ALPHABET)}]$")
@@ -415,7 +416,6 @@ def test_label_pdf_without_a_cjk_font_falls_back_to_question_marks(
 def test_label_pdf_with_an_explicit_font_path(chinese_label: LabelData) -> None:
     font = find_cjk_font()
     if font is None:
-        from tests.conftest import service_missing
 
         service_missing("no CJK font on this machine (Debian: fonts-wqy-microhei)")
     pdf = label_pdf(chinese_label, font_path=font.path, compress=False)

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from portal.vision.intake import MAX_SIDE, PhotoRejected, clean_photo
+from tests.helpers import encode, png_header_only, rgb
 
 LIMIT = 5 * 1024 * 1024
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG that declares huge dimensions."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
-
-
-def rgb(size=(320, 240), color=(120, 60, 30)) -> Image.Image:
-    return Image.new("RGB", size, color)
 
 
 def with_exif(orientation: int | None = None, gps: bool = False) -> bytes:

@@ -7,8 +7,7 @@ from sqlalchemy import select
 
 from portal.db.models import AuditLog, StaffUser
 from portal.services.staff import create_staff
-from tests.conftest import csrf_from, login_shopper
-from tests.web.test_staff import PASSWORD, sign_in
+from tests.helpers import PASSWORD, csrf_token, login_shopper, sign_in, submit_coat
 
 
 @pytest.fixture
@@ -21,13 +20,13 @@ def admin(client, session):
 
 def test_create_account(admin, session):
     page = admin.get("/admin/staff").get_data(as_text=True)
-    response = admin.post("/admin/staff", data={"csrf_token": csrf_from(page), "email": "New@Example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
+    response = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "New@Example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
     assert response.status_code == 303
     user = session.scalars(select(StaffUser).where(StaffUser.email == "new@example.com")).one()
     assert user.role == "finance"
-    dup = admin.post("/admin/staff", data={"csrf_token": csrf_from(page), "email": "new@example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
+    dup = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "new@example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
     assert dup.status_code == 422 and "already has an account" in dup.get_data(as_text=True)
-    bad = admin.post("/admin/staff", data={"csrf_token": csrf_from(page), "email": "nope", "name": "X", "role": "root", "password": "short"})
+    bad = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "nope", "name": "X", "role": "root", "password": "short"})
     assert bad.status_code == 422
 
 
@@ -37,7 +36,7 @@ def test_role_change_ends_sessions_and_is_audited(admin, app, session):
     assert agent_client.get("/staff/queue").status_code == 200
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    assert admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": csrf_from(page), "role": "warehouse"}).status_code == 303
+    assert admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": csrf_token(page), "role": "warehouse"}).status_code == 303
     assert agent_client.get("/staff/queue").status_code == 303  # signed out
     sign_in(agent_client, "agent@example.com")
     assert agent_client.get("/staff/queue").status_code == 403  # warehouse now
@@ -48,11 +47,11 @@ def test_role_change_ends_sessions_and_is_audited(admin, app, session):
 def test_disable_and_enable(admin, app, session):
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_from(page), "active": "0"})
+    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_token(page), "active": "0"})
     session.expire_all()
     assert session.get(StaffUser, agent.id).active is False
     assert sign_in(app.test_client(), "agent@example.com").status_code == 422
-    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_from(page), "active": "1"})
+    admin.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": csrf_token(page), "active": "1"})
     assert sign_in(app.test_client(), "agent@example.com").status_code == 303
     assert [a.action for a in session.scalars(select(AuditLog).order_by(AuditLog.id))] == ["disable", "enable"]
 
@@ -60,9 +59,9 @@ def test_disable_and_enable(admin, app, session):
 def test_admin_cannot_lock_themselves_out(admin, session):
     me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    response = admin.post(f"/admin/staff/{me.id}/active", data={"csrf_token": csrf_from(page), "active": "0"}, follow_redirects=True)
+    response = admin.post(f"/admin/staff/{me.id}/active", data={"csrf_token": csrf_token(page), "active": "0"}, follow_redirects=True)
     assert "cannot disable your own account" in response.get_data(as_text=True)
-    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_from(page), "role": "agent"}, follow_redirects=True)
+    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_token(page), "role": "agent"}, follow_redirects=True)
     assert "cannot change your own role" in response.get_data(as_text=True)
 
 
@@ -70,7 +69,7 @@ def test_admin_rule_messages_follow_the_chosen_language(admin, session):
     me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
     chinese = {"Accept-Language": "zh-CN,zh;q=0.9"}
-    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_from(page), "role": "agent"}, headers=chinese,
+    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_token(page), "role": "agent"}, headers=chinese,
                           follow_redirects=True)
     assert "您不能更改自己的角色。" in response.get_data(as_text=True)
 
@@ -91,12 +90,11 @@ def test_anonymous_and_shopper_are_sent_to_sign_in(client, order):
 def test_routing_rules_are_editable_and_route_new_requests(admin, app, session):
     from portal.db.models import RoutingRuleRow, Ticket
     from portal.services.tickets import ensure_team
-    from tests.web.test_staff_queue import submit_coat
 
     shoes = ensure_team(session, "shoes", "Shoe desk")
     session.commit()
     page = admin.get("/admin/routing").get_data(as_text=True)
-    token = csrf_from(page)
+    token = csrf_token(page)
     form = {"csrf_token": token, "name": "Expensive coats", "position": "5", "active": "y", "team": str(shoes.id), "priority": "urgent",
             "ticket_class": "A", "categories": "Outerwear, bags", "min_value": "1000", "needs_review": "yes", "frequent_returner": ""}
     assert admin.post("/admin/routing", data=form).status_code == 303
@@ -124,7 +122,7 @@ def test_teams_lead_members_caps_and_availability(admin, session):
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     session.commit()
     page = admin.get("/admin/teams").get_data(as_text=True)
-    token = csrf_from(page)
+    token = csrf_token(page)
     assert admin.post(f"/admin/teams/{team.id}", data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""}).status_code == 303
     assert admin.post(f"/admin/teams/{team.id}/members", data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"}).status_code == 303
     member = session.scalars(select(TeamMember)).one()
@@ -165,7 +163,7 @@ def desk(session):
 
 def test_staff_account_changes_are_audited_with_before_and_after(admin, session):
     page = admin.get("/admin/staff").get_data(as_text=True)
-    token = csrf_from(page)
+    token = csrf_token(page)
     admin.post("/admin/staff", data={"csrf_token": token, "email": "fin@example.com", "name": "Fin", "role": "finance", "password": PASSWORD})
     user = session.scalars(select(StaffUser).where(StaffUser.email == "fin@example.com")).one()
     (created,) = _audit(session, "create_staff")
@@ -185,7 +183,7 @@ def test_staff_account_changes_are_audited_with_before_and_after(admin, session)
 def test_routing_rule_changes_are_audited(admin, session, desk):
     from portal.db.models import RoutingRuleRow
 
-    token = csrf_from(admin.get("/admin/routing").get_data(as_text=True))
+    token = csrf_token(admin.get("/admin/routing").get_data(as_text=True))
     form = {"csrf_token": token, "name": "Coats", "position": "5", "active": "y", "team": str(desk["team"].id), "priority": "high",
             "ticket_class": "A", "categories": "Outerwear", "needs_review": "", "frequent_returner": ""}
     assert admin.post("/admin/routing", data=form).status_code == 303
@@ -205,7 +203,7 @@ def test_routing_rule_changes_are_audited(admin, session, desk):
 def test_reply_changes_are_audited(admin, session):
     from portal.db.models import CannedReplyRow
 
-    token = csrf_from(admin.get("/admin/replies").get_data(as_text=True))
+    token = csrf_token(admin.get("/admin/replies").get_data(as_text=True))
     form = {"csrf_token": token, "name": "Late", "locale": "en", "reasons": ["late_delivery"], "keywords": "late, slow", "body": "Sorry", "active": "y"}
     assert admin.post("/admin/replies", data=form).status_code == 303
     row = session.scalars(select(CannedReplyRow)).one()
@@ -219,7 +217,7 @@ def test_reply_changes_are_audited(admin, session):
 
 def test_sla_policy_and_calendar_changes_are_audited(admin, session, desk):
     policy, calendar = desk["policy"], desk["calendar"]
-    token = csrf_from(admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
+    token = csrf_token(admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
     ladder = '[{"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"}]'
     response = admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "30", "resolution_minutes": "240", "ladder": ladder})
     assert response.status_code == 303
@@ -243,7 +241,7 @@ def test_team_and_member_changes_are_audited(admin, session, desk):
     team = desk["team"]
     lead = create_staff(session, "lead@example.com", "Lee", "lead", PASSWORD)
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
-    token = csrf_from(admin.get("/admin/teams").get_data(as_text=True))
+    token = csrf_token(admin.get("/admin/teams").get_data(as_text=True))
     admin.post(f"/admin/teams/{team.id}", data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""})
     (entry,) = _audit(session, "update_team")
     assert (entry.target, entry.before, entry.after) == (f"team:{team.id}", {"lead_id": None, "manager_id": None}, {"lead_id": lead.id, "manager_id": None})
@@ -262,7 +260,7 @@ def test_audit_page_lists_changes_newest_first_paginated(admin, session, monkeyp
 
     me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
-    token = csrf_from(admin.get("/admin/staff").get_data(as_text=True))
+    token = csrf_token(admin.get("/admin/staff").get_data(as_text=True))
     for role in ("lead", "manager", "finance"):
         admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": token, "role": role})
     monkeypatch.setattr(routes, "AUDIT_PAGE_SIZE", 2)
@@ -285,14 +283,14 @@ def test_audit_page_is_for_admins_only(client, session):
 
 @pytest.fixture
 def chinese_admin(admin):
-    token = csrf_from(admin.get("/admin/staff").get_data(as_text=True))
+    token = csrf_token(admin.get("/admin/staff").get_data(as_text=True))
     admin.post("/lang", data={"csrf_token": token, "lang": "zh_Hans", "next": "/admin/staff"})
     return admin
 
 
 def test_bad_ladder_is_explained_in_chinese_and_nothing_is_saved(chinese_admin, session, desk):
     policy = desk["policy"]
-    token = csrf_from(chinese_admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
+    token = csrf_token(chinese_admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
     typed = '[{"key": "x", "action": "explode", "at_fraction": 0.5}]'
     response = chinese_admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "10",
                                                                      "resolution_minutes": "20", "ladder": typed})
@@ -316,7 +314,7 @@ def test_bad_ladder_is_explained_in_chinese_and_nothing_is_saved(chinese_admin, 
 ])
 def test_bad_calendar_is_explained_in_chinese_and_nothing_is_saved(chinese_admin, session, desk, field, value, chinese):
     calendar = desk["calendar"]
-    token = csrf_from(chinese_admin.get(f"/admin/calendars/{calendar.id}").get_data(as_text=True))
+    token = csrf_token(chinese_admin.get(f"/admin/calendars/{calendar.id}").get_data(as_text=True))
     form = {"csrf_token": token, "mon": "09:00-18:00", "tue": "09:00-18:00", "wed": "", "thu": "", "fri": "", "sat": "", "sun": "", "exceptions": ""}
     response = chinese_admin.post(f"/admin/calendars/{calendar.id}", data={**form, field: value})
     body = response.get_data(as_text=True)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.db.models import Order, OrderLine, Variant
-from tests.conftest import PRODUCTS, order_payload, post_json, signed_headers
+from tests.helpers import PRODUCTS, order_payload, post_json, signed_headers
 
 
 def count_orders(session) -> int:

@@ -8,9 +8,7 @@ from sqlalchemy import select
 
 from portal.db.models import LedgerEntry, Refund, ReturnRequest
 from portal.services.staff import create_staff
-from tests.conftest import csrf_from
-from tests.integration.test_refunds import inspected
-from tests.web.test_staff import PASSWORD, sign_in
+from tests.helpers import PASSWORD, csrf_token, finance_user, form_values, inspected, login_shopper, sign_in
 
 
 @pytest.fixture
@@ -26,9 +24,10 @@ def test_approve_and_execute_from_the_page(app, client, order, session, clerk):
     req = inspected(app, client, session)
     page = clerk.get("/finance/").get_data(as_text=True)
     assert req.rma in page and "188.00" in page
-    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
-    token = csrf_from(page)
-    assert clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": token, "basis": basis, "provider": "sandbox"}).status_code == 303
+    approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
+    assert approve["provider"] == "sandbox" and approve["basis"]  # the preview's basis rides in the form
+    token = approve["csrf_token"]
+    assert clerk.post(f"/finance/requests/{req.rma}/approve", data=approve).status_code == 303
     refund = session.scalars(select(Refund)).one()
     assert refund.status == "approved"
     # A posted amount is not a field the server reads: the approved amount is the preview's.
@@ -45,7 +44,7 @@ def test_approve_and_execute_from_the_page(app, client, order, session, clerk):
 def test_stale_basis_is_refused(app, client, order, session, clerk):
     req = inspected(app, client, session)
     page = clerk.get("/finance/").get_data(as_text=True)
-    response = clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": csrf_from(page), "basis": "x" * 64, "provider": "sandbox"},
+    response = clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": csrf_token(page), "basis": "x" * 64, "provider": "sandbox"},
                           follow_redirects=True)
     assert "changed since you looked at it" in response.get_data(as_text=True)
     assert session.scalars(select(Refund)).all() == []
@@ -55,14 +54,14 @@ def test_second_approval_by_another_clerk(app, client, order, session, clerk):
     app.config["SECOND_APPROVAL_ABOVE"] = "100"
     req = inspected(app, client, session)
     page = clerk.get("/finance/").get_data(as_text=True)
-    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
-    clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": csrf_from(page), "basis": basis, "provider": "sandbox"})
+    approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
+    clerk.post(f"/finance/requests/{req.rma}/approve", data=approve)
     refund = session.scalars(select(Refund)).one()
-    same = clerk.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": csrf_from(page)}, follow_redirects=True)
+    same = clerk.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": csrf_token(page)}, follow_redirects=True)
     assert "must come from another finance user" in same.get_data(as_text=True)
     other = app.test_client()
     sign_in(other, "fin2@example.com")
-    token = csrf_from(other.get("/finance/").get_data(as_text=True))
+    token = csrf_token(other.get("/finance/").get_data(as_text=True))
     assert other.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": token}).status_code == 303
     other.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token})
     session.expire_all()
@@ -73,9 +72,9 @@ def test_failure_is_visible_and_retry_works(app, client, order, session, clerk):
     req = inspected(app, client, session)
     app.config["SANDBOX_MODE"] = "fail"
     page = clerk.get("/finance/").get_data(as_text=True)
-    basis = page.split('name="basis" value="', 1)[1].split('"', 1)[0]
-    token = csrf_from(page)
-    clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": token, "basis": basis, "provider": "sandbox"})
+    approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
+    token = approve["csrf_token"]
+    clerk.post(f"/finance/requests/{req.rma}/approve", data=approve)
     refund = session.scalars(select(Refund)).one()
     failed = clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
     assert "card declined" in failed and "you can retry" in failed
@@ -92,7 +91,6 @@ def test_cli_export(app, client, order, session, monkeypatch, tmp_path):
     from portal.cli import main
     from portal.services.refunds import approve_refund, execute_refund, preview_refund
     from portal.adapters.payments import SandboxGateway
-    from tests.integration.test_refunds import staff as finance_user
 
     req = inspected(app, client, session)
     preview = preview_refund(session, req)
@@ -110,7 +108,6 @@ def test_customer_return_fee_on_label_and_in_the_refund(app, client, order, sess
     app.config["CUSTOMER_RETURN_FEE"] = "8.00"
     req = inspected(app, client, session)
     shopper = app.test_client()
-    from tests.conftest import login_shopper
 
     login_shopper(shopper, number="RF-1")
     label = shopper.get(f"/requests/{req.rma}/label").get_data(as_text=True)

@@ -8,6 +8,8 @@ import pytest
 
 from portal.i18n import money
 from portal.jobs import build_email
+from portal.services.refunds import preview_refund, refund_settings
+from tests.helpers import inspected, login_shopper
 
 
 def refunded_email(app, locale, amount, currency, store_credit="0", code=None):
@@ -49,10 +51,6 @@ def test_money_filter_in_templates(app) -> None:
 
 
 def test_one_return_fee_setting_moves_label_and_refund_together(app, client, order, session) -> None:
-    from portal.services.refunds import preview_refund, refund_settings
-    from tests.conftest import login_shopper
-    from tests.integration.test_refunds import inspected
-
     req = inspected(app, client, session)
     shopper = app.test_client()
     login_shopper(shopper, number="RF-1")

@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 
 from portal.db.models import Photo, ReturnRequest
 from portal.storage import LocalPhotoStore
-from tests.conftest import login_shopper
-from tests.unit.test_photo_intake import encode, png_header_only, rgb
-from tests.web.test_shop_request import form_for
+from tests.helpers import encode, form_for, login_shopper, png_header_only, rgb
 
 
 def jpeg_with_exif(orientation: int | None = None, gps: bool = False) -> bytes:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
 
 from portal.db.models import CarrierEvent, RequestEvent, ReturnRequest
 from portal.domain.codes import parse_pickup_code
-from tests.conftest import login_shopper, post_json
-from tests.web.test_shop_request import form_for
+from tests.helpers import carrier_event, form_for, login_shopper, order_payload, post_json, soup
 
 
 @pytest.fixture
@@ -34,10 +32,11 @@ def test_pickup_code_is_checked_and_shown(client, labelled):
 def test_label_page_has_qr_and_barcode(client, labelled):
     rma, code = labelled
     page = client.get(f"/requests/{rma}/label").get_data(as_text=True)
-    assert page.count("<svg") >= 2 and code in page and rma in page
+    assert len(soup(page).find_all("svg")) >= 2 and code in page and rma in page
     assert "Returns warehouse" in page and "Postage is prepaid by the shop" in page
     assert "<h2>Items</h2>" in page and "built-in method" not in page
-    assert "<script" not in page.split("<body", 1)[1].replace('<script src="/static/js', "")
+    scripts = soup(page).body.find_all("script")
+    assert all(s.get("src", "").startswith("/static/js") and not s.string for s in scripts)  # no inline script on the label
 
 
 def test_label_pdf(client, labelled):
@@ -47,16 +46,11 @@ def test_label_pdf(client, labelled):
     assert response.data.startswith(b"%PDF-") and response.data.rstrip().endswith(b"%%EOF")
 
 
-def event(code, kind="picked_up", event_id="evt-1", minutes=0, location="Pudong depot"):
-    at = datetime.now(timezone.utc) + timedelta(minutes=minutes)
-    return {"event_id": event_id, "pickup_code": code, "kind": kind, "at": at.isoformat(), "location": location}
-
-
 def test_carrier_event_moves_to_in_transit_once(client, labelled, session):
     rma, code = labelled
-    first = post_json(client, "/api/v1/carrier-events", event(code))
+    first = post_json(client, "/api/v1/carrier-events", carrier_event(code))
     assert first.status_code == 200 and first.get_json() == {"rma": rma, "status": "in_transit"}
-    second = post_json(client, "/api/v1/carrier-events", event(code, "in_transit", "evt-2", 30, "Shanghai hub"))
+    second = post_json(client, "/api/v1/carrier-events", carrier_event(code, "in_transit", "evt-2", 30, "Shanghai hub"))
     assert second.status_code == 200 and second.get_json()["status"] == "in_transit"
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
@@ -69,13 +63,13 @@ def test_carrier_event_moves_to_in_transit_once(client, labelled, session):
 
 def test_replay_and_unknown_codes_are_refused_without_side_effects(client, labelled, session):
     rma, code = labelled
-    assert post_json(client, "/api/v1/carrier-events", event(code)).status_code == 200
+    assert post_json(client, "/api/v1/carrier-events", carrier_event(code)).status_code == 200
     before = session.scalar(select(func.count(RequestEvent.id)))
-    replay = post_json(client, "/api/v1/carrier-events", event(code))
+    replay = post_json(client, "/api/v1/carrier-events", carrier_event(code))
     assert replay.status_code == 409
     wrong_check = code[:-1] + ("0" if code[-1] != "0" else "1")
-    assert post_json(client, "/api/v1/carrier-events", event(wrong_check, event_id="evt-9")).status_code == 404
-    assert post_json(client, "/api/v1/carrier-events", event("P-0000-0000-000", event_id="evt-8")).status_code == 404
+    assert post_json(client, "/api/v1/carrier-events", carrier_event(wrong_check, event_id="evt-9")).status_code == 404
+    assert post_json(client, "/api/v1/carrier-events", carrier_event("P-0000-0000-000", event_id="evt-8")).status_code == 404
     assert session.scalar(select(func.count(RequestEvent.id))) == before
     assert session.scalar(select(func.count(CarrierEvent.id))) == 1
 
@@ -88,7 +82,7 @@ def test_bad_carrier_events_are_400(client, payload):
 
 def test_cancel_is_refused_once_picked_up(client, labelled, session):
     rma, code = labelled
-    post_json(client, "/api/v1/carrier-events", event(code))
+    post_json(client, "/api/v1/carrier-events", carrier_event(code))
     page = client.get(f"/requests/{rma}").get_data(as_text=True)
     assert "Cancel this return" not in page
 
@@ -96,7 +90,6 @@ def test_cancel_is_refused_once_picked_up(client, labelled, session):
 def test_returnless_refund_has_no_label(client, session):
     cheap = [{"line_id": "1", "sku": "SOCKS-1", "product_name": "Socks", "variant": "", "category": "accessories",
               "quantity": 1, "unit_price": "12.00", "discount": "0", "tax": "0", "final_sale": False}]
-    from tests.conftest import order_payload
 
     post_json(client, "/api/v1/orders", order_payload("CHEAP-1", lines=cheap))
     login_shopper(client, number="CHEAP-1")
@@ -113,7 +106,7 @@ def test_shop_hears_about_approval_and_transit(client, labelled, session):
     from portal.db.models import OutboxMessage
 
     rma, code = labelled
-    post_json(client, "/api/v1/carrier-events", event(code))
+    post_json(client, "/api/v1/carrier-events", carrier_event(code))
     hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook").order_by(OutboxMessage.id)).all()
     assert [h.payload["topic"] for h in hooks] == ["return.approved", "return.in_transit"]
     assert hooks[0].payload["data"]["rma"] == rma and hooks[0].payload["data"]["pickup_code"] == code

@@ -1,7 +1,7 @@
 """Every route against anonymous, a shopper of another order, the owning shopper and a staff agent.
 
 The table lives here; a new route that is not in it fails ``test_every_route_is_listed``.
-Staff routes are covered role by role in test_staff.py.
+Staff routes are covered role by role in test_staff.py (the table is tests/helpers.py STAFF_ROUTES).
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 
 from portal.services.staff import create_staff
-from tests.conftest import get_csrf, login_shopper, order_payload, post_json
-from tests.web.test_shop_request import form_for
-from tests.web.test_staff import PASSWORD, ROUTES as STAFF_ROUTES, sign_in
+from tests.helpers import PASSWORD, STAFF_ROUTES, form_for, get_csrf, login_shopper, order_payload, post_json, sign_in
 
 CALLERS = ("anonymous", "other_shopper", "owner", "agent")
 R = "{rma}"

@@ -7,37 +7,16 @@ import re
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from sqlalchemy import func, select
 
 from portal.db.models import OutboxMessage, Photo, RequestEvent, ReturnLine, ReturnRequest
-from tests.conftest import csrf_from, login_shopper, order_payload, post_json
-
-
-def jpeg(color=(200, 30, 30), size=(640, 480)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "JPEG")
-    return buf.getvalue()
+from tests.helpers import csrf_token, form_for, jpeg, login_shopper, order_payload, post_json
 
 
 @pytest.fixture
 def shopper(client, order):
     assert login_shopper(client).status_code == 303
     return client
-
-
-def form_for(client, **lines) -> dict:
-    """Form data for the order page: ``lines={"0": {...}}`` keyed by line index."""
-    html = client.get("/order").get_data(as_text=True)
-    data = {"csrf_token": csrf_from(html)}
-    for idx, line_id in enumerate(re.findall(r'name="lines-(\d+)-line_id" type="hidden" value="([^"]+)"', html)):
-        data[f"lines-{line_id[0]}-line_id"] = line_id[1]
-        data[f"lines-{line_id[0]}-quantity"] = "0"
-        data[f"lines-{line_id[0]}-outcome"] = "refund"
-    for key, values in lines.items():
-        for field, value in values.items():
-            data[f"lines-{key}-{field}"] = value
-    return data
 
 
 def test_order_page_shows_lines_and_remaining(shopper):
@@ -95,7 +74,7 @@ def test_submit_creates_request_event_and_email(shopper, session):
 
 
 def test_email_file_written_in_shoppers_language(shopper, app, session):
-    shopper.post("/lang", data={"csrf_token": csrf_from(shopper.get("/order").get_data(as_text=True)), "lang": "zh_Hans", "next": "/order"})
+    shopper.post("/lang", data={"csrf_token": csrf_token(shopper.get("/order").get_data(as_text=True)), "lang": "zh_Hans", "next": "/order"})
     data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
     assert shopper.post("/order/request", data=data).status_code == 303
     request = session.scalars(select(ReturnRequest)).one()
@@ -226,7 +205,7 @@ def _submit(client) -> str:
 def test_cancel_while_nothing_shipped(shopper, session):
     rma = _submit(shopper)
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
-    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "label_issued"})
+    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_token(page), "status": "label_issued"})
     assert response.status_code == 303
     assert session.scalars(select(ReturnRequest.status)).one() == "cancelled"
     assert "Cancelled" in shopper.get(f"/requests/{rma}").get_data(as_text=True)
@@ -237,7 +216,7 @@ def test_cancel_while_nothing_shipped(shopper, session):
 def test_stale_cancel_gets_a_message_not_a_double_action(shopper, session):
     rma = _submit(shopper)
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
-    token = csrf_from(page)
+    token = csrf_token(page)
     assert shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}).status_code == 303
     again = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}, follow_redirects=True)
     assert "changed while you were looking" in again.get_data(as_text=True)
@@ -251,7 +230,7 @@ def test_cancel_after_shipping_is_refused(shopper, session):
     session.commit()
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
     assert "Cancel this return" not in page
-    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_from(page), "status": "in_transit"}, follow_redirects=True)
+    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_token(page), "status": "in_transit"}, follow_redirects=True)
     assert "already on its way" in response.get_data(as_text=True)
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "in_transit"

@@ -11,13 +11,7 @@ from portal.domain.actors import Actor
 from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
-from tests.conftest import csrf_from, field_errors, form_values, login_shopper, order_payload, post_json
-from tests.web.test_shop_request import form_for
-from tests.web.test_staff import PASSWORD, sign_in
-
-COAT = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
-         "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
-
+from tests.helpers import COAT, PASSWORD, csrf_token, field_errors, form_for, jpeg, login_shopper, order_payload, page_values, post_json, sign_in, submit_coat
 
 @pytest.fixture
 def desk(session):
@@ -29,14 +23,6 @@ def desk(session):
     session.add(RoutingRuleRow(position=1, name="High value", conditions={"min_value": "1000"}, team=finance, priority="high", ticket_class="A"))
     session.commit()
     return {"agent": agent.id, "other": other.id}
-
-
-def submit_coat(app, number="HV-1", email="li.wei@example.com") -> str:
-    client = app.test_client()
-    post_json(client, "/api/v1/orders", order_payload(number, lines=COAT, email=email))
-    assert login_shopper(client, number=number, contact=email).status_code == 303
-    response = client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
-    return response.headers["Location"].rsplit("/", 1)[1]
 
 
 def test_my_queue_lists_assigned_ticket_with_masked_customer(client, app, desk):
@@ -66,7 +52,7 @@ def test_take_then_stale_take(client, app, desk, session):
     rma = submit_coat(app)
     sign_in(client, "other@example.com")
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
-    token = csrf_from(page)
+    token = csrf_token(page)
     ticket = session.scalars(select(Ticket)).one()
     # The page showed the ticket assigned to the agent; another person takes it first.
     response = client.post(f"/staff/tickets/{ticket.id}/take", data={"csrf_token": token, "assignee": str(desk["agent"])})
@@ -75,7 +61,7 @@ def test_take_then_stale_take(client, app, desk, session):
     assert session.get(Ticket, ticket.id).assignee_id == desk["other"]
     third = app.test_client()
     sign_in(third, "agent@example.com")
-    stale = third.post(f"/staff/tickets/{ticket.id}/take", data={"csrf_token": csrf_from(third.get("/staff/queue").get_data(as_text=True)), "assignee": str(desk["agent"])}, follow_redirects=True)
+    stale = third.post(f"/staff/tickets/{ticket.id}/take", data={"csrf_token": csrf_token(third.get("/staff/queue").get_data(as_text=True)), "assignee": str(desk["agent"])}, follow_redirects=True)
     assert "Someone else took this ticket" in stale.get_data(as_text=True)
     session.expire_all()
     assert session.get(Ticket, ticket.id).assignee_id == desk["other"]
@@ -83,7 +69,7 @@ def test_take_then_stale_take(client, app, desk, session):
 
 def _decide(client, rma, action, note="", status="pending_review"):
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
-    return client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": csrf_from(page), "status": status, "action": action, "note": note})
+    return client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": csrf_token(page), "status": status, "action": action, "note": note})
 
 
 def test_approve_closes_ticket_and_tells_shopper(client, app, desk, session):
@@ -125,7 +111,7 @@ def test_warehouse_and_finance_cannot_decide(client, app, desk, session):
     create_staff(session, "wh@example.com", "W", "warehouse", PASSWORD)
     sign_in(client, "wh@example.com")
     assert client.get("/staff/queue").status_code == 403
-    token = csrf_from(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
+    token = csrf_token(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
     response = client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": token, "status": "pending_review", "action": "approve"})
     assert response.status_code == 403
 
@@ -134,7 +120,7 @@ def test_note_and_reassign_on_the_timeline(client, app, desk, session):
     rma = submit_coat(app)
     sign_in(client, "agent@example.com")
     ticket = session.scalars(select(Ticket)).one()
-    token = csrf_from(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
+    token = csrf_token(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
     assert client.post(f"/staff/tickets/{ticket.id}/note", data={"csrf_token": token, "text": "Called the courier"}).status_code == 303
     assert client.post(f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": str(desk["other"])}).status_code == 303
     assert client.post(f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": "99999"}).status_code == 400
@@ -153,7 +139,7 @@ def test_reveal_contact_is_audited(client, app, desk, session):
     sign_in(client, "agent@example.com")
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
     assert "li.wei@example.com" not in page
-    fragment = client.post(f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_from(page)}, headers={"HX-Request": "true"})
+    fragment = client.post(f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_token(page)}, headers={"HX-Request": "true"})
     body = fragment.get_data(as_text=True)
     assert body.lstrip().startswith('<section id="contact"') and "li.wei@example.com" in body
     entry = session.scalars(select(AuditLog)).one()
@@ -177,14 +163,14 @@ def test_ask_the_shopper_then_the_shopper_answers(client, app, desk, session):
     login_shopper(shopper, number="HV-1")
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
     assert "Could you send a photo of the label?" in page and "Waiting for your reply" in page
-    empty = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_from(page), "answer": " "})
+    empty = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": " "})
     assert empty.status_code == 422
-    assert shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_from(page), "answer": "Label attached, size M"}).status_code == 303
+    assert shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": "Label attached, size M"}).status_code == 303
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "pending_review"
     ticket = session.scalars(select(Ticket)).one()
     assert ticket.status == "open" and [e.kind for e in ticket.events][-1] == "answered"
-    again = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_from(page), "answer": "twice"}, follow_redirects=True)
+    again = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": "twice"}, follow_redirects=True)
     assert "no longer waiting for an answer" in again.get_data(as_text=True)
 
 
@@ -201,7 +187,6 @@ def test_suggested_reply_in_shoppers_language_sent_and_shown(client, app, desk, 
     data = form_for(shopper, **{"0": {"quantity": "1", "reason": "wrong_item", "comment": "颜色不一样，发错了", "outcome": "refund"}})
     import io
 
-    from tests.web.test_shop_request import jpeg
 
     data["lines-0-photos"] = [(io.BytesIO(jpeg()), "wrong.jpg")]
     rma = shopper.post("/order/request", data=data, content_type="multipart/form-data").headers["Location"].rsplit("/", 1)[1]
@@ -209,8 +194,8 @@ def test_suggested_reply_in_shoppers_language_sent_and_shown(client, app, desk, 
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
     assert "发错商品：致歉并补发" in page and "Wrong item: apology" not in page  # the shopper's language
     body = session.scalars(select(CannedReplyRow.body).where(CannedReplyRow.locale == "zh_Hans", CannedReplyRow.name.like("发错%"))).one()
-    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_from(page), "body": body}).status_code == 303
-    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_from(page), "body": ""}).status_code == 422
+    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_token(page), "body": body}).status_code == 303
+    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_token(page), "body": ""}).status_code == 422
     mail = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "staff_message")).one()
     assert mail.payload["locale"] == "zh_Hans" and mail.payload["context"]["body"] == body
     assert body in shopper.get(f"/requests/{rma}").get_data(as_text=True)
@@ -221,7 +206,7 @@ def test_admin_manages_replies(client, session):
     create_staff(session, "root@example.com", "Root", "admin", PASSWORD)
     sign_in(client, "root@example.com")
     page = client.get("/admin/replies").get_data(as_text=True)
-    form = {"csrf_token": csrf_from(page), "name": "Late", "locale": "en", "reasons": ["late_delivery"], "keywords": "late, slow", "body": "Sorry for the wait", "active": "y"}
+    form = {"csrf_token": csrf_token(page), "name": "Late", "locale": "en", "reasons": ["late_delivery"], "keywords": "late, slow", "body": "Sorry for the wait", "active": "y"}
     assert client.post("/admin/replies", data=form).status_code == 303
     from portal.db.models import CannedReplyRow
 
@@ -249,7 +234,7 @@ def test_approve_some_lines(client, app, desk, session):
     lines = {l.order_line.line_id: l.id for l in session.scalars(select(ReturnLine))}
     sign_in(client, "agent@example.com")
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
-    base = {"csrf_token": csrf_from(page), "status": "pending_review", "action": "approve"}
+    base = {"csrf_token": csrf_token(page), "status": "pending_review", "action": "approve"}
     no_reason = client.post(f"/staff/requests/{rma}/decide", data={**base, "approve_line": [str(lines["1"])]})
     assert no_reason.status_code == 422 and "Say why the other lines" in no_reason.get_data(as_text=True)
     none = client.post(f"/staff/requests/{rma}/decide", data={**base, "note": "x"})
@@ -273,7 +258,7 @@ def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):
     assert client.get("/staff/orders?number=late-1").headers["Location"].endswith("/staff/orders/LATE-1")
     page = client.get("/staff/orders/LATE-1").get_data(as_text=True)
     assert "Open return for the shopper" in page and 'name="lines-0-quantity"' in page
-    form = {"csrf_token": csrf_from(page), "lines-0-line_id": "1", "lines-0-quantity": "1", "lines-0-reason": "size_fit",
+    form = {"csrf_token": csrf_token(page), "lines-0-line_id": "1", "lines-0-quantity": "1", "lines-0-reason": "size_fit",
             "lines-0-outcome": "refund"}
     refused = client.post("/staff/orders/LATE-1", data=form)
     assert refused.status_code == 422 and "give a reason to override" in refused.get_data(as_text=True)
@@ -297,12 +282,12 @@ def test_a_refused_return_on_behalf_keeps_what_was_entered(client, desk, session
     entered = {"lines-0-line_id": "1", "lines-0-quantity": "1", "lines-0-reason": "size_fit", "lines-0-outcome": "store_credit",
                "lines-1-line_id": "2", "lines-1-quantity": "3", "lines-1-reason": "changed_mind", "lines-1-outcome": "refund",
                "override": "Called from the airport"}
-    response = client.post("/staff/orders/PHONE-1", data={"csrf_token": csrf_from(page), **entered})
+    response = client.post("/staff/orders/PHONE-1", data={"csrf_token": csrf_token(page), **entered})
     assert response.status_code == 422
     shown_page = response.get_data(as_text=True)
     assert field_errors(shown_page, "lines-1-quantity") == ["SCARF-RED: choose a quantity from 0 to 1."]
     assert field_errors(shown_page, "lines-0-quantity") == []
-    shown = form_values(shown_page)
+    shown = page_values(shown_page)
     kept = {name: shown.get(name) for name in entered}
     # The scarf's select offers 0..1, so the refused 3 cannot be shown as chosen; everything else is as typed.
     assert kept == {**entered, "lines-1-quantity": "0"}
@@ -316,12 +301,12 @@ def test_override_cannot_exceed_what_was_bought(app, desk, session):
     from portal.services.filing import LineRequest, ReturnNotAllowed, open_return
     from portal.storage import LocalPhotoStore
     from datetime import datetime, timezone
-
-    from tests.integration.test_returns_service import POLICY
+    from portal.domain.policy import load_policy
+    from portal.services.policies import default_policy_text
 
     order, _ = upsert_order(session, parse_order(order_payload("OVR-1", lines=COAT, delivered_days_ago=9)))
     with pytest.raises(ReturnNotAllowed):
-        open_return(session, order, [LineRequest("1", 2, "size_fit", outcome="refund")], POLICY, datetime.now(timezone.utc), "en",
+        open_return(session, order, [LineRequest("1", 2, "size_fit", outcome="refund")], load_policy(default_policy_text()), datetime.now(timezone.utc), "en",
                     LocalPhotoStore(app.config["PHOTO_PATH"]), actor=Actor.staff(1), override_reason="please")
 
 

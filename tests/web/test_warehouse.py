@@ -7,10 +7,7 @@ from sqlalchemy import select
 
 from portal.db.models import Discrepancy, OutboxMessage, ReceiptLine, ReturnLine, ReturnRequest, Ticket
 from portal.services.staff import create_staff
-from tests.conftest import csrf_from, field_errors, form_values, login_shopper, post_json
-from tests.web.test_pickup import event
-from tests.web.test_shop_request import form_for
-from tests.web.test_staff import PASSWORD, sign_in
+from tests.helpers import PASSWORD, carrier_event, csrf_token, encode, field_errors, form_for, login_shopper, page_values, post_json, rgb, sign_in
 
 
 @pytest.fixture
@@ -19,7 +16,7 @@ def parcel(client, app, order, session):
     login_shopper(shopper)
     shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": "2", "reason": "size_fit", "outcome": "refund"}}))
     req = session.scalars(select(ReturnRequest)).one()
-    post_json(client, "/api/v1/carrier-events", event(req.pickup_code))
+    post_json(client, "/api/v1/carrier-events", carrier_event(req.pickup_code))
     create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
     sign_in(client, "wh@example.com")
     return req.rma, req.pickup_code, session.scalars(select(ReturnLine.id)).one()
@@ -45,7 +42,7 @@ def test_scan_feedback(client, parcel):
 
 def receive(client, rma, line_id, **fields):
     page = client.get(f"/warehouse/parcels/{rma}").get_data(as_text=True)
-    data = {"csrf_token": csrf_from(page), "status": "in_transit", "lines-0-line_id": str(line_id), "lines-0-quantity": "2",
+    data = {"csrf_token": csrf_token(page), "status": "in_transit", "lines-0-line_id": str(line_id), "lines-0-quantity": "2",
             "lines-0-grade": "B", "lines-0-disposition": "restock", **fields}
     return client.post(f"/warehouse/parcels/{rma}", data=data)
 
@@ -104,7 +101,7 @@ def test_a_refused_receipt_keeps_what_was_entered(client, parcel, session):
     page = response.get_data(as_text=True)
     assert field_errors(page, "lines-0-grade") == [f"Line {line_id}: choose a grade."]
     assert field_errors(page, "lines-0-quantity") == [] and field_errors(page, "lines-0-disposition") == []
-    shown = form_values(page)
+    shown = page_values(page)
     assert {name: shown.get(name) for name in entered} == entered
     assert shown["lines-0-line_id"] == str(line_id)
     assert session.scalars(select(ReceiptLine)).all() == [] and session.scalars(select(Discrepancy)).all() == []
@@ -117,7 +114,7 @@ def test_a_refused_count_is_shown_beside_the_quantity(client, parcel, session):
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert field_errors(page, "lines-0-quantity") == [f"Line {line_id}: the received quantity must be between 0 and 2."]
-    shown = form_values(page)
+    shown = page_values(page)
     assert (shown["lines-0-grade"], shown["lines-0-disposition"], shown["lines-0-note"]) == ("B", "restock", "counted twice")
     assert session.scalars(select(ReceiptLine)).all() == []
 
@@ -135,11 +132,10 @@ def test_warehouse_photos_are_kept_apart_from_the_shoppers(client, app, parcel, 
     import io
 
     from portal.db.models import Photo
-    from tests.unit.test_photo_intake import encode, rgb
 
     rma, _, line_id = parcel
     page = client.get(f"/warehouse/parcels/{rma}").get_data(as_text=True)
-    data = {"csrf_token": csrf_from(page), "status": "in_transit", "lines-0-line_id": str(line_id), "lines-0-quantity": "2",
+    data = {"csrf_token": csrf_token(page), "status": "in_transit", "lines-0-line_id": str(line_id), "lines-0-quantity": "2",
             "lines-0-grade": "C", "lines-0-disposition": "outlet", "lines-0-photos": [(io.BytesIO(encode(rgb(), "JPEG")), "arrived.jpg")]}
     bad = dict(data, **{"lines-0-photos": [(io.BytesIO(b"<html></html>"), "x.jpg")]})
     refused = client.post(f"/warehouse/parcels/{rma}", data=bad, content_type="multipart/form-data")
@@ -160,7 +156,7 @@ def test_in_house_courier_records_a_pickup(client, app, order, session):
     req = session.scalars(select(ReturnRequest)).one()
     create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
     sign_in(client, "wh@example.com")
-    token = csrf_from(client.get("/warehouse/").get_data(as_text=True))
+    token = csrf_token(client.get("/warehouse/").get_data(as_text=True))
     done = client.post("/warehouse/pickups", data={"csrf_token": token, "code": req.pickup_code.lower(), "location": "Jing'an"},
                        follow_redirects=True)
     assert "is on its way" in done.get_data(as_text=True)

@@ -1,0 +1,336 @@
+"""Helpers shared by the tests: plain functions and constants, no fixtures.
+
+Test modules import from here (and conftest.py builds fixtures on top); no test
+module imports another test module. HTML is read with BeautifulSoup, never by
+splitting strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import struct
+import time
+import zlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from bs4 import BeautifulSoup
+from PIL import Image
+from sqlalchemy import select
+
+from portal.domain.roles import ROLES
+
+REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
+API_SECRET = "test-api-secret"
+PASSWORD = "correct horse battery"
+
+
+def service_missing(reason: str):
+    """Skip on a machine without the service; fail when the services are required (CI)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable: {reason}")
+    pytest.skip(reason)
+
+
+# --- reading HTML ---------------------------------------------------------------
+
+def soup(page) -> BeautifulSoup:
+    """Parse a response (or an HTML string)."""
+    html = page if isinstance(page, str) else page.get_data(as_text=True)
+    return BeautifulSoup(html, "html.parser")
+
+
+def csrf_token(page) -> str:
+    field = soup(page).find("input", attrs={"name": "csrf_token"})
+    assert field is not None and field.get("value"), "page has no CSRF token"
+    return field["value"]
+
+
+def input_value(page, name: str) -> str:
+    """The value of the (first) input called ``name``."""
+    field = soup(page).find("input", attrs={"name": name})
+    assert field is not None, f"page has no input {name!r}"
+    return field.get("value", "")
+
+
+def form_values(page, selector: str = "form") -> dict[str, str]:
+    """The inputs of the first form matching ``selector`` as the browser would send them by default."""
+    form = soup(page).select_one(selector)
+    assert form is not None, f"page has no {selector!r}"
+    values: dict[str, str] = {}
+    for field in form.find_all(["input", "select", "textarea"]):
+        name = field.get("name")
+        if not name or field.has_attr("disabled"):
+            continue
+        if field.name == "select":
+            chosen = field.find("option", selected=True) or field.find("option")
+            values[name] = chosen.get("value", chosen.get_text()) if chosen else ""
+        elif field.name == "textarea":
+            values[name] = field.get_text()
+        elif field.get("type") in ("checkbox", "radio"):
+            if field.has_attr("checked"):
+                values[name] = field.get("value", "on")
+        elif field.get("type") not in ("submit", "button", "file", "reset", "image"):
+            values[name] = field.get("value", "")
+    return values
+
+
+def page_values(page) -> dict[str, str]:
+    """What all the page's forms would post as they stand: every named field's current value (a checkbox
+    only when checked, a select its selected option, or the first one as a browser would)."""
+    values: dict[str, str] = {}
+    for tag in soup(page).find_all(["input", "select", "textarea"]):
+        name = tag.get("name")
+        if not name or tag.get("type") == "file":
+            continue
+        if tag.name == "select":
+            option = tag.find("option", selected=True) or tag.find("option")
+            values[name] = option.get("value", option.get_text()) if option else ""
+        elif tag.name == "textarea":
+            text = tag.get_text()  # a browser drops the one newline that may open a textarea
+            values[name] = text[2:] if text.startswith("\r\n") else text[1:] if text.startswith("\n") else text
+        elif tag.get("type") == "checkbox":
+            if tag.has_attr("checked"):
+                values[name] = tag.get("value", "on")
+        else:
+            values[name] = tag.get("value", "")
+    return values
+
+
+def field_errors(page, field_id: str) -> list[str]:
+    """The error messages shown beside one field (inside the same ``.field`` block or table cell)."""
+    tag = soup(page).find(id=field_id)
+    assert tag is not None, f"no field {field_id} on the page"
+    box = tag.find_parent(class_="field") or tag.find_parent("td")
+    assert box is not None, f"field {field_id} is not inside a .field block or a table cell"
+    return [e.get_text(strip=True) for e in box.find_all(class_="error")]
+
+
+def hrefs(page, prefix: str = "") -> list[str]:
+    """Every link target on the page starting with ``prefix``, in document order."""
+    return [a["href"] for a in soup(page).find_all("a", href=True) if a["href"].startswith(prefix)]
+
+
+def get_csrf(client, path: str = "/") -> str:
+    return csrf_token(client.get(path))
+
+
+# --- the signed API -------------------------------------------------------------
+
+def signed_headers(body: bytes, secret: str = API_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Portal-Timestamp": ts, "X-Portal-Signature": f"sha256={mac}", "Content-Type": "application/json"}
+
+
+def post_json(client, path: str, payload, **kw):
+    body = json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
+    return client.post(path, data=body, headers=signed_headers(body, **kw))
+
+
+def order_payload(number: str = "SO-1001", *, delivered_days_ago: float | None = 2, email: str = "li.wei@example.com",
+                  postcode: str = "200001", gift: bool = False, lines=None, currency: str = "CNY") -> dict:
+    now = datetime.now(timezone.utc)
+    delivered = None if delivered_days_ago is None else (now - timedelta(days=delivered_days_ago)).isoformat()
+    return {
+        "order_number": number,
+        "placed_at": (now - timedelta(days=10)).isoformat(),
+        "delivered_at": delivered,
+        "currency": currency,
+        "channel": "web",
+        "customer": {"name": "Li Wei", "email": email, "phone": "+86 138 0000 0000", "postcode": postcode},
+        "payment": {"method": "alipay", "reference": "PAY-1"},
+        "shipping_paid": "10.00",
+        "gift": gift,
+        "lines": lines
+        or [
+            {"line_id": "1", "sku": "TEE-S", "product_name": "T-shirt", "variant": "S", "category": "tops",
+             "quantity": 2, "unit_price": "99.00", "discount": "10.00", "tax": "0", "final_sale": False},
+            {"line_id": "2", "sku": "SCARF-RED", "product_name": "Silk scarf", "variant": "Red", "category": "accessories",
+             "quantity": 1, "unit_price": "259.00", "discount": "0", "tax": "0", "final_sale": False},
+        ],
+    }
+
+
+PRODUCTS = {
+    "products": [
+        {"product_code": "TEE", "name": "T-shirt", "category": "tops",
+         "variants": [{"sku": "TEE-S", "variant": "S", "stock": 5}, {"sku": "TEE-M", "variant": "M", "stock": 0},
+                      {"sku": "TEE-L", "variant": "L", "stock": 3}]},
+        {"product_code": "SCARF", "name": "Silk scarf", "category": "accessories",
+         "variants": [{"sku": "SCARF-RED", "variant": "Red", "stock": 1}]},
+    ]
+}
+
+COAT = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
+         "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+
+
+def carrier_event(code, kind="picked_up", event_id="evt-1", minutes=0, location="Pudong depot") -> dict:
+    at = datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    return {"event_id": event_id, "pickup_code": code, "kind": kind, "at": at.isoformat(), "location": location}
+
+
+# --- the shopper ----------------------------------------------------------------
+
+def login_shopper(client, number: str = "SO-1001", contact: str = "li.wei@example.com"):
+    token = get_csrf(client)
+    return client.post("/lookup", data={"csrf_token": token, "order_number": number, "contact": contact})
+
+
+def form_for(client, **lines) -> dict:
+    """Form data for the order page: ``lines={"0": {...}}`` keyed by line index; every line starts at quantity 0."""
+    page = soup(client.get("/order"))
+    data = {"csrf_token": csrf_token(str(page))}
+    for field in page.select('input[type="hidden"][name^="lines-"][name$="-line_id"]'):
+        prefix = field["name"].removesuffix("-line_id")
+        data[f"{prefix}-line_id"] = field["value"]
+        data[f"{prefix}-quantity"] = "0"
+        data[f"{prefix}-outcome"] = "refund"
+    for key, values in lines.items():
+        for name, value in values.items():
+            data[f"lines-{key}-{name}"] = value
+    return data
+
+
+def submit_coat(app, number="HV-1", email="li.wei@example.com") -> str:
+    """A shopper orders the high-value coat and asks to return it; returns the RMA."""
+    client = app.test_client()
+    post_json(client, "/api/v1/orders", order_payload(number, lines=COAT, email=email))
+    assert login_shopper(client, number=number, contact=email).status_code == 303
+    response = client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+# --- staff ----------------------------------------------------------------------
+
+def sign_in(client, email, password=PASSWORD):
+    token = get_csrf(client, "/staff/login")
+    return client.post("/staff/login", data={"csrf_token": token, "email": email, "password": password})
+
+
+def finance_user(session, name):
+    """A finance staff row (no usable password), committed."""
+    from portal.db.models import StaffUser
+
+    user = StaffUser(email=f"{name}@example.com", name=name, role="finance", password_hash="x", active=True, session_version=1)
+    session.add(user)
+    session.commit()
+    return user
+
+
+def warehouse_worker(session) -> int:
+    from portal.db.models import StaffUser
+
+    user = session.scalars(select(StaffUser).where(StaffUser.email == "wh@example.com")).one_or_none()
+    if user is None:
+        user = StaffUser(email="wh@example.com", name="Wen", role="warehouse", password_hash="x", active=True, session_version=1)
+        session.add(user)
+        session.commit()
+    return user.id
+
+
+def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund", lines=None, grade="A"):
+    """A request carried through pickup and warehouse receiving, ready for a refund."""
+    from portal.db.models import ReturnRequest
+    from portal.domain.receiving import ReceivedLine
+    from portal.services.receiving import receive_parcel
+
+    post_json(client, "/api/v1/orders", order_payload(number, lines=lines))
+    shopper = app.test_client()
+    login_shopper(shopper, number=number)
+    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": quantity, "reason": "size_fit", "outcome": outcome}}))
+    req = session.scalars(select(ReturnRequest).join(ReturnRequest.order).where(ReturnRequest.order.has(order_number=number))).one()
+    post_json(client, "/api/v1/carrier-events", carrier_event(req.pickup_code, event_id=f"e-{number}"))
+    session.refresh(req)
+    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(l.id, l.quantity, grade, False, "restock") for l in req.lines], [])
+    return req
+
+
+# Expected outcome of every staff route for every kind of caller.
+# 303 = sent to sign in, 200 = allowed, 403 = signed in but not allowed, 404 = allowed but no such thing.
+WORKERS = {"agent", "lead", "manager", "admin"}
+STAFF_ROUTES = [
+    ("GET", "/staff/", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
+    ("GET", "/staff/queue", {"anonymous": 303, "shopper": 303, **{r: 200 if r in WORKERS else 403 for r in ROLES}}),
+    ("GET", "/staff/requests/R-XXX-XXX-XXX/photos", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/photos/999999/thumb", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/photos/999999/overlay", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    # POSTs without a CSRF token are refused before anything else (400) for everyone signed in or not.
+    ("POST", "/staff/tickets/999999/take", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/requests/R-XXX-XXX-XXX/decide", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/staff", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/staff", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/replies", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/replies", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/replies/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/replies/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/requests/R-XXX-XXX-XXX/reply", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/staff/notifications", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
+    ("POST", "/staff/notifications/read", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/staff/tickets/999999", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/admin/teams", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/teams/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/teams/999999/members", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/members/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/staff/orders", {"anonymous": 303, "shopper": 303, **{r: 200 if r in WORKERS else 403 for r in ROLES}}),
+    ("GET", "/staff/orders/NOPE-404", {"anonymous": 303, "shopper": 303, **{r: 404 if r in WORKERS else 403 for r in ROLES}}),
+    ("POST", "/staff/orders/NOPE-404", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/warehouse/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
+    ("GET", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
+    ("POST", "/warehouse/pickups", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/finance/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),
+    ("GET", "/finance/export.csv", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),
+    ("POST", "/finance/requests/R-XXX-XXX-XXX/approve", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/finance/refunds/999999/second", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/finance/refunds/999999/execute", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/finance/refunds/999999/retry", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/sla", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("GET", "/admin/sla/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/sla/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/calendars/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/calendars/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/audit", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("GET", "/admin/routing", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/routing", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/admin/routing/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/routing/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/staff/999999/role", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/staff/999999/active", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/logout", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/tickets/999999/note", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/tickets/999999/reassign", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/requests/R-XXX-XXX-XXX/contact", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/staff/requests/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/photos/999999", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
+    ("GET", "/staff/login", {"anonymous": 200, "shopper": 200, **{r: 200 for r in ROLES}}),
+]
+
+
+# --- images ---------------------------------------------------------------------
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def rgb(size=(320, 240), color=(120, 60, 30)) -> Image.Image:
+    return Image.new("RGB", size, color)
+
+
+def jpeg(color=(200, 30, 30), size=(640, 480)) -> bytes:
+    return encode(Image.new("RGB", size, color), "JPEG")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that declares huge dimensions."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
