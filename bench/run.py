@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import metadata
 from importlib.resources import files
@@ -92,7 +92,7 @@ def five_line_request():
     """Facts and choices for a five-line order touching most rules (exchange, photos, returnless)."""
     from portal.domain.policy import LineChoice, LineFacts, OrderFacts
 
-    now = datetime(2025, 3, 14, 10, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 3, 14, 10, 0, tzinfo=UTC)
 
     def line(line_id, sku, name, category, quantity, price, discount="0", options=()):
         return LineFacts(
@@ -231,7 +231,7 @@ class Server:
         self.info: dict = {}
         self.returncode: int | None = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         code = "import sys; from bench.run import serve_child; serve_child(sys.argv[1:])"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, str(Path(self.tmp.name) / "instance"), str(self.server_threads)],
@@ -444,7 +444,9 @@ def print_table(results: list[Result]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def fmt(row) -> str:
-        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        return "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
 
     print(fmt(header))
     print("  ".join("-" * w for w in widths))
@@ -454,9 +456,21 @@ def print_table(results: list[Result]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS, help="timed requests per endpoint (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="client threads, one keep-alive connection each (default %(default)s)")
-    parser.add_argument("--server-threads", type=int, default=DEFAULT_SERVER_THREADS, help="waitress worker threads (default %(default)s)")
+    parser.add_argument(
+        "--requests", type=int, default=DEFAULT_REQUESTS, help="timed requests per endpoint (default %(default)s)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="client threads, one keep-alive connection each (default %(default)s)",
+    )
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        default=DEFAULT_SERVER_THREADS,
+        help="waitress worker threads (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.threads < 1 or args.server_threads < 1:
         parser.error("--requests, --threads and --server-threads must be at least 1")
@@ -466,7 +480,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"cpu:      {cpu_model()}, {core_count()} cores")
     print(f"python:   {platform.python_implementation()} {platform.python_version()}")
     print("database: sqlite (file in a temporary instance folder)")
-    print(f"versions: returns-portal {version_of('returns-portal')}, flask {version_of('flask')}, waitress {version_of('waitress')}")
+    print(
+        f"versions: returns-portal {version_of('returns-portal')}, flask {version_of('flask')}, waitress {version_of('waitress')}"
+    )
     print()
 
     p = bench_policy()

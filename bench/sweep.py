@@ -42,7 +42,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.engine import make_url
@@ -118,7 +118,7 @@ class ThrowawayDatabase:
         self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
         self.admin: Engine | None = None
 
-    def __enter__(self) -> "ThrowawayDatabase":
+    def __enter__(self) -> ThrowawayDatabase:
         self.admin = make_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with self.admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
@@ -153,19 +153,43 @@ class Desk:
 def set_up_desk(factory: sessionmaker, at: datetime) -> Desk:
     """One calendar, one policy with a three-step ladder, one team (lead, manager, one agent), one order."""
     with factory() as session:
-        calendar = BusinessCalendarRow(code="cn-office", name="Shanghai office", timezone=CALENDAR_TZ, weekly=OFFICE_WEEK, country="CN")
+        calendar = BusinessCalendarRow(
+            code="cn-office", name="Shanghai office", timezone=CALENDAR_TZ, weekly=OFFICE_WEEK, country="CN"
+        )
         session.add(calendar)
-        lead = StaffUser(email="lead@bench.example", name="Lead", role="lead", password_hash="!", active=True, session_version=1)
-        manager = StaffUser(email="manager@bench.example", name="Manager", role="manager", password_hash="!", active=True, session_version=1)
+        lead = StaffUser(
+            email="lead@bench.example", name="Lead", role="lead", password_hash="!", active=True, session_version=1
+        )
+        manager = StaffUser(
+            email="manager@bench.example",
+            name="Manager",
+            role="manager",
+            password_hash="!",
+            active=True,
+            session_version=1,
+        )
         session.add_all([lead, manager])
         session.flush()
         team = ensure_team(session, "finance", "Finance desk")
         team.lead_id, team.manager_id = lead.id, manager.id
-        policy = SlaPolicy(team_id=team.id, priority="normal", first_response_minutes=120, resolution_minutes=TARGET_MINUTES,
-                           calendar_id=calendar.id, ladder=LADDER)
+        policy = SlaPolicy(
+            team_id=team.id,
+            priority="normal",
+            first_response_minutes=120,
+            resolution_minutes=TARGET_MINUTES,
+            calendar_id=calendar.id,
+            ladder=LADDER,
+        )
         session.add(policy)
-        order = Order(order_number="BENCH-1", placed_at=at - timedelta(days=30), delivered_at=at - timedelta(days=25), currency="CNY",
-                      customer_name="Bench Shopper", customer_email="shopper@bench.example", payment_method="card")
+        order = Order(
+            order_number="BENCH-1",
+            placed_at=at - timedelta(days=30),
+            delivered_at=at - timedelta(days=25),
+            currency="CNY",
+            customer_name="Bench Shopper",
+            customer_email="shopper@bench.example",
+            payment_method="card",
+        )
         session.add(order)
         session.commit()
         agent = create_staff(session, AGENT_EMAIL, "Agent", "agent", AGENT_PASSWORD)  # commits
@@ -223,19 +247,33 @@ INSERTS = {
 def load_tickets(engine: Engine, desk: Desk, slots: list[dict], lo: int, hi: int, n_open: int, n_due: int) -> float:
     """Tickets lo..hi of a scenario with n_open tickets and n_due due ones; returns seconds (load + VACUUM ANALYZE)."""
     start = time.perf_counter()
-    params = {"due": n_due, "open": n_open, "order_id": desk.order_id, "team_id": desk.team_id, "agent_id": desk.agent_id,
-              "policy_id": desk.policy_id, "calendar_id": desk.calendar_id, "target": float(TARGET_MINUTES)}
+    params = {
+        "due": n_due,
+        "open": n_open,
+        "order_id": desk.order_id,
+        "team_id": desk.team_id,
+        "agent_id": desk.agent_id,
+        "policy_id": desk.policy_id,
+        "calendar_id": desk.calendar_id,
+        "target": float(TARGET_MINUTES),
+    }
     with engine.connect() as conn:
-        conn.exec_driver_sql("CREATE TEMP TABLE bench_slot (due boolean, k integer, since timestamptz, deadline timestamptz, remind timestamptz)")
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE bench_slot (due boolean, k integer, since timestamptz, deadline timestamptz, remind timestamptz)"
+        )
         conn.execute(text("INSERT INTO bench_slot VALUES (:due, :k, :since, :deadline, :remind)"), slots)
         conn.exec_driver_sql("ANALYZE bench_slot")
         for chunk_lo in range(lo, hi + 1, CHUNK):
             chunk = {**params, "lo": chunk_lo, "hi": min(chunk_lo + CHUNK - 1, hi)}
             for table, (columns, values) in INSERTS.items():
-                conn.execute(text(f"INSERT INTO {table} ({columns}) " + SOURCE.format(columns=values, slots=SLOTS)), chunk)
+                conn.execute(
+                    text(f"INSERT INTO {table} ({columns}) " + SOURCE.format(columns=values, slots=SLOTS)), chunk
+                )
             conn.commit()
         for table in TICKET_TABLES:
-            conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
         conn.exec_driver_sql("DROP TABLE bench_slot")
         conn.commit()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -255,7 +293,9 @@ def counts(engine: Engine) -> dict[str, int]:
         return {
             "tickets": conn.execute(text("SELECT count(*) FROM ticket WHERE status = 'open'")).scalar_one(),
             "pending": conn.execute(text("SELECT count(*) FROM escalation_due WHERE status = 'pending'")).scalar_one(),
-            "done": conn.execute(select(func.count()).select_from(EscalationDue).where(EscalationDue.status == "done")).scalar_one(),
+            "done": conn.execute(
+                select(func.count()).select_from(EscalationDue).where(EscalationDue.status == "done")
+            ).scalar_one(),
         }
 
 
@@ -278,23 +318,28 @@ class SweepRun:
 
 def run_sweep(engine: Engine, label: str, n_open: int, n_due: int, load_seconds: float) -> SweepRun:
     factory = sessionmaker(engine, expire_on_commit=False)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start = time.perf_counter()
     result = sweep(factory, now=now, batch=BATCH, worker=WORKER)
     seconds = time.perf_counter() - start
     fired = len(result.fired)
     done = counts(engine)["done"]
-    assert fired == n_due and result.dropped == 0 and done == n_due, f"{label}: fired {fired}, dropped {result.dropped}, done {done}; expected {n_due}"
+    assert fired == n_due and result.dropped == 0 and done == n_due, (
+        f"{label}: fired {fired}, dropped {result.dropped}, done {done}; expected {n_due}"
+    )
     run = SweepRun(label, n_open, n_due, load_seconds, seconds, fired)
-    print(f"   scenario {label}: {n_open:,} open, {n_due:,} due; loaded in {load_seconds:.1f} s; "
-          f"sweep fired {fired:,} (claimed {result.claimed:,}, dropped {result.dropped}) in {seconds:.2f} s = {run.rate:,.0f} fired/s", flush=True)
+    print(
+        f"   scenario {label}: {n_open:,} open, {n_due:,} due; loaded in {load_seconds:.1f} s; "
+        f"sweep fired {fired:,} (claimed {result.claimed:,}, dropped {result.dropped}) in {seconds:.2f} s = {run.rate:,.0f} fired/s",
+        flush=True,
+    )
     return run
 
 
 def explain_claim(engine: Engine) -> list[str]:
     """The claim SELECT exactly as ``_claim`` sends it, explained with ANALYZE in a transaction that is rolled back."""
     captured: list[tuple[str, object]] = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.connect() as conn:
 
         def grab(_conn, _cursor, statement, parameters, _context, _executemany) -> None:
@@ -311,7 +356,9 @@ def explain_claim(engine: Engine) -> list[str]:
             raise SystemExit("bench: the claim query was not seen")
         statement, parameters = captured[0]
         with conn.begin() as trans:
-            plan = [row[0] for row in conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters)]
+            plan = [
+                row[0] for row in conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters)
+            ]
             trans.rollback()
     return plan
 
@@ -340,7 +387,9 @@ def sign_in(client) -> None:
     match = CSRF_RE.search(page.get_data(as_text=True))
     if page.status_code != 200 or match is None:
         raise SystemExit(f"bench: GET /staff/login gave {page.status_code} without a CSRF token")
-    response = client.post("/staff/login", data={"csrf_token": match.group(1), "email": AGENT_EMAIL, "password": AGENT_PASSWORD})
+    response = client.post(
+        "/staff/login", data={"csrf_token": match.group(1), "email": AGENT_EMAIL, "password": AGENT_PASSWORD}
+    )
     if response.status_code != 303:
         raise SystemExit(f"bench: POST /staff/login gave {response.status_code}, expected 303")
 
@@ -417,12 +466,22 @@ def print_queue(timings: list[PageTiming]) -> None:
     rows = []
     for t in timings:
         slowest = max(t.statements, key=lambda s: s[0]) if t.statements else (0.0, "", None)
-        rows.append((f"GET {t.path}", f"{t.median_ms:.1f}", f"{t.p95_ms:.1f}", str(len(t.statements)),
-                     f"{sum(s[0] for s in t.statements) * 1000:.1f}", f"{slowest[0] * 1000:.1f}"))
+        rows.append(
+            (
+                f"GET {t.path}",
+                f"{t.median_ms:.1f}",
+                f"{t.p95_ms:.1f}",
+                str(len(t.statements)),
+                f"{sum(s[0] for s in t.statements) * 1000:.1f}",
+                f"{slowest[0] * 1000:.1f}",
+            )
+        )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def fmt(row) -> str:
-        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        return "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
 
     print(indent([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)], "   "))
     print("   (SQL columns: one extra request per page with every statement timed)")
@@ -446,10 +505,18 @@ def print_queue(timings: list[PageTiming]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=DEFAULT_URL, help="PostgreSQL server and admin database (default %(default)s)")
-    parser.add_argument("--open", type=int, default=DEFAULT_OPEN, help="open tickets in scenario A (default %(default)s)")
-    parser.add_argument("--due", type=int, default=DEFAULT_DUE, help="tickets with a step due, in A and B (default %(default)s)")
-    parser.add_argument("--queue-tickets", type=int, default=DEFAULT_QUEUE_TICKETS,
-                        help="tickets in the database while the queue page is timed (default %(default)s)")
+    parser.add_argument(
+        "--open", type=int, default=DEFAULT_OPEN, help="open tickets in scenario A (default %(default)s)"
+    )
+    parser.add_argument(
+        "--due", type=int, default=DEFAULT_DUE, help="tickets with a step due, in A and B (default %(default)s)"
+    )
+    parser.add_argument(
+        "--queue-tickets",
+        type=int,
+        default=DEFAULT_QUEUE_TICKETS,
+        help="tickets in the database while the queue page is timed (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     if not args.url.startswith("postgresql"):
         parser.error("--url must be a postgresql:// URL")
@@ -465,27 +532,36 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cpu:      {cpu_model()}, {core_count()} cores")
         print(f"python:   {platform.python_implementation()} {platform.python_version()}")
         print(f"database: PostgreSQL {db.server_version()} (throwaway database, dropped at the end)")
-        print(f"versions: returns-portal {version_of('returns-portal')}, sqlalchemy {version_of('sqlalchemy')}, "
-              f"psycopg {version_of('psycopg')}, flask {version_of('flask')}")
-        print(f"load:     {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min load average at the start; the machine may be shared)")
-        print(f"desk:     resolution target {TARGET_MINUTES} business minutes, Mon-Fri 09:00-12:00 and 13:00-18:00 {CALENDAR_TZ}, "
-              "ladder remind@0.75 / lead@breach / manager@breach+60; one pending 'remind' step per ticket")
+        print(
+            f"versions: returns-portal {version_of('returns-portal')}, sqlalchemy {version_of('sqlalchemy')}, "
+            f"psycopg {version_of('psycopg')}, flask {version_of('flask')}"
+        )
+        print(
+            f"load:     {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min load average at the start; the machine may be shared)"
+        )
+        print(
+            f"desk:     resolution target {TARGET_MINUTES} business minutes, Mon-Fri 09:00-12:00 and 13:00-18:00 {CALENDAR_TZ}, "
+            "ladder remind@0.75 / lead@breach / manager@breach+60; one pending 'remind' step per ticket"
+        )
         print(flush=True)
 
         engine = make_engine(db.url)
         try:
             upgrade(engine)
-            desk = set_up_desk(sessionmaker(engine, expire_on_commit=False), datetime.now(timezone.utc))
+            desk = set_up_desk(sessionmaker(engine, expire_on_commit=False), datetime.now(UTC))
 
-            print(f"1. Sweep: one sweep(batch={BATCH}) per scenario, timed from the first claim to the last commit "
-                  "(load time = INSERT ... SELECT and VACUUM ANALYZE, not part of the sweep time)", flush=True)
-            now = datetime.now(timezone.utc).replace(microsecond=0)
+            print(
+                f"1. Sweep: one sweep(batch={BATCH}) per scenario, timed from the first claim to the last commit "
+                "(load time = INSERT ... SELECT and VACUUM ANALYZE, not part of the sweep time)",
+                flush=True,
+            )
+            now = datetime.now(UTC).replace(microsecond=0)
             load_b = load_tickets(engine, desk, slot_rows(desk, now), 1, args.due, args.due, args.due)
             run_b = run_sweep(engine, "B", args.due, args.due, load_b)
             reset_tickets(engine)
 
             # Scenario A in two parts: the queue is timed with --queue-tickets loaded, then the rest is added.
-            now = datetime.now(timezone.utc).replace(microsecond=0)
+            now = datetime.now(UTC).replace(microsecond=0)
             slots = slot_rows(desk, now)
             load_q = load_tickets(engine, desk, slots, 1, args.queue_tickets, args.open, args.due)
             in_db = counts(engine)
@@ -499,25 +575,35 @@ def main(argv: list[str] | None = None) -> None:
             plan = explain_claim(engine)
             run_a = run_sweep(engine, "A", args.open, args.due, load_q + load_rest)
             ratio = run_a.seconds / run_b.seconds
-            print(f"   A/B sweep time: {ratio:.2f} (fired/s A {run_a.rate:,.0f}, B {run_b.rate:,.0f}; "
-                  f"{args.open // args.due}x the open tickets in A)")
+            print(
+                f"   A/B sweep time: {ratio:.2f} (fired/s A {run_a.rate:,.0f}, B {run_b.rate:,.0f}; "
+                f"{args.open // args.due}x the open tickets in A)"
+            )
             uses_index = "ix_escalation_due_pending" in "\n".join(plan)
             print()
-            print(f"   Claim query in scenario A ({args.open:,} pending steps, {args.due:,} due), "
-                  f"{'uses' if uses_index else 'does NOT use'} ix_escalation_due_pending:")
+            print(
+                f"   Claim query in scenario A ({args.open:,} pending steps, {args.due:,} due), "
+                f"{'uses' if uses_index else 'does NOT use'} ix_escalation_due_pending:"
+            )
             print(indent(plan))
             print()
 
-            print(f"2. Staff queue page: Flask test client, signed-in agent assigned every ticket, "
-                  f"{QUEUE_REQUESTS} timed GETs per page after one warm-up")
-            print(f"   in the database: {in_db['tickets']:,} open tickets (part of scenario A, loaded in {load_q:.1f} s), "
-                  f"{breached:,} past their deadline, {in_db['pending']:,} pending steps")
+            print(
+                f"2. Staff queue page: Flask test client, signed-in agent assigned every ticket, "
+                f"{QUEUE_REQUESTS} timed GETs per page after one warm-up"
+            )
+            print(
+                f"   in the database: {in_db['tickets']:,} open tickets (part of scenario A, loaded in {load_q:.1f} s), "
+                f"{breached:,} past their deadline, {in_db['pending']:,} pending steps"
+            )
             print_queue(queue)
         finally:
             engine.dispose()
     print()
-    print(f"total {time.perf_counter() - total_start:.0f} s, throwaway database dropped; "
-          f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"total {time.perf_counter() - total_start:.0f} s, throwaway database dropped; "
+        f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from portal.db import get_engine, make_engine, upgrade
 from portal.db.models import Base
 from tests.helpers import API_SECRET, PRODUCTS, order_payload, post_json
 
+
 @pytest.fixture(autouse=True)
 def quick_password_hashing(monkeypatch):
     """Argon2 with small parameters in tests; the production default is tested on its own."""
@@ -96,4 +97,3 @@ def order(client):
     response = post_json(client, "/api/v1/orders", order_payload())
     assert response.status_code == 201, response.get_json()
     return response.get_json()
-

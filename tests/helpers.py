@@ -15,7 +15,7 @@ import os
 import struct
 import time
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from bs4 import BeautifulSoup
@@ -37,6 +37,7 @@ def service_missing(reason: str):
 
 
 # --- reading HTML ---------------------------------------------------------------
+
 
 def soup(page) -> BeautifulSoup:
     """Parse a response (or an HTML string)."""
@@ -121,6 +122,7 @@ def get_csrf(client, path: str = "/") -> str:
 
 # --- the signed API -------------------------------------------------------------
 
+
 def signed_headers(body: bytes, secret: str = API_SECRET, timestamp: int | None = None) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -132,9 +134,17 @@ def post_json(client, path: str, payload, **kw):
     return client.post(path, data=body, headers=signed_headers(body, **kw))
 
 
-def order_payload(number: str = "SO-1001", *, delivered_days_ago: float | None = 2, email: str = "li.wei@example.com",
-                  postcode: str = "200001", gift: bool = False, lines=None, currency: str = "CNY") -> dict:
-    now = datetime.now(timezone.utc)
+def order_payload(
+    number: str = "SO-1001",
+    *,
+    delivered_days_ago: float | None = 2,
+    email: str = "li.wei@example.com",
+    postcode: str = "200001",
+    gift: bool = False,
+    lines=None,
+    currency: str = "CNY",
+) -> dict:
+    now = datetime.now(UTC)
     delivered = None if delivered_days_ago is None else (now - timedelta(days=delivered_days_ago)).isoformat()
     return {
         "order_number": number,
@@ -148,34 +158,78 @@ def order_payload(number: str = "SO-1001", *, delivered_days_ago: float | None =
         "gift": gift,
         "lines": lines
         or [
-            {"line_id": "1", "sku": "TEE-S", "product_name": "T-shirt", "variant": "S", "category": "tops",
-             "quantity": 2, "unit_price": "99.00", "discount": "10.00", "tax": "0", "final_sale": False},
-            {"line_id": "2", "sku": "SCARF-RED", "product_name": "Silk scarf", "variant": "Red", "category": "accessories",
-             "quantity": 1, "unit_price": "259.00", "discount": "0", "tax": "0", "final_sale": False},
+            {
+                "line_id": "1",
+                "sku": "TEE-S",
+                "product_name": "T-shirt",
+                "variant": "S",
+                "category": "tops",
+                "quantity": 2,
+                "unit_price": "99.00",
+                "discount": "10.00",
+                "tax": "0",
+                "final_sale": False,
+            },
+            {
+                "line_id": "2",
+                "sku": "SCARF-RED",
+                "product_name": "Silk scarf",
+                "variant": "Red",
+                "category": "accessories",
+                "quantity": 1,
+                "unit_price": "259.00",
+                "discount": "0",
+                "tax": "0",
+                "final_sale": False,
+            },
         ],
     }
 
 
 PRODUCTS = {
     "products": [
-        {"product_code": "TEE", "name": "T-shirt", "category": "tops",
-         "variants": [{"sku": "TEE-S", "variant": "S", "stock": 5}, {"sku": "TEE-M", "variant": "M", "stock": 0},
-                      {"sku": "TEE-L", "variant": "L", "stock": 3}]},
-        {"product_code": "SCARF", "name": "Silk scarf", "category": "accessories",
-         "variants": [{"sku": "SCARF-RED", "variant": "Red", "stock": 1}]},
+        {
+            "product_code": "TEE",
+            "name": "T-shirt",
+            "category": "tops",
+            "variants": [
+                {"sku": "TEE-S", "variant": "S", "stock": 5},
+                {"sku": "TEE-M", "variant": "M", "stock": 0},
+                {"sku": "TEE-L", "variant": "L", "stock": 3},
+            ],
+        },
+        {
+            "product_code": "SCARF",
+            "name": "Silk scarf",
+            "category": "accessories",
+            "variants": [{"sku": "SCARF-RED", "variant": "Red", "stock": 1}],
+        },
     ]
 }
 
-COAT = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
-         "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+COAT = [
+    {
+        "line_id": "1",
+        "sku": "COAT-M",
+        "product_name": "Coat",
+        "variant": "M",
+        "category": "outerwear",
+        "quantity": 1,
+        "unit_price": "2899.00",
+        "discount": "0",
+        "tax": "0",
+        "final_sale": False,
+    }
+]
 
 
 def carrier_event(code, kind="picked_up", event_id="evt-1", minutes=0, location="Pudong depot") -> dict:
-    at = datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    at = datetime.now(UTC) + timedelta(minutes=minutes)
     return {"event_id": event_id, "pickup_code": code, "kind": kind, "at": at.isoformat(), "location": location}
 
 
 # --- the shopper ----------------------------------------------------------------
+
 
 def login_shopper(client, number: str = "SO-1001", contact: str = "li.wei@example.com"):
     token = get_csrf(client)
@@ -202,11 +256,14 @@ def submit_coat(app, number="HV-1", email="li.wei@example.com") -> str:
     client = app.test_client()
     post_json(client, "/api/v1/orders", order_payload(number, lines=COAT, email=email))
     assert login_shopper(client, number=number, contact=email).status_code == 303
-    response = client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    response = client.post(
+        "/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
     return response.headers["Location"].rsplit("/", 1)[1]
 
 
 # --- staff ----------------------------------------------------------------------
+
 
 def sign_in(client, email, password=PASSWORD):
     token = get_csrf(client, "/staff/login")
@@ -217,7 +274,9 @@ def finance_user(session, name):
     """A finance staff row (no usable password), committed."""
     from portal.db.models import StaffUser
 
-    user = StaffUser(email=f"{name}@example.com", name=name, role="finance", password_hash="x", active=True, session_version=1)
+    user = StaffUser(
+        email=f"{name}@example.com", name=name, role="finance", password_hash="x", active=True, session_version=1
+    )
     session.add(user)
     session.commit()
     return user
@@ -228,7 +287,9 @@ def warehouse_worker(session) -> int:
 
     user = session.scalars(select(StaffUser).where(StaffUser.email == "wh@example.com")).one_or_none()
     if user is None:
-        user = StaffUser(email="wh@example.com", name="Wen", role="warehouse", password_hash="x", active=True, session_version=1)
+        user = StaffUser(
+            email="wh@example.com", name="Wen", role="warehouse", password_hash="x", active=True, session_version=1
+        )
         session.add(user)
         session.commit()
     return user.id
@@ -243,11 +304,22 @@ def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund
     post_json(client, "/api/v1/orders", order_payload(number, lines=lines))
     shopper = app.test_client()
     login_shopper(shopper, number=number)
-    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": quantity, "reason": "size_fit", "outcome": outcome}}))
-    req = session.scalars(select(ReturnRequest).join(ReturnRequest.order).where(ReturnRequest.order.has(order_number=number))).one()
+    shopper.post(
+        "/order/request",
+        data=form_for(shopper, **{"0": {"quantity": quantity, "reason": "size_fit", "outcome": outcome}}),
+    )
+    req = session.scalars(
+        select(ReturnRequest).join(ReturnRequest.order).where(ReturnRequest.order.has(order_number=number))
+    ).one()
     post_json(client, "/api/v1/carrier-events", carrier_event(req.pickup_code, event_id=f"e-{number}"))
     session.refresh(req)
-    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(l.id, l.quantity, grade, False, "restock") for l in req.lines], [])
+    receive_parcel(
+        session,
+        req,
+        warehouse_worker(session),
+        [ReceivedLine(rl.id, rl.quantity, grade, False, "restock") for rl in req.lines],
+        [],
+    )
     return req
 
 
@@ -267,7 +339,11 @@ STAFF_ROUTES = [
     ("POST", "/admin/staff", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/replies", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/replies", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
-    ("GET", "/admin/replies/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/replies/999999",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}},
+    ),
     ("POST", "/admin/replies/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/requests/R-XXX-XXX-XXX/reply", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/staff/notifications", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
@@ -278,27 +354,67 @@ STAFF_ROUTES = [
     ("POST", "/admin/teams/999999/members", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/members/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/staff/orders", {"anonymous": 303, "shopper": 303, **{r: 200 if r in WORKERS else 403 for r in ROLES}}),
-    ("GET", "/staff/orders/NOPE-404", {"anonymous": 303, "shopper": 303, **{r: 404 if r in WORKERS else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/staff/orders/NOPE-404",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r in WORKERS else 403 for r in ROLES}},
+    ),
     ("POST", "/staff/orders/NOPE-404", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
-    ("GET", "/warehouse/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
-    ("GET", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/warehouse/",
+        {
+            "anonymous": 303,
+            "shopper": 303,
+            **{r: 200 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES},
+        },
+    ),
+    (
+        "GET",
+        "/warehouse/parcels/R-XXX-XXX-XXX",
+        {
+            "anonymous": 303,
+            "shopper": 303,
+            **{r: 404 if r in ("warehouse", "manager", "admin") else 403 for r in ROLES},
+        },
+    ),
     ("POST", "/warehouse/pickups", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/warehouse/parcels/R-XXX-XXX-XXX", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
-    ("GET", "/finance/", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),
-    ("GET", "/finance/export.csv", {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/finance/",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/finance/export.csv",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}},
+    ),
     ("POST", "/finance/requests/R-XXX-XXX-XXX/approve", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/finance/refunds/999999/second", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/finance/refunds/999999/execute", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/finance/refunds/999999/retry", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/sla", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
-    ("GET", "/admin/sla/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/sla/999999",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}},
+    ),
     ("POST", "/admin/sla/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
-    ("GET", "/admin/calendars/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/calendars/999999",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}},
+    ),
     ("POST", "/admin/calendars/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/audit", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("GET", "/admin/routing", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/routing", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
-    ("GET", "/admin/routing/999999", {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/routing/999999",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}},
+    ),
     ("POST", "/admin/routing/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/staff/999999/role", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/staff/999999/active", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
@@ -313,6 +429,7 @@ STAFF_ROUTES = [
 
 
 # --- images ---------------------------------------------------------------------
+
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
@@ -330,7 +447,9 @@ def jpeg(color=(200, 30, 30), size=(640, 480)) -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG that declares huge dimensions."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")

@@ -16,7 +16,16 @@ def test_agent_approves_from_the_keyboard(app, session, live_server, page):
     agent = create_staff(session, "agent@example.com", "Ann Agent", "agent", PASSWORD)
     team = ensure_team(session, "finance", "Finance desk")
     session.add(TeamMember(team_id=team.id, staff_id=agent.id))
-    session.add(RoutingRuleRow(position=1, name="High value", conditions={"min_value": "1000"}, team=team, priority="high", ticket_class="A"))
+    session.add(
+        RoutingRuleRow(
+            position=1,
+            name="High value",
+            conditions={"min_value": "1000"},
+            team=team,
+            priority="high",
+            ticket_class="A",
+        )
+    )
     session.commit()
     first = submit_coat(app, "KB-1")
     submit_coat(app, "KB-2", email="wang@example.com")

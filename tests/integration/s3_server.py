@@ -53,8 +53,12 @@ def s3_client(endpoint_url: str, access_key: str, secret_key: str, **config):
 
     options = {"s3": {"addressing_style": "path"}, "signature_version": "s3v4", **config}
     return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint_url, region_name=REGION,
-        aws_access_key_id=access_key, aws_secret_access_key=secret_key, config=Config(**options),
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=Config(**options),
     )
 
 
@@ -129,12 +133,19 @@ class SeaweedS3:
             f"-config_dir={self.workdir}",  # ignore any SeaweedFS configuration of the machine
             "server",
             f"-dir={self.workdir / 'data'}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-            f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-            f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",  # extra listeners we do not need
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_grpc}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_grpc}",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_grpc}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_grpc}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",  # extra listeners we do not need
             f"-s3.config={config}",
             f"-filer.localSocket={self.workdir / 'filer.sock'}",
             f"-s3.localSocket={self.workdir / 's3.sock'}",
@@ -155,15 +166,21 @@ class SeaweedS3:
         command = self.command()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
                 # Anything it writes to the temp folder lands in ours and goes with it.
                 env={**os.environ, "TMPDIR": str(self.workdir)},
-                start_new_session=True, preexec_fn=_die_with_parent(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         endpoint = f"http://127.0.0.1:{self.s3_port}"
         # Short timeouts and no retries while polling: each attempt must fail fast.
-        client = s3_client(endpoint, self.access_key, self.secret_key,
-                           connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+        client = s3_client(
+            endpoint, self.access_key, self.secret_key, connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}
+        )
         try:
             self._create_bucket(client, started, endpoint)
         finally:
@@ -175,7 +192,9 @@ class SeaweedS3:
         last_error: Exception | None = None
         while time.monotonic() - started < self.deadline:
             if self.process.poll() is not None:
-                raise ServerFailed(f"weed exited with status {self.process.returncode}\n--- server log ---\n{self.log_tail()}")
+                raise ServerFailed(
+                    f"weed exited with status {self.process.returncode}\n--- server log ---\n{self.log_tail()}"
+                )
             try:
                 client.create_bucket(Bucket=self.bucket)
                 return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -51,11 +51,46 @@ def test_import_jsonl_reports_rows_and_keeps_good_ones(cli, tmp_path, session):
 
 def test_import_csv_groups_lines_by_order(cli, tmp_path, session):
     path = tmp_path / "orders.csv"
-    cols = ["order_number", "placed_at", "delivered_at", "currency", "channel", "customer_name", "customer_email",
-            "customer_phone", "customer_postcode", "payment_method", "payment_reference", "shipping_paid", "gift",
-            "line_id", "sku", "product_name", "variant", "category", "quantity", "unit_price", "discount", "tax", "final_sale"]
-    base = ["CSV-1", "2026-11-01T10:00:00+08:00", "2026-11-03T10:00:00+08:00", "CNY", "tmall", "王芳", "wang@example.com",
-            "", "100000", "alipay", "P-1", "0", "no"]
+    cols = [
+        "order_number",
+        "placed_at",
+        "delivered_at",
+        "currency",
+        "channel",
+        "customer_name",
+        "customer_email",
+        "customer_phone",
+        "customer_postcode",
+        "payment_method",
+        "payment_reference",
+        "shipping_paid",
+        "gift",
+        "line_id",
+        "sku",
+        "product_name",
+        "variant",
+        "category",
+        "quantity",
+        "unit_price",
+        "discount",
+        "tax",
+        "final_sale",
+    ]
+    base = [
+        "CSV-1",
+        "2026-11-01T10:00:00+08:00",
+        "2026-11-03T10:00:00+08:00",
+        "CNY",
+        "tmall",
+        "王芳",
+        "wang@example.com",
+        "",
+        "100000",
+        "alipay",
+        "P-1",
+        "0",
+        "no",
+    ]
     rows = [
         base + ["1", "TEE-S", "T恤", "S", "tops", "1", "99.00", "0", "0", "no"],
         base + ["2", "TEE-L", "T恤", "L", "tops", "2", "99.00", "0", "0", "no"],
@@ -121,12 +156,14 @@ def test_policy_replay_shows_what_would_change(cli, client, order, tmp_path, app
     _submit(client)
     from portal.services.policies import default_policy_text
 
-    stricter = default_policy_text().replace('version = "default-1"', 'version = "strict-2"').replace(
-        'auto_approve_max = "200.00"', 'auto_approve_max = "50.00"'
+    stricter = (
+        default_policy_text()
+        .replace('version = "default-1"', 'version = "strict-2"')
+        .replace('auto_approve_max = "200.00"', 'auto_approve_max = "50.00"')
     )
     path = tmp_path / "candidate.toml"
     path.write_text(stricter)
-    since = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
     result = cli("policy", "replay", "--policy", str(path), "--since", since)
     assert result.exit_code == 0, result.output
     assert "1 requests re-decided under strict-2; 1 would change" in result.output
@@ -156,8 +193,17 @@ def test_demo_seeds_every_case(cli, session):
     result = cli("demo", "--no-serve", "--port", "8123")
     assert result.exit_code == 0, result.output
     assert session.scalar(select(func.count(Order.id))) >= 50
-    for case in ["outside every window", "not delivered yet", "final-sale line", "excluded categories", "gift order",
-                 "high value", "already partly returned", "multi-line with discounts", "frequent returner"]:
+    for case in [
+        "outside every window",
+        "not delivered yet",
+        "final-sale line",
+        "excluded categories",
+        "gift order",
+        "high value",
+        "already partly returned",
+        "multi-line with discounts",
+        "frequent returner",
+    ]:
         assert case in result.output
     assert "http://127.0.0.1:8123/r/" in result.output
     assert session.scalar(select(func.count(ReturnRequest.id))) >= 1

@@ -12,7 +12,9 @@ from tests.helpers import PRODUCTS, csrf_token, finance_user, form_for, login_sh
 
 def exchange(client):
     assert login_shopper(client).status_code == 303
-    data = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange", "exchange_sku": "TEE-L"}})
+    data = form_for(
+        client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange", "exchange_sku": "TEE-L"}}
+    )
     return client.post("/order/request", data=data).headers["Location"].rsplit("/", 1)[1]
 
 
@@ -33,12 +35,20 @@ def test_reserved_on_approval_released_on_cancel(client, order, session):
 def test_acceptable_return_releases_the_exchange(client, order, session):
     exchange(client)
     req = session.scalars(select(ReturnRequest)).one()
-    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    receive_parcel(
+        session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], []
+    )
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
     assert req.status == "exchanged"
-    ready = [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
-    assert len(ready) == 1 and ready[0].payload["data"]["ship"] == [{"sku": "TEE-L", "quantity": 1, "returned_sku": "TEE-S"}]
+    ready = [
+        m
+        for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook"))
+        if m.payload["topic"] == "exchange.ready"
+    ]
+    assert len(ready) == 1 and ready[0].payload["data"]["ship"] == [
+        {"sku": "TEE-L", "quantity": 1, "returned_sku": "TEE-S"}
+    ]
     assert stock(session, "TEE-L") == (2, 0)
 
 
@@ -48,7 +58,11 @@ def test_worn_return_does_not_ship_the_exchange(client, order, session):
     receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "C", True, "outlet")], [])
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "inspected"  # an agent decides
-    assert not [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
+    assert not [
+        m
+        for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook"))
+        if m.payload["topic"] == "exchange.ready"
+    ]
 
 
 def test_instant_exchange_ships_at_approval_and_not_again(client, app, order, session):
@@ -56,17 +70,30 @@ def test_instant_exchange_ships_at_approval_and_not_again(client, app, order, se
 
     from portal.services.policies import default_policy_text
 
-    Path(app.config["POLICY_PATH"]).write_text(default_policy_text().replace("instant = false", "instant = true").replace(
-        'version = "default-1"', 'version = "instant-1"'))
+    Path(app.config["POLICY_PATH"]).write_text(
+        default_policy_text()
+        .replace("instant = false", "instant = true")
+        .replace('version = "default-1"', 'version = "instant-1"')
+    )
     exchange(client)
-    ready = [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
+    ready = [
+        m
+        for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook"))
+        if m.payload["topic"] == "exchange.ready"
+    ]
     assert len(ready) == 1
     req = session.scalars(select(ReturnRequest)).one()
     assert req.status == "label_issued" and stock(session, "TEE-L") == (2, 0)
-    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    receive_parcel(
+        session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], []
+    )
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "exchanged"
-    ready = [m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")) if m.payload["topic"] == "exchange.ready"]
+    ready = [
+        m
+        for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook"))
+        if m.payload["topic"] == "exchange.ready"
+    ]
     assert len(ready) == 1 and stock(session, "TEE-L") == (2, 0)  # not shipped twice
 
 
@@ -77,14 +104,23 @@ def test_price_differences_are_refunded_or_recorded_as_owed(client, order, sessi
     from portal.db.models import LedgerEntry
     from portal.services.refunds import approve_refund, execute_refund, preview_refund
 
-    priced = {"products": [dict(PRODUCTS["products"][0], variants=[
-        {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},
-        {"sku": "TEE-L", "variant": "L", "stock": 3, "price": "79.00"},
-    ])]}
+    priced = {
+        "products": [
+            dict(
+                PRODUCTS["products"][0],
+                variants=[
+                    {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},
+                    {"sku": "TEE-L", "variant": "L", "stock": 3, "price": "79.00"},
+                ],
+            )
+        ]
+    }
     assert post_json(client, "/api/v1/products", priced).status_code == 200
     exchange(client)
     req = session.scalars(select(ReturnRequest)).one()
-    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    receive_parcel(
+        session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], []
+    )
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
     assert req.status == "inspected"  # shipped, but the difference is for finance
@@ -104,14 +140,23 @@ def test_a_dearer_replacement_is_recorded_as_owed(client, order, session, app):
     from portal.db.models import LedgerEntry, SandboxPayment
     from portal.services.refunds import approve_refund, execute_refund, preview_refund
 
-    priced = {"products": [dict(PRODUCTS["products"][0], variants=[
-        {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},
-        {"sku": "TEE-L", "variant": "L", "stock": 3, "price": "120.00"},
-    ])]}
+    priced = {
+        "products": [
+            dict(
+                PRODUCTS["products"][0],
+                variants=[
+                    {"sku": "TEE-S", "variant": "S", "stock": 5, "price": "99.00"},
+                    {"sku": "TEE-L", "variant": "L", "stock": 3, "price": "120.00"},
+                ],
+            )
+        ]
+    }
     post_json(client, "/api/v1/products", priced)
     exchange(client)
     req = session.scalars(select(ReturnRequest)).one()
-    receive_parcel(session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], [])
+    receive_parcel(
+        session, req, warehouse_worker(session), [ReceivedLine(req.lines[0].id, 1, "A", False, "restock")], []
+    )
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
     preview = preview_refund(session, req)
@@ -121,5 +166,7 @@ def test_a_dearer_replacement_is_recorded_as_owed(client, order, session, app):
     execute_refund(factory, refund.id, SandboxGateway(factory))
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "exchanged"
-    assert session.scalars(select(LedgerEntry.amount).where(LedgerEntry.kind == "owed_by_shopper")).one() == Decimal("26.00")
+    assert session.scalars(select(LedgerEntry.amount).where(LedgerEntry.kind == "owed_by_shopper")).one() == Decimal(
+        "26.00"
+    )
     assert session.scalars(select(SandboxPayment)).all() == []  # nothing paid out

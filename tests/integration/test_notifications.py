@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -14,11 +14,15 @@ from portal.services.staff import create_staff
 def test_marking_read_touches_only_ones_own_unread_notifications(session):
     ann = create_staff(session, "ann@example.com", "Ann", "agent", "a long enough password")
     bob = create_staff(session, "bob@example.com", "Bob", "lead", "a long enough password")
-    earlier = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
-    session.add_all([StaffNotification(staff_id=ann.id, kind="reminder", message="one"),
-                     StaffNotification(staff_id=ann.id, kind="reminder", message="two"),
-                     StaffNotification(staff_id=ann.id, kind="reminder", message="old", read_at=earlier),
-                     StaffNotification(staff_id=bob.id, kind="escalated", message="bob's")])
+    earlier = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    session.add_all(
+        [
+            StaffNotification(staff_id=ann.id, kind="reminder", message="one"),
+            StaffNotification(staff_id=ann.id, kind="reminder", message="two"),
+            StaffNotification(staff_id=ann.id, kind="reminder", message="old", read_at=earlier),
+            StaffNotification(staff_id=bob.id, kind="escalated", message="bob's"),
+        ]
+    )
     session.commit()
     assert (unread_count(session, ann.id), unread_count(session, bob.id)) == (2, 1)
 
@@ -26,6 +30,6 @@ def test_marking_read_touches_only_ones_own_unread_notifications(session):
     session.rollback()  # the service committed: nothing is left to undo
     assert (unread_count(session, ann.id), unread_count(session, bob.id)) == (0, 1)
     old = session.scalars(select(StaffNotification).where(StaffNotification.message == "old")).one()
-    assert old.read_at.replace(tzinfo=timezone.utc) == earlier  # the first reading is kept
+    assert old.read_at.replace(tzinfo=UTC) == earlier  # the first reading is kept
     assert mark_notifications_read(session, ann.id) == 0
     assert [n.message for n in recent_notifications(session, ann.id)] == ["old", "two", "one"]

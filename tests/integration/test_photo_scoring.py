@@ -92,7 +92,9 @@ def test_without_a_usable_model_photos_are_not_scored(client, app, order, sessio
     sign_in(staff, "agent@example.com")
     page = staff.get(f"/staff/requests/{rma}").get_data(as_text=True)
     assert "not scored" in page and "no usable wear model" in page
-    assert session.scalars(select(ReturnRequest.status)).one() == "label_issued"  # the request carries on (auto-approved by value)
+    assert (
+        session.scalars(select(ReturnRequest.status)).one() == "label_issued"
+    )  # the request carries on (auto-approved by value)
 
 
 def test_photo_panel_polls_while_scoring(client, app, order, session):
@@ -102,7 +104,11 @@ def test_photo_panel_polls_while_scoring(client, app, order, session):
     staff = app.test_client()
     sign_in(staff, "agent@example.com")
     fragment = staff.get(f"/staff/requests/{rma}/photos", headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert fragment.lstrip().startswith('<section id="photos"') and 'hx-trigger="every 2s"' in fragment and "scoring" in fragment
+    assert (
+        fragment.lstrip().startswith('<section id="photos"')
+        and 'hx-trigger="every 2s"' in fragment
+        and "scoring" in fragment
+    )
     from portal.jobs import score_pending_photos
 
     assert score_pending_photos(app) == 1
@@ -119,8 +125,12 @@ def test_wear_report_and_dataset_export(client, app, order, session, tmp_path, m
     line = session.scalars(select(ReturnLine)).one()
     line.grade = "C"  # the warehouse saw wear
     session.commit()
-    for key, value in (("INSTANCE_PATH", app.config["INSTANCE_PATH"]), ("DATABASE_URL", app.config["DATABASE_URL"]),
-                       ("SECRET_KEY", app.config["SECRET_KEY"]), ("API_SECRET", app.config["API_SECRET"])):
+    for key, value in (
+        ("INSTANCE_PATH", app.config["INSTANCE_PATH"]),
+        ("DATABASE_URL", app.config["DATABASE_URL"]),
+        ("SECRET_KEY", app.config["SECRET_KEY"]),
+        ("API_SECRET", app.config["API_SECRET"]),
+    ):
         monkeypatch.setenv(f"PORTAL_{key}", value)
     runner = CliRunner()
     report = runner.invoke(main, ["wear", "report"], catch_exceptions=False)
@@ -146,8 +156,20 @@ def test_report_with_nothing_graded(app, monkeypatch):
 def test_scores_reach_the_routing_of_a_ticket_under_review(client, app, session):
     """A request waiting for review is routed again with its highest wear score."""
 
-    coat = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
-             "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+    coat = [
+        {
+            "line_id": "1",
+            "sku": "COAT-M",
+            "product_name": "Coat",
+            "variant": "M",
+            "category": "outerwear",
+            "quantity": 1,
+            "unit_price": "2899.00",
+            "discount": "0",
+            "tax": "0",
+            "final_sale": False,
+        }
+    ]
     post_json(client, "/api/v1/orders", order_payload("HV-9", lines=coat))
     assert login_shopper(client, number="HV-9").status_code == 303
     data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})

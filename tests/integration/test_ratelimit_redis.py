@@ -42,13 +42,19 @@ def test_two_processes_share_the_lookup_limit(app, order, redis_url):
         for n, instance in enumerate([first] * 10 + [second] * 10):
             client = instance.test_client()
             token = get_csrf(client)
-            response = client.post("/lookup", data={"csrf_token": token, "order_number": "SO-1001", "contact": "bad@example.com"},
-                                   environ_base={"REMOTE_ADDR": f"10.9.0.{n}"})
+            response = client.post(
+                "/lookup",
+                data={"csrf_token": token, "order_number": "SO-1001", "contact": "bad@example.com"},
+                environ_base={"REMOTE_ADDR": f"10.9.0.{n}"},
+            )
             assert response.status_code == 422
         client = first.test_client()
         token = get_csrf(client)
-        blocked = client.post("/lookup", data={"csrf_token": token, "order_number": "SO-1001", "contact": "bad@example.com"},
-                              environ_base={"REMOTE_ADDR": "10.9.1.1"})
+        blocked = client.post(
+            "/lookup",
+            data={"csrf_token": token, "order_number": "SO-1001", "contact": "bad@example.com"},
+            environ_base={"REMOTE_ADDR": "10.9.1.1"},
+        )
         assert blocked.status_code == 429
     finally:
         for instance in (first, second):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from portal.db.models import Order, OrderLine
 from portal.db.queries import order_refundable_total
+from portal.domain.lifecycle import Status
 from portal.domain.money import round_money
 from portal.domain.refunds import OrderLineMoney, awaits_refund
 from portal.domain.refunds import order_refundable_total as refundable_total
-from portal.domain.lifecycle import Status
 
 CASES = [
     ("CNY", "10.00", [(2, "99.00", "10.00", "0"), (1, "259.00", "0", "0")]),
@@ -27,15 +27,32 @@ CASES = [
 
 @pytest.mark.parametrize(("currency", "shipping", "lines"), CASES)
 def test_sql_and_python_refundable_totals_agree(session, currency, shipping, lines) -> None:
-    order = Order(order_number=f"RT-{currency}-{len(lines)}-{shipping}", placed_at=datetime.now(timezone.utc), currency=currency,
-                  customer_name="Li Wei", payment_method="alipay", shipping_paid=D(shipping))
+    order = Order(
+        order_number=f"RT-{currency}-{len(lines)}-{shipping}",
+        placed_at=datetime.now(UTC),
+        currency=currency,
+        customer_name="Li Wei",
+        payment_method="alipay",
+        shipping_paid=D(shipping),
+    )
     session.add(order)
     session.flush()
     for i, (quantity, price, discount, tax) in enumerate(lines):
-        session.add(OrderLine(order_id=order.id, line_id=f"L{i}", sku=f"S{i}", product_name="Shirt", category="tops", quantity=quantity,
-                              unit_price=D(price), discount=D(discount), tax=D(tax)))
+        session.add(
+            OrderLine(
+                order_id=order.id,
+                line_id=f"L{i}",
+                sku=f"S{i}",
+                product_name="Shirt",
+                category="tops",
+                quantity=quantity,
+                unit_price=D(price),
+                discount=D(discount),
+                tax=D(tax),
+            )
+        )
     session.commit()
-    money_lines = [OrderLineMoney(l.line_id, l.quantity, l.unit_price, l.discount, l.tax) for l in order.lines]
+    money_lines = [OrderLineMoney(rl.line_id, rl.quantity, rl.unit_price, rl.discount, rl.tax) for rl in order.lines]
     expected = refundable_total(currency, money_lines, order.shipping_paid)
     in_sql = session.scalar(select(order_refundable_total(order.id)))
     assert round_money(D(in_sql), currency) == expected

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
-from portal.domain.errors import NotPermitted
 from portal.adapters.payments import ManualPayments, SandboxGateway
 from portal.db.models import LedgerEntry, Refund, ReturnRequest, SandboxPayment, StoreCreditCode
+from portal.domain.errors import NotPermitted
 from portal.services import Conflict
-from portal.services.refunds import (StalePreview, approve_refund, execute_refund, ledger_rows, preview_refund, retry_refund,
-                                     second_approve)
+from portal.services.refunds import (
+    StalePreview,
+    approve_refund,
+    execute_refund,
+    ledger_rows,
+    preview_refund,
+    retry_refund,
+    second_approve,
+)
 from tests.helpers import carrier_event, finance_user, form_for, inspected, login_shopper, post_json, warehouse_worker
 
 THRESHOLD = Decimal("1000")
@@ -58,7 +66,9 @@ def test_above_threshold_needs_a_second_finance_user(app, client, order, session
     preview = preview_refund(session, req)
     refund = approve_refund(session, req, fay, preview.basis_hash, "sandbox", Decimal("100"))
     assert refund.status == "awaiting_second"
-    assert execute_refund(factory(app), refund.id, SandboxGateway(factory(app))).status == "awaiting_second"  # cannot pay yet
+    assert (
+        execute_refund(factory(app), refund.id, SandboxGateway(factory(app))).status == "awaiting_second"
+    )  # cannot pay yet
     with pytest.raises(NotPermitted):
         second_approve(session, refund, fay)
     second_approve(session, refund, sam)
@@ -75,7 +85,9 @@ def test_timeout_then_retry_never_pays_twice(app, client, order, session):
     retry_refund(session, failed.id)
     done = execute_refund(factory(app), refund.id, SandboxGateway(factory(app)))
     assert done.status == "succeeded"
-    assert session.scalar(select(func.count(SandboxPayment.id))) == 1 and session.scalar(select(SandboxPayment.calls)) == 2
+    assert (
+        session.scalar(select(func.count(SandboxPayment.id))) == 1 and session.scalar(select(SandboxPayment.calls)) == 2
+    )
     assert session.scalar(select(func.count(LedgerEntry.id))) == 1
 
 
@@ -85,7 +97,9 @@ def test_declined_is_visible_and_retryable(app, client, order, session):
     refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", THRESHOLD)
     assert execute_refund(factory(app), refund.id, SandboxGateway(factory(app), mode="fail")).status == "failed"
     with pytest.raises(Conflict):
-        approve_refund(session, req, finance_user(session, "sam"), preview.basis_hash, "sandbox", THRESHOLD)  # one refund at a time
+        approve_refund(
+            session, req, finance_user(session, "sam"), preview.basis_hash, "sandbox", THRESHOLD
+        )  # one refund at a time
     retry_refund(session, refund.id)
     assert execute_refund(factory(app), refund.id, SandboxGateway(factory(app))).status == "succeeded"
 
@@ -140,7 +154,7 @@ def test_manual_provider_records_the_reference(app, client, order, session):
 
 
 def test_partial_refunds_never_exceed_what_was_paid(app, client, order, session):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     req = inspected(app, client, session, quantity="1")
     preview = preview_refund(session, req)
@@ -149,20 +163,30 @@ def test_partial_refunds_never_exceed_what_was_paid(app, client, order, session)
     # The second unit, returned in another request on the same order.
     shopper = app.test_client()
     login_shopper(shopper)
-    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    shopper.post(
+        "/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
     second_req = session.scalars(select(ReturnRequest).where(ReturnRequest.id != req.id)).one()
     from portal.domain.receiving import ReceivedLine
     from portal.services.receiving import receive_parcel
 
     post_json(client, "/api/v1/carrier-events", carrier_event(second_req.pickup_code, event_id="e-2"))
     session.refresh(second_req)
-    receive_parcel(session, second_req, warehouse_worker(session), [ReceivedLine(l.id, l.quantity, "A", False, "restock") for l in second_req.lines], [])
+    receive_parcel(
+        session,
+        second_req,
+        warehouse_worker(session),
+        [ReceivedLine(rl.id, rl.quantity, "A", False, "restock") for rl in second_req.lines],
+        [],
+    )
     preview2 = preview_refund(session, second_req)
-    second = approve_refund(session, second_req, finance_user(session, "sam"), preview2.basis_hash, "sandbox", THRESHOLD)
+    second = approve_refund(
+        session, second_req, finance_user(session, "sam"), preview2.basis_hash, "sandbox", THRESHOLD
+    )
     execute_refund(factory(app), second.id, SandboxGateway(factory(app)))
     total = session.scalar(select(func.sum(LedgerEntry.amount)))
     assert total == Decimal("188.00")  # 2 x 99.00 - 10.00, exactly, across the two refunds
-    rows = ledger_rows(session, datetime.now(timezone.utc) - timedelta(days=1), datetime.now(timezone.utc) + timedelta(days=1))
+    rows = ledger_rows(session, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1))
     assert [(r[1], r[3], r[4], r[5]) for r in rows] == [("alipay", "refund", 2, Decimal("188.00"))]
 
 
@@ -177,7 +201,9 @@ def test_store_credit_can_be_spent_in_the_shop_once_per_reference(app, client, o
     assert first.status_code == 200 and first.get_json()["balance"] == "138.00"
     again = post_json(client, "/api/v1/store-credit/redeem", spend)
     assert again.get_json()["balance"] == "138.00"  # a retried call does not debit twice
-    too_much = post_json(client, "/api/v1/store-credit/redeem", {**spend, "amount": "500.00", "reference": "ORDER-9002"})
+    too_much = post_json(
+        client, "/api/v1/store-credit/redeem", {**spend, "amount": "500.00", "reference": "ORDER-9002"}
+    )
     assert too_much.status_code == 409
     assert post_json(client, "/api/v1/store-credit/redeem", {**spend, "code": "SC-NOPE"}).status_code == 404
     assert post_json(client, "/api/v1/store-credit/redeem", {**spend, "amount": 5}).status_code == 400
@@ -196,11 +222,20 @@ def test_a_bad_store_credit_code_is_a_clear_4xx_and_debits_nothing(app, client, 
     for bad in (wrong_check, "SC-NOPE", "sc 0000 0000 00", "R-7KQ-2M9-XDC"):
         response = post_json(client, "/api/v1/store-credit/redeem", {**spend, "code": bad})
         assert response.status_code == 404, bad
-        assert response.get_json()["message"] in ("That store credit code has a typing mistake.", "There is no store credit with that code.")
+        assert response.get_json()["message"] in (
+            "That store credit code has a typing mistake.",
+            "There is no store credit with that code.",
+        )
     typo = post_json(client, "/api/v1/store-credit/redeem", {**spend, "code": wrong_check}).get_json()
     assert typo == {"error": "not_found", "message": "That store credit code has a typing mistake."}
-    for bad_field in ({"code": 12345}, {"code": ""}, {"code": "SC-" + "X" * 80}, {"code": "SC-\u0000\u0000\u0000\u0000-0000-000"},
-                      {"currency": "XXY"}, {"amount": "1e3"}):
+    for bad_field in (
+        {"code": 12345},
+        {"code": ""},
+        {"code": "SC-" + "X" * 80},
+        {"code": "SC-\u0000\u0000\u0000\u0000-0000-000"},
+        {"currency": "XXY"},
+        {"amount": "1e3"},
+    ):
         response = post_json(client, "/api/v1/store-credit/redeem", {**spend, **bad_field})
         assert response.status_code == 400 and response.get_json()["errors"], bad_field
     other_currency = post_json(client, "/api/v1/store-credit/redeem", {**spend, "currency": "EUR"})

@@ -3,32 +3,63 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from portal.domain.actors import SHOPPER, Actor
 from portal.db import session_scope
-from portal.db.models import (BusinessCalendarRow, CalendarException, EscalationDue, OutboxMessage, RoutingRuleRow, SlaPolicy,
-                              StaffNotification, StaffUser, TeamMember, Ticket, TicketClock, TicketEvent)
+from portal.db.models import (
+    BusinessCalendarRow,
+    CalendarException,
+    EscalationDue,
+    OutboxMessage,
+    RoutingRuleRow,
+    SlaPolicy,
+    StaffNotification,
+    StaffUser,
+    TeamMember,
+    Ticket,
+    TicketClock,
+    TicketEvent,
+)
+from portal.domain.actors import SHOPPER, Actor
 from portal.domain.orders import parse_order
 from portal.domain.policy import load_policy
+from portal.services.filing import LineRequest, open_return
 from portal.services.orders import upsert_order
 from portal.services.policies import default_policy_text
-from portal.services.filing import LineRequest, open_return
 from portal.services.review import approve_return
-from portal.services.sla import CLAIM_TTL, _claim, pause_ticket_clocks, resume_ticket_clocks, retarget_policy_clocks, sweep
+from portal.services.sla import (
+    CLAIM_TTL,
+    _claim,
+    pause_ticket_clocks,
+    resume_ticket_clocks,
+    retarget_policy_clocks,
+    sweep,
+)
 from portal.services.tickets import ensure_team
 from portal.storage import LocalPhotoStore
 from tests.helpers import PASSWORD, csrf_token, order_payload, sign_in
 
 POLICY = load_policy(default_policy_text())
-UTC = timezone.utc
+UTC = UTC
 # Monday 2026-11-23 10:00 Shanghai = 02:00 UTC.
 MONDAY_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-COAT = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
-         "quantity": 1, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+COAT = [
+    {
+        "line_id": "1",
+        "sku": "COAT-M",
+        "product_name": "Coat",
+        "variant": "M",
+        "category": "outerwear",
+        "quantity": 1,
+        "unit_price": "2899.00",
+        "discount": "0",
+        "tax": "0",
+        "final_sale": False,
+    }
+]
 LADDER = [
     {"key": "remind", "at_fraction": 0.75, "action": "remind"},
     {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
@@ -37,7 +68,9 @@ LADDER = [
 
 
 def staff(session, name, role):
-    user = StaffUser(email=f"{name}@example.com", name=name.title(), role=role, password_hash="x", active=True, session_version=1)
+    user = StaffUser(
+        email=f"{name}@example.com", name=name.title(), role=role, password_hash="x", active=True, session_version=1
+    )
     session.add(user)
     session.flush()
     return user
@@ -46,17 +79,43 @@ def staff(session, name, role):
 @pytest.fixture
 def desk(session):
     """Finance desk working 09:00–12:00 and 13:00–18:00 Shanghai time, Monday to Friday; 4h resolution target."""
-    agent, lead, manager = staff(session, "agnes", "agent"), staff(session, "leo", "lead"), staff(session, "mia", "manager")
+    agent, lead, manager = (
+        staff(session, "agnes", "agent"),
+        staff(session, "leo", "lead"),
+        staff(session, "mia", "manager"),
+    )
     team = ensure_team(session, "finance", "Finance desk")
     team.lead_id, team.manager_id = lead.id, manager.id
     session.add(TeamMember(team_id=team.id, staff_id=agent.id, cap=10))
-    session.add(RoutingRuleRow(position=1, name="High value", conditions={"min_value": "1000"}, team=team, priority="high", ticket_class="A"))
+    session.add(
+        RoutingRuleRow(
+            position=1,
+            name="High value",
+            conditions={"min_value": "1000"},
+            team=team,
+            priority="high",
+            ticket_class="A",
+        )
+    )
     week = {d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
-    calendar = BusinessCalendarRow(code="cn", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN")
+    calendar = BusinessCalendarRow(
+        code="cn", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN"
+    )
     session.add(calendar)
     session.flush()
-    session.add(CalendarException(calendar_id=calendar.id, day=datetime(2026, 11, 24).date(), hours=[], note="company holiday"))
-    session.add(SlaPolicy(team_id=team.id, priority="high", first_response_minutes=120, resolution_minutes=240, calendar_id=calendar.id, ladder=LADDER))
+    session.add(
+        CalendarException(calendar_id=calendar.id, day=datetime(2026, 11, 24).date(), hours=[], note="company holiday")
+    )
+    session.add(
+        SlaPolicy(
+            team_id=team.id,
+            priority="high",
+            first_response_minutes=120,
+            resolution_minutes=240,
+            calendar_id=calendar.id,
+            ladder=LADDER,
+        )
+    )
     session.commit()
     return {"agent": agent.id, "lead": lead.id, "manager": manager.id}
 
@@ -66,7 +125,15 @@ def open_ticket_at(app, at=MONDAY_10, number="SLA-1") -> int:
         order, _ = upsert_order(s, parse_order(order_payload(number, lines=COAT)))
         order.delivered_at = at - timedelta(days=1)
         s.commit()
-        req = open_return(s, order, [LineRequest("1", 1, "size_fit", outcome="refund")], POLICY, at, "en", LocalPhotoStore(app.config["PHOTO_PATH"]))
+        req = open_return(
+            s,
+            order,
+            [LineRequest("1", 1, "size_fit", outcome="refund")],
+            POLICY,
+            at,
+            "en",
+            LocalPhotoStore(app.config["PHOTO_PATH"]),
+        )
         return s.scalars(select(Ticket.id).where(Ticket.request_id == req.id)).one()
 
 
@@ -86,7 +153,9 @@ def test_clocks_start_with_business_hour_deadlines_and_audit(app, session, desk)
     assert c["first_response"].deadline == datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
     # 240 minutes: 10-12 (120) + 13-15 (120) → Mon 15:00 Shanghai = 07:00 UTC.
     assert c["resolution"].deadline == datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
-    events = session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "deadline")).all()
+    events = session.scalars(
+        select(TicketEvent).where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "deadline")
+    ).all()
     assert len(events) == 2 and all(e.data["new_deadline"] for e in events)
 
 
@@ -108,7 +177,10 @@ def test_sweep_fires_each_step_once_in_order(app, session, desk):
     assert [f.split(" ")[1] for f in later.fired] == ["resolution/manager:"]
     session.expire_all()
     assert session.get(Ticket, ticket_id).escalation_level == 2
-    assert session.scalar(select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == desk["manager"])) == 1
+    assert (
+        session.scalar(select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == desk["manager"]))
+        == 1
+    )
     assert session.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.topic == "staff_escalation")) == 4
     assert sweep(factory(app), now=datetime(2026, 11, 30, tzinfo=UTC)).fired == []
 
@@ -122,14 +194,21 @@ def test_pause_over_holiday_and_weekend_then_resume(app, session, desk):
         s.commit()
     assert sweep(factory(app), now=datetime(2026, 11, 24, 12, 0, tzinfo=UTC)).fired == []  # nothing fires while paused
     c = clocks(session, ticket_id)
-    assert c["resolution"].state == "paused" and c["resolution"].deadline is None and round(c["resolution"].used_minutes) == 60
+    assert (
+        c["resolution"].state == "paused"
+        and c["resolution"].deadline is None
+        and round(c["resolution"].used_minutes) == 60
+    )
     with session_scope(app) as s:
         resume_ticket_clocks(s, s.get(Ticket, ticket_id), datetime(2026, 11, 25, 1, 0, tzinfo=UTC), SHOPPER)
         s.commit()
     c = clocks(session, ticket_id)
     # 180 minutes left from Wed 09:00 → 12:00 Shanghai = 04:00 UTC.
     assert c["resolution"].deadline == datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
-    reasons = [e.data["reason"] for e in session.scalars(select(TicketEvent).where(TicketEvent.kind == "deadline").order_by(TicketEvent.id))]
+    reasons = [
+        e.data["reason"]
+        for e in session.scalars(select(TicketEvent).where(TicketEvent.kind == "deadline").order_by(TicketEvent.id))
+    ]
     assert reasons.count("pause") == 2 and reasons.count("resume") == 2
 
 
@@ -210,7 +289,9 @@ def test_queue_shows_countdown_and_breached_view(app, session, desk):
         page = client.get("/staff/queue?view=open").get_data(as_text=True)
         assert "2h 00m" in page  # 15:00 deadline, two business hours left
         assert "Breaching soon (1)" in page and "Breached (0)" in page
-    with time_machine.travel(datetime(2026, 11, 25, 2, 0, tzinfo=UTC), tick=False):  # Wed 10:00, after Tuesday's holiday
+    with time_machine.travel(
+        datetime(2026, 11, 25, 2, 0, tzinfo=UTC), tick=False
+    ):  # Wed 10:00, after Tuesday's holiday
         client = app.test_client()
         sign_in(client, "boss@example.com")
         page = client.get("/staff/queue?view=breached").get_data(as_text=True)
@@ -232,17 +313,31 @@ def test_admin_policy_change_retargets_with_audit(app, session, desk):
 
     import time_machine
 
-
     ticket_id = open_ticket_at(app)
     policy = session.scalars(select(SlaPolicy)).one()
     with time_machine.travel(datetime(2026, 11, 23, 3, 0, tzinfo=UTC), tick=False):  # Mon 11:00 Shanghai
         client = _admin_client(app, session)
         page = client.get(f"/admin/sla/{policy.id}").get_data(as_text=True)
-        bad = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_token(page), "first_response_minutes": "120",
-                                                            "resolution_minutes": "480", "ladder": '[{"key": "x", "action": "explode", "at_fraction": 0.5}]'})
+        bad = client.post(
+            f"/admin/sla/{policy.id}",
+            data={
+                "csrf_token": csrf_token(page),
+                "first_response_minutes": "120",
+                "resolution_minutes": "480",
+                "ladder": '[{"key": "x", "action": "explode", "at_fraction": 0.5}]',
+            },
+        )
         assert bad.status_code == 422 and "ladder is not valid" in bad.get_data(as_text=True)
-        ok = client.post(f"/admin/sla/{policy.id}", data={"csrf_token": csrf_token(page), "first_response_minutes": "120",
-                                                           "resolution_minutes": "480", "ladder": json.dumps(LADDER)}, follow_redirects=True)
+        ok = client.post(
+            f"/admin/sla/{policy.id}",
+            data={
+                "csrf_token": csrf_token(page),
+                "first_response_minutes": "120",
+                "resolution_minutes": "480",
+                "ladder": json.dumps(LADDER),
+            },
+            follow_redirects=True,
+        )
         assert "2 running clocks re-targeted" in ok.get_data(as_text=True)
     c = clocks(session, ticket_id)
     assert c["resolution"].deadline == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # as in the service test
@@ -252,7 +347,6 @@ def test_admin_policy_change_retargets_with_audit(app, session, desk):
 def test_admin_calendar_holiday_moves_deadlines(app, session, desk):
     import time_machine
 
-
     calendar = session.scalars(select(BusinessCalendarRow)).one()
     # A ticket opened Monday 10:00 with a 240-minute target due Monday 15:00; make Monday afternoon a holiday.
     ticket_id = open_ticket_at(app)
@@ -260,11 +354,19 @@ def test_admin_calendar_holiday_moves_deadlines(app, session, desk):
         client = _admin_client(app, session)
         page = client.get(f"/admin/calendars/{calendar.id}").get_data(as_text=True)
         assert "2026-11-24 closed company holiday" in page
-        form = {"csrf_token": csrf_token(page), **{d: "09:00-12:00, 13:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")},
-                "sat": "", "sun": "", "exceptions": "2026-11-24 closed company holiday\n2026-11-23 09:00-12:00 half day"}
+        form = {
+            "csrf_token": csrf_token(page),
+            **{d: "09:00-12:00, 13:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")},
+            "sat": "",
+            "sun": "",
+            "exceptions": "2026-11-24 closed company holiday\n2026-11-23 09:00-12:00 half day",
+        }
         bad = client.post(f"/admin/calendars/{calendar.id}", data={**form, "mon": "18:00-09:00"})
         assert bad.status_code == 422
-        assert client.post(f"/admin/calendars/{calendar.id}", data={**form, "exceptions": "not-a-date closed"}).status_code == 422
+        assert (
+            client.post(f"/admin/calendars/{calendar.id}", data={**form, "exceptions": "not-a-date closed"}).status_code
+            == 422
+        )
         ok = client.post(f"/admin/calendars/{calendar.id}", data=form, follow_redirects=True)
         assert "2 running clocks re-targeted" in ok.get_data(as_text=True)
     c = clocks(session, ticket_id)

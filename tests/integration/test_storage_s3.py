@@ -47,8 +47,14 @@ def s3_server():
 def aws_env(monkeypatch, tmp_path):
     """Credentials the boto3 way (placeholders here), and nothing from the developer's own AWS setup."""
     require_boto3()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL",
-                 "AWS_ENDPOINT_URL_S3"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "placeholder-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "placeholder-secret")
@@ -124,14 +130,20 @@ def test_keys_carry_the_prefix(s3_server, s3_credentials, prefix):
         unprefixed.get(key)
 
 
-@pytest.mark.parametrize("key", ["", "/photos/a.jpg", "../a.jpg", "photos/../../a.jpg", "photos//a.jpg", "photos/./a.jpg"])
+@pytest.mark.parametrize(
+    "key", ["", "/photos/a.jpg", "../a.jpg", "photos/../../a.jpg", "photos//a.jpg", "photos/./a.jpg"]
+)
 def test_unsafe_keys_are_refused(aws_env, key):
     from portal.storage.s3 import S3PhotoStore
 
     (port,) = free_ports(1)
     store = S3PhotoStore("photos", endpoint_url=f"http://127.0.0.1:{port}", prefix="shop")
-    for call in (lambda: store.put(key, b"x", "image/jpeg"), lambda: store.get(key), lambda: store.delete(key),
-                 lambda: store.presigned_url(key)):
+    for call in (
+        lambda: store.put(key, b"x", "image/jpeg"),
+        lambda: store.get(key),
+        lambda: store.delete(key),
+        lambda: store.presigned_url(key),
+    ):
         with pytest.raises(StorageError, match="invalid photo key"):  # refused before any request is made
             call()
 
@@ -165,8 +177,11 @@ def test_unreachable_endpoint_fails_quickly(aws_env):
 
     (port,) = free_ports(1)  # nothing listens there
     store = S3PhotoStore("photos", endpoint_url=f"http://127.0.0.1:{port}")
-    for call in (lambda: store.put(new_key(), b"x", "image/jpeg"), lambda: store.get(new_key()),
-                 lambda: store.delete(new_key())):
+    for call in (
+        lambda: store.put(new_key(), b"x", "image/jpeg"),
+        lambda: store.get(new_key()),
+        lambda: store.delete(new_key()),
+    ):
         started = time.monotonic()
         with pytest.raises(StorageError, match="EndpointConnectionError"):
             call()
@@ -197,20 +212,32 @@ def test_store_from_config_chooses_s3_when_a_bucket_is_set(aws_env, tmp_path, mo
     monkeypatch.delenv("PORTAL_S3_REGION", raising=False)
     cfg = load({"INSTANCE_PATH": str(tmp_path / "instance")})
     assert (cfg["S3_BUCKET"], cfg["S3_ENDPOINT_URL"], cfg["S3_REGION"], cfg["S3_PREFIX"]) == (
-        "shop-photos", "http://127.0.0.1:9", "us-east-1", "returns")
+        "shop-photos",
+        "http://127.0.0.1:9",
+        "us-east-1",
+        "returns",
+    )
     store = store_from_config(cfg)
     assert isinstance(store, S3PhotoStore)
     assert (store.bucket, store.endpoint_url, store.region, store.prefix) == (
-        "shop-photos", "http://127.0.0.1:9", "us-east-1", "returns/")
+        "shop-photos",
+        "http://127.0.0.1:9",
+        "us-east-1",
+        "returns/",
+    )
 
 
-def test_shopper_photo_lands_in_the_bucket_and_is_served_back(app, client, order, session, s3_server, s3_credentials,
-                                                              prefix):
-    app.config.update(S3_BUCKET=s3_server.bucket, S3_ENDPOINT_URL=s3_server.endpoint_url,
-                      S3_REGION=s3_server.region, S3_PREFIX=prefix)
+def test_shopper_photo_lands_in_the_bucket_and_is_served_back(
+    app, client, order, session, s3_server, s3_credentials, prefix
+):
+    app.config.update(
+        S3_BUCKET=s3_server.bucket, S3_ENDPOINT_URL=s3_server.endpoint_url, S3_REGION=s3_server.region, S3_PREFIX=prefix
+    )
     assert login_shopper(client).status_code == 303
     photo = jpeg((0, 90, 0))
-    data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "comment": "torn seam", "outcome": "refund"}})
+    data = form_for(
+        client, **{"0": {"quantity": "1", "reason": "damaged", "comment": "torn seam", "outcome": "refund"}}
+    )
     data["lines-0-photos"] = [(io.BytesIO(photo), "my holiday snap.jpg")]
     response = client.post("/order/request", data=data, content_type="multipart/form-data")
     assert response.status_code == 303

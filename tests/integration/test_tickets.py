@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -12,22 +12,36 @@ from portal.db import session_scope
 from portal.db.models import ReturnRequest, RoutingRuleRow, StaffUser, TeamMember, Ticket
 from portal.domain.orders import parse_order
 from portal.domain.policy import load_policy
+from portal.services import Conflict
+from portal.services.filing import LineRequest, open_return
 from portal.services.orders import upsert_order
 from portal.services.policies import default_policy_text
-from portal.services.filing import LineRequest, open_return
 from portal.services.tickets import assign_ticket, ensure_team, reroute_if_untouched, take_ticket
-from portal.services import Conflict
 from portal.storage import LocalPhotoStore
 from tests.helpers import order_payload
 
 POLICY = load_policy(default_policy_text())
-NOW = datetime.now(timezone.utc)
-COAT = [{"line_id": "1", "sku": "COAT-M", "product_name": "Coat", "variant": "M", "category": "outerwear",
-         "quantity": 5, "unit_price": "2899.00", "discount": "0", "tax": "0", "final_sale": False}]
+NOW = datetime.now(UTC)
+COAT = [
+    {
+        "line_id": "1",
+        "sku": "COAT-M",
+        "product_name": "Coat",
+        "variant": "M",
+        "category": "outerwear",
+        "quantity": 5,
+        "unit_price": "2899.00",
+        "discount": "0",
+        "tax": "0",
+        "final_sale": False,
+    }
+]
 
 
 def staff(session, name, role="agent"):
-    user = StaffUser(email=f"{name}@example.com", name=name, role=role, password_hash="x", active=True, session_version=1)
+    user = StaffUser(
+        email=f"{name}@example.com", name=name, role=role, password_hash="x", active=True, session_version=1
+    )
     session.add(user)
     session.flush()
     return user
@@ -38,12 +52,30 @@ def teams(session):
     service = ensure_team(session, "service", "Customer service")
     finance = ensure_team(session, "finance", "Finance desk")
     inspection = ensure_team(session, "inspection", "Inspection")
-    session.add_all([
-        RoutingRuleRow(position=10, name="worn photos", conditions={"min_wear": 0.7}, team=inspection, priority="high", ticket_class="C"),
-        RoutingRuleRow(position=20, name="high value", conditions={"min_value": "1000"}, team=finance, priority="high", ticket_class="A"),
-        RoutingRuleRow(position=30, name="everything else", conditions={}, team=service, priority="normal", ticket_class="B"),
-        RoutingRuleRow(position=5, name="switched off", conditions={}, team=inspection, active=False),
-    ])
+    session.add_all(
+        [
+            RoutingRuleRow(
+                position=10,
+                name="worn photos",
+                conditions={"min_wear": 0.7},
+                team=inspection,
+                priority="high",
+                ticket_class="C",
+            ),
+            RoutingRuleRow(
+                position=20,
+                name="high value",
+                conditions={"min_value": "1000"},
+                team=finance,
+                priority="high",
+                ticket_class="A",
+            ),
+            RoutingRuleRow(
+                position=30, name="everything else", conditions={}, team=service, priority="normal", ticket_class="B"
+            ),
+            RoutingRuleRow(position=5, name="switched off", conditions={}, team=inspection, active=False),
+        ]
+    )
     session.commit()
     return {"service": service.id, "finance": finance.id, "inspection": inspection.id}
 
@@ -51,7 +83,15 @@ def teams(session):
 def open_request(app, number, lines=None, quantity=1, reason="size_fit"):
     with session_scope(app) as s:
         order, _ = upsert_order(s, parse_order(order_payload(number, lines=lines)))
-        req = open_return(s, order, [LineRequest("1", quantity, reason, outcome="refund")], POLICY, NOW, "en", LocalPhotoStore(app.config["PHOTO_PATH"]))
+        req = open_return(
+            s,
+            order,
+            [LineRequest("1", quantity, reason, outcome="refund")],
+            POLICY,
+            NOW,
+            "en",
+            LocalPhotoStore(app.config["PHOTO_PATH"]),
+        )
         return req.id
 
 
@@ -80,7 +120,12 @@ def test_high_value_is_routed_to_finance_and_assigned(app, session, teams):
 
 def test_least_loaded_under_cap_then_unassigned(app, session, teams):
     a, b = staff(session, "ann"), staff(session, "bob")
-    session.add_all([TeamMember(team_id=teams["finance"], staff_id=a.id, cap=1), TeamMember(team_id=teams["finance"], staff_id=b.id, cap=1)])
+    session.add_all(
+        [
+            TeamMember(team_id=teams["finance"], staff_id=a.id, cap=1),
+            TeamMember(team_id=teams["finance"], staff_id=b.id, cap=1),
+        ]
+    )
     session.commit()
     first = ticket_for(session, open_request(app, "T-3", lines=COAT))
     second = ticket_for(session, open_request(app, "T-4", lines=COAT))
@@ -92,9 +137,13 @@ def test_least_loaded_under_cap_then_unassigned(app, session, teams):
 def test_unavailable_and_disabled_agents_are_skipped(app, session, teams):
     away, gone, here = staff(session, "away"), staff(session, "gone"), staff(session, "here")
     gone.active = False
-    session.add_all([TeamMember(team_id=teams["finance"], staff_id=away.id, available=False),
-                     TeamMember(team_id=teams["finance"], staff_id=gone.id),
-                     TeamMember(team_id=teams["finance"], staff_id=here.id)])
+    session.add_all(
+        [
+            TeamMember(team_id=teams["finance"], staff_id=away.id, available=False),
+            TeamMember(team_id=teams["finance"], staff_id=gone.id),
+            TeamMember(team_id=teams["finance"], staff_id=here.id),
+        ]
+    )
     session.commit()
     assert ticket_for(session, open_request(app, "T-6", lines=COAT)).assignee_id == here.id
 
@@ -156,7 +205,9 @@ def test_simultaneous_assignments_never_pass_a_cap(app, session, teams):
         t.join(30)
     session.expire_all()
     assert not errors, errors
-    assert session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == solo.id)) == 1  # one got the slot, never two
+    assert (
+        session.scalar(select(func.count(Ticket.id)).where(Ticket.assignee_id == solo.id)) == 1
+    )  # one got the slot, never two
 
 
 def test_tickets_waiting_on_the_shopper_do_not_count_against_the_cap(app, session, teams):

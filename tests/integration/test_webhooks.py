@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -154,7 +154,7 @@ def test_event_is_delivered_signed(hook_app, receiver):
         "created_at": message.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "data": data,
     }
-    assert datetime.fromisoformat(event["created_at"]).tzinfo == timezone.utc
+    assert datetime.fromisoformat(event["created_at"]).tzinfo == UTC
     assert seen.body == json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")  # compact UTF-8
     assert message.sent_at is not None and message.attempts == 1 and message.last_error is None
 
@@ -164,14 +164,16 @@ def test_own_secret_is_used_when_configured(hook_app, receiver):
     queue_event(hook_app)
     assert deliver_outbox(hook_app) == (1, 0)
     seen = receiver.requests[0]
-    assert seen.headers["X-Portal-Signature"] == expected_signature("receiver-secret", seen.headers["X-Portal-Timestamp"], seen.body)
+    assert seen.headers["X-Portal-Signature"] == expected_signature(
+        "receiver-secret", seen.headers["X-Portal-Timestamp"], seen.body
+    )
 
 
 def test_server_error_is_retried_with_the_same_event_id(hook_app, receiver):
     receiver.statuses.extend([500, 200])
     event_id = queue_event(hook_app, REFUND_SUCCEEDED, {"rma": "R-0002", "amount": "89.00", "currency": "CNY"})
     sender = webhook_sender_from_config(hook_app.config)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     with session_scope(hook_app) as session:
         assert deliver_pending(session, sender.send, now=now) == (0, 1)
@@ -204,7 +206,9 @@ def test_non_2xx_answers_are_failures(hook_app, receiver, status):
 
 
 def test_connection_refused_is_recorded(app):
-    app.config.update(WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/hooks", WEBHOOK_TIMEOUT=2, JOBS_MODE="off")  # nothing listens
+    app.config.update(
+        WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/hooks", WEBHOOK_TIMEOUT=2, JOBS_MODE="off"
+    )  # nothing listens
     event_id = queue_event(app)
     assert deliver_outbox(app) == (0, 1)
     message = row(app, event_id)
@@ -257,4 +261,8 @@ def test_unknown_event_type_is_refused(app):
         with pytest.raises(ValueError):
             enqueue_webhook(session, "return.approvd", {})
         message = enqueue_webhook(session, RETURN_APPROVED, {"rma": "R-1"})
-        assert (message.channel, message.topic, message.payload) == ("webhook", RETURN_APPROVED, {"topic": RETURN_APPROVED, "data": {"rma": "R-1"}})
+        assert (message.channel, message.topic, message.payload) == (
+            "webhook",
+            RETURN_APPROVED,
+            {"topic": RETURN_APPROVED, "data": {"rma": "R-1"}},
+        )

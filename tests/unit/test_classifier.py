@@ -83,7 +83,7 @@ def test_batch_scores_match_single_scores(model):
     images, _, _ = synth.generate(3, seed=78)
     batch = model.score(_pil(images))
     single = [model.score([im])[0] for im in _pil(images)]
-    for a, b in zip(batch, single):
+    for a, b in zip(batch, single, strict=True):
         assert a.probability == pytest.approx(b.probability, abs=1e-5)
 
 
@@ -99,15 +99,18 @@ def test_score_map_shape_matches_the_contract(model):
 def test_score_map_points_at_the_mark(model):
     images, labels, masks = synth.generate(60, seed=4242, textures=synth.TRAIN_TEXTURES, marks=synth.TRAIN_MARKS)
     hits = []
-    for s, label, mask in zip(model.score(_pil(images)), labels, masks):
+    for s, label, mask in zip(model.score(_pil(images)), labels, masks, strict=True):
         if label and s.probability >= model.threshold:
             hits.append(mask.flat[int(np.argmax(np.array(s.score_map)))] > 0)  # hottest cell lies on a mark
     assert len(hits) >= 15 and np.mean(hits) > 0.8
 
 
 def test_any_photo_shape_and_mode_is_prepared_to_the_contract(model):
-    photos = [Image.new("RGB", (640, 480), (200, 10, 10)), Image.new("L", (300, 900), 128),
-              Image.new("RGBA", (50, 50), (0, 0, 255, 128))]
+    photos = [
+        Image.new("RGB", (640, 480), (200, 10, 10)),
+        Image.new("L", (300, 900), 128),
+        Image.new("RGBA", (50, 50), (0, 0, 255, 128)),
+    ]
     batch = model.preprocess(photos)
     size = model.contract.input_size
     assert batch.shape == (3, 3, size, size) and batch.dtype == np.float32
@@ -123,16 +126,19 @@ def _broken(model_copy, change) -> None:
     json_path.write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(sha256="0" * 64), "sha256"),
-    (lambda d: d["input"].update(size=160), "shape"),
-    (lambda d: d["input"].update(name="pixels"), "input is named"),
-    (lambda d: d["outputs"]["probability"].update(name="wear_prob"), "no output named 'wear_prob'"),
-    (lambda d: d["outputs"]["score_map"].update(name="heat"), "no output named 'heat'"),
-    (lambda d: d["outputs"]["score_map"].update(size=8), "shape"),
-    (lambda d: d["input"].update(channel_order="BGR"), "RGB"),
-    (lambda d: d.pop("threshold"), "threshold"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(sha256="0" * 64), "sha256"),
+        (lambda d: d["input"].update(size=160), "shape"),
+        (lambda d: d["input"].update(name="pixels"), "input is named"),
+        (lambda d: d["outputs"]["probability"].update(name="wear_prob"), "no output named 'wear_prob'"),
+        (lambda d: d["outputs"]["score_map"].update(name="heat"), "no output named 'heat'"),
+        (lambda d: d["outputs"]["score_map"].update(size=8), "shape"),
+        (lambda d: d["input"].update(channel_order="BGR"), "RGB"),
+        (lambda d: d.pop("threshold"), "threshold"),
+    ],
+)
 def test_a_contract_that_does_not_match_the_model_is_refused(model_copy, change, message):
     _broken(model_copy, change)
     with pytest.raises(ModelError, match=message):

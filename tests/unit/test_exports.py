@@ -29,4 +29,4 @@ def test_reconciliation_csv_neutralises_a_hostile_payment_method():
     rows = [(date(2026, 11, 1), '=HYPERLINK("http://evil.example")', "CNY", "refund", 2, Decimal("10.5"))]
     parsed = list(csv.reader(io.StringIO(reconciliation_csv(rows))))
     assert parsed[0] == ["day", "method", "currency", "kind", "count", "total"]
-    assert parsed[1] == ["2026-11-01", "'=HYPERLINK(\"http://evil.example\")", "CNY", "refund", "2", "10.50"]
+    assert parsed[1] == ["2026-11-01", '\'=HYPERLINK("http://evil.example")', "CNY", "refund", "2", "10.50"]

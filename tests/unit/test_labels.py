@@ -200,9 +200,7 @@ def test_qr_svg_is_inline_svg_with_segnos_matrix(text: str) -> None:
 
     qr = segno.make(text, micro=False, error="m")
     border = 4
-    expected = {
-        (x + border, y + border) for y, row in enumerate(qr.matrix) for x, dark in enumerate(row) if dark
-    }
+    expected = {(x + border, y + border) for y, row in enumerate(qr.matrix) for x, dark in enumerate(row) if dark}
     assert drawn == expected
     size = qr.symbol_size(scale=1, border=border)[0]
     assert root.get("viewBox") == f"0 0 {size} {size}"
@@ -338,8 +336,16 @@ def test_label_pdf_is_a_single_4x6_page_with_the_codes() -> None:
     assert pdf.count(b"/Type /Page\n") == 1
     text = pdf_text(pdf)
     for expected in (
-        "Return label", "Pickup code", "P-7KQ2-M9XD-C3", "R-7KQ-2M9-XDC", "Linen shirt",
-        "Returns Warehouse", "Daventry NN11 8QT", "Royal Mail", "1 June 2025", "£4.95 (€5.80)",
+        "Return label",
+        "Pickup code",
+        "P-7KQ2-M9XD-C3",
+        "R-7KQ-2M9-XDC",
+        "Linen shirt",
+        "Returns Warehouse",
+        "Daventry NN11 8QT",
+        "Royal Mail",
+        "1 June 2025",
+        "£4.95 (€5.80)",
     ):
         assert expected in text, expected
     assert PICKUP in text
@@ -391,7 +397,16 @@ def test_label_pdf_renders_chinese(chinese_label: LabelData) -> None:
     if find_cjk_font() is not None:
         assert b"/Subtype /Type0" in pdf
         assert b"/FontFile2" in pdf or b"/FontFile3" in pdf
-        for expected in ("退货标签", "取件码", "退货单号", "羊毛混纺针织开衫", "藏青色", "王小明", "退货运费由商店预付", "顺丰速运"):
+        for expected in (
+            "退货标签",
+            "取件码",
+            "退货单号",
+            "羊毛混纺针织开衫",
+            "藏青色",
+            "王小明",
+            "退货运费由商店预付",
+            "顺丰速运",
+        ):
             assert expected in text, expected
     else:
         assert "????" in text
@@ -416,7 +431,6 @@ def test_label_pdf_without_a_cjk_font_falls_back_to_question_marks(
 def test_label_pdf_with_an_explicit_font_path(chinese_label: LabelData) -> None:
     font = find_cjk_font()
     if font is None:
-
         service_missing("no CJK font on this machine (Debian: fonts-wqy-microhei)")
     pdf = label_pdf(chinese_label, font_path=font.path, compress=False)
     assert "羊毛混纺针织开衫" in pdf_text(pdf)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -97,7 +97,7 @@ def test_happy_path_with_chinese_names_and_normalisation() -> None:
 
     assert isinstance(order, OrderData)
     assert order.order_number == "SO-1001"
-    assert order.placed_at == datetime(2024, 5, 1, 2, 30, tzinfo=timezone.utc)
+    assert order.placed_at == datetime(2024, 5, 1, 2, 30, tzinfo=UTC)
     assert order.placed_at.utcoffset() == timedelta(hours=8)
     assert order.delivered_at is not None and order.delivered_at.tzinfo is not None
     assert order.currency == "CNY"
@@ -175,7 +175,7 @@ def test_accepted_variations(path: str, value: object) -> None:
 
 def test_z_suffix_means_utc() -> None:
     order = parse_order(changed("placed_at", "2024-05-01T02:30:00Z"))
-    assert order.placed_at == datetime(2024, 5, 1, 2, 30, tzinfo=timezone.utc)
+    assert order.placed_at == datetime(2024, 5, 1, 2, 30, tzinfo=UTC)
     assert order.placed_at.utcoffset() == timedelta(0)
 
 
@@ -187,7 +187,9 @@ def test_normalise_order_number(raw: str, normalised: str) -> None:
     assert normalise_order_number(raw) == normalised
 
 
-@pytest.mark.parametrize(("raw", "normalised"), [("sw1a 1aa", "SW1A1AA"), (" 100 000 ", "100000"), ("ec1a\t1bb", "EC1A1BB")])
+@pytest.mark.parametrize(
+    ("raw", "normalised"), [("sw1a 1aa", "SW1A1AA"), (" 100 000 ", "100000"), ("ec1a\t1bb", "EC1A1BB")]
+)
 def test_normalise_postcode(raw: str, normalised: str) -> None:
     assert normalise_postcode(raw) == normalised
 
@@ -417,7 +419,12 @@ def products_payload() -> dict[str, Any]:
                     {"sku": "TEE-RED-L", "variant": "红色 / L", "stock": 0},
                 ],
             },
-            {"product_code": "MUG", "name": "陶瓷马克杯", "category": "home", "variants": [{"sku": "MUG-01", "stock": 3}]},
+            {
+                "product_code": "MUG",
+                "name": "陶瓷马克杯",
+                "category": "home",
+                "variants": [{"sku": "MUG-01", "stock": 3}],
+            },
         ]
     }
 
@@ -478,7 +485,16 @@ def test_variant_price_is_optional_and_checked():
 
     from portal.domain.orders import PayloadError, parse_products
 
-    base = {"products": [{"product_code": "T", "name": "T", "category": "tops", "variants": [{"sku": "T-1", "variant": "S", "stock": 1}]}]}
+    base = {
+        "products": [
+            {
+                "product_code": "T",
+                "name": "T",
+                "category": "tops",
+                "variants": [{"sku": "T-1", "variant": "S", "stock": 1}],
+            }
+        ]
+    }
     assert parse_products(base)[0].variants[0].price is None
     base["products"][0]["variants"][0]["price"] = "79.50"
     assert parse_products(base)[0].variants[0].price == Decimal("79.50")
@@ -520,8 +536,14 @@ def test_hostile_values_are_field_errors(path, value, field) -> None:
 def test_order_total_is_bounded() -> None:
     payload = order_payload()
     payload["lines"] = [
-        {"line_id": f"L{i}", "sku": f"S{i}", "product_name": "Gold", "category": "jewellery",
-         "quantity": 1, "unit_price": "9000000000.00"}
+        {
+            "line_id": f"L{i}",
+            "sku": f"S{i}",
+            "product_name": "Gold",
+            "category": "jewellery",
+            "quantity": 1,
+            "unit_price": "9000000000.00",
+        }
         for i in range(3)
     ]
     assert "lines" in {e.field for e in errors_of(payload)}
@@ -529,6 +551,16 @@ def test_order_total_is_bounded() -> None:
 
 def test_products_reject_surrogates_and_over_long_variants() -> None:
     with pytest.raises(PayloadError) as info:
-        parse_products({"products": [{"product_code": "P\ud800", "name": "Tee", "category": "tops",
-                                      "variants": [{"sku": "T-1", "variant": "x" * 129, "stock": 1}]}]})
+        parse_products(
+            {
+                "products": [
+                    {
+                        "product_code": "P\ud800",
+                        "name": "Tee",
+                        "category": "tops",
+                        "variants": [{"sku": "T-1", "variant": "x" * 129, "stock": 1}],
+                    }
+                ]
+            }
+        )
     assert {e.field for e in info.value.errors} == {"products[0].product_code", "products[0].variants[0].variant"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -31,7 +31,7 @@ from portal.domain.policy import (
 from portal.domain.reasons import responsibility_of
 from portal.domain.text import Text
 
-UTC = timezone.utc
+UTC = UTC
 # 17:00 UTC on 1 March is 01:00 on 2 March in Shanghai: the shop counts from 2 March.
 DELIVERED = datetime(2026, 3, 1, 17, 0, tzinfo=UTC)
 POLICY = Policy(version="test")

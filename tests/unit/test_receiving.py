@@ -13,7 +13,9 @@ def test_everything_as_expected():
 
 @pytest.mark.parametrize("qty,kind,short", [(1, "short_quantity", 1), (0, "missing", 2)])
 def test_short_counts_become_findings(qty, kind, short):
-    findings = check_receipt({1: 2}, [line(qty=qty, grade="A" if qty else "", disposition="restock" if qty else "")], [])
+    findings = check_receipt(
+        {1: 2}, [line(qty=qty, grade="A" if qty else "", disposition="restock" if qty else "")], []
+    )
     assert [(f.kind, f.line_id, f.quantity) for f in findings] == [(kind, 1, short)]
 
 
@@ -23,7 +25,9 @@ def test_worker_finding_is_not_doubled():
 
 
 def test_damaged_in_transit_is_logistics():
-    (finding,) = check_receipt({1: 1}, [line(qty=1, grade="D", disposition="destroy")], [Finding("damaged_in_transit", 1, 1, "crushed box")])
+    (finding,) = check_receipt(
+        {1: 1}, [line(qty=1, grade="D", disposition="destroy")], [Finding("damaged_in_transit", 1, 1, "crushed box")]
+    )
     assert finding.responsibility == "logistics"
 
 

@@ -102,9 +102,7 @@ def test_two_unit_line_with_discount_and_tax_refund_one_then_one() -> None:
         ((3,), ["100.00"]),
     ],
 )
-def test_three_units_totalling_100_sum_exactly_whatever_the_split(
-    split: tuple[int, ...], expected: list[str]
-) -> None:
+def test_three_units_totalling_100_sum_exactly_whatever_the_split(split: tuple[int, ...], expected: list[str]) -> None:
     order = [OrderLineMoney("L1", 3, D("40.00"), D("20.00"), D("0"))]
     previews, prior = in_sequence(order, [[RefundLine("L1", k, "seller")] for k in split])
     assert [str(p.refund_total) for p in previews] == expected
@@ -554,7 +552,7 @@ def plan(draw, currency: str, order: tuple[OrderLineMoney, ...], *, refund_only:
             outcome = draw(st.sampled_from(("refund", "store_credit", "exchange")))
             difference = None
             if outcome == "exchange" and draw(st.booleans()):
-                difference = minor(draw, places, -10 ** (places + 3), 10 ** (places + 3))
+                difference = minor(draw, places, -(10 ** (places + 3)), 10 ** (places + 3))
             request.append(
                 RefundLine(
                     line_id,

@@ -1,9 +1,20 @@
 from portal.domain.replies import CannedReply, suggest
 
 REPLIES = [
-    CannedReply(1, "Wrong item: apology and reshipment", "en", "Sorry, we sent the wrong item...", frozenset({"wrong_item"}), ("wrong", "different")),
-    CannedReply(2, "发错商品：致歉并补发", "zh_Hans", "很抱歉发错了商品……", frozenset({"wrong_item"}), ("发错", "不一样")),
-    CannedReply(3, "Damaged in transit", "en", "Sorry it arrived damaged...", frozenset({"damaged"}), ("broken", "crushed")),
+    CannedReply(
+        1,
+        "Wrong item: apology and reshipment",
+        "en",
+        "Sorry, we sent the wrong item...",
+        frozenset({"wrong_item"}),
+        ("wrong", "different"),
+    ),
+    CannedReply(
+        2, "发错商品：致歉并补发", "zh_Hans", "很抱歉发错了商品……", frozenset({"wrong_item"}), ("发错", "不一样")
+    ),
+    CannedReply(
+        3, "Damaged in transit", "en", "Sorry it arrived damaged...", frozenset({"damaged"}), ("broken", "crushed")
+    ),
     CannedReply(4, "Sizing help", "en", "Here is our size chart...", frozenset({"size_fit"}), ("small", "large")),
 ]
 
@@ -21,7 +32,9 @@ def test_keywords_alone_can_suggest():
 
 def test_shoppers_language_first_then_english():
     assert [s.reply.id for s in suggest(REPLIES, ["wrong_item"], ["发错了"], "zh_Hans")] == [2]
-    assert [s.reply.id for s in suggest(REPLIES[2:], ["damaged"], [], "zh_Hans")] == [3]  # no Chinese reply exists: English
+    assert [s.reply.id for s in suggest(REPLIES[2:], ["damaged"], [], "zh_Hans")] == [
+        3
+    ]  # no Chinese reply exists: English
 
 
 def test_nothing_matches():

@@ -6,13 +6,20 @@ import pytest
 
 from portal.domain.routing import Conditions, Rule, RuleError, inputs_for, route
 
-BASE = dict(categories=["tops"], responsibilities=["customer"], value=Decimal("150"), max_wear=None,
-            verdict="eligible", frequent_returner=False, language="en", channel="web")
+BASE = dict(
+    categories=["tops"],
+    responsibilities=["customer"],
+    value=Decimal("150"),
+    max_wear=None,
+    verdict="eligible",
+    frequent_returner=False,
+    language="en",
+    channel="web",
+)
 
 
 def inputs(**changes):
     return inputs_for(**{**BASE, **changes})
-
 
 
 @pytest.mark.parametrize(
@@ -57,14 +64,23 @@ def test_first_match_wins_in_position_order():
 
 
 def test_no_match_goes_to_default_team():
-    result = route([Rule(1, "shoes", Conditions.from_dict({"categories": ["shoes"]}), "shoes-team")], inputs(), "service")
+    result = route(
+        [Rule(1, "shoes", Conditions.from_dict({"categories": ["shoes"]}), "shoes-team")], inputs(), "service"
+    )
     assert (result.team, result.priority, result.rule) == ("service", "normal", None)
 
 
 @pytest.mark.parametrize(
     "data",
-    [{"bogus": 1}, {"min_value": "abc"}, {"min_value": "-1"}, {"min_wear": 2}, {"needs_review": "yes"},
-     {"categories": "shoes"}, {"min_value": "10", "max_value": "5"}],
+    [
+        {"bogus": 1},
+        {"min_value": "abc"},
+        {"min_value": "-1"},
+        {"min_wear": 2},
+        {"needs_review": "yes"},
+        {"categories": "shoes"},
+        {"min_value": "10", "max_value": "5"},
+    ],
 )
 def test_bad_conditions(data):
     with pytest.raises(RuleError):
@@ -78,7 +94,13 @@ def test_bad_rules(kwargs):
 
 
 def test_conditions_round_trip():
-    data = {"categories": ["shoes", "bags"], "min_value": "10.50", "min_wear": 0.5, "needs_review": True, "channels": ["jd"]}
+    data = {
+        "categories": ["shoes", "bags"],
+        "min_value": "10.50",
+        "min_wear": 0.5,
+        "needs_review": True,
+        "channels": ["jd"],
+    }
     conditions = Conditions.from_dict(data)
     assert Conditions.from_dict(conditions.to_dict()) == conditions
     snap = Rule(7, "r", conditions, "t", "high", "A").snapshot()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time as stopwatch
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -40,7 +40,7 @@ from portal.domain.sla import (
     stop,
 )
 
-UTC = timezone.utc
+UTC = UTC
 WORKWEEK = WEEKDAYS[:5]
 
 
@@ -407,7 +407,7 @@ def calendars(draw: st.DrawFn) -> BusinessCalendar:
     for day in range(7):
         marks = sorted(draw(st.lists(st.integers(0, 96), max_size=4, unique=True)))
         marks = marks[: len(marks) // 2 * 2]
-        weekly[day] = tuple((_quarter(a), _quarter(b)) for a, b in zip(marks[::2], marks[1::2]))
+        weekly[day] = tuple((_quarter(a), _quarter(b)) for a, b in zip(marks[::2], marks[1::2], strict=True))
     assume(any(weekly.values()))
     exceptions = draw(
         st.dictionaries(

@@ -19,7 +19,9 @@ def test_new_codes_parse_back_to_themselves_however_they_are_typed():
         assert parse_store_credit_code(code.replace("0", "O").replace("1", "I")) == code
 
 
-@pytest.mark.parametrize("text", ["", "SC-NOPE", "SC", "P-7KQ2-M9XD-C3R", "XX-0000-0000-000", "SC-0000-0000-00\x00", "SC-0000-0000-0000"])
+@pytest.mark.parametrize(
+    "text", ["", "SC-NOPE", "SC", "P-7KQ2-M9XD-C3R", "XX-0000-0000-000", "SC-0000-0000-00\x00", "SC-0000-0000-0000"]
+)
 def test_malformed_codes_are_refused_before_any_lookup(text):
     with pytest.raises(CodeError):
         parse_store_credit_code(text)

@@ -11,7 +11,7 @@ from portal.vision.train import synth
 def test_same_seed_same_images_and_other_seed_other_images():
     a = synth.generate(6, seed=11)
     b = synth.generate(6, seed=11)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     c = synth.generate(6, seed=12)
     assert not np.array_equal(a[0], c[0])
@@ -21,10 +21,10 @@ def test_a_sample_does_not_depend_on_the_set_size_or_worker_count():
     small = synth.generate(3, seed=5)
     large = synth.generate(64, seed=5, size=64, mask_size=8, workers=2)
     single = synth.generate(64, seed=5, size=64, mask_size=8, workers=1)
-    for x, y in zip(large, single):
+    for x, y in zip(large, single, strict=True):
         np.testing.assert_array_equal(x, y)
     again = synth.generate(5, seed=5)
-    for x, y in zip(small, again):
+    for x, y in zip(small, again, strict=False):
         np.testing.assert_array_equal(x, y[:3])
 
 
@@ -51,7 +51,7 @@ def test_hard_negatives_are_as_common_on_clean_as_on_worn_images():
 def test_masks_are_empty_for_clean_images_and_not_for_worn_ones():
     images, labels, masks, specs = synth.generate(40, seed=3, with_specs=True)
     assert 0 < labels.sum() < len(labels)
-    for label, mask, spec in zip(labels, masks, specs):
+    for label, mask, spec in zip(labels, masks, specs, strict=True):
         assert label == spec.label
         if label:
             assert mask.sum() > 0, spec
@@ -65,8 +65,7 @@ def test_training_sets_leave_out_held_out_textures_and_marks():
     assert not any(set(s.marks) & set(synth.HELDOUT_MARKS) for s in specs)
     assert {s.texture for s in specs} == set(synth.TRAIN_TEXTURES)
     assert set().union(*(s.marks for s in specs)) == set(synth.TRAIN_MARKS)
-    *_, rendered = synth.generate(30, seed=31, textures=synth.TRAIN_TEXTURES, marks=synth.TRAIN_MARKS,
-                                  with_specs=True)
+    *_, rendered = synth.generate(30, seed=31, textures=synth.TRAIN_TEXTURES, marks=synth.TRAIN_MARKS, with_specs=True)
     assert rendered == specs[:30]
 
 

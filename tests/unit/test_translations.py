@@ -47,11 +47,19 @@ def extracted():
 
 def test_extraction_finds_messages_from_every_source(extracted):
     files = {where.split(":")[0] for places in extracted.values() for where in places}
-    for expected in ("portal/domain/policy.py", "portal/domain/reasons.py", "portal/domain/lifecycle.py",
-                     "portal/web/shop/forms.py", "templates/shop/lookup.html", "templates/email/return_submitted.txt"):
+    for expected in (
+        "portal/domain/policy.py",
+        "portal/domain/reasons.py",
+        "portal/domain/lifecycle.py",
+        "portal/web/shop/forms.py",
+        "templates/shop/lookup.html",
+        "templates/email/return_submitted.txt",
+    ):
         assert expected in files
-    assert ("For your security, please try again in %(num)d minute.",
-            "For your security, please try again in %(num)d minutes.") in extracted
+    assert (
+        "For your security, please try again in %(num)d minute.",
+        "For your security, please try again in %(num)d minutes.",
+    ) in extracted
 
 
 def test_catalogue_is_chinese_with_one_plural_form(catalog):

@@ -20,13 +20,34 @@ def admin(client, session):
 
 def test_create_account(admin, session):
     page = admin.get("/admin/staff").get_data(as_text=True)
-    response = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "New@Example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
+    response = admin.post(
+        "/admin/staff",
+        data={
+            "csrf_token": csrf_token(page),
+            "email": "New@Example.com",
+            "name": "Nu",
+            "role": "finance",
+            "password": PASSWORD,
+        },
+    )
     assert response.status_code == 303
     user = session.scalars(select(StaffUser).where(StaffUser.email == "new@example.com")).one()
     assert user.role == "finance"
-    dup = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "new@example.com", "name": "Nu", "role": "finance", "password": PASSWORD})
+    dup = admin.post(
+        "/admin/staff",
+        data={
+            "csrf_token": csrf_token(page),
+            "email": "new@example.com",
+            "name": "Nu",
+            "role": "finance",
+            "password": PASSWORD,
+        },
+    )
     assert dup.status_code == 422 and "already has an account" in dup.get_data(as_text=True)
-    bad = admin.post("/admin/staff", data={"csrf_token": csrf_token(page), "email": "nope", "name": "X", "role": "root", "password": "short"})
+    bad = admin.post(
+        "/admin/staff",
+        data={"csrf_token": csrf_token(page), "email": "nope", "name": "X", "role": "root", "password": "short"},
+    )
     assert bad.status_code == 422
 
 
@@ -36,7 +57,12 @@ def test_role_change_ends_sessions_and_is_audited(admin, app, session):
     assert agent_client.get("/staff/queue").status_code == 200
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    assert admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": csrf_token(page), "role": "warehouse"}).status_code == 303
+    assert (
+        admin.post(
+            f"/admin/staff/{agent.id}/role", data={"csrf_token": csrf_token(page), "role": "warehouse"}
+        ).status_code
+        == 303
+    )
     assert agent_client.get("/staff/queue").status_code == 303  # signed out
     sign_in(agent_client, "agent@example.com")
     assert agent_client.get("/staff/queue").status_code == 403  # warehouse now
@@ -59,9 +85,13 @@ def test_disable_and_enable(admin, app, session):
 def test_admin_cannot_lock_themselves_out(admin, session):
     me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
-    response = admin.post(f"/admin/staff/{me.id}/active", data={"csrf_token": csrf_token(page), "active": "0"}, follow_redirects=True)
+    response = admin.post(
+        f"/admin/staff/{me.id}/active", data={"csrf_token": csrf_token(page), "active": "0"}, follow_redirects=True
+    )
     assert "cannot disable your own account" in response.get_data(as_text=True)
-    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_token(page), "role": "agent"}, follow_redirects=True)
+    response = admin.post(
+        f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_token(page), "role": "agent"}, follow_redirects=True
+    )
     assert "cannot change your own role" in response.get_data(as_text=True)
 
 
@@ -69,8 +99,12 @@ def test_admin_rule_messages_follow_the_chosen_language(admin, session):
     me = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
     page = admin.get("/admin/staff").get_data(as_text=True)
     chinese = {"Accept-Language": "zh-CN,zh;q=0.9"}
-    response = admin.post(f"/admin/staff/{me.id}/role", data={"csrf_token": csrf_token(page), "role": "agent"}, headers=chinese,
-                          follow_redirects=True)
+    response = admin.post(
+        f"/admin/staff/{me.id}/role",
+        data={"csrf_token": csrf_token(page), "role": "agent"},
+        headers=chinese,
+        follow_redirects=True,
+    )
     assert "您不能更改自己的角色。" in response.get_data(as_text=True)
 
 
@@ -95,8 +129,19 @@ def test_routing_rules_are_editable_and_route_new_requests(admin, app, session):
     session.commit()
     page = admin.get("/admin/routing").get_data(as_text=True)
     token = csrf_token(page)
-    form = {"csrf_token": token, "name": "Expensive coats", "position": "5", "active": "y", "team": str(shoes.id), "priority": "urgent",
-            "ticket_class": "A", "categories": "Outerwear, bags", "min_value": "1000", "needs_review": "yes", "frequent_returner": ""}
+    form = {
+        "csrf_token": token,
+        "name": "Expensive coats",
+        "position": "5",
+        "active": "y",
+        "team": str(shoes.id),
+        "priority": "urgent",
+        "ticket_class": "A",
+        "categories": "Outerwear, bags",
+        "min_value": "1000",
+        "needs_review": "yes",
+        "frequent_returner": "",
+    }
     assert admin.post("/admin/routing", data=form).status_code == 303
     rule = session.scalars(select(RoutingRuleRow)).one()
     assert rule.conditions == {"categories": ["bags", "outerwear"], "min_value": "1000", "needs_review": True}
@@ -123,8 +168,20 @@ def test_teams_lead_members_caps_and_availability(admin, session):
     session.commit()
     page = admin.get("/admin/teams").get_data(as_text=True)
     token = csrf_token(page)
-    assert admin.post(f"/admin/teams/{team.id}", data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""}).status_code == 303
-    assert admin.post(f"/admin/teams/{team.id}/members", data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"}).status_code == 303
+    assert (
+        admin.post(
+            f"/admin/teams/{team.id}",
+            data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""},
+        ).status_code
+        == 303
+    )
+    assert (
+        admin.post(
+            f"/admin/teams/{team.id}/members",
+            data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"},
+        ).status_code
+        == 303
+    )
     member = session.scalars(select(TeamMember)).one()
     assert (member.staff_id, member.cap, member.available) == (agent.id, 3, True)
     assert admin.post(f"/admin/members/{member.id}", data={"csrf_token": token, "cap": "7"}).status_code == 303
@@ -150,12 +207,22 @@ def desk(session):
     from portal.services.tickets import ensure_team
 
     team = ensure_team(session, "service", "Customer service")
-    calendar = BusinessCalendarRow(code="sh", name="Shanghai office", timezone="Asia/Shanghai",
-                                   weekly={"mon": ["09:00-18:00"], "tue": ["09:00-18:00"]})
+    calendar = BusinessCalendarRow(
+        code="sh",
+        name="Shanghai office",
+        timezone="Asia/Shanghai",
+        weekly={"mon": ["09:00-18:00"], "tue": ["09:00-18:00"]},
+    )
     session.add(calendar)
     session.flush()
-    policy = SlaPolicy(team_id=team.id, priority="normal", first_response_minutes=60, resolution_minutes=480, calendar_id=calendar.id,
-                       ladder=[{"key": "remind", "at_fraction": 0.75, "action": "remind"}])
+    policy = SlaPolicy(
+        team_id=team.id,
+        priority="normal",
+        first_response_minutes=60,
+        resolution_minutes=480,
+        calendar_id=calendar.id,
+        ladder=[{"key": "remind", "at_fraction": 0.75, "action": "remind"}],
+    )
     session.add(policy)
     session.commit()
     return {"team": team, "calendar": calendar, "policy": policy}
@@ -164,11 +231,17 @@ def desk(session):
 def test_staff_account_changes_are_audited_with_before_and_after(admin, session):
     page = admin.get("/admin/staff").get_data(as_text=True)
     token = csrf_token(page)
-    admin.post("/admin/staff", data={"csrf_token": token, "email": "fin@example.com", "name": "Fin", "role": "finance", "password": PASSWORD})
+    admin.post(
+        "/admin/staff",
+        data={"csrf_token": token, "email": "fin@example.com", "name": "Fin", "role": "finance", "password": PASSWORD},
+    )
     user = session.scalars(select(StaffUser).where(StaffUser.email == "fin@example.com")).one()
     (created,) = _audit(session, "create_staff")
     assert (created.target, created.before, created.after) == (
-        f"staff:{user.id}", None, {"email": "fin@example.com", "name": "Fin", "role": "finance", "active": True})
+        f"staff:{user.id}",
+        None,
+        {"email": "fin@example.com", "name": "Fin", "role": "finance", "active": True},
+    )
     assert "password" not in str(created.after)
     admin.post(f"/admin/staff/{user.id}/role", data={"csrf_token": token, "role": "agent"})
     (role,) = _audit(session, "change_role")
@@ -184,19 +257,38 @@ def test_routing_rule_changes_are_audited(admin, session, desk):
     from portal.db.models import RoutingRuleRow
 
     token = csrf_token(admin.get("/admin/routing").get_data(as_text=True))
-    form = {"csrf_token": token, "name": "Coats", "position": "5", "active": "y", "team": str(desk["team"].id), "priority": "high",
-            "ticket_class": "A", "categories": "Outerwear", "needs_review": "", "frequent_returner": ""}
+    form = {
+        "csrf_token": token,
+        "name": "Coats",
+        "position": "5",
+        "active": "y",
+        "team": str(desk["team"].id),
+        "priority": "high",
+        "ticket_class": "A",
+        "categories": "Outerwear",
+        "needs_review": "",
+        "frequent_returner": "",
+    }
     assert admin.post("/admin/routing", data=form).status_code == 303
     rule = session.scalars(select(RoutingRuleRow)).one()
     (created,) = _audit(session, "create_rule")
     assert created.target == f"routing_rule:{rule.id}" and created.before is None
-    assert created.after == {"name": "Coats", "position": 5, "active": True, "team_id": desk["team"].id, "priority": "high",
-                             "ticket_class": "A", "conditions": {"categories": ["outerwear"]}}
+    assert created.after == {
+        "name": "Coats",
+        "position": 5,
+        "active": True,
+        "team_id": desk["team"].id,
+        "priority": "high",
+        "ticket_class": "A",
+        "conditions": {"categories": ["outerwear"]},
+    }
     assert admin.post(f"/admin/routing/{rule.id}", data={**form, "priority": "low"}).status_code == 303
     (updated,) = _audit(session, "update_rule")
     assert updated.before == created.after and updated.after == {**created.after, "priority": "low"}
     # A refused change writes nothing.
-    assert admin.post(f"/admin/routing/{rule.id}", data={**form, "min_value": "50", "max_value": "10"}).status_code == 422
+    assert (
+        admin.post(f"/admin/routing/{rule.id}", data={**form, "min_value": "50", "max_value": "10"}).status_code == 422
+    )
     assert len(_audit(session, "update_rule")) == 1
 
 
@@ -204,12 +296,27 @@ def test_reply_changes_are_audited(admin, session):
     from portal.db.models import CannedReplyRow
 
     token = csrf_token(admin.get("/admin/replies").get_data(as_text=True))
-    form = {"csrf_token": token, "name": "Late", "locale": "en", "reasons": ["late_delivery"], "keywords": "late, slow", "body": "Sorry", "active": "y"}
+    form = {
+        "csrf_token": token,
+        "name": "Late",
+        "locale": "en",
+        "reasons": ["late_delivery"],
+        "keywords": "late, slow",
+        "body": "Sorry",
+        "active": "y",
+    }
     assert admin.post("/admin/replies", data=form).status_code == 303
     row = session.scalars(select(CannedReplyRow)).one()
     (created,) = _audit(session, "create_reply")
     assert (created.target, created.before) == (f"canned_reply:{row.id}", None)
-    assert created.after == {"name": "Late", "locale": "en", "body": "Sorry", "active": True, "reasons": ["late_delivery"], "keywords": ["late", "slow"]}
+    assert created.after == {
+        "name": "Late",
+        "locale": "en",
+        "body": "Sorry",
+        "active": True,
+        "reasons": ["late_delivery"],
+        "keywords": ["late", "slow"],
+    }
     assert admin.post(f"/admin/replies/{row.id}", data={**form, "locale": "zh_Hans"}).status_code == 303
     (updated,) = _audit(session, "update_reply")
     assert updated.before == created.after and updated.after == {**created.after, "locale": "zh_Hans"}
@@ -219,20 +326,42 @@ def test_sla_policy_and_calendar_changes_are_audited(admin, session, desk):
     policy, calendar = desk["policy"], desk["calendar"]
     token = csrf_token(admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
     ladder = '[{"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"}]'
-    response = admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "30", "resolution_minutes": "240", "ladder": ladder})
+    response = admin.post(
+        f"/admin/sla/{policy.id}",
+        data={"csrf_token": token, "first_response_minutes": "30", "resolution_minutes": "240", "ladder": ladder},
+    )
     assert response.status_code == 303
     (entry,) = _audit(session, "update_sla_policy")
     assert entry.target == f"sla_policy:{policy.id}"
-    assert entry.before == {"first_response_minutes": 60, "resolution_minutes": 480, "ladder": [{"key": "remind", "at_fraction": 0.75, "action": "remind"}]}
-    assert entry.after == {"first_response_minutes": 30, "resolution_minutes": 240,
-                           "ladder": [{"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"}]}
-    form = {"csrf_token": token, "mon": "09:00-12:00, 13:00-18:00", "tue": "", "wed": "", "thu": "", "fri": "", "sat": "", "sun": "",
-            "exceptions": "2026-12-25 closed Christmas"}
+    assert entry.before == {
+        "first_response_minutes": 60,
+        "resolution_minutes": 480,
+        "ladder": [{"key": "remind", "at_fraction": 0.75, "action": "remind"}],
+    }
+    assert entry.after == {
+        "first_response_minutes": 30,
+        "resolution_minutes": 240,
+        "ladder": [{"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"}],
+    }
+    form = {
+        "csrf_token": token,
+        "mon": "09:00-12:00, 13:00-18:00",
+        "tue": "",
+        "wed": "",
+        "thu": "",
+        "fri": "",
+        "sat": "",
+        "sun": "",
+        "exceptions": "2026-12-25 closed Christmas",
+    }
     assert admin.post(f"/admin/calendars/{calendar.id}", data=form).status_code == 303
     (cal,) = _audit(session, "update_calendar")
     assert cal.target == f"business_calendar:{calendar.id}"
     assert cal.before == {"weekly": {"mon": ["09:00-18:00"], "tue": ["09:00-18:00"]}, "exceptions": {}}
-    assert cal.after == {"weekly": {"mon": ["09:00-12:00", "13:00-18:00"]}, "exceptions": {"2026-12-25": {"hours": [], "note": "Christmas"}}}
+    assert cal.after == {
+        "weekly": {"mon": ["09:00-12:00", "13:00-18:00"]},
+        "exceptions": {"2026-12-25": {"hours": [], "note": "Christmas"}},
+    }
 
 
 def test_team_and_member_changes_are_audited(admin, session, desk):
@@ -242,14 +371,27 @@ def test_team_and_member_changes_are_audited(admin, session, desk):
     lead = create_staff(session, "lead@example.com", "Lee", "lead", PASSWORD)
     agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
     token = csrf_token(admin.get("/admin/teams").get_data(as_text=True))
-    admin.post(f"/admin/teams/{team.id}", data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""})
+    admin.post(
+        f"/admin/teams/{team.id}",
+        data={"csrf_token": token, f"t{team.id}-lead": str(lead.id), f"t{team.id}-manager": ""},
+    )
     (entry,) = _audit(session, "update_team")
-    assert (entry.target, entry.before, entry.after) == (f"team:{team.id}", {"lead_id": None, "manager_id": None}, {"lead_id": lead.id, "manager_id": None})
-    admin.post(f"/admin/teams/{team.id}/members", data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"})
+    assert (entry.target, entry.before, entry.after) == (
+        f"team:{team.id}",
+        {"lead_id": None, "manager_id": None},
+        {"lead_id": lead.id, "manager_id": None},
+    )
+    admin.post(
+        f"/admin/teams/{team.id}/members",
+        data={"csrf_token": token, f"m{team.id}-staff": str(agent.id), f"m{team.id}-cap": "3"},
+    )
     member = session.scalars(select(TeamMember)).one()
     (added,) = _audit(session, "add_member")
-    assert (added.target, added.before, added.after) == (f"team_member:{member.id}", None,
-                                                         {"team_id": team.id, "staff_id": agent.id, "cap": 3, "available": True})
+    assert (added.target, added.before, added.after) == (
+        f"team_member:{member.id}",
+        None,
+        {"team_id": team.id, "staff_id": agent.id, "cap": 3, "available": True},
+    )
     admin.post(f"/admin/members/{member.id}", data={"csrf_token": token, "cap": "7"})
     (changed,) = _audit(session, "update_member")
     assert (changed.before["cap"], changed.after["cap"], changed.after["available"]) == (3, 7, False)
@@ -292,30 +434,51 @@ def test_bad_ladder_is_explained_in_chinese_and_nothing_is_saved(chinese_admin, 
     policy = desk["policy"]
     token = csrf_token(chinese_admin.get(f"/admin/sla/{policy.id}").get_data(as_text=True))
     typed = '[{"key": "x", "action": "explode", "at_fraction": 0.5}]'
-    response = chinese_admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "10",
-                                                                     "resolution_minutes": "20", "ladder": typed})
+    response = chinese_admin.post(
+        f"/admin/sla/{policy.id}",
+        data={"csrf_token": token, "first_response_minutes": "10", "resolution_minutes": "20", "ladder": typed},
+    )
     body = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "升级阶梯无效" in body and "第 1 步" in body and "未知动作" in body
     assert "explode" in body and "&#34;key&#34;: &#34;x&#34;" in body  # what was typed is still in the form
-    not_json = chinese_admin.post(f"/admin/sla/{policy.id}", data={"csrf_token": token, "first_response_minutes": "10",
-                                                                     "resolution_minutes": "20", "ladder": "[{oops"})
-    assert not_json.status_code == 422 and "JSON" in not_json.get_data(as_text=True) and "方括号" in not_json.get_data(as_text=True)
+    not_json = chinese_admin.post(
+        f"/admin/sla/{policy.id}",
+        data={"csrf_token": token, "first_response_minutes": "10", "resolution_minutes": "20", "ladder": "[{oops"},
+    )
+    assert (
+        not_json.status_code == 422
+        and "JSON" in not_json.get_data(as_text=True)
+        and "方括号" in not_json.get_data(as_text=True)
+    )
     session.expire_all()
     assert (policy.first_response_minutes, policy.resolution_minutes) == (60, 480)
     assert policy.ladder == [{"key": "remind", "at_fraction": 0.75, "action": "remind"}]
     assert _audit(session, "update_sla_policy") == []
 
 
-@pytest.mark.parametrize(("field", "value", "chinese"), [
-    ("mon", "18:00-09:00", "工作时段"),
-    ("exceptions", "2026-12-25 9-5 staff party", "第 1 行"),
-    ("exceptions", "christmas closed", "不是有效日期"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "chinese"),
+    [
+        ("mon", "18:00-09:00", "工作时段"),
+        ("exceptions", "2026-12-25 9-5 staff party", "第 1 行"),
+        ("exceptions", "christmas closed", "不是有效日期"),
+    ],
+)
 def test_bad_calendar_is_explained_in_chinese_and_nothing_is_saved(chinese_admin, session, desk, field, value, chinese):
     calendar = desk["calendar"]
     token = csrf_token(chinese_admin.get(f"/admin/calendars/{calendar.id}").get_data(as_text=True))
-    form = {"csrf_token": token, "mon": "09:00-18:00", "tue": "09:00-18:00", "wed": "", "thu": "", "fri": "", "sat": "", "sun": "", "exceptions": ""}
+    form = {
+        "csrf_token": token,
+        "mon": "09:00-18:00",
+        "tue": "09:00-18:00",
+        "wed": "",
+        "thu": "",
+        "fri": "",
+        "sat": "",
+        "sun": "",
+        "exceptions": "",
+    }
     response = chinese_admin.post(f"/admin/calendars/{calendar.id}", data={**form, field: value})
     body = response.get_data(as_text=True)
     assert response.status_code == 422

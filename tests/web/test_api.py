@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -33,7 +33,7 @@ def test_create_then_same_payload_updates(client, session):
 def test_later_delivered_at_updates_order(client, session):
     payload = order_payload(delivered_days_ago=None)
     assert post_json(client, "/api/v1/orders", payload).status_code == 201
-    delivered = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
+    delivered = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     payload["delivered_at"] = delivered.isoformat()
     assert post_json(client, "/api/v1/orders", payload).status_code == 200
     order = session.scalars(select(Order)).one()
@@ -63,7 +63,9 @@ def test_bad_signatures_are_401_and_write_nothing(client, session, headers):
     if headers == "wrong-secret":
         headers = signed_headers(body, secret="not-the-secret")
     elif headers == "stale":
-        headers = signed_headers(body, timestamp=int(time.time()) - 310)  # well past the 300 s window (int() drops up to a second)
+        headers = signed_headers(
+            body, timestamp=int(time.time()) - 310
+        )  # well past the 300 s window (int() drops up to a second)
     elif headers == "future":
         headers = signed_headers(body, timestamp=int(time.time()) + 310)
     response = client.post("/api/v1/orders", data=body, headers=headers)
@@ -139,7 +141,16 @@ def test_products_upsert_with_stock(client, session):
 
 
 def test_invalid_products_are_400(client, session):
-    bad = {"products": [{"product_code": "X", "name": "X", "category": "tops", "variants": [{"sku": "X-1", "variant": "", "stock": -2}]}]}
+    bad = {
+        "products": [
+            {
+                "product_code": "X",
+                "name": "X",
+                "category": "tops",
+                "variants": [{"sku": "X-1", "variant": "", "stock": -2}],
+            }
+        ]
+    }
     response = post_json(client, "/api/v1/products", bad)
     assert response.status_code == 400
     assert session.scalar(select(func.count(Variant.id))) == 0

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from portal.domain.errors import Conflict, InvalidInput, NotFound, NotPermitted
-from portal.domain.text import N_
 from portal.db import session_scope
 from portal.db.models import StaffUser
+from portal.domain.errors import Conflict, InvalidInput, NotFound, NotPermitted
+from portal.domain.text import N_
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,9 @@ def raising_app(app):
     return app
 
 
-@pytest.mark.parametrize(("kind", "status"), [("invalid", 422), ("not_found", 404), ("conflict", 409), ("forbidden", 403)])
+@pytest.mark.parametrize(
+    ("kind", "status"), [("invalid", 422), ("not_found", 404), ("conflict", 409), ("forbidden", 403)]
+)
 def test_each_kind_has_its_status(raising_app, kind, status):
     response = raising_app.test_client().get(f"/_raise/{kind}")
     assert response.status_code == status
@@ -77,4 +79,3 @@ def test_wsgi_module_builds_the_app(tmp_path, database_url):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["Flask", "portal"]
-

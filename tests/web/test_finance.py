@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -44,8 +46,11 @@ def test_approve_and_execute_from_the_page(app, client, order, session, clerk):
 def test_stale_basis_is_refused(app, client, order, session, clerk):
     req = inspected(app, client, session)
     page = clerk.get("/finance/").get_data(as_text=True)
-    response = clerk.post(f"/finance/requests/{req.rma}/approve", data={"csrf_token": csrf_token(page), "basis": "x" * 64, "provider": "sandbox"},
-                          follow_redirects=True)
+    response = clerk.post(
+        f"/finance/requests/{req.rma}/approve",
+        data={"csrf_token": csrf_token(page), "basis": "x" * 64, "provider": "sandbox"},
+        follow_redirects=True,
+    )
     assert "changed since you looked at it" in response.get_data(as_text=True)
     assert session.scalars(select(Refund)).all() == []
 
@@ -57,7 +62,9 @@ def test_second_approval_by_another_clerk(app, client, order, session, clerk):
     approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
     clerk.post(f"/finance/requests/{req.rma}/approve", data=approve)
     refund = session.scalars(select(Refund)).one()
-    same = clerk.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": csrf_token(page)}, follow_redirects=True)
+    same = clerk.post(
+        f"/finance/refunds/{refund.id}/second", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    )
     assert "must come from another finance user" in same.get_data(as_text=True)
     other = app.test_client()
     sign_in(other, "fin2@example.com")
@@ -76,7 +83,9 @@ def test_failure_is_visible_and_retry_works(app, client, order, session, clerk):
     token = approve["csrf_token"]
     clerk.post(f"/finance/requests/{req.rma}/approve", data=approve)
     refund = session.scalars(select(Refund)).one()
-    failed = clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
+    failed = clerk.post(
+        f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token}, follow_redirects=True
+    ).get_data(as_text=True)
     assert "card declined" in failed and "you can retry" in failed
     app.config["SANDBOX_MODE"] = "ok"
     clerk.post(f"/finance/refunds/{refund.id}/retry", data={"csrf_token": token})
@@ -86,21 +95,25 @@ def test_failure_is_visible_and_retry_works(app, client, order, session, clerk):
 
 
 def test_cli_export(app, client, order, session, monkeypatch, tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
+    from portal.adapters.payments import SandboxGateway
     from portal.cli import main
     from portal.services.refunds import approve_refund, execute_refund, preview_refund
-    from portal.adapters.payments import SandboxGateway
 
     req = inspected(app, client, session)
     preview = preview_refund(session, req)
     refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", 10**6)
-    execute_refund(app.extensions["portal.sessionmaker"], refund.id, SandboxGateway(app.extensions["portal.sessionmaker"]))
+    execute_refund(
+        app.extensions["portal.sessionmaker"], refund.id, SandboxGateway(app.extensions["portal.sessionmaker"])
+    )
     for key in ("INSTANCE_PATH", "DATABASE_URL", "SECRET_KEY", "API_SECRET"):
         monkeypatch.setenv(f"PORTAL_{key}", app.config[key])
-    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
     out = tmp_path / "rec.csv"
-    result = CliRunner().invoke(main, ["finance", "export", "--from", today, "--to", today, "-o", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["finance", "export", "--from", today, "--to", today, "-o", str(out)], catch_exceptions=False
+    )
     assert result.exit_code == 0 and ",alipay,CNY,refund,1,188.00" in out.read_text()
 
 

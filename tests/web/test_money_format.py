@@ -13,16 +13,32 @@ from tests.helpers import inspected, login_shopper
 
 
 def refunded_email(app, locale, amount, currency, store_credit="0", code=None):
-    message = SimpleNamespace(event_id="ev-1", payload={
-        "template": "return_refunded", "to": "li.wei@example.com", "locale": locale,
-        "context": {"rma": "R-1", "amount": amount, "store_credit": store_credit, "code": code, "currency": currency}})
+    message = SimpleNamespace(
+        event_id="ev-1",
+        payload={
+            "template": "return_refunded",
+            "to": "li.wei@example.com",
+            "locale": locale,
+            "context": {
+                "rma": "R-1",
+                "amount": amount,
+                "store_credit": store_credit,
+                "code": code,
+                "currency": currency,
+            },
+        },
+    )
     return build_email(app, message).get_content()
 
 
 @pytest.mark.parametrize(
     ("locale", "amount", "currency", "expected"),
-    [("en", "1456.97", "CNY", "CN¥1,456.97"), ("zh_Hans", "1456.97", "CNY", "¥1,456.97"),
-     ("en", "1457", "JPY", "¥1,457"), ("en", "1456.9700", "CNY", "CN¥1,456.97")],
+    [
+        ("en", "1456.97", "CNY", "CN¥1,456.97"),
+        ("zh_Hans", "1456.97", "CNY", "¥1,456.97"),
+        ("en", "1457", "JPY", "¥1,457"),
+        ("en", "1456.9700", "CNY", "CN¥1,456.97"),
+    ],
 )
 def test_refund_email_formats_the_amount_in_the_shoppers_locale(app, locale, amount, currency, expected) -> None:
     body = refunded_email(app, locale, amount, currency)

@@ -39,7 +39,11 @@ def heic() -> bytes:
 REFUSED = [
     ("truncated.jpg", lambda: encode(rgb((800, 600)), "JPEG")[:900], "damaged or incomplete"),
     ("page.jpg", lambda: b"<!doctype html><html><script>alert(1)</script></html>", "not a JPEG, PNG, WebP or HEIC"),
-    ("drawing.jpg", lambda: b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "not a JPEG, PNG, WebP or HEIC"),
+    (
+        "drawing.jpg",
+        lambda: b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "not a JPEG, PNG, WebP or HEIC",
+    ),
     ("tiny.png", lambda: encode(rgb((1, 1)), "PNG"), "not a usable photo size"),
     ("bomb.png", lambda: png_header_only(30000, 30000), "not a usable photo size"),
     ("moving.gif", animated_gif, "not a JPEG, PNG, WebP or HEIC"),
@@ -55,7 +59,9 @@ def shopper(client, order):
 
 
 def post_photo(shopper, name: str, data: bytes):
-    form = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "what I typed", "outcome": "refund"}})
+    form = form_for(
+        shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "what I typed", "outcome": "refund"}}
+    )
     form["lines-0-photos"] = [(io.BytesIO(data), name)]
     return shopper.post("/order/request", data=form, content_type="multipart/form-data")
 

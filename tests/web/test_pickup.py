@@ -15,7 +15,9 @@ from tests.helpers import carrier_event, form_for, login_shopper, order_payload,
 @pytest.fixture
 def labelled(client, order, session):
     assert login_shopper(client).status_code == 303
-    response = client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    response = client.post(
+        "/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
     rma = response.headers["Location"].rsplit("/", 1)[1]
     req = session.scalars(select(ReturnRequest)).one()
     return rma, req.pickup_code
@@ -36,7 +38,9 @@ def test_label_page_has_qr_and_barcode(client, labelled):
     assert "Returns warehouse" in page and "Postage is prepaid by the shop" in page
     assert "<h2>Items</h2>" in page and "built-in method" not in page
     scripts = soup(page).body.find_all("script")
-    assert all(s.get("src", "").startswith("/static/js") and not s.string for s in scripts)  # no inline script on the label
+    assert all(
+        s.get("src", "").startswith("/static/js") and not s.string for s in scripts
+    )  # no inline script on the label
 
 
 def test_label_pdf(client, labelled):
@@ -69,12 +73,17 @@ def test_replay_and_unknown_codes_are_refused_without_side_effects(client, label
     assert replay.status_code == 409
     wrong_check = code[:-1] + ("0" if code[-1] != "0" else "1")
     assert post_json(client, "/api/v1/carrier-events", carrier_event(wrong_check, event_id="evt-9")).status_code == 404
-    assert post_json(client, "/api/v1/carrier-events", carrier_event("P-0000-0000-000", event_id="evt-8")).status_code == 404
+    assert (
+        post_json(client, "/api/v1/carrier-events", carrier_event("P-0000-0000-000", event_id="evt-8")).status_code
+        == 404
+    )
     assert session.scalar(select(func.count(RequestEvent.id))) == before
     assert session.scalar(select(func.count(CarrierEvent.id))) == 1
 
 
-@pytest.mark.parametrize("payload", [{}, {"event_id": "x", "pickup_code": "P", "kind": "teleported", "at": "yesterday"}, []])
+@pytest.mark.parametrize(
+    "payload", [{}, {"event_id": "x", "pickup_code": "P", "kind": "teleported", "at": "yesterday"}, []]
+)
 def test_bad_carrier_events_are_400(client, payload):
     response = post_json(client, "/api/v1/carrier-events", payload)
     assert response.status_code == 400 and response.get_json()["errors"]
@@ -88,13 +97,28 @@ def test_cancel_is_refused_once_picked_up(client, labelled, session):
 
 
 def test_returnless_refund_has_no_label(client, session):
-    cheap = [{"line_id": "1", "sku": "SOCKS-1", "product_name": "Socks", "variant": "", "category": "accessories",
-              "quantity": 1, "unit_price": "12.00", "discount": "0", "tax": "0", "final_sale": False}]
+    cheap = [
+        {
+            "line_id": "1",
+            "sku": "SOCKS-1",
+            "product_name": "Socks",
+            "variant": "",
+            "category": "accessories",
+            "quantity": 1,
+            "unit_price": "12.00",
+            "discount": "0",
+            "tax": "0",
+            "final_sale": False,
+        }
+    ]
 
     post_json(client, "/api/v1/orders", order_payload("CHEAP-1", lines=cheap))
     login_shopper(client, number="CHEAP-1")
     # Late delivery is the carrier's fault and needs no photo; 12.00 is below the keep-the-item threshold.
-    client.post("/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "late_delivery", "outcome": "refund"}}))
+    client.post(
+        "/order/request",
+        data=form_for(client, **{"0": {"quantity": "1", "reason": "late_delivery", "outcome": "refund"}}),
+    )
     req = session.scalars(select(ReturnRequest)).one()
     assert req.returnless and req.status == "approved" and req.pickup_code is None
     rma = req.rma
@@ -107,7 +131,9 @@ def test_shop_hears_about_approval_and_transit(client, labelled, session):
 
     rma, code = labelled
     post_json(client, "/api/v1/carrier-events", carrier_event(code))
-    hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook").order_by(OutboxMessage.id)).all()
+    hooks = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.channel == "webhook").order_by(OutboxMessage.id)
+    ).all()
     assert [h.payload["topic"] for h in hooks] == ["return.approved", "return.in_transit"]
     assert hooks[0].payload["data"]["rma"] == rma and hooks[0].payload["data"]["pickup_code"] == code
     assert all(h.sent_at is None for h in hooks)  # no webhook URL configured: they wait, they are not failures

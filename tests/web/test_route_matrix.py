@@ -45,7 +45,9 @@ def rma(client, order, session):
     post_json(client, "/api/v1/orders", order_payload("SO-2002", email="other@example.com"))
     owner = client.application.test_client()
     login_shopper(owner)
-    response = owner.post("/order/request", data=form_for(owner, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    response = owner.post(
+        "/order/request", data=form_for(owner, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
     return response.headers["Location"].rsplit("/", 1)[1]
 
 
@@ -79,8 +81,12 @@ def test_route_matrix(app, rma, caller):
 
 
 def test_every_route_is_listed(app):
-    listed = {(m, p.split("{")[0].rstrip("/")) for m, p, _ in MATRIX} | {(m, p.split("R-")[0].split("999999")[0].rstrip("/")) for m, p, _ in STAFF_ROUTES}
+    listed = {(m, p.split("{")[0].rstrip("/")) for m, p, _ in MATRIX} | {
+        (m, p.split("R-")[0].split("999999")[0].rstrip("/")) for m, p, _ in STAFF_ROUTES
+    }
     for rule in app.url_map.iter_rules():
         prefix = rule.rule.split("<")[0].rstrip("/")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
-            assert any(m == method and (p == prefix or p.startswith(prefix) or prefix.startswith(p) and p) for m, p in listed), (method, rule.rule)
+            assert any(
+                m == method and (p == prefix or p.startswith(prefix) or prefix.startswith(p) and p) for m, p in listed
+            ), (method, rule.rule)

@@ -13,6 +13,7 @@ from itsdangerous import URLSafeTimedSerializer
 from portal.links import RETURN_LINK_SALT, make_return_token
 from tests.helpers import get_csrf, login_shopper, soup
 
+
 def strip_tokens(page) -> str:
     """The page without the CSRF token and the shopper's own typed values (echoed back into the form)."""
     doc = soup(page)
@@ -46,8 +47,12 @@ def test_order_number_is_case_and_space_insensitive(client, order):
 
 def test_unknown_order_and_wrong_contact_look_the_same(client, order):
     token = get_csrf(client)
-    unknown = client.post("/lookup", data={"csrf_token": token, "order_number": "NOPE-1", "contact": "li.wei@example.com"})
-    wrong = client.post("/lookup", data={"csrf_token": token, "order_number": "SO-1001", "contact": "other@example.com"})
+    unknown = client.post(
+        "/lookup", data={"csrf_token": token, "order_number": "NOPE-1", "contact": "li.wei@example.com"}
+    )
+    wrong = client.post(
+        "/lookup", data={"csrf_token": token, "order_number": "SO-1001", "contact": "other@example.com"}
+    )
     assert unknown.status_code == wrong.status_code == 422
     assert strip_tokens(unknown.get_data(as_text=True)) == strip_tokens(wrong.get_data(as_text=True))
     assert "could not find an order" in wrong.get_data(as_text=True)
@@ -65,7 +70,9 @@ def test_miss_and_hit_paths_take_the_same_time(app, order):
 
         def timed(number: str) -> float:
             start = time.perf_counter()
-            response = client.post("/lookup", data={"csrf_token": token, "order_number": number, "contact": "x@example.com"})
+            response = client.post(
+                "/lookup", data={"csrf_token": token, "order_number": number, "contact": "x@example.com"}
+            )
             elapsed = time.perf_counter() - start
             assert response.status_code == 422
             return elapsed
@@ -135,6 +142,7 @@ def test_shopper_is_let_back_in_after_the_window(client, order):
 
 # --- the QR link ----------------------------------------------------------------------
 
+
 def test_return_link_swaps_token_for_session_and_redirects(client, app, order):
     token = order["return_link"].rsplit("/", 1)[1]
     response = client.get(f"/r/{token}")
@@ -146,7 +154,9 @@ def test_return_link_swaps_token_for_session_and_redirects(client, app, order):
 
 def _unknown_page(client) -> str:
     token = get_csrf(client)
-    return client.post("/lookup", data={"csrf_token": token, "order_number": "NOPE", "contact": "a@b.example"}).get_data(as_text=True)
+    return client.post(
+        "/lookup", data={"csrf_token": token, "order_number": "NOPE", "contact": "a@b.example"}
+    ).get_data(as_text=True)
 
 
 @pytest.mark.parametrize("kind", ["tampered", "wrong-purpose", "expired", "unknown-order", "garbage"])

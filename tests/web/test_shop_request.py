@@ -51,7 +51,18 @@ def test_live_check_explains_refusal(shopper):
 
 
 def test_submit_creates_request_event_and_email(shopper, session):
-    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "sub_reason": "too_small", "comment": "Runs small", "outcome": "refund"}})
+    data = form_for(
+        shopper,
+        **{
+            "0": {
+                "quantity": "1",
+                "reason": "size_fit",
+                "sub_reason": "too_small",
+                "comment": "Runs small",
+                "outcome": "refund",
+            }
+        },
+    )
     response = shopper.post("/order/request", data=data)
     assert response.status_code == 303
     rma = response.headers["Location"].rsplit("/", 1)[1]
@@ -70,11 +81,23 @@ def test_submit_creates_request_event_and_email(shopper, session):
     assert mail.payload["to"] == "li.wei@example.com" and mail.sent_at is not None  # delivered to the file outbox
     assert mail.topic == "return_approved" and mail.payload["context"]["pickup_code"] == request.pickup_code
     status = shopper.get(f"/requests/{rma}").get_data(as_text=True)
-    assert rma in status and "Pickup code issued" in status and "has been received" in status and request.pickup_code in status
+    assert (
+        rma in status
+        and "Pickup code issued" in status
+        and "has been received" in status
+        and request.pickup_code in status
+    )
 
 
 def test_email_file_written_in_shoppers_language(shopper, app, session):
-    shopper.post("/lang", data={"csrf_token": csrf_token(shopper.get("/order").get_data(as_text=True)), "lang": "zh_Hans", "next": "/order"})
+    shopper.post(
+        "/lang",
+        data={
+            "csrf_token": csrf_token(shopper.get("/order").get_data(as_text=True)),
+            "lang": "zh_Hans",
+            "next": "/order",
+        },
+    )
     data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
     assert shopper.post("/order/request", data=data).status_code == 303
     request = session.scalars(select(ReturnRequest)).one()
@@ -91,7 +114,9 @@ def test_email_file_written_in_shoppers_language(shopper, app, session):
 
 
 def test_quantity_above_remaining_is_refused_and_form_kept(shopper, session):
-    data = form_for(shopper, **{"0": {"quantity": "3", "reason": "size_fit", "comment": "keep me", "outcome": "refund"}})
+    data = form_for(
+        shopper, **{"0": {"quantity": "3", "reason": "size_fit", "comment": "keep me", "outcome": "refund"}}
+    )
     response = shopper.post("/order/request", data=data)
     assert response.status_code == 422
     assert "keep me" in response.get_data(as_text=True)
@@ -99,7 +124,9 @@ def test_quantity_above_remaining_is_refused_and_form_kept(shopper, session):
 
 
 def test_photos_required_for_damaged(shopper, session):
-    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "box crushed", "outcome": "refund"}})
+    data = form_for(
+        shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "box crushed", "outcome": "refund"}}
+    )
     response = shopper.post("/order/request", data=data)
     assert response.status_code == 422
     assert "box crushed" in response.get_data(as_text=True)
@@ -131,7 +158,9 @@ def test_duplicate_photo_stored_once(shopper, session):
 def test_bad_photo_gets_clear_message_and_form_kept(shopper, session, content, name, message):
     if content is None:
         content = jpeg()[:600]
-    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "typed text stays", "outcome": "refund"}})
+    data = form_for(
+        shopper, **{"0": {"quantity": "1", "reason": "damaged", "comment": "typed text stays", "outcome": "refund"}}
+    )
     data["lines-0-photos"] = [(io.BytesIO(content), name)]
     response = shopper.post("/order/request", data=data, content_type="multipart/form-data")
     body = response.get_data(as_text=True)
@@ -159,7 +188,9 @@ def test_partly_returned_line_shows_what_remains(shopper, session):
 def test_exchange_only_to_in_stock_variant(shopper, session):
     html = shopper.get("/order").get_data(as_text=True)
     assert 'value="TEE-L"' in html and 'value="TEE-M"' not in html  # M is out of stock
-    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange", "exchange_sku": "TEE-M"}})
+    data = form_for(
+        shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange", "exchange_sku": "TEE-M"}}
+    )
     assert shopper.post("/order/request", data=data).status_code == 422
     data["lines-0-exchange_sku"] = "TEE-L"
     assert shopper.post("/order/request", data=data).status_code == 303
@@ -217,8 +248,12 @@ def test_stale_cancel_gets_a_message_not_a_double_action(shopper, session):
     rma = _submit(shopper)
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
     token = csrf_token(page)
-    assert shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}).status_code == 303
-    again = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}, follow_redirects=True)
+    assert (
+        shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}).status_code == 303
+    )
+    again = shopper.post(
+        f"/requests/{rma}/cancel", data={"csrf_token": token, "status": "label_issued"}, follow_redirects=True
+    )
     assert "changed while you were looking" in again.get_data(as_text=True)
     assert session.scalar(select(func.count(RequestEvent.id)).where(RequestEvent.to_status == "cancelled")) == 1
 
@@ -230,7 +265,9 @@ def test_cancel_after_shipping_is_refused(shopper, session):
     session.commit()
     page = shopper.get(f"/requests/{rma}").get_data(as_text=True)
     assert "Cancel this return" not in page
-    response = shopper.post(f"/requests/{rma}/cancel", data={"csrf_token": csrf_token(page), "status": "in_transit"}, follow_redirects=True)
+    response = shopper.post(
+        f"/requests/{rma}/cancel", data={"csrf_token": csrf_token(page), "status": "in_transit"}, follow_redirects=True
+    )
     assert "already on its way" in response.get_data(as_text=True)
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "in_transit"
@@ -249,7 +286,11 @@ def test_other_orders_requests_and_photos_are_404(client, shopper, session):
 def test_photo_served_only_to_owner_with_fixed_type(shopper, session):
     data = form_for(shopper, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
     data["lines-0-photos"] = [(io.BytesIO(jpeg()), "x.jpg")]
-    rma = shopper.post("/order/request", data=data, content_type="multipart/form-data").headers["Location"].rsplit("/", 1)[1]
+    rma = (
+        shopper.post("/order/request", data=data, content_type="multipart/form-data")
+        .headers["Location"]
+        .rsplit("/", 1)[1]
+    )
     photo = session.scalars(select(Photo)).one()
     response = shopper.get(f"/requests/{rma}/photos/{photo.id}")
     assert response.status_code == 200

@@ -19,7 +19,9 @@ def accounts(session):
 def test_sign_in_and_see_requests(client, accounts, order):
     shopper = client.application.test_client()
     login_shopper(shopper)
-    shopper.post("/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}}))
+    shopper.post(
+        "/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
     response = sign_in(client, "agent@example.com")
     assert response.status_code == 303 and response.headers["Location"] == "/staff/"
     home = client.get("/staff/")
@@ -61,7 +63,14 @@ def test_disabling_an_account_ends_its_sessions(client, accounts, session):
 
 def test_password_rehashed_when_parameters_change(client, session):
     weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    user = StaffUser(email="old@example.com", name="Old", role="agent", password_hash=weak.hash(PASSWORD), active=True, session_version=1)
+    user = StaffUser(
+        email="old@example.com",
+        name="Old",
+        role="agent",
+        password_hash=weak.hash(PASSWORD),
+        active=True,
+        session_version=1,
+    )
     session.add(user)
     session.commit()
     old_hash = user.password_hash
@@ -89,7 +98,10 @@ def test_create_staff_rules(session):
 
 def test_open_redirect_after_login_is_refused(client, accounts):
     token = get_csrf(client, "/staff/login")
-    response = client.post("/staff/login?next=https://evil.example/", data={"csrf_token": token, "email": "agent@example.com", "password": PASSWORD})
+    response = client.post(
+        "/staff/login?next=https://evil.example/",
+        data={"csrf_token": token, "email": "agent@example.com", "password": PASSWORD},
+    )
     assert response.headers["Location"] == "/staff/"
 
 

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 
 import pytest
 from bs4 import BeautifulSoup
 from sqlalchemy import select
 
-from portal.domain.actors import Actor
 from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
+from portal.domain.actors import Actor
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
-from tests.helpers import COAT, PASSWORD, csrf_token, field_errors, form_for, jpeg, login_shopper, order_payload, page_values, post_json, sign_in, submit_coat
+from tests.helpers import (
+    COAT,
+    PASSWORD,
+    csrf_token,
+    field_errors,
+    form_for,
+    jpeg,
+    login_shopper,
+    order_payload,
+    page_values,
+    post_json,
+    sign_in,
+    submit_coat,
+)
+
 
 @pytest.fixture
 def desk(session):
@@ -20,7 +35,16 @@ def desk(session):
     other = create_staff(session, "other@example.com", "Olly Other", "agent", PASSWORD)
     finance = ensure_team(session, "finance", "Finance desk")
     session.add(TeamMember(team_id=finance.id, staff_id=agent.id, cap=10))
-    session.add(RoutingRuleRow(position=1, name="High value", conditions={"min_value": "1000"}, team=finance, priority="high", ticket_class="A"))
+    session.add(
+        RoutingRuleRow(
+            position=1,
+            name="High value",
+            conditions={"min_value": "1000"},
+            team=finance,
+            priority="high",
+            ticket_class="A",
+        )
+    )
     session.commit()
     return {"agent": agent.id, "other": other.id}
 
@@ -55,13 +79,22 @@ def test_take_then_stale_take(client, app, desk, session):
     token = csrf_token(page)
     ticket = session.scalars(select(Ticket)).one()
     # The page showed the ticket assigned to the agent; another person takes it first.
-    response = client.post(f"/staff/tickets/{ticket.id}/take", data={"csrf_token": token, "assignee": str(desk["agent"])})
+    response = client.post(
+        f"/staff/tickets/{ticket.id}/take", data={"csrf_token": token, "assignee": str(desk["agent"])}
+    )
     assert response.status_code == 303
     session.expire_all()
     assert session.get(Ticket, ticket.id).assignee_id == desk["other"]
     third = app.test_client()
     sign_in(third, "agent@example.com")
-    stale = third.post(f"/staff/tickets/{ticket.id}/take", data={"csrf_token": csrf_token(third.get("/staff/queue").get_data(as_text=True)), "assignee": str(desk["agent"])}, follow_redirects=True)
+    stale = third.post(
+        f"/staff/tickets/{ticket.id}/take",
+        data={
+            "csrf_token": csrf_token(third.get("/staff/queue").get_data(as_text=True)),
+            "assignee": str(desk["agent"]),
+        },
+        follow_redirects=True,
+    )
     assert "Someone else took this ticket" in stale.get_data(as_text=True)
     session.expire_all()
     assert session.get(Ticket, ticket.id).assignee_id == desk["other"]
@@ -69,7 +102,10 @@ def test_take_then_stale_take(client, app, desk, session):
 
 def _decide(client, rma, action, note="", status="pending_review"):
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
-    return client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": csrf_token(page), "status": status, "action": action, "note": note})
+    return client.post(
+        f"/staff/requests/{rma}/decide",
+        data={"csrf_token": csrf_token(page), "status": status, "action": action, "note": note},
+    )
 
 
 def test_approve_closes_ticket_and_tells_shopper(client, app, desk, session):
@@ -79,8 +115,18 @@ def test_approve_closes_ticket_and_tells_shopper(client, app, desk, session):
     session.expire_all()
     req = session.scalars(select(ReturnRequest)).one()
     ticket = session.scalars(select(Ticket)).one()
-    assert req.status == "label_issued" and req.pickup_code and ticket.status == "closed" and ticket.first_response_at is not None
-    assert [m.topic for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email").order_by(OutboxMessage.id))] == ["return_submitted", "return_approved"]
+    assert (
+        req.status == "label_issued"
+        and req.pickup_code
+        and ticket.status == "closed"
+        and ticket.first_response_at is not None
+    )
+    assert [
+        m.topic
+        for m in session.scalars(
+            select(OutboxMessage).where(OutboxMessage.channel == "email").order_by(OutboxMessage.id)
+        )
+    ] == ["return_submitted", "return_approved"]
     assert req.events[-1].actor == Actor.staff(desk["agent"])
 
 
@@ -112,7 +158,9 @@ def test_warehouse_and_finance_cannot_decide(client, app, desk, session):
     sign_in(client, "wh@example.com")
     assert client.get("/staff/queue").status_code == 403
     token = csrf_token(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
-    response = client.post(f"/staff/requests/{rma}/decide", data={"csrf_token": token, "status": "pending_review", "action": "approve"})
+    response = client.post(
+        f"/staff/requests/{rma}/decide", data={"csrf_token": token, "status": "pending_review", "action": "approve"}
+    )
     assert response.status_code == 403
 
 
@@ -121,9 +169,22 @@ def test_note_and_reassign_on_the_timeline(client, app, desk, session):
     sign_in(client, "agent@example.com")
     ticket = session.scalars(select(Ticket)).one()
     token = csrf_token(client.get(f"/staff/requests/{rma}").get_data(as_text=True))
-    assert client.post(f"/staff/tickets/{ticket.id}/note", data={"csrf_token": token, "text": "Called the courier"}).status_code == 303
-    assert client.post(f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": str(desk["other"])}).status_code == 303
-    assert client.post(f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": "99999"}).status_code == 400
+    assert (
+        client.post(
+            f"/staff/tickets/{ticket.id}/note", data={"csrf_token": token, "text": "Called the courier"}
+        ).status_code
+        == 303
+    )
+    assert (
+        client.post(
+            f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": str(desk["other"])}
+        ).status_code
+        == 303
+    )
+    assert (
+        client.post(f"/staff/tickets/{ticket.id}/reassign", data={"csrf_token": token, "to": "99999"}).status_code
+        == 400
+    )
     session.expire_all()
     ticket = session.get(Ticket, ticket.id)
     assert ticket.assignee_id == desk["other"]
@@ -139,7 +200,9 @@ def test_reveal_contact_is_audited(client, app, desk, session):
     sign_in(client, "agent@example.com")
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
     assert "li.wei@example.com" not in page
-    fragment = client.post(f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_token(page)}, headers={"HX-Request": "true"})
+    fragment = client.post(
+        f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_token(page)}, headers={"HX-Request": "true"}
+    )
     body = fragment.get_data(as_text=True)
     assert body.lstrip().startswith('<section id="contact"') and "li.wei@example.com" in body
     entry = session.scalars(select(AuditLog)).one()
@@ -165,12 +228,19 @@ def test_ask_the_shopper_then_the_shopper_answers(client, app, desk, session):
     assert "Could you send a photo of the label?" in page and "Waiting for your reply" in page
     empty = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": " "})
     assert empty.status_code == 422
-    assert shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": "Label attached, size M"}).status_code == 303
+    assert (
+        shopper.post(
+            f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": "Label attached, size M"}
+        ).status_code
+        == 303
+    )
     session.expire_all()
     assert session.scalars(select(ReturnRequest.status)).one() == "pending_review"
     ticket = session.scalars(select(Ticket)).one()
     assert ticket.status == "open" and [e.kind for e in ticket.events][-1] == "answered"
-    again = shopper.post(f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": "twice"}, follow_redirects=True)
+    again = shopper.post(
+        f"/requests/{rma}/answer", data={"csrf_token": csrf_token(page), "answer": "twice"}, follow_redirects=True
+    )
     assert "no longer waiting for an answer" in again.get_data(as_text=True)
 
 
@@ -184,18 +254,32 @@ def test_suggested_reply_in_shoppers_language_sent_and_shown(client, app, desk, 
     post_json(shopper, "/api/v1/orders", order_payload("WR-1", lines=COAT))
     login_shopper(shopper, number="WR-1")
     shopper.post("/lang", data={"csrf_token": form_for(shopper)["csrf_token"], "lang": "zh_Hans"})
-    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "wrong_item", "comment": "颜色不一样，发错了", "outcome": "refund"}})
+    data = form_for(
+        shopper,
+        **{"0": {"quantity": "1", "reason": "wrong_item", "comment": "颜色不一样，发错了", "outcome": "refund"}},
+    )
     import io
 
-
     data["lines-0-photos"] = [(io.BytesIO(jpeg()), "wrong.jpg")]
-    rma = shopper.post("/order/request", data=data, content_type="multipart/form-data").headers["Location"].rsplit("/", 1)[1]
+    rma = (
+        shopper.post("/order/request", data=data, content_type="multipart/form-data")
+        .headers["Location"]
+        .rsplit("/", 1)[1]
+    )
     sign_in(client, "agent@example.com")
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
     assert "发错商品：致歉并补发" in page and "Wrong item: apology" not in page  # the shopper's language
-    body = session.scalars(select(CannedReplyRow.body).where(CannedReplyRow.locale == "zh_Hans", CannedReplyRow.name.like("发错%"))).one()
-    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_token(page), "body": body}).status_code == 303
-    assert client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_token(page), "body": ""}).status_code == 422
+    body = session.scalars(
+        select(CannedReplyRow.body).where(CannedReplyRow.locale == "zh_Hans", CannedReplyRow.name.like("发错%"))
+    ).one()
+    assert (
+        client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_token(page), "body": body}).status_code
+        == 303
+    )
+    assert (
+        client.post(f"/staff/requests/{rma}/reply", data={"csrf_token": csrf_token(page), "body": ""}).status_code
+        == 422
+    )
     mail = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "staff_message")).one()
     assert mail.payload["locale"] == "zh_Hans" and mail.payload["context"]["body"] == body
     assert body in shopper.get(f"/requests/{rma}").get_data(as_text=True)
@@ -206,7 +290,15 @@ def test_admin_manages_replies(client, session):
     create_staff(session, "root@example.com", "Root", "admin", PASSWORD)
     sign_in(client, "root@example.com")
     page = client.get("/admin/replies").get_data(as_text=True)
-    form = {"csrf_token": csrf_token(page), "name": "Late", "locale": "en", "reasons": ["late_delivery"], "keywords": "late, slow", "body": "Sorry for the wait", "active": "y"}
+    form = {
+        "csrf_token": csrf_token(page),
+        "name": "Late",
+        "locale": "en",
+        "reasons": ["late_delivery"],
+        "keywords": "late, slow",
+        "body": "Sorry for the wait",
+        "active": "y",
+    }
     assert client.post("/admin/replies", data=form).status_code == 303
     from portal.db.models import CannedReplyRow
 
@@ -218,8 +310,20 @@ def test_admin_manages_replies(client, session):
     assert session.get(CannedReplyRow, row.id).locale == "zh_Hans"
 
 
-TWO_COATS = COAT + [{"line_id": "2", "sku": "SCARF-RED", "product_name": "Silk scarf", "variant": "Red", "category": "accessories",
-                     "quantity": 1, "unit_price": "259.00", "discount": "0", "tax": "0", "final_sale": False}]
+TWO_COATS = COAT + [
+    {
+        "line_id": "2",
+        "sku": "SCARF-RED",
+        "product_name": "Silk scarf",
+        "variant": "Red",
+        "category": "accessories",
+        "quantity": 1,
+        "unit_price": "259.00",
+        "discount": "0",
+        "tax": "0",
+        "final_sale": False,
+    }
+]
 
 
 def test_approve_some_lines(client, app, desk, session):
@@ -228,10 +332,15 @@ def test_approve_some_lines(client, app, desk, session):
     shopper = app.test_client()
     post_json(shopper, "/api/v1/orders", order_payload("PA-1", lines=TWO_COATS))
     login_shopper(shopper, number="PA-1")
-    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"},
-                                "1": {"quantity": "1", "reason": "changed_mind", "outcome": "refund"}})
+    data = form_for(
+        shopper,
+        **{
+            "0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"},
+            "1": {"quantity": "1", "reason": "changed_mind", "outcome": "refund"},
+        },
+    )
     rma = shopper.post("/order/request", data=data).headers["Location"].rsplit("/", 1)[1]
-    lines = {l.order_line.line_id: l.id for l in session.scalars(select(ReturnLine))}
+    lines = {rl.order_line.line_id: rl.id for rl in session.scalars(select(ReturnLine))}
     sign_in(client, "agent@example.com")
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
     base = {"csrf_token": csrf_token(page), "status": "pending_review", "action": "approve"}
@@ -239,10 +348,13 @@ def test_approve_some_lines(client, app, desk, session):
     assert no_reason.status_code == 422 and "Say why the other lines" in no_reason.get_data(as_text=True)
     none = client.post(f"/staff/requests/{rma}/decide", data={**base, "note": "x"})
     assert none.status_code == 422
-    ok = client.post(f"/staff/requests/{rma}/decide", data={**base, "approve_line": [str(lines["1"])], "note": "Scarves are final once worn"})
+    ok = client.post(
+        f"/staff/requests/{rma}/decide",
+        data={**base, "approve_line": [str(lines["1"])], "note": "Scarves are final once worn"},
+    )
     assert ok.status_code == 303
     session.expire_all()
-    decided = {l.order_line.line_id: (l.staff_decision, l.staff_note) for l in session.scalars(select(ReturnLine))}
+    decided = {rl.order_line.line_id: (rl.staff_decision, rl.staff_note) for rl in session.scalars(select(ReturnLine))}
     assert decided == {"1": ("approved", None), "2": ("rejected", "Scarves are final once worn")}
     status = shopper.get(f"/requests/{rma}").get_data(as_text=True)
     assert "Not accepted" in status and "Scarves are final once worn" in status
@@ -258,8 +370,13 @@ def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):
     assert client.get("/staff/orders?number=late-1").headers["Location"].endswith("/staff/orders/LATE-1")
     page = client.get("/staff/orders/LATE-1").get_data(as_text=True)
     assert "Open return for the shopper" in page and 'name="lines-0-quantity"' in page
-    form = {"csrf_token": csrf_token(page), "lines-0-line_id": "1", "lines-0-quantity": "1", "lines-0-reason": "size_fit",
-            "lines-0-outcome": "refund"}
+    form = {
+        "csrf_token": csrf_token(page),
+        "lines-0-line_id": "1",
+        "lines-0-quantity": "1",
+        "lines-0-reason": "size_fit",
+        "lines-0-outcome": "refund",
+    }
     refused = client.post("/staff/orders/LATE-1", data=form)
     assert refused.status_code == 422 and "give a reason to override" in refused.get_data(as_text=True)
     too_many = client.post("/staff/orders/LATE-1", data={**form, "lines-0-quantity": "5", "override": "goodwill"})
@@ -268,7 +385,9 @@ def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):
     assert ok.status_code == 303
     req = session.scalars(select(ReturnRequest)).one()
     assert req.status == "pending_review" and req.verdict == "needs_review"
-    assert req.decision["override"]["rules"] == ["window"] and req.decision["override"]["by"] == f"staff:{desk['agent']}"
+    assert (
+        req.decision["override"]["rules"] == ["window"] and req.decision["override"]["by"] == f"staff:{desk['agent']}"
+    )
     detail = client.get(ok.headers["Location"]).get_data(as_text=True)
     assert "Customer was in hospital; goodwill" in detail
     assert any(e.kind == "override" for e in req.events)
@@ -279,9 +398,17 @@ def test_a_refused_return_on_behalf_keeps_what_was_entered(client, desk, session
     post_json(client, "/api/v1/orders", order_payload("PHONE-1", lines=TWO_COATS))
     sign_in(client, "agent@example.com")
     page = client.get("/staff/orders/PHONE-1").get_data(as_text=True)
-    entered = {"lines-0-line_id": "1", "lines-0-quantity": "1", "lines-0-reason": "size_fit", "lines-0-outcome": "store_credit",
-               "lines-1-line_id": "2", "lines-1-quantity": "3", "lines-1-reason": "changed_mind", "lines-1-outcome": "refund",
-               "override": "Called from the airport"}
+    entered = {
+        "lines-0-line_id": "1",
+        "lines-0-quantity": "1",
+        "lines-0-reason": "size_fit",
+        "lines-0-outcome": "store_credit",
+        "lines-1-line_id": "2",
+        "lines-1-quantity": "3",
+        "lines-1-reason": "changed_mind",
+        "lines-1-outcome": "refund",
+        "override": "Called from the airport",
+    }
     response = client.post("/staff/orders/PHONE-1", data={"csrf_token": csrf_token(page), **entered})
     assert response.status_code == 422
     shown_page = response.get_data(as_text=True)
@@ -296,18 +423,28 @@ def test_a_refused_return_on_behalf_keeps_what_was_entered(client, desk, session
 
 
 def test_override_cannot_exceed_what_was_bought(app, desk, session):
+    from datetime import datetime
+
     from portal.domain.orders import parse_order
-    from portal.services.orders import upsert_order
-    from portal.services.filing import LineRequest, ReturnNotAllowed, open_return
-    from portal.storage import LocalPhotoStore
-    from datetime import datetime, timezone
     from portal.domain.policy import load_policy
+    from portal.services.filing import LineRequest, ReturnNotAllowed, open_return
+    from portal.services.orders import upsert_order
     from portal.services.policies import default_policy_text
+    from portal.storage import LocalPhotoStore
 
     order, _ = upsert_order(session, parse_order(order_payload("OVR-1", lines=COAT, delivered_days_ago=9)))
     with pytest.raises(ReturnNotAllowed):
-        open_return(session, order, [LineRequest("1", 2, "size_fit", outcome="refund")], load_policy(default_policy_text()), datetime.now(timezone.utc), "en",
-                    LocalPhotoStore(app.config["PHOTO_PATH"]), actor=Actor.staff(1), override_reason="please")
+        open_return(
+            session,
+            order,
+            [LineRequest("1", 2, "size_fit", outcome="refund")],
+            load_policy(default_policy_text()),
+            datetime.now(UTC),
+            "en",
+            LocalPhotoStore(app.config["PHOTO_PATH"]),
+            actor=Actor.staff(1),
+            override_reason="please",
+        )
 
 
 def test_filters_by_priority_and_team(client, app, desk, session):
@@ -318,6 +455,8 @@ def test_filters_by_priority_and_team(client, app, desk, session):
     finance = session.scalars(select(Team).where(Team.code == "finance")).one()
     assert "F-1" in client.get(f"/staff/queue?view=all&priority=high&team={finance.id}").get_data(as_text=True)
     assert "F-1" not in client.get("/staff/queue?view=all&priority=low").get_data(as_text=True)
-    fragment = client.get(f"/staff/queue?view=all&team={finance.id + 999}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    fragment = client.get(f"/staff/queue?view=all&team={finance.id + 999}", headers={"HX-Request": "true"}).get_data(
+        as_text=True
+    )
     assert "F-1" not in fragment and "Nothing here." in fragment
     assert client.get("/staff/queue?view=all&priority=bogus&team=x").status_code == 200  # unknown filters are ignored
