@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from portal.domain.errors import InvalidInput
+from portal.domain.text import N_
+
 PRIORITIES = ("low", "normal", "high", "urgent")
 # A needs finance, B customer service only, C needs the warehouse.
 TICKET_CLASSES = ("A", "B", "C")
 
 
-class RuleError(ValueError):
-    """A routing rule's data is not valid."""
+class RuleError(InvalidInput):
+    """A routing rule's data is not valid (a translatable message, shown beside the form)."""
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,12 @@ class Conditions:
         data = dict(data or {})
         unknown = set(data) - {f for f in cls.__dataclass_fields__}
         if unknown:
-            raise RuleError(f"unknown conditions: {', '.join(sorted(unknown))}")
+            raise RuleError(N_("unknown conditions: %(names)s"), names=", ".join(sorted(unknown)))
         kwargs: dict[str, Any] = {}
         for name in ("categories", "responsibilities", "languages", "channels"):
             value = data.get(name) or []
             if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
-                raise RuleError(f"{name} must be a list of strings")
+                raise RuleError(N_("%(name)s must be a list of strings"), name=name)
             kwargs[name] = frozenset(
                 v.strip().lower() if name != "languages" else v.strip() for v in value if v.strip()
             )
@@ -101,22 +104,22 @@ class Conditions:
                 try:
                     amount = Decimal(str(data[name]))
                 except InvalidOperation:
-                    raise RuleError(f"{name} must be a decimal amount") from None
+                    raise RuleError(N_("%(name)s must be a decimal amount"), name=name) from None
                 if not amount.is_finite() or amount < 0:
-                    raise RuleError(f"{name} must be zero or more")
+                    raise RuleError(N_("%(name)s must be zero or more"), name=name)
                 kwargs[name] = amount
         if data.get("min_wear") not in (None, ""):
             try:
                 wear = float(data["min_wear"])
             except (TypeError, ValueError):
-                raise RuleError("min_wear must be a number between 0 and 1") from None
+                raise RuleError(N_("min_wear must be a number between 0 and 1")) from None
             if not 0 <= wear <= 1:
-                raise RuleError("min_wear must be a number between 0 and 1")
+                raise RuleError(N_("min_wear must be a number between 0 and 1"))
             kwargs["min_wear"] = wear
         for name in ("needs_review", "frequent_returner"):
             if data.get(name) is not None:
                 if not isinstance(data[name], bool):
-                    raise RuleError(f"{name} must be true or false")
+                    raise RuleError(N_("%(name)s must be true or false"), name=name)
                 kwargs[name] = data[name]
         conditions = cls(**kwargs)
         if (
@@ -124,7 +127,7 @@ class Conditions:
             and conditions.max_value is not None
             and conditions.min_value > conditions.max_value
         ):
-            raise RuleError("min_value is above max_value")
+            raise RuleError(N_("min_value is above max_value"))
         return conditions
 
 
@@ -140,11 +143,11 @@ class Rule:
 
     def __post_init__(self) -> None:
         if self.priority not in PRIORITIES:
-            raise RuleError(f"priority must be one of {', '.join(PRIORITIES)}")
+            raise RuleError(N_("priority must be one of %(choices)s"), choices=", ".join(PRIORITIES))
         if self.ticket_class not in TICKET_CLASSES:
-            raise RuleError(f"ticket class must be one of {', '.join(TICKET_CLASSES)}")
+            raise RuleError(N_("ticket class must be one of %(choices)s"), choices=", ".join(TICKET_CLASSES))
         if not self.team:
-            raise RuleError("a rule needs a team")
+            raise RuleError(N_("a rule needs a team"))
 
     def snapshot(self) -> dict[str, Any]:
         """What is stored on the ticket: the rule as it was when it matched."""

@@ -28,7 +28,7 @@ from portal.domain import sla
 from portal.domain.actors import Actor
 from portal.domain.errors import InvalidInput
 from portal.domain.roles import CAN_LEAD_TEAM, CAN_MANAGE_TEAM, CAN_WORK_TICKETS
-from portal.domain.routing import Conditions, RuleError
+from portal.domain.routing import Conditions
 from portal.domain.text import N_
 from portal.services.sla import retarget_policy_clocks, update_calendar
 
@@ -126,10 +126,7 @@ def save_routing_rule(
     session: Session, actor: StaffUser, rule: RoutingRuleRow | None, data: RuleInput
 ) -> RoutingRuleRow:
     """Add a rule (``rule`` None) or change one; the conditions must be valid routing conditions."""
-    try:
-        conditions = Conditions.from_dict(dict(data.conditions)).to_dict()
-    except RuleError as exc:
-        raise InvalidInput(N_("The conditions are not valid: %(error)s"), error=str(exc)) from None
+    conditions = Conditions.from_dict(dict(data.conditions)).to_dict()  # a RuleError is a translatable InvalidInput
     if session.get(Team, data.team_id) is None:
         raise InvalidInput(N_("Choose a team."))
     before = rule_data(rule) if rule is not None else None

@@ -487,3 +487,29 @@ def test_bad_calendar_is_explained_in_chinese_and_nothing_is_saved(chinese_admin
     session.expire_all()
     assert calendar.weekly == {"mon": ["09:00-18:00"], "tue": ["09:00-18:00"]} and calendar.exceptions == []
     assert _audit(session, "update_calendar") == []
+
+
+def test_bad_routing_bounds_are_explained_in_chinese_and_nothing_is_saved(chinese_admin, session, desk):
+    from portal.db.models import AuditLog, RoutingRuleRow
+
+    token = csrf_token(chinese_admin.get("/admin/routing").get_data(as_text=True))
+    form = {
+        "csrf_token": token,
+        "name": "Odd bounds",
+        "position": "1",
+        "active": "y",
+        "team": str(desk["team"].id),
+        "priority": "normal",
+        "ticket_class": "B",
+        "min_value": "50",
+        "max_value": "10",
+        "needs_review": "",
+        "frequent_returner": "",
+    }
+    response = chinese_admin.post("/admin/routing", data=form)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "min_value 高于 max_value" in body and "min_value is above" not in body
+    assert 'value="Odd bounds"' in body  # what was typed is still in the form
+    assert session.scalars(select(RoutingRuleRow)).all() == []
+    assert session.scalars(select(AuditLog).where(AuditLog.action.like("routing%"))).all() == []
