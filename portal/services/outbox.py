@@ -7,6 +7,7 @@ can drop duplicates.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,8 @@ from portal.services.work import defer
 log = logging.getLogger("portal.outbox")
 
 MAX_ATTEMPTS = 8
+LEASE = timedelta(minutes=5)
+"""How long a sender holds the messages it leased before another sender may take them."""
 
 
 def enqueue(session: Session, channel: str, topic: str, payload: dict[str, Any]) -> OutboxMessage:
@@ -47,51 +50,86 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
 
 
-def deliver_pending(
-    session: Session,
-    send: Callable[[OutboxMessage], None],
-    limit: int = 100,
-    now: datetime | None = None,
-    *,
-    skip_channels: Collection[str] = (),
-) -> tuple[int, int]:
-    """Send due messages in one transaction. Returns (sent, failed).
+def _claim(session: Session, now: datetime, batch: int, skip_channels: Collection[str]) -> list[int]:
+    """Lease up to ``batch`` due messages to this sender and commit the lease.
 
-    A failure is recorded with its error and retried later with backoff; after
-    MAX_ATTEMPTS the message stays in the table, visible, and is not retried.
-    Messages on ``skip_channels`` (a channel with no transport configured) are
-    not selected at all: they stay pending, untouched, and are not failures.
+    A leased message is not due again until ``LEASE`` has passed: a sender killed mid-send
+    leaves at most the message it was sending to be sent again, once the lease runs out.
     """
-    now = now or datetime.now(UTC)
     stmt = (
-        select(OutboxMessage)
+        select(OutboxMessage.id)
         .where(
             OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= now, OutboxMessage.attempts < MAX_ATTEMPTS
         )
         .order_by(OutboxMessage.id)
-        .limit(limit)
+        .limit(batch)
     )
     if skip_channels:
         stmt = stmt.where(OutboxMessage.channel.not_in(list(skip_channels)))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     else:
-        # SQLite has no row locks: take the write lock before reading, so two deliverers
-        # (the after-commit hook of two threads) queue instead of both reading the same rows.
+        # SQLite has no row locks: take the write lock before reading, so two senders queue
+        # instead of both leasing the same rows.
         session.execute(update(OutboxMessage).where(OutboxMessage.id == -1).values(attempts=OutboxMessage.attempts))
-    sent = failed = 0
-    for message in session.scalars(stmt).all():
-        message.attempts += 1
-        try:
-            send(message)
-        except Exception as exc:  # any delivery failure is recorded and retried
-            message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            message.available_at = now + backoff(message.attempts)
-            failed += 1
-            log.warning("outbox message %s (%s) failed: %s", message.event_id, message.topic, message.last_error)
-        else:
-            message.sent_at = datetime.now(UTC)
-            message.last_error = None
-            sent += 1
+    ids = list(session.scalars(stmt))
+    if ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(attempts=OutboxMessage.attempts + 1, available_at=now + LEASE)
+            .execution_options(synchronize_session=False)
+        )
     session.commit()
+    return ids
+
+
+def deliver_pending(
+    session: Session,
+    send: Callable[[OutboxMessage], None],
+    now: datetime | None = None,
+    *,
+    skip_channels: Collection[str] = (),
+    batch: int = 50,
+    budget_seconds: float = 60.0,
+) -> tuple[int, int]:
+    """Send due messages, each committed on its own as soon as it is sent. Returns (sent, failed).
+
+    Keeps leasing batches until nothing is due or ``budget_seconds`` have passed, so a backlog
+    drains in one run. A failure is recorded with its error and retried later with backoff; after
+    MAX_ATTEMPTS the message stays in the table, visible, and is not retried. Messages on
+    ``skip_channels`` (a channel with no transport configured) are not selected at all: they stay
+    pending, untouched, and are not failures.
+    """
+    now = now or datetime.now(UTC)
+    deadline = time.monotonic() + budget_seconds
+    sent = failed = 0
+    while time.monotonic() < deadline:
+        ids = _claim(session, now, batch, skip_channels)
+        if not ids:
+            break
+        for position, message_id in enumerate(ids):
+            if time.monotonic() >= deadline:
+                # Out of time: hand the rest of the lease back so the next run sends them at once.
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids[position:]), OutboxMessage.sent_at.is_(None))
+                    .values(attempts=OutboxMessage.attempts - 1, available_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
+                break
+            message = session.get_one(OutboxMessage, message_id)
+            try:
+                send(message)
+            except Exception as exc:  # any delivery failure is recorded and retried
+                message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                message.available_at = now + backoff(message.attempts)
+                failed += 1
+                log.warning("outbox message %s (%s) failed: %s", message.event_id, message.topic, message.last_error)
+            else:
+                message.sent_at = datetime.now(UTC)
+                message.last_error = None
+                sent += 1
+            session.commit()
     return sent, failed
