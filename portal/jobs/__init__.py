@@ -48,6 +48,7 @@ SUBJECTS = {
     "return_refunded": lambda ctx: gettext("Return %(rma)s refunded", rma=ctx["rma"]),
     "staff_message": lambda ctx: gettext("About your return %(rma)s", rma=ctx["rma"]),
     "staff_escalation": lambda ctx: f"[returns] {ctx['message']}",
+    "staff_login_throttled": lambda ctx: gettext("Sign-in to your returns portal account is paused"),
 }
 
 

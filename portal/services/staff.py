@@ -10,12 +10,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.db.models import StaffUser
+from portal.db.models import AuditLog, StaffUser
 from portal.domain.errors import InvalidInput
 from portal.domain.roles import ROLES
 from portal.domain.text import N_
 from portal.logs import mask_email, safe
 from portal.services.admin import record_change, staff_data
+from portal.services.outbox import enqueue_email
 
 log = logging.getLogger("portal.staff")
 DEFAULT_HASHER = PasswordHasher()  # argon2id with the library's recommended parameters
@@ -67,6 +68,31 @@ def create_staff(
     session.commit()
     log.info("staff account created for %s with role %s", mask_email(email), role)
     return user
+
+
+def warn_of_login_attempts(session: Session, email: str, count: int, minutes: int) -> bool:
+    """Tell an account's owner that sign-ins to it are paused after many wrong passwords.
+
+    Nothing is sent (and nothing reveals it) when no active account has this address.
+    """
+    email = (email or "").strip().lower()
+    user = session.scalars(select(StaffUser).where(StaffUser.email == email)).one_or_none()
+    if user is None or not user.active:
+        return False
+    enqueue_email(
+        session, user.email, "staff_login_throttled", "en", {"name": user.name, "count": count, "minutes": minutes}
+    )
+    session.add(
+        AuditLog(
+            actor_id=None,
+            action="login_throttled",
+            target=f"staff:{user.id}",
+            detail=f"{count} wrong passwords in {minutes} minutes",
+        )
+    )
+    session.commit()
+    log.warning("staff sign-in paused for %s after %d wrong passwords", mask_email(safe(email)), count)
+    return True
 
 
 def authenticate(session: Session, email: str, password: str) -> StaffUser | None:

@@ -28,6 +28,7 @@ from portal.web.finance import bp as finance_bp
 from portal.web.pages import safe_next
 from portal.web.shop import bp as shop_bp
 from portal.web.staff import bp as staff_bp
+from portal.web.throttle import Throttled
 from portal.web.warehouse import bp as warehouse_bp
 
 log = logging.getLogger("portal.web")
@@ -102,18 +103,22 @@ def init_web(app: Flask) -> None:
     def wants_json() -> bool:
         return request.path.startswith("/api/")
 
-    @app.errorhandler(RateLimitExceeded)
-    def too_many(exc: RateLimitExceeded):
-        retry = 60
-        current = limiter.current_limit
-        if current is not None:
-            retry = max(int(current.reset_at - time.time()), 1)
+    def too_many_response(retry: int, hint: str | None = None):
         minutes = max((retry + 59) // 60, 1)
         log.warning("throttled %s %s", request.method, request.path)
         if wants_json():
             return jsonify(error="too many requests", retry_after=retry), 429, {"Retry-After": str(retry)}
-        body = render_template("errors/429.html", minutes=minutes)
+        body = render_template("errors/429.html", minutes=minutes, hint=hint)
         return body, 429, {"Retry-After": str(retry)}
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many(exc: RateLimitExceeded):
+        current = limiter.current_limit
+        return too_many_response(max(int(current.reset_at - time.time()), 1) if current is not None else 60)
+
+    @app.errorhandler(Throttled)
+    def throttled(exc: Throttled):
+        return too_many_response(exc.retry_after, exc.hint)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import statistics
 import time
 
 import pytest
@@ -56,34 +55,6 @@ def test_unknown_order_and_wrong_contact_look_the_same(client, order):
     assert unknown.status_code == wrong.status_code == 422
     assert strip_tokens(unknown.get_data(as_text=True)) == strip_tokens(wrong.get_data(as_text=True))
     assert "could not find an order" in wrong.get_data(as_text=True)
-
-
-def test_miss_and_hit_paths_take_the_same_time(app, order):
-    """50 unknown orders vs 50 known orders with the wrong email: medians within a few ms."""
-    app.config["RATELIMIT_ENABLED"] = False
-    from portal.extensions import limiter
-
-    limiter.enabled = False
-    try:
-        client = app.test_client()
-        token = get_csrf(client)
-
-        def timed(number: str) -> float:
-            start = time.perf_counter()
-            response = client.post(
-                "/lookup", data={"csrf_token": token, "order_number": number, "contact": "x@example.com"}
-            )
-            elapsed = time.perf_counter() - start
-            assert response.status_code == 422
-            return elapsed
-
-        unknown, known = [], []
-        for i in range(50):
-            unknown.append(timed(f"NOPE-{i}"))
-            known.append(timed("SO-1001"))
-        assert abs(statistics.median(unknown) - statistics.median(known)) < 0.005
-    finally:
-        limiter.enabled = True
 
 
 def test_lookup_without_csrf_token_is_refused(client, order):

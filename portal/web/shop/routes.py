@@ -6,7 +6,7 @@ import hmac
 import logging
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from markupsafe import Markup
 from sqlalchemy import select
@@ -21,7 +21,6 @@ from portal.domain.lifecycle import CANCELLABLE, IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Verdict
 from portal.domain.reasons import REASONS, Outcome
-from portal.extensions import limiter, lookup_failed, lookup_order_key
 from portal.i18n import current_locale, money
 from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.links import read_return_token
@@ -42,6 +41,7 @@ from portal.services.refunds import return_fee
 from portal.services.timeline import get_request_for_order
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import CleanPhoto, PhotoRejected, clean_photo
+from portal.web import throttle
 from portal.web.pages import image_response, photo_bytes, render_page_or_partial
 from portal.web.shop.forms import (
     AnswerForm,
@@ -78,34 +78,57 @@ def start():
 
 
 def _lookup_failed_page(form: LookupForm):
-    g.lookup_failed = True
     return render_template("shop/lookup.html", form=form, failed=True), 422
 
 
-def _contact_matches(order: Order | None, contact: str) -> bool:
-    """Constant-work comparison against the order's email and postcode (or a dummy)."""
+def _contact_matches(email: str | None, postcode: str | None, contact: str) -> tuple[bool, bool]:
+    """(by email, by postcode): constant-work comparisons against the order's details, or a dummy on a miss."""
     given = contact.strip()
-    email = (order.customer_email if order else None) or _DUMMY_CONTACT
-    postcode = (order.customer_postcode if order else None) or _DUMMY_CONTACT
-    by_email = hmac.compare_digest(given.lower().encode(), email.lower().encode())
-    by_postcode = hmac.compare_digest("".join(given.upper().split()).encode(), postcode.upper().encode())
-    return order is not None and (by_email or by_postcode)
+    by_email = hmac.compare_digest(given.lower().encode(), (email or _DUMMY_CONTACT).lower().encode())
+    by_postcode = hmac.compare_digest(
+        "".join(given.upper().split()).encode(), (postcode or _DUMMY_CONTACT).upper().encode()
+    )
+    return by_email, by_postcode
 
 
 @bp.post("/lookup")
-@limiter.limit(_lookup_limit, deduct_when=lookup_failed, scope="lookup-ip")
-@limiter.limit(_lookup_limit, key_func=lookup_order_key, deduct_when=lookup_failed, scope="lookup-order")
 def lookup():
+    """Find an order by number plus email or postcode.
+
+    Failed tries are limited per address and per order. When a stranger has used up an order's
+    allowance, its owner still gets in with the email address (which cannot be guessed in a few
+    tries) or the QR code; the guessable postcode waits for the window to pass.
+    """
     form = LookupForm()
+    limit = _lookup_limit()
+    addr = request.remote_addr or "-"
     if not form.validate_on_submit():
-        g.lookup_failed = True
+        if not throttle.count_attempt("lookup-ip", addr, limit):
+            raise throttle.Throttled(throttle.retry_after("lookup-ip", addr, limit))
         return render_template("shop/lookup.html", form=form, failed=False), 422
-    number = normalise_order_number(form.order_number.data)
-    order = get_session().scalars(select(Order).where(Order.order_number == number)).one_or_none()
-    if not _contact_matches(order, form.contact.data) or order is None:  # the comparison runs either way
-        log.info("order lookup failed for %s from %s", safe(number), request.remote_addr)
+    number = normalise_order_number(form.order_number.data)[:64]
+    by_address = throttle.count_attempt("lookup-ip", addr, limit)
+    by_order = throttle.count_attempt("lookup-order", number, limit)
+    if not by_address:
+        raise throttle.Throttled(throttle.retry_after("lookup-ip", addr, limit))
+    # Only the columns compared, for a hit and a miss alike: both cost one indexed read and no object.
+    row = (
+        get_session()
+        .execute(select(Order.id, Order.customer_email, Order.customer_postcode).where(Order.order_number == number))
+        .one_or_none()
+    )
+    by_email, by_postcode = _contact_matches(
+        row.customer_email if row else None, row.customer_postcode if row else None, form.contact.data
+    )
+    if not by_order and not (by_email and row is not None):
+        log.info("order lookup throttled for %s from %s", safe(number), addr)
+        raise throttle.Throttled(throttle.retry_after("lookup-order", number, limit), hint="lookup_order")
+    if row is None or not (by_email or by_postcode):
+        log.info("order lookup failed for %s from %s", safe(number), addr)
         return _lookup_failed_page(form)
-    _enter(order)
+    throttle.forgive("lookup-ip", addr, limit)
+    throttle.forgive("lookup-order", number, limit)
+    _enter(row.id)
     return redirect(url_for("shop.order_page"), code=303)
 
 
@@ -118,17 +141,17 @@ def arrive(token: str):
     if order is None:
         log.info("return link refused from %s", request.remote_addr)
         return render_template("shop/lookup.html", form=LookupForm(), failed=True), 422
-    _enter(order)
+    _enter(order.id)
     # Redirect so the token leaves the address bar, history and Referer.
     return redirect(url_for("shop.order_page"), code=303)
 
 
-def _enter(order: Order) -> None:
+def _enter(order_id: int) -> None:
     lang = session.get("lang")
     session.clear()
     if lang:
         session["lang"] = lang
-    session[SESSION_KEY] = order.id
+    session[SESSION_KEY] = order_id
     session.permanent = True
 
 

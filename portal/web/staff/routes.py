@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
@@ -28,7 +28,6 @@ from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.domain.routing import PRIORITIES
 from portal.domain.states import ScoreState
-from portal.extensions import limiter
 from portal.logs import mask_email
 from portal.services import Conflict, InvalidInput, NotFound
 from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
@@ -37,7 +36,7 @@ from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy
 from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
-from portal.services.staff import authenticate, end_sessions
+from portal.services.staff import authenticate, end_sessions, warn_of_login_attempts
 from portal.services.tickets import (
     add_note,
     reassign,
@@ -49,6 +48,7 @@ from portal.services.tickets import (
 )
 from portal.storage import store_from_config
 from portal.vision.classifier import render_overlay
+from portal.web import throttle
 from portal.web.auth import staff_required
 from portal.web.pages import image_response, photo_bytes, render_page_or_partial, safe_next
 from portal.web.staff.forms import ActionForm, DecisionForm, NoteForm, OnBehalfForm, ReassignForm, ReplyForm
@@ -81,21 +81,33 @@ class LoginForm(FlaskForm):
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
 
 
-def _failed_login(_response) -> bool:
-    return bool(g.get("staff_login_failed"))
+LOGIN_TRIES, LOGIN_WINDOW_MINUTES = 10, 15
+LOGIN_LIMIT = f"{LOGIN_TRIES} per {LOGIN_WINDOW_MINUTES} minutes"
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per 15 minutes", methods=["POST"], deduct_when=_failed_login, scope="staff-login")
 def login():
+    """Sign in. Wrong passwords are limited per address and per account (someone trying one account
+    from many addresses); when an account's allowance is used up its owner is told by email."""
     form = LoginForm()
     if form.validate_on_submit():
+        addr = request.remote_addr or "-"
+        account = (form.email.data or "").strip().lower()[:255]
+        by_address = throttle.count_attempt("staff-login-ip", addr, LOGIN_LIMIT)
+        by_account = throttle.count_attempt("staff-login-account", account, LOGIN_LIMIT)
+        if not by_address:
+            raise throttle.Throttled(throttle.retry_after("staff-login-ip", addr, LOGIN_LIMIT))
+        if not by_account:
+            if throttle.count_attempt("staff-login-warned", account, f"1 per {LOGIN_WINDOW_MINUTES} minutes"):
+                warn_of_login_attempts(get_session(), account, LOGIN_TRIES, LOGIN_WINDOW_MINUTES)
+            raise throttle.Throttled(throttle.retry_after("staff-login-account", account, LOGIN_LIMIT))
         user = authenticate(get_session(), form.email.data, form.password.data)
         if user is not None:
+            throttle.forgive("staff-login-ip", addr, LOGIN_LIMIT)
+            throttle.forgive("staff-login-account", account, LOGIN_LIMIT)
             login_user(user)
             session["staff_role"] = user.role
             return redirect(safe_next(request.args.get("next"), url_for("staff.home")), code=303)
-        g.staff_login_failed = True
         return render_template("staff/login.html", form=form, failed=True), 422
     status = 422 if request.method == "POST" else 200
     return render_template("staff/login.html", form=form, failed=False), status
