@@ -106,6 +106,9 @@ def _prior(session: Session, request: ReturnRequest) -> money.PriorRefunds:
 def preview_refund(
     session: Session, request: ReturnRequest, settings: money.RefundSettings | None = None
 ) -> money.RefundPreview:
+    """What a refund of this request would pay now; only for a request waiting for one (else Conflict)."""
+    if not refundable(request):
+        raise Conflict(N_("This return is not waiting for a refund."), current=request.status)
     order = request.order
     order_lines = [
         money.OrderLineMoney(ol.line_id, ol.quantity, ol.unit_price, ol.discount, ol.tax) for ol in order.lines
