@@ -295,10 +295,11 @@ def warehouse_worker(session) -> int:
     return user.id
 
 
-def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund", lines=None, grade="A"):
-    """A request carried through pickup and warehouse receiving, ready for a refund."""
+def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund", lines=None, grade="A", missing=0):
+    """A request carried through pickup and warehouse receiving, ready for a refund (or, with
+    ``missing`` units short on each line, waiting for an agent with a discrepancy)."""
     from portal.db.models import ReturnRequest
-    from portal.domain.receiving import ReceivedLine
+    from portal.domain.receiving import Finding, ReceivedLine
     from portal.services.receiving import receive_parcel
 
     post_json(client, "/api/v1/orders", order_payload(number, lines=lines))
@@ -317,8 +318,8 @@ def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund
         session,
         req,
         warehouse_worker(session),
-        [ReceivedLine(rl.id, rl.quantity, grade, False, "restock") for rl in req.lines],
-        [],
+        [ReceivedLine(rl.id, rl.quantity - missing, grade, False, "restock") for rl in req.lines],
+        [Finding("short_quantity", rl.id, missing, "not in the parcel") for rl in req.lines if missing],
     )
     return req
 
@@ -335,6 +336,11 @@ STAFF_ROUTES = [
     # POSTs without a CSRF token are refused before anything else (400) for everyone signed in or not.
     ("POST", "/staff/tickets/999999/take", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/requests/R-XXX-XXX-XXX/decide", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    (
+        "POST",
+        "/staff/requests/R-XXX-XXX-XXX/accept-arrived",
+        {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}},
+    ),
     ("GET", "/admin/staff", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/staff", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/replies", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),

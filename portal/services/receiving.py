@@ -206,3 +206,28 @@ def _record_receipt(
     )
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "return_received", request.locale, {"rma": request.rma})
+
+
+def accept_what_arrived(
+    session: Session, request: ReturnRequest, actor: Actor, note: str = "", expected_status: str | None = None
+) -> ReturnRequest:
+    """Settle a warehouse discrepancy by accepting what arrived.
+
+    The request becomes inspected for the units received (the warehouse receipt), so finance's
+    refund preview covers those and nothing that did not come back. A stale page raises Conflict.
+    """
+    lock_for_change(session, request, expected_status)
+    if request.status != Status.DISCREPANCY:
+        session.rollback()
+        raise Conflict(current=request.status)
+    why = (note or "").strip()[:2000]
+    move(request, Status.INSPECTED, actor, why or "accepted what arrived")
+    exchanges_ready(session, request, actor)
+    ticket = ticket_for(session, request)
+    if ticket is not None:
+        session.add(
+            TicketEvent(ticket_id=ticket.id, actor=actor, kind="discrepancy", note=why or "accepted what arrived")
+        )
+    session.commit()
+    log.info("discrepancy on %s settled: what arrived accepted", request.rma)
+    return request

@@ -19,6 +19,13 @@ class ActionForm(FlaskForm):
     assignee = HiddenField()  # who the page showed, to catch a stale take
 
 
+class ArrivedForm(FlaskForm):
+    """Accept what the warehouse received for a request with a discrepancy."""
+
+    status = HiddenField(validators=[DataRequired()])  # the status the page showed
+    note = TextAreaField(_l("Note for the timeline (optional)"), validators=[Length(max=2000)])
+
+
 class DecisionForm(FlaskForm):
     status = HiddenField(validators=[DataRequired()])  # the status the page showed
     action = RadioField(

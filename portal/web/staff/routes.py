@@ -34,6 +34,7 @@ from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
 from portal.services.notifications import mark_notifications_read, recent_notifications
 from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy
+from portal.services.receiving import accept_what_arrived
 from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
 from portal.services.staff import authenticate, end_sessions, warn_of_login_attempts
@@ -51,7 +52,15 @@ from portal.vision.classifier import render_overlay
 from portal.web import throttle
 from portal.web.auth import staff_required
 from portal.web.pages import image_response, photo_bytes, render_page_or_partial, safe_next
-from portal.web.staff.forms import ActionForm, DecisionForm, NoteForm, OnBehalfForm, ReassignForm, ReplyForm
+from portal.web.staff.forms import (
+    ActionForm,
+    ArrivedForm,
+    DecisionForm,
+    NoteForm,
+    OnBehalfForm,
+    ReassignForm,
+    ReplyForm,
+)
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 PAGE_SIZE = 50
@@ -192,6 +201,28 @@ def take(ticket_id: int):
         return redirect(safe_next(request.form.get("next"), url_for("staff.queue")), code=303)
     flash(gettext("The ticket is yours."), "success")
     return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
+
+
+@bp.post("/requests/<rma>/accept-arrived")
+@staff_required(*CAN_WORK_TICKETS)
+def accept_arrived(rma: str):
+    """Settle a warehouse discrepancy: accept what arrived (finance then refunds the received units)."""
+    req = _request_by_rma(rma)
+    form = ArrivedForm()
+    if not form.validate_on_submit():
+        return render_template("staff/request.html", **_detail_context(req)), 422
+    try:
+        accept_what_arrived(
+            get_session(), req, Actor.staff(current_user.id), form.note.data or "", expected_status=form.status.data
+        )
+    except Conflict:
+        flash(
+            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
+            "warning",
+        )
+    else:
+        flash(gettext("Accepted what arrived. Finance can now refund the units received."), "success")
+    return redirect(url_for("staff.request_detail", rma=req.rma), code=303)
 
 
 @bp.post("/requests/<rma>/decide")
@@ -454,6 +485,7 @@ def _detail_context(req: ReturnRequest) -> dict:
         reply_form=ReplyForm(),
         suggestions=suggested_replies(get_session(), req) if ticket else [],
         can_decide=req.status == Status.PENDING_REVIEW and current_user.role in CAN_WORK_TICKETS,
+        can_work=current_user.role in CAN_WORK_TICKETS,
     )
 
 
