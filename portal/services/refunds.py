@@ -23,7 +23,7 @@ from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, St
 from portal.domain import refunds as money
 from portal.domain.actors import Actor
 from portal.domain.codes import CodeError, new_store_credit_code, parse_store_credit_code
-from portal.domain.errors import Conflict, NotFound, NotPermitted
+from portal.domain.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from portal.domain.lifecycle import Status
 from portal.domain.money import format_money, parse_money, plain_amount, round_money
 from portal.domain.orders import Redemption
@@ -200,9 +200,16 @@ def retry_refund(session: Session, refund_id: int) -> Refund:
 def execute_refund(
     factory: sessionmaker[Session], refund_id: int, gateway: PaymentGateway, manual_reference: str | None = None
 ) -> Refund:
-    """Pay an approved refund once. Concurrent calls: one claims it, the others return without paying."""
+    """Pay an approved refund once. Concurrent calls: one claims it, the others return without paying.
+
+    A manual refund (paid elsewhere) needs the payment's reference: without one nothing changes
+    (InvalidInput), rather than a failed refund and a ``refund.failed`` event for the shop.
+    """
     now = datetime.now(UTC)
     with factory() as session:
+        pending = session.get_one(Refund, refund_id)
+        if pending.provider == "manual" and pending.amount > 0 and not (manual_reference or "").strip():
+            raise InvalidInput(N_("Enter the reference of the payment you made elsewhere."))
         claimed = session.execute(  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
             update(Refund)
             .where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED.value)

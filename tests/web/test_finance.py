@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal.db.models import LedgerEntry, Refund, ReturnRequest
 from portal.services.staff import create_staff
-from tests.helpers import PASSWORD, csrf_token, finance_user, form_values, inspected, login_shopper, sign_in
+from tests.helpers import PASSWORD, csrf_token, finance_user, form_values, inspected, login_shopper, sign_in, soup
 
 
 @pytest.fixture
@@ -127,3 +127,31 @@ def test_customer_return_fee_on_label_and_in_the_refund(app, client, order, sess
     assert "A return shipping fee of CN¥8.00 will be deducted" in label
     page = clerk.get("/finance/").get_data(as_text=True)
     assert "180.00" in page  # 188.00 minus the 8.00 fee for a customer-responsibility return
+
+
+def test_manual_refund_without_a_reference_is_a_form_error_that_changes_nothing(app, client, order, session, clerk):
+    from portal.db.models import OutboxMessage
+
+    req = inspected(app, client, session)
+    page = clerk.get("/finance/").get_data(as_text=True)
+    approve = form_values(page, f'form[action="/finance/requests/{req.rma}/approve"]')
+    assert clerk.post(f"/finance/requests/{req.rma}/approve", data={**approve, "provider": "manual"}).status_code == 303
+    refund = session.scalars(select(Refund)).one()
+    assert refund.provider == "manual"
+    token = approve["csrf_token"]
+    missing = clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token, "reference": "  "})
+    assert missing.status_code == 422
+    box = soup(missing).find(id=f"ref-{refund.id}")
+    assert box is not None and box.get("aria-invalid") == "true"
+    assert "Enter the reference of the payment you made elsewhere." in missing.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(Refund, refund.id).status == "approved" and session.get(Refund, refund.id).attempts == 0
+    topics = set(session.scalars(select(OutboxMessage.topic)))
+    assert "refund.failed" not in topics
+    done = clerk.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token, "reference": "BANK-77"})
+    assert done.status_code == 303
+    session.expire_all()
+    assert (session.get(Refund, refund.id).status, session.get(Refund, refund.id).provider_ref) == (
+        "succeeded",
+        "BANK-77",
+    )

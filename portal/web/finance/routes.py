@@ -14,10 +14,10 @@ from portal.adapters.payments import gateway_for
 from portal.db import get_session
 from portal.db.models import Refund, ReturnRequest
 from portal.db.queries import refund_queue
+from portal.domain.errors import Conflict, InvalidInput, NotPermitted
 from portal.domain.roles import CAN_REFUND
 from portal.domain.states import RefundStatus
 from portal.exports import reconciliation_csv
-from portal.services import Conflict, NotPermitted
 from portal.services.refunds import (
     StalePreview,
     approve_refund,
@@ -51,6 +51,11 @@ def _gateway(name: str):
 @bp.get("/")
 @staff_required(*CAN_REFUND)
 def queue():
+    return _queue_page()
+
+
+def _queue_page(errors: dict[int, str] | None = None) -> str:
+    """The finance queue; ``errors`` shows a message beside a refund's execute form."""
     session = get_session()
     rows = session.execute(refund_queue()).all()
     waiting = [req for req, _ in rows]
@@ -72,6 +77,7 @@ def queue():
         open_refunds=open_refunds,
         done=done,
         form=ActionForm(),
+        errors=errors or {},
         threshold=_threshold(),
     )
 
@@ -144,12 +150,15 @@ def execute(refund_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     refund = _refund(refund_id)
-    done = execute_refund(
-        current_app.extensions["portal.sessionmaker"],
-        refund.id,
-        _gateway(refund.provider),
-        manual_reference=request.form.get("reference") or None,
-    )
+    try:
+        done = execute_refund(
+            current_app.extensions["portal.sessionmaker"],
+            refund.id,
+            _gateway(refund.provider),
+            manual_reference=request.form.get("reference") or None,
+        )
+    except InvalidInput as exc:
+        return _queue_page({refund.id: exc.render(gettext)}), 422
     if done.status == RefundStatus.SUCCEEDED:
         flash(gettext("Refunded."), "success")
     elif done.status == RefundStatus.FAILED:
