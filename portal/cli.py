@@ -24,7 +24,7 @@ from portal.domain.policy import Decision, PolicyError
 from portal.domain.roles import ROLES
 from portal.domain.text import Text
 from portal.exports import reconciliation_csv, spreadsheet_safe
-from portal.jobs import _safe, deliver_outbox, score_pending_photos, sweep_escalations
+from portal.jobs import _safe, deliver_outbox, drain, score_pending_photos, sweep_escalations
 from portal.links import return_link
 from portal.services.filing import precheck_order
 from portal.services.orders import stage_order
@@ -37,11 +37,17 @@ from portal.storage import StorageError, store_from_config
 
 
 def _app(**overrides):
-    """The app for one command; its connections are closed when the command ends."""
+    """The app for one command; when the command ends, background work it started finishes
+    first, then its connections are closed."""
     app = create_app(overrides or None)
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
-        ctx.call_on_close(get_engine(app).dispose)
+
+        def close() -> None:
+            drain()
+            get_engine(app).dispose()
+
+        ctx.call_on_close(close)
     return app
 
 

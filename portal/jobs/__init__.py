@@ -36,6 +36,7 @@ from portal.vision.classifier import get_model
 log = logging.getLogger("portal.jobs")
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
+_submitted = 0  # jobs handed to the worker thread, so ``drain`` knows when nothing new arrived
 
 SUBJECTS = {
     # Rendered inside force_locale, so these are translated per shopper.
@@ -145,13 +146,28 @@ def kick(app: Flask, job=deliver_outbox) -> None:
     if mode == "off":
         return
     if mode == "thread":
-        global _executor
+        global _executor, _submitted
         with _executor_lock:
             if _executor is None:
                 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-jobs")
+            _submitted += 1
         _executor.submit(_safe, app, job)
         return
     _safe(app, job)
+
+
+def drain(timeout: float = 120.0) -> None:
+    """Wait until the worker thread has run every job submitted so far, including the jobs those
+    jobs queue. Call before a process that used ``thread`` mode lets go of its database."""
+    while True:
+        with _executor_lock:
+            executor, seen = _executor, _submitted
+        if executor is None:
+            return
+        executor.submit(lambda: None).result(timeout=timeout)  # one worker: first in, first out
+        with _executor_lock:
+            if _submitted == seen:
+                return
 
 
 def _safe(app: Flask, job) -> None:

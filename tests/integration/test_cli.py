@@ -13,7 +13,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from portal.cli import main
-from portal.db.models import Order, ReturnRequest
+from portal.db.models import Order, OutboxMessage, ReturnRequest
 from tests.helpers import form_for, login_shopper, order_payload
 
 
@@ -207,6 +207,16 @@ def test_demo_seeds_every_case(cli, session):
         assert case in result.output
     assert "http://127.0.0.1:8123/r/" in result.output
     assert session.scalar(select(func.count(ReturnRequest.id))) >= 1
+    # The background work the demo started (emails, photo scoring) finished before the command
+    # let go of the database: nothing is left half-done by a worker thread still running.
+    assert (
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.channel == "email", OutboxMessage.sent_at.is_(None)
+            )
+        )
+        == 0
+    )
     # Running it again refreshes rather than duplicates.
     count = session.scalar(select(func.count(Order.id)))
     cli("demo", "--no-serve", "--port", "8123")
