@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import FieldList, FormField, HiddenField, RadioField, SelectField, TextAreaField
+from wtforms import (
+    FieldList,
+    FormField,
+    HiddenField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.form import Form
 from wtforms.validators import DataRequired, Length, ValidationError
@@ -13,6 +22,11 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from portal.domain.reasons import OUTCOMES, REASONS, Outcome
 from portal.services.filing import LineRequest
 from portal.web.forms import int_or_invalid, one_entry_per_line
+
+
+class LoginForm(FlaskForm):
+    email = StringField(_l("Email"), validators=[DataRequired(), Length(max=255)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
 
 
 class ActionForm(FlaskForm):

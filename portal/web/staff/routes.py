@@ -7,14 +7,10 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
-from flask_wtf import FlaskForm
 from PIL import Image
 from sqlalchemy import func, select
-from wtforms import PasswordField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length
 
 from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
@@ -56,6 +52,7 @@ from portal.web.staff.forms import (
     ActionForm,
     ArrivedForm,
     DecisionForm,
+    LoginForm,
     NoteForm,
     OnBehalfForm,
     ReassignForm,
@@ -83,11 +80,6 @@ def _staff_choices() -> list[SelectChoice]:
         .order_by(StaffUser.name)
     )
     return [SelectChoice("", gettext("Nobody (team queue)"))] + [SelectChoice(str(u.id), u.name) for u in users]
-
-
-class LoginForm(FlaskForm):
-    email = StringField(_l("Email"), validators=[DataRequired(), Length(max=255)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
 
 
 LOGIN_TRIES, LOGIN_WINDOW_MINUTES = 10, 15
