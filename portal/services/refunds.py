@@ -399,20 +399,34 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
         session.rollback()
         raise Conflict(N_("This store credit is in %(currency)s."), currency=credit.currency)
     reference = f"{credit.code}:{redemption.reference}"
+    # One conditional UPDATE debits or does nothing, on SQLite (where a row lock is not taken)
+    # as on PostgreSQL: concurrent redemptions can never take the balance below zero.
+    debited = (
+        redemption.amount > 0
+        and session.execute(  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
+            update(StoreCreditCode)
+            .where(StoreCreditCode.id == credit.id, StoreCreditCode.balance >= redemption.amount)
+            .values(balance=StoreCreditCode.balance - redemption.amount)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+    # Checked after the debit holds the write lock, so the same reference twice at once debits once.
     done = session.scalar(
         select(LedgerEntry.id).where(LedgerEntry.kind == "store_credit_redeemed", LedgerEntry.reference == reference)
     )
     if done is not None:
         session.rollback()
+        session.refresh(credit)
         return credit
-    if redemption.amount <= 0 or redemption.amount > credit.balance:
+    if not debited:
         session.rollback()
+        session.refresh(credit)
         raise Conflict(
             N_("The store credit balance is %(balance)s %(currency)s."),
             balance=str(round_money(credit.balance, credit.currency)),
             currency=credit.currency,
         )
-    credit.balance -= redemption.amount
     session.add(
         LedgerEntry(
             kind="store_credit_redeemed",
@@ -423,4 +437,5 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
         )
     )
     session.commit()
+    session.refresh(credit)
     return credit
