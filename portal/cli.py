@@ -27,7 +27,7 @@ from portal.exports import reconciliation_csv, spreadsheet_safe
 from portal.jobs import _safe, deliver_outbox, drain, score_pending_photos, sweep_escalations
 from portal.links import return_link
 from portal.services.filing import precheck_order
-from portal.services.orders import stage_order
+from portal.services.orders import StaleUpdate, stage_order
 from portal.services.photos import labelled_photos, wear_agreement
 from portal.services.policies import active_policy, policy_from_file
 from portal.services.refunds import ledger_rows
@@ -173,6 +173,10 @@ def import_orders(file: Path, fmt: str | None) -> None:
                 except PayloadError as exc:
                     session.rollback()
                     rejected.append((record.row, "; ".join(f"{e.field}: {e.message}" for e in exc.errors)))
+                    continue
+                except StaleUpdate as exc:
+                    session.rollback()
+                    rejected.append((record.row, exc.render()))
                     continue
                 created += was_created
                 updated += not was_created

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import os
 import struct
@@ -123,8 +124,13 @@ def get_csrf(client, path: str = "/") -> str:
 # --- the signed API -------------------------------------------------------------
 
 
+_SENDS = itertools.count()
+
+
 def signed_headers(body: bytes, secret: str = API_SECRET, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(int(time.time()) if timestamp is None else timestamp)
+    """Headers for one send. Each call signs with a different timestamp (stepping back through the
+    accepted window) as separate sends by a shop would; the same headers twice are a replay."""
+    ts = str(int(time.time()) - next(_SENDS) % 240 if timestamp is None else timestamp)
     mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
     return {"X-Portal-Timestamp": ts, "X-Portal-Signature": f"sha256={mac}", "Content-Type": "application/json"}
 

@@ -82,6 +82,7 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(255))
     category: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    shop_updated_at: Mapped[datetime | None]  # the shop's own "last changed" of the newest push applied
 
     variants: Mapped[list[Variant]] = relationship(back_populates="product", order_by="Variant.id")
 
@@ -123,9 +124,20 @@ class Order(Base):
     gift: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    shop_updated_at: Mapped[datetime | None]  # the shop's own "last changed" of the newest push applied
 
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
     requests: Mapped[list[ReturnRequest]] = relationship(back_populates="order", order_by="ReturnRequest.id")
+
+
+class ApiSignature(Base):
+    """A signature the shop API accepted, kept while its timestamp is inside the window so a
+    captured request replayed in that window is refused."""
+
+    __tablename__ = "api_signature"
+
+    signature: Mapped[str] = mapped_column(String(80), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class OrderLine(Base):

@@ -116,6 +116,7 @@ class OrderData:
     shipping_paid: Decimal
     gift: bool
     lines: tuple[LineData, ...]
+    updated_at: datetime | None = None  # when the shop last changed the order: an older push than stored is refused
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class ProductData:
     name: str
     category: str
     variants: tuple[VariantData, ...]
+    updated_at: datetime | None = None  # when the shop last changed the product
 
 
 def normalise_order_number(value: str) -> str:
@@ -457,6 +459,7 @@ def parse_order(payload: object) -> OrderData:
     number = _text(errs, obj, "order_number", ROOT, max_length=64, normalise=normalise_order_number)
     placed_at = _timestamp(errs, obj, "placed_at", ROOT, required=True)
     delivered_at = _timestamp(errs, obj, "delivered_at", ROOT, required=False)
+    updated_at = _timestamp(errs, obj, "updated_at", ROOT, required=False)
     if placed_at is not None and delivered_at is not None and delivered_at < placed_at:
         errs.add("delivered_at", N_("must not be before placed_at"))
     currency = _currency(errs, obj)
@@ -483,6 +486,7 @@ def parse_order(payload: object) -> OrderData:
         shipping_paid=shipping_paid,
         gift=gift,
         lines=lines,
+        updated_at=updated_at,
     )
 
 
@@ -508,6 +512,7 @@ def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> Produ
     code = _text(errs, obj, "product_code", prefix, max_length=64)
     name = _text(errs, obj, "name", prefix)
     category = _text(errs, obj, "category", prefix, max_length=64, normalise=str.lower)
+    updated_at = _timestamp(errs, obj, "updated_at", prefix, required=False)
     raw_variants = obj.get("variants")
     variants: list[VariantData] = []
     vpath = _path(prefix, "variants")
@@ -528,7 +533,7 @@ def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> Produ
                 variants.append(variant)
     if len(errs) != before or code is None or name is None or category is None:
         return None
-    return ProductData(product_code=code, name=name, category=category, variants=tuple(variants))
+    return ProductData(product_code=code, name=name, category=category, variants=tuple(variants), updated_at=updated_at)
 
 
 def parse_products(payload: object) -> list[ProductData]:
@@ -589,6 +594,8 @@ def parse_redemption(payload: object) -> Redemption:
     code = _text(errs, obj, "code", ROOT, max_length=64)
     currency = _currency(errs, obj)
     amount = _money(errs, obj, "amount", ROOT, currency, required=True)
+    if amount is not None and amount == 0:
+        errs.add("amount", N_("must be more than zero"))
     reference = _text(errs, obj, "reference", ROOT, max_length=64)
     if errs.items:
         raise PayloadError(errs.items)

@@ -237,6 +237,10 @@ def test_a_bad_store_credit_code_is_a_clear_4xx_and_debits_nothing(app, client, 
         {"code": "SC-\u0000\u0000\u0000\u0000-0000-000"},
         {"currency": "XXY"},
         {"amount": "1e3"},
+        {"amount": "-10.00"},
+        {"amount": "0.00"},
+        {"amount": "0"},
+        {"amount": "10.005"},
     ):
         response = post_json(client, "/api/v1/store-credit/redeem", {**spend, **bad_field})
         assert response.status_code == 400 and response.get_json()["errors"], bad_field

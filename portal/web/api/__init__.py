@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -15,9 +16,10 @@ from portal.domain.money import plain_amount
 from portal.domain.orders import PayloadError, parse_order, parse_products, parse_redemption
 from portal.domain.tracking import parse_tracking_event
 from portal.links import return_link
-from portal.services.orders import upsert_order, upsert_products
+from portal.services.orders import StaleUpdate, upsert_order, upsert_products
 from portal.services.refunds import redeem_store_credit
 from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
+from portal.services.signatures import first_use_of_signature
 from portal.signing import sign  # re-exported: callers import it from here too
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -56,6 +58,10 @@ def authenticate():
     if not hmac.compare_digest(expected, signature):
         log.warning("api: bad signature from %s", request.remote_addr)
         return _problem(401, "bad X-Portal-Signature")
+    signed_at = datetime.fromtimestamp(int(timestamp), UTC)
+    if not first_use_of_signature(get_session(), expected, signed_at, timedelta(seconds=MAX_SKEW_SECONDS)):
+        log.warning("api: replayed signature from %s", request.remote_addr)
+        return _problem(409, "request already received (replayed signature)")
     return None
 
 
@@ -79,7 +85,10 @@ def push_order():
         data = parse_order(payload)
     except PayloadError as exc:
         return _problem(400, "invalid order", [e.to_dict() for e in exc.errors])
-    order, created = upsert_order(get_session(), data)
+    try:
+        order, created = upsert_order(get_session(), data)
+    except StaleUpdate as exc:
+        return _problem(409, "stale update", [{"field": "updated_at", "message": exc.render()}])
     cfg = current_app.config
     return jsonify(
         order_number=order.order_number,
@@ -97,7 +106,10 @@ def push_products():
         products = parse_products(payload)
     except PayloadError as exc:
         return _problem(400, "invalid products", [e.to_dict() for e in exc.errors])
-    result = upsert_products(get_session(), products)
+    try:
+        result = upsert_products(get_session(), products)
+    except StaleUpdate as exc:
+        return _problem(409, "stale update", [{"field": "updated_at", "message": exc.render()}])
     return jsonify(created=result.created, updated=result.updated), 200
 
 
