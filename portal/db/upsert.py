@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_if_absent(session: Session, model: type, key: str, values: dict[str, Any]) -> bool:
+def insert_if_absent(session: Session, model: Any, key: str, values: dict[str, Any]) -> bool:
     """Insert one row unless a row with the same unique ``key`` exists; True when this call inserted it.
 
     Two requests inserting the same key at once both succeed: one inserts, the other waits for it
@@ -16,5 +16,9 @@ def insert_if_absent(session: Session, model: type, key: str, values: dict[str, 
     IntegrityError as a select-then-insert would.
     """
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]  # an INSERT gives a CursorResult
+    table = model.__table__
+    statement = (
+        dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    )
+    # RETURNING, not rowcount: psycopg reports no row count for this statement.
+    return session.execute(statement).first() is not None

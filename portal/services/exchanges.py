@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, case, select, update
 from sqlalchemy.orm import Session
 
 from portal.db.models import ReturnLine, ReturnRequest, Variant
@@ -25,8 +25,17 @@ from portal.services.timeline import move, record_event
 SHIPPABLE_GRADES = frozenset({"A", "B"})
 
 
-def _variant_for_update(session: Session, sku: str | None) -> Variant | None:
-    return session.scalars(select(Variant).where(Variant.sku == sku).with_for_update()).one_or_none()
+def _changed(session: Session, statement: Any) -> bool:
+    """Run one conditional UPDATE; True when it changed a row."""
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE gives a CursorResult
+        statement.execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _less(column: Any, quantity: int) -> Any:
+    """``column - quantity``, never below zero, computed by the database."""
+    return case((column >= quantity, column - quantity), else_=0)
 
 
 def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: Actor) -> None:
@@ -34,13 +43,19 @@ def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: Acto
     for line in request.exchange_lines:
         if line.reserved_quantity or line.exchange_shipped_at is not None:
             continue
-        variant = _variant_for_update(session, line.exchange_sku)
-        if variant is None or variant.stock - variant.reserved < line.quantity:
+        # One conditional UPDATE holds the units or does nothing: two approvals at once can never
+        # hold more than is on the shelf, on SQLite as on PostgreSQL.
+        held = _changed(
+            session,
+            update(Variant)
+            .where(Variant.sku == line.exchange_sku, Variant.stock - Variant.reserved >= line.quantity)
+            .values(reserved=Variant.reserved + line.quantity),
+        )
+        if not held:
             record_event(
                 request, actor, "exchange", note=f"{line.exchange_sku}: not enough stock to reserve {line.quantity}"
             )
             continue
-        variant.reserved += line.quantity
         line.reserved_quantity = line.quantity
         record_event(request, actor, "exchange", note=f"reserved {line.quantity} x {line.exchange_sku}")
 
@@ -50,9 +65,12 @@ def release_exchange_stock(session: Session, request: ReturnRequest, actor: Acto
     for line in request.lines:
         if not line.reserved_quantity:
             continue
-        variant = _variant_for_update(session, line.exchange_sku)
-        if variant is not None:
-            variant.reserved = max(variant.reserved - line.reserved_quantity, 0)
+        _changed(
+            session,
+            update(Variant)
+            .where(Variant.sku == line.exchange_sku)
+            .values(reserved=_less(Variant.reserved, line.reserved_quantity)),
+        )
         record_event(request, actor, "exchange", note=f"released {line.reserved_quantity} x {line.exchange_sku}")
         line.reserved_quantity = 0
 
@@ -86,10 +104,14 @@ def exchanges_ready(
         if not (instant or line.grade in SHIPPABLE_GRADES):
             continue
         ready.append({"sku": line.exchange_sku, "quantity": line.quantity, "returned_sku": line.order_line.sku})
-        variant = _variant_for_update(session, line.exchange_sku)
-        if variant is not None:  # the held unit leaves the shelf
-            variant.stock = max(variant.stock - line.quantity, 0)
-            variant.reserved = max(variant.reserved - line.reserved_quantity, 0)
+        _changed(  # the held unit leaves the shelf
+            session,
+            update(Variant)
+            .where(Variant.sku == line.exchange_sku)
+            .values(
+                stock=_less(Variant.stock, line.quantity), reserved=_less(Variant.reserved, line.reserved_quantity)
+            ),
+        )
         line.reserved_quantity = 0
         line.exchange_shipped_at = now
     if ready:

@@ -19,6 +19,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.adapters.payments import PaymentGateway
+from portal.db.locks import lock_rows
 from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
 from portal.domain import refunds as money
 from portal.domain.actors import Actor
@@ -132,8 +133,11 @@ def approve_refund(
     threshold: Decimal,
     settings: money.RefundSettings | None = None,
 ) -> Refund:
-    """Record an approved refund for exactly the preview the approver saw (else StalePreview)."""
-    session.refresh(request, with_for_update=True)
+    """Record an approved refund for exactly the preview the approver saw (else StalePreview).
+
+    The request is locked before anything is read, so two approvals at once record one refund."""
+    lock_rows(session, ReturnRequest, ReturnRequest.id == request.id)
+    session.refresh(request)
     if not refundable(request):
         session.rollback()
         raise Conflict(current=request.status)
@@ -166,7 +170,8 @@ def approve_refund(
 
 def second_approve(session: Session, refund: Refund, staff: StaffUser) -> Refund:
     """Above the threshold a second, different finance user must approve."""
-    session.refresh(refund, with_for_update=True)
+    lock_rows(session, Refund, Refund.id == refund.id)
+    session.refresh(refund)
     if refund.status != RefundStatus.AWAITING_SECOND:
         session.rollback()
         raise Conflict(current=refund.status)

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.adapters.carriers import Carrier, PickupRequest
+from portal.db.locks import lock_rows
 from portal.db.models import CarrierEvent, ReturnRequest
 from portal.domain.actors import SYSTEM, Actor
 from portal.domain.codes import CodeError, new_pickup_code, parse_pickup_code
@@ -75,8 +76,9 @@ def record_tracking_event(session: Session, event: TrackingEvent, carrier_name: 
         code = parse_pickup_code(event.pickup_code)
     except CodeError:
         raise UnknownPickup() from None
+    lock_rows(session, ReturnRequest, ReturnRequest.pickup_code == code)
     request = session.scalars(
-        select(ReturnRequest).where(ReturnRequest.pickup_code == code).with_for_update()
+        select(ReturnRequest).where(ReturnRequest.pickup_code == code).execution_options(populate_existing=True)
     ).one_or_none()
     if request is None:
         session.rollback()

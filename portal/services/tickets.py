@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from portal.db.locks import lock_rows
 from portal.db.models import (
     AuditLog,
     CannedReplyRow,
@@ -212,8 +213,10 @@ _UNCHECKED = object()
 def take_ticket(session: Session, ticket_id: int, staff: StaffUser, expected_assignee: object = _UNCHECKED) -> Ticket:
     """Take a ticket (always possible). ``expected_assignee`` is who the staff member's page showed
     (None for unassigned); if someone else took it meanwhile, Conflict is raised instead of a silent steal."""
-    ticket = session.get(Ticket, ticket_id, with_for_update=True)
+    lock_rows(session, Ticket, Ticket.id == ticket_id)
+    ticket = session.get(Ticket, ticket_id, populate_existing=True)
     if ticket is None:
+        session.rollback()
         raise NotFound()
     if expected_assignee is not _UNCHECKED and ticket.assignee_id not in (expected_assignee, staff.id):
         session.rollback()
@@ -274,8 +277,10 @@ def add_note(session: Session, ticket_id: int, staff: StaffUser, text: str) -> T
 
 def reassign(session: Session, ticket_id: int, staff: StaffUser, to_staff_id: int | None) -> Ticket:
     """Hand the ticket to someone else (or back to the team as unassigned); always possible."""
-    ticket = session.get(Ticket, ticket_id, with_for_update=True)
+    lock_rows(session, Ticket, Ticket.id == ticket_id)
+    ticket = session.get(Ticket, ticket_id, populate_existing=True)
     if ticket is None:
+        session.rollback()
         raise NotFound()
     target = session.get(StaffUser, to_staff_id) if to_staff_id else None
     if to_staff_id and (target is None or not target.active):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.db.locks import lock_rows
 from portal.db.models import Order, RequestEvent, ReturnRequest
 from portal.domain import lifecycle
 from portal.domain.actors import Actor
@@ -44,7 +45,8 @@ def move(request: ReturnRequest, target: Status, actor: Actor, note: str = "", a
 
 def lock_for_change(session: Session, request: ReturnRequest, expected_status: str | None = None) -> None:
     """Re-read the request under a row lock; a stale page (status changed meanwhile) raises Conflict."""
-    session.refresh(request, with_for_update=True)
+    lock_rows(session, ReturnRequest, ReturnRequest.id == request.id)
+    session.refresh(request)
     if expected_status is not None and request.status != expected_status:
         session.rollback()
         raise Conflict(current=request.status)
@@ -56,10 +58,7 @@ def lock_order(session: Session, order_id: int) -> None:
     PostgreSQL locks the order row; SQLite has no row locks, so a no-op update
     takes the database write lock before anything is read.
     """
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(update(Order).where(Order.id == order_id).values(id=Order.id))
-    else:
-        session.execute(select(Order.id).where(Order.id == order_id).with_for_update())
+    lock_rows(session, Order, Order.id == order_id)
 
 
 def discard_photos(store: PhotoStore | None, keys: list[str]) -> None:
