@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class CarrierError(Exception):
+    """The carrier refused or could not be reached; nothing was booked or cancelled."""
+
+
 @dataclass(frozen=True)
 class PickupRequest:
     rma: str
@@ -30,7 +34,9 @@ class Carrier(Protocol):
 
     def request_pickup(self, request: PickupRequest, code: str) -> Booking: ...
 
-    def cancel(self, pickup_code: str) -> None: ...
+    def cancel(self, pickup_code: str) -> None:
+        """Call off a booked pickup; raises CarrierError when the carrier cannot."""
+        ...
 
     def tracking_events(self, pickup_code: str) -> list[dict]: ...
 
@@ -44,6 +50,8 @@ class InHouseCourier:
         return Booking(self.name, code)
 
     def cancel(self, pickup_code: str) -> None:
+        # Our couriers work from the portal's own records: a cancelled request's code is refused
+        # when they scan it (carrier events answer 409), so there is nothing to call off elsewhere.
         return None
 
     def tracking_events(self, pickup_code: str) -> list[dict]:

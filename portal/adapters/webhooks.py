@@ -37,6 +37,7 @@ USER_AGENT = "returns-portal"
 # Event types (the ``type`` of the body, the outbox row's ``topic``).
 RETURN_APPROVED = "return.approved"
 RETURN_REJECTED = "return.rejected"
+RETURN_CANCELLED = "return.cancelled"
 RETURN_IN_TRANSIT = "return.in_transit"
 RETURN_RECEIVED = "return.received"
 REFUND_SUCCEEDED = "refund.succeeded"
@@ -47,6 +48,7 @@ EVENTS = frozenset(
     {
         RETURN_APPROVED,
         RETURN_REJECTED,
+        RETURN_CANCELLED,
         RETURN_IN_TRANSIT,
         RETURN_RECEIVED,
         REFUND_SUCCEEDED,

@@ -28,6 +28,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship
 
 from portal.domain.actors import Actor
+from portal.domain.lifecycle import CANCELLABLE, Status
 from portal.domain.reasons import Outcome
 from portal.domain.states import LineDecision, ScoreState, StepStatus, TicketStatus
 
@@ -204,6 +205,11 @@ class ReturnRequest(Base):
     @property
     def exchange_shipped(self) -> bool:
         return any(line.exchange_shipped_at is not None for line in self.lines)
+
+    @property
+    def cancellable(self) -> bool:
+        """Nothing has shipped either way: not the parcel, not a replacement sent at approval."""
+        return Status(self.status) in CANCELLABLE and not self.exchange_shipped
 
 
 class ReturnLine(Base):

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from portal.adapters.carriers import Carrier
+from portal.adapters.carriers import Carrier, CarrierError
 from portal.db.models import Order, Photo, ReturnLine, ReturnRequest, TicketEvent, Variant
 from portal.domain import lifecycle
 from portal.domain.actors import POLICY, SHOPPER, Actor, ActorKind
 from portal.domain.codes import new_rma
-from portal.domain.errors import DomainError, InvalidInput
+from portal.domain.errors import Conflict, DomainError, InvalidInput
 from portal.domain.lifecycle import Status
 from portal.domain.policy import (
     Decision,
@@ -35,7 +35,7 @@ from portal.services.exchanges import release_exchange_stock
 from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.shipping import issue_label
 from portal.services.sla import resume_ticket_clocks
-from portal.services.tickets import assign_ticket, open_ticket, set_ticket_status, ticket_for
+from portal.services.tickets import assign_ticket, close_request_ticket, open_ticket, set_ticket_status, ticket_for
 from portal.services.timeline import discard_photos, lock_for_change, lock_order, move, record_event
 from portal.services.work import defer
 from portal.storage import PhotoStore, new_key
@@ -55,6 +55,12 @@ def blocking_rules(decision: Decision) -> list[str]:
     failed = [r for r in decision.trace if not r.passed and r.effect == Verdict.NOT_ELIGIBLE]
     failed += [r for line in decision.lines for r in line.trace if not r.passed and r.effect == Verdict.NOT_ELIGIBLE]
     return sorted({r.rule for r in failed})
+
+
+class PickupNotCancelled(Conflict):
+    """The carrier could not call off the pickup; the request stays as it was."""
+
+    default = N_("The courier could not cancel the pickup just now. Nothing was changed; please try again shortly.")
 
 
 class ReturnNotAllowed(DomainError):
@@ -361,17 +367,40 @@ def open_return(
 
 
 def cancel_return(
-    session: Session, request: ReturnRequest, actor: Actor, expected_status: str | None = None
+    session: Session,
+    request: ReturnRequest,
+    actor: Actor,
+    expected_status: str | None = None,
+    carrier: Carrier | None = None,
 ) -> ReturnRequest:
-    """Cancel while nothing has shipped. A stale form (status changed meanwhile) raises Conflict."""
+    """Cancel while nothing has shipped. A stale form (status changed meanwhile) raises Conflict.
+
+    A booked pickup is cancelled with the carrier (its code and label stop working), held exchange
+    stock is given back and the request's ticket is closed. When the carrier cannot cancel the
+    pickup, nothing changes (PickupNotCancelled) and the shopper can try again.
+    """
     lock_for_change(session, request, expected_status)
-    if Status(request.status) not in lifecycle.CANCELLABLE:
+    if not request.cancellable:
         session.rollback()
         raise lifecycle.IllegalTransition(request.status, Status.CANCELLED.value)
     move(
         request, Status.CANCELLED, actor, "cancelled by the shopper" if actor.kind is ActorKind.SHOPPER else "cancelled"
     )
     release_exchange_stock(session, request, actor)
+    close_request_ticket(session, request, actor, "cancelled")
+    if request.pickup_code and carrier is not None:
+        try:
+            carrier.cancel(request.pickup_code)
+        except CarrierError as exc:
+            session.rollback()
+            log.warning("return %s: pickup %s not cancelled: %s", request.rma, request.pickup_code, exc)
+            raise PickupNotCancelled() from None
+        record_event(request, actor, "pickup", note=f"pickup {request.pickup_code} cancelled with {carrier.name}")
+    enqueue_webhook(
+        session,
+        "return.cancelled",
+        {"rma": request.rma, "order_number": request.order.order_number, "pickup_code": request.pickup_code},
+    )
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, "return_cancelled", request.locale, {"rma": request.rma})
     session.commit()

@@ -19,21 +19,10 @@ from portal.services.exchanges import release_exchange_stock
 from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.shipping import issue_label
 from portal.services.sla import pause_ticket_clocks, stop_ticket_clocks
-from portal.services.tickets import set_ticket_status, ticket_for
+from portal.services.tickets import close_request_ticket, set_ticket_status, ticket_for
 from portal.services.timeline import lock_for_change, move
 
 log = logging.getLogger("portal.returns")
-
-
-def _close_ticket(session: Session, request: ReturnRequest, actor: Actor, note: str) -> None:
-    ticket = ticket_for(session, request)
-    if ticket is None:
-        return
-    now = datetime.now(UTC)
-    ticket.first_response_at = ticket.first_response_at or now
-    set_ticket_status(ticket, TicketStatus.CLOSED, now)
-    ticket.events.append(TicketEvent(actor=actor, kind="decided", note=note))
-    stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
 
 
 def _review(
@@ -63,7 +52,7 @@ def _review(
             "returnless": request.returnless,
             "order_number": request.order.order_number,
         }
-    _close_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
+    close_request_ticket(session, request, actor, f"{target.value}: {note}".strip(": "))
     if request.order.customer_email:
         enqueue_email(session, request.order.customer_email, template, request.locale, {"rma": request.rma, **context})
     enqueue_webhook(

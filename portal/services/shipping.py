@@ -28,6 +28,12 @@ class UnknownPickup(NotFound):
     default = N_("No parcel with that pickup code.")
 
 
+class PickupCancelled(Conflict):
+    """The return behind this pickup code was cancelled: the code no longer works."""
+
+    default = N_("This return was cancelled; its pickup code no longer works.")
+
+
 class DuplicateEvent(Conflict):
     """This carrier event was already recorded."""
 
@@ -83,6 +89,9 @@ def record_tracking_event(session: Session, event: TrackingEvent, carrier_name: 
     if request is None:
         session.rollback()
         raise UnknownPickup()
+    if request.status == Status.CANCELLED.value:
+        session.rollback()
+        raise PickupCancelled()
     if session.scalar(select(CarrierEvent.id).where(CarrierEvent.event_id == event.event_id)) is not None:
         session.rollback()
         raise DuplicateEvent()

@@ -61,6 +61,18 @@ def ticket_for(session: Session, request: ReturnRequest) -> Ticket | None:
     return session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
 
 
+def close_request_ticket(session: Session, request: ReturnRequest, actor: Actor, note: str) -> None:
+    """The request was decided or cancelled: close its ticket and stop its clocks (no commit)."""
+    ticket = ticket_for(session, request)
+    if ticket is None or ticket.status == TicketStatus.CLOSED:
+        return
+    now = datetime.now(UTC)
+    ticket.first_response_at = ticket.first_response_at or now
+    set_ticket_status(ticket, TicketStatus.CLOSED, now)
+    ticket.events.append(TicketEvent(actor=actor, kind="decided", note=note))
+    stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
+
+
 def ensure_team(session: Session, code: str, name: str) -> Team:
     team = session.scalars(select(Team).where(Team.code == code)).one_or_none()
     if team is None:

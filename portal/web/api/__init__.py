@@ -18,7 +18,7 @@ from portal.domain.tracking import parse_tracking_event
 from portal.links import return_link
 from portal.services.orders import StaleUpdate, upsert_order, upsert_products
 from portal.services.refunds import redeem_store_credit
-from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
+from portal.services.shipping import DuplicateEvent, PickupCancelled, UnknownPickup, record_tracking_event
 from portal.services.signatures import first_use_of_signature
 from portal.signing import sign  # re-exported: callers import it from here too
 
@@ -130,6 +130,8 @@ def carrier_event():
         return _problem(404, "unknown pickup code")
     except DuplicateEvent:
         return _problem(409, "event already recorded")
+    except PickupCancelled:
+        return _problem(409, "pickup cancelled: the return was cancelled, do not collect this parcel")
     return jsonify(rma=request_.rma, status=request_.status), 200
 
 

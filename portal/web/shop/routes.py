@@ -17,7 +17,7 @@ from portal.db import get_session
 from portal.db.models import Order, Photo, Variant
 from portal.domain.actors import SHOPPER
 from portal.domain.codes import compact_pickup_code
-from portal.domain.lifecycle import CANCELLABLE, IllegalTransition, Status
+from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Verdict
 from portal.domain.reasons import REASONS, Outcome
@@ -28,6 +28,7 @@ from portal.logs import safe
 from portal.services import Conflict, NotFound
 from portal.services.filing import (
     LineRequest,
+    PickupNotCancelled,
     ReturnNotAllowed,
     answer_question,
     cancel_return,
@@ -366,7 +367,7 @@ def status(rma: str):
         cancel_form=CancelForm(status=req.status),
         answer_form=AnswerForm(),
         question=_open_question(req),
-        cancellable=Status(req.status) in CANCELLABLE,
+        cancellable=req.cancellable,
         reasons=REASONS,
     )
 
@@ -378,9 +379,18 @@ def cancel(rma: str):
     if not form.validate_on_submit():
         abort(400)
     try:
-        cancel_return(get_session(), req, SHOPPER, expected_status=form.status.data or None)
+        cancel_return(
+            get_session(),
+            req,
+            SHOPPER,
+            expected_status=form.status.data or None,
+            carrier=carrier_from_config(current_app.config),
+        )
     except IllegalTransition:
         flash(gettext("This request can no longer be cancelled because the parcel is already on its way."), "warning")
+        return redirect(url_for("shop.status", rma=rma), code=303)
+    except PickupNotCancelled as exc:
+        flash(exc.render(gettext), "warning")
         return redirect(url_for("shop.status", rma=rma), code=303)
     except Conflict:
         flash(
@@ -411,7 +421,7 @@ def answer(rma: str):
             cancel_form=CancelForm(status=req.status),
             answer_form=form,
             question=_open_question(req),
-            cancellable=Status(req.status) in CANCELLABLE,
+            cancellable=req.cancellable,
             reasons=REASONS,
         ), 422
     try:
@@ -458,11 +468,25 @@ def label_data(req) -> LabelData:
     )
 
 
+def _label_gone(req) -> tuple[str, int]:
+    """A cancelled return's label must not be used: 410 with a page that says so."""
+    return render_template(
+        "errors/error.html",
+        code=410,
+        message=gettext(
+            "Return %(rma)s was cancelled, so its label and pickup code no longer work. Please do not send the parcel.",
+            rma=req.rma,
+        ),
+    ), 410
+
+
 @bp.get("/requests/<rma>/label")
 def label(rma: str):
     order, req = _own_request(rma)
     if not req.pickup_code:
         abort(404)
+    if req.status == Status.CANCELLED:
+        return _label_gone(req)
     data = label_data(req)
     scan = compact_pickup_code(req.pickup_code)  # the same string the PDF's codes carry
     return render_template(
@@ -479,6 +503,8 @@ def label_pdf_view(rma: str):
     order, req = _own_request(rma)
     if not req.pickup_code:
         abort(404)
+    if req.status == Status.CANCELLED:
+        return _label_gone(req)
     pdf = label_pdf(label_data(req))
     return (
         pdf,
