@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import os
+import re
 import struct
 import time
 import zlib
@@ -465,3 +466,48 @@ def png_header_only(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+
+
+# --- documents ------------------------------------------------------------------
+
+
+def pdf_streams(pdf: bytes) -> list[bytes]:
+    out = []
+    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        raw = match.group(1)
+        try:
+            out.append(zlib.decompress(raw))
+        except zlib.error:
+            out.append(raw)
+    return out
+
+
+def _unescape(literal: bytes) -> bytes:
+    simple = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        token = match.group(1)
+        if token.isdigit():
+            return bytes([int(token, 8)])
+        return simple.get(token, token)
+
+    return re.sub(rb"\\([0-7]{1,3}|.)", replace, literal, flags=re.S)
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The strings shown by ``Tj``, one per line, decoded through the ToUnicode map if any."""
+    streams = pdf_streams(pdf)
+    to_unicode: dict[bytes, str] = {}
+    for stream in streams:
+        if b"beginbfchar" in stream:
+            for cid, uni in re.findall(rb"<([0-9A-Fa-f]{4})>\s*<([0-9A-Fa-f]{4,8})>", stream):
+                to_unicode[bytes.fromhex(cid.decode())] = bytes.fromhex(uni.decode()).decode("utf-16-be")
+    lines = []
+    for stream in streams:
+        for literal in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", stream, re.S):
+            data = _unescape(literal)
+            if to_unicode:
+                lines.append("".join(to_unicode.get(data[i : i + 2], "\ufffd") for i in range(0, len(data), 2)))
+            else:
+                lines.append(data.decode("cp1252"))
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -64,6 +65,16 @@ def _review(
             "status": request.status,
             "pickup_code": request.pickup_code,
             "reason": note if target == Status.REJECTED else None,
+            "lines": [
+                {
+                    "line_id": line.order_line.line_id,
+                    "sku": line.order_line.sku,
+                    "quantity": line.quantity,
+                    "accepted": target == Status.APPROVED and line.accepted,
+                    "note": line.staff_note,
+                }
+                for line in request.lines
+            ],
         },
     )
     session.commit()
@@ -101,6 +112,18 @@ def approve_return(
         for line in request.lines:
             line.staff_decision = (LineDecision.APPROVED if line.id in chosen else LineDecision.REJECTED).value
             line.staff_note = None if line.id in chosen else note[:2000]
+        # From here on the request is worth what was accepted: queues, routing and totals count that.
+        request.value = sum((line.value for line in request.accepted_lines), Decimal(0))
+    not_accepted = [
+        {
+            "quantity": line.quantity,
+            "product": line.order_line.product_name,
+            "variant": line.order_line.variant,
+            "reason": line.staff_note or "",
+        }
+        for line in request.lines
+        if not line.accepted
+    ]
     return _review(
         session,
         request,
@@ -109,7 +132,7 @@ def approve_return(
         expected_status,
         note,
         "return_approved",
-        {},
+        {"not_accepted": not_accepted},
         carrier,
         instant_exchange,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-import zlib
 
 import barcode
 import pytest
@@ -26,7 +25,7 @@ from portal.domain.codes import (
     parse_rma,
 )
 from portal.labels import LabelData, code128_modules, code128_svg, find_cjk_font, label_pdf, qr_svg
-from tests.helpers import service_missing
+from tests.helpers import pdf_streams, pdf_text, service_missing
 
 SVG = "{http://www.w3.org/2000/svg}"
 PICKUP_RE = re.compile(rf"^P-[{ALPHABET}]{{4}}-[{ALPHABET}]{{4}}-[{ALPHABET}]{{2}}[{re.escape(CHECK_ALPHABET)}]$")
@@ -234,48 +233,6 @@ def test_code128_rejects_characters_it_cannot_encode() -> None:
 
 
 # -------------------------------------------------------------------------- PDF
-
-
-def pdf_streams(pdf: bytes) -> list[bytes]:
-    out = []
-    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
-        raw = match.group(1)
-        try:
-            out.append(zlib.decompress(raw))
-        except zlib.error:
-            out.append(raw)
-    return out
-
-
-def _unescape(literal: bytes) -> bytes:
-    simple = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
-
-    def replace(match: re.Match[bytes]) -> bytes:
-        token = match.group(1)
-        if token.isdigit():
-            return bytes([int(token, 8)])
-        return simple.get(token, token)
-
-    return re.sub(rb"\\([0-7]{1,3}|.)", replace, literal, flags=re.S)
-
-
-def pdf_text(pdf: bytes) -> str:
-    """The strings shown by ``Tj``, one per line, decoded through the ToUnicode map if any."""
-    streams = pdf_streams(pdf)
-    to_unicode: dict[bytes, str] = {}
-    for stream in streams:
-        if b"beginbfchar" in stream:
-            for cid, uni in re.findall(rb"<([0-9A-Fa-f]{4})>\s*<([0-9A-Fa-f]{4,8})>", stream):
-                to_unicode[bytes.fromhex(cid.decode())] = bytes.fromhex(uni.decode()).decode("utf-16-be")
-    lines = []
-    for stream in streams:
-        for literal in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", stream, re.S):
-            data = _unescape(literal)
-            if to_unicode:
-                lines.append("".join(to_unicode.get(data[i : i + 2], "\ufffd") for i in range(0, len(data), 2)))
-            else:
-                lines.append(data.decode("cp1252"))
-    return "\n".join(lines)
 
 
 def path_rects(pdf: bytes) -> list[tuple[float, float, float, float]]:

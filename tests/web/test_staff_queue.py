@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
+from decimal import Decimal
 
 import pytest
 from bs4 import BeautifulSoup
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
 from portal.domain.actors import Actor
+from portal.jobs import build_email
 from portal.services.staff import create_staff
 from portal.services.tickets import ensure_team
 from tests.helpers import (
@@ -22,8 +24,10 @@ from tests.helpers import (
     login_shopper,
     order_payload,
     page_values,
+    pdf_text,
     post_json,
     sign_in,
+    soup,
     submit_coat,
 )
 
@@ -360,6 +364,38 @@ def test_approve_some_lines(client, app, desk, session):
     assert "Not accepted" in status and "Scarves are final once worn" in status
     # The scarf's unit is free again for another request.
     assert "Can still be returned: 1" in shopper.get("/order").get_data(as_text=True)
+
+    # Everything after the decision shows the accepted line only. The label, HTML and PDF:
+    label = soup(shopper.get(f"/requests/{rma}/label")).get_text(" ")
+    assert "Coat" in label and "Silk scarf" not in label
+    pdf = pdf_text(shopper.get(f"/requests/{rma}/label.pdf").data)
+    assert "Coat" in pdf and "Silk scarf" not in pdf
+    # The staff page marks the line and counts only the coat.
+    staff_page = soup(client.get(f"/staff/requests/{rma}"))
+    assert "Not accepted: Scarves are final once worn" in staff_page.get_text(" ")
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest).where(ReturnRequest.rma == rma)).one()
+    assert req.value == Decimal("2899.00")
+    # The approval email names the line that was not accepted and why.
+    approved = [
+        m
+        for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email"))
+        if m.payload["template"] == "return_approved"
+    ]
+    body = build_email(app, approved[-1]).get_content()
+    assert "were not accepted" in body and "1 × Silk scarf (Red): Scarves are final once worn" in body
+    hook = [
+        m.payload["data"]
+        for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook"))
+        if m.payload["topic"] == "return.approved"
+    ][-1]
+    assert [(line["sku"], line["accepted"]) for line in hook["lines"]] == [("COAT-M", True), ("SCARF-RED", False)]
+    # The warehouse expects the coat alone.
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    warehouse = app.test_client()
+    sign_in(warehouse, "wh@example.com")
+    parcel = soup(warehouse.get(f"/warehouse/parcels/{rma}")).select_one("main").get_text(" ")
+    assert "Coat" in parcel and "Silk scarf" not in parcel
 
 
 def test_agent_opens_a_return_overriding_the_window(client, app, desk, session):

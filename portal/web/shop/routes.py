@@ -449,7 +449,7 @@ def label_data(req) -> LabelData:
         pickup_code=req.pickup_code,
         items=tuple(
             (line.quantity, line.order_line.product_name, line.order_line.variant, line.order_line.sku)
-            for line in req.lines
+            for line in req.accepted_lines  # a line staff did not accept stays with the shopper
         ),
         ship_from=(order.customer_name, order.customer_postcode or ""),
         return_to=tuple(current_app.config["RETURN_ADDRESS"]),
