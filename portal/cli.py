@@ -24,7 +24,7 @@ from portal.domain.policy import Decision, PolicyError
 from portal.domain.roles import ROLES
 from portal.domain.text import Text
 from portal.exports import reconciliation_csv, spreadsheet_safe
-from portal.jobs import _safe, deliver_outbox, drain, score_pending_photos, sweep_escalations
+from portal.jobs import _safe, deliver_outbox, drain, resolve_refunds, score_pending_photos, sweep_escalations
 from portal.links import return_link
 from portal.services.filing import precheck_order
 from portal.services.orders import StaleUpdate, stage_order
@@ -83,6 +83,7 @@ def _ticker(app, interval: float, stop: threading.Event) -> None:
         _safe(app, sweep_escalations)
         _safe(app, deliver_outbox)
         _safe(app, score_pending_photos)
+        _safe(app, resolve_refunds)
 
 
 def _serve(app, host: str, port: int, threads: int) -> None:
@@ -396,6 +397,16 @@ def finance_export(start: datetime, end: datetime, output: Path | None) -> None:
         click.echo(f"wrote {output}")
     else:
         click.echo(body, nl=False)
+
+
+@finance.command("resolve")
+def finance_resolve() -> None:
+    """Settle refunds left "processing" by an interrupted process (the server does this every 30 s)."""
+
+    results = resolve_refunds(_app())
+    for result in results:
+        click.echo(f"refund {result.refund_id}: {result.outcome}")
+    click.echo(f"checked {len(results)}")
 
 
 # --- background work ----------------------------------------------------------------

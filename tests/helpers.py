@@ -407,6 +407,7 @@ STAFF_ROUTES = [
     ("POST", "/finance/refunds/999999/second", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/finance/refunds/999999/execute", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/finance/refunds/999999/retry", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/finance/refunds/999999/resolve", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/sla", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     (
         "GET",

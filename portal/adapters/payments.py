@@ -38,6 +38,11 @@ class PaymentGateway(Protocol):
         self, key: str, amount: Decimal, currency: str, payment_reference: str, manual_reference: str | None = None
     ) -> PaymentResult: ...
 
+    def lookup(self, key: str) -> PaymentResult | None:
+        """The refund made under this idempotency key, or None when none was made.
+        Raises GatewayError when the provider cannot say."""
+        ...
+
 
 class ManualPayments:
     name = "manual"
@@ -46,6 +51,11 @@ class ManualPayments:
         if not (manual_reference or "").strip():
             raise GatewayError("record the reference of the refund made elsewhere")
         return PaymentResult(manual_reference.strip()[:128])
+
+    def lookup(self, key: str) -> PaymentResult | None:
+        # Paid elsewhere by a person: the portal only knows of it once the reference is recorded,
+        # so an interrupted manual refund is not known to be paid; finance retries and enters it.
+        return None
 
 
 class SandboxGateway:
@@ -76,6 +86,11 @@ class SandboxGateway:
         if self.mode == "timeout":
             raise GatewayTimeout("no answer from the sandbox in time")
         return PaymentResult(reference)
+
+    def lookup(self, key: str) -> PaymentResult | None:
+        with self.factory() as session:
+            payment_id = session.scalar(select(SandboxPayment.id).where(SandboxPayment.idempotency_key == key))
+        return None if payment_id is None else PaymentResult(f"SBX-{payment_id}")
 
 
 def gateway_for(name: str, factory: sessionmaker, sandbox_mode: str = "ok") -> PaymentGateway:

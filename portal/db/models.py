@@ -699,6 +699,7 @@ class Refund(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     executed_at: Mapped[datetime | None]
+    processing_since: Mapped[datetime | None]  # when the running attempt claimed it (cleared when settled)
 
     request: Mapped[ReturnRequest] = relationship()
 

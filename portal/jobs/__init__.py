@@ -21,6 +21,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from portal.adapters.mail import mailer_from_config
+from portal.adapters.payments import gateway_for
 from portal.adapters.webhooks import webhook_sender_from_config
 from portal.db import session_scope
 from portal.db.models import OutboxMessage, Photo
@@ -28,6 +29,7 @@ from portal.domain.states import ScoreState
 from portal.links import return_link
 from portal.services.outbox import deliver_pending
 from portal.services.photos import score_request_photos
+from portal.services.refunds import resolve_stuck_refunds
 from portal.services.sla import sweep
 from portal.services.work import drop_deferred, take_deferred
 from portal.storage import store_from_config
@@ -116,6 +118,13 @@ def score_pending_photos(app: Flask) -> int:
 def sweep_escalations(app: Flask):
     # Notifications the steps queue are delivered by the after-commit hook.
     return sweep(app.extensions["portal.sessionmaker"], worker=f"app-{id(app):x}")
+
+
+def resolve_refunds(app: Flask):
+    """Settle refunds left "processing" by an interrupted process, by asking their gateways."""
+    factory = app.extensions["portal.sessionmaker"]
+    mode = app.config.get("SANDBOX_MODE", "ok")
+    return resolve_stuck_refunds(factory, lambda provider: gateway_for(provider, factory, mode))
 
 
 # Work services may ask for with ``portal.services.work.defer``.

@@ -10,15 +10,16 @@ paid again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal.adapters.payments import PaymentGateway
+from portal.adapters.payments import GatewayError, PaymentGateway, PaymentResult
 from portal.db.locks import lock_rows
 from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
 from portal.domain import refunds as money
@@ -209,6 +210,9 @@ def execute_refund(
 
     A manual refund (paid elsewhere) needs the payment's reference: without one nothing changes
     (InvalidInput), rather than a failed refund and a ``refund.failed`` event for the shop.
+    The claim ("processing", with its time) is committed before the gateway is called; if this
+    process dies after the gateway paid, ``resolve_stuck_refunds`` asks the gateway by the
+    idempotency key and records the outcome once.
     """
     now = datetime.now(UTC)
     with factory() as session:
@@ -218,7 +222,7 @@ def execute_refund(
         claimed = session.execute(  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
             update(Refund)
             .where(Refund.id == refund_id, Refund.status == RefundStatus.APPROVED.value)
-            .values(status=RefundStatus.PROCESSING.value, attempts=Refund.attempts + 1)
+            .values(status=RefundStatus.PROCESSING.value, attempts=Refund.attempts + 1, processing_since=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         session.commit()
@@ -234,118 +238,218 @@ def execute_refund(
             result = gateway.refund(key, amount, currency, payment_reference, manual_reference)
     except Exception as exc:  # any provider failure is recorded; the key makes a retry safe
         error = f"{type(exc).__name__}: {exc}"[:2000]
+    return _settle(factory, refund_id, error, result.reference if result else None, now)
+
+
+def _settle(
+    factory: sessionmaker[Session], refund_id: int, error: str | None, provider_ref: str | None, now: datetime
+) -> Refund:
+    """Record the outcome of a processing refund, exactly once: the row is locked and must still be
+    processing (a resolver or a slow first attempt may have recorded it already)."""
     with factory() as session:
-        refund = session.get_one(Refund, refund_id)
-        request = refund.request
-        if error is not None:
-            refund.status, refund.last_error = check_refund(refund.status, RefundStatus.FAILED).value, error
-            enqueue_webhook(session, "refund.failed", {"rma": request.rma, "refund": key, "error": error})
-            session.commit()
-            log.warning("refund %s failed: %s", key, error)
+        lock_rows(session, Refund, Refund.id == refund_id)
+        refund = session.get_one(Refund, refund_id, populate_existing=True)
+        if refund.status != RefundStatus.PROCESSING:
+            session.rollback()
+            log.warning("refund %s already settled as %s; outcome not recorded again", refund_id, refund.status)
             return refund
-        refund.status = check_refund(refund.status, RefundStatus.SUCCEEDED).value
-        refund.executed_at, refund.last_error = now, None
-        refund.provider_ref = result.reference if result else None
-        method = request.order.payment_method
-        if refund.amount > 0:
-            session.add(
-                LedgerEntry(
-                    at=now,
-                    kind="refund",
-                    method=method,
-                    currency=refund.currency,
-                    amount=refund.amount,
-                    request_id=request.id,
-                    refund_id=refund.id,
-                    reference=refund.provider_ref or "",
-                )
+        if error is not None:
+            _record_failure(session, refund, error)
+        else:
+            _record_success(session, refund, provider_ref, now)
+        session.commit()
+        return refund
+
+
+def _record_failure(session: Session, refund: Refund, error: str) -> None:
+    refund.status, refund.last_error = check_refund(refund.status, RefundStatus.FAILED).value, error
+    refund.processing_since = None
+    enqueue_webhook(
+        session, "refund.failed", {"rma": refund.request.rma, "refund": refund.idempotency_key, "error": error}
+    )
+    log.warning("refund %s failed: %s", refund.idempotency_key, error)
+
+
+def _record_success(session: Session, refund: Refund, provider_ref: str | None, now: datetime) -> None:
+    """The gateway paid: ledger rows, store credit, the request's move, the webhook and the email (no commit)."""
+    request = refund.request
+    key = refund.idempotency_key
+    refund.processing_since = None
+    refund.status = check_refund(refund.status, RefundStatus.SUCCEEDED).value
+    refund.executed_at, refund.last_error = now, None
+    refund.provider_ref = provider_ref
+    method = request.order.payment_method
+    if refund.amount > 0:
+        session.add(
+            LedgerEntry(
+                at=now,
+                kind="refund",
+                method=method,
+                currency=refund.currency,
+                amount=refund.amount,
+                request_id=request.id,
+                refund_id=refund.id,
+                reference=refund.provider_ref or "",
             )
-        if preview_owed(refund) > 0:
-            session.add(
-                LedgerEntry(
-                    at=now,
-                    kind="owed_by_shopper",
-                    method="exchange",
-                    currency=refund.currency,
-                    amount=preview_owed(refund),
-                    request_id=request.id,
-                    refund_id=refund.id,
-                    reference=key,
-                )
-            )
-        credit_code = None
-        if refund.store_credit > 0:
-            credit_code = new_store_credit_code()
-            session.add(
-                StoreCreditCode(
-                    code=credit_code,
-                    currency=refund.currency,
-                    initial=refund.store_credit,
-                    balance=refund.store_credit,
-                    customer_email=request.order.customer_email,
-                    refund_id=refund.id,
-                )
-            )
-            session.add(
-                LedgerEntry(
-                    at=now,
-                    kind="store_credit_issued",
-                    method="store_credit",
-                    currency=refund.currency,
-                    amount=refund.store_credit,
-                    request_id=request.id,
-                    refund_id=refund.id,
-                    reference=credit_code,
-                )
-            )
-        amount_text, store_credit_text = (
-            plain_amount(refund.amount, refund.currency),
-            plain_amount(refund.store_credit, refund.currency),
         )
-        # Timeline notes are English text: amounts in the English form ("CN¥1,456.97").
-        move(
-            request,
-            Status.EXCHANGED if request.all_exchanges else Status.REFUNDED,
-            Actor.payment(refund.provider),
-            f"refunded {format_money(refund.amount, refund.currency, NOTE_LOCALE)}"
-            + (
-                f" and store credit {format_money(refund.store_credit, refund.currency, NOTE_LOCALE)} ({credit_code})"
-                if credit_code
-                else ""
-            ),
-            at=now,
+    if preview_owed(refund) > 0:
+        session.add(
+            LedgerEntry(
+                at=now,
+                kind="owed_by_shopper",
+                method="exchange",
+                currency=refund.currency,
+                amount=preview_owed(refund),
+                request_id=request.id,
+                refund_id=refund.id,
+                reference=key,
+            )
         )
-        enqueue_webhook(
+    credit_code = None
+    if refund.store_credit > 0:
+        credit_code = new_store_credit_code()
+        session.add(
+            StoreCreditCode(
+                code=credit_code,
+                currency=refund.currency,
+                initial=refund.store_credit,
+                balance=refund.store_credit,
+                customer_email=request.order.customer_email,
+                refund_id=refund.id,
+            )
+        )
+        session.add(
+            LedgerEntry(
+                at=now,
+                kind="store_credit_issued",
+                method="store_credit",
+                currency=refund.currency,
+                amount=refund.store_credit,
+                request_id=request.id,
+                refund_id=refund.id,
+                reference=credit_code,
+            )
+        )
+    amount_text, store_credit_text = (
+        plain_amount(refund.amount, refund.currency),
+        plain_amount(refund.store_credit, refund.currency),
+    )
+    # Timeline notes are English text: amounts in the English form ("CN¥1,456.97").
+    move(
+        request,
+        Status.EXCHANGED if request.all_exchanges else Status.REFUNDED,
+        Actor.payment(refund.provider),
+        f"refunded {format_money(refund.amount, refund.currency, NOTE_LOCALE)}"
+        + (
+            f" and store credit {format_money(refund.store_credit, refund.currency, NOTE_LOCALE)} ({credit_code})"
+            if credit_code
+            else ""
+        ),
+        at=now,
+    )
+    enqueue_webhook(
+        session,
+        "refund.succeeded",
+        {
+            "rma": request.rma,
+            "refund": key,
+            "amount": amount_text,
+            "store_credit": store_credit_text,
+            "store_credit_code": credit_code,
+            "currency": refund.currency,
+            "reference": refund.provider_ref,
+        },
+    )
+    if request.order.customer_email:
+        # Plain amounts; the email formats them in the shopper's locale (stored on the request).
+        enqueue_email(
             session,
-            "refund.succeeded",
+            request.order.customer_email,
+            "return_refunded",
+            request.locale,
             {
                 "rma": request.rma,
-                "refund": key,
                 "amount": amount_text,
                 "store_credit": store_credit_text,
-                "store_credit_code": credit_code,
+                "code": credit_code,
                 "currency": refund.currency,
-                "reference": refund.provider_ref,
             },
         )
-        if request.order.customer_email:
-            # Plain amounts; the email formats them in the shopper's locale (stored on the request).
-            enqueue_email(
-                session,
-                request.order.customer_email,
-                "return_refunded",
-                request.locale,
-                {
-                    "rma": request.rma,
-                    "amount": amount_text,
-                    "store_credit": store_credit_text,
-                    "code": credit_code,
-                    "currency": refund.currency,
-                },
+    log.info("refund %s succeeded: %s %s", key, refund.amount, refund.currency)
+
+
+STUCK_AFTER = timedelta(minutes=5)
+"""A refund still "processing" this long after its claim is taken to be interrupted (no gateway
+call here waits that long: the sandbox and HTTP gateways time out well before)."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    refund_id: int
+    outcome: str  # succeeded | failed | unknown (the gateway could not say) | running (too recent to judge)
+
+
+def is_stuck(refund: Refund, now: datetime, older_than: timedelta = STUCK_AFTER) -> bool:
+    """Processing for longer than any attempt takes: its process was interrupted."""
+    return refund.status == RefundStatus.PROCESSING and (
+        refund.processing_since is None or refund.processing_since <= now - older_than
+    )
+
+
+def resolve_stuck_refund(
+    factory: sessionmaker[Session],
+    refund_id: int,
+    gateway: PaymentGateway,
+    now: datetime | None = None,
+    older_than: timedelta = STUCK_AFTER,
+) -> Resolution:
+    """Settle one refund left "processing" by asking the gateway about its idempotency key.
+
+    Paid: recorded once (ledger, store credit, webhook, email), as if the first attempt had
+    finished. Never paid: marked failed, so finance can retry with the same key. The gateway
+    cannot tell: left as it is and reported "unknown". One whose attempt may still be running
+    (claimed less than ``older_than`` ago) is left alone and reported "running".
+    """
+    now = now or datetime.now(UTC)
+    with factory() as session:
+        refund = session.get_one(Refund, refund_id)
+        if refund.status != RefundStatus.PROCESSING:
+            return Resolution(refund_id, refund.status)
+        if not is_stuck(refund, now, older_than):
+            return Resolution(refund_id, "running")
+        key, amount = refund.idempotency_key, refund.amount
+    try:
+        found = gateway.lookup(key) if amount > 0 else PaymentResult("")
+    except GatewayError as exc:
+        log.warning("refund %s: the gateway could not say whether it paid: %s", key, exc)
+        return Resolution(refund_id, "unknown")
+    if found is None:
+        settled = _settle(
+            factory, refund_id, "interrupted before the payment was made: retry (the same key is used)", None, now
+        )
+    else:
+        settled = _settle(factory, refund_id, None, found.reference or None, now)
+    return Resolution(refund_id, settled.status)
+
+
+def resolve_stuck_refunds(
+    factory: sessionmaker[Session],
+    gateways: Callable[[str], PaymentGateway],
+    now: datetime | None = None,
+    older_than: timedelta = STUCK_AFTER,
+) -> list[Resolution]:
+    """The periodic job: every refund processing for longer than ``older_than``, settled by asking its gateway."""
+    now = now or datetime.now(UTC)
+    with factory() as session:
+        stuck = session.execute(
+            select(Refund.id, Refund.provider).where(
+                Refund.status == RefundStatus.PROCESSING.value,
+                or_(Refund.processing_since.is_(None), Refund.processing_since <= now - older_than),
             )
-        session.commit()
-        log.info("refund %s succeeded: %s %s", key, refund.amount, refund.currency)
-        return refund
+        ).all()
+    return [
+        resolve_stuck_refund(factory, refund_id, gateways(provider), now, older_than) for refund_id, provider in stuck
+    ]
 
 
 def preview_owed(refund: Refund) -> Decimal:

@@ -22,9 +22,11 @@ from portal.services.refunds import (
     StalePreview,
     approve_refund,
     execute_refund,
+    is_stuck,
     ledger_rows,
     preview_refund,
     refund_settings,
+    resolve_stuck_refund,
     retry_refund,
     second_approve,
 )
@@ -79,6 +81,7 @@ def _queue_page(errors: dict[int, str] | None = None) -> str:
         form=ActionForm(),
         errors=errors or {},
         threshold=_threshold(),
+        stuck={r.id for r in open_refunds if is_stuck(r, datetime.now(UTC))},
     )
 
 
@@ -168,6 +171,28 @@ def execute(refund_id: int):
         )
     else:
         flash(gettext("This refund is not ready to execute (%(status)s).", status=done.status), "warning")
+    return redirect(url_for("finance.queue"), code=303)
+
+
+@bp.post("/refunds/<int:refund_id>/resolve")
+@staff_required(*CAN_REFUND)
+def resolve(refund_id: int):
+    """A refund left "processing" by an interrupted attempt: ask its gateway and settle it once."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    refund = _refund(refund_id)
+    result = resolve_stuck_refund(current_app.extensions["portal.sessionmaker"], refund.id, _gateway(refund.provider))
+    messages = {
+        RefundStatus.SUCCEEDED.value: (gettext("The provider had paid it: the refund is now recorded."), "success"),
+        RefundStatus.FAILED.value: (
+            gettext("The provider never paid it: it is marked failed and you can retry it safely."),
+            "warning",
+        ),
+        "unknown": (gettext("The provider could not say whether it paid. Try again later."), "warning"),
+        "running": (gettext("This refund is still being paid. Check again in a few minutes."), "warning"),
+    }
+    message, category = messages.get(result.outcome, (gettext("This refund is no longer processing."), "warning"))
+    flash(message, category)
     return redirect(url_for("finance.queue"), code=303)
 
 
