@@ -207,9 +207,21 @@ class ReturnRequest(Base):
         return any(line.exchange_shipped_at is not None for line in self.lines)
 
     @property
+    def asked_from(self) -> Status | None:
+        """The state the open question to the shopper was asked from (review or a discrepancy)."""
+        if self.status != Status.AWAITING_SHOPPER:
+            return None
+        asked = [e for e in self.events if e.to_status == Status.AWAITING_SHOPPER.value]
+        return Status(asked[-1].from_status) if asked and asked[-1].from_status else Status.PENDING_REVIEW
+
+    @property
     def cancellable(self) -> bool:
         """Nothing has shipped either way: not the parcel, not a replacement sent at approval."""
-        return Status(self.status) in CANCELLABLE and not self.exchange_shipped
+        return (
+            Status(self.status) in CANCELLABLE
+            and not self.exchange_shipped
+            and self.asked_from != Status.DISCREPANCY  # the parcel is already at the warehouse
+        )
 
 
 class ReturnLine(Base):
@@ -233,6 +245,7 @@ class ReturnLine(Base):
     # A reviewer may approve some lines and not others.
     staff_decision: Mapped[str | None] = mapped_column(String(16))  # portal.domain.states.LineDecision
     staff_note: Mapped[str | None] = mapped_column(Text)
+    refused_fate: Mapped[str | None] = mapped_column(String(24))  # domain.receiving.REFUSED_FATES, when refused
     # Units of ``exchange_sku`` held on the shelf for this line (released on rejection or cancellation).
     reserved_quantity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # When the replacement was released to ship (never twice).
@@ -671,6 +684,23 @@ class Discrepancy(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
+
+
+class CarrierClaim(Base):
+    """A claim against the carrier for units damaged in transit (the logistics side's responsibility)."""
+
+    __tablename__ = "carrier_claim"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    pickup_code: Mapped[str | None] = mapped_column(String(32))
+    units: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Refund(Base):

@@ -45,13 +45,16 @@ LABELS = {
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SUBMITTED: frozenset({Status.APPROVED, Status.PENDING_REVIEW, Status.REJECTED, Status.CANCELLED}),
     Status.PENDING_REVIEW: frozenset({Status.APPROVED, Status.REJECTED, Status.AWAITING_SHOPPER, Status.CANCELLED}),
-    Status.AWAITING_SHOPPER: frozenset({Status.PENDING_REVIEW, Status.CANCELLED}),
+    # Asked during review, the answer goes back to review; asked about a discrepancy, back to it.
+    Status.AWAITING_SHOPPER: frozenset({Status.PENDING_REVIEW, Status.DISCREPANCY, Status.CANCELLED}),
     Status.APPROVED: frozenset({Status.LABEL_ISSUED, Status.REFUNDED, Status.EXCHANGED, Status.CANCELLED}),
     Status.LABEL_ISSUED: frozenset({Status.IN_TRANSIT, Status.RECEIVED, Status.CANCELLED}),
     Status.IN_TRANSIT: frozenset({Status.RECEIVED}),
     Status.RECEIVED: frozenset({Status.INSPECTED, Status.DISCREPANCY}),
     Status.INSPECTED: frozenset({Status.REFUNDED, Status.EXCHANGED, Status.DISCREPANCY}),
-    Status.DISCREPANCY: frozenset({Status.INSPECTED, Status.REFUNDED, Status.EXCHANGED, Status.CLOSED}),
+    Status.DISCREPANCY: frozenset(
+        {Status.INSPECTED, Status.AWAITING_SHOPPER, Status.REFUNDED, Status.EXCHANGED, Status.CLOSED}
+    ),
     Status.REFUNDED: frozenset({Status.CLOSED}),
     Status.EXCHANGED: frozenset({Status.CLOSED}),
     Status.CLOSED: frozenset(),

@@ -27,6 +27,27 @@ DISCREPANCIES = {
 }
 
 
+# What happens to an item the agent refuses after a discrepancy, as the shopper is told.
+REFUSED_FATES = {
+    "return_to_shopper": N_("We will send it back to you at our cost."),
+    "hold_for_collection": N_("We keep it for you to collect for 30 days."),
+    "dispose": N_("It cannot be resold or sent back and will be recycled."),
+}
+
+
+def check_refusal(line_ids: set[int], refusable: set[int], reason: str, fate: str) -> None:
+    """Refusing items after a discrepancy needs lines that are still accepted, a reason the shopper
+    will read and what happens to the items."""
+    if not line_ids:
+        raise InvalidInput(N_("Choose the items you refuse."))
+    if not line_ids <= refusable:
+        raise InvalidInput(N_("Only items still part of this return can be refused."))
+    if not reason.strip():
+        raise InvalidInput(N_("Tell the shopper why the items are refused."))
+    if fate not in REFUSED_FATES:
+        raise InvalidInput(N_("Choose what happens to the refused items."))
+
+
 class ReceiptError(InvalidInput):
     """The warehouse input does not add up; nothing is saved. ``line_id`` names the line at fault and
     ``field`` what about it (quantity, grade, disposition, issue), so a form can show the error beside it."""

@@ -44,6 +44,7 @@ SUBJECTS = {
     # Rendered inside force_locale, so these are translated per shopper.
     "return_submitted": lambda ctx: gettext("Your return request %(rma)s", rma=ctx["rma"]),
     "return_cancelled": lambda ctx: gettext("Return %(rma)s cancelled", rma=ctx["rma"]),
+    "return_items_refused": lambda ctx: gettext("Items of return %(rma)s not accepted", rma=ctx["rma"]),
     "return_approved": lambda ctx: gettext("Return %(rma)s approved", rma=ctx["rma"]),
     "return_rejected": lambda ctx: gettext("Return %(rma)s not accepted", rma=ctx["rma"]),
     "return_question": lambda ctx: gettext("A question about your return %(rma)s", rma=ctx["rma"]),

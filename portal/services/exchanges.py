@@ -60,9 +60,11 @@ def reserve_exchange_stock(session: Session, request: ReturnRequest, actor: Acto
         record_event(request, actor, "exchange", note=f"reserved {line.quantity} x {line.exchange_sku}")
 
 
-def release_exchange_stock(session: Session, request: ReturnRequest, actor: Actor) -> None:
-    """On rejection or cancellation, give the held variants back (no commit)."""
-    for line in request.lines:
+def release_exchange_stock(
+    session: Session, request: ReturnRequest, actor: Actor, lines: list[ReturnLine] | None = None
+) -> None:
+    """On rejection or cancellation (or for the ``lines`` refused), give the held variants back (no commit)."""
+    for line in request.lines if lines is None else lines:
         if not line.reserved_quantity:
             continue
         _changed(

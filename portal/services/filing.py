@@ -413,7 +413,8 @@ def answer_question(session: Session, request: ReturnRequest, answer: str) -> Re
     if not answer:
         raise InvalidInput(N_("Please write your answer."))
     lock_for_change(session, request, Status.AWAITING_SHOPPER.value)
-    move(request, Status.PENDING_REVIEW, SHOPPER, answer[:2000])
+    # Back to where the question was asked from: the review, or the warehouse discrepancy.
+    move(request, request.asked_from or Status.PENDING_REVIEW, SHOPPER, answer[:2000])
     ticket = ticket_for(session, request)
     if ticket is not None:
         set_ticket_status(ticket, TicketStatus.OPEN)

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.db.models import Discrepancy, Photo, ReceiptLine, ReturnLine, ReturnRequest, TicketEvent
+from portal.db.models import CarrierClaim, Discrepancy, Photo, ReceiptLine, ReturnLine, ReturnRequest, TicketEvent
 from portal.domain.actors import Actor
 from portal.domain.codes import CodeError, looks_like_pickup_code, looks_like_rma, parse_pickup_code, parse_rma
-from portal.domain.errors import Conflict, NotFound
+from portal.domain.errors import Conflict, InvalidInput, NotFound
 from portal.domain.lifecycle import Status
-from portal.domain.receiving import WORN_GRADES, Finding, ReceivedLine, check_receipt
-from portal.domain.states import ScoreState
+from portal.domain.money import round_money
+from portal.domain.receiving import WORN_GRADES, Finding, ReceivedLine, check_receipt, check_refusal
+from portal.domain.states import LineDecision, ScoreState
 from portal.domain.text import N_
-from portal.services.exchanges import exchanges_ready
+from portal.services.exchanges import exchanges_ready, release_exchange_stock
 from portal.services.outbox import enqueue_email, enqueue_webhook
-from portal.services.tickets import assign_ticket, reopen_ticket, ticket_for
-from portal.services.timeline import discard_photos, lock_for_change, move
+from portal.services.sla import notify_staff, reopen_ticket_clocks
+from portal.services.tickets import assign_ticket, close_request_ticket, reopen_ticket, ticket_for
+from portal.services.timeline import discard_photos, lock_for_change, move, record_event
 from portal.storage import PhotoStore, new_key
 from portal.vision.intake import CleanPhoto
 
@@ -166,22 +170,30 @@ def _record_receipt(
             )
         )
     if all_findings:
+        summary = "; ".join(f"{f.kind} x{f.quantity} {f.note}".strip() for f in all_findings)
         move(request, Status.DISCREPANCY, actor, "; ".join(f"{f.kind} ({f.quantity})" for f in all_findings), at=now)
+        _claim_damage_in_transit(session, request, all_findings, actor)
         ticket = ticket_for(session, request)
         if ticket is not None:
+            # The agent's work starts again: open, higher priority, a running clock with its
+            # escalation ladder, and whoever has the ticket is told.
             reopen_ticket(ticket, raise_priority=True)
             session.add(
-                TicketEvent(
-                    ticket_id=ticket.id,
-                    actor=actor,
-                    kind="reopened",
-                    note="warehouse discrepancy: "
-                    + "; ".join(f"{f.kind} x{f.quantity} {f.note}".strip() for f in all_findings),
-                )
+                TicketEvent(ticket_id=ticket.id, actor=actor, kind="reopened", note="warehouse discrepancy: " + summary)
             )
+            session.flush()
             if ticket.assignee_id is None:
-                session.flush()
                 assign_ticket(session, ticket)
+            reopen_ticket_clocks(session, ticket, now, actor, "warehouse discrepancy")
+            session.flush()
+            session.refresh(ticket)
+            notify_staff(
+                session,
+                ticket.assignee,
+                ticket,
+                "discrepancy",
+                f"{request.rma}: the warehouse found a discrepancy ({summary}). Decide what to accept.",
+            )
     else:
         move(request, Status.INSPECTED, actor, "graded", at=now)
         exchanges_ready(session, request, actor)
@@ -208,6 +220,49 @@ def _record_receipt(
         enqueue_email(session, request.order.customer_email, "return_received", request.locale, {"rma": request.rma})
 
 
+def _claim_damage_in_transit(
+    session: Session, request: ReturnRequest, findings: Sequence[Finding], actor: Actor
+) -> CarrierClaim | None:
+    """Units damaged on the way back are the carrier's responsibility: record a claim against it for
+    what they were worth (no commit)."""
+    damaged = [f for f in findings if f.responsibility == "logistics"]
+    if not damaged:
+        return None
+    by_id = {line.id: line for line in request.lines}
+    units = sum(f.quantity for f in damaged)
+    amount = sum(
+        (
+            round_money(by_id[f.line_id].value / by_id[f.line_id].quantity * f.quantity, request.order.currency)
+            for f in damaged
+            if f.line_id in by_id and by_id[f.line_id].quantity
+        ),
+        Decimal(0),
+    )
+    claim = CarrierClaim(
+        request_id=request.id,
+        carrier=request.carrier or "unknown",
+        pickup_code=request.pickup_code,
+        units=units,
+        amount=amount,
+        currency=request.order.currency,
+        note="; ".join(f"{f.kind} x{f.quantity} {f.note}".strip() for f in damaged)[:2000],
+        status="open",
+    )
+    session.add(claim)
+    record_event(request, actor, "carrier_claim", note=f"claim against {claim.carrier}: {units} unit(s), {amount}")
+    return claim
+
+
+def _settle_discrepancy(session: Session, request: ReturnRequest, actor: Actor, note: str) -> None:
+    """The agent decided: the findings are resolved and the ticket closes with its clocks (no commit)."""
+    now = datetime.now(UTC)
+    for row in session.scalars(
+        select(Discrepancy).where(Discrepancy.request_id == request.id, Discrepancy.resolved_at.is_(None))
+    ):
+        row.resolved_at = now
+    close_request_ticket(session, request, actor, note)
+
+
 def accept_what_arrived(
     session: Session, request: ReturnRequest, actor: Actor, note: str = "", expected_status: str | None = None
 ) -> ReturnRequest:
@@ -228,6 +283,123 @@ def accept_what_arrived(
         session.add(
             TicketEvent(ticket_id=ticket.id, actor=actor, kind="discrepancy", note=why or "accepted what arrived")
         )
+    _settle_discrepancy(session, request, actor, "discrepancy: accepted what arrived")
     session.commit()
     log.info("discrepancy on %s settled: what arrived accepted", request.rma)
     return request
+
+
+def refuse_items(
+    session: Session,
+    request: ReturnRequest,
+    actor: Actor,
+    line_ids: set[int],
+    reason: str,
+    fate: str,
+    expected_status: str | None = None,
+) -> ReturnRequest:
+    """Settle a warehouse discrepancy by refusing some items: the shopper is told why and what happens
+    to them, and they are not refunded (nor their replacement shipped). The rest goes on as
+    inspected; when nothing is left the request closes. Bad input raises InvalidInput, a stale
+    page Conflict; nothing is saved then.
+    """
+    reason = (reason or "").strip()
+    lock_for_change(session, request, expected_status)
+    if request.status != Status.DISCREPANCY:
+        session.rollback()
+        raise Conflict(current=request.status)
+    try:
+        check_refusal(set(line_ids), {line.id for line in request.accepted_lines}, reason, fate)
+    except InvalidInput:
+        session.rollback()
+        raise
+    refused = [line for line in request.lines if line.id in line_ids]
+    for line in refused:
+        line.staff_decision = LineDecision.REJECTED.value
+        line.staff_note = reason[:2000]
+        line.refused_fate = fate
+    release_exchange_stock(session, request, actor, lines=refused)
+    items = ", ".join(f"{line.quantity} x {line.order_line.sku}" for line in refused)
+    if request.accepted_lines:
+        move(request, Status.INSPECTED, actor, f"refused {items}: {reason}"[:2000])
+        exchanges_ready(session, request, actor)
+    else:
+        move(request, Status.CLOSED, actor, f"refused {items}: {reason}"[:2000])
+    _settle_discrepancy(session, request, actor, f"discrepancy: refused {items}")
+    if request.order.customer_email:
+        enqueue_email(
+            session,
+            request.order.customer_email,
+            "return_items_refused",
+            request.locale,
+            {
+                "rma": request.rma,
+                "reason": reason,
+                "fate": fate,
+                "items": [
+                    {
+                        "quantity": line.quantity,
+                        "product": line.order_line.product_name,
+                        "variant": line.order_line.variant,
+                    }
+                    for line in refused
+                ],
+                "rest_continues": bool(request.accepted_lines),
+            },
+        )
+    session.commit()
+    log.info("discrepancy on %s settled: refused %s", request.rma, items)
+    return request
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One line as the agent weighs a discrepancy: what was expected beside what arrived."""
+
+    line: ReturnLine
+    expected: int
+    receipt: ReceiptLine | None
+    findings: list[Discrepancy]
+    photos: list[Photo]
+
+    @property
+    def received(self) -> int:
+        return self.receipt.quantity if self.receipt is not None else 0
+
+
+def arrivals(session: Session, request: ReturnRequest) -> list[Arrival]:
+    """Per accepted line: expected and received units, grade, notes, the warehouse's findings and
+    photos. Findings that concern no line (an extra item) come last, on a line of their own."""
+    receipts = {
+        r.return_line_id: r for r in session.scalars(select(ReceiptLine).where(ReceiptLine.request_id == request.id))
+    }
+    findings = list(
+        session.scalars(select(Discrepancy).where(Discrepancy.request_id == request.id).order_by(Discrepancy.id))
+    )
+    return [
+        Arrival(
+            line=line,
+            expected=line.quantity,
+            receipt=receipts.get(line.id),
+            findings=[f for f in findings if f.return_line_id == line.id],
+            photos=[p for p in line.photos if p.source == "warehouse"],
+        )
+        for line in request.accepted_lines
+    ]
+
+
+def unplaced_findings(session: Session, request: ReturnRequest) -> list[Discrepancy]:
+    """Findings about no particular line, such as an extra item in the parcel."""
+    return list(
+        session.scalars(
+            select(Discrepancy)
+            .where(Discrepancy.request_id == request.id, Discrepancy.return_line_id.is_(None))
+            .order_by(Discrepancy.id)
+        )
+    )
+
+
+def carrier_claims(session: Session, request: ReturnRequest) -> list[CarrierClaim]:
+    return list(
+        session.scalars(select(CarrierClaim).where(CarrierClaim.request_id == request.id).order_by(CarrierClaim.id))
+    )

@@ -238,6 +238,17 @@ def resume_ticket_clocks(
     return _transition(session, ticket, at, actor, why, sla.resume, only_states=(sla.ClockState.PAUSED,))
 
 
+def reopen_ticket_clocks(session: Session, ticket: Ticket, at: datetime, actor: Actor, why: str = "reopened") -> int:
+    """A closed ticket is open again (a warehouse discrepancy): its resolution clock runs again, with
+    its escalation ladder, from the time it had used. A ticket that never had clocks (auto-approved)
+    gets new ones."""
+    if not _clock_rows(session, ticket):
+        return len(start_ticket_clocks(session, ticket, at, actor))
+    return _transition(
+        session, ticket, at, actor, why, sla.reopen, metrics=("resolution",), only_states=(sla.ClockState.STOPPED,)
+    )
+
+
 def stop_ticket_clocks(
     session: Session, ticket: Ticket, at: datetime, actor: Actor, metrics: tuple[str, ...], why: str
 ) -> int:
@@ -351,7 +362,8 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
     )
 
 
-def _notify(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str, message: str) -> None:
+def notify_staff(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str, message: str) -> None:
+    """A notification in the staff member's list and an email (no commit); nobody inactive is told."""
     if staff is None or not staff.active:
         return
     session.add(StaffNotification(staff_id=staff.id, ticket_id=ticket.id, kind=kind, message=message))
@@ -363,7 +375,7 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
     rma = ticket.request.rma
     if row.action == sla.LadderAction.REMIND:
         target = ticket.assignee or team.lead
-        _notify(
+        notify_staff(
             session,
             target,
             ticket,
@@ -375,7 +387,7 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
         ticket.escalation_level = max(ticket.escalation_level, 1)
         if team.lead is not None:
             ticket.assignee_id = team.lead.id
-        _notify(
+        notify_staff(
             session,
             team.lead,
             ticket,
@@ -399,7 +411,7 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
             else list(session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True))))
         )
         for manager in managers:
-            _notify(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
+            notify_staff(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
         session.add(
             TicketEvent(
                 ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 2: managers notified ({len(managers)})"

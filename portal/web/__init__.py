@@ -16,6 +16,7 @@ from portal.domain.errors import DomainError
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
 from portal.domain.lifecycle import POLLING as POLLING_STATUSES
 from portal.domain.lifecycle import Status as RequestStatus
+from portal.domain.receiving import DISCREPANCIES, REFUSED_FATES
 from portal.domain.roles import CAN_ADMIN, CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
 from portal.domain.sla import ClockState
 from portal.domain.states import RefundStatus, ScoreState, TicketStatus
@@ -60,6 +61,8 @@ def init_web(app: Flask) -> None:
         current_locale=current_locale,
         LOCALES=LOCALES,
         STATUS_LABELS=STATUS_LABELS,
+        REFUSED_FATES=REFUSED_FATES,
+        DISCREPANCIES=DISCREPANCIES,
         # Templates compare states through the enums, never through bare strings.
         RequestStatus=RequestStatus,
         TicketStatus=TicketStatus,

@@ -12,6 +12,7 @@ from wtforms import (
     PasswordField,
     RadioField,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
 )
@@ -20,6 +21,7 @@ from wtforms.form import Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from portal.domain.reasons import OUTCOMES, REASONS, Outcome
+from portal.domain.receiving import REFUSED_FATES
 from portal.services.filing import LineRequest
 from portal.web.forms import int_or_invalid, one_entry_per_line
 
@@ -38,6 +40,25 @@ class ArrivedForm(FlaskForm):
 
     status = HiddenField(validators=[DataRequired()])  # the status the page showed
     note = TextAreaField(_l("Note for the timeline (optional)"), validators=[Length(max=2000)])
+
+
+class DiscrepancyQuestionForm(FlaskForm):
+    """Ask the shopper about what the warehouse found; the clock pauses until they answer."""
+
+    status = HiddenField(validators=[DataRequired()])
+    question = TextAreaField(_l("Question for the shopper"), validators=[DataRequired(), Length(max=2000)])
+
+
+class RefuseForm(FlaskForm):
+    """Refuse some items after a discrepancy: which, why (the shopper reads it) and what happens to them."""
+
+    status = HiddenField(validators=[DataRequired()])
+    lines = SelectMultipleField(_l("Items to refuse"), coerce=int, validate_choice=False)
+    reason = TextAreaField(_l("Reason the shopper sees"), validators=[DataRequired(), Length(max=2000)])
+    fate = SelectField(_l("What happens to the items"), validators=[DataRequired()])
+
+    def fill(self) -> None:
+        self.fate.choices = [SelectChoice(code, gettext(label)) for code, label in REFUSED_FATES.items()]
 
 
 class DecisionForm(FlaskForm):

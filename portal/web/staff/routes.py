@@ -30,7 +30,7 @@ from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
 from portal.services.notifications import mark_notifications_read, recent_notifications
 from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy
-from portal.services.receiving import accept_what_arrived
+from portal.services.receiving import accept_what_arrived, arrivals, carrier_claims, refuse_items, unplaced_findings
 from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import clock_summaries
 from portal.services.staff import authenticate, end_sessions, warn_of_login_attempts
@@ -52,10 +52,12 @@ from portal.web.staff.forms import (
     ActionForm,
     ArrivedForm,
     DecisionForm,
+    DiscrepancyQuestionForm,
     LoginForm,
     NoteForm,
     OnBehalfForm,
     ReassignForm,
+    RefuseForm,
     ReplyForm,
 )
 
@@ -214,6 +216,62 @@ def accept_arrived(rma: str):
         )
     else:
         flash(gettext("Accepted what arrived. Finance can now refund the units received."), "success")
+    return redirect(url_for("staff.request_detail", rma=req.rma), code=303)
+
+
+@bp.post("/requests/<rma>/discrepancy/ask")
+@staff_required(*CAN_WORK_TICKETS)
+def discrepancy_ask(rma: str):
+    """Ask the shopper about what the warehouse found; the resolution clock pauses until they answer."""
+    req = _request_by_rma(rma)
+    form = DiscrepancyQuestionForm()
+    if not form.validate_on_submit():
+        return render_template("staff/request.html", **{**_detail_context(req), "question_form": form}), 422
+    if form.status.data != Status.DISCREPANCY:
+        abort(400)
+    try:
+        ask_shopper(
+            get_session(), req, Actor.staff(current_user.id), form.question.data, expected_status=form.status.data
+        )
+    except (Conflict, IllegalTransition):
+        flash(
+            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
+            "warning",
+        )
+    else:
+        flash(gettext("Question sent. The clock is paused until the shopper answers."), "success")
+    return redirect(url_for("staff.request_detail", rma=req.rma), code=303)
+
+
+@bp.post("/requests/<rma>/discrepancy/refuse")
+@staff_required(*CAN_WORK_TICKETS)
+def discrepancy_refuse(rma: str):
+    """Refuse some items after a discrepancy, with the reason and their fate the shopper is told."""
+    req = _request_by_rma(rma)
+    form = RefuseForm()
+    form.fill()
+    if not form.validate_on_submit():
+        return render_template("staff/request.html", **{**_detail_context(req), "refuse_form": form}), 422
+    try:
+        refuse_items(
+            get_session(),
+            req,
+            Actor.staff(current_user.id),
+            set(form.lines.data or []),
+            form.reason.data,
+            form.fate.data,
+            expected_status=form.status.data,
+        )
+    except InvalidInput as exc:
+        form.lines.errors = [*form.lines.errors, exc.render(gettext)]
+        return render_template("staff/request.html", **{**_detail_context(req), "refuse_form": form}), 422
+    except Conflict:
+        flash(
+            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
+            "warning",
+        )
+    else:
+        flash(gettext("Refused. The shopper has been told why and what happens to the items."), "success")
     return redirect(url_for("staff.request_detail", rma=req.rma), code=303)
 
 
@@ -459,6 +517,12 @@ def _reassign_form(ticket: Ticket | None) -> ReassignForm:
     return form
 
 
+def _refuse_form(req: ReturnRequest) -> RefuseForm:
+    form = RefuseForm(status=req.status)
+    form.fill()
+    return form
+
+
 def _detail_context(req: ReturnRequest) -> dict:
     scoring = any(p.score_state == ScoreState.PENDING for p in req.photos)
     ticket = ticket_for(get_session(), req)
@@ -475,6 +539,11 @@ def _detail_context(req: ReturnRequest) -> dict:
         reassign_form=_reassign_form(ticket),
         contact=None,
         reply_form=ReplyForm(),
+        question_form=DiscrepancyQuestionForm(status=req.status),
+        refuse_form=_refuse_form(req),
+        arrivals=arrivals(get_session(), req) if req.status == Status.DISCREPANCY else [],
+        claims=carrier_claims(get_session(), req),
+        loose_findings=unplaced_findings(get_session(), req) if req.status == Status.DISCREPANCY else [],
         suggestions=suggested_replies(get_session(), req) if ticket else [],
         can_decide=req.status == Status.PENDING_REVIEW and current_user.role in CAN_WORK_TICKETS,
         can_work=current_user.role in CAN_WORK_TICKETS,
