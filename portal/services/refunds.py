@@ -111,6 +111,9 @@ def preview_refund(
     """What a refund of this request would pay now; only for a request waiting for one (else Conflict)."""
     if not refundable(request):
         raise Conflict(N_("This return is not waiting for a refund."), current=request.status)
+    if session.scalar(select(Refund.id).where(Refund.request_id == request.id, Refund.status.in_(ACTIVE))) is not None:
+        # Its units are counted by that refund: finish it (execute, retry or resolve) rather than preview another.
+        raise Conflict(N_("A refund for this return is already under way."))
     order = request.order
     order_lines = [
         money.OrderLineMoney(ol.line_id, ol.quantity, ol.unit_price, ol.discount, ol.tax) for ol in order.lines
