@@ -83,7 +83,12 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "CUSTOMER_RETURN_FEE": _env("CUSTOMER_RETURN_FEE"),
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
         "LOOKUP_LIMIT": _env("LOOKUP_LIMIT", "20 per 15 minutes"),
-        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 40 * 1024 * 1024),
+        # Large enough for every photo the limits below allow, plus the form itself: a shopper within
+        # the limits never meets a bare 413 that loses what they typed.
+        "MAX_CONTENT_LENGTH": _int(
+            "MAX_CONTENT_LENGTH",
+            _int("MAX_PHOTOS_PER_REQUEST", 12) * _int("MAX_PHOTO_BYTES", 12 * 1024 * 1024) + 2 * 1024 * 1024,
+        ),
         "API_MAX_BYTES": _int("API_MAX_BYTES", 1024 * 1024),
         "MAX_PHOTO_BYTES": _int("MAX_PHOTO_BYTES", 12 * 1024 * 1024),
         "MAX_PHOTOS_PER_LINE": _int("MAX_PHOTOS_PER_LINE", 5),

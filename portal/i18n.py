@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from flask import has_request_context, request, session
-from flask_babel import force_locale, get_locale, gettext
+from flask_babel import force_locale, format_date, get_locale, gettext
 
 from portal.domain.money import format_money
 from portal.domain.text import Text
@@ -31,12 +32,25 @@ def current_locale() -> str:
     return str(locale) if locale is not None else DEFAULT_LOCALE
 
 
+def _localised(params: dict[str, Any]) -> dict[str, Any]:
+    """Dates the domain passes as ISO strings (``deadline``, ``quality_deadline``) in the reader's
+    locale, like every other date on the page ("28 Nov 2026", "2026年11月28日")."""
+    out = dict(params)
+    for key, value in params.items():
+        if key.endswith("deadline") and isinstance(value, str):
+            try:
+                out[key] = format_date(date.fromisoformat(value), "medium")
+            except ValueError:
+                pass
+    return out
+
+
 def render_text(value: Text | dict[str, Any] | None) -> str:
     """Translate a domain ``Text`` (or its stored dict form) in the current locale."""
     if value is None:
         return ""
     text = value if isinstance(value, Text) else Text.from_dict(value)
-    return text.render(gettext)
+    return Text(text.msgid, _localised(dict(text.params))).render(gettext) if text.params else text.render(gettext)
 
 
 def money(amount: Decimal | int | str | None, currency: str, locale: str | None = None) -> str:

@@ -626,7 +626,7 @@ def _window_any_reason(delivered: date, elapsed: int, days: int, quality_days: i
                     "The usual return period ended on %(deadline)s. Until %(quality_deadline)s we still "
                     "accept returns of items that are faulty, damaged, wrong or not as described."
                 ),
-                params,
+                {**params, "quality_only": 1},  # pages show this one as a notice
             ),
             Text(N_("window: %(elapsed)d days, past %(days)d; quality reasons only until %(quality_days)d"), params),
         )

@@ -62,6 +62,8 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
     if ctx.get("order_number"):
         # A signed link that opens the shopper's order without typing anything (the label is one click away).
         ctx["order_link"] = return_link(app.config["PUBLIC_URL"], app.config["SECRET_KEY"], ctx["order_number"])
+        if ctx.get("rma"):
+            ctx["label_link"] = f"{ctx['order_link']}/label/{ctx['rma']}"
     with app.test_request_context(base_url=app.config["PUBLIC_URL"]), force_locale(payload.get("locale") or "en"):
         subject = SUBJECTS[payload["template"]](ctx)
         body = render_template(f"email/{payload['template']}.txt", **ctx)

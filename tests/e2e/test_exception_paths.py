@@ -79,6 +79,15 @@ def test_shopper_cancels_after_the_label_and_the_label_stops_working(client, liv
     page.get_by_role("link", name="Show the label").click()
     page.wait_for_url(re.compile(r".*/label$"))
     label_url = page.url
+    # On a 390 px phone the label fits the screen: nothing scrolls sideways, the barcode keeps
+    # its quiet zone (it is drawn whole, scaled), and the pickup code stays on one line.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    barcode = page.locator(".barcode svg").bounding_box()
+    assert barcode is not None and barcode["x"] >= 0 and barcode["x"] + barcode["width"] <= 390
+    code = page.locator(".pickup-code")
+    assert code.evaluate("e => e.getClientRects().length") == 1
+    line_height = code.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 0")
+    assert code.bounding_box()["height"] < 2 * max(line_height, 16)
     page.go_back()
 
     page.get_by_role("button", name="Cancel this return").click()

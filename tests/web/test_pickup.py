@@ -147,7 +147,13 @@ def test_approval_email_has_the_code_and_a_signed_link(client, labelled, app, se
     files = sorted(Path(app.config["OUTBOX_PATH"]).glob("*.eml"))
     message = email_lib.message_from_bytes(files[-1].read_bytes())
     body = message.get_payload(decode=True).decode("utf-8")
-    assert code in body and f"/requests/{rma}/label" in body
+    assert code in body and f"/label/{rma}" in body
     link = re.search(r"http://localhost(/r/\S+)", body).group(1)
     fresh = app.test_client()
     assert fresh.get(link).status_code == 303 and fresh.get(f"/requests/{rma}/label").status_code == 200
+    # The label link opens the label itself on a device that never signed in.
+    label_link = re.search(rf"http://localhost(/r/\S+/label/{re.escape(rma)})", body).group(1)
+    other = app.test_client()
+    opened = other.get(label_link)
+    assert opened.status_code == 303 and opened.headers["Location"].endswith(f"/requests/{rma}/label")
+    assert other.get(opened.headers["Location"]).status_code == 200

@@ -20,7 +20,7 @@ from portal.domain.codes import compact_pickup_code
 from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Verdict
-from portal.domain.reasons import REASONS, Outcome
+from portal.domain.reasons import REASONS
 from portal.i18n import current_locale, money
 from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.links import read_return_token
@@ -134,7 +134,10 @@ def lookup():
 
 
 @bp.get("/r/<token>")
-def arrive(token: str):
+@bp.get("/r/<token>/label/<rma>")
+def arrive(token: str, rma: str | None = None):
+    """The signed link from the packing slip or an email opens the order; with ``label/<rma>`` (the
+    approval email) it goes on to that return's label, so the link works without signing in first."""
     number = read_return_token(current_app.config["SECRET_KEY"], token, current_app.config["RETURN_LINK_MAX_AGE_DAYS"])
     order = None
     if number is not None:
@@ -144,6 +147,8 @@ def arrive(token: str):
         return render_template("shop/lookup.html", form=LookupForm(), failed=True), 422
     _enter(order.id)
     # Redirect so the token leaves the address bar, history and Referer.
+    if rma is not None and any(r.rma == rma for r in order.requests):
+        return redirect(url_for("shop.label", rma=rma), code=303)
     return redirect(url_for("shop.order_page"), code=303)
 
 
@@ -190,7 +195,7 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
         labels = dict(get_session().execute(select(Variant.sku, Variant.label).where(Variant.sku.in_(all_skus))).all())
     for line_id, f in facts.items():
         options[line_id] = sorted((sku, labels.get(sku, sku)) for sku in f.exchange_options)
-    _fill_choices(order, form, prechecks, options)
+    _fill_choices(order, form, prechecks, options, policy.gift_outcomes if order.gift else None)
     requests = list(order.requests)
     return dict(
         order=order,
@@ -202,16 +207,22 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
         requests=requests,
         reasons=REASONS,
         now=now,
+        # Nothing to choose: no Check or Submit, a sentence instead.
+        returnable=any(p.verdict is not Verdict.NOT_ELIGIBLE and p.remaining > 0 for p in prechecks.values()),
     )
 
 
-def _fill_choices(order: Order, form: ReturnForm, prechecks, options) -> None:
+def _fill_choices(order: Order, form: ReturnForm, prechecks, options, allowed_outcomes=None) -> None:
+    """Per-line choices; a gift order offers (and starts on) only the outcomes its policy allows."""
     lines = {ol.line_id: ol for ol in order.lines}
-    if not form.lines.entries:
-        for ol in order.lines:
-            form.lines.append_entry({"line_id": ol.line_id, "quantity": 0, "outcome": Outcome.REFUND.value})
     # The same translated lists serve every line: build them once per page.
     reasons, sub_reasons, outcomes = reason_choices(gettext), sub_reason_choices(gettext), outcome_choices(gettext)
+    if allowed_outcomes is not None:
+        outcomes = [choice for choice in outcomes if choice.value in allowed_outcomes] or outcomes
+    default_outcome = outcomes[0].value
+    if not form.lines.entries:
+        for ol in order.lines:
+            form.lines.append_entry({"line_id": ol.line_id, "quantity": 0, "outcome": default_outcome})
     no_exchange = SelectChoice("", gettext("Choose a size or colour"))
     for entry in form.lines.entries:
         line = lines.get(entry.line_id.data)
