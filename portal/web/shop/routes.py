@@ -259,6 +259,11 @@ def _line_requests(order: Order, form: ReturnForm, with_photos: bool):
         quantity = entry.quantity.data if isinstance(entry.quantity.data, int) else 0
         uploads = [f for f in request.files.getlist(f"lines-{idx}-photos") if f and f.filename]
         photos: list[CleanPhoto | None] = []
+        if not with_photos and not uploads and quantity > 0:
+            # The live check sends how many photos are chosen, not the photos (see static/js/order.js).
+            raw = request.form.get(f"lines-{idx}-photo_count", "")
+            chosen = min(int(raw), per_line) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
+            photos = [None] * chosen
         if quantity > 0 and uploads:
             if len(uploads) > per_line:
                 errors.setdefault(line_id, []).append(gettext("Please send at most %(n)d photos per item.", n=per_line))
