@@ -62,3 +62,29 @@ def test_the_request_limit_fits_every_photo_the_photo_limits_allow(tmp_path):
     config = load({"INSTANCE_PATH": str(tmp_path)})
     photos = config["MAX_PHOTOS_PER_REQUEST"] * config["MAX_PHOTO_BYTES"]
     assert config["MAX_CONTENT_LENGTH"] > photos
+
+
+def test_a_missing_choice_is_named_not_read_as_a_refusal(client, order, session):
+    from sqlalchemy import func, select
+
+    from portal.db.models import ReturnRequest
+    from tests.helpers import form_for
+
+    assert login_shopper(client).status_code == 303
+    data = form_for(client, **{"0": {"quantity": "1", "outcome": "refund"}})  # no reason yet
+    live = soup(client.post("/order/check", data=data, headers={"HX-Request": "true"}))
+    text = live.get_text(" ")
+    assert "Almost there" in text and "T-shirt: Choose a reason." in text
+    assert "Cannot be returned" not in text and not live.select(".badge-not_eligible")
+
+    submitted = client.post("/order/request", data=data)
+    assert submitted.status_code == 422
+    page = soup(submitted)
+    reason = page.select_one('select[name="lines-0-reason"]')
+    assert reason["aria-invalid"] == "true"
+    assert "Choose a reason." in reason.find_parent(class_="field").get_text(" ")
+    assert session.scalar(select(func.count(ReturnRequest.id))) == 0
+
+    exchange = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange"}})
+    live = soup(client.post("/order/check", data=exchange, headers={"HX-Request": "true"})).get_text(" ")
+    assert "T-shirt: Choose the size or colour you want instead." in live

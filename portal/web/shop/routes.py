@@ -20,7 +20,7 @@ from portal.domain.codes import compact_pickup_code
 from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Verdict
-from portal.domain.reasons import REASONS
+from portal.domain.reasons import REASONS, Outcome
 from portal.i18n import current_locale, money
 from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.links import read_return_token
@@ -314,6 +314,27 @@ def _posted_form(order: Order) -> tuple[ReturnForm, dict]:
     return form, context
 
 
+def _mark_incomplete(order: Order, form: ReturnForm, lines: list[LineRequest]) -> list[str]:
+    """A chosen item still missing a choice is not a refusal: the field is marked and the item
+    named ("T-shirt: choose a reason."); the policy is asked only once every choice is made."""
+    names = {ol.line_id: ol.product_name for ol in order.lines}
+    by_id = {entry.line_id.data: entry for entry in form.lines.entries}
+    missing: list[str] = []
+    for line in lines:
+        entry = by_id.get(line.line_id)
+        if entry is None or line.quantity <= 0:
+            continue
+        if not line.reason:
+            message = gettext("Choose a reason.")
+            entry.reason.errors = [*entry.reason.errors, message]
+            missing.append(f"{names[line.line_id]}: {message}")
+        if line.outcome == Outcome.EXCHANGE and not line.exchange_sku and len(entry.exchange_sku.choices or []) > 1:
+            message = gettext("Choose the size or colour you want instead.")
+            entry.exchange_sku.errors = [*entry.exchange_sku.errors, message]
+            missing.append(f"{names[line.line_id]}: {message}")
+    return missing
+
+
 @bp.post("/order/check")
 def check():
     """Live eligibility: the htmx fragment, or the whole page without JavaScript."""
@@ -321,9 +342,11 @@ def check():
     form, context = _posted_form(order)
     form.validate_on_submit()
     lines, _ = _line_requests(order, form, with_photos=False)
-    context["decision"] = check_return(
-        get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now()
-    )
+    context["incomplete"] = _mark_incomplete(order, form, lines)
+    if not context["incomplete"]:
+        context["decision"] = check_return(
+            get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now()
+        )
     return render_page_or_partial("shop/order.html", "shop/_decision.html", **context)
 
 
@@ -335,6 +358,10 @@ def submit():
         return render_template("shop/order.html", **context), 422
     lines, photo_errors = _line_requests(order, form, with_photos=True)
     policy = active_policy(current_app.config["POLICY_PATH"])
+    context["incomplete"] = _mark_incomplete(order, form, lines)
+    if context["incomplete"]:
+        context["photo_errors"] = photo_errors
+        return render_template("shop/order.html", **context), 422
     if photo_errors:
         context["decision"] = check_return(get_session(), order, lines, policy, _now())
         context["photo_errors"] = photo_errors
