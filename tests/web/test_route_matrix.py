@@ -21,6 +21,7 @@ MATRIX = [
     ("POST", "/leave", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
     ("GET", "/order", dict(anonymous=303, other_shopper=200, owner=200, agent=303)),
     ("POST", "/order/check", dict(anonymous=303, other_shopper=200, owner=200, agent=303)),
+    ("GET", "/order/photos/0123456789abcdef", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
     ("POST", "/order/request", dict(anonymous=303, other_shopper=422, owner=422, agent=303)),
     ("GET", f"/requests/{R}", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     ("POST", f"/requests/{R}/answer", dict(anonymous=303, other_shopper=404, owner=422, agent=303)),

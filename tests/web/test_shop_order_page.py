@@ -88,3 +88,66 @@ def test_a_missing_choice_is_named_not_read_as_a_refusal(client, order, session)
     exchange = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange"}})
     live = soup(client.post("/order/check", data=exchange, headers={"HX-Request": "true"})).get_text(" ")
     assert "T-shirt: Choose the size or colour you want instead." in live
+
+
+# --- photos are kept across Check, a refused submit and Back ---------------------------
+
+
+def with_photo(data: dict, name: str = "torn.jpg") -> dict:
+    import io
+
+    from tests.helpers import jpeg
+
+    return {**data, "lines-0-photos": [(io.BytesIO(jpeg()), name)]}
+
+
+def test_photos_survive_the_check_without_javascript_and_are_filed(app, client, order, session):
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from portal.db.models import Photo
+    from tests.helpers import form_for
+
+    assert login_shopper(client).status_code == 303
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    checked = client.post("/order/check", data=with_photo(data), content_type="multipart/form-data")
+    assert checked.status_code == 200
+    page = soup(checked)
+    assert "Please add at least one photo" not in page.select_one("#decision").get_text(" ")
+    kept = page.select('input[name="lines-0-remove_photo"]')
+    assert len(kept) == 1
+    thumb = page.select_one(".kept-photos img")["src"]
+    assert client.get(thumb).status_code == 200 and client.get(thumb).mimetype == "image/jpeg"
+    stranger = app.test_client()
+    login_shopper(stranger, number="SO-1001")  # the same order, another session: not its photos
+    assert stranger.get(thumb).status_code == 404
+
+    # Submitting without choosing the photo again files it.
+    filed = client.post(
+        "/order/request", data=form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    )
+    assert filed.status_code == 303
+    assert len(session.scalars(select(Photo)).all()) == 1
+    staged_dir = Path(app.config["PHOTO_PATH"]) / "staging"
+    assert staged_dir.is_dir() and not [p for p in staged_dir.rglob("*") if p.is_file()]  # staged copies dropped
+    assert client.get(thumb).status_code == 404
+
+
+def test_a_refused_submit_keeps_the_photos_and_a_removed_one_is_gone(app, client, order, session):
+    from sqlalchemy import func, select
+
+    from portal.db.models import ReturnRequest
+    from tests.helpers import form_for
+
+    assert login_shopper(client).status_code == 303
+    no_reason = form_for(client, **{"0": {"quantity": "1", "outcome": "refund"}})
+    refused = client.post("/order/request", data=with_photo(no_reason), content_type="multipart/form-data")
+    assert refused.status_code == 422
+    kept = soup(refused).select('input[name="lines-0-remove_photo"]')
+    assert len(kept) == 1
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    removed = client.post("/order/request", data={**data, "lines-0-remove_photo": kept[0]["value"]})
+    assert removed.status_code == 422 and "Please add at least one photo" in removed.get_data(as_text=True)
+    assert not soup(removed).select('input[name="lines-0-remove_photo"]')
+    assert session.scalar(select(func.count(ReturnRequest.id))) == 0

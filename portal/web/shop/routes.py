@@ -41,9 +41,10 @@ from portal.services.policies import active_policy
 from portal.services.refunds import return_fee
 from portal.services.timeline import get_request_for_order
 from portal.storage import StorageError, store_from_config
-from portal.vision.intake import CleanPhoto, PhotoRejected, clean_photo
+from portal.vision.intake import PhotoRejected, clean_photo
 from portal.web import throttle
-from portal.web.pages import image_response, photo_bytes, render_page_or_partial
+from portal.web.pages import image_response, is_htmx, photo_bytes, render_page_or_partial
+from portal.web.shop import staging
 from portal.web.shop.forms import (
     AnswerForm,
     CancelForm,
@@ -207,6 +208,7 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
         requests=requests,
         reasons=REASONS,
         now=now,
+        staged=staging.staged(order.id),
         # Nothing to choose: no Check or Submit, a sentence instead.
         returnable=any(p.verdict is not Verdict.NOT_ELIGIBLE and p.remaining > 0 for p in prechecks.values()),
     )
@@ -241,15 +243,22 @@ def _fill_choices(order: Order, form: ReturnForm, prechecks, options, allowed_ou
         entry.precheck = pre
 
 
-def _line_requests(order: Order, form: ReturnForm, with_photos: bool):
-    """Turn the posted form into line requests; photo problems are collected per line."""
+def _line_requests(order: Order, form: ReturnForm, mode: str):
+    """Turn the posted form into line requests; photo problems are collected per line.
+
+    ``mode``: "count" for the live check (photos counted: those kept plus the number the page says
+    are chosen), "stage" for the check without JavaScript and "submit": photos sent are cleaned and
+    kept (staging), so a refused submit or a check never loses them; "submit" then hands every
+    kept photo of a line to the request.
+    """
     known = {line.line_id for line in order.lines}
     max_bytes = current_app.config["MAX_PHOTO_BYTES"]
     per_line = current_app.config["MAX_PHOTOS_PER_LINE"]
     per_request = current_app.config["MAX_PHOTOS_PER_REQUEST"]
+    store = store_from_config(current_app.config) if mode != "count" else None
     lines: list[LineRequest] = []
     errors: dict[str, list[str]] = {}
-    total_photos = 0
+    total_photos = sum(len(v) for k, v in staging.staged(order.id).items() if k in known)
     seen_ids: set[str] = set()
     for idx, entry in enumerate(form.lines.entries):
         line_id = entry.line_id.data or ""
@@ -257,46 +266,55 @@ def _line_requests(order: Order, form: ReturnForm, with_photos: bool):
             continue
         seen_ids.add(line_id)
         quantity = entry.quantity.data if isinstance(entry.quantity.data, int) else 0
+        if store is not None:
+            removed = {v for v in request.form.getlist(f"lines-{idx}-remove_photo") if v}
+            if removed:
+                total_photos -= staging.count(order.id, line_id)
+                staging.unstage(store, order.id, line_id, removed)
+                total_photos += staging.count(order.id, line_id)
+        kept = staging.count(order.id, line_id)
         uploads = [f for f in request.files.getlist(f"lines-{idx}-photos") if f and f.filename]
-        photos: list[CleanPhoto | None] = []
-        if not with_photos and not uploads and quantity > 0:
+        counted = 0
+        if mode == "count" and quantity > 0:
             # The live check sends how many photos are chosen, not the photos (see static/js/order.js).
             raw = request.form.get(f"lines-{idx}-photo_count", "")
-            chosen = min(int(raw), per_line) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
-            photos = [None] * chosen
-        if quantity > 0 and uploads:
-            if len(uploads) > per_line:
+            counted = min(int(raw), per_line) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
+        if store is not None and uploads:
+            room = per_line - kept
+            if len(uploads) > room:
                 errors.setdefault(line_id, []).append(gettext("Please send at most %(n)d photos per item.", n=per_line))
-                uploads = uploads[:per_line]
-            total_photos += len(uploads)
-            if total_photos > per_request:
+                uploads = uploads[: max(room, 0)]
+            if total_photos + len(uploads) > per_request:
                 errors.setdefault(line_id, []).append(
                     gettext("Please send at most %(n)d photos in one request.", n=per_request)
                 )
-                uploads = []
+                uploads = uploads[: max(per_request - total_photos, 0)]
             for upload in uploads:
-                if not with_photos:
-                    photos.append(None)
-                    continue
                 data = upload.stream.read(max_bytes + 1)
+                name = upload.filename or "photo"
                 try:
-                    photos.append(clean_photo(data, upload.filename or "photo", max_bytes))
+                    photo = clean_photo(data, name, max_bytes)
                 except PhotoRejected as exc:
                     errors.setdefault(line_id, []).append(exc.message.render(gettext))
-        lines.append(
-            LineRequest(
-                line_id=line_id,
-                quantity=max(quantity, 0),
-                reason=entry.reason.data or None,
-                sub_reason=entry.sub_reason.data or None,
-                comment=entry.comment.data or "",
-                outcome=entry.outcome.data or None,
-                exchange_sku=entry.exchange_sku.data or None,
-                photos=[p for p in photos if p is not None] if with_photos else [],
-            )
+                    continue
+                staging.stage(store, order.id, line_id, photo, name)
+                total_photos += 1
+        line = LineRequest(
+            line_id=line_id,
+            quantity=max(quantity, 0),
+            reason=entry.reason.data or None,
+            sub_reason=entry.sub_reason.data or None,
+            comment=entry.comment.data or "",
+            outcome=entry.outcome.data or None,
+            exchange_sku=entry.exchange_sku.data or None,
         )
-        if not with_photos:
-            lines[-1].photos = [None] * len(photos)  # type: ignore[list-item]  # counted, not decoded, for the live check
+        if quantity > 0:
+            if mode == "submit" and store is not None:
+                line.photos = staging.load(store, order.id, line_id)
+            else:
+                # Counted, not decoded, for a check.
+                line.photos = [None] * (staging.count(order.id, line_id) + counted)  # type: ignore[list-item]
+        lines.append(line)
     return lines, errors
 
 
@@ -335,13 +353,30 @@ def _mark_incomplete(order: Order, form: ReturnForm, lines: list[LineRequest]) -
     return missing
 
 
+@bp.get("/order/photos/<photo_id>")
+def staged_photo(photo_id: str):
+    """The thumbnail of a photo kept for this session's order (404 for anyone else's)."""
+    order = _current_order()
+    found = staging.thumbnail(store_from_config(current_app.config), order.id, photo_id[:32])
+    if found is None:
+        abort(404)
+    return image_response(found[0])
+
+
 @bp.post("/order/check")
 def check():
     """Live eligibility: the htmx fragment, or the whole page without JavaScript."""
     order = _current_order()
     form, context = _posted_form(order)
     form.validate_on_submit()
-    lines, _ = _line_requests(order, form, with_photos=False)
+    try:
+        lines, photo_errors = _line_requests(order, form, "count" if is_htmx() else "stage")
+    except StorageError:
+        log.exception("photo store unavailable")
+        context["storage_error"] = True
+        return render_template("shop/order.html", **context), 503
+    context["photo_errors"] = photo_errors
+    context["staged"] = staging.staged(order.id)
     context["incomplete"] = _mark_incomplete(order, form, lines)
     if not context["incomplete"]:
         context["decision"] = check_return(
@@ -356,7 +391,13 @@ def submit():
     form, context = _posted_form(order)
     if not form.validate_on_submit():
         return render_template("shop/order.html", **context), 422
-    lines, photo_errors = _line_requests(order, form, with_photos=True)
+    try:
+        lines, photo_errors = _line_requests(order, form, "submit")
+    except StorageError:
+        log.exception("photo store unavailable")
+        context["storage_error"] = True
+        return render_template("shop/order.html", **context), 503
+    context["staged"] = staging.staged(order.id)
     policy = active_policy(current_app.config["POLICY_PATH"])
     context["incomplete"] = _mark_incomplete(order, form, lines)
     if context["incomplete"]:
@@ -384,6 +425,7 @@ def submit():
         log.exception("photo store unavailable")
         context["storage_error"] = True
         return render_template("shop/order.html", **context), 503
+    staging.clear(store_from_config(current_app.config), order.id)
     flash(gettext("Thank you. Your return request %(rma)s has been received.", rma=created.rma), "success")
     return redirect(url_for("shop.status", rma=created.rma), code=303)
 
