@@ -90,7 +90,8 @@ def test_shopper_cancels_after_the_label_and_the_label_stops_working(client, liv
     assert code.bounding_box()["height"] < 2 * max(line_height, 16)
     page.go_back()
 
-    page.get_by_role("button", name="Cancel this return").click()
+    page.get_by_role("link", name="Cancel this return").click()
+    page.get_by_role("button", name="Yes, cancel this return").click()
     page.get_by_text("Your return request has been cancelled.").wait_for()
     text = page.inner_text("main")
     assert "Give this code to the courier" not in text and "no longer work" in text
@@ -119,7 +120,7 @@ def test_agent_settles_a_discrepancy_with_the_shopper(app, client, session, live
     shopper_sign_in(shopper, live_server, "SO-1001")
     shopper.goto(f"{live_server}/requests/{rma}")
     assert "Did you keep one?" in shopper.inner_text("main")
-    assert shopper.get_by_role("button", name="Cancel this return").count() == 0
+    assert shopper.get_by_role("link", name="Cancel this return").count() == 0
     shopper.get_by_label("Your answer").fill("Yes, I kept one; only one was sent.")
     shopper.get_by_role("button", name="Send answer").click()
     shopper.wait_for_url(re.compile(rf".*/requests/{re.escape(rma)}$"))

@@ -38,7 +38,8 @@ def test_shopper_returns_an_item(client, live_server, page):
     assert page.locator("svg").count() >= 2 and code in page.content()
     page.go_back()
 
-    page.get_by_role("button", name="Cancel this return").click()
+    page.get_by_role("link", name="Cancel this return").click()
+    page.get_by_role("button", name="Yes, cancel this return").click()
     page.get_by_text("Your return request has been cancelled.").wait_for()
     assert page.locator(".status-now").inner_text().endswith("Cancelled")
 

@@ -28,6 +28,7 @@ MATRIX = [
     ("GET", f"/requests/{R}/label", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     ("GET", f"/requests/{R}/label.pdf", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     # Cancelling comes after the label rows: a cancelled return's label answers 410.
+    ("GET", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     ("POST", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=303, agent=303)),
     ("GET", f"/requests/{R}/photos/1", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
     ("POST", "/lang", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),

@@ -151,3 +151,28 @@ def test_a_refused_submit_keeps_the_photos_and_a_removed_one_is_gone(app, client
     assert removed.status_code == 422 and "Please add at least one photo" in removed.get_data(as_text=True)
     assert not soup(removed).select('input[name="lines-0-remove_photo"]')
     assert session.scalar(select(func.count(ReturnRequest.id))) == 0
+
+
+def test_cancelling_asks_first_and_says_what_it_does(client, order, session):
+    from sqlalchemy import select
+
+    from portal.db.models import ReturnRequest
+    from tests.helpers import form_for
+
+    assert login_shopper(client).status_code == 303
+    data = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    rma = client.post("/order/request", data=data).headers["Location"].rsplit("/", 1)[1]
+    status = soup(client.get(f"/requests/{rma}"))
+    link = status.select_one(f'a[href="/requests/{rma}/cancel"]')
+    assert link is not None and not status.select(f'form[action="/requests/{rma}/cancel"]')
+    confirm = soup(client.get(link["href"]))
+    text = confirm.get_text(" ")
+    assert "pickup is called off" in text and "Nothing will be refunded" in text
+    assert session.scalars(select(ReturnRequest.status)).one() == "label_issued"  # asking changed nothing
+    form = confirm.select_one(f'form[action="/requests/{rma}/cancel"]')
+    values = {i["name"]: i.get("value", "") for i in form.select("input[name]")}
+    assert client.post(form["action"], data=values).status_code == 303
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "cancelled"
+    # Cancelled: the confirmation page no longer offers it.
+    assert client.get(f"/requests/{rma}/cancel").status_code == 303

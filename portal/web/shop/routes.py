@@ -457,6 +457,16 @@ def status(rma: str):
     )
 
 
+@bp.get("/requests/<rma>/cancel")
+def confirm_cancel(rma: str):
+    """Cancelling is one step more: say what it does (pickup called off, nothing refunded) and ask."""
+    order, req = _own_request(rma)
+    if not req.cancellable:
+        flash(gettext("This request can no longer be cancelled because the parcel is already on its way."), "warning")
+        return redirect(url_for("shop.status", rma=rma), code=303)
+    return render_template("shop/cancel.html", order=order, req=req, cancel_form=CancelForm(status=req.status))
+
+
 @bp.post("/requests/<rma>/cancel")
 def cancel(rma: str):
     order, req = _own_request(rma)
