@@ -57,8 +57,8 @@ def test_extraction_finds_messages_from_every_source(extracted):
     ):
         assert expected in files
     assert (
-        "For your security, please try again in %(num)d minute.",
-        "For your security, please try again in %(num)d minutes.",
+        "Signing in is paused for %(num)d minute after several wrong passwords.",
+        "Signing in is paused for %(num)d minutes after several wrong passwords.",
     ) in extracted
 
 

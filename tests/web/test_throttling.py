@@ -13,7 +13,7 @@ from sqlalchemy import event, select
 from portal.db import get_engine
 from portal.db.models import AuditLog, Order, OutboxMessage
 from portal.services.staff import create_staff
-from tests.helpers import PASSWORD, get_csrf
+from tests.helpers import PASSWORD, get_csrf, soup
 
 
 def lookup(client, token, number="SO-1001", contact="bad@example.com", addr="10.0.0.1"):
@@ -132,3 +132,16 @@ def test_a_known_order_with_the_wrong_contact_costs_what_an_unknown_order_costs(
     assert hit == miss
     assert any("shop_order" in s for s in hit)
     assert loaded == []
+
+
+def test_the_pause_page_says_what_happened_and_offers_a_way_on(client, order):
+    token = get_csrf(client)
+    for _ in range(40):
+        response = lookup(client, token, contact="wrong@example.com", addr="10.9.9.9")
+        if response.status_code == 429:
+            break
+    assert response.status_code == 429
+    page = soup(response)
+    text = page.get_text(" ")
+    assert "Nothing has happened to your order" in text and "account" not in text.lower()
+    assert page.select_one('a[href="/"]') is not None  # back to the lookup
