@@ -551,3 +551,39 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
     session.commit()
     session.refresh(credit)
     return credit
+
+
+@dataclass(frozen=True)
+class PaidOut:
+    """What a shopper got for a request: paid refunds and the store credit they can spend."""
+
+    refunded: Decimal
+    store_credit: Decimal
+    currency: str
+    credit_code: str | None
+    credit_balance: Decimal | None
+    paid_at: datetime | None
+
+
+def paid_out(session: Session, request: ReturnRequest) -> PaidOut | None:
+    """The succeeded refunds of a request, summed, with its store-credit code and balance; None if none."""
+    refunds = list(
+        session.scalars(
+            select(Refund).where(Refund.request_id == request.id, Refund.status == RefundStatus.SUCCEEDED.value)
+        )
+    )
+    if not refunds:
+        return None
+    credit = session.scalars(
+        select(StoreCreditCode)
+        .where(StoreCreditCode.refund_id.in_([r.id for r in refunds]))
+        .order_by(StoreCreditCode.id)
+    ).first()
+    return PaidOut(
+        refunded=sum((r.amount for r in refunds), Decimal(0)),
+        store_credit=sum((r.store_credit for r in refunds), Decimal(0)),
+        currency=refunds[0].currency,
+        credit_code=credit.code if credit else None,
+        credit_balance=credit.balance if credit else None,
+        paid_at=max((r.executed_at for r in refunds if r.executed_at), default=None),
+    )

@@ -20,7 +20,8 @@ from portal.domain.codes import compact_pickup_code
 from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Verdict
-from portal.domain.reasons import REASONS, Outcome
+from portal.domain.reasons import OUTCOME_LABELS, REASONS, Outcome
+from portal.domain.text import N_
 from portal.i18n import current_locale, money
 from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
 from portal.links import read_return_token
@@ -38,7 +39,7 @@ from portal.services.filing import (
     precheck_order,
 )
 from portal.services.policies import active_policy
-from portal.services.refunds import return_fee
+from portal.services.refunds import paid_out, return_fee
 from portal.services.timeline import get_request_for_order
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
@@ -441,20 +442,44 @@ def _own_request(rma: str):
         abort(404)
 
 
-@bp.get("/requests/<rma>")
-def status(rma: str):
-    order, req = _own_request(rma)
-    return render_page_or_partial(
-        "shop/status.html",
-        "shop/_status.html",
+# The shopper's progress tracker: each status falls in one of these steps.
+PROGRESS = (
+    (N_("Requested"), {Status.SUBMITTED, Status.PENDING_REVIEW, Status.AWAITING_SHOPPER}),
+    (N_("Approved"), {Status.APPROVED, Status.LABEL_ISSUED}),
+    (N_("On its way"), {Status.IN_TRANSIT}),
+    (N_("Received"), {Status.RECEIVED, Status.INSPECTED, Status.DISCREPANCY}),
+    (N_("Refunded or exchange sent"), {Status.REFUNDED, Status.EXCHANGED, Status.CLOSED}),
+)
+
+
+def _status_context(order: Order, req, answer_form: AnswerForm | None = None) -> dict:
+    step = next((i for i, (_, states) in enumerate(PROGRESS) if Status(req.status) in states), None)
+    labels = {}
+    skus = [line.exchange_sku for line in req.lines if line.exchange_sku]
+    if skus:
+        labels = dict(get_session().execute(select(Variant.sku, Variant.label).where(Variant.sku.in_(skus))).all())
+    return dict(
         order=order,
         req=req,
         cancel_form=CancelForm(status=req.status),
-        answer_form=AnswerForm(),
+        answer_form=answer_form or AnswerForm(),
         question=_open_question(req),
         cancellable=req.cancellable,
         reasons=REASONS,
+        progress=[label for label, _ in PROGRESS],
+        step=step,
+        variant_labels=labels,
+        OUTCOME_LABELS=OUTCOME_LABELS,
+        paid=paid_out(get_session(), req),
+        # The code works until the courier has the parcel (or the return is cancelled).
+        pickup_valid=bool(req.pickup_code) and req.status in (Status.APPROVED, Status.LABEL_ISSUED),
     )
+
+
+@bp.get("/requests/<rma>")
+def status(rma: str):
+    order, req = _own_request(rma)
+    return render_page_or_partial("shop/status.html", "shop/_status.html", **_status_context(order, req))
 
 
 @bp.get("/requests/<rma>/cancel")
@@ -509,16 +534,7 @@ def answer(rma: str):
     order, req = _own_request(rma)
     form = AnswerForm()
     if not form.validate_on_submit():
-        return render_template(
-            "shop/status.html",
-            order=order,
-            req=req,
-            cancel_form=CancelForm(status=req.status),
-            answer_form=form,
-            question=_open_question(req),
-            cancellable=req.cancellable,
-            reasons=REASONS,
-        ), 422
+        return render_template("shop/status.html", **_status_context(order, req, form)), 422
     try:
         answer_question(get_session(), req, form.answer.data)
     except Conflict:
