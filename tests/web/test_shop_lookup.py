@@ -84,7 +84,7 @@ def test_twenty_wrong_tries_from_one_address_get_429(client, order):
     blocked = _wrong(client, token, number="X-99")
     assert blocked.status_code == 429
     assert "Retry-After" in blocked.headers
-    assert re.search(r"try again in \d+ minutes?", blocked.get_data(as_text=True))
+    assert re.search(r"paused for \d+ minutes?", blocked.get_data(as_text=True))
 
 
 def test_twenty_wrong_tries_on_one_order_from_many_addresses_get_429(client, order):
