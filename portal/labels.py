@@ -488,7 +488,7 @@ def label_pdf(
     """
     if page not in PAGE_SIZES:
         raise ValueError(f"unknown label page size {page!r}; expected one of {sorted(PAGE_SIZES)}")
-    grouped = parse_pickup_code(data.pickup_code)
+    grouped = parse_pickup_code(data.pickup_code, accept_legacy=True)
     compact = grouped.replace("-", "")
     size = PAGE_SIZES[page]
     label = _Label(size, _resolve_font(font_path), compress)

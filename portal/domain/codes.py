@@ -1,9 +1,13 @@
-"""Short human codes: Crockford base32 with a mod-37 check character.
+"""Short human codes: Crockford base32 with a check character from the same alphabet.
 
-Used for RMA numbers (and pickup codes). Crockford's alphabet has no I, L, O
-or U, and decoding treats I/L as 1 and O as 0, so codes survive being read
-aloud or retyped; the check character catches a single wrong or swapped symbol
-before any lookup.
+Used for RMA numbers, pickup codes and store-credit codes. Crockford's alphabet has no I, L, O
+or U, and decoding treats I/L as 1 and O as 0, so codes survive being read aloud or retyped.
+The check character is a Damm check over GF(32) (``x * y = 2x + y``, a totally anti-symmetric
+quasigroup), so it is one of the 32 code symbols and still catches every single wrong symbol and
+every swap of two neighbours before any lookup.
+
+Codes issued before used a mod-37 check that could end in ``* ~ $ = U``; lookups of stored
+codes accept that check too (``accept_legacy``), so those codes keep working.
 """
 
 from __future__ import annotations
@@ -30,14 +34,30 @@ def encode(value: int, length: int) -> str:
     return "".join(reversed(out))
 
 
-def check_char(value: int) -> str:
+def _times_two(v: int) -> int:
+    """Multiply by x in GF(32) = GF(2)[x] / (x^5 + x^2 + 1)."""
+    v <<= 1
+    return v ^ 0b100101 if v & 0b100000 else v
+
+
+def check_char(body: str) -> str:
+    """The Damm check symbol of canonical ``body`` symbols: one of the 32 code symbols."""
+    interim = 0
+    for ch in body:
+        interim = _times_two(interim) ^ _DECODE[ch]
+    return ALPHABET[_times_two(interim)]
+
+
+def legacy_check_char(value: int) -> str:
+    """The mod-37 check character of codes issued before (may be ``* ~ $ = U``)."""
     return CHECK_ALPHABET[value % 37]
 
 
 def new_code(symbols: int = 8) -> tuple[int, str]:
     """A random code of ``symbols`` base32 symbols (5 bits each) plus its check character."""
     value = secrets.randbits(5 * symbols)
-    return value, encode(value, symbols) + check_char(value)
+    body = encode(value, symbols)
+    return value, body + check_char(body)
 
 
 def normalise(text: str) -> str:
@@ -46,8 +66,12 @@ def normalise(text: str) -> str:
     return "".join("1" if ch in "IL" else "0" if ch == "O" else ch for ch in cleaned)
 
 
-def parse(text: str, symbols: int = 8) -> str:
-    """Validate a typed code (without any prefix) and return its canonical form."""
+def parse(text: str, symbols: int = 8, accept_legacy: bool = False) -> str:
+    """Validate a typed code (without any prefix) and return its canonical form.
+
+    ``accept_legacy`` also accepts the mod-37 check of codes issued before (for looking up
+    stored codes).
+    """
     cleaned = normalise(text)
     if len(cleaned) != symbols + 1:
         raise CodeError("wrong length")
@@ -57,7 +81,7 @@ def parse(text: str, symbols: int = 8) -> str:
         if ch not in _DECODE:
             raise CodeError("unknown symbol")
         value = value * 32 + _DECODE[ch]
-    if check != check_char(value):
+    if check != check_char(body) and not (accept_legacy and check == legacy_check_char(value)):
         raise CodeError("check character does not match")
     return body + check
 
@@ -76,12 +100,12 @@ def new_rma() -> str:
     return f"{RMA_PREFIX}-{group(code)}"
 
 
-def parse_rma(text: str) -> str:
+def parse_rma(text: str, accept_legacy: bool = False) -> str:
     """Canonical RMA number from what someone typed; raises CodeError."""
     cleaned = normalise(text)
     if cleaned.startswith(RMA_PREFIX) and len(cleaned) == 10:
         cleaned = cleaned[1:]
-    return f"{RMA_PREFIX}-{group(parse(cleaned))}"
+    return f"{RMA_PREFIX}-{group(parse(cleaned, accept_legacy=accept_legacy))}"
 
 
 def _has_shape(cleaned: str, symbols: int) -> bool:
@@ -116,7 +140,7 @@ def new_pickup_code() -> str:
     return f"{PICKUP_PREFIX}-{group(code, 4)}"
 
 
-def parse_pickup_code(text: str) -> str:
+def parse_pickup_code(text: str, accept_legacy: bool = False) -> str:
     """Canonical pickup code (``P-XXXX-XXXX-XXC``) from what someone typed or scanned.
 
     Accepts lower case, spaces, dashes and I/L/O for 1/0. The ``P`` prefix is
@@ -130,7 +154,7 @@ def parse_pickup_code(text: str) -> str:
         raise CodeError("wrong length")
     if not cleaned.startswith(PICKUP_PREFIX):
         raise CodeError("not a pickup code")
-    return f"{PICKUP_PREFIX}-{group(parse(cleaned[1:], PICKUP_SYMBOLS), 4)}"
+    return f"{PICKUP_PREFIX}-{group(parse(cleaned[1:], PICKUP_SYMBOLS, accept_legacy), 4)}"
 
 
 STORE_CREDIT_PREFIX = "SC"
@@ -143,7 +167,7 @@ def new_store_credit_code() -> str:
     return f"{STORE_CREDIT_PREFIX}-{group(code, 4)}"
 
 
-def parse_store_credit_code(text: str) -> str:
+def parse_store_credit_code(text: str, accept_legacy: bool = False) -> str:
     """Canonical store-credit code (``SC-XXXX-XXXX-XXC``) from what a shopper typed or the shop sent.
 
     Accepts lower case, spaces, dashes and I/L/O for 1/0; the ``SC`` prefix is required. Raises
@@ -154,12 +178,13 @@ def parse_store_credit_code(text: str) -> str:
         raise CodeError("wrong length")
     if not cleaned.startswith(STORE_CREDIT_PREFIX):
         raise CodeError("not a store credit code")
-    return f"{STORE_CREDIT_PREFIX}-{group(parse(cleaned[len(STORE_CREDIT_PREFIX) :], STORE_CREDIT_SYMBOLS), 4)}"
+    body = parse(cleaned[len(STORE_CREDIT_PREFIX) :], STORE_CREDIT_SYMBOLS, accept_legacy)
+    return f"{STORE_CREDIT_PREFIX}-{group(body, 4)}"
 
 
 def compact_pickup_code(text: str) -> str:
     """The canonical pickup code without dashes (``P7KQ2M9XDC3R``), for barcodes and QR codes."""
-    return parse_pickup_code(text).replace("-", "")
+    return parse_pickup_code(text, accept_legacy=True).replace("-", "")
 
 
 def looks_like_pickup_code(text: str) -> bool:

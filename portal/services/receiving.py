@@ -51,9 +51,9 @@ def find_parcel(session: Session, scanned: str) -> ReturnRequest:
     text = (scanned or "").strip()[:64]
     try:
         if looks_like_pickup_code(text):
-            stmt = select(ReturnRequest).where(ReturnRequest.pickup_code == parse_pickup_code(text))
+            stmt = select(ReturnRequest).where(ReturnRequest.pickup_code == parse_pickup_code(text, accept_legacy=True))
         elif looks_like_rma(text):
-            stmt = select(ReturnRequest).where(ReturnRequest.rma == parse_rma(text))
+            stmt = select(ReturnRequest).where(ReturnRequest.rma == parse_rma(text, accept_legacy=True))
         else:
             raise ParcelNotFound("unknown")
     except CodeError:

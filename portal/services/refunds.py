@@ -498,7 +498,7 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
     balance raises Conflict. Nothing is debited then.
     """
     try:
-        code = parse_store_credit_code(redemption.code)
+        code = parse_store_credit_code(redemption.code, accept_legacy=True)
     except CodeError:
         raise CreditNotFound("mistyped") from None
     credit = session.scalars(

@@ -79,7 +79,7 @@ def record_tracking_event(session: Session, event: TrackingEvent, carrier_name: 
     Unknown codes and replayed event ids raise without writing anything.
     """
     try:
-        code = parse_pickup_code(event.pickup_code)
+        code = parse_pickup_code(event.pickup_code, accept_legacy=True)
     except CodeError:
         raise UnknownPickup() from None
     lock_rows(session, ReturnRequest, ReturnRequest.pickup_code == code)

@@ -157,3 +157,19 @@ def test_approval_email_has_the_code_and_a_signed_link(client, labelled, app, se
     opened = other.get(label_link)
     assert opened.status_code == 303 and opened.headers["Location"].endswith(f"/requests/{rma}/label")
     assert other.get(opened.headers["Location"]).status_code == 200
+
+
+def test_a_pickup_code_issued_with_the_old_check_character_still_works(client, labelled, session):
+    from sqlalchemy import update
+
+    from portal.domain.codes import encode, legacy_check_char
+
+    rma, _ = labelled
+    value = next(v for v in range(1000) if legacy_check_char(v) in "*~$=U")
+    body = encode(value, 10) + legacy_check_char(value)
+    old = f"P-{body[:4]}-{body[4:8]}-{body[8:]}"
+    session.execute(update(ReturnRequest).where(ReturnRequest.rma == rma).values(pickup_code=old))
+    session.commit()
+    assert client.get(f"/requests/{rma}/label").status_code == 200
+    moved = post_json(client, "/api/v1/carrier-events", carrier_event(old.lower().replace("-", " ")))
+    assert moved.status_code == 200 and moved.get_json()["status"] == "in_transit"
