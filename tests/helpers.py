@@ -512,3 +512,8 @@ def pdf_text(pdf: bytes) -> str:
             else:
                 lines.append(data.decode("cp1252"))
     return "\n".join(lines)
+
+
+def email_text(message) -> str:
+    """The plain-text part of an email (each one also carries an HTML twin)."""
+    return message.get_body(("plain",)).get_content()

@@ -7,16 +7,19 @@ and the CLI) or ``thread`` (a small worker thread: ``serve``).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import format_datetime, make_msgid
 from functools import partial
 from typing import Any
 
 from flask import Flask, render_template
 from flask_babel import force_locale, gettext
+from markupsafe import Markup, escape
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -64,17 +67,48 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
         ctx["order_link"] = return_link(app.config["PUBLIC_URL"], app.config["SECRET_KEY"], ctx["order_number"])
         if ctx.get("rma"):
             ctx["label_link"] = f"{ctx['order_link']}/label/{ctx['rma']}"
-    with app.test_request_context(base_url=app.config["PUBLIC_URL"]), force_locale(payload.get("locale") or "en"):
+    locale = payload.get("locale") or "en"
+    with app.test_request_context(base_url=app.config["PUBLIC_URL"]), force_locale(locale):
         subject = SUBJECTS[payload["template"]](ctx)
         body = render_template(f"email/{payload['template']}.txt", **ctx)
+        html = render_template("email/layout.html", subject=subject, blocks=html_blocks(body), locale=locale)
     email = EmailMessage()
     email["From"] = app.config["MAIL_FROM"]
     email["To"] = payload["to"]
     email["Subject"] = subject
+    email["Date"] = format_datetime(message.created_at or datetime.now(UTC))
     email["Message-ID"] = make_msgid(idstring=message.event_id.replace("-", ""))
     email["X-Portal-Event-Id"] = message.event_id
     email.set_content(body)
+    email.add_alternative(html, subtype="html")
     return email
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def html_blocks(text: str) -> list[dict[str, Any]]:
+    """The plain-text email as blocks for its HTML twin: paragraphs, and lists where lines start
+    with "- ". Text is escaped and web addresses become links; nothing else is interpreted."""
+
+    def inline(line: str) -> Markup:
+        out, last = Markup(""), 0
+        for match in _URL.finditer(line):
+            out += escape(line[last : match.start()])
+            out += Markup('<a href="{0}">{0}</a>').format(match.group(0))
+            last = match.end()
+        return out + escape(line[last:])
+
+    blocks: list[dict[str, Any]] = []
+    for chunk in re.split(r"\n\s*\n", text.strip()):
+        lines = [line for line in chunk.splitlines() if line.strip()]
+        items = [line[2:] for line in lines if line.startswith("- ")]
+        rest = [line for line in lines if not line.startswith("- ")]
+        if rest:
+            blocks.append({"kind": "p", "lines": [inline(line) for line in rest]})
+        if items:
+            blocks.append({"kind": "ul", "lines": [inline(item) for item in items]})
+    return blocks
 
 
 def deliver_outbox(app: Flask) -> tuple[int, int]:

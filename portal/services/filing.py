@@ -36,7 +36,7 @@ from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.shipping import issue_label
 from portal.services.sla import resume_ticket_clocks
 from portal.services.tickets import assign_ticket, close_request_ticket, open_ticket, set_ticket_status, ticket_for
-from portal.services.timeline import discard_photos, lock_for_change, lock_order, move, record_event
+from portal.services.timeline import discard_photos, lock_for_change, lock_order, move, record_event, shopper_items
 from portal.services.work import defer
 from portal.storage import PhotoStore, new_key
 from portal.vision.intake import CleanPhoto
@@ -349,10 +349,17 @@ def open_return(
                         "pickup_code": request.pickup_code,
                         "returnless": request.returnless,
                         "order_number": order.order_number,
+                        "items": shopper_items(request),
                     },
                 )
             else:
-                enqueue_email(session, order.customer_email, "return_submitted", locale, {"rma": request.rma})
+                enqueue_email(
+                    session,
+                    order.customer_email,
+                    "return_submitted",
+                    locale,
+                    {"rma": request.rma, "items": shopper_items(request)},
+                )
         session.flush()
         open_ticket(session, request)
         if request.photos:

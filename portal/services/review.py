@@ -21,7 +21,7 @@ from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.shipping import issue_label
 from portal.services.sla import pause_ticket_clocks, stop_ticket_clocks
 from portal.services.tickets import close_request_ticket, set_ticket_status, ticket_for
-from portal.services.timeline import lock_for_change, move
+from portal.services.timeline import lock_for_change, move, shopper_items
 
 log = logging.getLogger("portal.returns")
 
@@ -132,7 +132,7 @@ def approve_return(
         expected_status,
         note,
         "return_approved",
-        {"not_accepted": not_accepted},
+        {"not_accepted": not_accepted, "items": shopper_items(request)},
         carrier,
         instant_exchange,
     )

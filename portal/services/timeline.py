@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from portal.domain import lifecycle
 from portal.domain.actors import Actor
 from portal.domain.errors import Conflict, NotFound
 from portal.domain.lifecycle import Status
+from portal.domain.money import plain_amount
 from portal.storage import PhotoStore, StorageError
 
 log = logging.getLogger("portal.returns")
@@ -80,3 +82,20 @@ def get_request_for_order(session: Session, order_id: int, rma: str) -> ReturnRe
     if request is None:
         raise NotFound()
     return request
+
+
+def shopper_items(request: ReturnRequest) -> list[dict[str, Any]]:
+    """The accepted lines as an email lists them: quantity, product, variant, outcome and value
+    (a plain amount; the email formats it in the shopper's language)."""
+    currency = request.order.currency
+    return [
+        {
+            "quantity": line.quantity,
+            "product": line.order_line.product_name,
+            "variant": line.order_line.variant,
+            "outcome": line.outcome,
+            "value": plain_amount(line.value, currency),
+            "currency": currency,
+        }
+        for line in request.accepted_lines
+    ]

@@ -35,6 +35,7 @@ from portal.services.tickets import DEFAULT_TEAM, ensure_team
 from tests.helpers import (
     PASSWORD,
     csrf_token,
+    email_text,
     form_for,
     inspected,
     login_shopper,
@@ -266,7 +267,7 @@ def test_refusing_items_tells_the_shopper_why_and_what_happens_and_refunds_nothi
         for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email"))
         if m.payload["template"] == "return_items_refused"
     ]
-    body = build_email(app, refused[0]).get_content()
+    body = email_text(build_email(app, refused[0]))
     assert "1 × Silk scarf (Red)" in body and "not the one we sold" in body and "send it back to you" in body
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -9,12 +10,13 @@ import pytest
 from portal.i18n import money
 from portal.jobs import build_email
 from portal.services.refunds import preview_refund, refund_settings
-from tests.helpers import inspected, login_shopper
+from tests.helpers import email_text, inspected, login_shopper
 
 
 def refunded_email(app, locale, amount, currency, store_credit="0", code=None):
     message = SimpleNamespace(
         event_id="ev-1",
+        created_at=datetime(2026, 11, 28, 9, 30, tzinfo=UTC),
         payload={
             "template": "return_refunded",
             "to": "li.wei@example.com",
@@ -28,7 +30,7 @@ def refunded_email(app, locale, amount, currency, store_credit="0", code=None):
             },
         },
     )
-    return build_email(app, message).get_content()
+    return email_text(build_email(app, message))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from portal.db.models import CarrierEvent, RequestEvent, ReturnRequest
 from portal.domain.codes import parse_pickup_code
-from tests.helpers import carrier_event, form_for, login_shopper, order_payload, post_json, soup
+from tests.helpers import carrier_event, email_text, form_for, login_shopper, order_payload, post_json, soup
 
 
 @pytest.fixture
@@ -141,12 +141,13 @@ def test_shop_hears_about_approval_and_transit(client, labelled, session):
 
 def test_approval_email_has_the_code_and_a_signed_link(client, labelled, app, session):
     import email as email_lib
+    import email.policy
     from pathlib import Path
 
     rma, code = labelled
     files = sorted(Path(app.config["OUTBOX_PATH"]).glob("*.eml"))
-    message = email_lib.message_from_bytes(files[-1].read_bytes())
-    body = message.get_payload(decode=True).decode("utf-8")
+    message = email_lib.message_from_bytes(files[-1].read_bytes(), policy=email_lib.policy.default)
+    body = email_text(message)
     assert code in body and f"/label/{rma}" in body
     link = re.search(r"http://localhost(/r/\S+)", body).group(1)
     fresh = app.test_client()

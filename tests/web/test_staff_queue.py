@@ -18,6 +18,7 @@ from tests.helpers import (
     COAT,
     PASSWORD,
     csrf_token,
+    email_text,
     field_errors,
     form_for,
     jpeg,
@@ -382,7 +383,7 @@ def test_approve_some_lines(client, app, desk, session):
         for m in session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email"))
         if m.payload["template"] == "return_approved"
     ]
-    body = build_email(app, approved[-1]).get_content()
+    body = email_text(build_email(app, approved[-1]))
     assert "were not accepted" in body and "1 × Silk scarf (Red): Scarves are final once worn" in body
     hook = [
         m.payload["data"]
