@@ -73,6 +73,13 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
         "MAIL_FROM": _env("MAIL_FROM", "Returns <returns@localhost>"),
+        # The merchant's brand on shopper pages and emails (see portal/brand.py).
+        "SHOP_NAME": _env("SHOP_NAME", "Returns & exchanges"),
+        "BRAND_COLOUR": _env("BRAND_COLOUR"),
+        "BRAND_LOGO": _env("BRAND_LOGO"),
+        "SUPPORT_EMAIL": _env("SUPPORT_EMAIL"),
+        "SUPPORT_PHONE": _env("SUPPORT_PHONE"),
+        "POLICY_URL": _env("POLICY_URL"),
         "WEBHOOK_URL": _env("WEBHOOK_URL"),
         "WEBHOOK_SECRET": _env("WEBHOOK_SECRET"),  # default: the API secret, below
         "WEBHOOK_TIMEOUT": float(_env("WEBHOOK_TIMEOUT") or "10"),  # seconds

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from portal.adapters.mail import mailer_from_config
 from portal.adapters.payments import gateway_for
 from portal.adapters.webhooks import webhook_sender_from_config
+from portal.brand import brand_from_config
 from portal.db import session_scope
 from portal.db.models import OutboxMessage, Photo
 from portal.domain.states import ScoreState
@@ -59,6 +60,10 @@ SUBJECTS = {
 }
 
 
+# Emails to staff carry no shop signature.
+STAFF_TEMPLATES = frozenset({"staff_escalation", "staff_login_throttled"})
+
+
 def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
     payload = message.payload
     ctx = dict(payload.get("context") or {})
@@ -72,6 +77,8 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
         subject = SUBJECTS[payload["template"]](ctx)
         body = render_template(f"email/{payload['template']}.txt", **ctx)
         html = render_template("email/layout.html", subject=subject, blocks=html_blocks(body), locale=locale)
+        if payload["template"] not in STAFF_TEMPLATES:  # the HTML layout carries the same signature
+            body = body.rstrip("\n") + "\n\n-- \n" + brand_from_config(app.config).text_footer() + "\n"
     email = EmailMessage()
     email["From"] = app.config["MAIL_FROM"]
     email["To"] = payload["to"]

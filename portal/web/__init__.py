@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
-from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, abort, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from portal.brand import brand_from_config, image_kind
 from portal.db import get_session
 from portal.domain.errors import DomainError
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
@@ -55,7 +57,10 @@ def init_web(app: Flask) -> None:
     csrf.exempt(api_bp)
 
     app.jinja_env.filters["money"] = money
+    brand = brand_from_config(app.config)
+    app.extensions["portal.brand"] = brand
     app.jinja_env.globals.update(
+        brand=brand,
         render_text=render_text,
         money=money,
         current_locale=current_locale,
@@ -83,6 +88,23 @@ def init_web(app: Flask) -> None:
         if lang in LOCALES:
             session["lang"] = lang
         return redirect(safe_next(request.form.get("next"), url_for("shop.start")), code=303)
+
+    @app.get("/brand.css")
+    def brand_css():
+        """The brand colour as a stylesheet (styles come from files only: the CSP allows no inline ones)."""
+        body = f":root {{ --accent: {brand.colour}; }}\n"
+        return body, 200, {"Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=300"}
+
+    @app.get("/brand/logo")
+    def brand_logo():
+        """The shop's logo, checked by content and sent with the type found (no hot-linking)."""
+        if brand.logo_path is None:
+            abort(404)
+        data = Path(brand.logo_path).read_bytes()
+        kind = image_kind(data)
+        if kind is None:
+            abort(404)
+        return data, 200, {"Content-Type": kind, "Cache-Control": "public, max-age=300"}
 
     @app.get("/healthz")
     def healthz():
