@@ -73,6 +73,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
         "MAIL_FROM": _env("MAIL_FROM", "Returns <returns@localhost>"),
+        # Product pictures are fetched from public addresses only, unless the shop is on our network.
+        "PRODUCT_IMAGES_ALLOW_PRIVATE": _bool("PRODUCT_IMAGES_ALLOW_PRIVATE", False),
         # The merchant's brand on shopper pages and emails (see portal/brand.py).
         "SHOP_NAME": _env("SHOP_NAME", "Returns & exchanges"),
         "BRAND_COLOUR": _env("BRAND_COLOUR"),

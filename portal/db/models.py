@@ -84,6 +84,9 @@ class Product(Base):
     category: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     shop_updated_at: Mapped[datetime | None]  # the shop's own "last changed" of the newest push applied
+    image_url: Mapped[str | None] = mapped_column(String(1024))  # where the shop keeps its picture
+    image_key: Mapped[str | None] = mapped_column(String(128))  # our copy in the photo store, once fetched
+    image_error: Mapped[str | None] = mapped_column(String(255))  # why the copy could not be made
 
     variants: Mapped[list[Variant]] = relationship(back_populates="product", order_by="Variant.id")
 
@@ -98,6 +101,9 @@ class Variant(Base):
     stock: Mapped[int] = mapped_column(Integer, default=0)
     reserved: Mapped[int] = mapped_column(Integer, default=0)
     price: Mapped[Decimal | None] = mapped_column(Money)
+    image_url: Mapped[str | None] = mapped_column(String(1024))
+    image_key: Mapped[str | None] = mapped_column(String(128))
+    image_error: Mapped[str | None] = mapped_column(String(255))
 
     product: Mapped[Product] = relationship(back_populates="variants")
 

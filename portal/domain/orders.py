@@ -127,6 +127,7 @@ class VariantData:
     variant: str
     stock: int
     price: Decimal | None = None  # this variant's own price, when it differs between variants
+    image_url: str | None = None  # the shop's picture of this variant (copied by the portal, never hot-linked)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class ProductData:
     category: str
     variants: tuple[VariantData, ...]
     updated_at: datetime | None = None  # when the shop last changed the product
+    image_url: str | None = None  # the shop's picture of the product
 
 
 def normalise_order_number(value: str) -> str:
@@ -490,6 +492,22 @@ def parse_order(payload: object) -> OrderData:
     )
 
 
+_IMAGE_URL_RE = re.compile(r"https?://[^\s<>\"'\\]+", re.IGNORECASE)
+MAX_IMAGE_URL = 1024
+
+
+def _image_url(errs: _Errors, obj: Mapping[str, object], prefix: str) -> str | None:
+    """An optional http(s) address of a picture, at most 1024 characters."""
+    path = _path(prefix, "image_url")
+    value = obj.get("image_url")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_IMAGE_URL or not _IMAGE_URL_RE.fullmatch(value.strip()):
+        errs.add(path, N_("must be an http or https address of at most 1024 characters"))
+        return None
+    return value.strip()
+
+
 def _variant(errs: _Errors, value: object, prefix: str) -> VariantData | None:
     obj = _object(errs, value, prefix)
     if obj is None:
@@ -499,9 +517,10 @@ def _variant(errs: _Errors, value: object, prefix: str) -> VariantData | None:
     variant = _text(errs, obj, "variant", prefix, required=False, max_length=128) or ""
     stock = _int(errs, obj, "stock", prefix, minimum=0, maximum=MAX_STOCK)
     price = _money(errs, obj, "price", prefix, None, required=False) if obj.get("price") is not None else None
+    image_url = _image_url(errs, obj, prefix)
     if len(errs) != before or sku is None or stock is None:
         return None
-    return VariantData(sku=sku, variant=variant, stock=stock, price=price)
+    return VariantData(sku=sku, variant=variant, stock=stock, price=price, image_url=image_url)
 
 
 def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> ProductData | None:
@@ -513,6 +532,7 @@ def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> Produ
     name = _text(errs, obj, "name", prefix)
     category = _text(errs, obj, "category", prefix, max_length=64, normalise=str.lower)
     updated_at = _timestamp(errs, obj, "updated_at", prefix, required=False)
+    image_url = _image_url(errs, obj, prefix)
     raw_variants = obj.get("variants")
     variants: list[VariantData] = []
     vpath = _path(prefix, "variants")
@@ -533,7 +553,14 @@ def _product(errs: _Errors, value: object, prefix: str, skus: set[str]) -> Produ
                 variants.append(variant)
     if len(errs) != before or code is None or name is None or category is None:
         return None
-    return ProductData(product_code=code, name=name, category=category, variants=tuple(variants), updated_at=updated_at)
+    return ProductData(
+        product_code=code,
+        name=name,
+        category=category,
+        variants=tuple(variants),
+        updated_at=updated_at,
+        image_url=image_url,
+    )
 
 
 def parse_products(payload: object) -> list[ProductData]:

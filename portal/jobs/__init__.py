@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from portal.adapters.images import fetcher_from_config
 from portal.adapters.mail import mailer_from_config
 from portal.adapters.payments import gateway_for
 from portal.adapters.webhooks import webhook_sender_from_config
@@ -33,6 +34,7 @@ from portal.domain.states import ScoreState
 from portal.links import return_link
 from portal.services.outbox import deliver_pending
 from portal.services.photos import score_request_photos
+from portal.services.product_images import fetch_product_images
 from portal.services.refunds import resolve_stuck_refunds
 from portal.services.sla import sweep
 from portal.services.work import drop_deferred, take_deferred
@@ -171,8 +173,20 @@ def resolve_refunds(app: Flask):
     return resolve_stuck_refunds(factory, lambda provider: gateway_for(provider, factory, mode))
 
 
+def product_images(app: Flask) -> int:
+    """Copy the shop's product pictures into our photo store."""
+    with session_scope(app) as session:
+        return fetch_product_images(
+            session, store_from_config(app.config), fetcher_from_config(app.config), app.config["MAX_PHOTO_BYTES"]
+        )
+
+
 # Work services may ask for with ``portal.services.work.defer``.
-JOBS: dict[str, Callable[..., Any]] = {"deliver_outbox": deliver_outbox, "score_photos": score_photos}
+JOBS: dict[str, Callable[..., Any]] = {
+    "deliver_outbox": deliver_outbox,
+    "score_photos": score_photos,
+    "fetch_product_images": product_images,
+}
 
 
 def init_app(app: Flask) -> None:

@@ -13,6 +13,7 @@ from portal.db.upsert import insert_if_absent
 from portal.domain.errors import Conflict
 from portal.domain.orders import OrderData, ProductData, normalise_order_number
 from portal.domain.text import N_
+from portal.services.work import defer
 
 
 class StaleUpdate(Conflict):
@@ -104,6 +105,15 @@ def upsert_order(session: Session, data: OrderData) -> tuple[Order, bool]:
     return order, created
 
 
+def _set_image(session: Session, row: Product | Variant, url: str | None) -> None:
+    """A new picture address: forget the old copy and fetch the new one after the commit."""
+    if row.image_url == url:
+        return
+    row.image_url, row.image_key, row.image_error = url, None, None
+    if url:
+        defer(session, "fetch_product_images")
+
+
 @dataclass(frozen=True)
 class ProductResult:
     created: int
@@ -134,6 +144,7 @@ def upsert_products(session: Session, products: list[ProductData]) -> ProductRes
             _check_not_older(product.shop_updated_at, data.updated_at, "Product " + data.product_code)
             product.name = data.name
             product.category = data.category
+            _set_image(session, product, data.image_url)
             if data.updated_at is not None:
                 product.shop_updated_at = data.updated_at
             for v in data.variants:
@@ -153,6 +164,7 @@ def upsert_products(session: Session, products: list[ProductData]) -> ProductRes
                 variant.label = v.variant
                 variant.stock = v.stock
                 variant.price = v.price
+                _set_image(session, variant, v.image_url)
     except StaleUpdate:
         session.rollback()
         raise

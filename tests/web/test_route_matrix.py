@@ -35,6 +35,7 @@ MATRIX = [
     ("POST", "/staff/login", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
     ("GET", "/healthz", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
     ("GET", "/brand.css", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
+    ("GET", "/images/sku/TEE-S", dict(anonymous=302, other_shopper=302, owner=302, agent=302)),
     ("GET", "/brand/logo", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),
     ("POST", "/api/v1/orders", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),
     ("POST", "/api/v1/products", dict(anonymous=401, other_shopper=401, owner=401, agent=401)),

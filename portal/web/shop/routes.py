@@ -39,6 +39,7 @@ from portal.services.filing import (
     precheck_order,
 )
 from portal.services.policies import active_policy
+from portal.services.product_images import picture_key
 from portal.services.refunds import paid_out, return_fee
 from portal.services.timeline import get_request_for_order
 from portal.storage import StorageError, store_from_config
@@ -352,6 +353,18 @@ def _mark_incomplete(order: Order, form: ReturnForm, lines: list[LineRequest]) -
             entry.exchange_sku.errors = [*entry.exchange_sku.errors, message]
             missing.append(f"{names[line.line_id]}: {message}")
     return missing
+
+
+@bp.get("/images/sku/<sku>")
+def product_picture(sku: str):
+    """Our copy of a product's picture (the shop's address is never shown), else a neutral placeholder."""
+    key = picture_key(get_session(), sku[:64])
+    if key is not None:
+        try:
+            return image_response(store_from_config(current_app.config).get(key))
+        except StorageError:
+            log.warning("product picture %s missing from the store", key)
+    return redirect(url_for("static", filename="img/product-placeholder.svg"), code=302)
 
 
 @bp.get("/order/photos/<photo_id>")
