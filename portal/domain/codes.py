@@ -13,6 +13,7 @@ codes accept that check too (``accept_legacy``), so those codes keep working.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CHECK_ALPHABET = ALPHABET + "*~$=U"
@@ -195,3 +196,16 @@ def looks_like_pickup_code(text: str) -> bool:
     """
     cleaned = normalise(text)
     return cleaned.startswith(PICKUP_PREFIX) and _has_shape(cleaned[1:], PICKUP_SYMBOLS)
+
+
+def parse_for_lookup(parser: Callable[..., str], text: str) -> tuple[str, bool]:
+    """Canonical code for looking up a stored one, and whether it passed the current check.
+
+    A code that passes only the old mod-37 check may be one issued before; the caller looks it up
+    and, when nothing is found, reports it as mistyped (the current check failed), not unknown.
+    Raises CodeError when neither check passes.
+    """
+    try:
+        return parser(text), True
+    except CodeError:
+        return parser(text, accept_legacy=True), False

@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 
 from portal.db.models import CarrierClaim, Discrepancy, Photo, ReceiptLine, ReturnLine, ReturnRequest, TicketEvent
 from portal.domain.actors import Actor
-from portal.domain.codes import CodeError, looks_like_pickup_code, looks_like_rma, parse_pickup_code, parse_rma
+from portal.domain.codes import (
+    CodeError,
+    looks_like_pickup_code,
+    looks_like_rma,
+    parse_for_lookup,
+    parse_pickup_code,
+    parse_rma,
+)
 from portal.domain.errors import Conflict, InvalidInput, NotFound
 from portal.domain.lifecycle import Status
 from portal.domain.money import round_money
@@ -51,16 +58,19 @@ def find_parcel(session: Session, scanned: str) -> ReturnRequest:
     text = (scanned or "").strip()[:64]
     try:
         if looks_like_pickup_code(text):
-            stmt = select(ReturnRequest).where(ReturnRequest.pickup_code == parse_pickup_code(text, accept_legacy=True))
+            code, current_check = parse_for_lookup(parse_pickup_code, text)
+            stmt = select(ReturnRequest).where(ReturnRequest.pickup_code == code)
         elif looks_like_rma(text):
-            stmt = select(ReturnRequest).where(ReturnRequest.rma == parse_rma(text, accept_legacy=True))
+            rma, current_check = parse_for_lookup(parse_rma, text)
+            stmt = select(ReturnRequest).where(ReturnRequest.rma == rma)
         else:
             raise ParcelNotFound("unknown")
     except CodeError:
         raise ParcelNotFound("mistyped") from None
     request = session.scalars(stmt).one_or_none()
     if request is None:
-        raise ParcelNotFound("unknown")
+        # Passing only the old check and not an old code: a typing mistake in a current one.
+        raise ParcelNotFound("unknown" if current_check else "mistyped")
     return request
 
 

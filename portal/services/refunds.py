@@ -24,7 +24,7 @@ from portal.db.locks import lock_rows
 from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
 from portal.domain import refunds as money
 from portal.domain.actors import Actor
-from portal.domain.codes import CodeError, new_store_credit_code, parse_store_credit_code
+from portal.domain.codes import CodeError, new_store_credit_code, parse_for_lookup, parse_store_credit_code
 from portal.domain.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from portal.domain.lifecycle import Status
 from portal.domain.money import format_money, parse_money, plain_amount, round_money
@@ -498,7 +498,7 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
     balance raises Conflict. Nothing is debited then.
     """
     try:
-        code = parse_store_credit_code(redemption.code, accept_legacy=True)
+        code, current_check = parse_for_lookup(parse_store_credit_code, redemption.code)
     except CodeError:
         raise CreditNotFound("mistyped") from None
     credit = session.scalars(
@@ -506,7 +506,7 @@ def redeem_store_credit(session: Session, redemption: Redemption) -> StoreCredit
     ).one_or_none()
     if credit is None:
         session.rollback()
-        raise CreditNotFound("unknown")
+        raise CreditNotFound("unknown" if current_check else "mistyped")
     if redemption.currency != credit.currency:
         session.rollback()
         raise Conflict(N_("This store credit is in %(currency)s."), currency=credit.currency)

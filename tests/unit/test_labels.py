@@ -445,3 +445,15 @@ def test_captions_default_to_english_and_take_overrides() -> None:
     assert data.caption("pickup_code") == "Pickup code"
     text = pdf_text(label_pdf(data, compress=False))
     assert "Rücksendenummer" in text and "Pickup code" in text
+
+
+def test_a_lookup_knows_when_only_the_old_check_passed() -> None:
+    current = pickup_from_body("7KQ2M9XDC3")
+    old = legacy_pickup_from_body("7KQ2M9XDC3")
+    assert current != old
+    assert codes.parse_for_lookup(parse_pickup_code, current) == (current, True)
+    assert codes.parse_for_lookup(parse_pickup_code, old) == (old, False)  # looked up; not found means mistyped
+    with pytest.raises(CodeError):
+        codes.parse_for_lookup(
+            parse_pickup_code, old[:-1] + next(c for c in ALPHABET if c not in (old[-1], current[-1]))
+        )
