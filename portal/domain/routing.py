@@ -11,6 +11,7 @@ from portal.domain.errors import InvalidInput
 from portal.domain.text import N_
 
 PRIORITIES = ("low", "normal", "high", "urgent")
+PRIORITY_LABELS = {"low": N_("low"), "normal": N_("normal"), "high": N_("high"), "urgent": N_("urgent")}
 # A needs finance, B customer service only, C needs the warehouse.
 TICKET_CLASSES = ("A", "B", "C")
 

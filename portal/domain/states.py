@@ -42,6 +42,13 @@ class TicketStatus(StrEnum):
     CLOSED = "closed"
 
 
+TICKET_STATUS_LABELS = {
+    TicketStatus.OPEN: N_("in progress"),
+    TicketStatus.WAITING: N_("waiting for the shopper"),
+    TicketStatus.CLOSED: N_("closed"),
+}
+
+
 TICKET_TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
     TicketStatus.OPEN: frozenset({TicketStatus.WAITING, TicketStatus.CLOSED}),
     TicketStatus.WAITING: frozenset({TicketStatus.OPEN, TicketStatus.CLOSED}),

@@ -20,8 +20,9 @@ from portal.domain.lifecycle import POLLING as POLLING_STATUSES
 from portal.domain.lifecycle import Status as RequestStatus
 from portal.domain.receiving import DISCREPANCIES, REFUSED_FATES
 from portal.domain.roles import CAN_ADMIN, CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
+from portal.domain.routing import PRIORITY_LABELS
 from portal.domain.sla import ClockState
-from portal.domain.states import RefundStatus, ScoreState, TicketStatus
+from portal.domain.states import TICKET_STATUS_LABELS, RefundStatus, ScoreState, TicketStatus
 from portal.extensions import csrf, limiter
 from portal.i18n import LOCALES, current_locale, money, render_text
 from portal.web.admin import bp as admin_bp
@@ -66,6 +67,8 @@ def init_web(app: Flask) -> None:
         current_locale=current_locale,
         LOCALES=LOCALES,
         STATUS_LABELS=STATUS_LABELS,
+        PRIORITY_LABELS=PRIORITY_LABELS,
+        TICKET_STATUS_LABELS=TICKET_STATUS_LABELS,
         REFUSED_FATES=REFUSED_FATES,
         DISCREPANCIES=DISCREPANCIES,
         # Templates compare states through the enums, never through bare strings.

@@ -497,3 +497,16 @@ def test_filters_by_priority_and_team(client, app, desk, session):
     )
     assert "F-1" not in fragment and "Nothing here." in fragment
     assert client.get("/staff/queue?view=all&priority=bogus&team=x").status_code == 200  # unknown filters are ignored
+
+
+def test_the_ticket_panel_and_queue_speak_the_staff_members_language(client, app, desk, session):
+    rma = submit_coat(app, "ZH-1")
+    sign_in(client, "agent@example.com")
+    page = client.get(f"/staff/requests/{rma}")
+    client.post("/lang", data={"csrf_token": csrf_token(page.get_data(as_text=True)), "lang": "zh_Hans"})
+    panel = soup(client.get(f"/staff/requests/{rma}")).select_one("section.ticket").get_text(" ")
+    assert "高" in panel and "处理中" in panel
+    assert " high " not in f" {panel} " and " open " not in f" {panel} "
+    queue = soup(client.get("/staff/queue?view=all"))
+    assert queue.select_one("#queue-rows .table-scroll table")  # wide tables scroll in their box on a phone
+    assert "高 · A" in queue.select_one("#queue-rows tbody").get_text(" ")
