@@ -1,16 +1,92 @@
-// The live check sends the form as plain fields, not the photos themselves (they can be many
-// megabytes). Each line's hidden photo_count says how many photos are chosen, so the check
-// answers as the submit would. The listener sits on the file input itself, so it runs before
-// the change reaches the element that sends the check.
+// Photos on the order page.
+//
+// With this script each photo is sent as soon as it is chosen: phones shrink large photos in the
+// browser first (to the 2048 px the portal keeps; the server still decides by content), the
+// portal checks and keeps it, and the page shows it with a Remove choice, or says why it was
+// refused. Check, Back and a refused submit then never lose it. Without the script the photos
+// go with the form, as before.
+//
+// The live check never sends photos: each line's hidden photo_count says how many are chosen and
+// not yet kept. The listeners sit on the file input itself, so they run before the change reaches
+// the element that sends the check.
 (function () {
-  function wire(input) {
-    var counter = input.form && input.form.querySelector('input[data-photo-count="' + input.name + '"]');
-    if (!counter || input.dataset.counted) return;
-    input.dataset.counted = "1";
-    input.addEventListener("change", function () {
-      counter.value = String(input.files ? input.files.length : 0);
+  var MAX_SIDE = 2048;
+
+  function csrfToken(form) {
+    var field = form.querySelector('input[name="csrf_token"]');
+    return field ? field.value : "";
+  }
+
+  function shrink(file) {
+    // A photo larger than we keep is redrawn smaller; anything the browser cannot decode
+    // (HEIC on many phones) is sent as it is.
+    if (!window.createImageBitmap || !/^image\/(jpeg|png|webp)$/.test(file.type)) return Promise.resolve(file);
+    return createImageBitmap(file).then(function (bitmap) {
+      var scale = MAX_SIDE / Math.max(bitmap.width, bitmap.height);
+      if (scale >= 1) return file;
+      var canvas = document.createElement("canvas");
+      canvas.width = Math.round(bitmap.width * scale);
+      canvas.height = Math.round(bitmap.height * scale);
+      canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      return new Promise(function (resolve) {
+        canvas.toBlob(function (blob) {
+          resolve(blob ? new File([blob], file.name.replace(/\.\w+$/, "") + ".jpg", {type: "image/jpeg"}) : file);
+        }, "image/jpeg", 0.9);
+      });
+    }).catch(function () { return file; });
+  }
+
+  function upload(input, file) {
+    var form = input.form;
+    var line = input.dataset.line;
+    var kept = form.querySelector('[data-kept="' + line + '"]');
+    var messages = form.querySelector('[data-messages="' + line + '"]');
+    return shrink(file).then(function (sent) {
+      var body = new FormData();
+      body.append("line_id", line);
+      body.append("photo", sent, sent.name || file.name);
+      return fetch(input.dataset.uploadUrl, {
+        method: "POST", body: body, credentials: "same-origin", headers: {"X-CSRFToken": csrfToken(form)}
+      });
+    }).then(function (response) {
+      return response.text().then(function (html) {
+        var holder = document.createElement("div");
+        holder.innerHTML = html;
+        if (response.ok) {
+          while (holder.firstChild) kept.appendChild(holder.firstChild);
+          kept.hidden = false;
+        } else {
+          while (holder.firstChild) messages.appendChild(holder.firstChild);
+        }
+      });
     });
   }
+
+  function wire(input) {
+    if (input.dataset.wired) return;
+    input.dataset.wired = "1";
+    var counter = input.form && input.form.querySelector('input[data-photo-count="' + input.name + '"]');
+    var direct = input.dataset.uploadUrl && window.fetch && window.FormData;
+    input.addEventListener("change", function () {
+      var files = Array.prototype.slice.call(input.files || []);
+      if (!direct) {
+        if (counter) counter.value = String(files.length);
+        return;
+      }
+      if (!files.length) return;
+      var messages = input.form.querySelector('[data-messages="' + input.dataset.line + '"]');
+      if (messages) messages.innerHTML = "";
+      input.value = "";  // the photos are sent now, not with the form
+      if (counter) counter.value = "0";
+      files.reduce(function (done, file) {
+        return done.then(function () { return upload(input, file); });
+      }, Promise.resolve()).then(function () {
+        // Ask the live check again, now that the kept photos count.
+        input.dispatchEvent(new Event("change", {bubbles: true}));
+      });
+    });
+  }
+
   function wireAll() {
     document.querySelectorAll('form.return-form input[type="file"]').forEach(wire);
   }

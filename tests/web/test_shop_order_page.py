@@ -176,3 +176,37 @@ def test_cancelling_asks_first_and_says_what_it_does(client, order, session):
     assert session.scalars(select(ReturnRequest.status)).one() == "cancelled"
     # Cancelled: the confirmation page no longer offers it.
     assert client.get(f"/requests/{rma}/cancel").status_code == 303
+
+
+def test_a_photo_sent_as_soon_as_it_is_chosen_is_kept_or_refused_with_the_reason(app, client, order, session):
+    import io
+
+    from tests.helpers import csrf_token, jpeg
+
+    assert login_shopper(client).status_code == 303
+    token = csrf_token(client.get("/order").get_data(as_text=True))
+
+    def send(line_id: str, data: bytes, name: str = "torn.jpg"):
+        return client.post(
+            "/order/photos",
+            data={"line_id": line_id, "photo": (io.BytesIO(data), name)},
+            headers={"X-CSRFToken": token},
+            content_type="multipart/form-data",
+        )
+
+    kept = send("1", jpeg())
+    assert kept.status_code == 200
+    entry = soup(kept).select_one('input[type="checkbox"]')
+    assert entry["name"] == "lines-0-remove_photo"
+    page = soup(client.get("/order"))
+    assert [i["value"] for i in page.select('input[name="lines-0-remove_photo"]')] == [entry["value"]]
+
+    refused = send("1", b"not a picture", "notes.txt")
+    assert refused.status_code == 422 and "is not a JPEG, PNG, WebP or HEIC photo" in refused.get_data(as_text=True)
+    assert send("nope", jpeg()).status_code == 400
+    for _ in range(app.config["MAX_PHOTOS_PER_LINE"] - 1):
+        assert send("1", jpeg()).status_code == 200
+    full = send("1", jpeg())
+    assert full.status_code == 422 and "at most" in full.get_data(as_text=True)
+    # Without the token nothing is kept.
+    assert client.post("/order/photos", data={"line_id": "2"}).status_code == 400

@@ -367,6 +367,41 @@ def product_picture(sku: str):
     return redirect(url_for("static", filename="img/product-placeholder.svg"), code=302)
 
 
+@bp.post("/order/photos")
+def upload_photo():
+    """One photo, sent as soon as it is chosen (the page's script): checked and kept for the line,
+    answered with its entry for the page, or a 422 with the reason (nothing kept)."""
+    order = _current_order()
+    line_id = (request.form.get("line_id") or "")[:64]
+    index = next((i for i, ol in enumerate(order.lines) if ol.line_id == line_id), None)
+    upload = request.files.get("photo")
+    if index is None or upload is None or not upload.filename:
+        abort(400)
+    config = current_app.config
+    kept = staging.staged(order.id)
+    if len(kept.get(line_id, [])) >= config["MAX_PHOTOS_PER_LINE"]:
+        message = gettext("Please send at most %(n)d photos per item.", n=config["MAX_PHOTOS_PER_LINE"])
+        return render_template("shop/_upload_error.html", message=message), 422
+    if sum(len(v) for v in kept.values()) >= config["MAX_PHOTOS_PER_REQUEST"]:
+        message = gettext("Please send at most %(n)d photos in one request.", n=config["MAX_PHOTOS_PER_REQUEST"])
+        return render_template("shop/_upload_error.html", message=message), 422
+    try:
+        photo = clean_photo(
+            upload.stream.read(config["MAX_PHOTO_BYTES"] + 1), upload.filename, config["MAX_PHOTO_BYTES"]
+        )
+    except PhotoRejected as exc:
+        return render_template("shop/_upload_error.html", message=exc.message.render(gettext)), 422
+    try:
+        entry = staging.stage(store_from_config(config), order.id, line_id, photo, upload.filename)
+    except StorageError:
+        log.exception("photo store unavailable")
+        message = gettext(
+            "Your photos could not be saved just now. Nothing was submitted; please try again in a moment."
+        )
+        return render_template("shop/_upload_error.html", message=message), 503
+    return render_template("shop/_kept_photo.html", p=entry, prefix=f"lines-{index}")
+
+
 @bp.get("/order/photos/<photo_id>")
 def staged_photo(photo_id: str):
     """The thumbnail of a photo kept for this session's order (404 for anyone else's)."""
