@@ -23,7 +23,7 @@ _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 @dataclass(frozen=True)
 class Brand:
-    name: str
+    name: str | None  # None: the portal's own title, in the reader's language
     colour: str
     logo_path: str | None
     support_email: str | None
@@ -34,9 +34,9 @@ class Brand:
     def has_contact(self) -> bool:
         return bool(self.support_email or self.support_phone or self.policy_url)
 
-    def text_footer(self) -> str:
-        """The plain-text email signature."""
-        lines = [self.name]
+    def text_footer(self, default_name: str) -> str:
+        """The plain-text email signature (``default_name`` when no shop name is set)."""
+        lines = [self.name or default_name]
         if self.support_email:
             lines.append(self.support_email)
         if self.support_phone:
@@ -73,7 +73,7 @@ def brand_from_config(config: Mapping[str, Any]) -> Brand:
         log.warning("brand logo %s not found; not shown", logo)
         logo = None
     return Brand(
-        name=str(config.get("SHOP_NAME") or "Returns & exchanges")[:80],
+        name=str(config["SHOP_NAME"])[:80] if config.get("SHOP_NAME") else None,
         colour=colour.lower(),
         logo_path=str(logo) if logo else None,
         support_email=str(config.get("SUPPORT_EMAIL") or "")[:120] or None,

@@ -76,7 +76,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # Product pictures are fetched from public addresses only, unless the shop is on our network.
         "PRODUCT_IMAGES_ALLOW_PRIVATE": _bool("PRODUCT_IMAGES_ALLOW_PRIVATE", False),
         # The merchant's brand on shopper pages and emails (see portal/brand.py).
-        "SHOP_NAME": _env("SHOP_NAME", "Returns & exchanges"),
+        "SHOP_NAME": _env("SHOP_NAME"),
         "BRAND_COLOUR": _env("BRAND_COLOUR"),
         "BRAND_LOGO": _env("BRAND_LOGO"),
         "SUPPORT_EMAIL": _env("SUPPORT_EMAIL"),

@@ -80,7 +80,8 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
         body = render_template(f"email/{payload['template']}.txt", **ctx)
         html = render_template("email/layout.html", subject=subject, blocks=html_blocks(body), locale=locale)
         if payload["template"] not in STAFF_TEMPLATES:  # the HTML layout carries the same signature
-            body = body.rstrip("\n") + "\n\n-- \n" + brand_from_config(app.config).text_footer() + "\n"
+            brand = app.extensions.get("portal.brand") or brand_from_config(app.config)
+            body = body.rstrip("\n") + "\n\n-- \n" + brand.text_footer(gettext("Returns & exchanges")) + "\n"
     email = EmailMessage()
     email["From"] = app.config["MAIL_FROM"]
     email["To"] = payload["to"]

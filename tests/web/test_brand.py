@@ -69,3 +69,12 @@ def test_every_shopper_page_and_email_carries_the_brand(branded, session):
 def test_bad_brand_settings_fall_back(setting, value):
     brand = brand_from_config({setting: value})
     assert brand.colour == DEFAULT_COLOUR and brand.policy_url is None and brand.logo_path is None
+
+
+def test_without_a_shop_name_the_header_is_the_portal_title_in_the_shoppers_language(client):
+    from tests.helpers import csrf_token
+
+    page = client.get("/")
+    assert soup(page).select_one("a.brand").get_text(strip=True) == "Returns & exchanges"
+    client.post("/lang", data={"lang": "zh_Hans", "csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert soup(client.get("/")).select_one("a.brand").get_text(strip=True) == "退换货服务"
