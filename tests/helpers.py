@@ -517,3 +517,15 @@ def pdf_text(pdf: bytes) -> str:
 def email_text(message) -> str:
     """The plain-text part of an email (each one also carries an HTML twin)."""
     return message.get_body(("plain",)).get_content()
+
+
+# --- the browser (Playwright pages) ------------------------------------------------------
+
+
+def browser_shopper_sign_in(page, base: str, number: str = "SO-1001", contact: str = "li.wei@example.com") -> None:
+    """Find an order from the start page, as a shopper types it."""
+    page.goto(base + "/")
+    page.get_by_label("Order number").fill(number)
+    page.get_by_label("Email or postcode").fill(contact)
+    page.get_by_role("button", name="Find my order").click()
+    page.wait_for_url(re.compile(r".*/order$"))

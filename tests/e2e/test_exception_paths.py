@@ -10,7 +10,17 @@ from sqlalchemy import select
 
 from portal.db.models import ReturnRequest
 from portal.services.staff import create_staff
-from tests.helpers import COAT, PASSWORD, PRODUCTS, form_for, inspected, login_shopper, order_payload, post_json
+from tests.helpers import (
+    COAT,
+    PASSWORD,
+    PRODUCTS,
+    browser_shopper_sign_in,
+    form_for,
+    inspected,
+    login_shopper,
+    order_payload,
+    post_json,
+)
 
 SCARF = order_payload()["lines"][1]
 
@@ -21,14 +31,6 @@ def staff_sign_in(page, live_server, email: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r".*/staff/"))
-
-
-def shopper_sign_in(page, live_server, number: str) -> None:
-    page.goto(live_server + "/")
-    page.get_by_label("Order number").fill(number)
-    page.get_by_label("Email or postcode").fill("li.wei@example.com")
-    page.get_by_role("button", name="Find my order").click()
-    page.wait_for_url(re.compile(r".*/order$"))
 
 
 def test_agent_approves_some_lines_and_the_shopper_ships_only_those(app, client, session, live_server, browser, page):
@@ -56,7 +58,7 @@ def test_agent_approves_some_lines_and_the_shopper_ships_only_those(app, client,
     assert "Not accepted: Scarves cannot be returned once worn" in page.inner_text("main")
 
     shopper = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
-    shopper_sign_in(shopper, live_server, "PA-9")
+    browser_shopper_sign_in(shopper, live_server, "PA-9")
     shopper.goto(f"{live_server}/requests/{rma}")
     status = shopper.inner_text("main")
     assert "Not accepted" in status and "Scarves cannot be returned once worn" in status
@@ -70,7 +72,7 @@ def test_agent_approves_some_lines_and_the_shopper_ships_only_those(app, client,
 def test_shopper_cancels_after_the_label_and_the_label_stops_working(client, live_server, page):
     post_json(client, "/api/v1/products", PRODUCTS)
     post_json(client, "/api/v1/orders", order_payload())
-    shopper_sign_in(page, live_server, "SO-1001")
+    browser_shopper_sign_in(page, live_server, "SO-1001")
     page.get_by_label("How many to return").first.select_option("1")
     page.get_by_label("Reason").first.select_option("size_fit")
     page.get_by_role("button", name="Submit return request").click()
@@ -117,7 +119,7 @@ def test_agent_settles_a_discrepancy_with_the_shopper(app, client, session, live
     page.get_by_text("Question sent.").wait_for()
 
     shopper = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
-    shopper_sign_in(shopper, live_server, "SO-1001")
+    browser_shopper_sign_in(shopper, live_server, "SO-1001")
     shopper.goto(f"{live_server}/requests/{rma}")
     assert "Did you keep one?" in shopper.inner_text("main")
     assert shopper.get_by_role("link", name="Cancel this return").count() == 0

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import re
 
-from tests.helpers import PRODUCTS, jpeg, order_payload, post_json
+from tests.helpers import PRODUCTS, browser_shopper_sign_in, jpeg, order_payload, post_json
 
 
 def test_the_live_check_sees_the_chosen_photos(client, live_server, page):
     post_json(client, "/api/v1/products", PRODUCTS)
     post_json(client, "/api/v1/orders", order_payload())
-    page.goto(live_server + "/")
-    page.get_by_label("Order number").fill("SO-1001")
-    page.get_by_label("Email or postcode").fill("li.wei@example.com")
-    page.get_by_role("button", name="Find my order").click()
-    page.wait_for_url(re.compile(r".*/order$"))
+    browser_shopper_sign_in(page, live_server)
 
     page.get_by_label("How many to return").first.select_option("1")
     page.get_by_label("Reason").first.select_option("damaged")
@@ -41,11 +37,7 @@ def test_a_large_photo_is_shrunk_in_the_browser_and_kept_at_once(client, live_se
 
     post_json(client, "/api/v1/products", PRODUCTS)
     post_json(client, "/api/v1/orders", order_payload())
-    page.goto(live_server + "/")
-    page.get_by_label("Order number").fill("SO-1001")
-    page.get_by_label("Email or postcode").fill("li.wei@example.com")
-    page.get_by_role("button", name="Find my order").click()
-    page.wait_for_url(re.compile(r".*/order$"))
+    browser_shopper_sign_in(page, live_server)
     page.get_by_label("How many to return").first.select_option("1")
     page.get_by_label("Reason").first.select_option("damaged")
 

@@ -197,6 +197,13 @@ def take(ticket_id: int):
     return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
 
 
+def _changed_meanwhile() -> None:
+    flash(
+        gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
+        "warning",
+    )
+
+
 @bp.post("/requests/<rma>/accept-arrived")
 @staff_required(*CAN_WORK_TICKETS)
 def accept_arrived(rma: str):
@@ -210,10 +217,7 @@ def accept_arrived(rma: str):
             get_session(), req, Actor.staff(current_user.id), form.note.data or "", expected_status=form.status.data
         )
     except Conflict:
-        flash(
-            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
-            "warning",
-        )
+        _changed_meanwhile()
     else:
         flash(gettext("Accepted what arrived. Finance can now refund the units received."), "success")
     return redirect(url_for("staff.request_detail", rma=req.rma), code=303)
@@ -234,10 +238,7 @@ def discrepancy_ask(rma: str):
             get_session(), req, Actor.staff(current_user.id), form.question.data, expected_status=form.status.data
         )
     except (Conflict, IllegalTransition):
-        flash(
-            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
-            "warning",
-        )
+        _changed_meanwhile()
     else:
         flash(gettext("Question sent. The clock is paused until the shopper answers."), "success")
     return redirect(url_for("staff.request_detail", rma=req.rma), code=303)
@@ -266,10 +267,7 @@ def discrepancy_refuse(rma: str):
         form.lines.errors = [*form.lines.errors, exc.render(gettext)]
         return render_template("staff/request.html", **{**_detail_context(req), "refuse_form": form}), 422
     except Conflict:
-        flash(
-            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
-            "warning",
-        )
+        _changed_meanwhile()
     else:
         flash(gettext("Refused. The shopper has been told why and what happens to the items."), "success")
     return redirect(url_for("staff.request_detail", rma=req.rma), code=303)
@@ -313,10 +311,7 @@ def decide(rma: str):
     except IllegalTransition:
         flash(gettext("This request can no longer be approved or rejected."), "warning")
     except Conflict:
-        flash(
-            gettext("This request changed while you were looking at it; nothing was done. Please check it again."),
-            "warning",
-        )
+        _changed_meanwhile()
     return redirect(url_for("staff.request_detail", rma=rma), code=303)
 
 
