@@ -13,6 +13,7 @@ from portal import config as settings
 from portal import db, jobs
 from portal.extensions import babel, csrf, limiter
 from portal.i18n import choose_locale
+from portal.services.refunds import refund_settings
 from portal.web import init_web
 
 PACKAGE = Path(__file__).resolve().parent
@@ -22,6 +23,14 @@ def resource_dir(name: str) -> Path:
     """``templates``/``static``/``models``: bundled in a wheel, or at the project root in a checkout."""
     bundled = PACKAGE / "_bundled" / name
     return bundled if bundled.is_dir() else PACKAGE.parent / name
+
+
+def check_refund_settings(config: Mapping[str, Any]) -> None:
+    """A return fee or store-credit bonus that is not a valid amount stops the start, not a shopper's page."""
+    try:
+        refund_settings(config)
+    except (ArithmeticError, ValueError) as exc:
+        raise RuntimeError(f"refund settings: {exc}") from exc
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -37,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["MODELS_PATH"] = str(resource_dir("models"))
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE / "translations"))
     app.config.setdefault("RATELIMIT_ENABLED", True)
+    check_refund_settings(app.config)
 
     db.init_app(app)
     csrf.init_app(app)

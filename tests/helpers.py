@@ -258,6 +258,12 @@ def form_for(client, **lines) -> dict:
     return data
 
 
+def step(client, data: dict, at: str, go: str = "next", htmx: bool = False, **kw):
+    """Post one step of the guided return (``at`` is the step on screen) with ``data`` as the form."""
+    headers = {"HX-Request": "true"} if htmx else {}
+    return client.post("/order/step", data={**data, "step": at, "go": go}, headers=headers, **kw)
+
+
 def submit_coat(app, number="HV-1", email="li.wei@example.com") -> str:
     """A shopper orders the high-value coat and asks to return it; returns the RMA."""
     client = app.test_client()
@@ -520,6 +526,22 @@ def email_text(message) -> str:
 
 
 # --- the browser (Playwright pages) ------------------------------------------------------
+
+
+def browser_shopper_files(page, reason: str = "size_fit", outcome: str = "refund", quantity: str = "1") -> None:
+    """Go through the guided return for the order's first item, as a shopper taps it, and submit."""
+    page.locator("label.item-card").first.click()
+    quantity_field = page.locator('select[name="lines-0-quantity"]')
+    if quantity_field.count():
+        quantity_field.select_option(quantity)
+    for step, choice in (("items", None), ("reasons", reason), ("details", None), ("outcome", outcome)):
+        page.locator(f'input[name="step"][value="{step}"]').wait_for(state="attached")
+        if choice:
+            page.locator(f'label.choice:has(input[value="{choice}"])').click()
+        page.locator(".step-nav button.primary").click()
+    page.locator('input[name="step"][value="review"]').wait_for(state="attached")
+    page.locator(".step-nav button.primary").click()  # Submit
+    page.wait_for_url(re.compile(r".*/requests/R-"))
 
 
 def browser_shopper_sign_in(page, base: str, number: str = "SO-1001", contact: str = "li.wei@example.com") -> None:

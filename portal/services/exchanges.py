@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import CursorResult, case, select, update
 from sqlalchemy.orm import Session
 
-from portal.db.models import ReturnLine, ReturnRequest, Variant
+from portal.db.models import OrderLine, ReturnLine, ReturnRequest, Variant
 from portal.domain.actors import Actor
 from portal.domain.lifecycle import Status
 from portal.domain.money import line_paid_per_unit, round_money
@@ -80,13 +80,19 @@ def release_exchange_stock(
 def exchange_difference(session: Session, line: ReturnLine, units: int) -> Decimal | None:
     """What was paid for ``units`` of the line minus the replacement's price: positive is refunded,
     negative is owed by the shopper. None when the replacement has no price of its own."""
-    if not line.is_exchange or units <= 0:
+    if not line.is_exchange or not line.exchange_sku:
         return None
-    price = session.scalar(select(Variant.price).where(Variant.sku == line.exchange_sku))
+    return difference_for(session, line.order_line, line.request.order.currency, line.exchange_sku, units)
+
+
+def difference_for(session: Session, order_line: OrderLine, currency: str, sku: str, units: int) -> Decimal | None:
+    """``exchange_difference`` before a return line exists (the shopper's estimate)."""
+    if units <= 0:
+        return None
+    price = session.scalar(select(Variant.price).where(Variant.sku == sku))
     if price is None:
         return None
-    ol = line.order_line
-    currency = line.request.order.currency
+    ol = order_line
     paid = line_paid_per_unit(ol.unit_price, ol.quantity, ol.discount, ol.tax, currency)
     return round_money((paid - price) * units, currency)
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.adapters.payments import GatewayError, PaymentGateway, PaymentResult
 from portal.db.locks import lock_rows
-from portal.db.models import LedgerEntry, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
+from portal.db.models import LedgerEntry, Order, ReceiptLine, Refund, ReturnRequest, StaffUser, StoreCreditCode
 from portal.domain import refunds as money
 from portal.domain.actors import Actor
 from portal.domain.codes import CodeError, new_store_credit_code, parse_for_lookup, parse_store_credit_code
@@ -29,9 +29,10 @@ from portal.domain.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from portal.domain.lifecycle import Status
 from portal.domain.money import format_money, parse_money, plain_amount, round_money
 from portal.domain.orders import Redemption
+from portal.domain.reasons import Outcome, responsibility_of
 from portal.domain.states import REFUND_ACTIVE, RefundStatus, check_refund
 from portal.domain.text import N_
-from portal.services.exchanges import exchange_difference
+from portal.services.exchanges import difference_for, exchange_difference
 from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.timeline import move
 
@@ -59,8 +60,15 @@ def return_fee(config: Mapping[str, Any]) -> money.ReturnFee:
 
 
 def refund_settings(config: Mapping[str, Any]) -> money.RefundSettings:
-    """Refund settings from the configuration; the fee is the one the label announces."""
-    return return_fee(config).refund_settings()
+    """Refund settings from the configuration; the fee is the one the label announces, the bonus the
+    one the shopper is shown when choosing store credit."""
+    return return_fee(config).refund_settings(store_credit_bonus_percent=store_credit_bonus(config))
+
+
+def store_credit_bonus(config: Mapping[str, Any]) -> Decimal:
+    """The store-credit bonus in percent (``STORE_CREDIT_BONUS_PERCENT``; 0 when unset)."""
+    raw = config.get("STORE_CREDIT_BONUS_PERCENT")
+    return Decimal(str(raw)) if raw not in (None, "") else Decimal(0)
 
 
 def refundable(request: ReturnRequest) -> bool:
@@ -92,12 +100,13 @@ def _lines(session: Session, request: ReturnRequest) -> list[money.RefundLine]:
     return out
 
 
-def _prior(session: Session, request: ReturnRequest) -> money.PriorRefunds:
+def _prior(session: Session, order_id: int) -> money.PriorRefunds:
+    """What the order's refunds so far have settled."""
     prior = money.PriorRefunds()
     rows = session.scalars(
         select(Refund)
         .join(ReturnRequest, ReturnRequest.id == Refund.request_id)
-        .where(ReturnRequest.order_id == request.order_id, Refund.status.in_(ACTIVE))
+        .where(ReturnRequest.order_id == order_id, Refund.status.in_(ACTIVE))
         .order_by(Refund.id)
     )
     for row in rows:
@@ -114,18 +123,63 @@ def preview_refund(
     if session.scalar(select(Refund.id).where(Refund.request_id == request.id, Refund.status.in_(ACTIVE))) is not None:
         # Its units are counted by that refund: finish it (execute, retry or resolve) rather than preview another.
         raise Conflict(N_("A refund for this return is already under way."))
-    order = request.order
+    return _compute(session, request.order, _lines(session, request), settings or money.RefundSettings())
+
+
+def _compute(
+    session: Session, order: Order, lines: list[money.RefundLine], settings: money.RefundSettings
+) -> money.RefundPreview:
     order_lines = [
         money.OrderLineMoney(ol.line_id, ol.quantity, ol.unit_price, ol.discount, ol.tax) for ol in order.lines
     ]
     return money.compute_refund(
-        order.currency,
-        order_lines,
-        order.shipping_paid,
-        _lines(session, request),
-        _prior(session, request),
-        settings or money.RefundSettings(),
+        order.currency, order_lines, order.shipping_paid, lines, _prior(session, order.id), settings
     )
+
+
+@dataclass(frozen=True)
+class EstimateLine:
+    """A line the shopper is about to return, as the estimate needs it."""
+
+    line_id: str
+    quantity: int
+    reason: str
+    outcome: str
+    exchange_sku: str | None = None
+
+
+def estimate_refund(
+    session: Session,
+    order: Order,
+    lines: list[EstimateLine],
+    settings: money.RefundSettings,
+    returned_as_new: bool = True,
+) -> money.RefundPreview:
+    """What the refund would pay if every chosen unit came back as new (grade A), or for a return
+    the shopper keeps (no grade): the review page's estimate, computed by the same arithmetic, with
+    the same settings, as the refund itself."""
+    by_id = {ol.line_id: ol for ol in order.lines}
+    refund_lines = []
+    for line in lines:
+        ol = by_id.get(line.line_id)
+        responsibility = responsibility_of(line.reason)
+        if ol is None or responsibility is None or line.quantity <= 0:
+            continue
+        difference = None
+        if line.outcome == Outcome.EXCHANGE and line.exchange_sku:
+            difference = difference_for(session, ol, order.currency, line.exchange_sku, line.quantity)
+        refund_lines.append(
+            money.RefundLine(
+                line.line_id,
+                line.quantity,
+                responsibility,
+                "A" if returned_as_new else None,
+                line.outcome,
+                line.reason,
+                difference,
+            )
+        )
+    return _compute(session, order, refund_lines, settings)
 
 
 def approve_refund(

@@ -1,14 +1,13 @@
-// Photos on the order page.
+// The guided return's photos and steps.
 //
 // With this script each photo is sent as soon as it is chosen: phones shrink large photos in the
 // browser first (to the 2048 px the portal keeps; the server still decides by content), the
 // portal checks and keeps it, and the page shows it with a Remove choice, or says why it was
-// refused. Check, Back and a refused submit then never lose it. Without the script the photos
-// go with the form, as before.
+// refused. Next, Back and a refused submit then never lose it. Without the script the photos
+// go with the form to the next step, which keeps them the same way.
 //
-// The live check never sends photos: each line's hidden photo_count says how many are chosen and
-// not yet kept. The listeners sit on the file input itself, so they run before the change reaches
-// the element that sends the check.
+// When htmx swaps in the next step, the step's heading takes the focus (a screen reader hears
+// where the shopper is) and its photo inputs are wired.
 (function () {
   var MAX_SIDE = 2048;
 
@@ -65,25 +64,16 @@
   function wire(input) {
     if (input.dataset.wired) return;
     input.dataset.wired = "1";
-    var counter = input.form && input.form.querySelector('input[data-photo-count="' + input.name + '"]');
     var direct = input.dataset.uploadUrl && window.fetch && window.FormData;
     input.addEventListener("change", function () {
       var files = Array.prototype.slice.call(input.files || []);
-      if (!direct) {
-        if (counter) counter.value = String(files.length);
-        return;
-      }
-      if (!files.length) return;
+      if (!direct || !files.length) return;
       var messages = input.form.querySelector('[data-messages="' + input.dataset.line + '"]');
       if (messages) messages.innerHTML = "";
       input.value = "";  // the photos are sent now, not with the form
-      if (counter) counter.value = "0";
       files.reduce(function (done, file) {
         return done.then(function () { return upload(input, file); });
-      }, Promise.resolve()).then(function () {
-        // Ask the live check again, now that the kept photos count.
-        input.dispatchEvent(new Event("change", {bubbles: true}));
-      });
+      }, Promise.resolve());
     });
   }
 
@@ -92,4 +82,13 @@
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", wireAll);
   else wireAll();
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (!event.detail.target || event.detail.target.id !== "wizard") return;
+    wireAll();
+    var heading = document.querySelector("#wizard .step-title");
+    if (heading) {
+      heading.focus();
+      heading.scrollIntoView({block: "start"});
+    }
+  });
 })();

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PRODUCTS, form_for, login_shopper, order_payload, post_json
+from tests.helpers import PRODUCTS, form_for, jpeg, login_shopper, order_payload, post_json
 
 VENDOR = Path(__file__).with_name("vendor")
 AXE = tomllib.loads((VENDOR / "VENDORED.toml").read_text())["axe-core"]
@@ -76,6 +76,23 @@ def test_shopper_pages_pass_in_both_languages(app, client, live_server, a11y_pag
     page.locator("#contact").fill("li.wei@example.com")
     page.locator("main form button.primary").first.click()
     page.wait_for_url(re.compile(r".*/order$"))
+    check(page)
+    # Every step of the guided return, each as htmx swapped it in.
+    page.locator("label.item-card").first.click()
+    for step, choice in (("items", None), ("reasons", "damaged"), ("details", None), ("outcome", "refund")):
+        page.locator(f'input[name="step"][value="{step}"]').wait_for(state="attached")
+        if step != "items":
+            check(page)
+        if choice:
+            page.locator(f'label.choice:has(input[value="{choice}"])').click()
+        if step == "details":
+            page.locator('input[type="file"]').set_input_files(
+                {"name": "torn.jpg", "mimeType": "image/jpeg", "buffer": jpeg()}
+            )
+            page.locator(".kept").first.wait_for()
+            check(page)
+        page.locator(".step-nav button.primary").click()
+    page.locator('input[name="step"][value="review"]').wait_for(state="attached")
     check(page)
     for path in (f"/requests/{rma}", f"/requests/{rma}/cancel", f"/requests/{rma}/label"):
         page.goto(live_server + path)

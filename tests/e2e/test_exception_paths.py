@@ -14,6 +14,7 @@ from tests.helpers import (
     COAT,
     PASSWORD,
     PRODUCTS,
+    browser_shopper_files,
     browser_shopper_sign_in,
     form_for,
     inspected,
@@ -73,10 +74,7 @@ def test_shopper_cancels_after_the_label_and_the_label_stops_working(client, liv
     post_json(client, "/api/v1/products", PRODUCTS)
     post_json(client, "/api/v1/orders", order_payload())
     browser_shopper_sign_in(page, live_server, "SO-1001")
-    page.get_by_label("How many to return").first.select_option("1")
-    page.get_by_label("Reason").first.select_option("size_fit")
-    page.get_by_role("button", name="Submit return request").click()
-    page.wait_for_url(re.compile(r".*/requests/R-"))
+    browser_shopper_files(page)
     status_url = page.url
     page.get_by_role("link", name="Show the label").click()
     page.wait_for_url(re.compile(r".*/label$"))

@@ -20,7 +20,7 @@ MATRIX = [
     ("GET", "/r/not-a-token", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
     ("POST", "/leave", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
     ("GET", "/order", dict(anonymous=303, other_shopper=200, owner=200, agent=303)),
-    ("POST", "/order/check", dict(anonymous=303, other_shopper=200, owner=200, agent=303)),
+    ("POST", "/order/step", dict(anonymous=303, other_shopper=422, owner=422, agent=303)),
     ("GET", "/order/photos/0123456789abcdef", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
     ("POST", "/order/photos", dict(anonymous=303, other_shopper=400, owner=400, agent=303)),
     ("POST", "/order/request", dict(anonymous=303, other_shopper=422, owner=422, agent=303)),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from babel.dates import format_date
 
 from portal.config import load
-from tests.helpers import csrf_token, login_shopper, order_payload, post_json, soup
+from tests.helpers import csrf_token, form_values, login_shopper, order_payload, post_json, soup
 
 
 def open_order(client, number: str, **kw):
@@ -22,22 +22,27 @@ def test_each_line_says_until_when_it_can_be_returned_in_the_shoppers_language(c
     page = open_order(client, "BY-1", delivered_days_ago=2)
     delivered = (datetime.now(UTC) - timedelta(days=2)).date()
     until = format_date(delivered + timedelta(days=7), "medium", locale="en")
-    assert [p.get_text(strip=True) for p in page.select("p.return-by")] == [
+    assert [p.get_text(strip=True) for p in page.select(".return-by")] == [
         f"You can return this item until {until}."
     ] * 2
     client.post("/lang", data={"lang": "zh_Hans", "csrf_token": csrf_token(str(page))})
     chinese = soup(client.get("/order"))
     assert (
         format_date(delivered + timedelta(days=7), "medium", locale="zh_Hans")
-        in chinese.select_one("p.return-by").get_text()
+        in chinese.select_one(".return-by").get_text()
     )
 
 
 def test_past_the_usual_period_the_quality_window_is_a_notice(client, session):
     page = open_order(client, "BY-2", delivered_days_ago=10)
-    notices = [p.get_text(" ", strip=True) for p in page.select("fieldset.line p.notice")]
+    notices = [p.get_text(" ", strip=True) for p in page.select(".item-card .notice")]
     assert notices and all("we still accept returns of items that are faulty" in n for n in notices)
-    assert not page.select("p.return-by")
+    assert not page.select(".return-by")
+    # The reasons step then offers the quality reasons only.
+    data = {**form_values(str(page), "form.return-form"), "lines-0-pick": "1", "step": "items", "go": "next"}
+    reasons = soup(client.post("/order/step", data=data))
+    offered = [i["value"] for i in reasons.select('input[name="lines-0-reason"]')]
+    assert offered == ["defective", "damaged", "wrong_item", "not_as_described"]
 
 
 def test_a_refused_line_does_not_also_say_it_can_be_returned(client, session):
@@ -46,16 +51,14 @@ def test_a_refused_line_does_not_also_say_it_can_be_returned(client, session):
     text = page.get_text(" ")
     assert "Can still be returned" not in text
     assert page.select(".badge-not_eligible")
-    # Nothing to choose: no Check and no Submit, a sentence instead.
+    # Nothing to choose: no steps and no Submit, a sentence instead.
     assert not page.select('button[type="submit"].primary')
     assert "Nothing in this order can be returned now" in text
 
 
 def test_a_gift_order_starts_on_an_outcome_it_allows(client, session):
     page = open_order(client, "BY-4", gift=True)
-    outcomes = page.select('input[name="lines-0-outcome"]')
-    assert [o["value"] for o in outcomes] == ["store_credit"]
-    assert outcomes[0].has_attr("checked")
+    assert page.select_one('input[name="lines-0-outcome"]')["value"] == "store_credit"
 
 
 def test_the_request_limit_fits_every_photo_the_photo_limits_allow(tmp_path):
@@ -72,22 +75,19 @@ def test_a_missing_choice_is_named_not_read_as_a_refusal(client, order, session)
 
     assert login_shopper(client).status_code == 303
     data = form_for(client, **{"0": {"quantity": "1", "outcome": "refund"}})  # no reason yet
-    live = soup(client.post("/order/check", data=data, headers={"HX-Request": "true"}))
-    text = live.get_text(" ")
-    assert "Almost there" in text and "T-shirt: Choose a reason." in text
-    assert "Cannot be returned" not in text and not live.select(".badge-not_eligible")
-
     submitted = client.post("/order/request", data=data)
     assert submitted.status_code == 422
     page = soup(submitted)
-    reason = page.select_one('select[name="lines-0-reason"]')
-    assert reason["aria-invalid"] == "true"
-    assert "Choose a reason." in reason.find_parent(class_="field").get_text(" ")
+    text = page.get_text(" ")
+    assert "T-shirt: Choose a reason." in text
+    assert "Cannot be returned" not in text and not page.select(".badge-not_eligible")
+    reason = page.select('input[name="lines-0-reason"]')
+    assert reason and "Choose a reason." in reason[0].find_parent("fieldset").get_text(" ")
     assert session.scalar(select(func.count(ReturnRequest.id))) == 0
 
     exchange = form_for(client, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "exchange"}})
-    live = soup(client.post("/order/check", data=exchange, headers={"HX-Request": "true"})).get_text(" ")
-    assert "T-shirt: Choose the size or colour you want instead." in live
+    refused = soup(client.post("/order/request", data=exchange)).get_text(" ")
+    assert "T-shirt: Choose the size or colour you want instead." in refused
 
 
 # --- photos are kept across Check, a refused submit and Back ---------------------------
@@ -101,7 +101,7 @@ def with_photo(data: dict, name: str = "torn.jpg") -> dict:
     return {**data, "lines-0-photos": [(io.BytesIO(jpeg()), name)]}
 
 
-def test_photos_survive_the_check_without_javascript_and_are_filed(app, client, order, session):
+def test_photos_survive_a_step_without_javascript_and_are_filed(app, client, order, session):
     from pathlib import Path
 
     from sqlalchemy import select
@@ -111,13 +111,14 @@ def test_photos_survive_the_check_without_javascript_and_are_filed(app, client, 
 
     assert login_shopper(client).status_code == 303
     data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
-    checked = client.post("/order/check", data=with_photo(data), content_type="multipart/form-data")
+    checked = client.post("/order/step", data={**with_photo(data), "step": "details", "go": "next"})
     assert checked.status_code == 200
     page = soup(checked)
-    assert "Please add at least one photo" not in page.select_one("#decision").get_text(" ")
-    kept = page.select('input[name="lines-0-remove_photo"]')
+    assert page.select_one('input[name="step"]')["value"] == "outcome"
+    back = soup(client.post("/order/step", data={**data, "step": "outcome", "go": "back"}))
+    kept = back.select('input[name="lines-0-remove_photo"]')
     assert len(kept) == 1
-    thumb = page.select_one(".kept-photos img")["src"]
+    thumb = back.select_one(".kept-photos img")["src"]
     assert client.get(thumb).status_code == 200 and client.get(thumb).mimetype == "image/jpeg"
     stranger = app.test_client()
     login_shopper(stranger, number="SO-1001")  # the same order, another session: not its photos
@@ -144,9 +145,10 @@ def test_a_refused_submit_keeps_the_photos_and_a_removed_one_is_gone(app, client
     no_reason = form_for(client, **{"0": {"quantity": "1", "outcome": "refund"}})
     refused = client.post("/order/request", data=with_photo(no_reason), content_type="multipart/form-data")
     assert refused.status_code == 422
-    kept = soup(refused).select('input[name="lines-0-remove_photo"]')
-    assert len(kept) == 1
     data = form_for(client, **{"0": {"quantity": "1", "reason": "damaged", "outcome": "refund"}})
+    details = soup(client.post("/order/step", data={**data, "step": "outcome", "go": "back"}))
+    kept = details.select('input[name="lines-0-remove_photo"]')
+    assert len(kept) == 1
     removed = client.post("/order/request", data={**data, "lines-0-remove_photo": kept[0]["value"]})
     assert removed.status_code == 422 and "Please add at least one photo" in removed.get_data(as_text=True)
     assert not soup(removed).select('input[name="lines-0-remove_photo"]')
@@ -181,7 +183,7 @@ def test_cancelling_asks_first_and_says_what_it_does(client, order, session):
 def test_a_photo_sent_as_soon_as_it_is_chosen_is_kept_or_refused_with_the_reason(app, client, order, session):
     import io
 
-    from tests.helpers import csrf_token, jpeg
+    from tests.helpers import csrf_token, form_for, jpeg
 
     assert login_shopper(client).status_code == 303
     token = csrf_token(client.get("/order").get_data(as_text=True))
@@ -198,7 +200,8 @@ def test_a_photo_sent_as_soon_as_it_is_chosen_is_kept_or_refused_with_the_reason
     assert kept.status_code == 200
     entry = soup(kept).select_one('input[type="checkbox"]')
     assert entry["name"] == "lines-0-remove_photo"
-    page = soup(client.get("/order"))
+    data = {**form_for(client, **{"0": {"quantity": "1", "reason": "damaged"}}), "step": "outcome", "go": "back"}
+    page = soup(client.post("/order/step", data=data))
     assert [i["value"] for i in page.select('input[name="lines-0-remove_photo"]')] == [entry["value"]]
 
     refused = send("1", b"not a picture", "notes.txt")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 from datetime import UTC, datetime
@@ -18,9 +19,11 @@ from portal.db.models import Order, Photo, Variant
 from portal.domain.actors import SHOPPER
 from portal.domain.codes import compact_pickup_code
 from portal.domain.lifecycle import IllegalTransition, Status
+from portal.domain.money import line_paid_per_unit
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Verdict
-from portal.domain.reasons import OUTCOME_LABELS, REASONS, Outcome
+from portal.domain.reasons import OUTCOME_LABELS, REASONS, Outcome, responsibility_of
+from portal.domain.refunds import GRADES
 from portal.domain.text import N_
 from portal.i18n import current_locale, money
 from portal.labels import LabelData, code128_svg, label_pdf, qr_svg
@@ -40,13 +43,20 @@ from portal.services.filing import (
 )
 from portal.services.policies import active_policy
 from portal.services.product_images import picture_key
-from portal.services.refunds import paid_out, return_fee
+from portal.services.refunds import (
+    EstimateLine,
+    estimate_refund,
+    paid_out,
+    refund_settings,
+    return_fee,
+    store_credit_bonus,
+)
 from portal.services.timeline import get_request_for_order
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import PhotoRejected, clean_photo
 from portal.web import throttle
-from portal.web.pages import image_response, is_htmx, photo_bytes, render_page_or_partial
-from portal.web.shop import staging
+from portal.web.pages import image_response, photo_bytes, render_page_or_partial
+from portal.web.shop import guided, staging
 from portal.web.shop.forms import (
     AnswerForm,
     CancelForm,
@@ -186,19 +196,32 @@ def _current_order() -> Order:
 
 def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=None, storage_error=False):
     """Everything the order page shows; also fills the form's per-line choices (needed to validate)."""
-    policy = active_policy(current_app.config["POLICY_PATH"])
+    config = current_app.config
+    policy = active_policy(config["POLICY_PATH"])
     now = _now()
     order_facts_ = order_facts(get_session(), order, policy, now)
     prechecks = precheck_order(get_session(), order, policy, now, facts=order_facts_)
     facts = {f.line_id: f for f in order_facts_.lines}
-    options = {}
     all_skus = set().union(*(f.exchange_options for f in facts.values())) if facts else set()
-    labels = {}
+    variants: dict[str, tuple[str, int]] = {}
     if all_skus:
-        labels = dict(get_session().execute(select(Variant.sku, Variant.label).where(Variant.sku.in_(all_skus))).all())
-    for line_id, f in facts.items():
-        options[line_id] = sorted((sku, labels.get(sku, sku)) for sku in f.exchange_options)
-    _fill_choices(order, form, prechecks, options, policy.gift_outcomes if order.gift else None)
+        rows = get_session().execute(
+            select(Variant.sku, Variant.label, Variant.stock - Variant.reserved).where(Variant.sku.in_(all_skus))
+        )
+        variants = {sku: (label or sku, int(available)) for sku, label, available in rows}
+    options = {
+        line_id: sorted((sku, variants.get(sku, (sku, 0))[0]) for sku in f.exchange_options)
+        for line_id, f in facts.items()
+    }
+    allowed_outcomes = policy.gift_outcomes if order.gift else None
+    _fill_choices(order, form, prechecks, options, allowed_outcomes)
+    staged = staging.staged(order.id)
+    rules = guided.Rules(
+        photo_reasons=policy.photo_required_reasons,
+        photos_kept={line_id: len(photos) for line_id, photos in staged.items()},
+        outcomes=[choice.value for choice in form.lines.entries[0].outcome.choices] if form.lines.entries else [],
+        exchange_options={line_id: [sku for sku, _ in found] for line_id, found in options.items()},
+    )
     requests = list(order.requests)
     return dict(
         order=order,
@@ -210,8 +233,29 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
         requests=requests,
         reasons=REASONS,
         now=now,
-        staged=staging.staged(order.id),
-        # Nothing to choose: no Check or Submit, a sentence instead.
+        staged=staged,
+        rules=rules,
+        variants=variants,
+        bonus=store_credit_bonus(config),
+        paid_each={
+            ol.line_id: line_paid_per_unit(ol.unit_price, ol.quantity, ol.discount, ol.tax, order.currency)
+            for ol in order.lines
+        },
+        quality_only={
+            line_id: any(r.rule == "window" and r.shopper.params.get("quality_only") for r in pre.trace)
+            for line_id, pre in prechecks.items()
+        },
+        estimate_labels=guided.ESTIMATE_LABELS,
+        OUTCOME_LABELS=OUTCOME_LABELS,
+        estimate=None,
+        restocking=0,
+        step="items",
+        steps=guided.STEPS,
+        step_labels=guided.STEP_LABELS,
+        step_fields=guided.STEP_FIELDS,
+        carried=guided.CARRIED,
+        problems=[],
+        # Nothing to choose: no steps, a sentence instead.
         returnable=any(p.verdict is not Verdict.NOT_ELIGIBLE and p.remaining > 0 for p in prechecks.values()),
     )
 
@@ -248,40 +292,33 @@ def _fill_choices(order: Order, form: ReturnForm, prechecks, options, allowed_ou
 def _line_requests(order: Order, form: ReturnForm, mode: str):
     """Turn the posted form into line requests; photo problems are collected per line.
 
-    ``mode``: "count" for the live check (photos counted: those kept plus the number the page says
-    are chosen), "stage" for the check without JavaScript and "submit": photos sent are cleaned and
-    kept (staging), so a refused submit or a check never loses them; "submit" then hands every
-    kept photo of a line to the request.
+    Photos sent with the form (the page without JavaScript) are cleaned and kept (staging), and
+    removed ones dropped, so a step, Back or a refused submit never loses them. ``mode`` "submit"
+    hands every kept photo of a line to the request; "stage" only counts them.
     """
     known = {line.line_id for line in order.lines}
     max_bytes = current_app.config["MAX_PHOTO_BYTES"]
     per_line = current_app.config["MAX_PHOTOS_PER_LINE"]
     per_request = current_app.config["MAX_PHOTOS_PER_REQUEST"]
-    store = store_from_config(current_app.config) if mode != "count" else None
+    store = store_from_config(current_app.config)
     lines: list[LineRequest] = []
     errors: dict[str, list[str]] = {}
     total_photos = sum(len(v) for k, v in staging.staged(order.id).items() if k in known)
     seen_ids: set[str] = set()
-    for idx, entry in enumerate(form.lines.entries):
+    for entry in form.lines.entries:
         line_id = entry.line_id.data or ""
         if line_id not in known or line_id in seen_ids:
             continue
         seen_ids.add(line_id)
         quantity = entry.quantity.data if isinstance(entry.quantity.data, int) else 0
-        if store is not None:
-            removed = {v for v in request.form.getlist(f"lines-{idx}-remove_photo") if v}
-            if removed:
-                total_photos -= staging.count(order.id, line_id)
-                staging.unstage(store, order.id, line_id, removed)
-                total_photos += staging.count(order.id, line_id)
+        removed = {v for v in request.form.getlist(f"{entry.name}-remove_photo") if v}
+        if removed:
+            total_photos -= staging.count(order.id, line_id)
+            staging.unstage(store, order.id, line_id, removed)
+            total_photos += staging.count(order.id, line_id)
         kept = staging.count(order.id, line_id)
-        uploads = [f for f in request.files.getlist(f"lines-{idx}-photos") if f and f.filename]
-        counted = 0
-        if mode == "count" and quantity > 0:
-            # The live check sends how many photos are chosen, not the photos (see static/js/order.js).
-            raw = request.form.get(f"lines-{idx}-photo_count", "")
-            counted = min(int(raw), per_line) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
-        if store is not None and uploads:
+        uploads = [f for f in request.files.getlist(f"{entry.name}-photos") if f and f.filename]
+        if uploads:
             room = per_line - kept
             if len(uploads) > room:
                 errors.setdefault(line_id, []).append(gettext("Please send at most %(n)d photos per item.", n=per_line))
@@ -311,11 +348,11 @@ def _line_requests(order: Order, form: ReturnForm, mode: str):
             exchange_sku=entry.exchange_sku.data or None,
         )
         if quantity > 0:
-            if mode == "submit" and store is not None:
+            if mode == "submit":
                 line.photos = staging.load(store, order.id, line_id)
             else:
-                # Counted, not decoded, for a check.
-                line.photos = [None] * (staging.count(order.id, line_id) + counted)  # type: ignore[list-item]
+                # Counted, not decoded, for a step.
+                line.photos = [None] * staging.count(order.id, line_id)  # type: ignore[list-item]
         lines.append(line)
     return lines, errors
 
@@ -332,27 +369,6 @@ def _posted_form(order: Order) -> tuple[ReturnForm, dict]:
     form.lines.max_entries = len(order.lines)
     context = _page_context(order, form)
     return form, context
-
-
-def _mark_incomplete(order: Order, form: ReturnForm, lines: list[LineRequest]) -> list[str]:
-    """A chosen item still missing a choice is not a refusal: the field is marked and the item
-    named ("T-shirt: choose a reason."); the policy is asked only once every choice is made."""
-    names = {ol.line_id: ol.product_name for ol in order.lines}
-    by_id = {entry.line_id.data: entry for entry in form.lines.entries}
-    missing: list[str] = []
-    for line in lines:
-        entry = by_id.get(line.line_id)
-        if entry is None or line.quantity <= 0:
-            continue
-        if not line.reason:
-            message = gettext("Choose a reason.")
-            entry.reason.errors = [*entry.reason.errors, message]
-            missing.append(f"{names[line.line_id]}: {message}")
-        if line.outcome == Outcome.EXCHANGE and not line.exchange_sku and len(entry.exchange_sku.choices or []) > 1:
-            message = gettext("Choose the size or colour you want instead.")
-            entry.exchange_sku.errors = [*entry.exchange_sku.errors, message]
-            missing.append(f"{names[line.line_id]}: {message}")
-    return missing
 
 
 @bp.get("/images/sku/<sku>")
@@ -412,56 +428,110 @@ def staged_photo(photo_id: str):
     return image_response(found[0])
 
 
-@bp.post("/order/check")
-def check():
-    """Live eligibility: the htmx fragment, or the whole page without JavaScript."""
+def _review(order: Order, lines: list[LineRequest], context: dict) -> None:
+    """The review step: the policy's decision and the refund estimate, by the refund's own arithmetic."""
+    decision = check_return(get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now())
+    context["decision"] = decision
+    context["estimate"] = None
+    context["postage"] = None
+    if decision.lines and decision.verdict is not Verdict.NOT_ELIGIBLE:
+        settings = refund_settings(current_app.config)
+        going = [line for line in lines if line.quantity > 0 and line.reason]
+        context["estimate"] = estimate_refund(
+            get_session(),
+            order,
+            [
+                EstimateLine(ln.line_id, ln.quantity, ln.reason or "", ln.outcome or Outcome.REFUND, ln.exchange_sku)
+                for ln in going
+            ],
+            settings,
+            returned_as_new=not decision.returnless,
+        )
+        # Postage and restocking concern what is refunded or credited; an exchange pays neither.
+        credited = [r for ln in going if ln.outcome != Outcome.EXCHANGE and (r := responsibility_of(ln.reason or ""))]
+        context["postage"] = None if decision.returnless else postage_text(credited, order.currency)
+        context["restocking"] = max(
+            (settings.restocking_percent(r, grade) for r in credited for grade in GRADES), default=0
+        )
+
+
+def _show_step(order: Order, form: ReturnForm, context: dict, lines: list[LineRequest], current: str, go: str):
+    """Decide the step to show (never past an incomplete one) and render it."""
+    rules = context["rules"]
+    guided.clear_marks(form)
+    found = {step: guided.problems(step, form, rules) for step in guided.STEPS[:-1]}
+    complete_until = next((step for step in guided.STEPS[:-1] if found[step]), "review")
+    current_ok = not found.get(current) and not (current == "details" and context["photo_errors"])
+    step, show = guided.target_step(current, go, complete_until, current_ok)
+    if not show:
+        guided.clear_marks(form)
+    context["step"] = step
+    context["problems"] = found.get(step, []) if show else []
+    if step == "review":
+        _review(order, lines, context)
+    return step, show
+
+
+@bp.post("/order/step")
+def step():
+    """One step of the guided return: the next (or previous) step's screen, as an htmx fragment or a
+    whole page without JavaScript."""
     order = _current_order()
     form, context = _posted_form(order)
-    form.validate_on_submit()
+    form.validate_on_submit()  # field errors are reported by the step that owns the field
+    current = request.form.get("step", "")
+    current = current if current in guided.STEPS else "items"
+    go = request.form.get("go", "next")
+    if current == "items":
+        guided.apply_picks(form, request.form)
     try:
-        lines, photo_errors = _line_requests(order, form, "count" if is_htmx() else "stage")
+        lines, photo_errors = _line_requests(order, form, "stage")
     except StorageError:
         log.exception("photo store unavailable")
         context["storage_error"] = True
+        context["step"] = current
         return render_template("shop/order.html", **context), 503
     context["photo_errors"] = photo_errors
     context["staged"] = staging.staged(order.id)
-    context["incomplete"] = _mark_incomplete(order, form, lines)
-    if not context["incomplete"]:
-        context["decision"] = check_return(
-            get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now()
-        )
-    return render_page_or_partial("shop/order.html", "shop/_decision.html", **context)
+    context["rules"] = _rules_with_photos(context)
+    _, show = _show_step(order, form, context, lines, current, go)
+    status = 422 if show and context["problems"] else 200
+    return render_page_or_partial("shop/order.html", "shop/_wizard.html", http_status=status, **context)
+
+
+def _rules_with_photos(context: dict) -> guided.Rules:
+    """The rules again, now counting the photos this request kept."""
+    kept = {line_id: len(photos) for line_id, photos in context["staged"].items()}
+    return dataclasses.replace(context["rules"], photos_kept=kept)
 
 
 @bp.post("/order/request")
 def submit():
     order = _current_order()
     form, context = _posted_form(order)
-    if not form.validate_on_submit():
-        return render_template("shop/order.html", **context), 422
+    form.validate_on_submit()
     try:
         lines, photo_errors = _line_requests(order, form, "submit")
     except StorageError:
         log.exception("photo store unavailable")
         context["storage_error"] = True
+        context["step"] = "review"
         return render_template("shop/order.html", **context), 503
+    context["photo_errors"] = photo_errors
     context["staged"] = staging.staged(order.id)
-    policy = active_policy(current_app.config["POLICY_PATH"])
-    context["incomplete"] = _mark_incomplete(order, form, lines)
-    if context["incomplete"]:
-        context["photo_errors"] = photo_errors
-        return render_template("shop/order.html", **context), 422
-    if photo_errors:
-        context["decision"] = check_return(get_session(), order, lines, policy, _now())
-        context["photo_errors"] = photo_errors
+    context["rules"] = _rules_with_photos(context)
+    step, _ = _show_step(order, form, context, lines, "review", "next")
+    if step != "review" or photo_errors:
+        # Something is missing: the step that asks for it, marked, with what was chosen kept.
+        if step == "review":
+            context["step"] = "details"
         return render_template("shop/order.html", **context), 422
     try:
         created = open_return(
             get_session(),
             order,
             lines,
-            policy,
+            active_policy(current_app.config["POLICY_PATH"]),
             _now(),
             current_locale(),
             store_from_config(current_app.config),
@@ -592,17 +662,21 @@ def answer(rma: str):
     return redirect(url_for("shop.status", rma=rma), code=303)
 
 
+def postage_text(responsibilities: list[str], currency: str) -> str:
+    """Who pays the postage, for the review page and the label: the same fee the refund deducts."""
+    fee = return_fee(current_app.config)
+    if fee.charged(responsibilities):
+        return gettext(
+            "Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.",
+            fee=money(fee.amount, currency),
+        )
+    return gettext("Postage is prepaid by the shop; you pay nothing.")
+
+
 def label_data(req) -> LabelData:
     """What the printable label shows, in the current language."""
     order = req.order
-    fee = return_fee(current_app.config)  # the same fee the refund deducts
-    if fee.charged(line.responsibility for line in req.accepted_lines if not line.is_exchange):
-        postage = gettext(
-            "Postage is prepaid. A return shipping fee of %(fee)s will be deducted from your refund.",
-            fee=money(fee.amount, order.currency),
-        )
-    else:
-        postage = gettext("Postage is prepaid by the shop; you pay nothing.")
+    postage = postage_text([line.responsibility for line in req.accepted_lines if not line.is_exchange], order.currency)
     return LabelData(
         rma=req.rma,
         pickup_code=req.pickup_code,
