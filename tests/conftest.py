@@ -97,3 +97,29 @@ def order(client):
     response = post_json(client, "/api/v1/orders", order_payload())
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+@pytest.fixture
+def desk(session):
+    """A finance team with one agent (and another agent outside it), and a rule sending high values there."""
+    from portal.db.models import RoutingRuleRow, TeamMember
+    from portal.services.staff import create_staff
+    from portal.services.tickets import ensure_team
+    from tests.helpers import PASSWORD
+
+    agent = create_staff(session, "agent@example.com", "Ann Agent", "agent", PASSWORD)
+    other = create_staff(session, "other@example.com", "Olly Other", "agent", PASSWORD)
+    finance = ensure_team(session, "finance", "Finance desk")
+    session.add(TeamMember(team_id=finance.id, staff_id=agent.id, cap=10))
+    session.add(
+        RoutingRuleRow(
+            position=1,
+            name="High value",
+            conditions={"min_value": "1000"},
+            team=finance,
+            priority="high",
+            ticket_class="A",
+        )
+    )
+    session.commit()
+    return {"agent": agent.id, "other": other.id}

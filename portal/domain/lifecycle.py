@@ -42,6 +42,15 @@ LABELS = {
     Status.CANCELLED: N_("Cancelled"),
 }
 
+# Staff read the same statuses in their own words ("waiting for the shopper", not "for your reply").
+STAFF_LABELS = {
+    **LABELS,
+    Status.PENDING_REVIEW: N_("Pending review"),
+    Status.AWAITING_SHOPPER: N_("Waiting for the shopper"),
+    Status.DISCREPANCY: N_("Discrepancy found"),
+    Status.REJECTED: N_("Rejected"),
+}
+
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SUBMITTED: frozenset({Status.APPROVED, Status.PENDING_REVIEW, Status.REJECTED, Status.CANCELLED}),
     Status.PENDING_REVIEW: frozenset({Status.APPROVED, Status.REJECTED, Status.AWAITING_SHOPPER, Status.CANCELLED}),

@@ -357,6 +357,14 @@ class Verdict(StrEnum):
         return _SEVERITY[self]
 
 
+# How staff read a verdict (shoppers read it in their own words on their pages).
+VERDICT_LABELS: Final[dict[str, str]] = {
+    Verdict.ELIGIBLE.value: N_("Eligible"),
+    Verdict.NEEDS_REVIEW.value: N_("Needs review"),
+    Verdict.NOT_ELIGIBLE.value: N_("Not eligible"),
+}
+
+
 _SEVERITY: Final[dict[Verdict, int]] = {Verdict.ELIGIBLE: 0, Verdict.NEEDS_REVIEW: 1, Verdict.NOT_ELIGIBLE: 2}
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from flask import Flask, abort, jsonify, redirect, render_template, request, session, url_for
-from flask_babel import gettext
+from flask_babel import format_percent, gettext
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -17,7 +17,10 @@ from portal.db import get_session
 from portal.domain.errors import DomainError
 from portal.domain.lifecycle import LABELS as STATUS_LABELS
 from portal.domain.lifecycle import POLLING as POLLING_STATUSES
+from portal.domain.lifecycle import STAFF_LABELS as STAFF_STATUS_LABELS
 from portal.domain.lifecycle import Status as RequestStatus
+from portal.domain.policy import VERDICT_LABELS
+from portal.domain.reasons import OUTCOME_LABELS, RESPONSIBILITY_LABELS
 from portal.domain.receiving import DISCREPANCIES, REFUSED_FATES
 from portal.domain.roles import CAN_ADMIN, CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
 from portal.domain.routing import PRIORITY_LABELS
@@ -25,6 +28,7 @@ from portal.domain.sla import ClockState
 from portal.domain.states import TICKET_STATUS_LABELS, RefundStatus, ScoreState, TicketStatus
 from portal.extensions import csrf, limiter
 from portal.i18n import LOCALES, current_locale, money, render_text
+from portal.services.history import FLAG_LABELS
 from portal.web.admin import bp as admin_bp
 from portal.web.api import bp as api_bp
 from portal.web.auth import login_manager
@@ -32,6 +36,7 @@ from portal.web.finance import bp as finance_bp
 from portal.web.pages import safe_next
 from portal.web.shop import bp as shop_bp
 from portal.web.staff import bp as staff_bp
+from portal.web.staff.timeline import CLOCK_LABELS
 from portal.web.throttle import Throttled
 from portal.web.warehouse import bp as warehouse_bp
 
@@ -58,6 +63,7 @@ def init_web(app: Flask) -> None:
     csrf.exempt(api_bp)
 
     app.jinja_env.filters["money"] = money
+    app.jinja_env.filters["percent"] = lambda value: format_percent(value) if value is not None else "—"
     brand = brand_from_config(app.config)
     app.extensions["portal.brand"] = brand
     app.jinja_env.globals.update(
@@ -67,6 +73,12 @@ def init_web(app: Flask) -> None:
         current_locale=current_locale,
         LOCALES=LOCALES,
         STATUS_LABELS=STATUS_LABELS,
+        STAFF_STATUS_LABELS=STAFF_STATUS_LABELS,
+        VERDICT_LABELS=VERDICT_LABELS,
+        OUTCOME_LABELS=OUTCOME_LABELS,
+        RESPONSIBILITY_LABELS=RESPONSIBILITY_LABELS,
+        CLOCK_LABELS=CLOCK_LABELS,
+        HISTORY_FLAGS=FLAG_LABELS,
         PRIORITY_LABELS=PRIORITY_LABELS,
         TICKET_STATUS_LABELS=TICKET_STATUS_LABELS,
         REFUSED_FATES=REFUSED_FATES,
@@ -163,6 +175,7 @@ def init_web(app: Flask) -> None:
             return jsonify(error=exc.name.lower(), message=exc.description), code
         messages = {
             400: gettext("Something in the request was not right. Please check and try again."),
+            403: gettext("Your role does not allow this. Ask an administrator if you need it."),
             404: gettext("We could not find that page."),
             405: gettext("That action is not available here."),
             413: gettext("The upload is too large. Please send smaller or fewer photos."),

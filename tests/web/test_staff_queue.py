@@ -9,11 +9,10 @@ import pytest
 from bs4 import BeautifulSoup
 from sqlalchemy import select
 
-from portal.db.models import OutboxMessage, ReturnRequest, RoutingRuleRow, TeamMember, Ticket
+from portal.db.models import OutboxMessage, ReturnRequest, Ticket
 from portal.domain.actors import Actor
 from portal.jobs import build_email
 from portal.services.staff import create_staff
-from portal.services.tickets import ensure_team
 from tests.helpers import (
     COAT,
     PASSWORD,
@@ -31,27 +30,6 @@ from tests.helpers import (
     soup,
     submit_coat,
 )
-
-
-@pytest.fixture
-def desk(session):
-    """A finance team with one agent, and a rule sending high values there."""
-    agent = create_staff(session, "agent@example.com", "Ann Agent", "agent", PASSWORD)
-    other = create_staff(session, "other@example.com", "Olly Other", "agent", PASSWORD)
-    finance = ensure_team(session, "finance", "Finance desk")
-    session.add(TeamMember(team_id=finance.id, staff_id=agent.id, cap=10))
-    session.add(
-        RoutingRuleRow(
-            position=1,
-            name="High value",
-            conditions={"min_value": "1000"},
-            team=finance,
-            priority="high",
-            ticket_class="A",
-        )
-    )
-    session.commit()
-    return {"agent": agent.id, "other": other.id}
 
 
 def test_my_queue_lists_assigned_ticket_with_masked_customer(client, app, desk):

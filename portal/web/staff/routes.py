@@ -14,8 +14,8 @@ from wtforms.fields.choices import SelectChoice
 
 from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
-from portal.db.models import Order, Photo, ReturnRequest, StaffUser, Team, Ticket
-from portal.db.queries import QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
+from portal.db.models import Order, Photo, ReturnRequest, StaffUser, Team, Ticket, TicketClock
+from portal.db.queries import BREACHING_SOON, QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
 from portal.domain.actors import Actor
 from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
@@ -23,10 +23,12 @@ from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.domain.routing import PRIORITIES
+from portal.domain.sla import ClockState
 from portal.domain.states import ScoreState
 from portal.logs import mask_email
 from portal.services import Conflict, InvalidInput, NotFound
 from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
+from portal.services.history import customer_history
 from portal.services.notifications import mark_notifications_read, recent_notifications
 from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy
@@ -60,6 +62,7 @@ from portal.web.staff.forms import (
     RefuseForm,
     ReplyForm,
 )
+from portal.web.staff.timeline import request_timeline, ticket_timeline
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 PAGE_SIZE = 50
@@ -312,7 +315,21 @@ def decide(rma: str):
         flash(gettext("This request can no longer be approved or rejected."), "warning")
     except Conflict:
         _changed_meanwhile()
-    return redirect(url_for("staff.request_detail", rma=rma), code=303)
+    else:
+        if request.form.get("then") == "next":
+            return _open_next(req)
+    return redirect(url_for("staff.request_detail", rma=rma, queue=_queue_view()), code=303)
+
+
+def _open_next(done: ReturnRequest):
+    """After a decision, the next ticket of the same queue (in its order), or the queue when it is empty."""
+    view = _queue_view()
+    stmt = ticket_queue(view, current_user.id, "", datetime.now(UTC)).where(Ticket.request_id != done.id)
+    following = get_session().scalars(stmt.limit(1)).unique().first()
+    if following is None:
+        flash(gettext("That was the last ticket in this queue."), "success")
+        return redirect(url_for("staff.queue", view=view), code=303)
+    return redirect(url_for("staff.request_detail", rma=following.request.rma, queue=view), code=303)
 
 
 @bp.post("/tickets/<int:ticket_id>/note")
@@ -518,10 +535,46 @@ def _refuse_form(req: ReturnRequest) -> RefuseForm:
     return form
 
 
+def _ticket_clocks(ticket: Ticket | None, now: datetime) -> list[dict]:
+    """Both clocks of a ticket for its badges: due time, met, paused, breached or breaching soon."""
+    if ticket is None:
+        return []
+    rows = get_session().scalars(select(TicketClock).where(TicketClock.ticket_id == ticket.id).order_by(TicketClock.id))
+    out = []
+    for row in rows:
+        deadline = row.deadline.replace(tzinfo=UTC) if row.deadline and row.deadline.tzinfo is None else row.deadline
+        running = row.state == ClockState.RUNNING and deadline is not None
+        passed = deadline is not None and deadline <= now
+        out.append(
+            dict(
+                metric=row.metric,
+                state=row.state,
+                deadline=deadline,
+                breached=bool(row.breached_at) or (running and passed),
+                soon=running and not passed and deadline is not None and deadline <= now + BREACHING_SOON,
+            )
+        )
+    return out
+
+
+def _queue_view() -> str:
+    """The queue the ticket was opened from (for "open the next"), else the staff member's own."""
+    view = request.values.get("queue", "mine")
+    return view if view in QUEUE_VIEWS else "mine"
+
+
 def _detail_context(req: ReturnRequest) -> dict:
     scoring = any(p.score_state == ScoreState.PENDING for p in req.photos)
     ticket = ticket_for(get_session(), req)
+    now = datetime.now(UTC)
+    entries = request_timeline(get_session(), list(req.events), staff_words=ticket is None)
+    if ticket is not None:
+        entries += ticket_timeline(get_session(), list(ticket.events))
     return dict(
+        events=sorted(entries, key=lambda e: e.at),
+        clocks=_ticket_clocks(ticket, now),
+        history=customer_history(get_session(), req, now),
+        queue_view=_queue_view(),
         req=req,
         decision=Decision.from_dict(req.decision),
         reasons=REASONS,
