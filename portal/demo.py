@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.adapters.carriers import carrier_from_config
 from portal.db.models import (
     BusinessCalendarRow,
     CannedReplyRow,
@@ -23,12 +24,14 @@ from portal.db.models import (
     TeamMember,
 )
 from portal.domain.actors import Actor, ActorKind
+from portal.domain.lifecycle import Status
 from portal.domain.orders import parse_order, parse_products
 from portal.domain.roles import AGENT, LEAD, MANAGER, ROLES
 from portal.domain.sla import LadderAction
 from portal.services.filing import LineRequest, open_return
 from portal.services.orders import stage_order, upsert_products
 from portal.services.policies import active_policy
+from portal.services.shipping import issue_label
 from portal.services.sla import seed_holidays
 from portal.services.staff import ensure_staff
 from portal.services.tickets import ensure_team
@@ -185,10 +188,14 @@ def seed(session: Session, now: datetime | None = None) -> list[tuple[str, str]]
 
 
 def seed_requests(app, session: Session) -> int:
-    """Earlier requests that some cases need: a partly returned order and a frequent returner."""
+    """Earlier requests that some cases need: a partly returned order and a frequent returner.
+
+    Approved ones get their pickup code as a shopper's would, so the warehouse has parcels to scan;
+    approved demo requests left without one by an earlier demo get it now."""
 
     policy = active_policy(app.config["POLICY_PATH"])
     store = store_from_config(app.config)
+    carrier = carrier_from_config(app.config)
     now = datetime.now(UTC)
     made = 0
     targets: list[tuple[str, int]] = []
@@ -211,8 +218,23 @@ def seed_requests(app, session: Session) -> int:
                 "en",
                 store,
                 actor=Actor(ActorKind.SYSTEM, "demo"),
+                carrier=carrier,
             )
             made += 1
+    demo_numbers = [payload["order_number"] for _, payload in demo_orders(now)]
+    waiting = session.scalars(
+        select(ReturnRequest)
+        .join(Order)
+        .where(
+            Order.order_number.in_(demo_numbers),
+            ReturnRequest.status == Status.APPROVED.value,
+            ReturnRequest.pickup_code.is_(None),
+            ReturnRequest.returnless.is_(False),
+        )
+    ).all()
+    for request in waiting:
+        issue_label(session, request, carrier, Actor(ActorKind.SYSTEM, "demo"))
+    session.commit()
     return made
 
 

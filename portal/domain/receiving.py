@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from portal.domain.errors import InvalidInput
+from portal.domain.lifecycle import Status
 from portal.domain.text import N_
 
 GRADES = {"A": N_("A · as new"), "B": N_("B · opened"), "C": N_("C · worn"), "D": N_("D · damaged")}
@@ -144,3 +146,67 @@ def check_receipt(
             N_("Some lines were not counted: %(lines)s."), lines=", ".join(map(str, sorted(missing_lines)))
         )
     return out
+
+
+class ScanOutcome(StrEnum):
+    """What a scanned code that matches a return means at the warehouse door."""
+
+    RECEIVE = "receive"  # on its way (or handed in before the courier's scan): count it
+    NOT_SHIPPED = "not_shipped"  # approved, but no pickup yet
+    NOT_APPROVED = "not_approved"  # still being decided
+    NO_RETURN = "no_return"  # settled without the item coming back
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    ALREADY_RECEIVED = "already"
+
+
+# The staff's sentence for each outcome (with %(rma)s and %(status)s) and how loudly it speaks:
+# "bad" means this parcel must not be received, "warn" that it need not be.
+SCAN_MESSAGES: dict[ScanOutcome, tuple[str, str]] = {
+    ScanOutcome.NOT_SHIPPED: (
+        N_("Not shipped yet: %(rma)s is approved, but the courier has not picked it up."),
+        "warn",
+    ),
+    ScanOutcome.NOT_APPROVED: (
+        N_("Not approved yet: %(rma)s is %(status)s. Do not receive it; pass the parcel to customer service."),
+        "bad",
+    ),
+    ScanOutcome.NO_RETURN: (
+        N_("No parcel expected: %(rma)s is settled without sending the item back (%(status)s)."),
+        "warn",
+    ),
+    ScanOutcome.CANCELLED: (
+        N_("Cancelled: %(rma)s was cancelled. Do not receive it; pass the parcel to customer service."),
+        "bad",
+    ),
+    ScanOutcome.REJECTED: (
+        N_("Rejected: %(rma)s was not accepted. Do not receive it; pass the parcel to customer service."),
+        "bad",
+    ),
+    ScanOutcome.ALREADY_RECEIVED: (N_("Already received: %(rma)s is %(status)s."), "warn"),
+}
+
+_UNDECIDED = frozenset({Status.SUBMITTED, Status.PENDING_REVIEW, Status.AWAITING_SHOPPER})
+_SETTLED = frozenset({Status.REFUNDED, Status.EXCHANGED, Status.CLOSED})
+
+
+def scan_outcome(status: str, returnless: bool, received: bool) -> ScanOutcome:
+    """What to do with a scanned parcel, from its return's status, whether the return needs the item
+    back at all, and whether the warehouse ever received it (a question to the shopper about a
+    discrepancy comes after the receipt)."""
+    current = Status(status)
+    if received:
+        return ScanOutcome.ALREADY_RECEIVED
+    if current == Status.CANCELLED:
+        return ScanOutcome.CANCELLED
+    if current == Status.REJECTED:
+        return ScanOutcome.REJECTED
+    if current in _UNDECIDED:
+        return ScanOutcome.NOT_APPROVED
+    if returnless or current in _SETTLED:
+        return ScanOutcome.NO_RETURN
+    if current == Status.APPROVED:
+        return ScanOutcome.NOT_SHIPPED
+    if current in (Status.LABEL_ISSUED, Status.IN_TRANSIT):
+        return ScanOutcome.RECEIVE
+    return ScanOutcome.ALREADY_RECEIVED

@@ -24,7 +24,15 @@ from portal.domain.codes import (
 from portal.domain.errors import Conflict, InvalidInput, NotFound
 from portal.domain.lifecycle import Status
 from portal.domain.money import round_money
-from portal.domain.receiving import WORN_GRADES, Finding, ReceivedLine, check_receipt, check_refusal
+from portal.domain.receiving import (
+    WORN_GRADES,
+    Finding,
+    ReceivedLine,
+    ScanOutcome,
+    check_receipt,
+    check_refusal,
+    scan_outcome,
+)
 from portal.domain.states import LineDecision, ScoreState
 from portal.domain.text import N_
 from portal.services.exchanges import exchanges_ready, release_exchange_stock
@@ -72,6 +80,12 @@ def find_parcel(session: Session, scanned: str) -> ReturnRequest:
         # Passing only the old check and not an old code: a typing mistake in a current one.
         raise ParcelNotFound("unknown" if current_check else "mistyped")
     return request
+
+
+def scan_result(request: ReturnRequest) -> ScanOutcome:
+    """What the warehouse should do with the parcel behind a scan: receive it, or why not."""
+    received = any(event.to_status == Status.RECEIVED.value for event in request.events)
+    return scan_outcome(request.status, request.returnless, received)
 
 
 def receive_parcel(

@@ -1,6 +1,16 @@
 import pytest
 
-from portal.domain.receiving import Finding, ReceiptError, ReceivedLine, check_receipt, finding_units
+from portal.domain.lifecycle import Status
+from portal.domain.receiving import (
+    SCAN_MESSAGES,
+    Finding,
+    ReceiptError,
+    ReceivedLine,
+    ScanOutcome,
+    check_receipt,
+    finding_units,
+    scan_outcome,
+)
 
 
 def line(line_id=1, qty=2, grade="A", disposition="restock", wear=False):
@@ -79,3 +89,42 @@ def test_a_refusal_names_the_field_it_is_about(lines, findings, line_id, field):
 )
 def test_finding_units(kind, expected, received, units):
     assert finding_units(kind, expected, received) == units
+
+
+# What a scan of a known code means, for every status a return can be in.
+SCAN_TABLE = [
+    # status, returnless, received before, outcome
+    ("submitted", False, False, "not_approved"),
+    ("pending_review", False, False, "not_approved"),
+    ("awaiting_shopper", False, False, "not_approved"),
+    ("approved", False, False, "not_shipped"),
+    ("approved", True, False, "no_return"),
+    ("label_issued", False, False, "receive"),
+    ("in_transit", False, False, "receive"),
+    ("received", False, True, "already"),
+    ("inspected", False, True, "already"),
+    ("discrepancy", False, True, "already"),
+    # Asked about a discrepancy, the shopper's answer is awaited: the parcel is here already.
+    ("awaiting_shopper", False, True, "already"),
+    ("refunded", False, True, "already"),
+    ("exchanged", False, True, "already"),
+    ("closed", False, True, "already"),
+    ("refunded", True, False, "no_return"),
+    ("closed", True, False, "no_return"),
+    ("cancelled", False, False, "cancelled"),
+    ("rejected", False, False, "rejected"),
+]
+
+
+@pytest.mark.parametrize("status,returnless,received,outcome", SCAN_TABLE)
+def test_scan_outcome_per_status(status, returnless, received, outcome):
+    assert scan_outcome(status, returnless, received) == ScanOutcome(outcome)
+
+
+def test_every_status_has_a_scan_outcome_with_a_message():
+    assert {row[0] for row in SCAN_TABLE} == {s.value for s in Status}
+    for outcome in ScanOutcome:
+        if outcome != ScanOutcome.RECEIVE:
+            message, tone = SCAN_MESSAGES[outcome]
+            assert "%(rma)s" in message and tone in ("warn", "bad")
+    assert ScanOutcome.RECEIVE not in SCAN_MESSAGES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from portal.db.models import Discrepancy, OutboxMessage, ReceiptLine, ReturnLine, ReturnRequest, Ticket
+from portal.db.models import Discrepancy, Order, OutboxMessage, ReceiptLine, ReturnLine, ReturnRequest, Ticket
 from portal.services.staff import create_staff
 from tests.helpers import (
     PASSWORD,
@@ -14,11 +14,13 @@ from tests.helpers import (
     encode,
     field_errors,
     form_for,
+    form_values,
     login_shopper,
     page_values,
     post_json,
     rgb,
     sign_in,
+    soup,
 )
 
 
@@ -40,7 +42,8 @@ def test_scan_by_pickup_code_or_rma(client, parcel):
     rma, code, _ = parcel
     for scanned in (code, code.lower().replace("-", ""), rma, rma.lower()):
         response = client.get("/warehouse/", query_string={"code": scanned})
-        assert response.status_code == 303 and response.headers["Location"].endswith(f"/warehouse/parcels/{rma}")
+        assert response.status_code == 303
+        assert response.headers["Location"].endswith(f"/warehouse/parcels/{rma}?scanned=1")
 
 
 def test_scan_feedback(client, parcel):
@@ -225,3 +228,194 @@ def test_in_house_courier_records_a_pickup(client, app, order, session):
         "/warehouse/pickups", data={"csrf_token": token, "code": "P-0000-0000-000"}, follow_redirects=True
     )
     assert "No parcel with that pickup code" in unknown.get_data(as_text=True)
+
+
+def scan(client, code):
+    response = client.get("/warehouse/", query_string={"code": code})
+    page = soup(response)
+    shown = page.select_one(".scan-result")
+    tone = page.select_one("form[data-scan-tone]")
+    return (
+        response.status_code,
+        shown.get_text(" ", strip=True) if shown else "",
+        tone["data-scan-tone"] if tone else "",
+    )
+
+
+@pytest.mark.parametrize(
+    "status,returnless,expected",
+    [
+        ("approved", False, "Not shipped yet: {rma} is approved, but the courier has not picked it up."),
+        ("submitted", False, "Not approved yet: {rma} is Submitted."),
+        ("pending_review", False, "Not approved yet: {rma} is Being reviewed."),
+        ("cancelled", False, "Cancelled: {rma} was cancelled. Do not receive it"),
+        ("rejected", False, "Rejected: {rma} was not accepted. Do not receive it"),
+        ("approved", True, "No parcel expected: {rma} is settled without sending the item back (Approved)."),
+        ("refunded", False, "No parcel expected: {rma} is settled without sending the item back (Refunded)."),
+    ],
+)
+def test_a_scan_that_must_not_be_received_says_why(client, parcel, session, status, returnless, expected):
+    rma, code, _ = parcel
+    req = session.scalars(select(ReturnRequest)).one()
+    req.status, req.returnless = status, returnless
+    session.commit()
+    for scanned in (code, rma):
+        answer, text, tone = scan(client, scanned)
+        assert answer == 409 and expected.format(rma=rma) in text
+        assert "Already received" not in text
+        assert tone == ("warn" if expected.startswith(("Not shipped", "No parcel")) else "bad")
+    assert session.scalars(select(ReceiptLine)).all() == []
+
+
+def test_an_approved_return_without_a_pickup_is_not_shipped_yet(client, app, order, session):
+    """Approved by the policy with no carrier booked: the courier never picked it up."""
+    from datetime import UTC, datetime
+
+    from portal.services.filing import LineRequest, open_return
+    from portal.services.policies import active_policy
+    from portal.storage import store_from_config
+
+    order_row = session.scalars(select(Order)).one()
+    req = open_return(
+        session,
+        order_row,
+        [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")],
+        active_policy(app.config["POLICY_PATH"]),
+        datetime.now(UTC),
+        "en",
+        store_from_config(app.config),
+    )
+    assert (req.status, req.pickup_code) == ("approved", None)
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    answer, text, tone = scan(client, req.rma)
+    assert (answer, tone) == (409, "warn") and text.startswith(f"Not shipped yet: {req.rma} is approved")
+    assert client.get(f"/warehouse/parcels/{req.rma}").status_code == 200  # "Open" shows it, nothing to record
+
+
+def test_a_pickup_code_issued_but_not_collected_can_be_received(client, app, order, session):
+    shopper = app.test_client()
+    login_shopper(shopper)
+    shopper.post(
+        "/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "label_issued"
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    response = client.get("/warehouse/", query_string={"code": req.pickup_code})
+    assert response.status_code == 303 and response.headers["Location"].endswith("?scanned=1")
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "has not reported picking this parcel up" in page and "Record receipt" in page
+
+
+def test_a_cancelled_return_scans_as_cancelled(client, app, order, session):
+    """The shopper cancelled after the label was issued: its pickup code scans as cancelled."""
+    shopper = app.test_client()
+    login_shopper(shopper)
+    shopper.post(
+        "/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
+    req = session.scalars(select(ReturnRequest)).one()
+    from portal.domain.actors import SHOPPER
+    from portal.services.filing import cancel_return
+
+    cancel_return(session, req, SHOPPER)
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    answer, text, tone = scan(client, req.pickup_code)
+    assert (answer, tone) == (409, "bad") and text.startswith(f"Cancelled: {req.rma} was cancelled")
+
+
+def test_a_received_parcel_scans_as_already_received_even_while_the_shopper_is_asked(client, parcel, session):
+    rma, code, line_id = parcel
+    assert receive(client, rma, line_id, **{"lines-0-quantity": "1"}).status_code == 303
+    session.expire_all()
+    req = session.scalars(select(ReturnRequest)).one()
+    assert req.status == "discrepancy"
+    answer, text, tone = scan(client, code)
+    assert (answer, tone) == (409, "warn") and text.startswith(f"Already received: {rma} is ")
+    req.status = "awaiting_shopper"  # an agent asked the shopper about the discrepancy
+    session.commit()
+    answer, text, _ = scan(client, rma)
+    assert answer == 409 and text.startswith(f"Already received: {rma} is ")
+
+
+def test_unknown_and_mistyped_codes_sound_the_error_tone(client, parcel):
+    _, code, _ = parcel
+    mistyped = code[:-1] + ("0" if code[-1] != "0" else "1")
+    assert scan(client, "hello")[0::2] == (404, "bad")
+    assert scan(client, mistyped)[0::2] == (422, "bad")
+    assert scan(client, "")[0::2] == (200, "")
+
+
+def test_the_parcel_page_confirms_a_scan_with_the_success_tone(client, parcel):
+    rma, _, _ = parcel
+    scanned = soup(client.get(f"/warehouse/parcels/{rma}", query_string={"scanned": "1"}))
+    assert scanned.select_one("form[data-scan-tone]")["data-scan-tone"] == "ok"
+    assert scanned.find("script", src="/static/js/scan.js") is not None
+    opened = soup(client.get(f"/warehouse/parcels/{rma}"))
+    assert opened.select_one("form[data-scan-tone]")["data-scan-tone"] == ""
+
+
+def test_the_parcel_page_shows_reasons_in_words_and_expects_a_clean_parcel(client, app, order, session):
+    shopper = app.test_client()
+    login_shopper(shopper)
+    shopper.post(
+        "/order/request",
+        data=form_for(
+            shopper,
+            **{"0": {"quantity": "2", "reason": "size_fit", "sub_reason": "too_small", "outcome": "refund"}},
+        ),
+    )
+    req = session.scalars(select(ReturnRequest)).one()
+    line = session.scalars(select(ReturnLine)).one()
+    assert (line.reason, line.sub_reason, line.quantity) == ("size_fit", "too_small", 2)
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    page = client.get(f"/warehouse/parcels/{req.rma}")
+    reason = soup(page).select_one(".line .reason").get_text(" ", strip=True)
+    assert reason == "It doesn't fit · Too small"
+    assert "size_fit" not in soup(page).get_text() and "too_small" not in soup(page).get_text()
+    shown = page_values(page)
+    assert (shown["lines-0-quantity"], shown["lines-0-grade"], shown["lines-0-disposition"]) == ("2", "A", "restock")
+    assert "lines-0-wear" not in shown and shown["lines-0-issue"] == ""
+    # One click: the form as it stands records a clean receipt.
+    recorded = client.post(f"/warehouse/parcels/{req.rma}", data=form_values(page, "form[enctype]"))
+    assert recorded.status_code == 303
+    session.expire_all()
+    assert session.get(ReturnRequest, req.id).status == "inspected"
+    receipt = session.scalars(select(ReceiptLine)).one()
+    assert (receipt.quantity, receipt.grade, receipt.disposition, receipt.wear_confirmed) == (2, "A", "restock", False)
+    assert session.scalars(select(Discrepancy)).all() == []
+
+
+def test_the_parcel_page_shows_reasons_in_chinese(client, parcel):
+    rma, _, _ = parcel
+    page = client.get(f"/warehouse/parcels/{rma}", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert soup(page).select_one(".line .reason").get_text(" ", strip=True) == "尺码不合适"
+
+
+def test_the_demo_approved_returns_have_pickup_codes_to_scan(client, app, session):
+    from portal.demo import seed, seed_requests
+
+    seed(session)
+    assert seed_requests(app, session) > 0
+    requests = session.scalars(select(ReturnRequest)).all()
+    approved = [r for r in requests if r.status not in ("submitted", "pending_review", "rejected")]
+    assert approved, [r.status for r in requests]
+    for req in approved:
+        assert req.pickup_code and req.status == "label_issued", (req.rma, req.status)
+    # An approved demo return left without a code (by an older demo) gets one when the demo runs again.
+    first = approved[0]
+    first.status, first.pickup_code = "approved", None
+    session.commit()
+    assert seed_requests(app, session) == 0
+    session.expire_all()
+    assert session.get(ReturnRequest, first.id).pickup_code and session.get(ReturnRequest, first.id).status == (
+        "label_issued"
+    )
+    create_staff(session, "wh@example.com", "Wen", "warehouse", PASSWORD)
+    sign_in(client, "wh@example.com")
+    response = client.get("/warehouse/", query_string={"code": approved[-1].pickup_code})
+    assert response.status_code == 303 and f"/warehouse/parcels/{approved[-1].rma}" in response.headers["Location"]

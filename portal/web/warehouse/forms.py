@@ -38,10 +38,15 @@ class ReceiveForm(FlaskForm):
     extra = StringField(_l("Extra items in the parcel (describe them)"))
 
     def fill(self, lines) -> None:
-        """One entry per line, each with its line and the choices it offers."""
+        """One entry per line, each with its line and the choices it offers. A fresh page expects a clean
+        parcel (everything arrived, as new, back on the shelf), so one click records it; a posted
+        form keeps what was posted."""
         by_id = {line.id: line for line in lines}
+        clean = {} if self.is_submitted() else {"grade": "A", "disposition": "restock"}
         one_entry_per_line(
-            self.lines, list(by_id), lambda line_id: {"line_id": line_id, "quantity": by_id[line_id].quantity}
+            self.lines,
+            list(by_id),
+            lambda line_id: {"line_id": line_id, "quantity": by_id[line_id].quantity, **clean},
         )
         grades = [SelectChoice("", "—")] + [SelectChoice(code, gettext(label)) for code, label in GRADES.items()]
         dispositions = [SelectChoice("", "—")] + [

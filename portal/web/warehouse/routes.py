@@ -14,11 +14,12 @@ from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
 from portal.db.models import ReturnRequest
 from portal.domain.lifecycle import IllegalTransition
-from portal.domain.receiving import ReceiptError
+from portal.domain.reasons import REASONS
+from portal.domain.receiving import SCAN_MESSAGES, ReceiptError, ScanOutcome
 from portal.domain.roles import CAN_RECEIVE
 from portal.domain.tracking import TrackingEvent
 from portal.services import Conflict
-from portal.services.receiving import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel
+from portal.services.receiving import RECEIVABLE, ParcelNotFound, find_parcel, receive_parcel, scan_result
 from portal.services.shipping import DuplicateEvent, UnknownPickup, record_tracking_event
 from portal.storage import StorageError, store_from_config
 from portal.vision.intake import CleanPhoto, PhotoRejected, clean_photo
@@ -39,9 +40,15 @@ def scan():
     except ParcelNotFound as exc:
         status = 422 if exc.reason == "mistyped" else 404
         return render_template("warehouse/scan.html", code=code, result=exc.reason), status
-    if parcel.status not in RECEIVABLE:
-        return render_template("warehouse/scan.html", code=code, result="already", parcel=parcel), 409
-    return redirect(url_for("warehouse.parcel", rma=parcel.rma), code=303)
+    outcome = scan_result(parcel)
+    if outcome != ScanOutcome.RECEIVE:
+        message, tone = SCAN_MESSAGES[outcome]
+        page = render_template(
+            "warehouse/scan.html", code=code, result=outcome.value, parcel=parcel, message=message, tone=tone
+        )
+        return page, 409
+    # "scanned" lets the parcel page confirm the scan with a sound.
+    return redirect(url_for("warehouse.parcel", rma=parcel.rma, scanned=1), code=303)
 
 
 @bp.post("/pickups")
@@ -130,5 +137,11 @@ def parcel(rma: str):
 
 def _parcel_page(req: ReturnRequest, form: ReceiveForm, error: str | None, status: int):
     return render_template(
-        "warehouse/parcel.html", req=req, form=form, error=error, receivable=req.status in RECEIVABLE
+        "warehouse/parcel.html",
+        req=req,
+        form=form,
+        error=error,
+        receivable=req.status in RECEIVABLE,
+        reasons=REASONS,
+        scanned=request.method == "GET" and request.args.get("scanned") == "1",
     ), status
