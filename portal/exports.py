@@ -47,3 +47,45 @@ def reconciliation_csv(rows: Iterable[tuple[Any, ...]]) -> str:
         ),
     )
     return out.getvalue()
+
+
+MOVEMENT_COLUMNS = [
+    "time",
+    "kind",
+    "rma",
+    "order",
+    "refund",
+    "provider",
+    "provider_reference",
+    "reference",
+    "method",
+    "amount",
+    "currency",
+]
+
+
+def movements_csv(movements: Iterable[Any]) -> str:
+    """The reconciliation per movement: one row per ledger entry (a ``portal.services.refunds.Movement``),
+    time in UTC (ISO 8601), the amount in the currency's own precision."""
+    out = io.StringIO()
+    write_rows(
+        out,
+        MOVEMENT_COLUMNS,
+        (
+            [
+                m.at.isoformat(),
+                m.kind,
+                m.rma or "",
+                m.order_number or "",
+                m.refund_key or "",
+                m.provider or "",
+                m.provider_ref or "",
+                m.reference,
+                m.method,
+                plain_amount(m.amount, m.currency),
+                m.currency,
+            ]
+            for m in movements
+        ),
+    )
+    return out.getvalue()

@@ -414,6 +414,22 @@ STAFF_ROUTES = [
     ("POST", "/finance/refunds/999999/execute", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/finance/refunds/999999/retry", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/finance/refunds/999999/resolve", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    (
+        "GET",
+        "/finance/refunds/999999/second",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r in ("finance", "admin") else 403 for r in ROLES}},
+    ),
+    ("POST", "/finance/bulk-approve", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    (
+        "GET",
+        "/finance/ledger",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/finance/ledger.csv",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in ("finance", "admin") else 403 for r in ROLES}},
+    ),
     ("GET", "/admin/sla", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     (
         "GET",

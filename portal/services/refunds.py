@@ -10,9 +10,9 @@ paid again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -182,6 +182,17 @@ def estimate_refund(
     return _compute(session, order, refund_lines, settings)
 
 
+class AboveThreshold(Conflict):
+    """A refund above the second-approval threshold offered where only refunds below it may be approved."""
+
+    default = N_("Above %(limit)s a refund needs a second approver: approve it on its own.")
+
+
+def needs_second_approval(preview: money.RefundPreview, threshold: Decimal) -> bool:
+    """Whether a second finance user must approve this refund: what it pays and credits is above ``threshold``."""
+    return preview.refund_total + preview.store_credit_total > threshold
+
+
 def approve_refund(
     session: Session,
     request: ReturnRequest,
@@ -190,10 +201,14 @@ def approve_refund(
     provider: str,
     threshold: Decimal,
     settings: money.RefundSettings | None = None,
+    *,
+    below_threshold_only: bool = False,
 ) -> Refund:
     """Record an approved refund for exactly the preview the approver saw (else StalePreview).
 
-    The request is locked before anything is read, so two approvals at once record one refund."""
+    The request is locked before anything is read, so two approvals at once record one refund.
+    With ``below_threshold_only`` a refund that would need a second approver is not recorded
+    (AboveThreshold)."""
     lock_rows(session, ReturnRequest, ReturnRequest.id == request.id)
     session.refresh(request)
     if not refundable(request):
@@ -206,6 +221,10 @@ def approve_refund(
     if preview.basis_hash != seen_hash:
         session.rollback()
         raise StalePreview(preview.basis_hash)
+    second = needs_second_approval(preview, threshold)
+    if second and below_threshold_only:
+        session.rollback()
+        raise AboveThreshold(limit=str(threshold))
     count = session.scalar(select(func.count(Refund.id)).where(Refund.request_id == request.id)) or 0
     total = preview.refund_total + preview.store_credit_total
     refund = Refund(
@@ -218,12 +237,65 @@ def approve_refund(
         preview=preview.to_dict(),
         basis_hash=preview.basis_hash,
         approved_by=staff.id,
-        status=(RefundStatus.AWAITING_SECOND if total > threshold else RefundStatus.APPROVED).value,
+        status=(RefundStatus.AWAITING_SECOND if second else RefundStatus.APPROVED).value,
     )
     session.add(refund)
     session.commit()
     log.info("refund %s approved by staff %s: %s %s", refund.idempotency_key, staff.id, total, preview.currency)
     return refund
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What bulk approval did with one request: ``refund`` when approved, else the rule that said no."""
+
+    rma: str
+    refund: Refund | None
+    error: Conflict | None = None
+
+    @property
+    def outcome(self) -> str:
+        """approved | above_threshold | stale (the preview changed) | refused (no longer refundable)."""
+        if self.refund is not None:
+            return "approved"
+        if isinstance(self.error, AboveThreshold):
+            return "above_threshold"
+        return "stale" if isinstance(self.error, StalePreview) else "refused"
+
+
+def approve_refunds(
+    session: Session,
+    picks: Sequence[tuple[str, str]],
+    staff: StaffUser,
+    provider: str,
+    threshold: Decimal,
+    settings: money.RefundSettings | None = None,
+) -> list[BulkOutcome]:
+    """Approve several refunds at once, each only at or below ``threshold`` and each exactly as
+    ``approve_refund`` does (its own lock, state check and basis hash, its own transaction).
+
+    ``picks`` are (RMA, basis hash seen). Nothing is approved when none is picked (InvalidInput)
+    or one of them names no return (NotFound); otherwise every pick gets an outcome, in order."""
+    if not picks:
+        raise InvalidInput(N_("Choose at least one refund to approve."))
+    rmas = [rma for rma, _ in picks]
+    if len(set(rmas)) != len(rmas):
+        raise InvalidInput(N_("Each refund can be chosen once."))
+    found = {r.rma: r for r in session.scalars(select(ReturnRequest).where(ReturnRequest.rma.in_(rmas)))}
+    unknown = [rma for rma in rmas if rma not in found]
+    if unknown:
+        raise NotFound(N_("There is no return %(rmas)s. Nothing was approved."), rmas=", ".join(unknown))
+    outcomes = []
+    for rma, seen in picks:
+        try:
+            refund = approve_refund(
+                session, found[rma], staff, seen, provider, threshold, settings, below_threshold_only=True
+            )
+        except Conflict as exc:  # StalePreview and AboveThreshold among them
+            outcomes.append(BulkOutcome(rma, None, exc))
+        else:
+            outcomes.append(BulkOutcome(rma, refund))
+    return outcomes
 
 
 def second_approve(session: Session, refund: Refund, staff: StaffUser) -> Refund:
@@ -530,6 +602,115 @@ def ledger_rows(session: Session, start: datetime, end: datetime) -> list[tuple[
         .order_by(day, LedgerEntry.method, LedgerEntry.kind)
     )
     return [tuple(r) for r in session.execute(stmt)]
+
+
+PROVIDERS = ("sandbox", "manual")
+"""The payment providers a refund can be paid with: the sandbox gateway, or a payment made elsewhere."""
+
+LEDGER_KINDS = {
+    "refund": N_("Refund"),
+    "store_credit_issued": N_("Store credit issued"),
+    "store_credit_redeemed": N_("Store credit spent"),
+    "owed_by_shopper": N_("Owed by the shopper"),
+}
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    """Which movements to list: one UTC day, and optionally one payment method, provider and kind."""
+
+    day: date
+    method: str | None = None
+    provider: str | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One money movement, with the refund and request it belongs to. ``provider`` and
+    ``provider_ref`` are the refund's, and only on the payment itself (kind "refund"):
+    store credit is issued by the portal."""
+
+    at: datetime
+    kind: str
+    rma: str | None
+    order_number: str | None
+    refund_key: str | None
+    provider: str | None
+    provider_ref: str | None
+    reference: str
+    method: str
+    amount: Decimal
+    currency: str
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def ledger_movements(session: Session, wanted: LedgerFilter) -> list[Movement]:
+    """Every ledger entry of ``wanted.day`` that matches the filter, oldest first."""
+    start, end = _day_bounds(wanted.day)
+    stmt = (
+        select(LedgerEntry, Refund, ReturnRequest.rma, Order.order_number)
+        .outerjoin(Refund, Refund.id == LedgerEntry.refund_id)
+        .outerjoin(ReturnRequest, ReturnRequest.id == LedgerEntry.request_id)
+        .outerjoin(Order, Order.id == ReturnRequest.order_id)
+        .where(LedgerEntry.at >= start, LedgerEntry.at < end)
+        .order_by(LedgerEntry.at, LedgerEntry.id)
+    )
+    if wanted.method:
+        stmt = stmt.where(LedgerEntry.method == wanted.method)
+    if wanted.kind:
+        stmt = stmt.where(LedgerEntry.kind == wanted.kind)
+    if wanted.provider:
+        stmt = stmt.where(LedgerEntry.kind == "refund", Refund.provider == wanted.provider)
+    out = []
+    for entry, refund, rma, order_number in session.execute(stmt):
+        paid = refund is not None and entry.kind == "refund"
+        out.append(
+            Movement(
+                at=entry.at,
+                kind=entry.kind,
+                rma=rma,
+                order_number=order_number,
+                refund_key=refund.idempotency_key if refund is not None else None,
+                provider=refund.provider if paid else None,
+                provider_ref=refund.provider_ref if paid else None,
+                reference=entry.reference,
+                method=entry.method,
+                amount=entry.amount,
+                currency=entry.currency,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class DayTotal:
+    kind: str
+    method: str
+    provider: str | None
+    currency: str
+    count: int
+    total: Decimal
+
+
+def day_totals(session: Session, day: date) -> list[DayTotal]:
+    """One day's movements summed by kind, payment method, provider and currency (sandbox and
+    manual refunds apart)."""
+    totals: dict[tuple[str, str, str | None, str], tuple[int, Decimal]] = {}
+    for m in ledger_movements(session, LedgerFilter(day)):
+        key = (m.kind, m.method, m.provider, m.currency)
+        count, total = totals.get(key, (0, Decimal(0)))
+        totals[key] = (count + 1, total + m.amount)
+    return [
+        DayTotal(kind, method, provider, currency, count, round_money(total, currency))
+        for (kind, method, provider, currency), (count, total) in sorted(
+            totals.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "", item[0][3])
+        )
+    ]
 
 
 class CreditNotFound(NotFound):

@@ -68,9 +68,12 @@ def test_second_approval_by_another_clerk(app, client, order, session, clerk):
     assert "must come from another finance user" in same.get_data(as_text=True)
     other = app.test_client()
     sign_in(other, "fin2@example.com")
-    token = csrf_token(other.get("/finance/").get_data(as_text=True))
-    assert other.post(f"/finance/refunds/{refund.id}/second", data={"csrf_token": token}).status_code == 303
-    other.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": token})
+    confirm = form_values(
+        other.get(f"/finance/refunds/{refund.id}/second"), f'form[action="/finance/refunds/{refund.id}/second"]'
+    )
+    assert confirm["confirm"] == "yes"
+    assert other.post(f"/finance/refunds/{refund.id}/second", data=confirm).status_code == 303
+    other.post(f"/finance/refunds/{refund.id}/execute", data={"csrf_token": confirm["csrf_token"]})
     session.expire_all()
     assert session.get(Refund, refund.id).status == "succeeded"
 
