@@ -75,3 +75,40 @@ def page(browser):
     yield page
     context.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def camera_page():
+    """``camera_page(video)``: a page in a Chromium of its own whose camera is a fake device playing
+    ``video`` (a .y4m file), allowed without asking. Not for a test that also uses ``page``."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        service_missing("playwright is not installed")
+    path = chromium_path()
+    if path is None:
+        service_missing("no Chromium on this machine (install the chromium package)")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        launched = []
+
+        def open_page(video):
+            instance = p.chromium.launch(
+                executable_path=path,
+                args=[
+                    *CHROMIUM_ARGS,
+                    "--use-fake-device-for-media-stream",
+                    "--use-fake-ui-for-media-stream",
+                    f"--use-file-for-fake-video-capture={video}",
+                ],
+            )
+            launched.append(instance)
+            context = instance.new_context(viewport={"width": 390, "height": 844}, locale="en-GB")
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            return page
+
+        yield open_page
+        for instance in launched:
+            instance.close()
+    assert not errors, errors

@@ -419,3 +419,19 @@ def test_the_demo_approved_returns_have_pickup_codes_to_scan(client, app, sessio
     sign_in(client, "wh@example.com")
     response = client.get("/warehouse/", query_string={"code": approved[-1].pickup_code})
     assert response.status_code == 303 and f"/warehouse/parcels/{approved[-1].rma}" in response.headers["Location"]
+
+
+def test_the_camera_fallback_is_the_pinned_decoder_served_by_the_portal(client, parcel):
+    import hashlib
+    import tomllib
+    from pathlib import Path
+
+    vendor = Path(__file__).parents[2] / "static" / "vendor"
+    pinned = tomllib.loads((vendor / "VENDORED.toml").read_text())["zxing-browser"]
+    page = client.get("/warehouse/")
+    assert "script-src 'self';" in page.headers["Content-Security-Policy"]
+    decoder = soup(page).select_one("form[data-decoder]")["data-decoder"]
+    assert decoder == f"/static/vendor/{pinned['file']}" and pinned["version"] in decoder
+    with client.get(decoder) as served:
+        assert served.status_code == 200 and hashlib.sha256(served.data).hexdigest() == pinned["sha256"]
+    assert "MIT License" in (vendor / pinned["license"]).read_text()
