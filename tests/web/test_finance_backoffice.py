@@ -332,3 +332,23 @@ def test_bad_filters_get_a_400_with_a_message(clerk, url, message):
     response = clerk.get(url)
     assert response.status_code == 400
     assert message in soup(response).get_text(" ", strip=True)
+
+
+def test_finance_pages_in_chinese(app, client, order, session, clerk, second_clerk):
+    """Every finance page renders for a Chinese-speaking clerk, with the back office's own words."""
+    app.config["SECOND_APPROVAL_ABOVE"] = "100"
+    req = inspected(app, client, session)
+    approve = form_values(clerk.get("/finance/"), f'form[action="/finance/requests/{req.rma}/approve"]')
+    clerk.post(f"/finance/requests/{req.rma}/approve", data=approve)
+    refund = session.scalars(select(Refund)).one()
+    headers = {"Accept-Language": "zh-CN"}
+    queue = second_clerk.get("/finance/", headers=headers)
+    assert queue.status_code == 200 and "待复核" in soup(queue).find(id=f"open-{refund.id}").get_text()
+    second = second_clerk.get(f"/finance/refunds/{refund.id}/second", headers=headers)
+    assert second.status_code == 200 and "确认复核" in second.get_data(as_text=True)
+    ledger = second_clerk.get("/finance/ledger?day=bad", headers=headers)
+    assert ledger.status_code == 400 and "请按 YYYY-MM-DD 格式输入日期" in ledger.get_data(as_text=True)
+    bulk = second_clerk.post(
+        "/finance/bulk-approve", data={"csrf_token": csrf_token(queue), "provider": "sandbox"}, headers=headers
+    )
+    assert bulk.status_code == 422 and "请至少选择一笔要审批的退款。" in bulk.get_data(as_text=True)
