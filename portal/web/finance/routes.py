@@ -202,10 +202,7 @@ def _refund(refund_id: int) -> Refund:
 def second_confirm(refund_id: int):
     """The second approver's step: the same itemised preview the first approver approved, who that
     was and when, and a button to confirm."""
-    return _second_page(_refund(refund_id))
-
-
-def _second_page(refund: Refund, status: int = 200):
+    refund = _refund(refund_id)
     preview = money.RefundPreview.from_dict(refund.preview)
     names = _staff_names({refund.approved_by, *([refund.second_by] if refund.second_by else [])})
     return render_template(
@@ -220,7 +217,7 @@ def _second_page(refund: Refund, status: int = 200):
         waiting=refund.status == RefundStatus.AWAITING_SECOND,
         status_labels=REFUND_STATUS_LABELS,
         form=ActionForm(),
-    ), status
+    )
 
 
 @bp.post("/refunds/<int:refund_id>/second")
