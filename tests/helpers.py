@@ -348,6 +348,7 @@ STAFF_ROUTES = [
     ("GET", "/staff/photos/999999/overlay", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     # POSTs without a CSRF token are refused before anything else (400) for everyone signed in or not.
     ("POST", "/staff/tickets/999999/take", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/queue/bulk", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/requests/R-XXX-XXX-XXX/decide", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     (
         "POST",

@@ -6,9 +6,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Numeric, Select, and_, case, exists, func, or_, select, true
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 
-from portal.db.models import Order, OrderLine, Refund, ReturnLine, ReturnRequest, TeamMember, Ticket, TicketClock
+from portal.db.models import (
+    Order,
+    OrderLine,
+    Refund,
+    ReturnLine,
+    ReturnRequest,
+    TeamMember,
+    Ticket,
+    TicketClock,
+    TicketEvent,
+)
 from portal.domain.lifecycle import Status
 from portal.domain.money import places_by_currency
 from portal.domain.sla import ClockState
@@ -43,31 +53,88 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
 
 
 def _search(stmt: Select, q: str) -> Select:
-    """Rows whose order number, RMA, shopper email or name, or an item's SKU contains ``q`` as typed:
-    ``%`` and ``_`` are matched literally (escaped), never as wildcards."""
+    """Rows whose order number, RMA (typed with or without dashes), pickup code, shopper email,
+    name or phone (spaces and dashes ignored), or an item's SKU contains ``q`` as typed: ``%`` and
+    ``_`` are matched literally (escaped), never as wildcards."""
     needle = q.lower()
+    compact = "".join(ch for ch in needle if ch not in " -")
 
     def contains(column: Any) -> ColumnElement[bool]:
         return func.lower(column).contains(needle, autoescape=True)
+
+    def contains_compact(column: Any) -> ColumnElement[bool]:
+        return func.replace(func.replace(func.lower(column), "-", ""), " ", "").contains(compact, autoescape=True)
 
     by_sku = exists(
         select(ReturnLine.id)
         .join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
         .where(ReturnLine.request_id == ReturnRequest.id, contains(OrderLine.sku))
     )
+    matches = [
+        contains(Order.order_number),
+        contains(Order.customer_email),
+        contains(Order.customer_name),
+        by_sku,
+    ]
+    if compact:
+        matches += [
+            contains_compact(ReturnRequest.rma),
+            contains_compact(ReturnRequest.pickup_code),
+            contains_compact(Order.customer_phone),
+        ]
     return (
         stmt.join(ReturnRequest, ReturnRequest.id == Ticket.request_id)
         .join(Order, Order.id == ReturnRequest.order_id)
-        .where(
-            or_(
-                contains(Order.order_number),
-                contains(ReturnRequest.rma),
-                contains(Order.customer_email),
-                contains(Order.customer_name),
-                by_sku,
-            )
-        )
+        .where(or_(*matches))
     )
+
+
+# Queue columns a staff member can sort by; "due" (the nearest running deadline of either clock) first.
+QUEUE_SORTS = ("due", "age", "value", "priority", "wear", "level")
+_PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+
+def _sort_key(sort: str) -> Any:
+    """A correlated expression per ticket (no join, so it composes with the search's joins)."""
+    if sort == "due":
+        clock = aliased(TicketClock)  # the breach views join the clock table themselves
+        return (
+            select(func.min(clock.deadline))
+            .where(clock.ticket_id == Ticket.id, clock.state == ClockState.RUNNING)
+            .correlate(Ticket)
+            .scalar_subquery()
+        )
+    if sort in ("value", "wear"):
+        req = aliased(ReturnRequest)  # the search joins the request table itself
+        column = req.value if sort == "value" else req.max_wear
+        return select(column).where(req.id == Ticket.request_id).correlate(Ticket).scalar_subquery()
+    if sort == "priority":
+        return case(_PRIORITY_RANK, value=Ticket.priority, else_=9)
+    if sort == "level":
+        return Ticket.escalation_level
+    return Ticket.created_at
+
+
+def shopper_replied(ticket_ids: list[int]) -> Select:
+    """Tickets (of ``ticket_ids``) whose latest event is the shopper's answer: nobody has acted since."""
+    latest = (
+        select(TicketEvent.ticket_id, func.max(TicketEvent.id).label("last"))
+        .where(TicketEvent.ticket_id.in_(ticket_ids))
+        .group_by(TicketEvent.ticket_id)
+        .subquery()
+    )
+    return (
+        select(TicketEvent.ticket_id)
+        .join(latest, TicketEvent.id == latest.c.last)
+        .where(TicketEvent.kind == "answered")
+    )
+
+
+def sort_queue(stmt: Select, sort: str, descending: bool = False) -> Select:
+    """Re-order a queue: by ``sort`` (one of QUEUE_SORTS), rows without a value last, then oldest first."""
+    key = _sort_key(sort if sort in QUEUE_SORTS else "due")
+    ordered = key.desc() if descending else key.asc()
+    return stmt.order_by(None).order_by(key.is_(None), ordered, Ticket.id.asc())
 
 
 def _narrow(stmt: Select, priority: str | None, team_id: int | None) -> Select:

@@ -27,6 +27,9 @@ CAN_VIEW_REQUESTS = frozenset({AGENT, LEAD, MANAGER, ADMIN, FINANCE, WAREHOUSE})
 
 # Who works tickets (queues, take, approve, reject); also who may be a team member.
 CAN_WORK_TICKETS = frozenset({AGENT, LEAD, MANAGER, ADMIN})
+# Who may approve in bulk tickets the policy would not approve on its own (agents bulk-approve only
+# those it would).
+CAN_APPROVE_CHOSEN = frozenset({LEAD, MANAGER, ADMIN})
 # Who receives parcels in the warehouse, and who refunds.
 CAN_RECEIVE = frozenset({WAREHOUSE, MANAGER, ADMIN})
 CAN_REFUND = frozenset({FINANCE, ADMIN})

@@ -34,7 +34,7 @@ from portal.domain.text import N_
 from portal.services.exchanges import release_exchange_stock
 from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.shipping import issue_label
-from portal.services.sla import resume_ticket_clocks
+from portal.services.sla import notify_staff, resume_ticket_clocks
 from portal.services.tickets import assign_ticket, close_request_ticket, open_ticket, set_ticket_status, ticket_for
 from portal.services.timeline import discard_photos, lock_for_change, lock_order, move, record_event, shopper_items
 from portal.services.work import defer
@@ -429,5 +429,8 @@ def answer_question(session: Session, request: ReturnRequest, answer: str) -> Re
         resume_ticket_clocks(session, ticket, datetime.now(UTC), SHOPPER)
         if ticket.assignee_id is None:
             assign_ticket(session, ticket)
+        else:
+            # The person working the ticket hears at once; the queue row says so too.
+            notify_staff(session, ticket.assignee, ticket, "replied", f"{request.rma}: the shopper replied")
     session.commit()
     return request

@@ -509,28 +509,32 @@ def seed_holidays(session: Session, calendar: BusinessCalendarRow, country: str,
     return added
 
 
-def clock_summaries(session: Session, tickets: list[Ticket], now: datetime) -> dict[int, dict[str, Any]]:
-    """For queue rows: the resolution clock's business minutes remaining, state and breach, per ticket id."""
+def queue_clocks(
+    session: Session, tickets: list[Ticket], now: datetime, soon: timedelta = timedelta(hours=4)
+) -> dict[int, dict[str, dict[str, Any]]]:
+    """For queue rows and ticket badges: per ticket id, per clock ("first_response", "resolution"),
+    the business minutes left (None once stopped), state, deadline, breached and breaching soon."""
     if not tickets:
         return {}
-    rows = session.scalars(
-        select(TicketClock).where(
-            TicketClock.ticket_id.in_([t.id for t in tickets]), TicketClock.metric == "resolution"
-        )
-    )
+    rows = session.scalars(select(TicketClock).where(TicketClock.ticket_id.in_([t.id for t in tickets])))
     calendars: dict[int, sla.BusinessCalendar] = {}
-    out: dict[int, dict[str, Any]] = {}
+    out: dict[int, dict[str, dict[str, Any]]] = {}
     for row in rows:
         if row.calendar_id not in calendars:
             calendars[row.calendar_id] = calendar_of(session.get_one(BusinessCalendarRow, row.calendar_id))
         clock = to_clock(row)
-        out[row.ticket_id] = {
+        running = row.state == sla.ClockState.RUNNING and row.deadline is not None
+        deadline = row.deadline.replace(tzinfo=UTC) if row.deadline and row.deadline.tzinfo is None else row.deadline
+        breached = sla.is_breached(clock, now)
+        out.setdefault(row.ticket_id, {})[row.metric] = {
+            "metric": row.metric,
             "state": row.state,
             "remaining": sla.remaining(calendars[row.calendar_id], clock, now)
             if row.state != sla.ClockState.STOPPED
             else None,
-            "breached": sla.is_breached(clock, now),
-            "deadline": row.deadline,
+            "breached": breached,
+            "soon": running and not breached and deadline is not None and deadline <= now + soon,
+            "deadline": deadline,
         }
     return out
 

@@ -88,6 +88,39 @@ class DecisionForm(FlaskForm):
             raise ValidationError(_l("Write the question for the shopper."))
 
 
+class BulkForm(FlaskForm):
+    """An action on the rows ticked in the queue."""
+
+    tickets = SelectMultipleField(
+        _l("Tickets"), coerce=str, validate_choice=False, validators=[DataRequired(_l("Tick at least one ticket."))]
+    )
+    action = SelectField(_l("With the chosen tickets"), validate_choice=True)
+    to = SelectField(_l("Assign to"), validate_choice=False)
+    note = TextAreaField(_l("Note"), validators=[Length(max=4000)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.action.choices = [
+            SelectChoice("take", gettext("Take them")),
+            SelectChoice("assign", gettext("Assign them")),
+            SelectChoice("approve", gettext("Approve them")),
+            SelectChoice("note", gettext("Add a note to each")),
+        ]
+        self.to.choices = [SelectChoice("", "")]
+
+    def validate_tickets(self, field):
+        if not all(str(v).isdigit() and len(str(v)) < 10 for v in field.data or []):
+            raise ValidationError(_l("Tick tickets from the list."))
+
+    def validate_note(self, field):
+        if self.action.data == "note" and not (field.data or "").strip():
+            raise ValidationError(_l("Write the note to add."))
+
+    def validate_to(self, field):
+        if self.action.data == "assign" and (field.data or "") not in {c.value for c in self.to.choices}:
+            raise ValidationError(_l("Choose who gets the tickets from the list."))
+
+
 class NoteForm(FlaskForm):
     text = TextAreaField(_l("Internal note"), validators=[DataRequired(), Length(max=4000)])
 

@@ -6,7 +6,7 @@ import io
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 from flask_login import current_user, login_user, logout_user
 from PIL import Image
 from sqlalchemy import func, select
@@ -14,8 +14,17 @@ from wtforms.fields.choices import SelectChoice
 
 from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
-from portal.db.models import Order, Photo, ReturnRequest, StaffUser, Team, Ticket, TicketClock
-from portal.db.queries import BREACHING_SOON, QUEUE_VIEWS, queue_counts, queue_total, ticket_queue
+from portal.db.models import Order, Photo, ReturnRequest, StaffUser, Team, Ticket
+from portal.db.queries import (
+    BREACHING_SOON,
+    QUEUE_SORTS,
+    QUEUE_VIEWS,
+    queue_counts,
+    queue_total,
+    shopper_replied,
+    sort_queue,
+    ticket_queue,
+)
 from portal.domain.actors import Actor
 from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
@@ -23,10 +32,10 @@ from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.domain.routing import PRIORITIES
-from portal.domain.sla import ClockState
 from portal.domain.states import ScoreState
 from portal.logs import mask_email
 from portal.services import Conflict, InvalidInput, NotFound
+from portal.services.bulk import bulk_action
 from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
 from portal.services.history import customer_history
 from portal.services.notifications import mark_notifications_read, recent_notifications
@@ -34,7 +43,7 @@ from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy
 from portal.services.receiving import accept_what_arrived, arrivals, carrier_claims, refuse_items, unplaced_findings
 from portal.services.review import approve_return, ask_shopper, reject_return
-from portal.services.sla import clock_summaries
+from portal.services.sla import queue_clocks
 from portal.services.staff import authenticate, end_sessions, warn_of_login_attempts
 from portal.services.tickets import (
     add_note,
@@ -53,6 +62,7 @@ from portal.web.pages import image_response, photo_bytes, render_page_or_partial
 from portal.web.staff.forms import (
     ActionForm,
     ArrivedForm,
+    BulkForm,
     DecisionForm,
     DiscrepancyQuestionForm,
     LoginForm,
@@ -136,22 +146,32 @@ def _page_arg() -> int:
         return 1
 
 
+def _queue_args() -> dict:
+    """The queue's view, search, filters and order, all from the address (shareable, reload-proof)."""
+    view = request.args.get("view", "mine")
+    priority = request.args.get("priority") or None
+    raw_team = request.args.get("team") or ""
+    sort = request.args.get("sort", "due")
+    return dict(
+        view=view if view in QUEUE_VIEWS else "mine",
+        q=(request.args.get("q") or "")[:100],
+        priority=priority if priority in PRIORITIES else None,
+        team_id=int(raw_team) if raw_team.isdigit() and len(raw_team) < 10 else None,
+        sort=sort if sort in QUEUE_SORTS else "due",
+        desc=request.args.get("dir") == "desc",
+    )
+
+
 @bp.get("/queue")
 @staff_required(*CAN_WORK_TICKETS)
 def queue():
-    """Ticket queues with active search; the rows are a partial for htmx."""
-    view = request.args.get("view", "mine")
-    if view not in QUEUE_VIEWS:
-        view = "mine"
-    q = (request.args.get("q") or "")[:100]
+    """Ticket queues with active search, filters and sorting; the rows are a partial for htmx."""
+    args = _queue_args()
     page = _page_arg()
-    priority = request.args.get("priority") or None
-    priority = priority if priority in PRIORITIES else None
-    raw_team = request.args.get("team") or ""
-    team_id = int(raw_team) if raw_team.isdigit() else None
     now = datetime.now(UTC)
     session_ = get_session()
-    stmt = ticket_queue(view, current_user.id, q, now, priority, team_id)
+    view, q, priority, team_id = args["view"], args["q"], args["priority"], args["team_id"]
+    stmt = sort_queue(ticket_queue(view, current_user.id, q, now, priority, team_id), args["sort"], args["desc"])
     tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique().all()
     total = session_.scalar(queue_total(view, current_user.id, q, now, priority, team_id))
     teams = session_.scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name)).all()
@@ -159,26 +179,59 @@ def queue():
     counts = dict(
         zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one(), strict=True)
     )
-    clocks = clock_summaries(session_, list(tickets), datetime.now(UTC))
+    ids = [t.id for t in tickets]
     return render_page_or_partial(
         "staff/queue.html",
         "staff/_queue_rows.html",
-        view=view,
-        q=q,
+        **args,
         page=page,
         total=total,
         tickets=tickets,
         counts=counts,
-        clocks=clocks,
+        clocks=queue_clocks(session_, list(tickets), now, BREACHING_SOON),
+        replied=set(session_.scalars(shopper_replied(ids))) if ids else set(),
         page_size=PAGE_SIZE,
         mask_email=mask_email,
         VIEWS=QUEUE_VIEWS,
+        SORTS=QUEUE_SORTS,
         business_time=business_time,
-        priority=priority,
-        team_id=team_id,
         teams=teams,
         PRIORITIES=PRIORITIES,
+        reasons=REASONS,
+        now=now,
+        bulk_form=BulkForm(),
+        staff_choices=_staff_choices(),
     )
+
+
+@bp.post("/queue/bulk")
+@staff_required(*CAN_WORK_TICKETS)
+def queue_bulk():
+    """One action on the chosen rows; each row's outcome is reported, the queue shown again as it was."""
+    form = BulkForm()
+    form.to.choices = _staff_choices()
+    back = safe_next(request.form.get("next"), url_for("staff.queue"))
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(str(error), "warning")
+        return redirect(back, code=303)
+    outcomes = bulk_action(
+        get_session(),
+        current_user._get_current_object(),
+        form.action.data,
+        [int(v) for v in form.tickets.data],
+        to_staff_id=int(form.to.data) if form.to.data else None,
+        note=form.note.data or "",
+        carrier=carrier_from_config(current_app.config),
+        instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange,
+    )
+    done = [o for o in outcomes if o.done]
+    flash(ngettext("%(num)d ticket done.", "%(num)d tickets done.", len(done)), "success" if done else "warning")
+    for o in outcomes:
+        if not o.done:
+            flash(f"{o.rma}: {o.message.render(gettext)}", "warning")
+    return redirect(back, code=303)
 
 
 @bp.post("/tickets/<int:ticket_id>/take")
@@ -536,25 +589,11 @@ def _refuse_form(req: ReturnRequest) -> RefuseForm:
 
 
 def _ticket_clocks(ticket: Ticket | None, now: datetime) -> list[dict]:
-    """Both clocks of a ticket for its badges: due time, met, paused, breached or breaching soon."""
+    """Both clocks of a ticket for its badges, first response first."""
     if ticket is None:
         return []
-    rows = get_session().scalars(select(TicketClock).where(TicketClock.ticket_id == ticket.id).order_by(TicketClock.id))
-    out = []
-    for row in rows:
-        deadline = row.deadline.replace(tzinfo=UTC) if row.deadline and row.deadline.tzinfo is None else row.deadline
-        running = row.state == ClockState.RUNNING and deadline is not None
-        passed = deadline is not None and deadline <= now
-        out.append(
-            dict(
-                metric=row.metric,
-                state=row.state,
-                deadline=deadline,
-                breached=bool(row.breached_at) or (running and passed),
-                soon=running and not passed and deadline is not None and deadline <= now + BREACHING_SOON,
-            )
-        )
-    return out
+    found = queue_clocks(get_session(), [ticket], now, BREACHING_SOON).get(ticket.id, {})
+    return [found[m] for m in ("first_response", "resolution") if m in found]
 
 
 def _queue_view() -> str:
