@@ -247,7 +247,7 @@ def scan(client, code):
     [
         ("approved", False, "Not shipped yet: {rma} is approved, but the courier has not picked it up."),
         ("submitted", False, "Not approved yet: {rma} is Submitted."),
-        ("pending_review", False, "Not approved yet: {rma} is Being reviewed."),
+        ("pending_review", False, "Not approved yet: {rma} is Pending review."),
         ("cancelled", False, "Cancelled: {rma} was cancelled. Do not receive it"),
         ("rejected", False, "Rejected: {rma} was not accepted. Do not receive it"),
         ("approved", True, "No parcel expected: {rma} is settled without sending the item back (Approved)."),
@@ -435,3 +435,18 @@ def test_the_camera_fallback_is_the_pinned_decoder_served_by_the_portal(client, 
     with client.get(decoder) as served:
         assert served.status_code == 200 and hashlib.sha256(served.data).hexdigest() == pinned["sha256"]
     assert "MIT License" in (vendor / pinned["license"]).read_text()
+
+
+def test_scan_messages_speak_chinese(client, parcel, session):
+    rma, code, _ = parcel
+    req = session.scalars(select(ReturnRequest)).one()
+    req.status = "approved"
+    session.commit()
+    page = client.get("/warehouse/", query_string={"code": code}, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert page.status_code == 409
+    assert (
+        soup(page)
+        .select_one(".scan-result")
+        .get_text(" ", strip=True)
+        .startswith(f"尚未寄出：{rma} 已批准，但快递员还未揽收。")
+    )
