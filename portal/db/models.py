@@ -182,6 +182,8 @@ class ReturnRequest(Base):
     returnless: Mapped[bool] = mapped_column(Boolean, default=False)
     max_wear: Mapped[float | None] = mapped_column(Float)
     pickup_code: Mapped[str | None] = mapped_column(String(24), unique=True)
+    # The admin-kept reason a rejection was given under (reports count them); the shopper reads the note.
+    rejection_reason_id: Mapped[int | None] = mapped_column(ForeignKey("rejection_reason.id"))
     carrier: Mapped[str | None] = mapped_column(String(32))
     label_issued_at: Mapped[datetime | None]
     customer_email: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -640,6 +642,8 @@ class CannedReplyRow(Base):
     reasons: Mapped[list] = mapped_column(JSON, default=list)
     keywords: Mapped[list] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A macro: sending this reply also records this decision ("approve", "reject" or "ask"), or none.
+    decision: Mapped[str | None] = mapped_column(String(16))
 
 
 class CarrierEvent(Base):
@@ -767,6 +771,40 @@ class LedgerEntry(Base):
     request_id: Mapped[int | None] = mapped_column(ForeignKey("return_request.id"))
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refund.id"))
     reference: Mapped[str] = mapped_column(String(128), default="")
+
+
+class RejectionReason(Base):
+    """An admin-kept reason for rejecting a return: picked by staff, counted in reports."""
+
+    __tablename__ = "rejection_reason"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class SavedView(Base):
+    """A queue view someone saved for themselves: its name and the queue's address query."""
+
+    __tablename__ = "saved_view"
+    __table_args__ = (UniqueConstraint("staff_id", "name", name="uq_saved_view_staff_id_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    query: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketViewer(Base):
+    """Who has a ticket open, and since when they were last seen on it (the collision notice)."""
+
+    __tablename__ = "ticket_viewer"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class SandboxPayment(Base):

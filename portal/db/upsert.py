@@ -8,8 +8,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_if_absent(session: Session, model: Any, key: str, values: dict[str, Any]) -> bool:
-    """Insert one row unless a row with the same unique ``key`` exists; True when this call inserted it.
+def insert_if_absent(session: Session, model: Any, key: str | tuple[str, ...], values: dict[str, Any]) -> bool:
+    """Insert one row unless a row with the same unique ``key`` (a column, or several) exists; True when
+    this call inserted it.
 
     Two requests inserting the same key at once both succeed: one inserts, the other waits for it
     (PostgreSQL's unique index, SQLite's write lock) and inserts nothing, instead of failing with an
@@ -17,8 +18,9 @@ def insert_if_absent(session: Session, model: Any, key: str, values: dict[str, A
     """
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = model.__table__
+    keys = [key] if isinstance(key, str) else list(key)
     statement = (
-        dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+        dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys).returning(table.c[keys[0]])
     )
     # RETURNING, not rowcount: psycopg reports no row count for this statement.
     return session.execute(statement).first() is not None

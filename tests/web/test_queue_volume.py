@@ -154,3 +154,57 @@ def test_bulk_take_note_and_approve_report_each_ticket(client, app, desk, sessio
     assert {r.status for r in session.scalars(select(ReturnRequest))} == {"label_issued"}
     again = bulk(lead, "approve", ids).get_data(as_text=True)
     assert f"{second}: It is not waiting for a decision." in again
+
+
+def test_saved_views_belong_to_their_owner_and_keep_only_the_queue_address(client, app, desk, session):
+    submit_coat(app, "HV-1")
+    sign_in(client, "agent@example.com")
+    page = soup(client.get("/staff/queue?view=all&q=HV&sort=value&dir=desc&page=3"))
+    form = page.select_one("form.save-view")
+    query = form.select_one('input[name="query"]')["value"]
+    assert "page=" not in query and "sort=value" in query
+    data = {"csrf_token": csrf_token(str(page)), "query": query, "name": "  Big coats  "}
+    saved = client.post("/staff/queue/views", data=data, follow_redirects=True)
+    link = soup(saved).select_one(".saved-views a")
+    assert link.get_text() == "Big coats" and link["aria-current"] == "page"
+    assert "q=HV" in link["href"] and "dir=desc" in link["href"]
+    refused = client.post("/staff/queue/views", data={**data, "name": " "}, follow_redirects=True)
+    assert "Give the view a name." in refused.get_data(as_text=True)
+
+    other = app.test_client()
+    sign_in(other, "other@example.com")
+    assert not soup(other.get("/staff/queue")).select(".saved-views a")
+    from portal.db.models import SavedView
+
+    view_id = session.scalars(select(SavedView.id)).one()
+    token = csrf_token(other.get("/staff/queue").get_data(as_text=True))
+    assert other.post(f"/staff/queue/views/{view_id}/delete", data={"csrf_token": token}).status_code == 404
+    mine = csrf_token(client.get("/staff/queue").get_data(as_text=True))
+    assert client.post(f"/staff/queue/views/{view_id}/delete", data={"csrf_token": mine}).status_code == 303
+    assert session.scalars(select(SavedView)).all() == []
+
+
+def test_someone_else_on_the_same_ticket_is_named_before_anyone_acts(client, app, desk, session):
+    rma = submit_coat(app, "HV-1")
+    sign_in(client, "agent@example.com")
+    alone = soup(client.get(f"/staff/requests/{rma}"))
+    assert not alone.select(".collision")
+    other = app.test_client()
+    sign_in(other, "other@example.com")
+    page = soup(other.get(f"/staff/requests/{rma}"))
+    assert "Ann Agent also has this ticket open" in page.select_one(".collision").get_text()
+    # The page keeps saying it is there; the first page hears about the second.
+    ticket = session.scalars(select(Ticket)).one()
+    fragment = client.post(
+        f"/staff/tickets/{ticket.id}/here", headers={"X-CSRFToken": csrf_token(str(alone)), "HX-Request": "true"}
+    )
+    assert fragment.status_code == 200 and "Olly Other also has this ticket open" in fragment.get_data(as_text=True)
+    # Someone who left a minute ago is no longer named.
+    from portal.db.models import TicketViewer
+
+    for row in session.scalars(select(TicketViewer)):
+        row.seen_at = datetime.now(UTC) - timedelta(minutes=5)
+    session.commit()
+    assert "also has" not in client.post(
+        f"/staff/tickets/{ticket.id}/here", headers={"X-CSRFToken": csrf_token(str(alone))}
+    ).get_data(as_text=True)

@@ -41,6 +41,7 @@ from portal.services.history import customer_history
 from portal.services.notifications import mark_notifications_read, recent_notifications
 from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy
+from portal.services.presence import mark_seen, others_here
 from portal.services.receiving import accept_what_arrived, arrivals, carrier_claims, refuse_items, unplaced_findings
 from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import queue_clocks
@@ -54,6 +55,7 @@ from portal.services.tickets import (
     take_ticket,
     ticket_for,
 )
+from portal.services.views import clean_query, delete_view, save_view, saved_views
 from portal.storage import store_from_config
 from portal.vision.classifier import render_overlay
 from portal.web import throttle
@@ -200,7 +202,51 @@ def queue():
         reasons=REASONS,
         now=now,
         bulk_form=BulkForm(),
+        saved=saved_views(session_, current_user.id),
+        here_query=clean_query(request.query_string.decode("utf-8", "replace")),
         staff_choices=_staff_choices(),
+    )
+
+
+@bp.post("/queue/views")
+@staff_required(*CAN_WORK_TICKETS)
+def save_queue_view():
+    """Keep the queue as it is now (view, search, filters, order) under a name, for oneself."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    query = request.form.get("query", "")[:1000]
+    try:
+        save_view(get_session(), current_user.id, request.form.get("name", ""), query)
+    except InvalidInput as exc:
+        flash(exc.render(gettext), "warning")
+    else:
+        flash(gettext("View saved."), "success")
+    return redirect(url_for("staff.queue") + "?" + clean_query(query), code=303)
+
+
+@bp.post("/queue/views/<int:view_id>/delete")
+@staff_required(*CAN_WORK_TICKETS)
+def delete_queue_view(view_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        delete_view(get_session(), current_user.id, view_id)
+    except NotFound:
+        abort(404)
+    flash(gettext("View deleted."), "success")
+    return redirect(url_for("staff.queue"), code=303)
+
+
+@bp.post("/tickets/<int:ticket_id>/here")
+@staff_required(*CAN_VIEW_REQUESTS)
+def here(ticket_id: int):
+    """The open ticket page says "still here" (htmx, every 20 seconds) and hears who else is."""
+    if get_session().get(Ticket, ticket_id) is None:
+        abort(404)
+    now = datetime.now(UTC)
+    mark_seen(get_session(), ticket_id, current_user.id, now)
+    return render_template(
+        "staff/_presence.html", ticket_id=ticket_id, others=others_here(get_session(), ticket_id, current_user.id, now)
     )
 
 
@@ -640,7 +686,13 @@ def _detail_context(req: ReturnRequest) -> dict:
 @bp.get("/requests/<rma>")
 @staff_required(*CAN_VIEW_REQUESTS)
 def request_detail(rma: str):
-    return render_template("staff/request.html", **_detail_context(_request_by_rma(rma)))
+    context = _detail_context(_request_by_rma(rma))
+    ticket, others = context["ticket"], []
+    if ticket is not None:
+        now = datetime.now(UTC)
+        mark_seen(get_session(), ticket.id, current_user.id, now)
+        others = others_here(get_session(), ticket.id, current_user.id, now)
+    return render_template("staff/request.html", **context, others=others)
 
 
 def _request_by_rma(rma: str) -> ReturnRequest:
