@@ -31,6 +31,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
@@ -923,6 +924,120 @@ def ladder_data(steps: Sequence[EscalationStep]) -> list[dict[str, Any]]:
         item["action"] = step.action
         data.append(item)
     return data
+
+
+LADDER_KEY_MAX = 32  # the escalation record's step_key column
+LADDER_MAX_PERCENT = 10000  # a step at most 100 targets in
+LADDER_MAX_MINUTES = 1000000  # as long as the longest resolution target
+
+
+class LadderWhen(StrEnum):
+    """How a ladder row typed into the admin form says when its step fires."""
+
+    USED = "used"  # a percentage of the target has been used (stored as ``at_fraction``)
+    AFTER_DEADLINE = "after_deadline"  # business minutes after the deadline (``after_breach_minutes``)
+
+
+@dataclass(frozen=True)
+class LadderRow:
+    """One row of the ladder form, as typed: ``amount`` is a percentage for ``used`` and business
+    minutes for ``after_deadline``; an empty ``key`` gets one made from the action."""
+
+    key: str
+    when: str
+    amount: str
+    action: str
+
+
+class LadderInputError(InvalidInput):
+    """A ladder row that cannot be used; ``row`` counts from 1 and ``field`` is key, when, amount or action."""
+
+    def __init__(self, row: int, field: str, message: str, /, **params: Any) -> None:
+        super().__init__(message, row=row, **params)
+        self.row = row
+        self.field = field
+
+
+def ladder_rows(steps: Sequence[EscalationStep]) -> list[LadderRow]:
+    """The form rows that show a stored ladder (what ``parse_ladder_rows`` turns back into it)."""
+    rows = []
+    for step in steps:
+        if step.at_fraction is not None:
+            amount = Decimal(str(step.at_fraction)) * 100
+            rows.append(LadderRow(step.key, LadderWhen.USED, _plain(amount), step.action))
+        else:
+            minutes = Decimal(str(step.after_breach_minutes))
+            rows.append(LadderRow(step.key, LadderWhen.AFTER_DEADLINE, _plain(minutes), step.action))
+    return rows
+
+
+def _plain(number: Decimal) -> str:
+    """75 rather than 75.00 or 7.5E+1."""
+    return format(number.normalize(), "f")
+
+
+def _amount(text: str) -> Decimal | None:
+    try:
+        number = Decimal((text or "").strip().replace(",", "."))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
+def parse_ladder_rows(rows: Sequence[LadderRow]) -> list[EscalationStep]:
+    """Ladder rows from the admin form into escalation steps, in the order given.
+
+    Raises ``LadderInputError`` naming the row and the field; a blank key becomes the action plus
+    the row number (made unique), so a new row needs no name.
+    """
+    keys: dict[str, int] = {}
+    for n, row in enumerate(rows, 1):
+        key = (row.key or "").strip()
+        if len(key) > LADDER_KEY_MAX:
+            raise LadderInputError(
+                n, "key", N_("Step %(row)d, name: use at most %(max)d characters."), max=LADDER_KEY_MAX
+            )
+        if key:
+            if key in keys:
+                raise LadderInputError(
+                    n, "key", N_("Step %(row)d, name: step %(other)d already has this name."), other=keys[key]
+                )
+            keys[key] = n
+    steps = []
+    for n, row in enumerate(rows, 1):
+        if row.action not in set(LadderAction):
+            raise LadderInputError(n, "action", N_("Step %(row)d, action: choose what happens."))
+        amount = _amount(row.amount)
+        if row.when == LadderWhen.USED:
+            if amount is None or not 0 < amount <= LADDER_MAX_PERCENT:
+                raise LadderInputError(
+                    n,
+                    "amount",
+                    N_("Step %(row)d, threshold: give the percentage of the target used, above 0 and at most %(max)d."),
+                    max=LADDER_MAX_PERCENT,
+                )
+            fraction, minutes = float(amount / 100), None
+        elif row.when == LadderWhen.AFTER_DEADLINE:
+            if amount is None or not 0 <= amount <= LADDER_MAX_MINUTES or amount != amount.to_integral_value():
+                raise LadderInputError(
+                    n,
+                    "amount",
+                    N_("Step %(row)d, threshold: give whole business minutes after the deadline, 0 to %(max)d."),
+                    max=LADDER_MAX_MINUTES,
+                )
+            fraction, minutes = None, int(amount)
+        else:
+            raise LadderInputError(n, "when", N_("Step %(row)d, when: choose when the step fires."))
+        key = (row.key or "").strip()
+        if not key:
+            base, suffix = f"{row.action}-{n}"[:LADDER_KEY_MAX], 1
+            key = base
+            while key in keys:
+                suffix += 1
+                key = f"{base[: LADDER_KEY_MAX - 3]}-{suffix}"
+            keys[key] = n
+        steps.append(EscalationStep(key, fraction, minutes, row.action))
+    return steps
 
 
 class CalendarInputError(InvalidInput):

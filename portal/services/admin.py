@@ -198,14 +198,13 @@ def update_sla_policy(
     policy: SlaPolicy,
     first_response_minutes: int,
     resolution_minutes: int,
-    ladder_text: str,
+    ladder: Sequence[sla.LadderRow],
     at: datetime,
 ) -> int:
-    """New targets and ladder (typed as JSON); re-targets the policy's live clocks and returns how many.
-
-    A bad ladder raises ``InvalidInput`` and changes nothing.
-    """
-    steps = sla.parse_ladder_text(ladder_text)
+    """New targets and ladder (the rows of the ladder form); re-targets the policy's live clocks and
+    returns how many. A bad row raises ``LadderInputError`` naming it and changes nothing; the ladder
+    is stored in the form ``sla.parse_ladder`` reads."""
+    steps = sla.parse_ladder_rows(ladder)
     if first_response_minutes < 1 or resolution_minutes < 1:
         raise InvalidInput(N_("Targets are at least one business minute."))
     before = policy_data(policy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -36,7 +37,12 @@ MIN_PASSWORD = 10
 
 
 class StaffError(InvalidInput):
-    """An account change a rule refuses (unknown role, short password, changing oneself)."""
+    """An account change a rule refuses (unknown role, short password, changing oneself); ``field``
+    names the form field it is about (email, role, password), when there is one."""
+
+    def __init__(self, message: str, /, *, field: str = "", **params: Any) -> None:
+        super().__init__(message, **params)
+        self.field = field
 
 
 def create_staff(
@@ -48,11 +54,13 @@ def create_staff(
     """
     email = email.strip().lower()
     if role not in ROLES:
-        raise StaffError(N_("Unknown role %(role)s; choose one of %(roles)s."), role=role, roles=", ".join(ROLES))
+        raise StaffError(
+            N_("Unknown role %(role)s; choose one of %(roles)s."), field="role", role=role, roles=", ".join(ROLES)
+        )
     if len(password) < MIN_PASSWORD:
-        raise StaffError(N_("The password must have at least %(n)d characters."), n=MIN_PASSWORD)
+        raise StaffError(N_("The password must have at least %(n)d characters."), field="password", n=MIN_PASSWORD)
     if session.scalars(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
-        raise StaffError(N_("%(email)s already has an account."), email=email)
+        raise StaffError(N_("%(email)s already has an account."), field="email", email=email)
     user = StaffUser(
         email=email,
         name=name.strip() or email,

@@ -11,7 +11,10 @@ from sqlalchemy import select
 from wtforms import (
     BooleanField,
     DecimalField,
+    FieldList,
     FloatField,
+    Form,
+    FormField,
     HiddenField,
     IntegerField,
     PasswordField,
@@ -21,15 +24,34 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from portal.db import get_session
 from portal.db.models import CannedReplyRow, RoutingRuleRow, StaffUser, Team
 from portal.domain.reasons import REASONS, RESPONSIBILITIES
 from portal.domain.roles import CAN_LEAD_TEAM, CAN_MANAGE_TEAM, CAN_WORK_TICKETS, ROLE_LABELS, ROLES, in_role_order
 from portal.domain.routing import PRIORITIES, TICKET_CLASSES
-from portal.domain.sla import WEEKDAYS
+from portal.domain.sla import WEEKDAYS, LadderAction, LadderRow, LadderWhen
 from portal.i18n import LOCALES
+
+
+class AdminForm(FlaskForm):
+    """A form whose messages say which field they are about ("Email: Enter an email address.")."""
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        for field in self:
+            if isinstance(field.errors, list) and field.errors and not isinstance(field.errors[0], dict):
+                field.errors = [named(field, str(error)) for error in field.errors]
+        return ok
+
+
+def named(field, error: str) -> str:
+    """``error`` beginning with the field's label (unless it already does)."""
+    label = str(field.label.text)
+    if error.startswith(label):
+        return error
+    return gettext("%(field)s: %(error)s", field=label, error=error)
 
 
 def csv(text: str | None) -> list[str]:
@@ -40,7 +62,7 @@ def _roles() -> list[SelectChoice]:
     return [SelectChoice(role, gettext(ROLE_LABELS[role])) for role in ROLES]
 
 
-class NewStaffForm(FlaskForm):
+class NewStaffForm(AdminForm):
     email = StringField(
         _l("Email"),
         validators=[
@@ -58,7 +80,7 @@ class NewStaffForm(FlaskForm):
         self.role.choices = _roles()
 
 
-class RoleForm(FlaskForm):
+class RoleForm(AdminForm):
     role = SelectField(_l("Role"))
 
     def __init__(self, *args, **kwargs):
@@ -66,16 +88,16 @@ class RoleForm(FlaskForm):
         self.role.choices = _roles()
 
 
-class ActiveForm(FlaskForm):
+class ActiveForm(AdminForm):
     active = HiddenField(validators=[DataRequired()])
 
 
 # --- routing rules ----------------------------------------------------------------
 
-TRISTATE = [SelectChoice("", "—"), SelectChoice("yes", "yes"), SelectChoice("no", "no")]
+TRISTATE = [SelectChoice("", "—"), SelectChoice("yes", _l("yes")), SelectChoice("no", _l("no"))]
 
 
-class RuleForm(FlaskForm):
+class RuleForm(AdminForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=128)])
     position = IntegerField(
         _l("Position (lower runs first)"), validators=[DataRequired(), NumberRange(min=0, max=100000)]
@@ -107,6 +129,10 @@ class RuleForm(FlaskForm):
         self.responsibilities.choices = [SelectChoice(r) for r in RESPONSIBILITIES]
         self.needs_review.choices = TRISTATE
         self.frequent_returner.choices = TRISTATE
+
+    def validate_max_value(self, field) -> None:
+        if field.data is not None and self.min_value.data is not None and field.data < self.min_value.data:
+            raise ValidationError(gettext("must not be below “%(other)s”.", other=str(self.min_value.label.text)))
 
     def conditions(self) -> dict:
         """The conditions as typed (the service checks them)."""
@@ -145,10 +171,40 @@ class RuleForm(FlaskForm):
         self.channels.data = ", ".join(c.get("channels", []))
 
 
+CONDITION_LABELS = {
+    "categories": _l("Categories"),
+    "responsibilities": _l("Responsibility"),
+    "min_value": _l("Value at least"),
+    "max_value": _l("Value at most"),
+    "min_wear": _l("Highest wear score at least"),
+    "needs_review": _l("Policy says needs review"),
+    "frequent_returner": _l("Frequent returner"),
+    "languages": _l("Shopper languages"),
+    "channels": _l("Channels"),
+}
+
+
+def describe_conditions(conditions: dict | None) -> list[str]:
+    """A stored rule's conditions as "label: value" lines, in the form's order."""
+    lines = []
+    for name, label in CONDITION_LABELS.items():
+        value = (conditions or {}).get(name)
+        if value is None or value == []:
+            continue
+        if isinstance(value, bool):
+            text = gettext("yes") if value else gettext("no")
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value)
+        else:
+            text = str(value)
+        lines.append(f"{label}: {text}")
+    return lines
+
+
 # --- suggested replies --------------------------------------------------------------
 
 
-class ReplyTemplateForm(FlaskForm):
+class ReplyTemplateForm(AdminForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=128)])
     locale = SelectField(_l("Language"))
     reasons = SelectMultipleField(_l("Suggest for these reasons"))
@@ -169,20 +225,62 @@ class ReplyTemplateForm(FlaskForm):
 # --- SLA policies and calendars -------------------------------------------------------
 
 
-class PolicyForm(FlaskForm):
+LADDER_WHEN_LABELS = {
+    LadderWhen.USED: _l("% of the target used"),
+    LadderWhen.AFTER_DEADLINE: _l("minutes after the deadline"),
+}
+LADDER_ACTION_LABELS = {
+    LadderAction.REMIND: _l("Remind the assignee"),
+    LadderAction.MOVE_TO_LEAD: _l("Move to the team lead"),
+    LadderAction.NOTIFY_MANAGER: _l("Tell the manager"),
+}
+LADDER_MAX_ROWS = 12
+
+
+class StepForm(Form):
+    """One row of the escalation ladder (no CSRF of its own: it rides in the policy form)."""
+
+    # The domain checks each row and names the row and field in its message (``LadderInputError``).
+    key = StringField(_l("Name"))
+    amount = StringField(_l("Threshold"))
+    when = SelectField(
+        _l("When"),
+        choices=[SelectChoice(w.value, label) for w, label in LADDER_WHEN_LABELS.items()],
+        validate_choice=False,
+    )
+    action = SelectField(
+        _l("Action"),
+        choices=[SelectChoice(a.value, label) for a, label in LADDER_ACTION_LABELS.items()],
+        validate_choice=False,
+    )
+
+    def row(self) -> LadderRow:
+        return LadderRow(self.key.data or "", self.when.data or "", self.amount.data or "", self.action.data or "")
+
+
+class PolicyForm(AdminForm):
     first_response_minutes = IntegerField(
         _l("First response target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=100000)]
     )
     resolution_minutes = IntegerField(
         _l("Resolution target (business minutes)"), validators=[DataRequired(), NumberRange(min=1, max=1000000)]
     )
-    ladder = TextAreaField(_l("Escalation ladder (JSON)"), validators=[DataRequired(), Length(max=4000)])
+    ladder = FieldList(FormField(StepForm), min_entries=0, max_entries=LADDER_MAX_ROWS)
+
+    def rows(self) -> list[LadderRow]:
+        return [entry.form.row() for entry in self.ladder]
+
+    def fill_ladder(self, rows: list[LadderRow]) -> None:
+        while self.ladder.entries:
+            self.ladder.pop_entry()
+        for row in rows:
+            self.ladder.append_entry({"key": row.key, "when": row.when, "amount": row.amount, "action": row.action})
 
 
 DAYS = WEEKDAYS
 
 
-class CalendarForm(FlaskForm):
+class CalendarForm(AdminForm):
     mon = StringField(_l("Monday"))
     tue = StringField(_l("Tuesday"))
     wed = StringField(_l("Wednesday"))
@@ -191,7 +289,8 @@ class CalendarForm(FlaskForm):
     sat = StringField(_l("Saturday"))
     sun = StringField(_l("Sunday"))
     exceptions = TextAreaField(
-        _l("Holidays and partial days: one per line, 'YYYY-MM-DD hours note' (hours: closed, or 09:00-13:00)"),
+        _l("Holidays and partial days"),
+        description=_l("One per line, 'YYYY-MM-DD hours note' (hours: closed, or 09:00-13:00)"),
         validators=[Length(max=20000)],
     )
 
@@ -214,7 +313,7 @@ def people(roles: frozenset[str]) -> list[SelectChoice]:
     ]
 
 
-class TeamForm(FlaskForm):
+class TeamForm(AdminForm):
     lead = SelectField(_l("Team lead"))
     manager = SelectField(_l("Manager"))
 
@@ -223,17 +322,18 @@ class TeamForm(FlaskForm):
         self.lead.choices, self.manager.choices = people(CAN_LEAD_TEAM), people(CAN_MANAGE_TEAM)
 
 
-class MemberForm(FlaskForm):
+class MemberForm(AdminForm):
     staff = SelectField(_l("Add member"))
     cap = IntegerField(
-        _l("Open tickets at most"), default=25, validators=[DataRequired(), NumberRange(min=1, max=1000)]
+        _l("Open tickets at most"), default=25, validators=[InputRequired(), NumberRange(min=1, max=1000)]
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, team: Team | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.staff.choices = people(CAN_WORK_TICKETS)
+        members = {str(m.staff_id) for m in team.members} if team is not None else set()
+        self.staff.choices = [c for c in people(CAN_WORK_TICKETS) if c.value not in members]
 
 
-class MemberEditForm(FlaskForm):
-    cap = IntegerField(_l("Cap"), validators=[DataRequired(), NumberRange(min=1, max=1000)])
+class MemberEditForm(AdminForm):
+    cap = IntegerField(_l("Cap"), validators=[InputRequired(), NumberRange(min=1, max=1000)])
     available = BooleanField(_l("Available"))

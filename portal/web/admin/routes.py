@@ -5,7 +5,6 @@ Views check the form, call one service and flash or redirect; the services write
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -17,11 +16,12 @@ from portal.db import get_session
 from portal.db.models import BusinessCalendarRow, CannedReplyRow, RoutingRuleRow, SlaPolicy, StaffUser, Team, TeamMember
 from portal.domain.errors import InvalidInput
 from portal.domain.roles import CAN_ADMIN
-from portal.domain.sla import CalendarInputError
+from portal.domain.sla import CalendarInputError, LadderInputError, ladder_rows, parse_ladder
 from portal.services import admin as admin_service
 from portal.services.staff import StaffError, change_role, create_staff, set_active_by
 from portal.web.admin.forms import (
     DAYS,
+    LADDER_MAX_ROWS,
     ActiveForm,
     CalendarForm,
     MemberEditForm,
@@ -33,6 +33,8 @@ from portal.web.admin.forms import (
     RuleForm,
     TeamForm,
     csv,
+    describe_conditions,
+    named,
 )
 from portal.web.auth import staff_required
 
@@ -70,7 +72,8 @@ def staff_list():
                 get_session(), form.email.data, form.name.data, form.role.data, form.password.data, actor=_me()
             )
         except StaffError as exc:
-            form.email.errors.append(exc.render(gettext))
+            field = form[exc.field] if exc.field in ("email", "role", "password") else form.email
+            field.errors = [*field.errors, named(field, exc.render(gettext))]
             status = 422
         else:
             flash(gettext("Account created."), "success")
@@ -140,7 +143,7 @@ def routing(rule_id: int | None = None):
             admin_service.save_routing_rule(get_session(), _me(), rule, data)
         except InvalidInput as exc:
             get_session().rollback()
-            form.name.errors = [*form.name.errors, exc.render(gettext)]
+            form.form_errors.append(exc.render(gettext))
             status = 422
         else:
             flash(gettext("Rule saved.") if rule else gettext("Rule added."), "success")
@@ -150,7 +153,12 @@ def routing(rule_id: int | None = None):
     elif rule is not None:
         form.fill_from(rule)
     rules = get_session().scalars(select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)).all()
-    return render_template("admin/routing.html", rules=rules, form=form, editing=rule), status
+    return (
+        render_template(
+            "admin/routing.html", rules=rules, form=form, editing=rule, describe_conditions=describe_conditions
+        ),
+        status,
+    )
 
 
 # --- suggested replies --------------------------------------------------------------
@@ -197,10 +205,20 @@ def sla_policies():
 @bp.route("/sla/<int:policy_id>", methods=["GET", "POST"])
 @staff_required(CAN_ADMIN)
 def sla_policy(policy_id: int):
+    """Targets and the escalation ladder, one row of controls per step. "Add step" and "Remove" are
+    submit buttons that redraw the form with what was typed (nothing is saved until "Save policy")."""
     policy = _row(SlaPolicy, policy_id)
     form = PolicyForm()
     status = 200
-    if form.validate_on_submit():
+    if form.is_submitted() and ("add_step" in request.form or "remove_step" in request.form):
+        # The CSRF check already ran (CSRFProtect covers every POST); only the rows change.
+        if "add_step" in request.form and len(form.ladder.entries) < LADDER_MAX_ROWS:
+            form.ladder.append_entry({"when": "used", "action": "remind"})
+        elif "remove_step" in request.form:
+            index = request.form.get("remove_step", type=int)
+            if index is not None and 0 <= index < len(form.ladder.entries):
+                form.ladder.entries.pop(index)
+    elif form.validate_on_submit():
         try:
             count = admin_service.update_sla_policy(
                 get_session(),
@@ -208,15 +226,17 @@ def sla_policy(policy_id: int):
                 policy,
                 form.first_response_minutes.data,
                 form.resolution_minutes.data,
-                form.ladder.data,
+                form.rows(),
                 _now(),
             )
+        except LadderInputError as exc:
+            get_session().rollback()
+            sub = form.ladder.entries[exc.row - 1].form[exc.field]
+            sub.errors = [*sub.errors, exc.render(gettext)]
+            status = 422
         except InvalidInput as exc:
             get_session().rollback()
-            form.ladder.errors = [
-                *form.ladder.errors,
-                gettext("The ladder is not valid: %(error)s", error=exc.render(gettext)),
-            ]
+            form.first_response_minutes.errors = [*form.first_response_minutes.errors, exc.render(gettext)]
             status = 422
         else:
             flash(gettext("Policy saved; %(n)d running clocks re-targeted.", n=count), "success")
@@ -228,8 +248,8 @@ def sla_policy(policy_id: int):
             policy.first_response_minutes,
             policy.resolution_minutes,
         )
-        form.ladder.data = json.dumps(policy.ladder, indent=1)
-    return render_template("admin/sla_policy.html", policy=policy, form=form), status
+        form.fill_ladder(ladder_rows(parse_ladder(policy.ladder or [])))
+    return render_template("admin/sla_policy.html", policy=policy, form=form, max_rows=LADDER_MAX_ROWS), status
 
 
 @bp.route("/calendars/<int:calendar_id>", methods=["GET", "POST"])
@@ -246,7 +266,7 @@ def calendar(calendar_id: int):
         except CalendarInputError as exc:
             get_session().rollback()
             field = form[exc.field]
-            field.errors = [*field.errors, exc.render(gettext)]
+            field.errors = [*field.errors, named(field, exc.render(gettext))]
             status = 422
         else:
             flash(gettext("Calendar saved; %(n)d running clocks re-targeted.", n=count), "success")
@@ -266,18 +286,25 @@ def calendar(calendar_id: int):
 # --- teams ---------------------------------------------------------------------------
 
 
+def _teams_page(status: int = 200, posted: TeamForm | MemberForm | None = None, errors: list[str] | None = None):
+    """The teams page; a refused form (``posted``) is shown with what was typed and its errors."""
+    rows = get_session().scalars(select(Team).order_by(Team.name)).all()
+    forms = {}
+    for team in rows:
+        team_form = TeamForm(prefix=f"t{team.id}", lead=str(team.lead_id or ""), manager=str(team.manager_id or ""))
+        member_form = MemberForm(prefix=f"m{team.id}", team=team)
+        if posted is not None and posted._prefix == team_form._prefix:
+            team_form = posted
+        if posted is not None and posted._prefix == member_form._prefix:
+            member_form = posted
+        forms[team.id] = (team_form, member_form)
+    return render_template("admin/teams.html", teams=rows, forms=forms, errors=errors or []), status
+
+
 @bp.get("/teams")
 @staff_required(CAN_ADMIN)
 def teams():
-    rows = get_session().scalars(select(Team).order_by(Team.name)).all()
-    forms = {
-        team.id: (
-            TeamForm(prefix=f"t{team.id}", lead=str(team.lead_id or ""), manager=str(team.manager_id or "")),
-            MemberForm(prefix=f"m{team.id}"),
-        )
-        for team in rows
-    }
-    return render_template("admin/teams.html", teams=rows, forms=forms)
+    return _teams_page()
 
 
 @bp.post("/teams/<int:team_id>")
@@ -286,14 +313,18 @@ def team_update(team_id: int):
     team = _row(Team, team_id)
     form = TeamForm(prefix=f"t{team.id}")
     if not form.validate_on_submit():
-        abort(400)
-    admin_service.update_team(
-        get_session(),
-        _me(),
-        team,
-        int(form.lead.data) if form.lead.data else None,
-        int(form.manager.data) if form.manager.data else None,
-    )
+        return _teams_page(422, form)
+    try:
+        admin_service.update_team(
+            get_session(),
+            _me(),
+            team,
+            int(form.lead.data) if form.lead.data else None,
+            int(form.manager.data) if form.manager.data else None,
+        )
+    except InvalidInput as exc:
+        get_session().rollback()
+        return _teams_page(422, errors=[exc.render(gettext)])
     flash(gettext("Team saved."), "success")
     return redirect(url_for("admin.teams"), code=303)
 
@@ -301,11 +332,20 @@ def team_update(team_id: int):
 @bp.post("/teams/<int:team_id>/members")
 @staff_required(CAN_ADMIN)
 def team_add_member(team_id: int):
+    """Add someone who works tickets and is not yet in the team (the list offers only them)."""
     team = _row(Team, team_id)
-    form = MemberForm(prefix=f"m{team.id}")
-    if not form.validate_on_submit() or not form.staff.data:
-        abort(400)
-    admin_service.add_team_member(get_session(), _me(), team, int(form.staff.data), form.cap.data)
+    form = MemberForm(prefix=f"m{team.id}", team=team)
+    if not form.validate_on_submit():
+        return _teams_page(422, form)
+    if not form.staff.data:
+        form.staff.errors = [named(form.staff, gettext("Choose who to add."))]
+        return _teams_page(422, form)
+    try:
+        admin_service.add_team_member(get_session(), _me(), team, int(form.staff.data), form.cap.data)
+    except InvalidInput as exc:
+        get_session().rollback()
+        form.staff.errors = [named(form.staff, exc.render(gettext))]
+        return _teams_page(422, form)
     flash(gettext("Member added."), "success")
     return redirect(url_for("admin.teams"), code=303)
 
@@ -316,7 +356,8 @@ def member_update(member_id: int):
     member = _row(TeamMember, member_id)
     form = MemberEditForm()
     if not form.validate_on_submit():
-        abort(400)
+        errors = [gettext("%(name)s: %(error)s", name=member.staff.name, error=e) for e in form.cap.errors]
+        return _teams_page(422, errors=errors)
     admin_service.update_team_member(get_session(), _me(), member, form.cap.data, bool(form.available.data))
     flash(gettext("Member saved."), "success")
     return redirect(url_for("admin.teams"), code=303)
