@@ -361,6 +361,17 @@ STAFF_ROUTES = [
     ("GET", "/admin/staff", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/staff", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/replies", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/rejection-reasons",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}},
+    ),
+    ("POST", "/admin/rejection-reasons", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/rejection-reasons/999999",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}},
+    ),
     ("POST", "/admin/replies", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     (
         "GET",

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from portal.adapters.carriers import Carrier
-from portal.db.models import ReturnRequest, TicketEvent
+from portal.db.models import RejectionReason, ReturnRequest, TicketEvent
 from portal.domain.actors import Actor
 from portal.domain.errors import InvalidInput
 from portal.domain.lifecycle import Status
@@ -139,13 +139,28 @@ def approve_return(
 
 
 def reject_return(
-    session: Session, request: ReturnRequest, actor: Actor, reason: str, expected_status: str | None = None
+    session: Session,
+    request: ReturnRequest,
+    actor: Actor,
+    reason: str,
+    expected_status: str | None = None,
+    reason_id: int | None = None,
 ) -> ReturnRequest:
-    """Reject with a reason the shopper sees. Releases the units for another request."""
+    """Reject with a reason the shopper sees. Releases the units for another request.
+
+    ``reason_id``: one of the admin-kept rejection reasons (counted in reports); its label leads
+    what the shopper reads, the free text follows it.
+    """
     reason = (reason or "").strip()
+    chosen = session.get(RejectionReason, reason_id) if reason_id is not None else None
+    if reason_id is not None and (chosen is None or not chosen.active):
+        raise InvalidInput(N_("Choose a rejection reason from the list."))
+    if chosen is not None:
+        reason = f"{chosen.label}. {reason}" if reason else chosen.label
     if not reason:
         raise InvalidInput(N_("Tell the shopper why the return is rejected."))
     lock_for_change(session, request, expected_status)
+    request.rejection_reason_id = chosen.id if chosen is not None else None
     return _review(
         session, request, actor, Status.REJECTED, expected_status, reason, "return_rejected", {"reason": reason}
     )

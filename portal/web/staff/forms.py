@@ -68,21 +68,32 @@ class DecisionForm(FlaskForm):
         choices=[SelectChoice("approve"), SelectChoice("reject"), SelectChoice("ask")],
         validators=[DataRequired()],
     )
+    rejection_reason = SelectField(_l("Rejection reason"), validate_choice=False)
     note = TextAreaField(
         _l("Reason, question or note (the shopper sees a rejection reason or a question)"),
         validators=[Length(max=2000)],
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, reasons=(), **kwargs):
         super().__init__(*args, **kwargs)
+        self.rejection_reason.choices = [SelectChoice("", gettext("No listed reason"))] + [
+            SelectChoice(str(r.id), r.label) for r in reasons
+        ]
         self.action.choices = [
             SelectChoice("approve", gettext("Approve")),
             SelectChoice("reject", gettext("Reject")),
             SelectChoice("ask", gettext("Ask the shopper for more information")),
         ]
 
+    def validate_rejection_reason(self, field):
+        if (field.data or "") not in {c.value for c in self.rejection_reason.choices}:
+            raise ValidationError(_l("Choose a rejection reason from the list."))
+
+    def chosen_reason(self) -> int | None:
+        return int(self.rejection_reason.data) if (self.rejection_reason.data or "").isdigit() else None
+
     def validate_note(self, field):
-        if self.action.data == "reject" and not (field.data or "").strip():
+        if self.action.data == "reject" and not (field.data or "").strip() and not self.rejection_reason.data:
             raise ValidationError(_l("Tell the shopper why the return is rejected."))
         if self.action.data == "ask" and not (field.data or "").strip():
             raise ValidationError(_l("Write the question for the shopper."))

@@ -43,6 +43,7 @@ from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy
 from portal.services.presence import mark_seen, others_here
 from portal.services.receiving import accept_what_arrived, arrivals, carrier_claims, refuse_items, unplaced_findings
+from portal.services.rejections import active_reasons
 from portal.services.review import approve_return, ask_shopper, reject_return
 from portal.services.sla import queue_clocks
 from portal.services.staff import authenticate, end_sessions, warn_of_login_attempts
@@ -380,7 +381,7 @@ def discrepancy_refuse(rma: str):
 def decide(rma: str):
     """Approve or reject a request under review. The posted status is the one the page showed."""
     req = _request_by_rma(rma)
-    form = DecisionForm()
+    form = DecisionForm(reasons=active_reasons(get_session()))
     if not form.validate_on_submit():
         return render_template("staff/request.html", **{**_detail_context(req), "decision_form": form}), 422
     actor = Actor.staff(current_user.id)
@@ -408,7 +409,14 @@ def decide(rma: str):
             ask_shopper(get_session(), req, actor, form.note.data, expected_status=form.status.data)
             flash(gettext("Question sent. The clock is paused until the shopper answers."), "success")
         else:
-            reject_return(get_session(), req, actor, form.note.data, expected_status=form.status.data)
+            reject_return(
+                get_session(),
+                req,
+                actor,
+                form.note.data or "",
+                expected_status=form.status.data,
+                reason_id=form.chosen_reason(),
+            )
             flash(gettext("Rejected. The shopper has been told why."), "success")
     except IllegalTransition:
         flash(gettext("This request can no longer be approved or rejected."), "warning")
@@ -666,7 +674,7 @@ def _detail_context(req: ReturnRequest) -> dict:
         mask_email=mask_email,
         scoring=scoring,
         ticket=ticket,
-        decision_form=DecisionForm(status=req.status),
+        decision_form=DecisionForm(status=req.status, reasons=active_reasons(get_session())),
         action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
         note_form=NoteForm(),
         reassign_form=_reassign_form(ticket),
