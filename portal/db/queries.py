@@ -28,6 +28,32 @@ QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "a
 BREACHING_SOON = timedelta(hours=4)
 
 
+def clock_breached(now: datetime) -> ColumnElement[bool]:
+    """A live (running or paused) clock that is breached at ``now``: the SQL side of
+    ``sla.is_breached``. A breach once recorded (``breached_at``) counts even after a policy
+    change moved the deadline into the future; a running clock is breached strictly after it."""
+    live = TicketClock.state.in_([ClockState.RUNNING.value, ClockState.PAUSED.value])
+    return live & (
+        TicketClock.breached_at.is_not(None)
+        | ((TicketClock.state == ClockState.RUNNING) & (TicketClock.deadline < now))
+    )
+
+
+def clock_breaching_soon(now: datetime, soon: timedelta = BREACHING_SOON) -> ColumnElement[bool]:
+    """A running clock, not breached, whose deadline falls within ``soon`` of ``now``."""
+    return (
+        (TicketClock.state == ClockState.RUNNING)
+        & TicketClock.breached_at.is_(None)
+        & (TicketClock.deadline >= now)
+        & (TicketClock.deadline <= now + soon)
+    )
+
+
+def _clock_condition(view: str, now: datetime) -> ColumnElement[bool]:
+    """Either clock (first response or resolution) puts a ticket in the Breached or Breaching-soon view."""
+    return clock_breached(now) if view == "breached" else clock_breaching_soon(now)
+
+
 def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
     """Conditions on the ticket table alone for a queue view (no joins, so counts stay cheap)."""
     open_ = Ticket.status != TicketStatus.CLOSED
@@ -38,15 +64,8 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
     if view == "unassigned":
         return [Ticket.assignee_id.is_(None), open_]
     if view in ("breaching", "breached"):
-        now = now or datetime.now(UTC)
-        running = select(TicketClock.ticket_id).where(
-            TicketClock.state == ClockState.RUNNING, TicketClock.metric == "resolution"
-        )
-        if view == "breached":
-            running = running.where(TicketClock.deadline <= now)
-        else:
-            running = running.where(TicketClock.deadline > now, TicketClock.deadline <= now + BREACHING_SOON)
-        return [Ticket.id.in_(running), open_]
+        condition = _clock_condition(view, now or datetime.now(UTC))
+        return [Ticket.id.in_(select(TicketClock.ticket_id).where(condition)), open_]
     if view == "open":
         return [open_]
     return []
@@ -156,19 +175,15 @@ def ticket_queue(
     """Tickets for a queue view, newest first, with what a row shows loaded up front; ``q`` searches
     order number, RMA, SKU and customer email or name (case-insensitive substring)."""
     if view in ("breaching", "breached"):
-        # Most urgent first, straight from the running-deadline index.
+        # Most urgent first: the earliest deadline among the clocks that put the ticket in the view.
         now = now or datetime.now(UTC)
-        clock = TicketClock
-        stmt = select(Ticket).join(
-            clock, (clock.ticket_id == Ticket.id) & (clock.metric == "resolution") & (clock.state == ClockState.RUNNING)
+        stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
+        due = (
+            select(func.min(TicketClock.deadline))
+            .where(TicketClock.ticket_id == Ticket.id, _clock_condition(view, now))
+            .scalar_subquery()
         )
-        stmt = stmt.where(
-            Ticket.status != TicketStatus.CLOSED,
-            clock.deadline <= now
-            if view == "breached"
-            else (clock.deadline > now) & (clock.deadline <= now + BREACHING_SOON),
-        )
-        order = (clock.deadline.asc(), Ticket.id.asc())
+        order = (due.is_(None), due.asc(), Ticket.id.asc())  # type: ignore[assignment]
     else:
         stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
         order = (Ticket.created_at.desc(), Ticket.id.desc())  # type: ignore[assignment]  # same ORDER BY shape

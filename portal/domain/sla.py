@@ -1132,6 +1132,11 @@ def step_fire_times(cal: BusinessCalendar, clock: Clock, steps: Sequence[Escalat
     step whose threshold was already passed before the segment began fires
     at the segment's start. Paused and stopped clocks have none. Duplicate
     keys raise ``ValueError``.
+
+    A breach recorded in the current segment anchors the ``after_breach_minutes``
+    steps: they fire that long after ``breached_at`` at the latest, so a later,
+    longer target (a policy edited back) cannot push an escalation the breach
+    already earned into the future.
     """
     keys = [step.key for step in steps]
     if len(set(keys)) != len(keys):
@@ -1139,11 +1144,21 @@ def step_fire_times(cal: BusinessCalendar, clock: Clock, steps: Sequence[Escalat
     if clock.state is not ClockState.RUNNING or clock.running_since is None:
         return []
     used = _minutes_us(clock.used_minutes)
-    times = [
-        (step.key, _deadline(cal, clock.running_since, step.threshold_minutes(clock.target_minutes), used))
-        for step in steps
-    ]
+    breached = clock.breached_at if clock.breached_at and clock.breached_at >= clock.running_since else None
+    times = []
+    for step in steps:
+        when = _deadline(cal, clock.running_since, step.threshold_minutes(clock.target_minutes), used)
+        if breached is not None and step.after_breach_minutes is not None:
+            when = min(when, _add(cal, breached, _duration(step.after_breach_minutes)))
+        times.append((step.key, when))
     return sorted(times, key=lambda item: item[1])
+
+
+def observe_breach(clock: Clock, at: datetime) -> Clock:
+    """The clock with its breach recorded if it is past its target at ``at`` (a recorded breach and
+    its time never change; a stopped clock is returned as it is)."""
+    breached_at = _observed_breach(clock, _utc(at, "at"))
+    return clock if breached_at == clock.breached_at else replace(clock, breached_at=breached_at)
 
 
 def due_steps(

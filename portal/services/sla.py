@@ -370,40 +370,64 @@ def notify_staff(session: Session, staff: StaffUser | None, ticket: Ticket, kind
     enqueue_email(session, staff.email, "staff_escalation", "en", {"message": message, "rma": ticket.request.rma})
 
 
-def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketClock) -> str:
-    team = ticket.team
-    rma = ticket.request.rma
-    if row.action == sla.LadderAction.REMIND:
+# Steps with the same action on a ticket's two clocks that fall due within this long of each other
+# fire together: one notification per person and one timeline event that name both clocks.
+MERGE_WINDOW = timedelta(minutes=15)
+_CLOCK_WORDS = {"first_response": "first response", "resolution": "resolution"}
+
+
+@dataclass
+class _Told:
+    """Who one step told; each person at most once."""
+
+    session: Session
+    ticket: Ticket
+    ids: list[int] = field(default_factory=list)
+
+    def __call__(self, staff: StaffUser | None, kind: str, message: str) -> None:
+        if staff is None or not staff.active or staff.id in self.ids:
+            return
+        self.ids.append(staff.id)
+        notify_staff(self.session, staff, self.ticket, kind, message)
+
+
+def _clock_words(clocks: list[TicketClock]) -> str:
+    return " and ".join(_CLOCK_WORDS.get(c.metric, c.metric) for c in clocks)
+
+
+def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[TicketClock]) -> str:
+    """Do one escalation step for one or more of the ticket's clocks (merged): notify each person
+    once and write one timeline event."""
+    team, rma = ticket.team, ticket.request.rma
+    tell = _Told(session, ticket)
+    metrics = [c.metric for c in clocks]
+    data: dict[str, Any] = {"step": key, "action": action, "metrics": metrics}
+    which = _clock_words(clocks)
+    if action == sla.LadderAction.REMIND:
         target = ticket.assignee or team.lead
-        notify_staff(
-            session,
-            target,
-            ticket,
-            "reminder",
-            f"{rma}: {clock.metric.replace('_', ' ')} due at {clock.deadline:%Y-%m-%d %H:%M} UTC",
+        due = "; ".join(
+            f"{_CLOCK_WORDS.get(c.metric, c.metric)} due at {c.deadline:%Y-%m-%d %H:%M} UTC" for c in clocks
         )
-        return f"reminded {target.name if target else 'nobody'}"
-    if row.action == sla.LadderAction.MOVE_TO_LEAD:
+        tell(target, "reminder", f"{rma}: {due}")
+        outcome = f"reminded {target.name if target else 'nobody'} ({which})"
+        kind = "step"
+    elif action == sla.LadderAction.MOVE_TO_LEAD:
         ticket.escalation_level = max(ticket.escalation_level, 1)
-        if team.lead is not None:
-            ticket.assignee_id = team.lead.id
-        notify_staff(
-            session,
-            team.lead,
-            ticket,
-            "escalation",
-            f"{rma}: {clock.metric.replace('_', ' ')} breached; the ticket is now yours",
-        )
-        session.add(
-            TicketEvent(
-                ticket_id=ticket.id,
-                actor=SLA,
-                kind="escalated",
-                note=f"level 1: moved to {team.lead.name if team.lead else 'no lead set'}",
-            )
-        )
-        return "moved to lead"
-    if row.action == sla.LadderAction.NOTIFY_MANAGER:
+        lead, before = team.lead, ticket.assignee
+        data.update(level=1, from_staff=before.id if before else None, to_staff=lead.id if lead else None)
+        if lead is None:
+            tell(before, "escalation", f"{rma}: {which} breached; no team lead is set, the ticket stays with you")
+            outcome = "no lead set"
+        elif before is not None and before.id == lead.id:
+            tell(lead, "escalation", f"{rma}: {which} breached; you already have the ticket")
+            outcome = f"{lead.name} already had it"
+        else:
+            ticket.assignee = lead
+            tell(lead, "escalation", f"{rma}: {which} breached; the ticket is now yours")
+            tell(before, "moved", f"{rma}: {which} breached; the ticket moved to {lead.name}")
+            outcome = f"moved to {lead.name}" + (f" from {before.name}" if before else "")
+        kind = "escalated"
+    elif action == sla.LadderAction.NOTIFY_MANAGER:
         ticket.escalation_level = max(ticket.escalation_level, 2)
         managers = (
             [team.manager]
@@ -411,43 +435,91 @@ def _act(session: Session, row: EscalationDue, ticket: Ticket, clock: TicketCloc
             else list(session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True))))
         )
         for manager in managers:
-            notify_staff(session, manager, ticket, "escalation", f"{rma}: still unresolved after the breach")
-        session.add(
-            TicketEvent(
-                ticket_id=ticket.id, actor=SLA, kind="escalated", note=f"level 2: managers notified ({len(managers)})"
-            )
+            tell(manager, "escalation", f"{rma}: {which} still unresolved after the breach")
+        data.update(level=2)
+        outcome = f"notified {len(tell.ids)} manager(s)"
+        kind = "escalated"
+    else:
+        return f"unknown action {action}"
+    data["notified"] = tell.ids
+    level = f"level {data['level']}: " if "level" in data else ""
+    session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind=kind, note=f"{key}: {level}{outcome}", data=data))
+    return outcome
+
+
+def _still_due(row: EscalationDue, clock: TicketClock, cache: _PolicyCache, by: datetime) -> bool:
+    """Whether the step is still the clock's current one and falls due by ``by``."""
+    if row.generation != clock.generation:
+        return False
+    cal, steps = cache.context(clock)
+    return any(key == row.step_key and at <= by for key, at in sla.step_fire_times(cal, to_clock(clock), steps))
+
+
+def _merge_siblings(
+    session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime
+) -> list[tuple[EscalationDue, TicketClock]]:
+    """The same action's open steps on the ticket's other clocks that fall due within ``MERGE_WINDOW``
+    (one per clock, earliest first): claimed for this firing so they do not fire on their own."""
+    candidates = session.scalars(
+        select(EscalationDue)
+        .where(
+            EscalationDue.ticket_id == row.ticket_id,
+            EscalationDue.action == row.action,
+            EscalationDue.clock_id != row.clock_id,
+            EscalationDue.status.in_([s.value for s in STEP_OPEN]),
+            EscalationDue.fire_at <= now + MERGE_WINDOW,
         )
-        return f"notified {len(managers)} manager(s)"
-    return f"unknown action {row.action}"
+        .order_by(EscalationDue.fire_at, EscalationDue.id)
+    )
+    found: dict[int, tuple[EscalationDue, TicketClock]] = {}
+    for other in candidates:
+        clock = session.get_one(TicketClock, other.clock_id)
+        if other.clock_id not in found and _still_due(other, clock, cache, now + MERGE_WINDOW):
+            if other.status == StepStatus.PENDING.value:
+                other.status = check_step(other.status, StepStatus.CLAIMED).value
+            found[other.clock_id] = (other, clock)
+    return list(found.values())
 
 
-def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime) -> str | None:
+def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime) -> list[str] | None:
+    """Fire one claimed step (with the steps it merges); None when it is no longer due, [] when an
+    earlier step of this batch already fired it."""
+    if row.status != StepStatus.CLAIMED.value:
+        return []
     clock = session.get_one(TicketClock, row.clock_id)
     ticket = session.get_one(Ticket, row.ticket_id)
     # Re-check inside the transaction: the clock may have been paused, stopped or re-targeted since.
-    cal, steps = cache.context(clock)
-    still_due = row.generation == clock.generation and any(
-        key == row.step_key and at <= now for key, at in sla.step_fire_times(cal, to_clock(clock), steps)
-    )
-    if not still_due:
+    if not _still_due(row, clock, cache, now):
         row.status, row.done_at, row.outcome = check_step(row.status, StepStatus.CANCELLED).value, now, "no longer due"
         return None
-    outcome = _act(session, row, ticket, clock)
-    row.status, row.done_at, row.outcome = check_step(row.status, StepStatus.DONE).value, now, outcome
-    session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind="step", note=f"{row.step_key}: {outcome}"))
-    return f"{ticket.request.rma} {clock.metric}/{row.step_key}: {outcome}"
+    group = [(row, clock), *_merge_siblings(session, row, cache, now)]
+    group.sort(key=lambda item: sla.METRICS.index(item[1].metric) if item[1].metric in sla.METRICS else 9)
+    for _, c in group:  # a breach the sweep sees is recorded with its time and stays
+        c.breached_at = sla.observe_breach(to_clock(c), now).breached_at
+    outcome = _act(session, row.action, row.step_key, ticket, [c for _, c in group])
+    fired = []
+    for step, c in group:
+        note = outcome if step is row else f"{outcome} (with {clock.metric}/{row.step_key})"
+        step.status, step.done_at, step.outcome = check_step(step.status, StepStatus.DONE).value, now, note[:255]
+        fired.append(f"{ticket.request.rma} {c.metric}/{step.step_key}: {note}")
+    return fired
 
 
 def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> tuple[list[str], int]:
     """Act on our claimed rows and mark them done, in one transaction (a savepoint per step).
 
     A crash before the commit leaves nothing done and the claims expire; a row whose claim
-    passed to another sweeper meanwhile is skipped. Either way no step acts twice.
+    passed to another sweeper meanwhile, or that another sweeper merged into a step of the same
+    ticket, is skipped. Either way no step acts twice.
     """
     stmt = select(EscalationDue).where(
         EscalationDue.id.in_(ids), EscalationDue.status == StepStatus.CLAIMED.value, EscalationDue.claimed_by == token
     )
     if session.get_bind().dialect.name == "postgresql":
+        # Tickets first, in id order: two sweepers merging steps of one ticket wait for each other
+        # instead of each holding a step the other wants.
+        ticket_ids = select(EscalationDue.ticket_id).where(EscalationDue.id.in_(ids))
+        session.execute(select(Ticket.id).where(Ticket.id.in_(ticket_ids)).order_by(Ticket.id).with_for_update())
         stmt = stmt.with_for_update()
     else:
         # SQLite: take the write lock before reading (see _claim).
@@ -457,9 +529,10 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
             .values(attempts=EscalationDue.attempts)
             .execution_options(synchronize_session=False)
         )
-    rows = list(session.scalars(stmt.order_by(EscalationDue.fire_at)))
+    rows = list(session.scalars(stmt.order_by(EscalationDue.fire_at, EscalationDue.id)))
     cache = _PolicyCache(session)
-    fired, dropped = [], len(ids) - len(rows)
+    fired: list[str] = []
+    dropped = len(ids) - len(rows)
     for row in rows:
         try:
             with session.begin_nested():
@@ -468,10 +541,10 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
             log.exception("escalation step %s failed", row.id)
             dropped += 1
             continue
-        if result:
-            fired.append(result)
-        else:
+        if result is None:
             dropped += 1
+        else:
+            fired += result
     session.commit()
     return fired, dropped
 
@@ -512,8 +585,18 @@ def seed_holidays(session: Session, calendar: BusinessCalendarRow, country: str,
 def queue_clocks(
     session: Session, tickets: list[Ticket], now: datetime, soon: timedelta = timedelta(hours=4)
 ) -> dict[int, dict[str, dict[str, Any]]]:
-    """For queue rows and ticket badges: per ticket id, per clock ("first_response", "resolution"),
-    the business minutes left (None once stopped), state, deadline, breached and breaching soon."""
+    """Both SLA clocks of each ticket, for queue rows and ticket badges (the clock's calendar counts).
+
+    Returns ``{ticket_id: {metric: clock}}`` with ``metric`` in ``"first_response"``, ``"resolution"``
+    (a ticket without a policy has no entry) and each clock a dict of: ``metric``; ``state``
+    (running, paused, stopped); ``deadline`` (UTC, None while paused); ``remaining``, business
+    minutes left at ``now`` (negative once overdue, None once stopped); ``breached``, as
+    ``sla.is_breached`` (a recorded breach stays breached whatever a policy change did to the
+    deadline; a stopped clock that missed its target stays breached); ``breached_at``, when the
+    breach was recorded (None if not yet recorded); ``soon``, running, not breached and due within
+    ``soon``. The Breached and Breaching-soon queue views select tickets by the same rules
+    (``portal.db.queries.clock_breached``, ``clock_breaching_soon``) for either clock.
+    """
     if not tickets:
         return {}
     rows = session.scalars(select(TicketClock).where(TicketClock.ticket_id.in_([t.id for t in tickets])))
@@ -535,6 +618,7 @@ def queue_clocks(
             "breached": breached,
             "soon": running and not breached and deadline is not None and deadline <= now + soon,
             "deadline": deadline,
+            "breached_at": clock.breached_at,
         }
     return out
 

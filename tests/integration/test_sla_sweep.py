@@ -181,7 +181,8 @@ def test_sweep_fires_each_step_once_in_order(app, session, desk):
         session.scalar(select(func.count(StaffNotification.id)).where(StaffNotification.staff_id == desk["manager"]))
         == 1
     )
-    assert session.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.topic == "staff_escalation")) == 4
+    # Two reminders (the clocks fall due hours apart), the lead's "now yours", the agent's "moved to", the manager.
+    assert session.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.topic == "staff_escalation")) == 5
     assert sweep(factory(app), now=datetime(2026, 11, 30, tzinfo=UTC)).fired == []
 
 
@@ -288,7 +289,8 @@ def test_queue_shows_countdown_and_breached_view(app, session, desk):
         sign_in(client, "boss@example.com")
         page = client.get("/staff/queue?view=open").get_data(as_text=True)
         assert "2h 00m" in page  # 15:00 deadline, two business hours left
-        assert "Breaching soon (1)" in page and "Breached (0)" in page
+        # Resolution is due at 15:00 (soon); the first response was due at 12:00 (breached).
+        assert "Breaching soon (1)" in page and "Breached (1)" in page
     with time_machine.travel(
         datetime(2026, 11, 25, 2, 0, tzinfo=UTC), tick=False
     ):  # Wed 10:00, after Tuesday's holiday

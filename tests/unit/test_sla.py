@@ -29,6 +29,7 @@ from portal.domain.sla import (
     elapsed,
     fraction_used,
     is_breached,
+    observe_breach,
     pause,
     recalendar,
     remaining,
@@ -789,3 +790,26 @@ def test_bad_escalation_steps(args: tuple[Any, ...]) -> None:
 def test_duplicate_step_keys_are_rejected() -> None:
     with pytest.raises(ValueError, match="unique"):
         step_fire_times(LONDON_OFFICE, started(), (LADDER[0], LADDER[0]))
+
+
+def test_a_recorded_breach_keeps_its_escalation_times_when_the_target_grows_back() -> None:
+    """Tightened, breached, then edited back: the deadline moves, the breach and its steps do not."""
+    clock = started(target=480, when="2026-06-01T09:00+01:00")
+    tight, _ = retarget(LONDON_OFFICE, clock, 60, at("2026-06-01T09:30+01:00"))  # due 10:00
+    seen = observe_breach(tight, at("2026-06-01T10:05+01:00"))
+    assert seen.breached_at == at("2026-06-01T10:00+01:00")
+    assert observe_breach(seen, at("2026-06-01T11:00+01:00")) is seen  # recorded once, never moved
+    restored, change = retarget(LONDON_OFFICE, seen, 480, at("2026-06-01T10:30+01:00"))
+    assert change is not None and restored.deadline == at("2026-06-01T17:00+01:00")
+    assert restored.breached_at == at("2026-06-01T10:00+01:00") and is_breached(restored, at("2026-06-01T10:30+01:00"))
+    times = dict(step_fire_times(LONDON_OFFICE, restored, LADDER))
+    # The breach steps stay where the breach put them; the reminder before the deadline moves with it.
+    assert (times["lead"], times["manager"]) == (at("2026-06-01T10:00+01:00"), at("2026-06-01T11:00+01:00"))
+    assert times["remind"] == at("2026-06-01T15:00+01:00")
+
+
+def test_observing_a_clock_before_its_deadline_records_nothing() -> None:
+    clock = started(target=60, when="2026-06-01T09:00+01:00")
+    assert observe_breach(clock, at("2026-06-01T10:00+01:00")) is clock  # at the deadline is not past it
+    later, _ = retarget(LONDON_OFFICE, clock, 120, at("2026-06-01T09:50+01:00"))
+    assert later.breached_at is None and dict(step_fire_times(LONDON_OFFICE, later, LADDER))["lead"] == later.deadline
