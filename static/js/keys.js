@@ -1,6 +1,6 @@
 // Keyboard shortcuts for the back office. Everything here is also reachable with plain
 // links and buttons; this only saves hands from the mouse.
-//   Queue:  j / k  move down / up,  Enter or o  open the ticket
+//   Queue:  j / k  move down / up,  Enter or o  open the ticket,  x  tick the row for a bulk action
 //   Ticket: a  choose "approve" and focus the button (Enter confirms),  g q  back to the queue
 (function () {
   "use strict";
@@ -43,6 +43,12 @@
     if (key === "g") { pendingG = true; return; }
     if (key === "j") { select(current() + 1); event.preventDefault(); return; }
     if (key === "k") { select(current() < 0 ? 0 : current() - 1); event.preventDefault(); return; }
+    if (key === "x") {
+      const row = rows()[current()];
+      const box = row && row.querySelector("input[type='checkbox'][name='tickets']");
+      if (box) { box.checked = !box.checked; event.preventDefault(); }
+      return;
+    }
     if (key === "o") {
       const row = rows()[current()];
       const link = row && row.querySelector("a");

@@ -67,7 +67,7 @@ def test_active_search_updates_as_you_type(app, session, live_server, page):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     rma = page.locator("tr[data-row] td a").first
     assert rma.evaluate("e => e.getClientRects().length") == 1
-    page.get_by_label("Search order, RMA, SKU or customer").fill("wang")
+    page.get_by_label("Search RMA, order, pickup code, SKU, customer or phone").fill("wang")
     from playwright.sync_api import expect
 
     expect(page.locator("tr[data-row]")).to_have_count(1)
