@@ -476,6 +476,15 @@ STAFF_ROUTES = [
     ("GET", "/staff/requests/R-XXX-XXX-XXX", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     ("GET", "/staff/photos/999999", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     ("GET", "/staff/login", {"anonymous": 200, "shopper": 200, **{r: 200 for r in ROLES}}),
+    # Passwords: change your own (signed in), ask for a link, set one through a link; an admin makes links.
+    ("GET", "/staff/password", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
+    ("POST", "/staff/password", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/staff/password/forgot", {"anonymous": 200, "shopper": 200, **{r: 200 for r in ROLES}}),
+    ("POST", "/staff/password/forgot", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/staff/password/reset/not-a-token", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("GET", "/staff/password/reset", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/password/reset", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/staff/999999/reset", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
 ]
 
 

@@ -59,11 +59,12 @@ SUBJECTS = {
     "staff_message": lambda ctx: gettext("About your return %(rma)s", rma=ctx["rma"]),
     "staff_escalation": lambda ctx: f"[returns] {ctx['message']}",
     "staff_login_throttled": lambda ctx: gettext("Sign-in to your returns portal account is paused"),
+    "staff_password_reset": lambda ctx: gettext("Set a new password for the returns portal"),
 }
 
 
 # Emails to staff carry no shop signature.
-STAFF_TEMPLATES = frozenset({"staff_escalation", "staff_login_throttled"})
+STAFF_TEMPLATES = frozenset({"staff_escalation", "staff_login_throttled", "staff_password_reset"})
 
 
 def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:

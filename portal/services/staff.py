@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -170,3 +173,144 @@ def set_active_by(session: Session, actor: StaffUser, user: StaffUser, active: b
         {**staff_data(user), "active": active},
     )
     set_active(session, user, active)
+
+
+# --- passwords: changed by their owner, or reset through a one-time link -----------------------
+
+RESET_SALT = "portal.staff-password-reset.v1"
+
+
+class ResetLinkError(StaffError):
+    """A password reset link that cannot be used; ``reason`` is expired, used or invalid."""
+
+    def __init__(self, reason: str, message: str, /, **params: Any) -> None:
+        super().__init__(message, **params)
+        self.reason = reason
+
+
+def _fingerprint(user: StaffUser) -> str:
+    """Changes whenever the password does, so a link stops working once it has been used."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:20]
+
+
+def _reset_serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=RESET_SALT)
+
+
+def make_reset_token(secret: str, user: StaffUser) -> str:
+    """A signed token for one password reset of ``user``: it ends when the password changes."""
+    return str(_reset_serializer(secret).dumps({"u": user.id, "p": _fingerprint(user)}))
+
+
+def account_for_reset(session: Session, secret: str, token: str, max_age_minutes: int) -> StaffUser:
+    """The active account a reset token is for; ``ResetLinkError`` says why not (expired, used, invalid)."""
+    try:
+        data = _reset_serializer(secret).loads(token, max_age=max_age_minutes * 60)
+    except SignatureExpired:
+        raise ResetLinkError(
+            "expired", N_("This password link has expired. Ask for a new one."), field="password"
+        ) from None
+    except BadData:
+        raise ResetLinkError("invalid", N_("This password link is not valid."), field="password") from None
+    user = session.get(StaffUser, data.get("u")) if isinstance(data, dict) and isinstance(data.get("u"), int) else None
+    if user is None or not user.active:
+        raise ResetLinkError("invalid", N_("This password link is not valid."), field="password")
+    if data.get("p") != _fingerprint(user):
+        raise ResetLinkError(
+            "used", N_("This password link has already been used. Ask for a new one."), field="password"
+        )
+    return user
+
+
+def _set_password(user: StaffUser, password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise StaffError(N_("The password must have at least %(n)d characters."), field="password", n=MIN_PASSWORD)
+    user.password_hash = hasher.hash(password)
+    user.session_version += 1  # every session of the account ends
+
+
+@dataclass(frozen=True)
+class ResetLink:
+    url: str
+    minutes: int
+    emailed: bool
+
+
+def issue_password_reset(
+    session: Session,
+    actor: StaffUser,
+    user: StaffUser,
+    secret: str,
+    public_url: str,
+    minutes: int,
+    *,
+    email: bool,
+) -> ResetLink:
+    """An admin makes a one-time reset link for ``user`` (audited, the link itself is not written
+    down) and shows it to pass on; with ``email`` it also goes to the account's address."""
+    if not user.active:
+        raise StaffError(N_("Enable the account before resetting its password."))
+    url = f"{public_url.rstrip('/')}/staff/password/reset/{make_reset_token(secret, user)}"
+    if email:
+        enqueue_email(
+            session,
+            user.email,
+            "staff_password_reset",
+            "en",
+            {"name": user.name, "link": url, "minutes": minutes, "by_admin": True},
+        )
+    record_change(
+        session,
+        actor,
+        "password_reset_link",
+        f"staff:{user.id}",
+        None,
+        None,
+        detail=f"valid {minutes} minutes" + (", emailed" if email else ", shown to the admin"),
+    )
+    session.commit()
+    log.info("staff %s made a password reset link for %s", actor.id, mask_email(user.email))
+    return ResetLink(url, minutes, email)
+
+
+def request_password_reset(session: Session, email: str, secret: str, public_url: str, minutes: int) -> bool:
+    """Someone asks for a reset link for ``email``: it is emailed when an active account has that
+    address; the caller answers the same either way (True only says whether a mail was queued)."""
+    email = (email or "").strip().lower()
+    user = session.scalars(select(StaffUser).where(StaffUser.email == email)).one_or_none()
+    if user is None or not user.active:
+        log.info("password link asked for %s: no active account", mask_email(safe(email)))
+        return False
+    url = f"{public_url.rstrip('/')}/staff/password/reset/{make_reset_token(secret, user)}"
+    enqueue_email(
+        session,
+        user.email,
+        "staff_password_reset",
+        "en",
+        {"name": user.name, "link": url, "minutes": minutes, "by_admin": False},
+    )
+    session.add(AuditLog(actor_id=None, action="password_reset_asked", target=f"staff:{user.id}", detail="emailed"))
+    session.commit()
+    log.info("password link emailed to %s", mask_email(user.email))
+    return True
+
+
+def reset_password(session: Session, user: StaffUser, password: str) -> None:
+    """Set a new password through a reset link (checked by ``account_for_reset``); every session ends
+    and the link cannot be used again."""
+    _set_password(user, password)
+    session.add(AuditLog(actor_id=user.id, action="password_reset", target=f"staff:{user.id}", detail="through a link"))
+    session.commit()
+    log.info("password reset through a link for %s", mask_email(user.email))
+
+
+def change_password(session: Session, user: StaffUser, current: str, new: str) -> None:
+    """The signed-in owner changes their password, giving the current one; their other sessions end."""
+    try:
+        hasher.verify(user.password_hash, current or "")
+    except (VerificationError, InvalidHashError):
+        raise StaffError(N_("The current password is not right."), field="current_password") from None
+    _set_password(user, new)
+    session.add(AuditLog(actor_id=user.id, action="change_password", target=f"staff:{user.id}"))
+    session.commit()
+    log.info("staff %s changed their password", user.id)

@@ -29,6 +29,7 @@ from portal.domain.states import TICKET_STATUS_LABELS, RefundStatus, ScoreState,
 from portal.extensions import csrf, limiter
 from portal.i18n import LOCALES, current_locale, money, render_text
 from portal.services.history import FLAG_LABELS
+from portal.web.account import bp as account_bp
 from portal.web.admin import bp as admin_bp
 from portal.web.api import bp as api_bp
 from portal.web.auth import login_manager
@@ -58,6 +59,7 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(staff_bp)
     app.register_blueprint(finance_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(warehouse_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)

@@ -92,6 +92,10 @@ class ActiveForm(AdminForm):
     active = HiddenField(validators=[DataRequired()])
 
 
+class ResetLinkForm(AdminForm):
+    email = BooleanField(_l("Also email the link to them"))
+
+
 # --- routing rules ----------------------------------------------------------------
 
 TRISTATE = [SelectChoice("", "—"), SelectChoice("yes", _l("yes")), SelectChoice("no", _l("no"))]

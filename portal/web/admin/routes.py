@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from portal.domain.errors import InvalidInput
 from portal.domain.roles import CAN_ADMIN
 from portal.domain.sla import CalendarInputError, LadderInputError, ladder_rows, parse_ladder
 from portal.services import admin as admin_service
-from portal.services.staff import StaffError, change_role, create_staff, set_active_by
+from portal.services.staff import StaffError, change_role, create_staff, issue_password_reset, set_active_by
 from portal.web.admin.forms import (
     DAYS,
     LADDER_MAX_ROWS,
@@ -29,6 +29,7 @@ from portal.web.admin.forms import (
     NewStaffForm,
     PolicyForm,
     ReplyTemplateForm,
+    ResetLinkForm,
     RoleForm,
     RuleForm,
     TeamForm,
@@ -82,7 +83,12 @@ def staff_list():
         status = 422
     users = get_session().scalars(select(StaffUser).order_by(StaffUser.name)).all()
     return render_template(
-        "admin/staff.html", users=users, form=form, role_form=RoleForm, active_form=ActiveForm()
+        "admin/staff.html",
+        users=users,
+        form=form,
+        role_form=RoleForm,
+        active_form=ActiveForm(),
+        reset_form=ResetLinkForm,
     ), status
 
 
@@ -116,6 +122,32 @@ def staff_active(user_id: int):
     else:
         flash(gettext("Account updated."), "success")
     return redirect(url_for("admin.staff_list"), code=303)
+
+
+@bp.post("/staff/<int:user_id>/reset")
+@staff_required(CAN_ADMIN)
+def staff_reset(user_id: int):
+    """Make a one-time link for the account to set a new password, shown here to pass on (and
+    emailed when asked). The link is not kept anywhere else; making another does not end this one."""
+    user = _row(StaffUser, user_id)
+    form = ResetLinkForm(prefix=f"r{user.id}")
+    if not form.validate_on_submit():
+        abort(400)
+    minutes = int(current_app.config.get("PASSWORD_RESET_MINUTES", 60))
+    try:
+        link = issue_password_reset(
+            get_session(),
+            _me(),
+            user,
+            current_app.config["SECRET_KEY"],
+            current_app.config["PUBLIC_URL"],
+            minutes,
+            email=bool(form.email.data),
+        )
+    except StaffError as exc:
+        flash(exc.render(gettext), "warning")
+        return redirect(url_for("admin.staff_list"), code=303)
+    return render_template("admin/reset_link.html", user=user, link=link)
 
 
 # --- routing rules ----------------------------------------------------------------

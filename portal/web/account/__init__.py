@@ -1,0 +1,3 @@
+from portal.web.account.routes import bp
+
+__all__ = ["bp"]
