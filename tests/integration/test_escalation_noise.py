@@ -372,3 +372,45 @@ def test_the_staff_queue_lists_a_first_response_breach(app, session, desk):
         page = soup(client.get("/staff/queue?view=breached"))
         assert "NOISE-1" in page.get_text()
         assert "Breached (1)" in page.get_text() and "Breaching soon (0)" in page.get_text()
+
+
+def test_two_sweepers_at_once_still_send_one_reminder_per_ticket(app, session, desk):
+    import threading
+
+    desk["policy"](120, 130)
+    tickets = [open_ticket(app, number=f"NOISE-{n}") for n in range(6)]
+    results, barrier = [], threading.Barrier(2)
+
+    def run(name):
+        barrier.wait()
+        results.append(sweep(factory(app), now=shanghai(23, 11, 45), batch=2, worker=name))
+
+    threads = [threading.Thread(target=run, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    fired = [f for r in results for f in r.fired]
+    assert len(fired) == len(set(fired)) == 12  # both reminders of each ticket, each reported once
+    session.expire_all()
+    per_ticket = Counter(
+        session.scalars(select(StaffNotification.ticket_id).where(StaffNotification.staff_id == desk["agent"]))
+    )
+    assert per_ticket == dict.fromkeys(tickets, 1)
+    assert Counter(e.ticket_id for t in tickets for e in step_events(session, t)) == dict.fromkeys(tickets, 1)
+
+
+def test_the_ticket_timeline_tells_each_step_once_in_words(app, session, desk):
+    desk["policy"](120, 130)
+    ticket_id = open_ticket(app)
+    for when in (shanghai(23, 11, 40), shanghai(23, 13, 10), shanghai(23, 14, 10)):
+        sweep(factory(app), now=when)
+    rma = session.get(Ticket, ticket_id).request.rma
+    client = app.test_client()
+    sign_in(client, "mia@example.com")
+    items = [li.get_text(" ", strip=True) for li in soup(client.get(f"/staff/requests/{rma}")).select("ol.timeline li")]
+    said = [i for i in items if "Reminded" in i or "Escalated" in i]
+    assert len(said) == 3, said
+    assert "Reminded Agnes about the due time (First response, Resolution)" in said[0]
+    assert "Escalated to level 1 (Resolution breached): moved from Agnes to Leo" in said[1]
+    assert "Escalated to level 2 (Resolution breached): told Mia" in said[2]

@@ -73,8 +73,11 @@ def _names(session: Session, events: Iterable[Any]) -> dict[int, str]:
         if ev.actor.staff_id is not None:
             ids.add(ev.actor.staff_id)
         data = getattr(ev, "data", None) or {}
-        if isinstance(data.get("assignee"), int):
-            ids.add(data["assignee"])
+        for key in ("assignee", "from_staff", "to_staff"):
+            if isinstance(data.get(key), int):
+                ids.add(data[key])
+        if getattr(ev, "kind", "") in ("step", "escalated") and isinstance(data.get("notified"), list):
+            ids.update(n for n in data["notified"] if isinstance(n, int))
     if not ids:
         return {}
     return dict(session.execute(select(StaffUser.id, StaffUser.name).where(StaffUser.id.in_(ids))).all())
@@ -132,9 +135,45 @@ def _ticket_text(ev: TicketEvent, names: dict[int, str], teams: dict[str, str]) 
             new=_when(data.get("new_deadline")),
         )
         return text, "", str(data.get("why") or "")
+    if kind in ("step", "escalated") and data.get("action"):
+        return _escalation_text(data, names), "", ""
     if kind in SAID:
         return gettext(SAID[kind]), ev.note, ""
     return gettext(TOLD.get(kind, N_("Updated"))), "", wear_words(ev.note)
+
+
+def _escalation_text(data: dict[str, Any], names: dict[int, str]) -> str:
+    """One escalation step (for one clock or both at once) as one sentence."""
+
+    def name(staff_id: object) -> str:
+        return names.get(staff_id, gettext("Former staff member")) if isinstance(staff_id, int) else "—"
+
+    clocks = ", ".join(gettext(CLOCK_LABELS.get(str(m), N_("Resolution"))) for m in data.get("metrics") or [])
+    told = ", ".join(name(n) for n in data.get("notified") or []) or gettext("nobody")
+    action = data["action"]
+    if action == "move_to_lead":
+        before, after = data.get("from_staff"), data.get("to_staff")
+        if after is None:
+            return gettext("Escalated to level 1 (%(clocks)s breached); no team lead is set", clocks=clocks)
+        if before == after:
+            return gettext(
+                "Escalated to level 1 (%(clocks)s breached); %(name)s already had the ticket",
+                clocks=clocks,
+                name=name(after),
+            )
+        if before is None:
+            return gettext(
+                "Escalated to level 1 (%(clocks)s breached): moved to %(new)s", clocks=clocks, new=name(after)
+            )
+        return gettext(
+            "Escalated to level 1 (%(clocks)s breached): moved from %(old)s to %(new)s",
+            clocks=clocks,
+            old=name(before),
+            new=name(after),
+        )
+    if action == "notify_manager":
+        return gettext("Escalated to level 2 (%(clocks)s breached): told %(names)s", clocks=clocks, names=told)
+    return gettext("Reminded %(names)s about the due time (%(clocks)s)", names=told, clocks=clocks)
 
 
 def ticket_timeline(session: Session, events: list[TicketEvent]) -> list[Entry]:
