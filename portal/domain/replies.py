@@ -15,6 +15,7 @@ class CannedReply:
     body: str
     reasons: frozenset[str] = frozenset()
     keywords: tuple[str, ...] = ()
+    decision: str | None = None  # a macro: sending it also records "approve", "reject" or "ask"
 
 
 @dataclass(frozen=True)

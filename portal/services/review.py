@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from portal.adapters.carriers import Carrier
-from portal.db.models import RejectionReason, ReturnRequest, TicketEvent
+from portal.db.models import RejectionReason, ReturnRequest, StaffUser, TicketEvent
 from portal.domain.actors import Actor
 from portal.domain.errors import InvalidInput
 from portal.domain.lifecycle import Status
@@ -20,7 +20,7 @@ from portal.services.exchanges import release_exchange_stock
 from portal.services.outbox import enqueue_email, enqueue_webhook
 from portal.services.shipping import issue_label
 from portal.services.sla import pause_ticket_clocks, stop_ticket_clocks
-from portal.services.tickets import close_request_ticket, set_ticket_status, ticket_for
+from portal.services.tickets import close_request_ticket, send_reply, set_ticket_status, ticket_for
 from portal.services.timeline import lock_for_change, move, shopper_items
 
 log = logging.getLogger("portal.returns")
@@ -192,4 +192,44 @@ def ask_shopper(
             {"rma": request.rma, "question": question},
         )
     session.commit()
+    return request
+
+
+MACRO_DECISIONS = ("approve", "reject", "ask")
+
+
+def decide_with_reply(
+    session: Session,
+    request: ReturnRequest,
+    staff: StaffUser,
+    decision: str | None,
+    body: str,
+    expected_status: str | None = None,
+    carrier: Carrier | None = None,
+    instant_exchange: bool = False,
+) -> ReturnRequest:
+    """A macro: one action that records ``decision`` and tells the shopper ``body``.
+
+    Rejecting and asking carry the words themselves (the rejection email gives them as the reason,
+    the question email as the question); approving records the approval first (so a stale page
+    sends nothing) and then sends the reply. Without a decision it is a plain reply.
+    """
+    body = (body or "").strip()
+    if not body:
+        raise InvalidInput(N_("Write the reply first."))
+    actor = Actor.staff(staff.id)
+    if decision == "reject":
+        return reject_return(session, request, actor, body, expected_status=expected_status)
+    if decision == "ask":
+        return ask_shopper(session, request, actor, body, expected_status=expected_status)
+    if decision == "approve":
+        approve_return(
+            session,
+            request,
+            actor,
+            expected_status=expected_status,
+            carrier=carrier,
+            instant_exchange=instant_exchange,
+        )
+    send_reply(session, request, staff, body)
     return request

@@ -333,7 +333,10 @@ def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -
 def suggested_replies(session: Session, request: ReturnRequest, limit: int = 3) -> list[Suggestion]:
     rows = session.scalars(select(CannedReplyRow).where(CannedReplyRow.active.is_(True)).order_by(CannedReplyRow.id))
     replies = [
-        CannedReply(r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or [])) for r in rows
+        CannedReply(
+            r.id, r.name, r.locale, r.body, frozenset(r.reasons or []), tuple(r.keywords or []), r.decision or None
+        )
+        for r in rows
     ]
     texts = [line.comment for line in request.lines if line.comment]
     texts += [

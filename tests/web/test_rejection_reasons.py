@@ -60,3 +60,52 @@ def test_admins_keep_the_list_staff_pick_from_it_and_rejections_are_counted(clie
     )
     session.expire_all()
     assert session.get(RejectionReason, worn.id).active is False
+
+
+def test_a_macro_sends_the_reply_and_records_its_decision_in_one_action(client, app, desk, session):
+    from portal.db.models import CannedReplyRow, RequestEvent
+
+    session.add_all(
+        [
+            CannedReplyRow(
+                name="Fits badly: approve",
+                locale="en",
+                body="Sorry it did not fit; send it back.",
+                reasons=["size_fit"],
+                decision="approve",
+            ),
+            CannedReplyRow(
+                name="Ask for the label",
+                locale="en",
+                body="Is the label still attached?",
+                reasons=["size_fit"],
+                decision="ask",
+            ),
+        ]
+    )
+    session.commit()
+    approve, ask = session.scalars(select(CannedReplyRow).order_by(CannedReplyRow.id)).all()
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    page = soup(client.get(f"/staff/requests/{rma}"))
+    buttons = [b.get_text(strip=True) for b in page.select("section.replies button.primary")]
+    assert buttons == ["Send and approve", "Send as a question"]
+    data = {
+        "csrf_token": csrf_token(str(page)),
+        "status": "pending_review",
+        "body": "Sorry it did not fit; send it back.",
+    }
+    stale = client.post(
+        f"/staff/requests/{rma}/macro/{approve.id}", data={**data, "status": "approved"}, follow_redirects=True
+    )
+    assert "changed while you were looking" in stale.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "pending_review"
+    assert not session.scalars(select(RequestEvent).where(RequestEvent.kind == "message")).all()  # nothing sent
+    done = client.post(f"/staff/requests/{rma}/macro/{approve.id}", data=data, follow_redirects=True)
+    assert "Approved and the reply sent." in done.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(ReturnRequest.status)).one() == "label_issued"
+    sent = session.scalars(select(RequestEvent).where(RequestEvent.kind == "message")).one()
+    assert sent.note == "Sorry it did not fit; send it back."
+    assert client.post(f"/staff/requests/{rma}/macro/999999", data=data).status_code == 404
