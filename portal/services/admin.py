@@ -314,24 +314,66 @@ def update_team_member(session: Session, actor: StaffUser, member: TeamMember, c
 # --- reading -------------------------------------------------------------------------------
 
 
+# What each kind of audit entry is called on the audit page (the stored ``action`` stays a code).
+AUDIT_ACTIONS: dict[str, str] = {
+    "reveal_contact": N_("Revealed a shopper's contact details"),
+    "create_staff": N_("Created a staff account"),
+    "change_role": N_("Changed a role"),
+    "disable": N_("Disabled an account"),
+    "enable": N_("Enabled an account"),
+    "password_reset_link": N_("Made a password link"),
+    "password_reset_asked": N_("Password link asked for by email"),
+    "password_reset": N_("Set a password through a link"),
+    "change_password": N_("Changed own password"),
+    "login_throttled": N_("Sign-in paused after wrong passwords"),
+    "update_team": N_("Changed a team's lead or manager"),
+    "add_member": N_("Added a team member"),
+    "update_member": N_("Changed a team member"),
+    "create_rule": N_("Added a routing rule"),
+    "update_rule": N_("Changed a routing rule"),
+    "create_reply": N_("Added a suggested reply"),
+    "update_reply": N_("Changed a suggested reply"),
+    "update_sla_policy": N_("Changed an SLA policy"),
+    "update_calendar": N_("Changed a business calendar"),
+}
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which entries the audit page shows: by whom (a staff id), of which kind (an action code), in
+    which order."""
+
+    actor_id: int | None = None
+    action: str | None = None
+    oldest_first: bool = False
+
+
 @dataclass(frozen=True)
 class AuditPage:
     entries: list[AuditLog]
     actors: dict[int, StaffUser]
     total: int
+    people: list[StaffUser]  # everyone who appears as the actor of some entry, by name
+    actions: list[str]  # every kind of entry recorded, known kinds first in their page order
 
 
-def audit_page(session: Session, page: int, page_size: int) -> AuditPage:
-    """One page of the audit log, newest first, with the accounts that acted and the number of entries."""
-    total = session.scalar(select(func.count(AuditLog.id))) or 0
-    entries = list(
-        session.scalars(
-            select(AuditLog)
-            .order_by(AuditLog.at.desc(), AuditLog.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        )
-    )
+def audit_page(session: Session, page: int, page_size: int, where: AuditFilter | None = None) -> AuditPage:
+    """One page of the audit log (newest first unless asked otherwise), filtered by who acted and
+    the kind of entry, with the accounts that acted, the number of matching entries and the choices
+    for the filters."""
+    where = where or AuditFilter()
+    stmt = select(AuditLog)
+    if where.actor_id is not None:
+        stmt = stmt.where(AuditLog.actor_id == where.actor_id)
+    if where.action:
+        stmt = stmt.where(AuditLog.action == where.action)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    order = (AuditLog.at.asc(), AuditLog.id.asc()) if where.oldest_first else (AuditLog.at.desc(), AuditLog.id.desc())
+    entries = list(session.scalars(stmt.order_by(*order).limit(page_size).offset((page - 1) * page_size)))
     ids = {e.actor_id for e in entries if e.actor_id is not None}
     actors = {u.id: u for u in session.scalars(select(StaffUser).where(StaffUser.id.in_(ids)))} if ids else {}
-    return AuditPage(entries, actors, total)
+    acting = select(AuditLog.actor_id).where(AuditLog.actor_id.is_not(None)).distinct()
+    people = list(session.scalars(select(StaffUser).where(StaffUser.id.in_(acting)).order_by(StaffUser.name)))
+    recorded = set(session.scalars(select(AuditLog.action).distinct()))
+    actions = [a for a in AUDIT_ACTIONS if a in recorded] + sorted(recorded - set(AUDIT_ACTIONS))
+    return AuditPage(entries, actors, total, people, actions)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal.db.models import AuditLog, SlaPolicy, StaffUser
 from portal.services.staff import create_staff
-from tests.helpers import PASSWORD, csrf_token, sign_in
+from tests.helpers import PASSWORD, csrf_token, form_for, login_shopper, sign_in
 
 
 @pytest.fixture
@@ -307,3 +307,63 @@ def test_bad_member_cap_says_whose_and_which_field(admin, session):
     assert "Al Agent: Cap: Number must be between 1 and 1000." in body, re.findall(r'role="alert">([^<]*)', body)
     session.expire_all()
     assert session.get(TeamMember, member.id).cap == 4
+
+
+# --- the audit page: filters, contact reveals and every admin change ------------------------------
+
+
+def test_audit_page_shows_reveals_and_admin_changes_and_filters_them(admin, app, session, policy, order):
+    ada = session.scalars(select(StaffUser).where(StaffUser.email == "admin@example.com")).one()
+    agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
+    # A shopper files a return; an agent reveals the shopper's contact details on the request page.
+    shopper = app.test_client()
+    login_shopper(shopper)
+    filed = shopper.post(
+        "/order/request", data=form_for(shopper, **{"0": {"quantity": "1", "reason": "size_fit", "outcome": "refund"}})
+    )
+    rma = filed.headers["Location"].rsplit("/", 1)[1]
+    agent_client = app.test_client()
+    sign_in(agent_client, "agent@example.com")
+    detail = agent_client.get(f"/staff/requests/{rma}").get_data(as_text=True)
+    revealed = agent_client.post(f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_token(detail)})
+    assert revealed.status_code == 200 and "li.wei@example.com" in revealed.get_data(as_text=True)
+    # The admin changes a role, the SLA policy and makes a password link.
+    page = admin.get("/admin/staff").get_data(as_text=True)
+    token = csrf_token(page)
+    admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": token, "role": "lead"})
+    rows = {"ladder-0-key": "r", "ladder-0-amount": "50", "ladder-0-when": "used", "ladder-0-action": "remind"}
+    admin.post(f"/admin/sla/{policy.id}", data=_policy_form(page, **rows))
+    admin.post(f"/admin/staff/{agent.id}/reset", data={"csrf_token": token})
+
+    def actions(body: str) -> list[str]:
+        return re.findall(r'<tr data-action="([^"]+)"', body)
+
+    everything = admin.get("/admin/audit").get_data(as_text=True)
+    assert actions(everything) == ["password_reset_link", "update_sla_policy", "change_role", "reveal_contact"]
+    assert "Revealed a shopper's contact details" in everything and "order:SO-1001" in everything
+    oldest = admin.get("/admin/audit?order=oldest").get_data(as_text=True)
+    assert actions(oldest) == list(reversed(actions(everything)))
+    by_agent = admin.get(f"/admin/audit?who={agent.id}").get_data(as_text=True)
+    assert actions(by_agent) == ["reveal_contact"]
+    by_admin = admin.get(f"/admin/audit?who={ada.id}").get_data(as_text=True)
+    assert actions(by_admin) == ["password_reset_link", "update_sla_policy", "change_role"]
+    reveals = admin.get("/admin/audit?kind=reveal_contact").get_data(as_text=True)
+    assert actions(reveals) == ["reveal_contact"] and "1 entry" in reveals
+    both = admin.get(f"/admin/audit?who={ada.id}&kind=reveal_contact").get_data(as_text=True)
+    assert actions(both) == [] and "Nothing matches these filters." in both
+    # The filters offer the people who acted and the kinds recorded.
+    assert f'<option value="{agent.id}"' in everything and 'value="update_sla_policy"' in everything
+    assert admin.get("/admin/audit?who=abc&kind=" + "x" * 500 + "&page=-3").status_code == 200
+
+
+def test_audit_pager_keeps_the_filters(admin, session, monkeypatch):
+    from portal.web.admin import routes
+
+    agent = session.scalars(select(StaffUser).where(StaffUser.email == "agent@example.com")).one()
+    token = csrf_token(admin.get("/admin/staff").get_data(as_text=True))
+    for role in ("lead", "manager", "finance"):
+        admin.post(f"/admin/staff/{agent.id}/role", data={"csrf_token": token, "role": role})
+    monkeypatch.setattr(routes, "AUDIT_PAGE_SIZE", 2)
+    first = admin.get("/admin/audit?kind=change_role&order=oldest").get_data(as_text=True)
+    assert "agent -&gt; lead" in first and "manager -&gt; finance" not in first
+    assert "kind=change_role" in first and "order=oldest" in first and "page=2" in first

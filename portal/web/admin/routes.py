@@ -401,10 +401,35 @@ def member_update(member_id: int):
 @bp.get("/audit")
 @staff_required(CAN_ADMIN)
 def audit():
-    """Every admin change and sensitive staff action, newest first, with the values before and after."""
+    """Every admin change and sensitive staff action (contact reveals, password links), with the
+    values before and after; filtered by who acted and the kind of entry, newest or oldest first."""
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    result = admin_service.audit_page(get_session(), page, AUDIT_PAGE_SIZE)
+    where = admin_service.AuditFilter(
+        actor_id=request.args.get("who", type=int),
+        action=(request.args.get("kind") or "").strip()[:32] or None,
+        oldest_first=request.args.get("order") == "oldest",
+    )
+    result = admin_service.audit_page(get_session(), page, AUDIT_PAGE_SIZE, where)
     pages = max((result.total + AUDIT_PAGE_SIZE - 1) // AUDIT_PAGE_SIZE, 1)
+    filters = {
+        k: v
+        for k, v in (
+            ("who", where.actor_id),
+            ("kind", where.action),
+            ("order", "oldest" if where.oldest_first else None),
+        )
+        if v
+    }
     return render_template(
-        "admin/audit.html", entries=result.entries, actors=result.actors, page=page, pages=pages, total=result.total
+        "admin/audit.html",
+        entries=result.entries,
+        actors=result.actors,
+        people=result.people,
+        actions=result.actions,
+        action_labels=admin_service.AUDIT_ACTIONS,
+        where=where,
+        filters=filters,
+        page=page,
+        pages=pages,
+        total=result.total,
     )
