@@ -625,7 +625,9 @@ class StaffNotification(Base):
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
     kind: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)  # in English: the email, and rows older than ``words``
+    # The message as a translatable ``portal.domain.text.Text`` (its dict form), shown in the reader's language.
+    words: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
 

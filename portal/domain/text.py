@@ -24,12 +24,21 @@ class Text:
     params: dict[str, Any] = field(default_factory=dict)
 
     def render(self, translate: Callable[[str], str] = str) -> str:
+        """The translated text; a parameter that is itself a ``Text`` is translated too."""
         template = translate(self.msgid)
-        return str(template % self.params) if self.params else template
+        if not self.params:
+            return template
+        params = {k: v.render(translate) if isinstance(v, Text) else v for k, v in self.params.items()}
+        return str(template % params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"msgid": self.msgid, "params": dict(self.params)}
+        params = {k: v.to_dict() if isinstance(v, Text) else v for k, v in self.params.items()}
+        return {"msgid": self.msgid, "params": params}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Text:
-        return cls(data["msgid"], dict(data.get("params") or {}))
+        params = {
+            k: cls.from_dict(v) if isinstance(v, dict) and "msgid" in v else v
+            for k, v in (data.get("params") or {}).items()
+        }
+        return cls(data["msgid"], params)

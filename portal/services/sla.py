@@ -39,6 +39,7 @@ from portal.domain import sla
 from portal.domain.actors import SLA, SYSTEM, Actor
 from portal.domain.roles import MANAGER
 from portal.domain.states import STEP_OPEN, StepStatus, check_step
+from portal.domain.text import N_, Text
 from portal.services.outbox import enqueue_email
 
 # A clock transition: (calendar, clock, at) -> (new clock, the deadline change if any).
@@ -362,18 +363,27 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
     )
 
 
-def notify_staff(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str, message: str) -> None:
-    """A notification in the staff member's list and an email (no commit); nobody inactive is told."""
+def notify_staff(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str, message: str | Text) -> None:
+    """A notification in the staff member's list and an email (no commit); nobody inactive is told.
+
+    A ``Text`` message is kept translatable (the list shows it in the reader's language); the
+    email is in English."""
     if staff is None or not staff.active:
         return
-    session.add(StaffNotification(staff_id=staff.id, ticket_id=ticket.id, kind=kind, message=message))
-    enqueue_email(session, staff.email, "staff_escalation", "en", {"message": message, "rma": ticket.request.rma})
+    english = message.render() if isinstance(message, Text) else message
+    words = message.to_dict() if isinstance(message, Text) else None
+    session.add(StaffNotification(staff_id=staff.id, ticket_id=ticket.id, kind=kind, message=english, words=words))
+    enqueue_email(session, staff.email, "staff_escalation", "en", {"message": english, "rma": ticket.request.rma})
 
 
 # Steps with the same action on a ticket's two clocks that fall due within this long of each other
 # fire together: one notification per person and one timeline event that name both clocks.
 MERGE_WINDOW = timedelta(minutes=15)
-_CLOCK_WORDS = {"first_response": "first response", "resolution": "resolution"}
+_CLOCK_WORDS = {
+    ("first_response",): N_("first response"),
+    ("resolution",): N_("resolution"),
+    ("first_response", "resolution"): N_("first response and resolution"),
+}
 
 
 @dataclass
@@ -384,15 +394,19 @@ class _Told:
     ticket: Ticket
     ids: list[int] = field(default_factory=list)
 
-    def __call__(self, staff: StaffUser | None, kind: str, message: str) -> None:
+    def __call__(self, staff: StaffUser | None, kind: str, message: Text) -> None:
         if staff is None or not staff.active or staff.id in self.ids:
             return
         self.ids.append(staff.id)
         notify_staff(self.session, staff, self.ticket, kind, message)
 
 
-def _clock_words(clocks: list[TicketClock]) -> str:
-    return " and ".join(_CLOCK_WORDS.get(c.metric, c.metric) for c in clocks)
+def _clock_words(clocks: list[TicketClock]) -> Text:
+    return Text(_CLOCK_WORDS.get(tuple(c.metric for c in clocks), N_("resolution")))
+
+
+def _utc(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC" if at else "—"
 
 
 def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[TicketClock]) -> str:
@@ -405,26 +419,38 @@ def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[T
     which = _clock_words(clocks)
     if action == sla.LadderAction.REMIND:
         target = ticket.assignee or team.lead
-        due = "; ".join(
-            f"{_CLOCK_WORDS.get(c.metric, c.metric)} due at {c.deadline:%Y-%m-%d %H:%M} UTC" for c in clocks
-        )
-        tell(target, "reminder", f"{rma}: {due}")
-        outcome = f"reminded {target.name if target else 'nobody'} ({which})"
+        if len(clocks) == 2:
+            due = Text(
+                N_("%(rma)s: first response due at %(first)s; resolution due at %(resolution)s"),
+                {"rma": rma, "first": _utc(clocks[0].deadline), "resolution": _utc(clocks[1].deadline)},
+            )
+        else:
+            due = Text(
+                N_("%(rma)s: %(clock)s due at %(due)s"), {"rma": rma, "clock": which, "due": _utc(clocks[0].deadline)}
+            )
+        tell(target, "reminder", due)
+        outcome = f"reminded {target.name if target else 'nobody'} ({which.render()})"
         kind = "step"
     elif action == sla.LadderAction.MOVE_TO_LEAD:
         ticket.escalation_level = max(ticket.escalation_level, 1)
         lead, before = team.lead, ticket.assignee
         data.update(level=1, from_staff=before.id if before else None, to_staff=lead.id if lead else None)
+        said = {"rma": rma, "clocks": which}
         if lead is None:
-            tell(before, "escalation", f"{rma}: {which} breached; no team lead is set, the ticket stays with you")
+            tell(
+                before,
+                "escalation",
+                Text(N_("%(rma)s: %(clocks)s breached; no team lead is set, the ticket stays with you"), said),
+            )
             outcome = "no lead set"
         elif before is not None and before.id == lead.id:
-            tell(lead, "escalation", f"{rma}: {which} breached; you already have the ticket")
+            tell(lead, "escalation", Text(N_("%(rma)s: %(clocks)s breached; you already have the ticket"), said))
             outcome = f"{lead.name} already had it"
         else:
             ticket.assignee = lead
-            tell(lead, "escalation", f"{rma}: {which} breached; the ticket is now yours")
-            tell(before, "moved", f"{rma}: {which} breached; the ticket moved to {lead.name}")
+            tell(lead, "escalation", Text(N_("%(rma)s: %(clocks)s breached; the ticket is now yours"), said))
+            moved = Text(N_("%(rma)s: %(clocks)s breached; the ticket moved to %(name)s"), {**said, "name": lead.name})
+            tell(before, "moved", moved)
             outcome = f"moved to {lead.name}" + (f" from {before.name}" if before else "")
         kind = "escalated"
     elif action == sla.LadderAction.NOTIFY_MANAGER:
@@ -435,7 +461,11 @@ def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[T
             else list(session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True))))
         )
         for manager in managers:
-            tell(manager, "escalation", f"{rma}: {which} still unresolved after the breach")
+            tell(
+                manager,
+                "escalation",
+                Text(N_("%(rma)s: %(clocks)s still unresolved after the breach"), {"rma": rma, "clocks": which}),
+            )
         data.update(level=2)
         outcome = f"notified {len(tell.ids)} manager(s)"
         kind = "escalated"

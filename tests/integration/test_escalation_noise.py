@@ -414,3 +414,28 @@ def test_the_ticket_timeline_tells_each_step_once_in_words(app, session, desk):
     assert "Reminded Agnes about the due time (First response, Resolution)" in said[0]
     assert "Escalated to level 1 (Resolution breached): moved from Agnes to Leo" in said[1]
     assert "Escalated to level 2 (Resolution breached): told Mia" in said[2]
+
+
+def test_notifications_are_kept_in_words_and_read_in_the_readers_language(app, session, desk):
+    from portal.domain.text import Text
+
+    desk["policy"](120, 130)
+    open_ticket(app)
+    sweep(factory(app), now=shanghai(23, 13, 10))  # the reminder (both clocks) and the move to the lead
+    session.expire_all()
+    moved = session.scalars(
+        select(StaffNotification).where(StaffNotification.staff_id == desk["agent"], StaffNotification.kind == "moved")
+    ).one()
+    words = Text.from_dict(moved.words)
+    assert words.to_dict() == moved.words and words.render() == moved.message  # stored words round-trip
+    # The clocks inside the sentence are words of their own, translated with it.
+    assert words.render(lambda msgid: {"resolution": "RES"}.get(msgid, msgid)).endswith(
+        "RES breached; the ticket moved to Leo"
+    )
+    client = app.test_client()
+    sign_in(client, "agnes@example.com")
+    english = soup(client.get("/staff/notifications")).select_one("ul.plain").get_text(" ", strip=True)
+    assert "resolution breached; the ticket moved to Leo" in english
+    assert "first response due at 2026-11-23 04:00 UTC; resolution due at 2026-11-23 05:10 UTC" in english
+    chinese = soup(client.get("/staff/notifications", headers={"Accept-Language": "zh-CN,zh;q=0.9"}))
+    assert "解决时限已超时；工单已转给Leo" in chinese.select_one("ul.plain").get_text(" ", strip=True)
