@@ -12,8 +12,9 @@ from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
 from portal.db.models import AuditLog, OutboxMessage, StaffUser
+from portal.jobs import build_email
 from portal.services.staff import create_staff
-from tests.helpers import PASSWORD, csrf_token, get_csrf, sign_in
+from tests.helpers import PASSWORD, csrf_token, email_text, get_csrf, sign_in
 
 NEW = "a brand new passphrase"
 
@@ -125,11 +126,14 @@ def test_tampered_or_missing_link_is_a_clear_4xx(app, admin, people):
     assert app.test_client().get("/staff/password/reset").status_code == 400
 
 
-def test_admin_can_email_the_link_through_the_outbox(admin, session, people):
+def test_admin_can_email_the_link_through_the_outbox(app, admin, session, people):
     link = _admin_link(admin, people["agent"], email=True)
     mail = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "staff_password_reset")).one()
     assert mail.payload["to"] == "agent@example.com" and mail.payload["context"]["link"] == link
-    assert mail.payload["context"]["by_admin"] is True
+    email = build_email(app, mail)
+    text = email_text(email)
+    assert email["Subject"] == "Set a new password for the returns portal"
+    assert link in text and "Your administrator has made a link" in text and "within 60 minutes" in text
 
 
 def test_new_password_must_be_long_and_typed_twice(app, admin, session, people):
