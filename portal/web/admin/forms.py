@@ -230,7 +230,7 @@ class ReplyTemplateForm(AdminForm):
 
 
 LADDER_WHEN_LABELS = {
-    LadderWhen.USED: _l("% of the target used"),
+    LadderWhen.USED: _l("percent of the target used"),
     LadderWhen.AFTER_DEADLINE: _l("minutes after the deadline"),
 }
 LADDER_ACTION_LABELS = {
