@@ -552,13 +552,20 @@ class TicketClock(Base):
     __tablename__ = "ticket_clock"
     __table_args__ = (
         UniqueConstraint("ticket_id", "metric", name="uq_ticket_clock_ticket_id_metric"),
-        # Breaching-soon and breached views look up running resolution clocks by deadline.
+        # Breaching-soon and breached views look up running clocks (either metric) by deadline,
+        # and live clocks whose breach is recorded.
         Index(
-            "ix_ticket_clock_running_deadline",
+            "ix_ticket_clock_running_deadline_any",
             "deadline",
             "ticket_id",
-            postgresql_where=text("state = 'running' AND metric = 'resolution'"),
-            sqlite_where=text("state = 'running' AND metric = 'resolution'"),
+            postgresql_where=text("state = 'running'"),
+            sqlite_where=text("state = 'running'"),
+        ),
+        Index(
+            "ix_ticket_clock_live_breach",
+            "ticket_id",
+            postgresql_where=text("breached_at IS NOT NULL AND state IN ('running', 'paused')"),
+            sqlite_where=text("breached_at IS NOT NULL AND state IN ('running', 'paused')"),
         ),
     )
 

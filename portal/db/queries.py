@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, Select, and_, case, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, Numeric, Select, and_, case, exists, func, literal_column, or_, select, true
 from sqlalchemy.orm import aliased, joinedload
 
 from portal.db.models import (
@@ -28,24 +28,25 @@ QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "a
 BREACHING_SOON = timedelta(hours=4)
 
 
+# The states as literals, so the planner can match the clocks' partial indexes.
+_RUNNING = TicketClock.state == literal_column(f"'{ClockState.RUNNING.value}'")
+_LIVE = TicketClock.state.in_([literal_column(f"'{s.value}'") for s in (ClockState.RUNNING, ClockState.PAUSED)])
+
+
 def clock_breached(now: datetime) -> ColumnElement[bool]:
     """A live (running or paused) clock that is breached at ``now``: the SQL side of
     ``sla.is_breached``. A breach once recorded (``breached_at``) counts even after a policy
     change moved the deadline into the future; a running clock is breached strictly after it."""
-    live = TicketClock.state.in_([ClockState.RUNNING.value, ClockState.PAUSED.value])
-    return live & (
-        TicketClock.breached_at.is_not(None)
-        | ((TicketClock.state == ClockState.RUNNING) & (TicketClock.deadline < now))
-    )
+    return (TicketClock.breached_at.is_not(None) & _LIVE) | (_RUNNING & (TicketClock.deadline < now))
 
 
 def clock_breaching_soon(now: datetime, soon: timedelta = BREACHING_SOON) -> ColumnElement[bool]:
     """A running clock, not breached, whose deadline falls within ``soon`` of ``now``."""
     return (
-        (TicketClock.state == ClockState.RUNNING)
-        & TicketClock.breached_at.is_(None)
+        _RUNNING
         & (TicketClock.deadline >= now)
         & (TicketClock.deadline <= now + soon)
+        & TicketClock.breached_at.is_(None)
     )
 
 
