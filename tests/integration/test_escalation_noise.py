@@ -439,3 +439,20 @@ def test_notifications_are_kept_in_words_and_read_in_the_readers_language(app, s
     assert "first response due at 2026-11-23 04:00 UTC; resolution due at 2026-11-23 05:10 UTC" in english
     chinese = soup(client.get("/staff/notifications", headers={"Accept-Language": "zh-CN,zh;q=0.9"}))
     assert "解决时限已超时；工单已转给Leo" in chinese.select_one("ul.plain").get_text(" ", strip=True)
+
+
+def test_the_ticket_page_shows_a_first_response_that_came_late_as_missed(app, session, desk):
+    from portal.services.sla import pause_ticket_clocks, stop_ticket_clocks
+
+    desk["policy"](120, 240)
+    ticket_id = open_ticket(app)
+    with session_scope(app) as s:  # answered at 13:30, after the 12:00 first-response deadline; then waiting
+        ticket = s.get(Ticket, ticket_id)
+        stop_ticket_clocks(s, ticket, shanghai(23, 13, 30), Actor.staff(desk["agent"]), ("first_response",), "replied")
+        pause_ticket_clocks(s, ticket, shanghai(23, 16, 0), Actor.staff(desk["agent"]))  # resolution was due 15:00
+        s.commit()
+    rma = session.get(Ticket, ticket_id).request.rma
+    client = app.test_client()
+    sign_in(client, "mia@example.com")
+    badges = [b.get_text(" ", strip=True) for b in soup(client.get(f"/staff/requests/{rma}")).select("p.clocks .badge")]
+    assert badges == ["First response: missed", "Resolution: paused · breached"]
