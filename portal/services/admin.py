@@ -77,6 +77,7 @@ def reply_data(row: CannedReplyRow) -> Data:
         "active": bool(row.active),
         "reasons": list(row.reasons or []),
         "keywords": list(row.keywords or []),
+        "decision": row.decision,
     }
 
 
@@ -159,6 +160,7 @@ class ReplyInput:
     active: bool
     reasons: Sequence[str]
     keywords: Sequence[str]
+    decision: str | None = None  # a macro: "approve", "reject" or "ask"
 
 
 def save_canned_reply(
@@ -174,6 +176,7 @@ def save_canned_reply(
         data.active,
     )
     target.reasons, target.keywords = list(data.reasons), list(data.keywords)
+    target.decision = data.decision or None
     if row is None:
         session.add(target)
     session.flush()

@@ -316,6 +316,7 @@ def test_reply_changes_are_audited(admin, session):
         "active": True,
         "reasons": ["late_delivery"],
         "keywords": ["late", "slow"],
+        "decision": None,
     }
     assert admin.post(f"/admin/replies/{row.id}", data={**form, "locale": "zh_Hans"}).status_code == 303
     (updated,) = _audit(session, "update_reply")

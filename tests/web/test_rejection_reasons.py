@@ -109,3 +109,26 @@ def test_a_macro_sends_the_reply_and_records_its_decision_in_one_action(client, 
     sent = session.scalars(select(RequestEvent).where(RequestEvent.kind == "message")).one()
     assert sent.note == "Sorry it did not fit; send it back."
     assert client.post(f"/staff/requests/{rma}/macro/999999", data=data).status_code == 404
+
+
+def test_admins_make_a_reply_a_macro(client, app, session):
+    from portal.db.models import CannedReplyRow
+
+    create_staff(session, "admin@example.com", "Ada Admin", "admin", PASSWORD)
+    sign_in(client, "admin@example.com")
+    page = client.get("/admin/replies").get_data(as_text=True)
+    data = {
+        "csrf_token": csrf_token(page),
+        "name": "Approve size",
+        "locale": "en",
+        "body": "Send it back.",
+        "active": "y",
+    }
+    assert client.post("/admin/replies", data={**data, "decision": "sideways"}).status_code == 422
+    assert client.post("/admin/replies", data={**data, "decision": "approve"}).status_code == 303
+    row = session.scalars(select(CannedReplyRow)).one()
+    assert row.decision == "approve"
+    listed = soup(client.get("/admin/replies")).select_one("table.list tbody tr").get_text(" ")
+    assert "approves" in listed
+    audit = session.scalars(select(AuditLog).where(AuditLog.action == "create_reply")).one()
+    assert audit.after["decision"] == "approve"

@@ -214,16 +214,33 @@ class ReplyTemplateForm(AdminForm):
     reasons = SelectMultipleField(_l("Suggest for these reasons"))
     keywords = StringField(_l("Or when the shopper writes (comma separated)"), validators=[Optional(), Length(max=500)])
     body = TextAreaField(_l("Text"), validators=[DataRequired(), Length(max=4000)])
+    decision = SelectField(
+        _l("Sending it also"),
+        default="",
+        validate_choice=False,
+        description=_l("A macro: one action sends the reply and records this."),
+    )
     active = BooleanField(_l("Active"), default=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.locale.choices = [SelectChoice(code, name) for code, name in LOCALES.items()]
         self.reasons.choices = [SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()]
+        self.decision.choices = [
+            SelectChoice("", gettext("Nothing else (a plain reply)")),
+            SelectChoice("approve", gettext("Approves the return")),
+            SelectChoice("reject", gettext("Rejects the return, the reply being the reason")),
+            SelectChoice("ask", gettext("Asks the shopper, the reply being the question")),
+        ]
 
     def fill_from(self, row: CannedReplyRow) -> None:
         self.name.data, self.locale.data, self.body.data, self.active.data = row.name, row.locale, row.body, row.active
         self.reasons.data, self.keywords.data = row.reasons, ", ".join(row.keywords or [])
+        self.decision.data = row.decision or ""
+
+    def validate_decision(self, field):
+        if (field.data or "") not in {choice.value for choice in self.decision.choices}:
+            raise ValidationError(_l("Choose from the list."))
 
 
 # --- SLA policies and calendars -------------------------------------------------------

@@ -211,6 +211,7 @@ def replies(reply_id: int | None = None):
             active=bool(form.active.data),
             reasons=list(form.reasons.data or []),
             keywords=csv(form.keywords.data),
+            decision=form.decision.data or None,
         )
         admin_service.save_canned_reply(get_session(), _me(), row, data)
         flash(gettext("Reply saved."), "success")
