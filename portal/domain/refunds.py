@@ -58,6 +58,7 @@ from typing import Any, Final
 from portal.domain.lifecycle import Status
 from portal.domain.money import is_known_currency, line_paid_total, round_money
 from portal.domain.reasons import OUTCOMES, RESPONSIBILITIES, Outcome
+from portal.domain.text import N_
 
 GRADES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
 """Inspection grades, A (as new) to D (heavily worn or damaged)."""
@@ -88,6 +89,21 @@ ITEM_KINDS: Final[tuple[str, ...]] = (
     ORDER_CAP,
     STORE_CREDIT_BONUS,
 )
+
+# What each kind of item is called, for the shopper's estimate and the finance preview alike.
+ITEM_LABELS: Final[dict[str, str]] = {
+    GOODS: N_("Price paid"),
+    DISCOUNT: N_("Share of the discount"),
+    TAX: N_("Tax"),
+    LINE_CAP: N_("Limited to what was paid"),
+    EXCHANGE_DIFFERENCE: N_("Price difference of the exchange"),
+    RESTOCKING_FEE: N_("Restocking fee"),
+    SHIPPING: N_("Delivery charge refunded"),
+    RETURN_SHIPPING_FEE: N_("Return shipping fee"),
+    FEE_CAPPED: N_("Fees above the refund are waived"),
+    ORDER_CAP: N_("Limited to what the order cost"),
+    STORE_CREDIT_BONUS: N_("Store credit bonus"),
+}
 
 REFUND: Final = "refund"
 STORE_CREDIT: Final = Outcome.STORE_CREDIT.value

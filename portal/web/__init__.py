@@ -22,6 +22,7 @@ from portal.domain.lifecycle import Status as RequestStatus
 from portal.domain.policy import VERDICT_LABELS
 from portal.domain.reasons import OUTCOME_LABELS, RESPONSIBILITY_LABELS
 from portal.domain.receiving import DISCREPANCIES, REFUSED_FATES
+from portal.domain.refunds import ITEM_LABELS
 from portal.domain.roles import CAN_ADMIN, CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
 from portal.domain.routing import PRIORITY_LABELS
 from portal.domain.sla import ClockState
@@ -77,6 +78,7 @@ def init_web(app: Flask) -> None:
         STATUS_LABELS=STATUS_LABELS,
         STAFF_STATUS_LABELS=STAFF_STATUS_LABELS,
         VERDICT_LABELS=VERDICT_LABELS,
+        ITEM_LABELS=ITEM_LABELS,
         OUTCOME_LABELS=OUTCOME_LABELS,
         RESPONSIBILITY_LABELS=RESPONSIBILITY_LABELS,
         CLOCK_LABELS=CLOCK_LABELS,

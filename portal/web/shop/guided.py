@@ -33,20 +33,6 @@ STEP_FIELDS = {
     "outcome": ("outcome", "exchange_sku"),
     "review": (),
 }
-# What each item of the refund estimate is called on the review page (by its kind).
-ESTIMATE_LABELS = {
-    "goods": N_("Price paid"),
-    "discount": N_("Share of the discount"),
-    "tax": N_("Tax"),
-    "line_cap": N_("Limited to what was paid"),
-    "exchange_difference": N_("Price difference of the exchange"),
-    "restocking_fee": N_("Restocking fee"),
-    "shipping": N_("Delivery charge refunded"),
-    "return_shipping_fee": N_("Return shipping fee"),
-    "fee_capped": N_("Fees above the refund are waived"),
-    "order_cap": N_("Limited to what the order cost"),
-    "store_credit_bonus": N_("Store credit bonus"),
-}
 CARRIED = ("quantity", "reason", "sub_reason", "comment", "outcome", "exchange_sku")
 
 

@@ -245,7 +245,6 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
             line_id: any(r.rule == "window" and r.shopper.params.get("quality_only") for r in pre.trace)
             for line_id, pre in prechecks.items()
         },
-        estimate_labels=guided.ESTIMATE_LABELS,
         OUTCOME_LABELS=OUTCOME_LABELS,
         estimate=None,
         restocking=0,
