@@ -12,7 +12,7 @@ from flask import Flask
 from portal import config as settings
 from portal import db, jobs
 from portal.extensions import babel, csrf, limiter
-from portal.i18n import choose_locale
+from portal.i18n import choose_locale, choose_timezone
 from portal.services.refunds import refund_settings
 from portal.web import init_web
 
@@ -50,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     csrf.init_app(app)
-    babel.init_app(app, locale_selector=choose_locale)
+    babel.init_app(app, locale_selector=choose_locale, timezone_selector=choose_timezone)
     limiter.init_app(app)
 
     jobs.init_app(app)

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import has_request_context, request, session
 from flask_babel import force_locale, format_date, get_locale, gettext
+from flask_login import current_user
 
 from portal.domain.money import format_money
 from portal.domain.text import Text
@@ -22,6 +23,12 @@ def choose_locale() -> str:
         return chosen
     best = request.accept_languages.best_match(["en", "zh", "zh-CN", "zh-Hans"], default="en")
     return "zh_Hans" if best and best.lower().startswith("zh") else DEFAULT_LOCALE
+
+
+def choose_timezone() -> str | None:
+    """A signed-in staff member's own time zone, else the portal's (``TIMEZONE``)."""
+    zone = getattr(current_user, "timezone", None) if has_request_context() else None
+    return zone if isinstance(zone, str) and zone else None
 
 
 def current_locale() -> str:

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import available_timezones
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -302,6 +303,14 @@ def reset_password(session: Session, user: StaffUser, password: str) -> None:
     session.add(AuditLog(actor_id=user.id, action="password_reset", target=f"staff:{user.id}", detail="through a link"))
     session.commit()
     log.info("password reset through a link for %s", mask_email(user.email))
+
+
+def set_timezone(session: Session, user: StaffUser, timezone: str | None) -> None:
+    """The time zone ``user`` reads times in (None or "": the portal's own); commits."""
+    if timezone and timezone not in available_timezones():
+        raise InvalidInput(N_("Choose a time zone from the list."))
+    user.timezone = timezone or None
+    session.commit()
 
 
 def change_password(session: Session, user: StaffUser, current: str, new: str) -> None:

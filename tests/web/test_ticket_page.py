@@ -5,6 +5,7 @@ open the next ticket of the same queue, and each role sees only the actions it m
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -137,3 +138,35 @@ def test_wear_scores_on_photos_are_percentages(client, app, desk, session):
     sign_in(client, "agent@example.com")
     photos = client.get(f"/staff/requests/{rma}/photos", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert re.search(r"wear 25%", photos) and "0.25" not in photos
+
+
+def test_due_times_show_in_the_staff_members_own_time_zone(client, app, desk, session):
+    from portal.db.models import StaffUser, TicketClock
+
+    with_sla(session)
+    rma = submit_coat(app)
+    deadline = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, 02:00 in London
+    clock = session.scalars(select(TicketClock).where(TicketClock.metric == "resolution")).one()
+    clock.deadline = deadline
+    session.commit()
+    sign_in(client, "agent@example.com")
+
+    def due_badge() -> str:
+        page = soup(client.get(f"/staff/requests/{rma}"))
+        return next(b.get_text(" ", strip=True) for b in page.select(".clocks .badge") if "Resolution" in b.get_text())
+
+    assert "10:00" in due_badge()  # the portal's own zone
+    page = client.get("/staff/settings").get_data(as_text=True)
+    assert (
+        client.post("/staff/settings", data={"csrf_token": csrf_token(page), "timezone": "Mars/Olympus"}).status_code
+        == 422
+    )
+    assert (
+        client.post("/staff/settings", data={"csrf_token": csrf_token(page), "timezone": "Europe/London"}).status_code
+        == 303
+    )
+    assert (
+        session.scalars(select(StaffUser.timezone).where(StaffUser.email == "agent@example.com")).one()
+        == "Europe/London"
+    )
+    assert "2:00" in due_badge() and "10:00" not in due_badge()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext, ngettext
@@ -47,7 +48,7 @@ from portal.services.receiving import accept_what_arrived, arrivals, carrier_cla
 from portal.services.rejections import active_reasons
 from portal.services.review import approve_return, ask_shopper, decide_with_reply, reject_return
 from portal.services.sla import queue_clocks
-from portal.services.staff import authenticate, end_sessions, warn_of_login_attempts
+from portal.services.staff import authenticate, end_sessions, set_timezone, warn_of_login_attempts
 from portal.services.tickets import (
     add_note,
     reassign,
@@ -214,6 +215,29 @@ def queue():
         here_query=clean_query(request.query_string.decode("utf-8", "replace")),
         staff_choices=_staff_choices(),
     )
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@staff_required()
+def settings():
+    """My own settings: the time zone I read due times and timelines in."""
+    me = current_user._get_current_object()
+    zones = sorted(available_timezones())
+    status = 200
+    if request.method == "POST":
+        if not ActionForm().validate_on_submit():
+            abort(400)
+        try:
+            set_timezone(get_session(), me, (request.form.get("timezone") or "")[:64])
+        except InvalidInput as exc:
+            flash(exc.render(gettext), "warning")
+            status = 422
+        else:
+            flash(gettext("Settings saved."), "success")
+            return redirect(url_for("staff.settings"), code=303)
+    return render_template(
+        "staff/settings.html", zones=zones, mine=me.timezone, portal_zone=current_app.config["BABEL_DEFAULT_TIMEZONE"]
+    ), status
 
 
 @bp.post("/queue/views")
