@@ -546,6 +546,7 @@ class SlaPolicy(Base):
     ladder: Mapped[list] = mapped_column(JSON)
 
     calendar: Mapped[BusinessCalendarRow] = relationship()
+    team: Mapped[Team | None] = relationship()
 
 
 class TicketClock(Base):
