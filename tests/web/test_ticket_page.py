@@ -41,6 +41,10 @@ def test_the_timeline_reads_like_sentences(client, app, desk, session):
     assert "highest wear score 71%" in page.select_one("main").get_text(" ")
     for internal in ("staff:", "staff 1", "pending_review", "awaiting_shopper", "+00:00", "Waiting for your reply"):
         assert internal not in text, internal
+    trace = " ".join(li.get_text(" ") for li in page.select("ul.trace li"))
+    assert trace and not re.search(
+        r"\b(lines_chosen|review_value|frequent_returner|excluded_category):", trace
+    )  # no rule codes
 
     client.post("/lang", data={"lang": "zh_Hans", "csrf_token": csrf_token(str(page))})
     chinese = soup(client.get(f"/staff/requests/{rma}")).select_one("ol.timeline").get_text(" ")
