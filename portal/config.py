@@ -91,6 +91,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "RETURN_ADDRESS": (_env("RETURN_ADDRESS") or "Returns warehouse|88 Example Road|Shanghai 200000").split("|"),
         "CUSTOMER_RETURN_FEE": _env("CUSTOMER_RETURN_FEE"),
         "STORE_CREDIT_BONUS_PERCENT": _env("STORE_CREDIT_BONUS_PERCENT"),
+        "PASSWORD_RESET_MINUTES": _int("PASSWORD_RESET_MINUTES", 60),
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
         "LOOKUP_LIMIT": _env("LOOKUP_LIMIT", "20 per 15 minutes"),
         # Large enough for every photo the limits below allow, plus the form itself: a shopper within
