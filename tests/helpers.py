@@ -264,6 +264,44 @@ def step(client, data: dict, at: str, go: str = "next", htmx: bool = False, **kw
     return client.post("/order/step", data={**data, "step": at, "go": go}, headers=headers, **kw)
 
 
+def refund_once_back_as_new(app, client, session, req):
+    """Carry an approved request through pickup and receiving (every unit back as grade A) and
+    return the refund preview finance would then see."""
+    from portal.domain.receiving import ReceivedLine
+    from portal.services.receiving import receive_parcel
+    from portal.services.refunds import preview_refund, refund_settings
+
+    post_json(client, "/api/v1/carrier-events", carrier_event(req.pickup_code, event_id=f"e-{req.rma}"))
+    session.refresh(req)
+    lines = [ReceivedLine(rl.id, rl.quantity, "A", False, "restock") for rl in req.lines]
+    receive_parcel(session, req, warehouse_worker(session), lines, [])
+    session.refresh(req)
+    return preview_refund(session, req, refund_settings(app.config))
+
+
+def finance_desk_sla(session, timezone: str = "Asia/Shanghai") -> None:
+    """Both clocks for the finance desk's high-priority tickets (the ``desk`` fixture), counted around
+    the clock: 2 hours to the first response, 10 to the resolution."""
+    from portal.db.models import BusinessCalendarRow, SlaPolicy, Team
+
+    days = {d: ["00:00-23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    calendar = BusinessCalendarRow(code="always", name="Always", timezone=timezone, weekly=days, country="CN")
+    session.add(calendar)
+    session.flush()
+    team = session.scalars(select(Team).where(Team.code == "finance")).one()
+    session.add(
+        SlaPolicy(
+            team_id=team.id,
+            priority="high",
+            first_response_minutes=120,
+            resolution_minutes=600,
+            calendar_id=calendar.id,
+            ladder=[],
+        )
+    )
+    session.commit()
+
+
 def submit_coat(app, number="HV-1", email="li.wei@example.com") -> str:
     """A shopper orders the high-value coat and asks to return it; returns the RMA."""
     client = app.test_client()

@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from tests.helpers import PRODUCTS, browser_shopper_sign_in, carrier_event, jpeg, order_payload, post_json
+from tests.helpers import PRODUCTS, browser_shopper_sign_in, jpeg, order_payload, post_json, refund_once_back_as_new
 
 TITLES = {
     "en": {"reasons": "Why are you returning them?", "review": "Check and submit"},
@@ -29,9 +29,6 @@ def go_on(page) -> None:
 @pytest.mark.parametrize("lang", ["en", "zh_Hans"])
 def test_the_guided_return_end_to_end(app, client, session, live_server, browser, lang, js):
     from portal.db.models import ReturnRequest
-    from portal.domain.receiving import ReceivedLine
-    from portal.services.receiving import receive_parcel
-    from portal.services.refunds import preview_refund, refund_settings
     from portal.services.review import approve_return
     from tests.helpers import warehouse_worker
 
@@ -100,15 +97,5 @@ def test_the_guided_return_end_to_end(app, client, session, live_server, browser
 
         approve_return(session, req, Actor.staff(warehouse_worker(session)))
         session.refresh(req)
-    post_json(client, "/api/v1/carrier-events", carrier_event(req.pickup_code, event_id="e-guided"))
-    session.refresh(req)
-    receive_parcel(
-        session,
-        req,
-        warehouse_worker(session),
-        [ReceivedLine(rl.id, rl.quantity, "A", False, "restock") for rl in req.lines],
-        [],
-    )
-    session.refresh(req)
-    paid = preview_refund(session, req, refund_settings(app.config))
+    paid = refund_once_back_as_new(app, client, session, req)
     assert re.sub(r"[^\d.]", "", shown) == f"{paid.refund_total:.2f}"

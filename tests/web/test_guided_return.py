@@ -11,8 +11,17 @@ import pytest
 from sqlalchemy import select
 
 from portal.db.models import Photo, ReturnRequest
-from portal.services.refunds import preview_refund, refund_settings
-from tests.helpers import csrf_token, form_values, jpeg, login_shopper, order_payload, post_json, soup, step
+from tests.helpers import (
+    csrf_token,
+    form_values,
+    jpeg,
+    login_shopper,
+    order_payload,
+    post_json,
+    refund_once_back_as_new,
+    soup,
+    step,
+)
 
 
 @pytest.fixture
@@ -155,10 +164,6 @@ def test_a_gift_order_offers_only_what_its_policy_allows(client, order, session)
     [("refund", "", "refund-total"), ("store_credit", "10", "credit-total")],
 )
 def test_the_review_estimate_is_the_refund_later_paid(app, client, order, session, outcome, bonus, total_class):
-    from portal.domain.receiving import ReceivedLine
-    from portal.services.receiving import receive_parcel
-    from tests.helpers import carrier_event, warehouse_worker
-
     app.config["CUSTOMER_RETURN_FEE"] = "15.00"
     app.config["STORE_CREDIT_BONUS_PERCENT"] = bonus
     assert login_shopper(client).status_code == 303
@@ -175,18 +180,7 @@ def test_the_review_estimate_is_the_refund_later_paid(app, client, order, sessio
     assert "A return shipping fee of CN¥15.00 will be deducted" in review.select_one(".postage").get_text()
 
     assert client.post("/order/request", data=data).status_code == 303
-    req = session.scalars(select(ReturnRequest)).one()
-    post_json(client, "/api/v1/carrier-events", carrier_event(req.pickup_code, event_id="e-est"))
-    session.refresh(req)
-    receive_parcel(
-        session,
-        req,
-        warehouse_worker(session),
-        [ReceivedLine(rl.id, rl.quantity, "A", False, "restock") for rl in req.lines],
-        [],
-    )
-    session.refresh(req)
-    paid = preview_refund(session, req, refund_settings(app.config))
+    paid = refund_once_back_as_new(app, client, session, session.scalars(select(ReturnRequest)).one())
     total = paid.refund_total if outcome == "refund" else paid.store_credit_total
     assert shown == f"CN¥{total:,.2f}"
     if bonus:

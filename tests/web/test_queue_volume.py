@@ -10,33 +10,11 @@ from sqlalchemy import select
 
 from portal.db.models import ReturnRequest, StaffNotification, Ticket, TicketClock
 from portal.services.staff import create_staff
-from tests.helpers import PASSWORD, csrf_token, login_shopper, sign_in, soup, submit_coat
+from tests.helpers import PASSWORD, csrf_token, finance_desk_sla, login_shopper, sign_in, soup, submit_coat
 
 
 def rows(page) -> list[str]:
     return [a.get_text(strip=True) for a in page.select("#queue-rows td.rma a")]
-
-
-def with_sla(session) -> None:
-    """Both clocks for the finance desk's high-priority tickets, counted around the clock."""
-    from portal.db.models import BusinessCalendarRow, SlaPolicy, Team
-
-    days = {d: ["00:00-23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    calendar = BusinessCalendarRow(code="always", name="Always", timezone="UTC", weekly=days, country="CN")
-    session.add(calendar)
-    session.flush()
-    team = session.scalars(select(Team).where(Team.code == "finance")).one()
-    session.add(
-        SlaPolicy(
-            team_id=team.id,
-            priority="high",
-            first_response_minutes=120,
-            resolution_minutes=600,
-            calendar_id=calendar.id,
-            ladder=[],
-        )
-    )
-    session.commit()
 
 
 def clock(session, rma: str, metric: str, deadline: datetime) -> None:
@@ -55,7 +33,7 @@ def clock(session, rma: str, metric: str, deadline: datetime) -> None:
 
 
 def test_what_is_due_first_comes_first_and_columns_sort_from_the_address(client, app, desk, session):
-    with_sla(session)
+    finance_desk_sla(session, timezone="UTC")
     now = datetime.now(UTC)
     later = submit_coat(app, "HV-1")
     sooner = submit_coat(app, "HV-2", email="wang@example.com")
@@ -92,7 +70,7 @@ def test_search_finds_rma_without_dashes_pickup_code_and_phone(client, app, desk
 
 
 def test_a_passed_first_response_deadline_shows_on_the_row(client, app, desk, session):
-    with_sla(session)
+    finance_desk_sla(session, timezone="UTC")
     now = datetime.now(UTC)
     rma = submit_coat(app, "HV-1")
     clock(session, rma, "first_response", now - timedelta(minutes=30))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from portal.db.models import Photo, RequestEvent, ReturnRequest, Ticket
 from portal.domain.actors import CLASSIFIER
 from portal.services.staff import create_staff
-from tests.helpers import PASSWORD, csrf_token, sign_in, soup, submit_coat
+from tests.helpers import PASSWORD, csrf_token, finance_desk_sla, sign_in, soup, submit_coat
 
 
 def decide(client, rma, action="approve", note="", then="stay", queue="mine"):
@@ -51,30 +51,8 @@ def test_the_timeline_reads_like_sentences(client, app, desk, session):
     assert "等待顾客" in chinese and "Moved from" not in chinese
 
 
-def with_sla(session) -> None:
-    """Both clocks for the finance desk's high-priority tickets, counted around the clock."""
-    from portal.db.models import BusinessCalendarRow, SlaPolicy, Team
-
-    days = {d: ["00:00-23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    calendar = BusinessCalendarRow(code="always", name="Always", timezone="Asia/Shanghai", weekly=days, country="CN")
-    session.add(calendar)
-    session.flush()
-    team = session.scalars(select(Team).where(Team.code == "finance")).one()
-    session.add(
-        SlaPolicy(
-            team_id=team.id,
-            priority="high",
-            first_response_minutes=120,
-            resolution_minutes=600,
-            calendar_id=calendar.id,
-            ladder=[],
-        )
-    )
-    session.commit()
-
-
 def test_both_clocks_show_their_due_times_and_the_customer_history_is_there(client, app, desk, session):
-    with_sla(session)
+    finance_desk_sla(session)
     first = submit_coat(app, "HV-1")
     second = submit_coat(app, "HV-2")  # the same shopper again
     sign_in(client, "agent@example.com")
@@ -147,7 +125,7 @@ def test_wear_scores_on_photos_are_percentages(client, app, desk, session):
 def test_due_times_show_in_the_staff_members_own_time_zone(client, app, desk, session):
     from portal.db.models import StaffUser, TicketClock
 
-    with_sla(session)
+    finance_desk_sla(session)
     rma = submit_coat(app)
     deadline = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, 02:00 in London
     clock = session.scalars(select(TicketClock).where(TicketClock.metric == "resolution")).one()
