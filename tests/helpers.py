@@ -279,6 +279,60 @@ def refund_once_back_as_new(app, client, session, req):
     return preview_refund(session, req, refund_settings(app.config))
 
 
+SLA_LADDER = [
+    {"key": "remind", "at_fraction": 0.75, "action": "remind"},
+    {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
+    {"key": "manager", "after_breach_minutes": 60, "action": "notify_manager"},
+]
+
+
+def shanghai_desk(session, password: str | None = None) -> dict:
+    """The finance desk working 09:00-12:00 and 13:00-18:00 Shanghai time, Monday to Friday (Tuesday
+    24 November 2026 a holiday), with an agent who takes new tickets (agnes), a lead (leo) and a
+    manager (mia), and a rule routing high values there. No SLA policy yet. Returns the rows."""
+    from portal.db.models import BusinessCalendarRow, CalendarException, RoutingRuleRow, StaffUser, TeamMember
+    from portal.services.staff import hasher
+    from portal.services.tickets import ensure_team
+
+    def person(name: str, role: str):
+        user = StaffUser(
+            email=f"{name}@example.com",
+            name=name.title(),
+            role=role,
+            password_hash=hasher.hash(password) if password else "x",
+            active=True,
+            session_version=1,
+        )
+        session.add(user)
+        session.flush()
+        return user
+
+    agent, lead, manager = person("agnes", "agent"), person("leo", "lead"), person("mia", "manager")
+    team = ensure_team(session, "finance", "Finance desk")
+    team.lead_id, team.manager_id = lead.id, manager.id
+    session.add(TeamMember(team_id=team.id, staff_id=agent.id, cap=10))
+    session.add(
+        RoutingRuleRow(
+            position=1,
+            name="High value",
+            conditions={"min_value": "1000"},
+            team=team,
+            priority="high",
+            ticket_class="A",
+        )
+    )
+    week = {d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+    calendar = BusinessCalendarRow(
+        code="cn", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN"
+    )
+    session.add(calendar)
+    session.flush()
+    holiday = datetime(2026, 11, 24).date()
+    session.add(CalendarException(calendar_id=calendar.id, day=holiday, hours=[], note="company holiday"))
+    session.commit()
+    return {"agent": agent, "lead": lead, "manager": manager, "team": team, "calendar": calendar}
+
+
 def finance_desk_sla(session, timezone: str = "Asia/Shanghai") -> None:
     """Both clocks for the finance desk's high-priority tickets (the ``desk`` fixture), counted around
     the clock: 2 hours to the first response, 10 to the resolution."""

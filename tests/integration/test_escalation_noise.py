@@ -15,15 +15,10 @@ from sqlalchemy import func, select
 
 from portal.db import session_scope
 from portal.db.models import (
-    BusinessCalendarRow,
-    CalendarException,
     EscalationDue,
     OutboxMessage,
-    RoutingRuleRow,
     SlaPolicy,
     StaffNotification,
-    StaffUser,
-    TeamMember,
     Ticket,
     TicketClock,
     TicketEvent,
@@ -37,31 +32,11 @@ from portal.services.filing import LineRequest, open_return
 from portal.services.orders import upsert_order
 from portal.services.policies import default_policy_text
 from portal.services.sla import calendar_of, queue_clocks, retarget_policy_clocks, sweep
-from portal.services.tickets import ensure_team
 from portal.storage import LocalPhotoStore
-from tests.helpers import PASSWORD, order_payload, sign_in, soup
+from tests.helpers import COAT, PASSWORD, SLA_LADDER, order_payload, shanghai_desk, sign_in, soup
 
 POLICY = load_policy(default_policy_text())
 MONDAY_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
-COAT = [
-    {
-        "line_id": "1",
-        "sku": "COAT-M",
-        "product_name": "Coat",
-        "variant": "M",
-        "category": "outerwear",
-        "quantity": 1,
-        "unit_price": "2899.00",
-        "discount": "0",
-        "tax": "0",
-        "final_sale": False,
-    }
-]
-LADDER = [
-    {"key": "remind", "at_fraction": 0.75, "action": "remind"},
-    {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
-    {"key": "manager", "after_breach_minutes": 60, "action": "notify_manager"},
-]
 
 
 def shanghai(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
@@ -69,52 +44,12 @@ def shanghai(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC) - timedelta(hours=8)
 
 
-def _staff(session, name, role):
-    from portal.services.staff import hasher
-
-    user = StaffUser(
-        email=f"{name}@example.com",
-        name=name.title(),
-        role=role,
-        password_hash=hasher.hash(PASSWORD),
-        active=True,
-        session_version=1,
-    )
-    session.add(user)
-    session.flush()
-    return user
-
-
 @pytest.fixture
 def desk(session):
     """The finance desk, 09:00-12:00 and 13:00-18:00 Shanghai time on weekdays (Tuesday a holiday),
     with an agent who takes new tickets, a lead and a manager. ``policy(first, resolution)`` adds its SLA."""
-    agent, lead, manager = (
-        _staff(session, "agnes", "agent"),
-        _staff(session, "leo", "lead"),
-        _staff(session, "mia", "manager"),
-    )
-    team = ensure_team(session, "finance", "Finance desk")
-    team.lead_id, team.manager_id = lead.id, manager.id
-    session.add(TeamMember(team_id=team.id, staff_id=agent.id, cap=10))
-    session.add(
-        RoutingRuleRow(
-            position=1,
-            name="High value",
-            conditions={"min_value": "1000"},
-            team=team,
-            priority="high",
-            ticket_class="A",
-        )
-    )
-    week = {d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
-    calendar = BusinessCalendarRow(
-        code="cn", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN"
-    )
-    session.add(calendar)
-    session.flush()
-    session.add(CalendarException(calendar_id=calendar.id, day=datetime(2026, 11, 24).date(), hours=[], note="holiday"))
-    session.commit()
+    desk = shanghai_desk(session, PASSWORD)
+    agent, lead, manager, team, calendar = (desk[k] for k in ("agent", "lead", "manager", "team", "calendar"))
 
     def policy(first_response: int, resolution: int) -> SlaPolicy:
         row = SlaPolicy(
@@ -123,7 +58,7 @@ def desk(session):
             first_response_minutes=first_response,
             resolution_minutes=resolution,
             calendar_id=calendar.id,
-            ladder=LADDER,
+            ladder=SLA_LADDER,
         )
         session.add(row)
         session.commit()

@@ -11,14 +11,11 @@ from sqlalchemy import func, select
 from portal.db import session_scope
 from portal.db.models import (
     BusinessCalendarRow,
-    CalendarException,
     EscalationDue,
     OutboxMessage,
-    RoutingRuleRow,
     SlaPolicy,
     StaffNotification,
     StaffUser,
-    TeamMember,
     Ticket,
     TicketClock,
     TicketEvent,
@@ -38,82 +35,28 @@ from portal.services.sla import (
     retarget_policy_clocks,
     sweep,
 )
-from portal.services.tickets import ensure_team
 from portal.storage import LocalPhotoStore
-from tests.helpers import PASSWORD, csrf_token, order_payload, sign_in
+from tests.helpers import COAT, PASSWORD, SLA_LADDER, csrf_token, order_payload, shanghai_desk, sign_in
 
 POLICY = load_policy(default_policy_text())
 UTC = UTC
 # Monday 2026-11-23 10:00 Shanghai = 02:00 UTC.
 MONDAY_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-COAT = [
-    {
-        "line_id": "1",
-        "sku": "COAT-M",
-        "product_name": "Coat",
-        "variant": "M",
-        "category": "outerwear",
-        "quantity": 1,
-        "unit_price": "2899.00",
-        "discount": "0",
-        "tax": "0",
-        "final_sale": False,
-    }
-]
-LADDER = [
-    {"key": "remind", "at_fraction": 0.75, "action": "remind"},
-    {"key": "lead", "after_breach_minutes": 0, "action": "move_to_lead"},
-    {"key": "manager", "after_breach_minutes": 60, "action": "notify_manager"},
-]
-
-
-def staff(session, name, role):
-    user = StaffUser(
-        email=f"{name}@example.com", name=name.title(), role=role, password_hash="x", active=True, session_version=1
-    )
-    session.add(user)
-    session.flush()
-    return user
 
 
 @pytest.fixture
 def desk(session):
     """Finance desk working 09:00–12:00 and 13:00–18:00 Shanghai time, Monday to Friday; 4h resolution target."""
-    agent, lead, manager = (
-        staff(session, "agnes", "agent"),
-        staff(session, "leo", "lead"),
-        staff(session, "mia", "manager"),
-    )
-    team = ensure_team(session, "finance", "Finance desk")
-    team.lead_id, team.manager_id = lead.id, manager.id
-    session.add(TeamMember(team_id=team.id, staff_id=agent.id, cap=10))
-    session.add(
-        RoutingRuleRow(
-            position=1,
-            name="High value",
-            conditions={"min_value": "1000"},
-            team=team,
-            priority="high",
-            ticket_class="A",
-        )
-    )
-    week = {d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
-    calendar = BusinessCalendarRow(
-        code="cn", name="Shanghai office", timezone="Asia/Shanghai", weekly=week, country="CN"
-    )
-    session.add(calendar)
-    session.flush()
-    session.add(
-        CalendarException(calendar_id=calendar.id, day=datetime(2026, 11, 24).date(), hours=[], note="company holiday")
-    )
+    desk = shanghai_desk(session)
+    agent, lead, manager = desk["agent"], desk["lead"], desk["manager"]
     session.add(
         SlaPolicy(
-            team_id=team.id,
+            team_id=desk["team"].id,
             priority="high",
             first_response_minutes=120,
             resolution_minutes=240,
-            calendar_id=calendar.id,
-            ladder=LADDER,
+            calendar_id=desk["calendar"].id,
+            ladder=SLA_LADDER,
         )
     )
     session.commit()
