@@ -38,6 +38,8 @@ CAN_ADMIN = frozenset({ADMIN})
 # Who may lead a team, and who may manage one (receives level-2 escalations).
 CAN_LEAD_TEAM = frozenset({LEAD, MANAGER, ADMIN})
 CAN_MANAGE_TEAM = frozenset({MANAGER, ADMIN})
+# Who reads the insights: returns by product and reason, the ranked "what to fix" list.
+CAN_SEE_INSIGHTS = frozenset({LEAD, MANAGER, ADMIN})
 
 
 def in_role_order(roles: frozenset[str]) -> tuple[str, ...]:
