@@ -24,7 +24,15 @@ from portal.domain.policy import Decision, PolicyError
 from portal.domain.roles import ROLES
 from portal.domain.text import Text
 from portal.exports import reconciliation_csv, spreadsheet_safe
-from portal.jobs import _safe, deliver_outbox, drain, resolve_refunds, score_pending_photos, sweep_escalations
+from portal.jobs import (
+    _safe,
+    deliver_outbox,
+    drain,
+    resolve_refunds,
+    score_pending_photos,
+    sweep_escalations,
+    sweep_surveys,
+)
 from portal.links import return_link
 from portal.services.filing import precheck_order
 from portal.services.orders import StaleUpdate, stage_order
@@ -81,6 +89,7 @@ def db_upgrade() -> None:
 def _ticker(app, interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
         _safe(app, sweep_escalations)
+        _safe(app, sweep_surveys)
         _safe(app, deliver_outbox)
         _safe(app, score_pending_photos)
         _safe(app, resolve_refunds)
@@ -426,6 +435,17 @@ def sweep_cmd(once: bool) -> None:
     for line in result.fired:
         click.echo(line)
     click.echo(f"claimed {result.claimed}, fired {len(result.fired)}, dropped {result.dropped}")
+
+
+@main.command("survey-sweep")
+@click.option("--once", is_flag=True, required=True, help="Run one pass and exit.")
+def survey_sweep_cmd(once: bool) -> None:
+    """Send the satisfaction surveys that fell due, once each, and print what was done."""
+
+    result = sweep_surveys(_app())
+    for line in result.sent + result.skipped:
+        click.echo(line)
+    click.echo(f"claimed {result.claimed}, sent {len(result.sent)}, skipped {len(result.skipped)}")
 
 
 @outbox.command("send")

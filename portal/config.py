@@ -92,6 +92,12 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "CUSTOMER_RETURN_FEE": _env("CUSTOMER_RETURN_FEE"),
         "STORE_CREDIT_BONUS_PERCENT": _env("STORE_CREDIT_BONUS_PERCENT"),
         "PASSWORD_RESET_MINUTES": _int("PASSWORD_RESET_MINUTES", 60),
+        # The satisfaction survey emailed once a request is finished (see portal/services/survey.py).
+        "SURVEY_ENABLED": _bool("SURVEY_ENABLED", True),
+        "SURVEY_DELAY_HOURS": _int("SURVEY_DELAY_HOURS", 24),
+        "SURVEY_QUIET_DAYS": _int("SURVEY_QUIET_DAYS", 30),
+        "SURVEY_ANSWER_DAYS": _int("SURVEY_ANSWER_DAYS", 7),
+        "SURVEY_LINK_DAYS": _int("SURVEY_LINK_DAYS", 30),
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
         "LOOKUP_LIMIT": _env("LOOKUP_LIMIT", "20 per 15 minutes"),
         # Large enough for every photo the limits below allow, plus the form itself: a shopper within

@@ -31,6 +31,7 @@ from portal.domain.actors import Actor
 from portal.domain.lifecycle import CANCELLABLE, Status
 from portal.domain.reasons import Outcome
 from portal.domain.states import LineDecision, ScoreState, StepStatus, TicketStatus
+from portal.domain.survey import SurveyStatus
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -831,3 +832,63 @@ class SandboxPayment(Base):
     payment_reference: Mapped[str] = mapped_column(String(128), default="")
     calls: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SurveyDue(Base):
+    """The satisfaction survey of one finished request: one row per request, sent at most once.
+    ``status`` moves pending → claimed → sent (or skipped) exactly once; the delay is applied to
+    ``finished_at`` when the sweep runs, so a changed setting holds for surveys not yet sent."""
+
+    __tablename__ = "survey_due"
+    __table_args__ = (
+        Index(
+            "ix_survey_due_pending",
+            "finished_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_survey_due_claimed",
+            "claim_expires",
+            postgresql_where=text("status = 'claimed'"),
+            sqlite_where=text("status = 'claimed'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), unique=True)
+    finished_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default=SurveyStatus.PENDING.value)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None]
+    # Keyed hash of the address it went to (for the quiet period); never the address itself.
+    email_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    outcome: Mapped[str | None] = mapped_column(String(64))
+
+
+class SurveyAnswer(Base):
+    """The shopper's answer for one request; changeable for a few days after the first answer."""
+
+    __tablename__ = "survey_answer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), unique=True)
+    nps: Mapped[int] = mapped_column(Integer)
+    satisfaction: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the answer reopened the request's ticket for its team (once per request).
+    followed_up_at: Mapped[datetime | None]
+
+
+class SurveyOptOut(Base):
+    """An address that asked for no more surveys, kept as a keyed hash of the normalised address."""
+
+    __tablename__ = "survey_optout"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_key: Mapped[str] = mapped_column(String(64), unique=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -31,12 +31,14 @@ from portal.brand import brand_from_config
 from portal.db import session_scope
 from portal.db.models import OutboxMessage, Photo
 from portal.domain.states import ScoreState
-from portal.links import return_link
+from portal.links import return_link, survey_links
 from portal.services.outbox import deliver_pending
 from portal.services.photos import score_request_photos
 from portal.services.product_images import fetch_product_images
 from portal.services.refunds import resolve_stuck_refunds
 from portal.services.sla import sweep
+from portal.services.survey import survey_settings
+from portal.services.survey import sweep_surveys as survey_sweep
 from portal.services.work import drop_deferred, take_deferred
 from portal.storage import store_from_config
 from portal.vision.classifier import get_model
@@ -57,6 +59,7 @@ SUBJECTS = {
     "return_received": lambda ctx: gettext("Return %(rma)s received", rma=ctx["rma"]),
     "return_refunded": lambda ctx: gettext("Return %(rma)s refunded", rma=ctx["rma"]),
     "staff_message": lambda ctx: gettext("About your return %(rma)s", rma=ctx["rma"]),
+    "survey_invite": lambda ctx: gettext("How was your return %(rma)s?", rma=ctx["rma"]),
     "staff_escalation": lambda ctx: f"[returns] {ctx['message']}",
     "staff_login_throttled": lambda ctx: gettext("Sign-in to your returns portal account is paused"),
     "staff_password_reset": lambda ctx: gettext("Set a new password for the returns portal"),
@@ -75,6 +78,9 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
         ctx["order_link"] = return_link(app.config["PUBLIC_URL"], app.config["SECRET_KEY"], ctx["order_number"])
         if ctx.get("rma"):
             ctx["label_link"] = f"{ctx['order_link']}/label/{ctx['rma']}"
+    if isinstance(ctx.get("survey"), int):
+        # Signed when sent, so the link's age counts from the email.
+        ctx.update(survey_links(app.config["PUBLIC_URL"], app.config["SECRET_KEY"], ctx["survey"]))
     locale = payload.get("locale") or "en"
     with app.test_request_context(base_url=app.config["PUBLIC_URL"]), force_locale(locale):
         subject = SUBJECTS[payload["template"]](ctx)
@@ -90,6 +96,8 @@ def build_email(app: Flask, message: OutboxMessage) -> EmailMessage:
     email["Date"] = format_datetime(message.created_at or datetime.now(UTC))
     email["Message-ID"] = make_msgid(idstring=message.event_id.replace("-", ""))
     email["X-Portal-Event-Id"] = message.event_id
+    if ctx.get("unsubscribe_link"):
+        email["List-Unsubscribe"] = f"<{ctx['unsubscribe_link']}>"
     email.set_content(body)
     email.add_alternative(html, subtype="html")
     return email
@@ -166,6 +174,16 @@ def score_pending_photos(app: Flask) -> int:
 def sweep_escalations(app: Flask):
     # Notifications the steps queue are delivered by the after-commit hook.
     return sweep(app.extensions["portal.sessionmaker"], worker=f"app-{id(app):x}")
+
+
+def sweep_surveys(app: Flask):
+    """Send the satisfaction surveys that fell due (nothing while ``SURVEY_ENABLED`` is off)."""
+    return survey_sweep(
+        app.extensions["portal.sessionmaker"],
+        survey_settings(app.config),
+        app.config["SECRET_KEY"],
+        worker=f"app-{id(app):x}",
+    )
 
 
 def resolve_refunds(app: Flask):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from portal.db.locks import lock_rows
 from portal.db.models import Order, RequestEvent, ReturnRequest
@@ -17,6 +17,8 @@ from portal.domain.actors import Actor
 from portal.domain.errors import Conflict, NotFound
 from portal.domain.lifecycle import Status
 from portal.domain.money import plain_amount
+from portal.domain.survey import FINISHED
+from portal.services.survey import schedule_survey
 from portal.storage import PhotoStore, StorageError
 
 log = logging.getLogger("portal.returns")
@@ -39,10 +41,14 @@ def record_event(
 
 
 def move(request: ReturnRequest, target: Status, actor: Actor, note: str = "", at: datetime | None = None) -> None:
-    """Guarded transition with its event row; the caller commits."""
+    """Guarded transition with its event row; a request that is now finished (refunded, exchanged,
+    rejected) gets its satisfaction survey's due row. The caller commits."""
     lifecycle.check_transition(request.status, target)
     record_event(request, actor, "status", request.status, target.value, note, at)
     request.status = target.value
+    session = object_session(request)
+    if target in FINISHED and session is not None:
+        schedule_survey(session, request, at)
 
 
 def lock_for_change(session: Session, request: ReturnRequest, expected_status: str | None = None) -> None:

@@ -33,6 +33,11 @@ MATRIX = [
     ("POST", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=303, agent=303)),
     ("GET", f"/requests/{R}/photos/1", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
     ("POST", "/lang", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
+    # The satisfaction survey opens from its signed link alone: a bad link is 404 for everyone.
+    ("GET", "/survey/not-a-token", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),
+    ("POST", "/survey/not-a-token", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),
+    ("GET", "/survey/unsubscribe/not-a-token", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),
+    ("POST", "/survey/unsubscribe/not-a-token", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),
     ("POST", "/staff/login", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
     ("GET", "/healthz", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
     ("GET", "/brand.css", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),

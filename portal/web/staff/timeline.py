@@ -137,6 +137,13 @@ def _ticket_text(ev: TicketEvent, names: dict[int, str], teams: dict[str, str]) 
         return text, "", str(data.get("why") or "")
     if kind in ("step", "escalated") and data.get("action"):
         return _escalation_text(data, names), "", ""
+    if kind == "survey" and "nps" in data:
+        text = gettext(
+            "Answered the satisfaction survey: recommend %(nps)s/10, satisfaction %(satisfaction)s/5",
+            nps=data["nps"],
+            satisfaction=data.get("satisfaction", "—"),
+        )
+        return text, ev.note, ""
     if kind in SAID:
         return gettext(SAID[kind]), ev.note, ""
     return gettext(TOLD.get(kind, N_("Updated"))), "", wear_words(ev.note)
