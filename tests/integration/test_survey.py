@@ -286,7 +286,7 @@ def test_bad_and_expired_links_get_a_clear_4xx(app, session):
 
     old = URLSafeTimedSerializer(SECRET, salt=SURVEY_LINK_SALT, signer=MonthOld).dumps({"r": req.id})
     expired = client.get(f"/survey/{old}")
-    assert expired.status_code == 410
+    assert expired.status_code == 410 and "This survey link has expired." in expired.get_data(as_text=True)
 
 
 # --- answering -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, session, url_for
 from flask_babel import force_locale, format_date, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -63,7 +63,8 @@ def _request_from(token: str, purpose: str | None = None) -> ReturnRequest:
             request_id = read_survey_token(config["SECRET_KEY"], token, SURVEY_OPTOUT_MAX_AGE_DAYS, purpose)
     except LinkExpired:
         log.info("expired survey link from %s", request.remote_addr)
-        abort(410)
+        message = gettext("This survey link has expired. Thank you all the same.")
+        abort(make_response(render_template("errors/error.html", code=410, message=message), 410))
     req = get_session().get(ReturnRequest, request_id) if request_id is not None else None
     if req is None:
         log.info("survey link refused from %s", request.remote_addr)
