@@ -92,6 +92,10 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "CUSTOMER_RETURN_FEE": _env("CUSTOMER_RETURN_FEE"),
         "STORE_CREDIT_BONUS_PERCENT": _env("STORE_CREDIT_BONUS_PERCENT"),
         "PASSWORD_RESET_MINUTES": _int("PASSWORD_RESET_MINUTES", 60),
+        # The insights dashboard marks (and tells the leads once a period about) figures past these lines.
+        "RETURN_RATE_ALERT_PERCENT": _env("RETURN_RATE_ALERT_PERCENT", "8"),
+        "RETURN_RATE_ALERT_MIN_ORDERS": _int("RETURN_RATE_ALERT_MIN_ORDERS", 20),
+        "FIRST_RESPONSE_ALERT_MINUTES": _int("FIRST_RESPONSE_ALERT_MINUTES", 30),
         # The satisfaction survey emailed once a request is finished (see portal/services/survey.py).
         "SURVEY_ENABLED": _bool("SURVEY_ENABLED", True),
         "SURVEY_DELAY_HOURS": _int("SURVEY_DELAY_HOURS", 24),

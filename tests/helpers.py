@@ -432,6 +432,8 @@ def inspected(app, client, session, number="RF-1", quantity="2", outcome="refund
 # Expected outcome of every staff route for every kind of caller.
 # 303 = sent to sign in, 200 = allowed, 403 = signed in but not allowed, 404 = allowed but no such thing.
 WORKERS = {"agent", "lead", "manager", "admin"}
+INSIGHTS = {"lead", "manager", "admin"}
+INSIGHTS_MONEY = INSIGHTS | {"finance"}
 STAFF_ROUTES = [
     ("GET", "/staff/", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
     ("GET", "/staff/queue", {"anonymous": 303, "shopper": 303, **{r: 200 if r in WORKERS else 403 for r in ROLES}}),
@@ -580,6 +582,27 @@ STAFF_ROUTES = [
     ("GET", "/staff/password/reset", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/password/reset", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/staff/999999/reset", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    # Insights: leads, managers and admins see it all; finance only the money part (its charts too).
+    (
+        "GET",
+        "/insights/",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in INSIGHTS_MONEY else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/insights/charts/rates.svg",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in INSIGHTS else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/insights/charts/money.svg",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in INSIGHTS_MONEY else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/insights/charts/nope.svg",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r in INSIGHTS_MONEY else 403 for r in ROLES}},
+    ),
 ]
 
 

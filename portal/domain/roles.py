@@ -40,6 +40,8 @@ CAN_LEAD_TEAM = frozenset({LEAD, MANAGER, ADMIN})
 CAN_MANAGE_TEAM = frozenset({MANAGER, ADMIN})
 # Who reads the insights: returns by product and reason, the ranked "what to fix" list.
 CAN_SEE_INSIGHTS = frozenset({LEAD, MANAGER, ADMIN})
+# The insights dashboard's money part (refunds, store credit, value recovered) is finance's too.
+CAN_SEE_MONEY_INSIGHTS = CAN_SEE_INSIGHTS | {FINANCE}
 
 
 def in_role_order(roles: frozenset[str]) -> tuple[str, ...]:

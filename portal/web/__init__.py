@@ -23,7 +23,14 @@ from portal.domain.policy import VERDICT_LABELS
 from portal.domain.reasons import OUTCOME_LABELS, RESPONSIBILITY_LABELS
 from portal.domain.receiving import DISCREPANCIES, REFUSED_FATES
 from portal.domain.refunds import ITEM_LABELS
-from portal.domain.roles import CAN_ADMIN, CAN_RECEIVE, CAN_REFUND, CAN_WORK_TICKETS, ROLE_LABELS
+from portal.domain.roles import (
+    CAN_ADMIN,
+    CAN_RECEIVE,
+    CAN_REFUND,
+    CAN_SEE_MONEY_INSIGHTS,
+    CAN_WORK_TICKETS,
+    ROLE_LABELS,
+)
 from portal.domain.routing import PRIORITY_LABELS
 from portal.domain.sla import ClockState
 from portal.domain.states import TICKET_STATUS_LABELS, RefundStatus, ScoreState, TicketStatus
@@ -35,6 +42,7 @@ from portal.web.admin import bp as admin_bp
 from portal.web.api import bp as api_bp
 from portal.web.auth import login_manager
 from portal.web.finance import bp as finance_bp
+from portal.web.insights import bp as insights_bp
 from portal.web.pages import safe_next
 from portal.web.shop import bp as shop_bp
 from portal.web.staff import bp as staff_bp
@@ -59,6 +67,7 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(shop_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(finance_bp)
+    app.register_blueprint(insights_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(warehouse_bp)
@@ -99,6 +108,7 @@ def init_web(app: Flask) -> None:
         CAN_RECEIVE=CAN_RECEIVE,
         CAN_REFUND=CAN_REFUND,
         CAN_ADMIN=CAN_ADMIN,
+        CAN_SEE_MONEY_INSIGHTS=CAN_SEE_MONEY_INSIGHTS,
     )
 
     @app.post("/lang")

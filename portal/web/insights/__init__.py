@@ -1,0 +1,3 @@
+from portal.web.insights.routes import bp
+
+__all__ = ["bp"]
