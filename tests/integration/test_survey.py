@@ -430,3 +430,28 @@ def test_a_chinese_request_gets_the_survey_in_chinese(app, session):
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and '<html lang="zh-Hans">' in html
     assert "您向朋友推荐我们的可能性有多大？" in html
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def test_the_survey_sweep_command_sends_once(app, session, monkeypatch, database_url):
+    from click.testing import CliRunner
+
+    from portal.cli import main
+
+    req = rejected(app, session, "SV-CLI")
+    for name, value in {
+        "INSTANCE_PATH": app.config["INSTANCE_PATH"],
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "API_SECRET": app.config["API_SECRET"],
+        "SURVEY_DELAY_HOURS": "0",
+    }.items():
+        monkeypatch.setenv(f"PORTAL_{name}", value)
+    first = CliRunner().invoke(main, ["survey-sweep", "--once"], catch_exceptions=False)
+    assert first.exit_code == 0 and f"{req.rma}: sent" in first.output
+    assert "claimed 1, sent 1, skipped 0" in first.output
+    again = CliRunner().invoke(main, ["survey-sweep", "--once"], catch_exceptions=False)
+    assert "claimed 0, sent 0, skipped 0" in again.output
+    assert len(invites(session)) == 1
