@@ -13,6 +13,7 @@ from portal import config as settings
 from portal import db, jobs
 from portal.extensions import babel, csrf, limiter
 from portal.i18n import choose_locale, choose_timezone
+from portal.logs import configure_logging
 from portal.services.refunds import refund_settings
 from portal.web import init_web
 
@@ -56,4 +57,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     jobs.init_app(app)
     init_web(app)
     logging.getLogger("portal").setLevel(logging.INFO)
+    configure_logging(app.config.get("LOG_FORMAT"))
     return app

@@ -115,6 +115,11 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "MAX_PHOTOS_PER_LINE": _int("MAX_PHOTOS_PER_LINE", 5),
         "MAX_PHOTOS_PER_REQUEST": _int("MAX_PHOTOS_PER_REQUEST", 12),
         "BABEL_DEFAULT_TIMEZONE": _env("TIMEZONE", "Asia/Shanghai"),
+        # Operations: /readyz pings the broker only when one is set; who may read /metrics; log lines.
+        "BROKER_URL": _env("BROKER_URL"),
+        "METRICS_TOKEN": _env("METRICS_TOKEN"),
+        "METRICS_ALLOW": _env("METRICS_ALLOW"),  # unset: loopback only (or anyone with the token, when one is set)
+        "LOG_FORMAT": _env("LOG_FORMAT", "plain"),
         "DEVELOPMENT": _bool("DEVELOPMENT", False),
         "TESTING": False,
     }

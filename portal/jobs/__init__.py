@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ from portal.db import session_scope
 from portal.db.models import OutboxMessage, Photo
 from portal.domain.states import ScoreState
 from portal.links import return_link, survey_links
+from portal.logs import bind_request_id, current_request_id, unbind_request_id
+from portal.metrics import observe_job
 from portal.services.outbox import deliver_pending
 from portal.services.photos import score_request_photos
 from portal.services.product_images import fetch_product_images
@@ -238,7 +241,7 @@ def kick(app: Flask, job=deliver_outbox) -> None:
             if _executor is None:
                 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-jobs")
             _submitted += 1
-        _executor.submit(_safe, app, job)
+        _executor.submit(_safe, app, job, current_request_id())  # the worker thread logs under the same id
         return
     _safe(app, job)
 
@@ -257,8 +260,20 @@ def drain(timeout: float = 120.0) -> None:
                 return
 
 
-def _safe(app: Flask, job) -> None:
+def _safe(app: Flask, job, request_id: str | None = None) -> None:
+    """Run one job, timed and counted by task; its log records carry the id of the request that
+    started it (eager jobs run inside that request, thread jobs are handed the id)."""
+    task = str(getattr(job, "__name__", None) or getattr(getattr(job, "func", None), "__name__", "job"))
+    token = bind_request_id(request_id) if request_id is not None else None
+    started, failed = time.perf_counter(), False
     try:
         job(app)
     except Exception:
+        failed = True
         log.exception("background job %s failed", getattr(job, "__name__", job))
+    finally:
+        seconds = time.perf_counter() - started
+        observe_job(task, seconds, failed)
+        log.debug("background job %s %s in %.3f s", task, "failed" if failed else "done", seconds)
+        if token is not None:
+            unbind_request_id(token)

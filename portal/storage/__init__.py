@@ -18,6 +18,7 @@ class PhotoStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
+    def ping(self) -> None: ...
 
 
 def new_key(suffix: str = ".jpg") -> str:
@@ -63,6 +64,16 @@ class LocalPhotoStore:
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(str(exc)) from exc
+
+    def ping(self) -> None:
+        """Readiness: the folder exists (or can be made) and a file can really be written in it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".ping-")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise StorageError(f"photo folder not writable: {type(exc).__name__}") from exc
 
 
 def store_from_config(config) -> PhotoStore:

@@ -127,6 +127,13 @@ class S3PhotoStore:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(_short("delete", exc)) from exc
 
+    def ping(self) -> None:
+        """Readiness: the bucket exists and our credentials reach it (one HEAD request)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(_short("head_bucket", exc)) from exc
+
     def presigned_url(self, key: str, expires: int = 60) -> str:
         """A short-lived GET address for one photo, always served as a JPEG."""
         name = self.object_key(key)

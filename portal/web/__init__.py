@@ -43,6 +43,7 @@ from portal.web.api import bp as api_bp
 from portal.web.auth import login_manager
 from portal.web.finance import bp as finance_bp
 from portal.web.insights import bp as insights_bp
+from portal.web.ops import init_ops
 from portal.web.pages import safe_next
 from portal.web.shop import bp as shop_bp
 from portal.web.staff import bp as staff_bp
@@ -73,6 +74,7 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(warehouse_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)
+    init_ops(app)  # /healthz, /readyz, /metrics and the request id
 
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["percent"] = lambda value: format_percent(value) if value is not None else "—"
@@ -134,10 +136,6 @@ def init_web(app: Flask) -> None:
         if kind is None:
             abort(404)
         return data, 200, {"Content-Type": kind, "Cache-Control": "public, max-age=300"}
-
-    @app.get("/healthz")
-    def healthz():
-        return {"status": "ok"}
 
     @app.after_request
     def security_headers(response):

@@ -40,6 +40,9 @@ MATRIX = [
     ("POST", "/survey/unsubscribe/not-a-token", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),
     ("POST", "/staff/login", dict(anonymous=422, other_shopper=422, owner=422, agent=422)),
     ("GET", "/healthz", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
+    ("GET", "/readyz", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
+    # Metrics answer loopback (the test client) by default, whoever is signed in.
+    ("GET", "/metrics", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
     ("GET", "/brand.css", dict(anonymous=200, other_shopper=200, owner=200, agent=200)),
     ("GET", "/images/sku/TEE-S", dict(anonymous=302, other_shopper=302, owner=302, agent=302)),
     ("GET", "/brand/logo", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),
