@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -62,7 +63,10 @@ def _app(**overrides):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Returns portal: self-service returns and exchanges."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (os.environ.get("PORTAL_LOG_FORMAT") or "plain").strip().lower() == "json":
+        logging.getLogger().setLevel(logging.INFO)  # the app adds the JSON handler; a plain one would repeat each line
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # --- database -----------------------------------------------------------------

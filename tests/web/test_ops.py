@@ -349,3 +349,75 @@ def test_a_log_message_cannot_break_the_json_line(make_app):
 def test_plain_logs_stay_the_default(app):
     assert app.config["LOG_FORMAT"] == "plain"
     assert not [h for h in logging.getLogger().handlers if h.get_name() == JSON_HANDLER]
+
+
+def test_escalations_fired_by_action(app, client, session):
+    from portal.db import session_scope
+    from portal.db.models import EscalationDue, SlaPolicy
+    from portal.domain.orders import parse_order
+    from portal.domain.policy import load_policy
+    from portal.services.filing import LineRequest, open_return
+    from portal.services.orders import upsert_order
+    from portal.services.policies import default_policy_text
+    from portal.services.sla import sweep
+    from portal.storage import LocalPhotoStore
+    from tests.helpers import COAT, SLA_LADDER, shanghai_desk
+
+    desk = shanghai_desk(session)
+    session.add(
+        SlaPolicy(
+            team_id=desk["team"].id,
+            priority="high",
+            first_response_minutes=120,
+            resolution_minutes=240,
+            calendar_id=desk["calendar"].id,
+            ladder=SLA_LADDER,
+        )
+    )
+    session.commit()
+    monday_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+    with session_scope(app) as s:
+        order, _ = upsert_order(s, parse_order(order_payload("SLA-1", lines=COAT)))
+        order.delivered_at = monday_10 - timedelta(days=1)
+        s.commit()
+        line = LineRequest("1", 1, "size_fit", outcome="refund")
+        store = LocalPhotoStore(app.config["PHOTO_PATH"])
+        open_return(s, order, [line], load_policy(default_policy_text()), monday_10, "en", store)
+
+    name = "portal_escalations_fired_total"
+    assert value(scrape(client), name, action="remind") == 0
+    # 90 of 120 business minutes gone: the first-response reminder fires.
+    assert sweep(app.extensions["portal.sessionmaker"], now=datetime(2026, 11, 23, 3, 31, tzinfo=UTC)).fired
+    # Past the resolution deadline: the lead step fires for both clocks.
+    sweep(app.extensions["portal.sessionmaker"], now=datetime(2026, 11, 23, 7, 1, tzinfo=UTC))
+    samples = scrape(client)
+    done = dict(
+        session.execute(
+            select(EscalationDue.action, func.count())
+            .where(EscalationDue.status == "done")
+            .group_by(EscalationDue.action)
+        ).all()
+    )
+    assert done.get("remind", 0) >= 1 and done.get("move_to_lead", 0) >= 1
+    for action, count in done.items():
+        assert value(samples, name, action=action) == count, action
+
+
+def test_a_thread_job_logs_under_the_id_of_the_request_that_started_it(make_app):
+    from portal.jobs import drain
+    from portal.logs import bind_request_id, current_request_id, unbind_request_id
+
+    threaded = make_app(JOBS_MODE="thread")
+    seen: list[str | None] = []
+
+    def note_id(app):
+        seen.append(current_request_id())
+
+    token = bind_request_id("req-thread-1")
+    try:
+        kick(threaded, note_id)
+    finally:
+        unbind_request_id(token)
+    kick(threaded, note_id)  # started outside any request: no id, and none left over from before
+    drain()
+    assert seen == ["req-thread-1", None]
