@@ -491,6 +491,27 @@ STAFF_ROUTES = [
         {"anonymous": 303, "shopper": 303, **{r: 404 if r in WORKERS else 403 for r in ROLES}},
     ),
     ("POST", "/staff/orders/NOPE-404", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    # Reasons back to products: leads, managers and admins (no personal data, but not everyone's business).
+    (
+        "GET",
+        "/staff/products?month=2026-11",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in INSIGHTS else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/staff/products/export.csv?month=2026-11",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r in INSIGHTS else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/staff/products/NOPE-404",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r in INSIGHTS else 403 for r in ROLES}},
+    ),
+    (
+        "GET",
+        "/staff/products/NOPE-404/trend.svg",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r in INSIGHTS else 403 for r in ROLES}},
+    ),
     (
         "GET",
         "/warehouse/",
