@@ -29,6 +29,7 @@ from portal.jobs import (
     _safe,
     deliver_outbox,
     drain,
+    insight_alerts,
     resolve_refunds,
     score_pending_photos,
     sweep_escalations,
@@ -94,6 +95,7 @@ def _ticker(app, interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
         _safe(app, sweep_escalations)
         _safe(app, sweep_surveys)
+        _safe(app, insight_alerts)
         _safe(app, deliver_outbox)
         _safe(app, score_pending_photos)
         _safe(app, resolve_refunds)
@@ -450,6 +452,15 @@ def survey_sweep_cmd(once: bool) -> None:
     for line in result.sent + result.skipped:
         click.echo(line)
     click.echo(f"claimed {result.claimed}, sent {len(result.sent)}, skipped {len(result.skipped)}")
+
+
+@main.command("insight-alerts")
+@click.option("--once", is_flag=True, required=True, help="Run one pass and exit.")
+def insight_alerts_cmd(once: bool) -> None:
+    """Tell the leads about figures of this month past their alert lines (each once a month)."""
+
+    for alert in insight_alerts(_app()):
+        click.echo(f"{alert.kind} {alert.subject}: {alert.value}")
 
 
 @outbox.command("send")

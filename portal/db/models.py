@@ -892,3 +892,17 @@ class SurveyOptOut(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email_key: Mapped[str] = mapped_column(String(64), unique=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InsightAlert(Base):
+    """A figure past its alert line, told to the leads: the unique key (what, about which, which
+    period) makes telling it a second time in the same period impossible."""
+
+    __tablename__ = "insight_alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # return_rate | first_response
+    subject: Mapped[str] = mapped_column(String(128))  # the SKU, or "all"
+    value: Mapped[str] = mapped_column(String(32))  # the figure when it was told
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -35,6 +35,7 @@ from portal.domain.states import ScoreState
 from portal.links import return_link, survey_links
 from portal.logs import bind_request_id, current_request_id, unbind_request_id
 from portal.metrics import observe_job
+from portal.services.insights import insight_settings, notify_alerts
 from portal.services.outbox import deliver_pending
 from portal.services.photos import score_request_photos
 from portal.services.product_images import fetch_product_images
@@ -187,6 +188,12 @@ def sweep_surveys(app: Flask):
         app.config["SECRET_KEY"],
         worker=f"app-{id(app):x}",
     )
+
+
+def insight_alerts(app: Flask):
+    """Tell the leads about figures of this shop month past their alert lines (once a month each)."""
+    with session_scope(app) as session:
+        return notify_alerts(session, insight_settings(app.config), datetime.now(UTC))
 
 
 def resolve_refunds(app: Flask):

@@ -11,11 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, cast, column, distinct, func, inspect, literal, select, table
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Float
 
 from portal.db.models import (
     EscalationDue,
+    InsightAlert,
     Order,
     OrderLine,
     Photo,
@@ -23,6 +25,7 @@ from portal.db.models import (
     Refund,
     ReturnLine,
     ReturnRequest,
+    StaffUser,
     Team,
     Ticket,
     TicketClock,
@@ -30,8 +33,11 @@ from portal.db.models import (
 from portal.domain import insights as calc
 from portal.domain.lifecycle import Status
 from portal.domain.receiving import WORN_GRADES
+from portal.domain.roles import LEAD
 from portal.domain.sla import ClockState
 from portal.domain.states import RefundStatus, ScoreState, StepStatus, TicketStatus
+from portal.domain.text import N_, Text
+from portal.services.sla import notify_staff
 
 # Requests that never became a return (withdrawn or turned down) do not count as returned.
 NOT_RETURNED = (Status.CANCELLED.value, Status.REJECTED.value)
@@ -590,3 +596,102 @@ def dashboard(
     board.photos = photo_grades(session, period, filters)
     board.reasons = reasons(session, period, filters)
     return board
+
+
+# --- alerts ---------------------------------------------------------------------------------------
+
+ALERT_KIND = "insight_alert"
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # return_rate | first_response
+    subject: str
+    value: str
+    message: Text
+    ticket_id: int
+
+
+def _latest_ticket_for_sku(session: Session, period: calc.Period, sku: str) -> int | None:
+    return session.scalar(
+        select(Ticket.id)
+        .join(ReturnLine, ReturnLine.request_id == Ticket.request_id)
+        .join(OrderLine, ReturnLine.order_line_id == OrderLine.id)
+        .join(ReturnRequest, ReturnRequest.id == Ticket.request_id)
+        .where(OrderLine.sku == sku, _within(ReturnRequest.created_at, period))
+        .order_by(Ticket.id.desc())
+        .limit(1)
+    )
+
+
+def _slowest_first_response(session: Session, period: calc.Period) -> int | None:
+    wall = _minutes_between(session, Ticket.first_response_at, Ticket.created_at)
+    return session.scalar(
+        select(Ticket.id)
+        .where(_within(Ticket.created_at, period), Ticket.first_response_at.is_not(None))
+        .order_by(wall.desc(), Ticket.id)
+        .limit(1)
+    )
+
+
+def alerts_for(session: Session, period: calc.Period, settings: Settings) -> list[Alert]:
+    """The figures of ``period`` past their lines, each with the ticket a lead would open first."""
+    found: list[Alert] = []
+    rates = return_rates(session, period, Filters(), settings)
+    for row in rates.by["sku"]:
+        ticket_id = _latest_ticket_for_sku(session, period, row.key) if row.alert else None
+        if ticket_id is not None:
+            message = Text(
+                N_(
+                    "Return rate of %(sku)s is %(rate)s %% over %(orders)s orders since %(since)s (alert line %(line)s %%)."
+                ),
+                {
+                    "sku": row.key,
+                    "rate": str(row.unit_rate),
+                    "orders": row.orders,
+                    "since": period.first.isoformat(),
+                    "line": str(settings.return_rate_percent),
+                },
+            )
+            found.append(Alert("return_rate", row.key, str(row.unit_rate), message, ticket_id))
+    fr = first_response(session, period, Filters(), settings)
+    ticket_id = _slowest_first_response(session, period) if fr.alert else None
+    if ticket_id is not None:
+        message = Text(
+            N_("First responses since %(since)s take %(minutes)s minutes on average (alert line %(line)s)."),
+            {
+                "minutes": fr.mean_minutes,
+                "since": period.first.isoformat(),
+                "line": f"{settings.first_response_minutes:g}",
+            },
+        )
+        found.append(Alert("first_response", "all", str(fr.mean_minutes), message, ticket_id))
+    return found
+
+
+def notify_alerts(session: Session, settings: Settings, now: datetime) -> list[Alert]:
+    """Tell the leads about every figure of the current shop month past its line, once per month:
+    the alert's unique row is written before anyone is told, in the same transaction, so a second
+    run (or a second worker at the same time) tells nobody again. Commits; returns what was told."""
+    period = calc.period_for("month", calc.local_day(now, settings.timezone), settings.timezone)
+    leads = list(
+        session.scalars(
+            select(StaffUser).where(StaffUser.role == LEAD, StaffUser.active.is_(True)).order_by(StaffUser.id)
+        )
+    )
+    told: list[Alert] = []
+    for alert in alerts_for(session, period, settings):
+        key = f"{alert.kind}:{alert.subject}:{period.key}"
+        try:
+            with session.begin_nested():
+                session.add(
+                    InsightAlert(key=key, kind=alert.kind, subject=alert.subject, value=alert.value, fired_at=now)
+                )
+        except IntegrityError:
+            continue  # told already this period
+        ticket = session.get_one(Ticket, alert.ticket_id)
+        for lead in leads:
+            notify_staff(session, lead, ticket, ALERT_KIND, alert.message)
+        told.append(alert)
+    session.commit()
+    return told
