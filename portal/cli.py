@@ -19,9 +19,11 @@ from portal import create_app
 from portal.db import current_revision, get_engine, session_scope, upgrade
 from portal.db.models import Order
 from portal.demo import seed, seed_requests, seed_staff
+from portal.domain.errors import InvalidInput
 from portal.domain.importing import detect_format, iter_order_records
 from portal.domain.orders import PayloadError, normalise_order_number, parse_order
 from portal.domain.policy import Decision, PolicyError
+from portal.domain.product_insights import parse_month
 from portal.domain.roles import ROLES
 from portal.domain.text import Text
 from portal.exports import reconciliation_csv, spreadsheet_safe
@@ -40,6 +42,7 @@ from portal.services.filing import precheck_order
 from portal.services.orders import StaleUpdate, stage_order
 from portal.services.photos import labelled_photos, wear_agreement
 from portal.services.policies import active_policy, policy_from_file
+from portal.services.product_insights import insights_export
 from portal.services.refunds import ledger_rows
 from portal.services.replay import replay_requests
 from portal.services.staff import StaffError, create_staff
@@ -469,3 +472,32 @@ def outbox_send() -> None:
 
     sent, failed = deliver_outbox(_app())
     click.echo(f"sent {sent}, failed {failed}")
+
+
+# --- insights ------------------------------------------------------------------------
+
+
+@main.group()
+def insights() -> None:
+    """Figures for the product team."""
+
+
+@insights.command("export")
+@click.option("--month", required=True, help="The shop's month, YYYY-MM.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: standard output.")
+def insights_export_cmd(month: str, output: Path | None) -> None:
+    """Returns by product for a month as CSV, one row per SKU (no personal data): units sold and
+    returned, return rate, requests, top reasons and sub-reasons."""
+
+    try:
+        first = parse_month(month)
+    except InvalidInput as exc:
+        raise click.ClickException(exc.render()) from None
+    app = _app()
+    with session_scope(app) as session:
+        body = insights_export(session, first, app.config["BABEL_DEFAULT_TIMEZONE"])
+    if output:
+        output.write_text(body, encoding="utf-8", newline="")  # the rows already end in CRLF
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(body, nl=False)

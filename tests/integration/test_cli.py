@@ -221,3 +221,50 @@ def test_demo_seeds_every_case(cli, session):
     count = session.scalar(select(func.count(Order.id)))
     cli("demo", "--no-serve", "--port", "8123")
     assert session.scalar(select(func.count(Order.id))) == count
+
+
+def test_insights_export_writes_the_csv_the_page_offers(cli, app, client, session, tmp_path):
+    from sqlalchemy import update
+
+    from portal.services.staff import create_staff
+    from tests.helpers import PASSWORD, PRODUCTS, post_json, sign_in
+
+    assert post_json(client, "/api/v1/products", PRODUCTS).status_code == 200
+    assert post_json(client, "/api/v1/orders", order_payload("CLI-1")).status_code == 201
+    shopper = app.test_client()
+    login_shopper(shopper, number="CLI-1")
+    comment = "Runs small, text me on 138 0000 0000"
+    data = form_for(
+        shopper, **{"0": {"quantity": "1", "reason": "size_fit", "sub_reason": "too_small", "comment": comment}}
+    )
+    assert shopper.post("/order/request", data=data).status_code == 303
+    # Placed at 10:00 and returned at 23:30 on 30 November, Shanghai time: both November's.
+    session.execute(update(Order).values(placed_at=datetime(2026, 11, 30, 2, 0, tzinfo=UTC)))
+    session.execute(update(ReturnRequest).values(created_at=datetime(2026, 11, 30, 15, 30, tzinfo=UTC)))
+    session.commit()
+
+    out = tmp_path / "november.csv"
+    result = cli("insights", "export", "--month", "2026-11", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    body = out.read_bytes().decode("utf-8")  # as written: CSV rows end in CRLF
+    printed = cli("insights", "export", "--month", "2026-11")
+    assert printed.exit_code == 0 and printed.stdout_bytes.decode("utf-8") == body
+    rows = {row["sku"]: row for row in csv.DictReader(io.StringIO(body))}
+    # order_payload: two T-shirts (S) and one scarf; one T-shirt came back.
+    assert rows["TEE-S"]["units_sold"] == "2" and rows["TEE-S"]["units_returned"] == "1"
+    assert rows["TEE-S"]["return_rate"] == "0.5000" and rows["TEE-S"]["top_reasons"] == "size_fit 1"
+    assert rows["TEE-S"]["product_code"] == "TEE" and rows["TEE-S"]["month"] == "2026-11"
+    assert rows["SCARF-RED"]["units_sold"] == "1" and rows["SCARF-RED"]["units_returned"] == "0"
+    for personal in ("li.wei@example.com", "Li Wei", "SO-1001", "CLI-1", "138 0000 0000", "200001"):
+        assert personal not in body
+
+    create_staff(session, "lead@example.com", "Lena Lead", "lead", PASSWORD)
+    sign_in(client, "lead@example.com")
+    assert client.get("/staff/products/export.csv?month=2026-11").get_data(as_text=True) == body
+    december = cli("insights", "export", "--month", "2026-12")
+    assert "TEE-S" not in december.output
+
+
+def test_insights_export_refuses_a_bad_month(cli):
+    result = cli("insights", "export", "--month", "2026-13")
+    assert result.exit_code != 0 and "YYYY-MM" in result.output
