@@ -126,6 +126,21 @@ def test_readyz_names_an_unreachable_broker_without_its_address_or_password(make
     assert "hunter2" not in text and "127.0.0.1" not in text and "redis://" not in text
 
 
+def test_readyz_names_an_unreachable_database_without_its_password(make_app):
+    client = make_app(
+        DATABASE_URL=f"postgresql://portal:hunter3-secret@127.0.0.1:{closed_port()}/returns"
+    ).test_client()
+    started = time.monotonic()
+    response = client.get("/readyz")
+    assert time.monotonic() - started < 3
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["failing"] == ["database"] and body["checks"]["database"]["state"] == "failed"
+    assert body["checks"]["photo_store"]["state"] == "ok"
+    text = response.get_data(as_text=True)
+    assert "hunter3" not in text and "postgresql" not in text and "127.0.0.1" not in text
+
+
 def test_readiness_gives_up_on_a_hanging_part(app, monkeypatch):
     import portal.health
 
