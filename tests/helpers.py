@@ -443,6 +443,7 @@ STAFF_ROUTES = [
     # POSTs without a CSRF token are refused before anything else (400) for everyone signed in or not.
     ("POST", "/staff/tickets/999999/take", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/queue/bulk", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/staff/tickets/999999/close", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/staff/settings", {"anonymous": 303, "shopper": 303, **{r: 200 for r in ROLES}}),
     ("POST", "/staff/settings", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/staff/requests/R-XXX-XXX-XXX/macro/1", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),

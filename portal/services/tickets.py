@@ -73,6 +73,30 @@ def close_request_ticket(session: Session, request: ReturnRequest, actor: Actor,
     stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "decided")
 
 
+# A ticket of a request in one of these states has nothing left to decide: once an agent has
+# followed up (a survey's low score reopens it), they close it themselves.
+SETTLED = frozenset({Status.REFUNDED, Status.EXCHANGED, Status.REJECTED, Status.CLOSED, Status.CANCELLED})
+
+
+def close_follow_up(session: Session, ticket_id: int, staff: StaffUser, note: str) -> Ticket:
+    """Close a reopened ticket whose request is settled, with what was done (commits)."""
+    note = (note or "").strip()
+    if not note:
+        raise InvalidInput(N_("Say what was done to follow up."))
+    lock_rows(session, Ticket, Ticket.id == ticket_id)
+    ticket = session.get(Ticket, ticket_id, populate_existing=True)
+    if ticket is None:
+        session.rollback()
+        raise NotFound()
+    if ticket.status == TicketStatus.CLOSED or Status(ticket.request.status) not in SETTLED:
+        session.rollback()
+        raise Conflict(N_("This ticket is not a follow-up waiting to be closed."))
+    set_ticket_status(ticket, TicketStatus.CLOSED)
+    ticket.events.append(TicketEvent(actor=Actor.staff(staff.id), kind="followed_up", note=note[:4000]))
+    session.commit()
+    return ticket
+
+
 def ensure_team(session: Session, code: str, name: str) -> Team:
     team = session.scalars(select(Team).where(Team.code == code)).one_or_none()
     if team is None:

@@ -152,3 +152,38 @@ def test_due_times_show_in_the_staff_members_own_time_zone(client, app, desk, se
         == "Europe/London"
     )
     assert "2:00" in due_badge() and "10:00" not in due_badge()
+
+
+def test_a_reopened_follow_up_on_a_settled_request_is_closed_with_what_was_done(client, app, desk, session):
+    from portal.services.tickets import reopen_ticket
+
+    rma = submit_coat(app)
+    sign_in(client, "agent@example.com")
+    page = soup(client.get(f"/staff/requests/{rma}"))
+    assert page.select_one("#close-follow-up") is None  # still to decide: nothing to close
+    ticket = session.scalars(select(Ticket)).one()
+    token = csrf_token(str(page))
+    early = client.post(
+        f"/staff/tickets/{ticket.id}/close", data={"csrf_token": token, "text": "Called"}, follow_redirects=True
+    )
+    assert "not a follow-up waiting to be closed" in early.get_data(as_text=True)
+    assert decide(client, rma, "reject", "Worn").status_code == 303
+    session.expire_all()
+    ticket = session.scalars(select(Ticket)).one()
+    reopen_ticket(ticket, raise_priority=True)  # as a detractor's survey answer does
+    session.commit()
+    page = soup(client.get(f"/staff/requests/{rma}"))
+    assert page.select_one("#close-follow-up") is not None
+    empty = client.post(
+        f"/staff/tickets/{ticket.id}/close", data={"csrf_token": token, "text": " "}, follow_redirects=True
+    )
+    assert "Say what was done to follow up." in empty.get_data(as_text=True)
+    done = client.post(
+        f"/staff/tickets/{ticket.id}/close",
+        data={"csrf_token": token, "text": "Called her; store credit as goodwill"},
+        follow_redirects=True,
+    )
+    assert "Follow-up recorded" in done.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(Ticket.status)).one() == "closed"
+    assert "Followed up and closed the ticket" in soup(done).select_one("ol.timeline").get_text(" ")

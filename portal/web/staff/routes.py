@@ -33,7 +33,7 @@ from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.domain.routing import PRIORITIES
-from portal.domain.states import ScoreState
+from portal.domain.states import ScoreState, TicketStatus
 from portal.domain.text import N_, Text
 from portal.logs import mask_email
 from portal.services import Conflict, InvalidInput, NotFound
@@ -50,7 +50,9 @@ from portal.services.review import approve_return, ask_shopper, decide_with_repl
 from portal.services.sla import queue_clocks
 from portal.services.staff import authenticate, end_sessions, set_timezone, warn_of_login_attempts
 from portal.services.tickets import (
+    SETTLED,
     add_note,
+    close_follow_up,
     reassign,
     reveal_contact,
     send_reply,
@@ -484,6 +486,27 @@ def note(ticket_id: int):
     return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
 
 
+@bp.post("/tickets/<int:ticket_id>/close")
+@staff_required(*CAN_WORK_TICKETS)
+def close_ticket(ticket_id: int):
+    """Close a follow-up (a survey reopened the ticket of a settled request) with what was done."""
+    form = NoteForm()
+    ticket = get_session().get(Ticket, ticket_id)
+    if ticket is None:
+        abort(404)
+    rma = ticket.request.rma
+    if not form.validate_on_submit():
+        flash(gettext("Say what was done to follow up."), "warning")
+        return redirect(url_for("staff.request_detail", rma=rma), code=303)
+    try:
+        close_follow_up(get_session(), ticket_id, current_user._get_current_object(), form.text.data)
+    except Conflict as exc:
+        flash(exc.render(gettext), "warning")
+    else:
+        flash(gettext("Follow-up recorded; the ticket is closed."), "success")
+    return redirect(url_for("staff.request_detail", rma=rma), code=303)
+
+
 @bp.post("/requests/<rma>/reply")
 @staff_required(*CAN_WORK_TICKETS)
 def reply(rma: str):
@@ -750,6 +773,10 @@ def _detail_context(req: ReturnRequest) -> dict:
         suggestions=suggested_replies(get_session(), req) if ticket else [],
         can_decide=req.status == Status.PENDING_REVIEW and current_user.role in CAN_WORK_TICKETS,
         can_work=current_user.role in CAN_WORK_TICKETS,
+        can_close=ticket is not None
+        and ticket.status != TicketStatus.CLOSED
+        and Status(req.status) in SETTLED
+        and current_user.role in CAN_WORK_TICKETS,
     )
 
 

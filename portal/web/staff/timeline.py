@@ -40,6 +40,7 @@ SAID = {
     "note": N_("Added a note"),
     "message": N_("Wrote to the shopper"),
     "discrepancy": N_("Settled the discrepancy"),
+    "followed_up": N_("Followed up and closed the ticket"),
 }
 # Kinds told in a fixed sentence, with the system's note (if any) as a detail.
 TOLD = {
