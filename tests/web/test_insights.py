@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from portal.db.models import (
     OrderLine,
     Refund,
     ReturnLine,
+    ReturnRequest,
     StaffNotification,
     StaffUser,
     SurveyAnswer,
@@ -271,3 +273,52 @@ def test_the_page_in_chinese(app, client, order, session, lead):
     assert "Return rate" not in page
     svg = lead.get("/insights/charts/rates.svg").get_data(as_text=True)
     assert "按 SKU 的退货率" in svg
+
+
+def test_sla_backlog_and_reasons_from_the_desk(app, session, desk, lead):
+    from portal.db.models import Team, TicketClock
+    from portal.domain.actors import Actor
+    from portal.services.review import approve_return
+    from tests.helpers import finance_desk_sla
+
+    finance_desk_sla(session)
+    rmas = [submit_coat(app, number=f"HV-{n}", email=f"s{n}@example.com") for n in range(3)]
+    first = session.scalars(select(ReturnRequest).where(ReturnRequest.rma == rmas[0])).one()
+    approve_return(session, first, Actor.staff(desk["agent"]))
+    session.expire_all()
+    page = lead.get("/insights/").get_data(as_text=True)
+
+    # SLA: the clocks stopped in the period, met or not, per team and clock, counted from the rows.
+    team = session.scalars(select(Team).where(Team.code == "finance")).one()
+    stopped = session.scalars(select(TicketClock).where(TicketClock.stopped_at.is_not(None))).all()
+    assert stopped, "approving stops the first-response clock"
+    for metric in {c.metric for c in stopped}:
+        clocks = [c for c in stopped if c.metric == metric]
+        met = sum(1 for c in clocks if c.met)
+        cells = _cells(page, "sla", f"{team.id}-{metric}")
+        assert cells[0] == team.name and cells[2:] == [str(met), str(len(clocks)), _pct(met, len(clocks))]
+    assert soup(page).select_one(f'#sla tr[data-key="{team.id}-first_response"] a')["href"] == (
+        f"/staff/queue?view=all&team={team.id}"
+    )
+
+    # First response in business minutes: what the stopped clocks counted.
+    used = sorted(c.used_minutes for c in stopped if c.metric == "first_response")
+    mean = sum(used) / len(used)
+    assert _cells(page, "first-response", "business")[1:] == [f"{mean:.1f}", f"{used[-1]:.1f}"]
+
+    # Backlog: open tickets now by their request's status; all were opened under a day ago.
+    open_tickets = session.scalars(select(Ticket).where(Ticket.status != "closed")).all()
+    by_status: dict[str, int] = {}
+    for ticket in open_tickets:
+        by_status[ticket.request.status] = by_status.get(ticket.request.status, 0) + 1
+    assert sum(by_status.values()) == 2
+    for status, count in by_status.items():
+        row = soup(page).select_one(f'#backlog tr[data-key="{status}"]')
+        assert row.select_one('td[data-bucket="lt1d"]').get_text(strip=True) == str(count)
+        assert row.select_one('td[data-bucket="gt7d"]').get_text(strip=True) == "0"
+
+    # Reasons: every coat came back for size and fit, the customer's choice, this shop month.
+    month = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    lines = session.scalars(select(ReturnLine)).all()
+    cells = _cells(page, "reasons", f"{month}-size_fit-customer")
+    assert cells[0] == month and cells[3:] == [str(len(lines)), str(sum(rl.quantity for rl in lines))]
