@@ -409,3 +409,13 @@ def test_the_product_page_in_chinese(lead, returns):
     assert "尺码不合适" in text or "不合身" in text
     ranked = soup(lead.get("/staff/products?month=2026-11", headers=chinese)).get_text(" ")
     assert "本月该改进什么" in ranked or "2026-11 该改进什么" in ranked
+
+
+def test_the_staff_menu_links_the_products_page_for_those_who_may_read_it(client, session):
+    create_staff(session, "lead@example.com", "Lena Lead", "lead", PASSWORD)
+    create_staff(session, "agent@example.com", "Al Agent", "agent", PASSWORD)
+    sign_in(client, "lead@example.com")
+    assert soup(client.get("/staff/")).select_one('nav.staff-nav a[href="/staff/products"]')
+    other = client.application.test_client()
+    sign_in(other, "agent@example.com")
+    assert not soup(other.get("/staff/")).select_one('nav.staff-nav a[href="/staff/products"]')

@@ -26,6 +26,11 @@ from portal.web.insights import charts
 from portal.web.staff.routes import bp
 
 
+@bp.record_once
+def _register_insight_roles(state) -> None:
+    state.app.jinja_env.globals["CAN_SEE_INSIGHTS"] = CAN_SEE_INSIGHTS
+
+
 def _zone() -> str:
     return current_app.config["BABEL_DEFAULT_TIMEZONE"]
 
