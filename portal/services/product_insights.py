@@ -225,10 +225,11 @@ def comments_for(session: Session, code: str, month: date, timezone: str) -> lis
                 Order.customer_phone,
                 Order.customer_postcode,
                 Order.payment_reference,
-            ).join(Order, Order.id == ReturnRequest.order_id),
+            ),
             start,
             end,
         )
+        .join(Order, Order.id == ReturnRequest.order_id)
         .where(_code() == code, func.length(func.trim(ReturnLine.comment)) > 0)
         .order_by(ReturnRequest.created_at.desc(), ReturnLine.id.desc())
         .limit(COMMENT_LIMIT)
