@@ -113,18 +113,16 @@ def _known_pattern(value: str) -> re.Pattern[str] | None:
     return re.compile(escaped, re.IGNORECASE)
 
 
-def scrub_comment(text: str, known: Sequence[str] = ()) -> str:
+def scrub_comment(text: str, known: Sequence[str] = (), names: Sequence[str] = ()) -> str:
     """A shopper's comment without email addresses or phone numbers, and without the ``known``
-    personal values of its order (the shopper's name and each part of it, order number, ...)."""
-    out = _EMAIL.sub(REMOVED, text or "")
-    words: list[str] = []
-    for value in known:
-        if value:
-            words.append(value)
-            words.extend(part for part in re.split(r"\s+", value) if part != value)
+    personal values of its order (order number, postcode, ...) or its shopper's ``names`` (whole,
+    and each part of a name on its own)."""
+    out = _PHONE.sub(REMOVED, _EMAIL.sub(REMOVED, text or ""))
+    words = [value for value in (*known, *names) if value]
+    for name in names:
+        words.extend(part for part in (name or "").split() if part != name)
     for value in sorted(set(words), key=len, reverse=True):
         pattern = _known_pattern(value)
         if pattern is not None:
             out = pattern.sub(REMOVED, out)
-    out = _PHONE.sub(REMOVED, out)
     return out.strip()

@@ -219,8 +219,8 @@ def comments_for(session: Session, code: str, month: date, timezone: str) -> lis
                 ReturnRequest.created_at,
                 ReturnRequest.rma,
                 ReturnRequest.customer_email,
-                Order.order_number,
                 Order.customer_name,
+                Order.order_number,
                 Order.customer_email,
                 Order.customer_phone,
                 Order.customer_postcode,
@@ -235,8 +235,8 @@ def comments_for(session: Session, code: str, month: date, timezone: str) -> lis
         .limit(COMMENT_LIMIT)
     )
     out = []
-    for text, reason, sub, at, *personal in session.execute(stmt):
-        clean = scrub_comment(text, [value for value in personal if value])
+    for text, reason, sub, at, name, *personal in session.execute(stmt):
+        clean = scrub_comment(text, [value for value in personal if value], [name] if name else [])
         if clean:
             out.append(Comment(clean, reason, sub, at))
     return out

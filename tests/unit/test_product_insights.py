@@ -120,10 +120,17 @@ def test_scrub_removes_emails_and_phone_numbers(comment, gone, kept):
 
 
 def test_scrub_removes_the_orders_own_personal_values():
-    known = ["Li Wei", "SO-1001", "200001", "li.wei@example.com"]
-    clean = scrub_comment("Li Wei here (order so-1001, postcode 200001): I like it but Wei's size is wrong", known)
+    known = ["SO-1001", "200001", "li.wei@example.com", "+86 138 0000 0000"]
+    comment = "Li Wei here (order so-1001, postcode 200001): I like it but Wei's size is wrong"
+    clean = scrub_comment(comment, known, ["Li Wei"])
     assert "Li Wei" not in clean and "SO-1001" not in clean.upper() and "200001" not in clean
     assert "Wei" not in clean
     assert "I like it" in clean  # "Li" only goes as a whole word
-    chinese = scrub_comment("我是李伟，袖子太短", ["李伟"])
+    chinese = scrub_comment("我是李伟，袖子太短", names=["李伟"])
     assert "李伟" not in chinese and "袖子太短" in chinese
+
+
+def test_a_phone_number_goes_as_one_piece_and_other_values_are_not_split():
+    clean = scrub_comment("Seam opened; call +86 138 0000 0000", ["+86 138 0000 0000", "PAY 1"])
+    assert clean == f"Seam opened; call {REMOVED}"
+    assert scrub_comment("I paid 1 time", ["PAY 1"]) == "I paid 1 time"  # only names are split into words
