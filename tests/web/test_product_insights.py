@@ -419,3 +419,9 @@ def test_the_staff_menu_links_the_products_page_for_those_who_may_read_it(client
     other = client.application.test_client()
     sign_in(other, "agent@example.com")
     assert not soup(other.get("/staff/")).select_one('nav.staff-nav a[href="/staff/products"]')
+
+
+def test_the_product_page_offers_the_months_csv(lead, returns):
+    page = soup(lead.get("/staff/products/TEE?month=2026-11"))
+    link = page.select_one('a[href="/staff/products/export.csv?month=2026-11"]')
+    assert link is not None and link.has_attr("download")
