@@ -185,10 +185,16 @@ def ranked_products(session: Session, month: date, timezone: str) -> list[Produc
 
 
 def product_known(session: Session, code: str) -> bool:
-    """The shop sent this product, or some order carried a line of it."""
+    """The shop sent this product, or some order carried a line of a SKU the shop never described."""
     if session.scalar(select(Product.id).where(Product.product_code == code)) is not None:
         return True
-    return session.scalar(_with_product(select(OrderLine.id)).where(_code() == code).limit(1)) is not None
+    stray = (
+        select(OrderLine.id)
+        .outerjoin(Variant, Variant.sku == OrderLine.sku)
+        .where(OrderLine.sku == code, Variant.id.is_(None))
+        .limit(1)
+    )
+    return session.scalar(stray) is not None
 
 
 def reasons_for(session: Session, code: str, month: date, timezone: str) -> list[ReasonCount]:

@@ -376,6 +376,7 @@ def test_a_bad_month_is_a_400_with_a_message(lead, returns, month):
 
 def test_an_unknown_product_is_404(lead, returns):
     assert lead.get("/staff/products/NO-SUCH?month=2026-11").status_code == 404
+    assert lead.get("/staff/products/TEE-S?month=2026-11").status_code == 404  # a SKU of TEE, not a product
 
 
 def test_without_a_month_the_shops_current_month_is_shown(lead, returns):
@@ -425,3 +426,18 @@ def test_the_product_page_offers_the_months_csv(lead, returns):
     page = soup(lead.get("/staff/products/TEE?month=2026-11"))
     link = page.select_one('a[href="/staff/products/export.csv?month=2026-11"]')
     assert link is not None and link.has_attr("download")
+
+
+def test_a_sku_the_shop_never_described_is_its_own_product(app, lead, session):
+    from tests.helpers import submit_coat
+
+    submit_coat(app, number="HV-7")  # the coat's SKU was never sent as a product
+    session.execute(update(Order).values(placed_at=datetime(2026, 11, 3, tzinfo=UTC)))
+    session.execute(update(ReturnRequest).values(created_at=datetime(2026, 11, 4, tzinfo=UTC)))
+    session.commit()
+    rows = soup(lead.get("/staff/products?month=2026-11")).select("#fix-list tbody tr[data-product]")
+    assert [r["data-product"] for r in rows] == ["COAT-M"]
+    assert "Coat" in rows[0].get_text()
+    page = soup(lead.get("/staff/products/COAT-M?month=2026-11"))
+    figures = {dd["data-figure"]: dd.get_text(strip=True) for dd in page.select("#product-summary dd[data-figure]")}
+    assert figures["sold"] == "1" and figures["returned"] == "1" and figures["requests"] == "1"
