@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -157,12 +158,41 @@ def sort_queue(stmt: Select, sort: str, descending: bool = False) -> Select:
     return stmt.order_by(None).order_by(key.is_(None), ordered, Ticket.id.asc())
 
 
-def _narrow(stmt: Select, priority: str | None, team_id: int | None) -> Select:
+# Queue filters on the request behind a ticket (the insights figures link to exactly these tickets).
+QUEUE_FACETS = ("status", "channel", "category", "reason")
+
+
+def _narrow(stmt: Select, priority: str | None, team_id: int | None, facets: Mapping[str, str] | None = None) -> Select:
     if priority:
         stmt = stmt.where(Ticket.priority == priority)
     if team_id:
         stmt = stmt.where(Ticket.team_id == team_id)
-    return stmt
+    facets = {k: v for k, v in (facets or {}).items() if k in QUEUE_FACETS and v}
+    if not facets:
+        return stmt
+    # Correlated EXISTS on aliases: composes with the search's joins.
+    req, order, line, order_line = aliased(ReturnRequest), aliased(Order), aliased(ReturnLine), aliased(OrderLine)
+    request_conditions: list[ColumnElement[bool]] = [req.id == Ticket.request_id]
+    if "status" in facets:
+        request_conditions.append(req.status == facets["status"])
+    if "channel" in facets:
+        request_conditions.append(
+            exists(select(order.id).where(order.id == req.order_id, order.channel == facets["channel"]))
+        )
+    if "category" in facets or "reason" in facets:
+        line_conditions: list[ColumnElement[bool]] = [line.request_id == req.id]
+        if "reason" in facets:
+            line_conditions.append(line.reason == facets["reason"])
+        if "category" in facets:
+            line_conditions.append(
+                exists(
+                    select(order_line.id).where(
+                        order_line.id == line.order_line_id, order_line.category == facets["category"]
+                    )
+                )
+            )
+        request_conditions.append(exists(select(line.id).where(*line_conditions)))
+    return stmt.where(exists(select(req.id).where(*request_conditions)).correlate(Ticket))
 
 
 def ticket_queue(
@@ -172,6 +202,7 @@ def ticket_queue(
     now: datetime | None = None,
     priority: str | None = None,
     team_id: int | None = None,
+    facets: Mapping[str, str] | None = None,
 ) -> Select:
     """Tickets for a queue view, newest first, with what a row shows loaded up front; ``q`` searches
     order number, RMA, SKU and customer email or name (case-insensitive substring)."""
@@ -188,7 +219,7 @@ def ticket_queue(
     else:
         stmt = select(Ticket).where(*_view_filters(view, staff_id, now))
         order = (Ticket.created_at.desc(), Ticket.id.desc())  # type: ignore[assignment]  # same ORDER BY shape
-    stmt = _narrow(stmt, priority, team_id)
+    stmt = _narrow(stmt, priority, team_id, facets)
     q = (q or "").strip()
     if q:
         stmt = _search(stmt, q)
@@ -206,8 +237,9 @@ def queue_total(
     now: datetime | None = None,
     priority: str | None = None,
     team_id: int | None = None,
+    facets: Mapping[str, str] | None = None,
 ) -> Select:
-    stmt = _narrow(select(func.count(Ticket.id)).where(*_view_filters(view, staff_id, now)), priority, team_id)
+    stmt = _narrow(select(func.count(Ticket.id)).where(*_view_filters(view, staff_id, now)), priority, team_id, facets)
     q = (q or "").strip()
     return _search(stmt, q) if q else stmt
 

@@ -12,7 +12,7 @@ from portal.domain.errors import InvalidInput, NotFound
 from portal.domain.text import N_
 
 # Only the queue's own parameters are kept (never a page number or anything else in the address).
-QUEUE_PARAMS = ("view", "q", "priority", "team", "sort", "dir")
+QUEUE_PARAMS = ("view", "q", "priority", "team", "sort", "dir", "status", "channel", "category", "reason")
 MAX_VIEWS = 20
 
 

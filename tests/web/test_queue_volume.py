@@ -186,3 +186,37 @@ def test_someone_else_on_the_same_ticket_is_named_before_anyone_acts(client, app
     assert "also has" not in client.post(
         f"/staff/tickets/{ticket.id}/here", headers={"X-CSRFToken": csrf_token(str(alone))}
     ).get_data(as_text=True)
+
+
+def test_the_queue_narrows_to_the_returns_behind_a_figure(client, app, desk, session):
+    from tests.helpers import COAT, form_for, order_payload, post_json
+
+    coat = submit_coat(app, "HV-1")
+    shopper = app.test_client()
+    lines = [dict(COAT[0], category="knitwear", sku="KNIT-M", product_name="Jumper")]
+    post_json(
+        shopper, "/api/v1/orders", {**order_payload("HV-2", lines=lines, email="wang@example.com"), "channel": "wechat"}
+    )
+    login_shopper(shopper, number="HV-2", contact="wang@example.com")
+    data = form_for(shopper, **{"0": {"quantity": "1", "reason": "changed_mind", "outcome": "refund"}})
+    jumper = shopper.post("/order/request", data=data).headers["Location"].rsplit("/", 1)[1]
+    sign_in(client, "agent@example.com")
+    assert rows(soup(client.get("/staff/queue?view=all&category=knitwear"))) == [jumper]
+    assert rows(soup(client.get("/staff/queue?view=all&channel=wechat"))) == [jumper]
+    assert rows(soup(client.get("/staff/queue?view=all&reason=size_fit"))) == [coat]
+    assert rows(soup(client.get("/staff/queue?view=all&status=pending_review&q=HV-2"))) == [jumper]
+    assert rows(soup(client.get("/staff/queue?view=all&status=refunded"))) == []
+    # Unknown values are ignored, not errors; the filter travels with the sort links.
+    assert len(rows(soup(client.get("/staff/queue?view=all&status=nonsense&reason=%27;drop")))) == 2
+    page = soup(client.get("/staff/queue?view=all&category=knitwear"))
+    assert all("category=knitwear" in a["href"] for a in page.select("#queue-rows th a"))
+    assert "Show all again" in page.select_one(".facets").get_text()
+    # The insights figure for that category links to exactly those tickets.
+    from portal.services.staff import create_staff
+
+    create_staff(session, "lead@example.com", "Lee Lead", "lead", PASSWORD)
+    lead = app.test_client()
+    sign_in(lead, "lead@example.com")
+    board = soup(lead.get("/insights/?period=30"))
+    links = {a["href"] for a in board.select('a[href*="category=knitwear"]')}
+    assert links and all(rows(soup(lead.get(href))) == [jumper] for href in links)

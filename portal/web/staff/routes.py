@@ -18,6 +18,7 @@ from portal.db import get_session
 from portal.db.models import CannedReplyRow, Order, Photo, ReturnRequest, StaffUser, Team, Ticket
 from portal.db.queries import (
     BREACHING_SOON,
+    QUEUE_FACETS,
     QUEUE_SORTS,
     QUEUE_VIEWS,
     queue_counts,
@@ -172,7 +173,18 @@ def _queue_args() -> dict:
         team_id=int(raw_team) if raw_team.isdigit() and len(raw_team) < 10 else None,
         sort=sort if sort in QUEUE_SORTS else "due",
         desc=request.args.get("dir") == "desc",
+        facets=_facets(),
     )
+
+
+def _facets() -> dict[str, str]:
+    """The request filters in the address (status, channel, category, reason), checked and short."""
+    raw = {k: (request.args.get(k) or "").strip()[:64] for k in QUEUE_FACETS}
+    if raw["status"] not in {s.value for s in Status}:
+        raw["status"] = ""
+    if raw["reason"] not in REASONS:
+        raw["reason"] = ""
+    return {k: v for k, v in raw.items() if v}
 
 
 @bp.get("/queue")
@@ -183,10 +195,12 @@ def queue():
     page = _page_arg()
     now = datetime.now(UTC)
     session_ = get_session()
-    view, q, priority, team_id = args["view"], args["q"], args["priority"], args["team_id"]
-    stmt = sort_queue(ticket_queue(view, current_user.id, q, now, priority, team_id), args["sort"], args["desc"])
+    view, q, priority, team_id, facets = args["view"], args["q"], args["priority"], args["team_id"], args["facets"]
+    stmt = sort_queue(
+        ticket_queue(view, current_user.id, q, now, priority, team_id, facets), args["sort"], args["desc"]
+    )
     tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique().all()
-    total = session_.scalar(queue_total(view, current_user.id, q, now, priority, team_id))
+    total = session_.scalar(queue_total(view, current_user.id, q, now, priority, team_id, facets))
     teams = session_.scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name)).all()
     badge_views = ("mine", "team", "unassigned", "breaching", "breached")
     counts = dict(
