@@ -660,10 +660,13 @@ def png_header_only(width: int, height: int) -> bytes:
 
 def pdf_streams(pdf: bytes) -> list[bytes]:
     out = []
-    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+    # Up to "\nendstream" only: compressed data may itself end in a "\r" byte, which an optional
+    # "\r?" before the newline would eat (about one label in 250 then read as empty). A
+    # decompressor object ignores a line-end byte after the end of the data.
+    for match in re.finditer(rb"stream\r?\n(.*?)\nendstream", pdf, re.S):
         raw = match.group(1)
         try:
-            out.append(zlib.decompress(raw))
+            out.append(zlib.decompressobj().decompress(raw))
         except zlib.error:
             out.append(raw)
     return out
