@@ -333,6 +333,49 @@ def shanghai_desk(session, password: str | None = None) -> dict:
     return {"agent": agent, "lead": lead, "manager": manager, "team": team, "calendar": calendar}
 
 
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET, error statuses included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def open_coat_ticket(app, number: str, at) -> int:
+    """The high-value coat returned at ``at`` (delivered the day before) under the default policy;
+    the id of its ticket."""
+    from portal.db import session_scope
+    from portal.db.models import Ticket
+    from portal.domain.orders import parse_order
+    from portal.domain.policy import load_policy
+    from portal.services.filing import LineRequest, open_return
+    from portal.services.orders import upsert_order
+    from portal.services.policies import default_policy_text
+    from portal.storage import LocalPhotoStore
+
+    with session_scope(app) as s:
+        order, _ = upsert_order(s, parse_order(order_payload(number, lines=COAT)))
+        order.delivered_at = at - timedelta(days=1)
+        s.commit()
+        policy = load_policy(default_policy_text())
+        line = LineRequest("1", 1, "size_fit", outcome="refund")
+        req = open_return(s, order, [line], policy, at, "en", LocalPhotoStore(app.config["PHOTO_PATH"]))
+        return s.scalars(select(Ticket.id).where(Ticket.request_id == req.id)).one()
+
+
 def finance_desk_sla(session, timezone: str = "Asia/Shanghai") -> None:
     """Both clocks for the finance desk's high-priority tickets (the ``desk`` fixture), counted around
     the clock: 2 hours to the first response, 10 to the resolution."""

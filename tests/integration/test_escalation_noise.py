@@ -25,17 +25,10 @@ from portal.db.models import (
 )
 from portal.db.queries import queue_counts, queue_total, ticket_queue
 from portal.domain.actors import Actor
-from portal.domain.orders import parse_order
-from portal.domain.policy import load_policy
 from portal.domain.sla import add_business_minutes
-from portal.services.filing import LineRequest, open_return
-from portal.services.orders import upsert_order
-from portal.services.policies import default_policy_text
 from portal.services.sla import calendar_of, queue_clocks, retarget_policy_clocks, sweep
-from portal.storage import LocalPhotoStore
-from tests.helpers import COAT, PASSWORD, SLA_LADDER, order_payload, shanghai_desk, sign_in, soup
+from tests.helpers import PASSWORD, SLA_LADDER, open_coat_ticket, shanghai_desk, sign_in, soup
 
-POLICY = load_policy(default_policy_text())
 MONDAY_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
 
 
@@ -68,20 +61,7 @@ def desk(session):
 
 
 def open_ticket(app, number="NOISE-1", at=MONDAY_10) -> int:
-    with session_scope(app) as s:
-        order, _ = upsert_order(s, parse_order(order_payload(number, lines=COAT)))
-        order.delivered_at = at - timedelta(days=1)
-        s.commit()
-        req = open_return(
-            s,
-            order,
-            [LineRequest("1", 1, "size_fit", outcome="refund")],
-            POLICY,
-            at,
-            "en",
-            LocalPhotoStore(app.config["PHOTO_PATH"]),
-        )
-        return s.scalars(select(Ticket.id).where(Ticket.request_id == req.id)).one()
+    return open_coat_ticket(app, number, at)
 
 
 def factory(app):

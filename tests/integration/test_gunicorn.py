@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port, http_get
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="gunicorn runs on POSIX only")
 def test_gunicorn_serves_wsgi_app(tmp_path, database_url, engine):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"), "PORTAL_DATABASE_URL": database_url}
     cmd = [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", "wsgi:app"]
     log = tmp_path / "gunicorn.log"
@@ -45,15 +30,15 @@ def test_gunicorn_serves_wsgi_app(tmp_path, database_url, engine):
             if proc.poll() is not None:
                 pytest.fail(f"gunicorn exited early: {log.read_text()}")
             try:
-                status, body = _get(f"http://127.0.0.1:{port}/healthz")
+                status, body = http_get(f"http://127.0.0.1:{port}/healthz")
                 break
             except OSError:  # not listening yet, or the workers are still booting
                 time.sleep(0.2)
         assert status == 200, log.read_text()
-        status, body = _get(f"http://127.0.0.1:{port}/")
+        status, body = http_get(f"http://127.0.0.1:{port}/")
         assert status == 200
         assert "<html" in body.lower()
-        status, _ = _get(f"http://127.0.0.1:{port}/staff/")
+        status, _ = http_get(f"http://127.0.0.1:{port}/staff/")
         assert status in (302, 200)  # the login redirect is followed by urllib
     finally:
         proc.terminate()

@@ -6,32 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import free_port, http_get
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def _healthz_count(text: str) -> float:
@@ -55,7 +40,7 @@ def _worker_files(folder: Path) -> set[str]:
 def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, engine):
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
@@ -74,7 +59,7 @@ def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, engine):
             if proc.poll() is not None:
                 pytest.fail(f"gunicorn exited early: {log.read_text()}")
             try:
-                status, _ = _get(f"{base}/healthz")
+                status, _ = http_get(f"{base}/healthz")
             except OSError:  # not listening yet
                 time.sleep(0.2)
                 continue
@@ -86,7 +71,7 @@ def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, engine):
         assert len(_worker_files(metrics_dir)) == 2, log.read_text()
         # Whichever worker answers the scrape, it reports what both workers served.
         for _ in range(6):
-            status, text = _get(f"{base}/metrics")
+            status, text = http_get(f"{base}/metrics")
             assert status == 200, text
             assert _healthz_count(text) == served
             assert "portal_outbox_backlog 0.0" in text

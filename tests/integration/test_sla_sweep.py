@@ -21,11 +21,6 @@ from portal.db.models import (
     TicketEvent,
 )
 from portal.domain.actors import SHOPPER, Actor
-from portal.domain.orders import parse_order
-from portal.domain.policy import load_policy
-from portal.services.filing import LineRequest, open_return
-from portal.services.orders import upsert_order
-from portal.services.policies import default_policy_text
 from portal.services.review import approve_return
 from portal.services.sla import (
     CLAIM_TTL,
@@ -35,10 +30,15 @@ from portal.services.sla import (
     retarget_policy_clocks,
     sweep,
 )
-from portal.storage import LocalPhotoStore
-from tests.helpers import COAT, PASSWORD, SLA_LADDER, csrf_token, order_payload, shanghai_desk, sign_in
+from tests.helpers import (
+    PASSWORD,
+    SLA_LADDER,
+    csrf_token,
+    open_coat_ticket,
+    shanghai_desk,
+    sign_in,
+)
 
-POLICY = load_policy(default_policy_text())
 UTC = UTC
 # Monday 2026-11-23 10:00 Shanghai = 02:00 UTC.
 MONDAY_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -64,20 +64,7 @@ def desk(session):
 
 
 def open_ticket_at(app, at=MONDAY_10, number="SLA-1") -> int:
-    with session_scope(app) as s:
-        order, _ = upsert_order(s, parse_order(order_payload(number, lines=COAT)))
-        order.delivered_at = at - timedelta(days=1)
-        s.commit()
-        req = open_return(
-            s,
-            order,
-            [LineRequest("1", 1, "size_fit", outcome="refund")],
-            POLICY,
-            at,
-            "en",
-            LocalPhotoStore(app.config["PHOTO_PATH"]),
-        )
-        return s.scalars(select(Ticket.id).where(Ticket.request_id == req.id)).one()
+    return open_coat_ticket(app, number, at)
 
 
 def clocks(session, ticket_id):
