@@ -133,6 +133,8 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     shop_updated_at: Mapped[datetime | None]  # the shop's own "last changed" of the newest push applied
+    # When retention or an erasure request removed the shopper's personal data (amounts and dates stay).
+    anonymised_at: Mapped[datetime | None]
 
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
     requests: Mapped[list[ReturnRequest]] = relationship(back_populates="order", order_by="ReturnRequest.id")
@@ -179,6 +181,8 @@ class ReturnRequest(Base):
     verdict: Mapped[str] = mapped_column(String(16))
     decision: Mapped[dict[str, Any]]
     policy_version: Mapped[str] = mapped_column(String(64))
+    # The stored policy version the decision was made under (None for requests older than versions).
+    policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id"), index=True)
     value: Mapped[Decimal]
     returnless: Mapped[bool] = mapped_column(Boolean, default=False)
     max_wear: Mapped[float | None] = mapped_column(Float)
@@ -498,6 +502,36 @@ class AuditLog(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Where the person acted from (the client address as the web server saw it; "cli" for commands),
+    # why (asked for when revealing contact details), and which order it concerned (for the filter).
+    address: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    order_number: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class PrivacyRequest(Base):
+    """A shopper's request for a copy of their data or for its erasure, worked by staff within 30
+    calendar days. ``status`` moves open → done (or refused) once; a copy is downloadable by the
+    signed-in shopper until ``copy_until``."""
+
+    __tablename__ = "privacy_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("shop_order.id"), index=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("return_request.id"))  # the status page it came from
+    kind: Mapped[str] = mapped_column(String(16))  # portal.domain.privacy.SubjectKind
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    completed_at: Mapped[datetime | None]
+    completed_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    copy_until: Mapped[datetime | None]
+
+    order: Mapped[Order] = relationship()
+    team: Mapped[Team | None] = relationship()
 
 
 class BusinessCalendarRow(Base):
@@ -906,3 +940,35 @@ class InsightAlert(Base):
     subject: Mapped[str] = mapped_column(String(128))  # the SKU, or "all"
     value: Mapped[str] = mapped_column(String(32))  # the figure when it was told
     fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PolicyVersion(Base):
+    """One numbered version of the return policy (its TOML text). Exactly one is published: the
+    active policy of every web host and worker; publishing another (or rolling back) moves the mark."""
+
+    __tablename__ = "policy_version"
+    __table_args__ = (
+        Index(
+            "ix_policy_version_one_published",
+            "published",
+            unique=True,
+            postgresql_where=text("published"),
+            sqlite_where=text("published"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    label: Mapped[str] = mapped_column(String(64))  # the ``version`` written in the TOML
+    source: Mapped[str] = mapped_column(Text)
+    checksum: Mapped[str] = mapped_column(String(64))  # sha256 of ``source``
+    origin: Mapped[str] = mapped_column(String(16))  # admin | import | file | default
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+    published_at: Mapped[datetime | None]  # the last time it was published
+    published_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+
+    created_by: Mapped[StaffUser | None] = relationship(foreign_keys=[created_by_id])
+    published_by: Mapped[StaffUser | None] = relationship(foreign_keys=[published_by_id])
