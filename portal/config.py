@@ -59,6 +59,11 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "PUBLIC_URL": _env("PUBLIC_URL", "http://127.0.0.1:8000"),
         "RETURN_LINK_MAX_AGE_DAYS": _int("RETURN_LINK_MAX_AGE_DAYS", 180),
         "POLICY_PATH": _env("POLICY_PATH") or str(instance / "policy.toml"),
+        # Policy versions live in the database; "file" mirrors the published one in POLICY_PATH (and
+        # takes hand edits in), "database" never touches a disk. Unset: "database" in scaled mode
+        # (JOBS_MODE=celery), "file" otherwise. See services/policies.py.
+        "POLICY_SOURCE": _env("POLICY_SOURCE"),
+        "POLICY_REFRESH_SECONDS": float(_env("POLICY_REFRESH_SECONDS") or "0"),
         "PHOTO_PATH": _env("PHOTO_PATH") or str(instance / "photos"),
         "S3_BUCKET": _env("S3_BUCKET"),
         "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
