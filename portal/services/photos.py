@@ -48,7 +48,9 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
     readable, images = [], []
     for photo in pending:
         try:
-            images.append(Image.open(io.BytesIO(store.get(photo.storage_key))).convert("RGB"))
+            # The model looks at a 128 px square: the thumbnail made at intake (320 px) carries all it
+            # sees, at a sixtieth of the bytes of the kept photo (older rows have none: the photo).
+            images.append(Image.open(io.BytesIO(store.get(photo.thumb_key or photo.storage_key))).convert("RGB"))
             readable.append(photo)
         except (StorageError, OSError) as exc:
             photo.score_state = check_score(photo.score_state, ScoreState.NOT_SCORED).value

@@ -181,3 +181,30 @@ def test_scores_reach_the_routing_of_a_ticket_under_review(client, app, session)
     ticket = session.scalars(select(Ticket)).one()
     assert req.status == "pending_review" and req.max_wear is not None
     assert ticket.status == "open" and ticket.routing_inputs["max_wear"] == req.max_wear
+
+
+def test_the_thumbnail_the_model_scores_gives_the_kept_photos_answer():
+    """The model scores the 320 px thumbnail made at intake, not the kept photo: same answer."""
+    from portal import resource_dir
+    from portal.vision.classifier import get_model
+    from portal.vision.intake import clean_photo
+    from portal.vision.train.synth import generate
+
+    model = get_model(str(resource_dir("models")), "wear-v1")
+    assert model is not None
+    images, labels, _ = generate(16, seed=11, size=768)
+    assert 0 < sum(bool(v) for v in labels) < 16  # both kinds in the sample
+    kept, thumbs = [], []
+    for image in images:
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(image)).save(buf, "JPEG", quality=92)
+        clean = clean_photo(buf.getvalue(), "photo.jpg", 10 * 1024 * 1024)
+        kept.append(Image.open(io.BytesIO(clean.data)).convert("RGB"))
+        thumbs.append(Image.open(io.BytesIO(clean.thumbnail)).convert("RGB"))
+        assert max(thumbs[-1].size) == 320 < max(kept[-1].size)
+    full = [s.probability for s in model.score(kept)]
+    small = [s.probability for s in model.score(thumbs)]
+    gaps = [abs(a - b) for a, b in zip(full, small, strict=True)]
+    assert max(gaps) < 0.1 and sum(gaps) / len(gaps) < 0.03, gaps
+    same_side = sum((a >= model.threshold) == (b >= model.threshold) for a, b in zip(full, small, strict=True))
+    assert same_side >= 15, (full, small)
