@@ -107,6 +107,9 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "SURVEY_QUIET_DAYS": _int("SURVEY_QUIET_DAYS", 30),
         "SURVEY_ANSWER_DAYS": _int("SURVEY_ANSWER_DAYS", 7),
         "SURVEY_LINK_DAYS": _int("SURVEY_LINK_DAYS", 30),
+        # Personal data of requests finished this many days ago is removed (0 or "off": kept; see
+        # portal/services/privacy.py). Amounts, reasons, grades and dates stay for the dashboard.
+        "RETENTION_DAYS": _env("RETENTION_DAYS", "0"),
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
         "LOOKUP_LIMIT": _env("LOOKUP_LIMIT", "20 per 15 minutes"),
         # Large enough for every photo the limits below allow, plus the form itself: a shopper within

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from portal.db.models import (
@@ -30,6 +30,7 @@ from portal.domain.errors import InvalidInput
 from portal.domain.roles import CAN_LEAD_TEAM, CAN_MANAGE_TEAM, CAN_WORK_TICKETS
 from portal.domain.routing import Conditions
 from portal.domain.text import N_
+from portal.services import audit as _audit  # noqa: F401  (stamps every audit row with the client address)
 from portal.services.sla import retarget_policy_clocks, update_calendar
 
 Data = dict[str, Any]
@@ -320,6 +321,12 @@ def update_team_member(session: Session, actor: StaffUser, member: TeamMember, c
 # What each kind of audit entry is called on the audit page (the stored ``action`` stays a code).
 AUDIT_ACTIONS: dict[str, str] = {
     "reveal_contact": N_("Revealed a shopper's contact details"),
+    "export": N_("Exported data"),
+    "privacy_asked": N_("A shopper asked about their data"),
+    "privacy_copy_ready": N_("Made a shopper's data copy ready"),
+    "privacy_copy_downloaded": N_("A shopper downloaded their data copy"),
+    "privacy_erased": N_("Erased a shopper's personal data"),
+    "retention_purge": N_("Removed personal data past the retention period"),
     "create_staff": N_("Created a staff account"),
     "change_role": N_("Changed a role"),
     "disable": N_("Disabled an account"),
@@ -338,6 +345,7 @@ AUDIT_ACTIONS: dict[str, str] = {
     "update_reply": N_("Changed a suggested reply"),
     "update_sla_policy": N_("Changed an SLA policy"),
     "update_calendar": N_("Changed a business calendar"),
+    "retry_job": N_("Ran a failed background job again"),
 }
 
 
@@ -349,6 +357,9 @@ class AuditFilter:
     actor_id: int | None = None
     action: str | None = None
     oldest_first: bool = False
+    order_number: str | None = None
+    since: datetime | None = None  # entries at or after (UTC)
+    before: datetime | None = None  # entries before (UTC)
 
 
 @dataclass(frozen=True)
@@ -360,19 +371,31 @@ class AuditPage:
     actions: list[str]  # every kind of entry recorded, known kinds first in their page order
 
 
-def audit_page(session: Session, page: int, page_size: int, where: AuditFilter | None = None) -> AuditPage:
-    """One page of the audit log (newest first unless asked otherwise), filtered by who acted and
-    the kind of entry, with the accounts that acted, the number of matching entries and the choices
-    for the filters."""
-    where = where or AuditFilter()
+def audit_query(where: AuditFilter) -> Select[tuple[AuditLog]]:
+    """The audit entries matching ``where``, in its order."""
     stmt = select(AuditLog)
     if where.actor_id is not None:
         stmt = stmt.where(AuditLog.actor_id == where.actor_id)
     if where.action:
         stmt = stmt.where(AuditLog.action == where.action)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    if where.order_number:
+        stmt = stmt.where(AuditLog.order_number == where.order_number)
+    if where.since is not None:
+        stmt = stmt.where(AuditLog.at >= where.since)
+    if where.before is not None:
+        stmt = stmt.where(AuditLog.at < where.before)
     order = (AuditLog.at.asc(), AuditLog.id.asc()) if where.oldest_first else (AuditLog.at.desc(), AuditLog.id.desc())
-    entries = list(session.scalars(stmt.order_by(*order).limit(page_size).offset((page - 1) * page_size)))
+    return stmt.order_by(*order)
+
+
+def audit_page(session: Session, page: int, page_size: int, where: AuditFilter | None = None) -> AuditPage:
+    """One page of the audit log (newest first unless asked otherwise), filtered by who acted and
+    the kind of entry, with the accounts that acted, the number of matching entries and the choices
+    for the filters."""
+    where = where or AuditFilter()
+    stmt = audit_query(where)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    entries = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
     ids = {e.actor_id for e in entries if e.actor_id is not None}
     actors = {u.id: u for u in session.scalars(select(StaffUser).where(StaffUser.id.in_(ids)))} if ids else {}
     acting = select(AuditLog.actor_id).where(AuditLog.actor_id.is_not(None)).distinct()

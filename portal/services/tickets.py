@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from portal.db.locks import lock_rows
 from portal.db.models import (
-    AuditLog,
     CannedReplyRow,
     RequestEvent,
     ReturnRequest,
@@ -25,10 +24,12 @@ from portal.domain.actors import SYSTEM, Actor, ActorKind
 from portal.domain.errors import Conflict, InvalidInput, NotFound
 from portal.domain.lifecycle import Status
 from portal.domain.policy import Decision
+from portal.domain.privacy import REASON_MAX
 from portal.domain.replies import CannedReply, Suggestion, suggest
 from portal.domain.routing import Conditions, Route, RoutingInputs, Rule, inputs_for, route
 from portal.domain.states import TicketStatus, check_ticket
 from portal.domain.text import N_
+from portal.services.audit import record_access
 from portal.services.outbox import enqueue_email
 from portal.services.sla import start_ticket_clocks, stop_ticket_clocks
 
@@ -335,15 +336,20 @@ def reassign(session: Session, ticket_id: int, staff: StaffUser, to_staff_id: in
     return ticket
 
 
-def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest) -> dict[str, str | None]:
-    """The shopper's full email and phone; every reveal is written to the audit log."""
-    session.add(
-        AuditLog(
-            actor_id=staff.id,
-            action="reveal_contact",
-            target=f"order:{request.order.order_number}",
-            detail=f"request {request.rma}",
-        )
+def reveal_contact(session: Session, staff: StaffUser, request: ReturnRequest, reason: str) -> dict[str, str | None]:
+    """The shopper's full email and phone; every reveal is written to the audit log with its reason
+    (and, through the bound client address, where it was asked from)."""
+    reason = " ".join(reason.split())[:REASON_MAX]
+    if not reason:
+        raise InvalidInput(N_("Say why you need the contact details."))
+    record_access(
+        session,
+        staff.id,
+        "reveal_contact",
+        f"order:{request.order.order_number}",
+        order_number=request.order.order_number,
+        reason=reason,
+        detail=f"request {request.rma}",
     )
     session.commit()
     log.info("staff %s revealed the contact details of order %s", staff.id, request.order.order_number)

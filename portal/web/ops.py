@@ -18,6 +18,7 @@ from portal.extensions import csrf, limiter
 from portal.health import readiness
 from portal.logs import accept_request_id, bind_request_id, unbind_request_id
 from portal.metrics import observe_request, render
+from portal.services.audit import bind_client_address, unbind_client_address
 
 bp = Blueprint("ops", __name__)
 
@@ -88,6 +89,9 @@ def _begin_request() -> None:
     g.request_started = time.perf_counter()
     g.request_id = accept_request_id(request.headers.get("X-Request-ID"))
     g.request_id_token = bind_request_id(g.request_id)
+    # Audit rows written while handling this request say where it came from (request.remote_addr,
+    # which a proxy fix in front of the app would already have corrected).
+    g.client_address_token = bind_client_address(request.remote_addr)
 
 
 def init_ops(app: Flask) -> None:
@@ -113,6 +117,9 @@ def init_ops(app: Flask) -> None:
 
     @app.teardown_request
     def forget_request_id(_exc: BaseException | None) -> None:
+        address_token = g.pop("client_address_token", None)
+        if address_token is not None:
+            unbind_client_address(address_token)
         token = g.pop("request_id_token", None)
         if token is not None:
             try:

@@ -184,12 +184,15 @@ def test_reveal_contact_is_audited(client, app, desk, session):
     page = client.get(f"/staff/requests/{rma}").get_data(as_text=True)
     assert "li.wei@example.com" not in page
     fragment = client.post(
-        f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_token(page)}, headers={"HX-Request": "true"}
+        f"/staff/requests/{rma}/contact",
+        data={"csrf_token": csrf_token(page), "reason": "shopper asked for a call back"},
+        headers={"HX-Request": "true"},
     )
     body = fragment.get_data(as_text=True)
     assert body.lstrip().startswith('<section id="contact"') and "li.wei@example.com" in body
-    entry = session.scalars(select(AuditLog)).one()
+    entry = session.scalars(select(AuditLog).where(AuditLog.action == "reveal_contact")).one()
     assert (entry.actor_id, entry.action, entry.target) == (desk["agent"], "reveal_contact", "order:HV-1")
+    assert (entry.reason, entry.address, entry.order_number) == ("shopper asked for a call back", "127.0.0.1", "HV-1")
     assert client.get(f"/staff/requests/{rma}/contact").status_code == 405  # revealing is never a GET
 
 

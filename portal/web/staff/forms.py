@@ -20,6 +20,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.form import Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from portal.domain.privacy import REASON_MAX
 from portal.domain.reasons import OUTCOMES, REASONS, Outcome
 from portal.domain.receiving import REFUSED_FATES
 from portal.services.filing import LineRequest
@@ -33,6 +34,14 @@ class LoginForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     assignee = HiddenField()  # who the page showed, to catch a stale take
+
+
+class RevealForm(FlaskForm):
+    """Why a person needs the shopper's full contact details (kept in the audit log)."""
+
+    reason = StringField(
+        _l("Reason for showing the contact details"), validators=[DataRequired(), Length(max=REASON_MAX)]
+    )
 
 
 class ArrivedForm(FlaskForm):

@@ -79,6 +79,7 @@ from portal.web.staff.forms import (
     ReassignForm,
     RefuseForm,
     ReplyForm,
+    RevealForm,
 )
 from portal.web.staff.timeline import request_timeline, ticket_timeline
 
@@ -592,9 +593,26 @@ def reassign_view(ticket_id: int):
 def contact(rma: str):
     """Reveal the shopper's email and phone (audited); an htmx fragment or the full page."""
     req = _request_by_rma(rma)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    details = reveal_contact(get_session(), current_user._get_current_object(), req)
+    form = RevealForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors or not request.form:
+            abort(400)
+        return render_page_or_partial(
+            "staff/request.html",
+            "staff/_contact.html",
+            http_status=422,
+            **{**_detail_context(req), "reveal_form": form},
+        )
+    try:
+        details = reveal_contact(get_session(), current_user._get_current_object(), req, form.reason.data)
+    except InvalidInput as exc:
+        form.reason.errors = [exc.render(gettext)]
+        return render_page_or_partial(
+            "staff/request.html",
+            "staff/_contact.html",
+            http_status=422,
+            **{**_detail_context(req), "reveal_form": form},
+        )
     return render_page_or_partial(
         "staff/request.html", "staff/_contact.html", **{**_detail_context(req), "contact": details}
     )
@@ -775,6 +793,7 @@ def _detail_context(req: ReturnRequest) -> dict:
         ticket=ticket,
         decision_form=DecisionForm(status=req.status, reasons=active_reasons(get_session())),
         action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
+        reveal_form=RevealForm(formdata=None),
         note_form=NoteForm(),
         reassign_form=_reassign_form(ticket),
         contact=None,
