@@ -22,10 +22,8 @@ from portal.demo import seed, seed_requests, seed_staff
 from portal.domain.errors import InvalidInput
 from portal.domain.importing import detect_format, iter_order_records
 from portal.domain.orders import PayloadError, normalise_order_number, parse_order
-from portal.domain.policy import Decision, PolicyError
 from portal.domain.product_insights import parse_month
 from portal.domain.roles import ROLES
-from portal.domain.text import Text
 from portal.exports import reconciliation_csv, spreadsheet_safe
 from portal.jobs import (
     _safe,
@@ -38,13 +36,10 @@ from portal.jobs import (
     sweep_surveys,
 )
 from portal.links import return_link
-from portal.services.filing import precheck_order
 from portal.services.orders import StaleUpdate, stage_order
 from portal.services.photos import labelled_photos, wear_agreement
-from portal.services.policies import active_policy, policy_from_file
 from portal.services.product_insights import insights_export
 from portal.services.refunds import ledger_rows
-from portal.services.replay import replay_requests
 from portal.services.staff import StaffError, create_staff
 from portal.storage import StorageError, store_from_config
 
@@ -237,77 +232,9 @@ def qr(order_number: str, kind: str, output: Path | None, scale: int) -> None:
 
 # --- policy -----------------------------------------------------------------------
 
+from portal.cli_policy import policy  # noqa: E402 - its commands build their app with _app above
 
-@main.group()
-def policy() -> None:
-    """Inspect and try return policies."""
-
-
-def _print_trace(trace, indent: str = "    ") -> None:
-    for r in trace:
-        mark = "ok " if r.passed else r.effect.value
-        staff = r.staff.render() if isinstance(r.staff, Text) else str(r.staff)
-        click.echo(f"{indent}[{mark}] {r.rule}: {staff}")
-
-
-@policy.command("check")
-@click.argument("order_number")
-@click.option(
-    "--policy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Default: the active policy."
-)
-def policy_check(order_number: str, policy_file: Path | None) -> None:
-    """Print what the policy allows for each line of an order, and the stored decisions of its requests."""
-
-    app = _app()
-    try:
-        pol = policy_from_file(policy_file) if policy_file else active_policy(app.config["POLICY_PATH"])
-    except PolicyError as exc:
-        raise click.ClickException(f"policy: {exc}") from None
-    now = datetime.now(UTC)
-    with app.app_context(), session_scope(app) as session:
-        order = session.scalars(
-            select(Order).where(Order.order_number == normalise_order_number(order_number))
-        ).one_or_none()
-        if order is None:
-            raise click.ClickException(f"no order {order_number}")
-        click.echo(f"Order {order.order_number} under policy {pol.version} at {now:%Y-%m-%d %H:%M} UTC")
-        decisions = precheck_order(session, order, pol, now)
-        for line in order.lines:
-            d = decisions[line.line_id]
-            click.echo(
-                f"  line {line.line_id} {line.sku} {line.product_name}: {d.verdict.value}, {d.remaining} of {line.quantity} returnable"
-            )
-            _print_trace(d.trace)
-        for req in order.requests:
-            stored = Decision.from_dict(req.decision)
-            click.echo(
-                f"  request {req.rma} ({req.status}): {stored.verdict.value} under {stored.policy_version}, value {stored.value}"
-            )
-            _print_trace(stored.trace)
-            for ld in stored.lines:
-                click.echo(f"    line {ld.line_id}: {ld.verdict.value}")
-                _print_trace(ld.trace, indent="      ")
-
-
-@policy.command("replay")
-@click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
-def policy_replay(policy_file: Path, since: datetime) -> None:
-    """Re-decide past requests under a candidate policy and print what would change."""
-
-    try:
-        candidate = policy_from_file(policy_file)
-    except PolicyError as exc:
-        raise click.ClickException(f"policy: {exc}") from None
-    app = _app()
-    with app.app_context(), session_scope(app) as session:
-        results = replay_requests(session, candidate, since.replace(tzinfo=UTC))
-    changed = [r for r in results if r.changes]
-    for r in changed:
-        click.echo(f"{r.rma} (order {r.order_number}, {r.created_at:%Y-%m-%d}):")
-        for change in r.changes:
-            click.echo(f"  - {change}")
-    click.echo(f"{len(results)} requests re-decided under {candidate.version}; {len(changed)} would change")
+main.add_command(policy)
 
 
 # --- staff -------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from portal.domain.roles import AGENT, LEAD, MANAGER, ROLES
 from portal.domain.sla import LadderAction
 from portal.services.filing import LineRequest, open_return
 from portal.services.orders import stage_order, upsert_products
-from portal.services.policies import active_policy
+from portal.services.policies import published_policy
 from portal.services.shipping import issue_label
 from portal.services.sla import seed_holidays
 from portal.services.staff import ensure_staff
@@ -193,7 +193,7 @@ def seed_requests(app, session: Session) -> int:
     Approved ones get their pickup code as a shopper's would, so the warehouse has parcels to scan;
     approved demo requests left without one by an earlier demo get it now."""
 
-    policy = active_policy(app.config["POLICY_PATH"])
+    active = published_policy(session, app.config)
     store = store_from_config(app.config)
     carrier = carrier_from_config(app.config)
     now = datetime.now(UTC)
@@ -213,12 +213,13 @@ def seed_requests(app, session: Session) -> int:
                 session,
                 order,
                 [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")],
-                policy,
+                active.policy,
                 now,
                 "en",
                 store,
                 actor=Actor(ActorKind.SYSTEM, "demo"),
                 carrier=carrier,
+                policy_version_id=active.id,
             )
             made += 1
     demo_numbers = [payload["order_number"] for _, payload in demo_orders(now)]

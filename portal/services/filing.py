@@ -213,8 +213,10 @@ def open_return(
     actor: Actor = SHOPPER,
     override_reason: str | None = None,
     carrier: Carrier | None = None,
+    policy_version_id: int | None = None,
 ) -> ReturnRequest:
-    """Open a return request if the policy allows it.
+    """Open a return request if the policy allows it; ``policy_version_id`` names the stored policy
+    version ``policy`` was read from, kept with the request.
 
     The decision is made again here under a lock on the order, so two tabs
     cannot both claim the last unit; it is stored with the request and never
@@ -256,6 +258,7 @@ def open_return(
                 ),
             },
             policy_version=decision.policy_version,
+            policy_version_id=policy_version_id,
             value=decision.value,
             returnless=decision.returnless,
             customer_email=order.customer_email,

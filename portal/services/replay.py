@@ -23,15 +23,18 @@ class ReplayResult:
     changes: list[str]
 
 
-def replay_requests(session: Session, candidate: Policy, since: datetime) -> list[ReplayResult]:
-    """Each request since ``since`` decided again with the facts as they were when it was made."""
+def replay_requests(
+    session: Session, candidate: Policy, since: datetime, baseline: Policy | None = None
+) -> list[ReplayResult]:
+    """Each request since ``since`` decided again with the facts as they were when it was made,
+    compared with its stored decision, or with the decision ``baseline`` makes on the same facts
+    (two policy versions side by side)."""
     results = []
     requests = session.scalars(
         select(ReturnRequest).where(ReturnRequest.created_at >= since).order_by(ReturnRequest.created_at)
     )
     for req in requests:
         at = req.created_at
-        facts = order_facts(session, req.order, candidate, at, exclude_request_id=req.id, before=at)
         choices = [
             LineChoice(
                 line_id=line.order_line.line_id,
@@ -44,7 +47,13 @@ def replay_requests(session: Session, candidate: Policy, since: datetime) -> lis
             )
             for line in req.lines
         ]
-        new = decide(candidate, facts, choices, at)
-        old = Decision.from_dict(req.decision)
+        new = _decide_as_then(session, req, candidate, choices)
+        old = Decision.from_dict(req.decision) if baseline is None else _decide_as_then(session, req, baseline, choices)
         results.append(ReplayResult(req.rma, req.order.order_number, at, old, new, compare_decisions(old, new)))
     return results
+
+
+def _decide_as_then(session: Session, req: ReturnRequest, policy: Policy, choices: list[LineChoice]) -> Decision:
+    at = req.created_at
+    facts = order_facts(session, req.order, policy, at, exclude_request_id=req.id, before=at)
+    return decide(policy, facts, choices, at)

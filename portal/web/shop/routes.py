@@ -41,7 +41,7 @@ from portal.services.filing import (
     order_facts,
     precheck_order,
 )
-from portal.services.policies import active_policy
+from portal.services.policies import active_policy, published_policy
 from portal.services.product_images import picture_key
 from portal.services.refunds import (
     EstimateLine,
@@ -197,7 +197,7 @@ def _current_order() -> Order:
 def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=None, storage_error=False):
     """Everything the order page shows; also fills the form's per-line choices (needed to validate)."""
     config = current_app.config
-    policy = active_policy(config["POLICY_PATH"])
+    policy = active_policy(get_session(), config)
     now = _now()
     order_facts_ = order_facts(get_session(), order, policy, now)
     prechecks = precheck_order(get_session(), order, policy, now, facts=order_facts_)
@@ -429,7 +429,7 @@ def staged_photo(photo_id: str):
 
 def _review(order: Order, lines: list[LineRequest], context: dict) -> None:
     """The review step: the policy's decision and the refund estimate, by the refund's own arithmetic."""
-    decision = check_return(get_session(), order, lines, active_policy(current_app.config["POLICY_PATH"]), _now())
+    decision = check_return(get_session(), order, lines, active_policy(get_session(), current_app.config), _now())
     context["decision"] = decision
     context["estimate"] = None
     context["postage"] = None
@@ -525,16 +525,18 @@ def submit():
         if step == "review":
             context["step"] = "details"
         return render_template("shop/order.html", **context), 422
+    active = published_policy(get_session(), current_app.config)
     try:
         created = open_return(
             get_session(),
             order,
             lines,
-            active_policy(current_app.config["POLICY_PATH"]),
+            active.policy,
             _now(),
             current_locale(),
             store_from_config(current_app.config),
             carrier=carrier_from_config(current_app.config),
+            policy_version_id=active.id,
         )
     except ReturnNotAllowed as exc:
         context["decision"] = exc.decision

@@ -43,7 +43,7 @@ from portal.services.filing import ReturnNotAllowed, open_return, precheck_order
 from portal.services.history import customer_history
 from portal.services.notifications import mark_notifications_read, recent_notifications
 from portal.services.notifications import unread_count as unread_notifications
-from portal.services.policies import active_policy
+from portal.services.policies import active_policy, published_policy
 from portal.services.presence import mark_seen, others_here
 from portal.services.receiving import accept_what_arrived, arrivals, carrier_claims, refuse_items, unplaced_findings
 from portal.services.rejections import active_reasons
@@ -319,7 +319,7 @@ def queue_bulk():
         to_staff_id=int(form.to.data) if form.to.data else None,
         note=form.note.data or "",
         carrier=carrier_from_config(current_app.config),
-        instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange,
+        instant_exchange=active_policy(get_session(), current_app.config).instant_exchange,
     )
     done = [o for o in outcomes if o.done]
     flash(ngettext("%(num)d ticket done.", "%(num)d tickets done.", len(done)), "success" if done else "warning")
@@ -446,7 +446,7 @@ def decide(rma: str):
                     note=form.note.data or "",
                     line_ids=line_ids,
                     carrier=carrier_from_config(current_app.config),
-                    instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange,
+                    instant_exchange=active_policy(get_session(), current_app.config).instant_exchange,
                 )
             except InvalidInput as exc:
                 get_session().rollback()
@@ -555,7 +555,7 @@ def macro(rma: str, reply_id: int):
             form.body.data,
             expected_status=request.form.get("status") or None,
             carrier=carrier_from_config(current_app.config),
-            instant_exchange=active_policy(current_app.config["POLICY_PATH"]).instant_exchange,
+            instant_exchange=active_policy(get_session(), current_app.config).instant_exchange,
         )
     except IllegalTransition:
         flash(gettext("This request can no longer be approved or rejected."), "warning")
@@ -629,7 +629,8 @@ def order_on_behalf(order_number: str):
     )
     if order is None:
         abort(404)
-    policy = active_policy(current_app.config["POLICY_PATH"])
+    active = published_policy(get_session(), current_app.config)
+    policy = active.policy
     now = datetime.now(UTC)
     prechecks = precheck_order(get_session(), order, policy, now)
     form = OnBehalfForm()
@@ -648,6 +649,7 @@ def order_on_behalf(order_number: str):
                 store_from_config(current_app.config),
                 actor=Actor.staff(current_user.id),
                 override_reason=form.override.data,
+                policy_version_id=active.id,
             )
         except ReturnNotAllowed as exc:
             decision = exc.decision
