@@ -280,7 +280,7 @@ def test_an_approved_return_without_a_pickup_is_not_shipped_yet(client, app, ord
         session,
         order_row,
         [LineRequest("1", 1, "size_fit", "too_small", outcome="refund")],
-        active_policy(app.config["POLICY_PATH"]),
+        active_policy(session, app.config),
         datetime.now(UTC),
         "en",
         store_from_config(app.config),
