@@ -48,7 +48,7 @@ from bench.run import core_count, cpu_model, version_of  # noqa: E402
 from portal.db import make_engine, upgrade  # noqa: E402
 from portal.db.models import BusinessCalendarRow, SlaPolicy  # noqa: E402
 from portal.domain import insights as calc  # noqa: E402
-from portal.services.insights import Filters, Settings, dashboard  # noqa: E402
+from portal.services.insights import Filters, Settings, dashboard, rebuild_rollups  # noqa: E402
 from portal.services.staff import create_staff  # noqa: E402
 from portal.services.tickets import ensure_team  # noqa: E402
 
@@ -499,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         load(args.database, args.requests, now, desk)
         print(f"   loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        with Session(engine) as session:
+            rows = rebuild_rollups(session, TZ)  # what `returns-portal insights rebuild` runs
+        with psycopg.connect(args.database, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE) insight_rollup")
+        print(f"   daily rollups rebuilt from the raw tables: {rows:,} rows in {time.perf_counter() - t0:.1f} s")
         print()
 
         settings = Settings(timezone=TZ)

@@ -18,6 +18,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import insight_rollups  # noqa: F401  (the rollup tables and their maintenance)
 from .models import Base
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -59,7 +60,9 @@ def current_revision(engine: Engine) -> str | None:
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["portal.engine"] = engine
-    app.extensions["portal.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    # The zone new insights rollups count days in (see portal.db.insight_rollups).
+    info = {"timezone": app.config.get("BABEL_DEFAULT_TIMEZONE") or "Asia/Shanghai"}
+    app.extensions["portal.sessionmaker"] = sessionmaker(engine, expire_on_commit=False, info=info)
     app.teardown_appcontext(_close_session)
 
 

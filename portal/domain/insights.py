@@ -181,3 +181,22 @@ def age_bucket(hours: float) -> str:
         if upper is None or hours < upper:
             return key
     return AGE_BUCKETS[-1][0]
+
+
+def tenth_up(minutes: float) -> float:
+    """Minutes to one decimal place, half up (the percentiles' precision; the rollups count whole tenths)."""
+    return math.floor(minutes * 10 + 0.5) / 10
+
+
+def percentile_of_tenths(counts: Sequence[tuple[int, int]], percentile: float) -> float | None:
+    """The nearest-rank percentile from ``(value in tenths, how many)`` pairs."""
+    total = sum(n for _, n in counts)
+    index = rank_index(total, percentile)
+    if index is None:
+        return None
+    seen = 0
+    for value, n in sorted(counts):
+        seen += n
+        if seen > index:
+            return value / 10
+    return None

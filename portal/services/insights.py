@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Float
 
+from portal.db.insight_rollups import InsightRollup, rebuild, rollup_zone
 from portal.db.models import (
     EscalationDue,
     InsightAlert,
@@ -271,7 +272,7 @@ def _percentile(session: Session, stmt: Select[Any], value: Any, count: int, per
     if index is None:
         return None
     found = session.scalar(stmt.with_only_columns(value).order_by(value).offset(index).limit(1))
-    return None if found is None else round(float(found), 1)
+    return None if found is None else calc.tenth_up(float(found))
 
 
 # --- the figures ----------------------------------------------------------------------------------
@@ -580,22 +581,197 @@ def dashboard(
     now: datetime,
     *,
     operations: bool = True,
+    source: str = "auto",
 ) -> Dashboard:
-    """Every figure of the dashboard; ``operations=False`` leaves out all but the money (finance's view)."""
+    """Every figure of the dashboard; ``operations=False`` leaves out all but the money (finance's view).
+
+    Read from the daily rollups when they count days in the shop's zone (``source="auto"``), else
+    from the raw tables; ``source`` "raw" or "rollups" chooses (the rollups must then be kept)."""
+    rolled = source == "rollups" or (source == "auto" and rollups_ready(session, settings))
     board = Dashboard(period, filters, settings)
-    board.money = money_by_day(session, period, filters)
-    board.recovered = recovered_by_disposition(session, period, filters)
+    if rolled:
+        board.money = rolled_money_by_day(session, period, filters)
+        board.recovered = rolled_recovered(session, period, filters)
+    else:
+        board.money = money_by_day(session, period, filters)
+        board.recovered = recovered_by_disposition(session, period, filters)
     if not operations:
+        return board
+    board.backlog = backlog(session, filters, now)
+    if rolled:
+        board.rates = rolled_return_rates(session, period, filters, settings)
+        board.first_response = rolled_first_response(session, period, filters, settings)
+        board.sla = rolled_sla(session, period, filters)
+        board.escalations = rolled_escalations(session, period, filters)
+        board.survey = rolled_survey(session, period, filters)
+        board.photos = rolled_photo_grades(session, period, filters)
+        board.reasons = rolled_reasons(session, period, filters)
         return board
     board.rates = return_rates(session, period, filters, settings)
     board.first_response = first_response(session, period, filters, settings)
     board.sla = sla_attainment(session, period, filters)
-    board.backlog = backlog(session, filters, now)
     board.escalations = escalations(session, period, filters)
     board.survey = survey(session, period, filters)
     board.photos = photo_grades(session, period, filters)
     board.reasons = reasons(session, period, filters)
     return board
+
+
+# --- the same figures from the daily rollups ----------------------------------------------------------
+
+
+def rollups_ready(session: Session, settings: Settings) -> bool:
+    """The rollups are kept, and count days in the shop's zone."""
+    return rollup_zone(session) == settings.timezone
+
+
+def _rolled(
+    session: Session, metric: str, period: calc.Period, filters: Filters, groups: tuple[str, ...], *, teams: bool = True
+) -> list[Any]:
+    """Sums of one rollup metric over the period's days under the filters, grouped by ``groups``."""
+    r = InsightRollup.__table__.c
+    sums = [func.sum(r.n1), func.sum(r.n2), func.sum(r.n3), func.sum(r.x1), func.sum(r.m1), func.sum(r.m2)]
+    keys = [getattr(r, name) for name in groups]
+    stmt = select(*keys, *sums).where(
+        r.metric == metric,
+        r.day >= period.first,
+        r.day <= period.last,
+        r.category == (filters.category or ""),
+        r.team_id == ((filters.team_id or 0) if teams else 0),
+    )
+    if filters.channel:
+        stmt = stmt.where(r.channel == filters.channel)
+    return list(session.execute(stmt.group_by(*keys))) if keys else [session.execute(stmt).one()]
+
+
+def rolled_return_rates(session: Session, period: calc.Period, filters: Filters, settings: Settings) -> ReturnRates:
+    """``return_rates`` from the rollups."""
+    rows: dict[str, dict[str, RateRow]] = {name: {} for name in DIMENSIONS}
+    overall = RateRow("all")
+    for metric, teams in (("sold", False), ("returned", True)):
+        for dim, key, channel, n1, n2, *_ in _rolled(
+            session, metric, period, filters, ("k1", "k2", "channel"), teams=teams
+        ):
+            targets = [overall, rows["channel"].setdefault(channel, RateRow(channel))] if dim == "all" else []
+            if dim in rows and dim != "all":
+                targets = [rows[dim].setdefault(key, RateRow(key))]
+            for row in targets:
+                if metric == "sold":
+                    row.orders += int(n1 or 0)
+                    row.sold_units += int(n2 or 0)
+                else:
+                    row.requests += int(n1 or 0)
+                    row.returned_units += int(n2 or 0)
+    by: dict[str, list[RateRow]] = {}
+    for name in DIMENSIONS:
+        for row in rows[name].values():
+            row.alert = name == "sku" and calc.rate_alert(
+                row.unit_rate, row.orders, settings.return_rate_percent, settings.return_rate_min_orders
+            )
+        by[name] = sorted(rows[name].values(), key=lambda r: (-(r.unit_rate or 0), -r.returned_units, r.key))
+    return ReturnRates(overall, by)
+
+
+def _minutes(
+    session: Session, metric: str, period: calc.Period, filters: Filters
+) -> tuple[int, float | None, float | None]:
+    rows = _rolled(session, metric, period, filters, ("k1",))
+    counts = [(int(k1), int(n1)) for k1, n1, _n2, _n3, _x1, _m1, _m2 in rows if n1]
+    count = sum(n for _, n in counts)
+    total = sum(float(x1 or 0) for *_, x1, _m1, _m2 in rows)
+    return count, calc.mean(total if count else None, count), calc.percentile_of_tenths(counts, 90)
+
+
+def rolled_first_response(session: Session, period: calc.Period, filters: Filters, settings: Settings) -> FirstResponse:
+    """``first_response`` from the rollups (percentiles to the tenth of a minute, as shown)."""
+    count, mean_wall, p90_wall = _minutes(session, "fr_wall", period, filters)
+    _b_count, mean_business, p90_business = _minutes(session, "fr_bus", period, filters)
+    return FirstResponse(
+        answered=count,
+        mean_minutes=mean_wall,
+        p90_minutes=p90_wall,
+        mean_business_minutes=mean_business,
+        p90_business_minutes=p90_business,
+        alert=calc.minutes_alert(mean_wall, settings.first_response_minutes),
+    )
+
+
+def rolled_sla(session: Session, period: calc.Period, filters: Filters) -> list[SlaRow]:
+    """``sla_attainment`` from the rollups (the team is the row's key)."""
+    names = {team_id: name for team_id, name in session.execute(select(Team.id, Team.name))}
+    found = []
+    for team, clock, n1, n2, *_ in _rolled(session, "sla", period, filters, ("k1", "k2"), teams=False):
+        team_id = int(team)
+        if filters.team_id and team_id != filters.team_id or not n1 or team_id not in names:
+            continue
+        found.append(SlaRow(team_id, names[team_id], clock, int(n2 or 0), int(n1)))
+    return sorted(found, key=lambda r: (r.team, r.clock))
+
+
+def rolled_escalations(session: Session, period: calc.Period, filters: Filters) -> list[CountRow]:
+    rows = _rolled(session, "escalation", period, filters, ("k1",))
+    return [CountRow(action, int(n1)) for action, n1, *_ in sorted(rows) if n1]
+
+
+def rolled_money_by_day(session: Session, period: calc.Period, filters: Filters) -> list[MoneyDay]:
+    rows = _rolled(session, "money", period, filters, ("day", "k1"))
+    return [
+        MoneyDay(_as_date(day), currency, _money(m1), _money(m2))
+        for day, currency, n1, _n2, _n3, _x1, m1, m2 in sorted(rows, key=lambda r: (str(r[0]), r[1]))
+        if n1
+    ]
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def rolled_recovered(session: Session, period: calc.Period, filters: Filters) -> list[RecoveredRow]:
+    rows = _rolled(session, "recovered", period, filters, ("k1", "k2"))
+    return [RecoveredRow(d, c, int(n1), _money(m1)) for d, c, n1, _n2, _n3, _x1, m1, _m2 in sorted(rows) if n1]
+
+
+def rolled_survey(session: Session, period: calc.Period, filters: Filters) -> Survey:
+    """``survey`` from the rollups: answers, promoters and detractors per day add up to the month's."""
+    months: dict[str, list[float]] = {}
+    for day, n1, n2, n3, x1, *_ in _rolled(session, "survey", period, filters, ("day",)):
+        month = months.setdefault(_as_date(day).strftime("%Y-%m"), [0, 0, 0, 0.0])
+        for i, value in enumerate((n1, n2, n3, x1)):
+            month[i] += float(value or 0)
+    total = [sum(m[i] for m in months.values()) for i in range(4)]
+
+    def _figures(n: float, p: float, d: float, sat: float) -> tuple[int, int | None, float | None]:
+        count = int(n)
+        return count, calc.nps(int(p), int(d), count), _one_place(sat / count) if count else None
+
+    listed = [SurveyMonth(key, *_figures(*values)) for key, values in sorted(months.items()) if values[0]]
+    return Survey(True, *_figures(*total), listed)
+
+
+def rolled_photo_grades(session: Session, period: calc.Period, filters: Filters) -> list[PhotoGradeRow]:
+    rows = _rolled(session, "photo", period, filters, ("k1", "k2"))
+    return [
+        PhotoGradeRow(v, g, int(n1), round(float(x1) / int(n3), 3) if n3 else None, int(n2 or 0))
+        for v, g, n1, n2, n3, x1, _m1, _m2 in sorted(rows)
+        if n1
+    ]
+
+
+def rolled_reasons(session: Session, period: calc.Period, filters: Filters) -> list[ReasonRow]:
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    for day, reason, responsibility, n1, n2, *_ in _rolled(session, "reason", period, filters, ("day", "k1", "k2")):
+        row = totals.setdefault((_as_date(day).strftime("%Y-%m"), reason, responsibility), [0, 0])
+        row[0] += int(n1 or 0)
+        row[1] += int(n2 or 0)
+    return [ReasonRow(m, r, resp, n, u) for (m, r, resp), (n, u) in sorted(totals.items()) if n]
+
+
+def rebuild_rollups(session: Session, timezone: str, first: date | None = None, last: date | None = None) -> int:
+    """Recompute the insights rollups of the given shop days (all when not given) from the raw tables,
+    in the shop's zone; idempotent. Commits; returns the rollup rows written."""
+    written = rebuild(session, timezone, first, last)
+    session.commit()
+    return written
 
 
 # --- alerts ---------------------------------------------------------------------------------------
@@ -637,7 +813,8 @@ def _slowest_first_response(session: Session, period: calc.Period) -> int | None
 def alerts_for(session: Session, period: calc.Period, settings: Settings) -> list[Alert]:
     """The figures of ``period`` past their lines, each with the ticket a lead would open first."""
     found: list[Alert] = []
-    rates = return_rates(session, period, Filters(), settings)
+    rolled = rollups_ready(session, settings)
+    rates = (rolled_return_rates if rolled else return_rates)(session, period, Filters(), settings)
     for row in rates.by["sku"]:
         ticket_id = _latest_ticket_for_sku(session, period, row.key) if row.alert else None
         if ticket_id is not None:
@@ -654,7 +831,7 @@ def alerts_for(session: Session, period: calc.Period, settings: Settings) -> lis
                 },
             )
             found.append(Alert("return_rate", row.key, str(row.unit_rate), message, ticket_id))
-    fr = first_response(session, period, Filters(), settings)
+    fr = (rolled_first_response if rolled else first_response)(session, period, Filters(), settings)
     ticket_id = _slowest_first_response(session, period) if fr.alert else None
     if ticket_id is not None:
         message = Text(
