@@ -431,8 +431,73 @@ def insights_export_cmd(month: str, output: Path | None) -> None:
     app = _app()
     with session_scope(app) as session:
         body = insights_export(session, first, app.config["BABEL_DEFAULT_TIMEZONE"])
+        record_export(session, None, "product_returns", month, address=CLI)
     if output:
         output.write_text(body, encoding="utf-8", newline="")  # the rows already end in CRLF
         click.echo(f"wrote {output}")
     else:
         click.echo(body, nl=False)
+
+
+@insights.command("rebuild")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), help="First shop day, YYYY-MM-DD.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Last shop day, YYYY-MM-DD.")
+def insights_rebuild_cmd(first: datetime | None, last: datetime | None) -> None:
+    """Recompute the dashboard's daily rollups from the raw tables (all days, or --from/--to), in
+    the shop's time zone. Safe to run again; needed after the upgrade that adds them, a backfill or
+    a change of PORTAL_TIMEZONE (which needs every day)."""
+    from portal.services.insights import rebuild_rollups
+
+    if first and last and first > last:
+        raise click.ClickException("--from is after --to.")
+    app = _app()
+    with session_scope(app) as session:
+        try:
+            written = rebuild_rollups(
+                session,
+                app.config["BABEL_DEFAULT_TIMEZONE"],
+                first.date() if first else None,
+                last.date() if last else None,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"rebuilt insights rollups: {written} rows")
+
+
+# --- data keys -----------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """The key ring personal data is encrypted with (PORTAL_DATA_KEY)."""
+
+
+@keys.command("new")
+@click.option("--id", "key_id", help="The key's id (letters, digits, - or _; default: a random one).")
+def keys_new(key_id: str | None) -> None:
+    """Print a fresh key as ID:BASE64KEY. Put it first in PORTAL_DATA_KEY on every host (keep the old
+    keys after it), restart, then run `keys rotate`."""
+    try:
+        click.echo(new_key(key_id))
+    except KeyringError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@keys.command("rotate")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(min=1), help="Rows per transaction.")
+def keys_rotate(batch: int) -> None:
+    """Re-encrypt every stored personal value under the current (first) key, and encrypt any plaintext
+    left from before encryption, committing every BATCH rows. Safe while the portal runs; run it again
+    to finish an interrupted run. Afterwards the old keys can leave PORTAL_DATA_KEY."""
+    app = _app()
+    keyring = app.extensions["portal.keyring"]
+    click.echo(f"current key: {keyring.current.id}")
+    reports = rotate_data_key(get_engine(app), keyring, batch)
+    for table, report in reports.items():
+        click.echo(
+            f"{table}: {report.rows} rows, {report.rewritten} re-encrypted "
+            f"({report.plaintext} plaintext values), {report.skipped} changed meanwhile"
+        )
+    left = sum(report.skipped for report in reports.values())
+    if left:
+        click.echo(f"{left} rows changed while being rotated: run `keys rotate` again to check them")
