@@ -513,6 +513,20 @@ STAFF_ROUTES = [
         "/admin/rejection-reasons/999999",
         {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}},
     ),
+    ("GET", "/admin/policy", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/policy/new",
+        {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}},
+    ),
+    ("POST", "/admin/policy/new", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    (
+        "GET",
+        "/admin/policy/999999",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r == "admin" else 403 for r in ROLES}},
+    ),
+    ("POST", "/admin/policy/999999/publish", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
+    ("POST", "/admin/policy/rollback", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/replies", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     (
         "GET",

@@ -345,6 +345,9 @@ AUDIT_ACTIONS: dict[str, str] = {
     "update_reply": N_("Changed a suggested reply"),
     "update_sla_policy": N_("Changed an SLA policy"),
     "update_calendar": N_("Changed a business calendar"),
+    "create_policy_version": N_("Saved a return policy version"),
+    "publish_policy": N_("Published a return policy version"),
+    "rollback_policy": N_("Rolled the return policy back"),
     "retry_job": N_("Ran a failed background job again"),
 }
 
