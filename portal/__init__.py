@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 
 from portal import config as settings
-from portal import db, jobs
+from portal import crypto, db, i18n, jobs
 from portal.extensions import babel, csrf, limiter
 from portal.i18n import choose_locale, choose_timezone
 from portal.logs import configure_logging
@@ -34,6 +34,17 @@ def check_refund_settings(config: Mapping[str, Any]) -> None:
         raise RuntimeError(f"refund settings: {exc}") from exc
 
 
+def install_data_key(config: Mapping[str, Any]) -> crypto.Keyring:
+    """Parse the data key ring (a bad one stops the start, naming the problem but never the key) and
+    make it the one the encrypted columns use."""
+    try:
+        keyring = crypto.parse_keyring(str(config["DATA_KEY"]))
+    except crypto.KeyringError as exc:
+        raise RuntimeError(f"PORTAL_DATA_KEY: {exc}") from None
+    crypto.install(keyring)
+    return keyring
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cfg = settings.load(config)
     app = Flask(
@@ -48,10 +59,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE / "translations"))
     app.config.setdefault("RATELIMIT_ENABLED", True)
     check_refund_settings(app.config)
+    app.extensions["portal.keyring"] = install_data_key(app.config)
 
     db.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=choose_locale, timezone_selector=choose_timezone)
+    i18n.init_app(app)
     limiter.init_app(app)
 
     jobs.init_app(app)

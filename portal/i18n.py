@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-from flask import has_request_context, request, session
+from babel.support import Translations
+from flask import Flask, has_request_context, request, session
 from flask_babel import force_locale, format_date, get_locale, gettext
 from flask_login import current_user
+from wtforms.i18n import messages_path
 
 from portal.domain.money import format_money
 from portal.domain.text import Text
@@ -70,6 +73,22 @@ def money(amount: Decimal | int | str | None, currency: str, locale: str | None 
     if amount is None or amount == "":
         return ""
     return format_money(amount, currency, locale or current_locale())
+
+
+@lru_cache(maxsize=len(LOCALES))
+def wtforms_translations(locale: str) -> Translations:
+    """WTForms' own messages ("Not a valid choice") in ``locale``, read from disk once per process."""
+    return Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+def _share_wtforms_translations() -> None:
+    # Flask-WTF would parse WTForms' catalogue again on every request; it looks for a copy on the
+    # request first (``request.wtforms_translations``), so hand it the one loaded for this locale.
+    request.wtforms_translations = wtforms_translations(current_locale())  # type: ignore[attr-defined]
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_share_wtforms_translations)
 
 
 __all__ = ["LOCALES", "choose_locale", "current_locale", "render_text", "money", "force_locale"]

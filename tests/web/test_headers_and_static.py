@@ -93,3 +93,22 @@ def test_csrf_token_rides_in_hx_headers_inside_body(client):
     carriers = [el for el in [body, *body.find_all(True)] if el.has_attr("hx-headers")]
     assert carriers, "no hx-headers inside <body>"
     assert json.loads(carriers[0]["hx-headers"])["X-CSRFToken"] == csrf_token(page)
+
+
+def test_form_library_messages_follow_the_language_on_every_request(client):
+    """WTForms' own messages come from a catalogue loaded once per language, not per request."""
+    from portal.i18n import wtforms_translations
+
+    wtforms_translations.cache_clear()
+    for lang, message in [
+        ("zh-CN", "该字段是必填字段。"),
+        ("en", "This field is required."),
+        ("zh-CN", "该字段是必填字段。"),
+    ]:
+        token = get_csrf(client, "/staff/login")
+        response = client.post(
+            "/staff/login", data={"csrf_token": token, "email": "", "password": ""}, headers={"Accept-Language": lang}
+        )
+        assert response.status_code == 422
+        assert message in soup(response).get_text()
+    assert wtforms_translations.cache_info().misses == 2  # one load per language, three requests
