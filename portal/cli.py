@@ -16,6 +16,7 @@ import waitress
 from sqlalchemy import select
 
 from portal import create_app
+from portal.crypto import KeyringError, new_key
 from portal.db import current_revision, get_engine, session_scope, upgrade
 from portal.db.models import Order
 from portal.demo import seed, seed_requests, seed_staff
@@ -36,6 +37,7 @@ from portal.jobs import (
     sweep_surveys,
 )
 from portal.links import return_link
+from portal.services.keys import rotate_data_key
 from portal.services.orders import StaleUpdate, stage_order
 from portal.services.photos import labelled_photos, wear_agreement
 from portal.services.product_insights import insights_export

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from portal.crypto import new_key
 
 PREFIX = "PORTAL_"
 
@@ -33,13 +35,13 @@ def _bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _keep_secret(instance: Path, filename: str) -> str:
+def _keep_secret(instance: Path, filename: str, make: Callable[[], str] | None = None) -> str:
     """Read a generated secret from the instance folder, creating it once."""
     path = instance / filename
     if path.exists():
         return path.read_text().strip()
     instance.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
+    value = make() if make is not None else secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
@@ -56,6 +58,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "DATABASE_URL": _env("DATABASE_URL") or f"sqlite:///{instance / 'portal.sqlite3'}",
         "API_SECRET": _env("API_SECRET"),
         "SECRET_KEY": _env("SECRET_KEY"),
+        # Encrypts personal data in the database: "id:base64key,..." with the current key first.
+        "DATA_KEY": _env("DATA_KEY"),
         "PUBLIC_URL": _env("PUBLIC_URL", "http://127.0.0.1:8000"),
         "RETURN_LINK_MAX_AGE_DAYS": _int("RETURN_LINK_MAX_AGE_DAYS", 180),
         "POLICY_PATH": _env("POLICY_PATH") or str(instance / "policy.toml"),
@@ -136,6 +140,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         cfg["SECRET_KEY"] = _keep_secret(instance, "secret_key")
     if not cfg.get("API_SECRET"):
         cfg["API_SECRET"] = _keep_secret(instance, "api_secret")
+    if not cfg.get("DATA_KEY"):
+        cfg["DATA_KEY"] = _keep_secret(instance, "data_key", new_key)
     if not cfg.get("WEBHOOK_SECRET"):
         cfg["WEBHOOK_SECRET"] = cfg["API_SECRET"]
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)

@@ -25,8 +25,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
-from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship, validates
 
+from portal.db.sealed import Sealed, SealedJSON, index_of
 from portal.domain.actors import Actor
 from portal.domain.lifecycle import CANCELLABLE, Status
 from portal.domain.reasons import Outcome
@@ -122,10 +123,16 @@ class Order(Base):
     delivered_at: Mapped[datetime | None]
     currency: Mapped[str] = mapped_column(String(3))
     channel: Mapped[str] = mapped_column(String(32), default="web")
-    customer_name: Mapped[str] = mapped_column(String(255))
-    customer_email: Mapped[str | None] = mapped_column(String(255), index=True)
-    customer_phone: Mapped[str | None] = mapped_column(String(64))
-    customer_postcode: Mapped[str | None] = mapped_column(String(32))
+    # The shopper's details, encrypted (portal.db.sealed); equality lookups use the keyed blind
+    # indexes beside them, set whenever a value is.
+    customer_name: Mapped[str] = mapped_column(Sealed("shop_order.customer_name", index="name"))
+    customer_email: Mapped[str | None] = mapped_column(Sealed("shop_order.customer_email", index="email"))
+    customer_phone: Mapped[str | None] = mapped_column(Sealed("shop_order.customer_phone", index="phone"))
+    customer_postcode: Mapped[str | None] = mapped_column(Sealed("shop_order.customer_postcode", index="postcode"))
+    customer_name_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_email_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_phone_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_postcode_bidx: Mapped[str | None] = mapped_column(String(64))
     payment_method: Mapped[str] = mapped_column(String(32))
     payment_reference: Mapped[str | None] = mapped_column(String(128))
     shipping_paid: Mapped[Decimal] = mapped_column(default=Decimal(0))
@@ -138,6 +145,11 @@ class Order(Base):
 
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
     requests: Mapped[list[ReturnRequest]] = relationship(back_populates="order", order_by="ReturnRequest.id")
+
+    @validates("customer_name", "customer_email", "customer_phone", "customer_postcode")
+    def _keep_blind_index(self, key: str, value: str | None) -> str | None:
+        setattr(self, key + "_bidx", index_of(key.removeprefix("customer_"), value))
+        return value
 
 
 class ApiSignature(Base):
@@ -191,7 +203,8 @@ class ReturnRequest(Base):
     rejection_reason_id: Mapped[int | None] = mapped_column(ForeignKey("rejection_reason.id"))
     carrier: Mapped[str | None] = mapped_column(String(32))
     label_issued_at: Mapped[datetime | None]
-    customer_email: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_email: Mapped[str | None] = mapped_column(Sealed("return_request.customer_email", index="email"))
+    customer_email_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -199,6 +212,11 @@ class ReturnRequest(Base):
     lines: Mapped[list[ReturnLine]] = relationship(back_populates="request", order_by="ReturnLine.id")
     events: Mapped[list[RequestEvent]] = relationship(back_populates="request", order_by="RequestEvent.id")
     photos: Mapped[list[Photo]] = relationship(back_populates="request", order_by="Photo.id")
+
+    @validates("customer_email")
+    def _keep_blind_index(self, key: str, value: str | None) -> str | None:
+        self.customer_email_bidx = index_of("email", value)
+        return value
 
     @property
     def accepted_lines(self) -> list[ReturnLine]:
@@ -247,7 +265,7 @@ class ReturnLine(Base):
     reason: Mapped[str] = mapped_column(String(32))
     sub_reason: Mapped[str | None] = mapped_column(String(32))
     responsibility: Mapped[str] = mapped_column(String(16))
-    comment: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Sealed("return_line.comment"), default="")  # the shopper's words
     outcome: Mapped[str] = mapped_column(String(16))
     exchange_sku: Mapped[str | None] = mapped_column(String(64))
     verdict: Mapped[str] = mapped_column(String(16))
@@ -257,7 +275,7 @@ class ReturnLine(Base):
     wear_confirmed: Mapped[bool | None] = mapped_column(Boolean)
     # A reviewer may approve some lines and not others.
     staff_decision: Mapped[str | None] = mapped_column(String(16))  # portal.domain.states.LineDecision
-    staff_note: Mapped[str | None] = mapped_column(Text)
+    staff_note: Mapped[str | None] = mapped_column(Sealed("return_line.staff_note"))  # shown to the shopper
     refused_fate: Mapped[str | None] = mapped_column(String(24))  # domain.receiving.REFUSED_FATES, when refused
     # Units of ``exchange_sku`` held on the shelf for this line (released on rejection or cancellation).
     reserved_quantity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -326,7 +344,7 @@ class RequestEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     from_status: Mapped[str | None] = mapped_column(String(32))
     to_status: Mapped[str | None] = mapped_column(String(32))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Sealed("request_event.note"), default="")  # may be the shopper's words
 
     request: Mapped[ReturnRequest] = relationship(back_populates="events")
 
@@ -341,7 +359,7 @@ class OutboxMessage(Base):
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     channel: Mapped[str] = mapped_column(String(16))  # "email" | "webhook"
     topic: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict[str, Any]]
+    payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON("outbox.payload"))  # addresses, message bodies
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     available_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -483,7 +501,7 @@ class TicketEvent(Base):
     actor_id: Mapped[str | None] = mapped_column(String(64))
     actor: Mapped[Actor] = composite("actor_kind", "actor_id")
     kind: Mapped[str] = mapped_column(String(32))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Sealed("ticket_event.note"), default="")  # messages to and from the shopper
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
@@ -799,7 +817,7 @@ class StoreCreditCode(Base):
     currency: Mapped[str] = mapped_column(String(3))
     initial: Mapped[Decimal]
     balance: Mapped[Decimal]
-    customer_email: Mapped[str | None] = mapped_column(String(255))
+    customer_email: Mapped[str | None] = mapped_column(Sealed("store_credit.customer_email"))
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refund.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -911,7 +929,7 @@ class SurveyAnswer(Base):
     request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), unique=True)
     nps: Mapped[int] = mapped_column(Integer)
     satisfaction: Mapped[int] = mapped_column(Integer)
-    comment: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Sealed("survey_answer.comment"), default="")
     answered_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When the answer reopened the request's ticket for its team (once per request).

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Numeric, Select, and_, case, exists, func, literal_column, or_, select, true
 from sqlalchemy.orm import aliased, joinedload
 
+from portal.crypto import normalise
 from portal.db.models import (
     Order,
     OrderLine,
@@ -20,6 +21,7 @@ from portal.db.models import (
     TicketClock,
     TicketEvent,
 )
+from portal.db.sealed import candidates
 from portal.domain.lifecycle import Status
 from portal.domain.money import places_by_currency
 from portal.domain.sla import ClockState
@@ -74,9 +76,10 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
 
 
 def _search(stmt: Select, q: str) -> Select:
-    """Rows whose order number, RMA (typed with or without dashes), pickup code, shopper email,
-    name or phone (spaces and dashes ignored), or an item's SKU contains ``q`` as typed: ``%`` and
-    ``_`` are matched literally (escaped), never as wildcards."""
+    """Rows whose order number, RMA (typed with or without dashes), pickup code or an item's SKU
+    contains ``q`` as typed (``%`` and ``_`` are matched literally, never as wildcards), or whose
+    shopper has exactly ``q`` as email, phone (any spacing) or full name. The shopper's details are
+    encrypted, so they are matched through their blind indexes: whole values only, never a part."""
     needle = q.lower()
     compact = "".join(ch for ch in needle if ch not in " -")
 
@@ -93,16 +96,17 @@ def _search(stmt: Select, q: str) -> Select:
     )
     matches = [
         contains(Order.order_number),
-        contains(Order.customer_email),
-        contains(Order.customer_name),
+        Order.customer_email_bidx.in_(candidates("email", q)),
+        Order.customer_name_bidx.in_(candidates("name", q)),
         by_sku,
     ]
     if compact:
         matches += [
             contains_compact(ReturnRequest.rma),
             contains_compact(ReturnRequest.pickup_code),
-            contains_compact(Order.customer_phone),
         ]
+    if normalise("phone", q):
+        matches.append(Order.customer_phone_bidx.in_(candidates("phone", q)))
     return (
         stmt.join(ReturnRequest, ReturnRequest.id == Ticket.request_id)
         .join(Order, Order.id == ReturnRequest.order_id)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from portal.adapters.carriers import Carrier, CarrierError
 from portal.db.models import Order, Photo, ReturnLine, ReturnRequest, TicketEvent, Variant
+from portal.db.sealed import candidates
 from portal.domain import lifecycle
 from portal.domain.actors import POLICY, SHOPPER, Actor, ActorKind
 from portal.domain.codes import new_rma
@@ -137,7 +138,7 @@ def customer_recent_returns(
     if not email:
         return 0
     stmt = select(func.count(ReturnRequest.id)).where(
-        ReturnRequest.customer_email == email,
+        ReturnRequest.customer_email_bidx.in_(candidates("email", email)),
         ReturnRequest.created_at >= now - timedelta(days=days),
         ReturnRequest.created_at < now,
         ReturnRequest.status != Status.CANCELLED.value,

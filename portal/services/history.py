@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.db.models import Order, ReturnRequest
+from portal.db.sealed import candidates
 from portal.domain.lifecycle import Status
 from portal.domain.text import N_
 
@@ -43,7 +44,7 @@ def customer_history(session: Session, request: ReturnRequest, now: datetime, li
     email = request.order.customer_email
     if not email:
         return CustomerHistory([], 0, 0, 0)
-    mine = select(Order.id).where(func.lower(Order.customer_email) == email.lower())
+    mine = select(Order.id).where(Order.customer_email_bidx.in_(candidates("email", email)))
     earlier = list(
         session.scalars(
             select(ReturnRequest)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.db.models import Order, OrderLine, Product, ReturnLine, Variant
+from portal.db.sealed import index_of
 from portal.db.upsert import insert_if_absent
 from portal.domain.errors import Conflict
 from portal.domain.orders import OrderData, ProductData, normalise_order_number
@@ -32,6 +33,11 @@ def _order_values(data: OrderData) -> dict[str, object]:
         "customer_email": data.customer.email,
         "customer_phone": data.customer.phone,
         "customer_postcode": data.customer.postcode,
+        # The first insert is a Core statement, which the model's own upkeep of these does not see.
+        "customer_name_bidx": index_of("name", data.customer.name),
+        "customer_email_bidx": index_of("email", data.customer.email),
+        "customer_phone_bidx": index_of("phone", data.customer.phone),
+        "customer_postcode_bidx": index_of("postcode", data.customer.postcode),
         "payment_method": data.payment.method,
         "payment_reference": data.payment.reference,
         "shipping_paid": data.shipping_paid,

@@ -16,6 +16,7 @@ from wtforms.fields.choices import SelectChoice
 from portal.adapters.carriers import carrier_from_config
 from portal.db import get_session
 from portal.db.models import Order, Photo, Variant
+from portal.db.sealed import candidates
 from portal.domain.actors import SHOPPER
 from portal.domain.codes import compact_pickup_code
 from portal.domain.lifecycle import IllegalTransition, Status
@@ -71,8 +72,8 @@ bp = Blueprint("shop", __name__)
 log = logging.getLogger("portal.shop")
 
 SESSION_KEY = "shop_order"
-# Compared against on a miss so that a miss costs what a hit costs.
-_DUMMY_CONTACT = "nobody@invalid.example"
+# Compared against on a miss so that a miss costs what a hit costs (no value has this index).
+_DUMMY_INDEX = "0" * 64
 
 
 def _now() -> datetime:
@@ -95,13 +96,15 @@ def _lookup_failed_page(form: LookupForm):
     return render_template("shop/lookup.html", form=form, failed=True), 422
 
 
-def _contact_matches(email: str | None, postcode: str | None, contact: str) -> tuple[bool, bool]:
-    """(by email, by postcode): constant-work comparisons against the order's details, or a dummy on a miss."""
-    given = contact.strip()
-    by_email = hmac.compare_digest(given.lower().encode(), (email or _DUMMY_CONTACT).lower().encode())
-    by_postcode = hmac.compare_digest(
-        "".join(given.upper().split()).encode(), (postcode or _DUMMY_CONTACT).upper().encode()
-    )
+def _contact_matches(email_index: str | None, postcode_index: str | None, contact: str) -> tuple[bool, bool]:
+    """(by email, by postcode): the typed contact's blind indexes (one per data key) compared in constant
+    time with the order's, or with a dummy on a miss, so a miss does the work of a hit. The order's
+    details themselves are never read or decrypted here."""
+    by_email = by_postcode = False
+    for candidate in candidates("email", contact):
+        by_email |= hmac.compare_digest(candidate, email_index or _DUMMY_INDEX)
+    for candidate in candidates("postcode", contact):
+        by_postcode |= hmac.compare_digest(candidate, postcode_index or _DUMMY_INDEX)
     return by_email, by_postcode
 
 
@@ -128,11 +131,15 @@ def lookup():
     # Only the columns compared, for a hit and a miss alike: both cost one indexed read and no object.
     row = (
         get_session()
-        .execute(select(Order.id, Order.customer_email, Order.customer_postcode).where(Order.order_number == number))
+        .execute(
+            select(Order.id, Order.customer_email_bidx, Order.customer_postcode_bidx).where(
+                Order.order_number == number
+            )
+        )
         .one_or_none()
     )
     by_email, by_postcode = _contact_matches(
-        row.customer_email if row else None, row.customer_postcode if row else None, form.contact.data
+        row.customer_email_bidx if row else None, row.customer_postcode_bidx if row else None, form.contact.data
     )
     if not by_order and not (by_email and row is not None):
         log.info("order lookup throttled for %s from %s", safe(number), addr)
