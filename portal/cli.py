@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import sys
@@ -16,11 +17,12 @@ import waitress
 from sqlalchemy import select
 
 from portal import create_app
+from portal.config import ConfigError
 from portal.crypto import KeyringError, new_key
 from portal.db import current_revision, get_engine, session_scope, upgrade
 from portal.db.models import Order
 from portal.demo import seed, seed_requests, seed_staff
-from portal.domain.errors import InvalidInput
+from portal.domain.errors import DomainError, InvalidInput
 from portal.domain.importing import detect_format, iter_order_records
 from portal.domain.orders import PayloadError, normalise_order_number, parse_order
 from portal.domain.product_insights import parse_month
@@ -31,12 +33,14 @@ from portal.jobs import (
     deliver_outbox,
     drain,
     insight_alerts,
+    registry,
     resolve_refunds,
-    score_pending_photos,
     sweep_escalations,
     sweep_surveys,
 )
 from portal.links import return_link
+from portal.services.audit import CLI, record_export
+from portal.services.job_failures import open_failures, recent_resolved, retry_failure
 from portal.services.keys import rotate_data_key
 from portal.services.orders import StaleUpdate, stage_order
 from portal.services.photos import labelled_photos, wear_agreement
@@ -49,7 +53,10 @@ from portal.storage import StorageError, store_from_config
 def _app(**overrides):
     """The app for one command; when the command ends, background work it started finishes
     first, then its connections are closed."""
-    app = create_app(overrides or None)
+    try:
+        app = create_app(overrides or None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
 
@@ -91,27 +98,22 @@ def db_upgrade() -> None:
 # --- serving --------------------------------------------------------------------
 
 
-# The alert lines are month-long aggregates: checking them every 15 minutes is plenty, and keeps
-# their queries off the 30-second tick that escalations need.
-ALERT_EVERY_TICKS = 30
-
-
 def _ticker(app, interval: float, stop: threading.Event) -> None:
+    """The periodic jobs of the registry in this process (Celery beat does this in scaled mode)."""
     ticks = 0
     while not stop.wait(interval):
         ticks += 1
-        _safe(app, sweep_escalations)
-        _safe(app, sweep_surveys)
-        if ticks % ALERT_EVERY_TICKS == 1:
-            _safe(app, insight_alerts)
-        _safe(app, deliver_outbox)
-        _safe(app, score_pending_photos)
-        _safe(app, resolve_refunds)
+        for job in registry.periodic_jobs():
+            if registry.due_on_tick(job, ticks, interval):
+                _safe(app, job.func)
 
 
 def _serve(app, host: str, port: int, threads: int) -> None:
     stop = threading.Event()
-    threading.Thread(target=_ticker, args=(app, 30.0, stop), daemon=True, name="portal-ticker").start()
+    if app.config["JOBS_MODE"] != "celery":
+        threading.Thread(
+            target=_ticker, args=(app, registry.TICK_SECONDS, stop), daemon=True, name="portal-ticker"
+        ).start()
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="returns-portal")
     finally:
@@ -125,7 +127,8 @@ def _serve(app, host: str, port: int, threads: int) -> None:
 def serve(host: str, port: int, threads: int) -> None:
     """Serve the portal with waitress (schema upgraded first)."""
 
-    app = _app(JOBS_MODE="thread")
+    scaled = (os.environ.get("PORTAL_JOBS_MODE") or "").strip().lower() == "celery"
+    app = _app() if scaled else _app(JOBS_MODE="thread")  # scaled: jobs go to the workers, beat ticks
     upgrade(get_engine(app))
     click.echo(f"Serving on http://{host}:{port}/")
     _serve(app, host, port, threads)
@@ -409,6 +412,75 @@ def outbox_send() -> None:
 
     sent, failed = deliver_outbox(_app())
     click.echo(f"sent {sent}, failed {failed}")
+
+
+def _celery(app):
+    celery = app.extensions.get("portal.celery")
+    if celery is None:
+        raise click.ClickException("Jobs run in this process: set PORTAL_JOBS_MODE=celery and PORTAL_BROKER_URL.")
+    return celery
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", type=int, help="Worker processes (default: one per CPU).")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(concurrency: int | None, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker for the background jobs (scaled mode); other options go to Celery."""
+
+    celery = _celery(_app())
+    argv = ["worker", "--loglevel=INFO"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    celery.worker_main([*argv, *celery_args])
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def scheduler(celery_args: tuple[str, ...]) -> None:
+    """Start Celery beat: it queues the periodic jobs (SLA sweep every 30 s, outbox, refunds, ...)."""
+
+    app = _app()
+    celery = _celery(app)
+    for name, entry in sorted(celery.conf.beat_schedule.items()):
+        click.echo(f"every {entry['schedule']:>6.0f} s  {name}")
+    celery.start(["beat", "--loglevel=INFO", *celery_args])
+
+
+@main.group()
+def jobs() -> None:
+    """Background jobs that kept failing."""
+
+
+@jobs.command("failed")
+@click.option("--all", "show_all", is_flag=True, help="Also list the failures already retried.")
+def jobs_failed(show_all: bool) -> None:
+    """List failed jobs: id, job, parameters, attempts, last failure and the error."""
+
+    app = _app()
+    with session_scope(app) as session:
+        rows = open_failures(session) + (recent_resolved(session) if show_all else [])
+        for row in rows:
+            state = f"retried {row.resolved_at:%Y-%m-%d %H:%M}" if row.resolved_at else "open"
+            args = json.dumps(row.args, sort_keys=True)
+            click.echo(
+                f"{row.id}  {row.task} {args}  attempts {row.attempts}  last {row.last_failed_at:%Y-%m-%d %H:%M:%S} UTC"
+                f"  {state}\n    {row.error}"
+            )
+        click.echo(f"{sum(1 for row in rows if row.resolved_at is None)} open")
+
+
+@jobs.command("retry")
+@click.argument("failure_id", type=int)
+def jobs_retry(failure_id: int) -> None:
+    """Run a failed job again with its parameters (a new failure is recorded anew)."""
+
+    app = _app()
+    with session_scope(app) as session:
+        try:
+            row = retry_failure(session, failure_id, lambda name: registry.get(name) is not None)
+        except DomainError as exc:
+            raise click.ClickException(exc.render()) from None
+        click.echo(f"queued {row.task} again (failure {row.id} closed)")
 
 
 # --- insights ------------------------------------------------------------------------

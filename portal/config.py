@@ -48,6 +48,36 @@ def _keep_secret(instance: Path, filename: str, make: Callable[[], str] | None =
     return value
 
 
+class ConfigError(RuntimeError):
+    """The settings cannot work: the portal refuses to start and says why."""
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://")
+
+
+def check_scaled_mode(cfg: Mapping[str, Any]) -> None:
+    """Scaled mode (jobs on Celery) runs on several machines: nothing may rest on one machine's disk
+    or memory. Refuse to start, naming every missing setting, unless secrets come from the
+    environment, mail goes by SMTP, photos go to S3 and rate limits are kept in Redis."""
+    if str(cfg.get("JOBS_MODE") or "").strip().lower() != "celery":
+        return
+    missing = []
+    if not str(cfg.get("BROKER_URL") or "").startswith(REDIS_SCHEMES):
+        missing.append("PORTAL_BROKER_URL (the Redis the workers take jobs from, redis://host:6379/0)")
+    if not cfg.get("SECRET_KEY"):
+        missing.append("PORTAL_SECRET_KEY (every web host and worker must sign with the same key)")
+    if not cfg.get("API_SECRET"):
+        missing.append("PORTAL_API_SECRET (every web host must check the shop's signatures with the same secret)")
+    if not cfg.get("SMTP_HOST"):
+        missing.append("PORTAL_SMTP_HOST (emails go by SMTP; outbox files would stay on one machine)")
+    if not cfg.get("S3_BUCKET"):
+        missing.append("PORTAL_S3_BUCKET (photos go to S3; a local folder is one machine's disk)")
+    if not str(cfg.get("RATELIMIT_STORAGE_URI") or "").startswith(REDIS_SCHEMES):
+        missing.append("PORTAL_RATELIMIT_STORAGE_URI (rate limits shared in Redis; memory is per process)")
+    if missing:
+        raise ConfigError("PORTAL_JOBS_MODE=celery (scaled mode) needs these settings:\n  " + "\n  ".join(missing))
+
+
 def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build the configuration: environment first, then ``overrides`` win."""
     overrides = dict(overrides or {})
@@ -129,6 +159,11 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "BABEL_DEFAULT_TIMEZONE": _env("TIMEZONE", "Asia/Shanghai"),
         # Operations: /readyz pings the broker only when one is set; who may read /metrics; log lines.
         "BROKER_URL": _env("BROKER_URL"),
+        # Background jobs: eager | thread (in this process) | celery (workers on BROKER_URL) | off.
+        "JOBS_MODE": _env("JOBS_MODE", "eager"),
+        "JOBS_MAX_RETRIES": _int("JOBS_MAX_RETRIES", 5),
+        "JOBS_RETRY_BACKOFF": _int("JOBS_RETRY_BACKOFF", 10),  # seconds before the first retry, doubling
+        "JOBS_VISIBILITY_TIMEOUT": _int("JOBS_VISIBILITY_TIMEOUT", 3600),  # a task a dead worker held comes back
         "METRICS_TOKEN": _env("METRICS_TOKEN"),
         "METRICS_ALLOW": _env("METRICS_ALLOW"),  # unset: loopback only (or anyone with the token, when one is set)
         "LOG_FORMAT": _env("LOG_FORMAT", "plain"),
@@ -136,6 +171,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "TESTING": False,
     }
     cfg.update(overrides)
+    check_scaled_mode(cfg)
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = _keep_secret(instance, "secret_key")
     if not cfg.get("API_SECRET"):

@@ -990,3 +990,24 @@ class PolicyVersion(Base):
 
     created_by: Mapped[StaffUser | None] = relationship(foreign_keys=[created_by_id])
     published_by: Mapped[StaffUser | None] = relationship(foreign_keys=[published_by_id])
+
+
+class JobFailure(Base):
+    """A background job that kept failing (a Celery task out of retries, or an in-process job that
+    raised): what ran, with which parameters (ids only), the error and where it happened (no
+    personal data), how often, and when an admin retried it."""
+
+    __tablename__ = "job_failure"
+    __table_args__ = (Index("ix_job_failure_open", "fingerprint", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task: Mapped[str] = mapped_column(String(100))
+    args: Mapped[dict[str, Any]]
+    fingerprint: Mapped[str] = mapped_column(String(64))  # task and args, to count repeats on one row
+    error: Mapped[str] = mapped_column(String(500))
+    traceback: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    first_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))

@@ -1,7 +1,9 @@
 """Background work. Jobs only call services.
 
 Embedded mode runs them in-process: ``eager`` (inline, after the commit: tests
-and the CLI) or ``thread`` (a small worker thread: ``serve``).
+and the CLI) or ``thread`` (a small worker thread: ``serve``). Scaled mode
+(``celery``) sends each one to Celery workers on Redis (``portal.jobs.celery_app``).
+Services never know which: they ``defer`` a job by its registered name.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from portal.brand import brand_from_config
 from portal.db import session_scope
 from portal.db.models import OutboxMessage, Photo
 from portal.domain.states import ScoreState
+from portal.jobs import registry
 from portal.links import return_link, survey_links
 from portal.logs import bind_request_id, current_request_id, unbind_request_id
 from portal.metrics import observe_job
 from portal.services.insights import insight_settings, notify_alerts
+from portal.services.job_failures import record_failure
 from portal.services.outbox import deliver_pending
 from portal.services.photos import score_request_photos
 from portal.services.product_images import fetch_product_images
@@ -211,16 +215,32 @@ def product_images(app: Flask) -> int:
         )
 
 
-# Work services may ask for with ``portal.services.work.defer``.
-JOBS: dict[str, Callable[..., Any]] = {
-    "deliver_outbox": deliver_outbox,
-    "score_photos": score_photos,
-    "fetch_product_images": product_images,
-}
+# Every job by name, once: what services may ask for with ``portal.services.work.defer``, and what
+# runs on a timer (the in-process ticker of ``serve``, or Celery beat). Periodic jobs run in this order.
+registry.register("sweep_escalations", sweep_escalations, every=registry.TICK_SECONDS)
+registry.register("sweep_surveys", sweep_surveys, every=registry.TICK_SECONDS)
+# The alert lines are month-long aggregates: every 15 minutes is plenty, and keeps their queries
+# off the 30-second tick that escalations need.
+registry.register("insight_alerts", insight_alerts, every=15 * 60.0)
+registry.register("deliver_outbox", deliver_outbox, every=registry.TICK_SECONDS)
+registry.register("score_pending_photos", score_pending_photos, every=registry.TICK_SECONDS)
+registry.register("resolve_refunds", resolve_refunds, every=registry.TICK_SECONDS)
+registry.register("score_photos", score_photos)
+registry.register("fetch_product_images", product_images)
+
+MODES = ("eager", "thread", "off", "celery")
 
 
 def init_app(app: Flask) -> None:
-    """Start deferred work after each commit of the app's sessions (and drop it on rollback)."""
+    """Start deferred work after each commit of the app's sessions (and drop it on rollback); in
+    ``celery`` mode, set up the Celery app the jobs are sent to."""
+    mode = app.config.get("JOBS_MODE", "eager")
+    if mode not in MODES:
+        raise RuntimeError(f"PORTAL_JOBS_MODE must be one of {', '.join(MODES)} (got {mode!r})")
+    if mode == "celery":
+        from portal.jobs.celery_app import celery_init_app  # noqa: PLC0415 - celery is the optional worker extra
+
+        celery_init_app(app)
     factory = app.extensions["portal.sessionmaker"]
 
     @event.listens_for(factory, "after_commit")
@@ -228,8 +248,7 @@ def init_app(app: Flask) -> None:
         if session.in_nested_transaction():
             return  # a savepoint released: the outer transaction (and its locks) still runs
         for name, params in take_deferred(session):
-            job = JOBS[name]
-            kick(app, partial(job, **params) if params else job)
+            submit(app, name, **params)
 
     @event.listens_for(factory, "after_soft_rollback")
     def _drop_deferred(session: Session, previous_transaction: Any) -> None:
@@ -237,11 +256,34 @@ def init_app(app: Flask) -> None:
             drop_deferred(session)
 
 
+def submit(app: Flask, name: str, **params: Any) -> None:
+    """Run the registered job ``name`` with ``params`` in the configured backend; never raises into
+    the caller (a job that cannot even be queued is recorded as a failure)."""
+    job = registry.get(name)
+    if job is None:
+        raise KeyError(f"no job called {name}")
+    if app.config.get("JOBS_MODE", "eager") == "celery":
+        try:
+            app.extensions["portal.celery"].send_job(name, params, current_request_id())
+        except Exception as exc:
+            log.exception("could not queue background job %s", name)
+            _record(app, name, params, exc, attempts=1)
+        return
+    kick(app, partial(job.func, **params) if params else job.func)
+
+
 def kick(app: Flask, job=deliver_outbox) -> None:
-    """Run a job now (eager) or on the worker thread; never raises into the caller."""
+    """Run a job now (eager), on the worker thread, or (a registered job, in ``celery`` mode) as a
+    Celery task; never raises into the caller."""
     mode = app.config.get("JOBS_MODE", "eager")
     if mode == "off":
         return
+    if mode == "celery":
+        named = registry.name_of(job)
+        if named is not None:
+            submit(app, named[0], **named[1])
+            return
+        mode = "eager"  # a callable that is no registered job cannot travel: it runs here
     if mode == "thread":
         global _executor, _submitted
         with _executor_lock:
@@ -267,20 +309,55 @@ def drain(timeout: float = 120.0) -> None:
                 return
 
 
-def _safe(app: Flask, job, request_id: str | None = None) -> None:
-    """Run one job, timed and counted by task; its log records carry the id of the request that
-    started it (eager jobs run inside that request, thread jobs are handed the id)."""
-    task = str(getattr(job, "__name__", None) or getattr(getattr(job, "func", None), "__name__", "job"))
+def job_identity(job: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
+    """The name a job is counted and recorded under, and its parameters."""
+    named = registry.name_of(job)
+    if named is not None:
+        return named
+    func = getattr(job, "func", job)
+    params = dict(getattr(job, "keywords", None) or {})
+    return str(getattr(func, "__name__", None) or "job"), params
+
+
+def run_job(app: Flask, job: Callable[..., Any], request_id: str | None = None) -> Any:
+    """Run one job, timed and counted by task, its log records carrying the id of the request that
+    started it; an error goes up to the caller (the Celery task retries on it)."""
+    task = job_identity(job)[0]
     token = bind_request_id(request_id) if request_id is not None else None
     started, failed = time.perf_counter(), False
     try:
-        job(app)
+        return job(app)
     except Exception:
         failed = True
-        log.exception("background job %s failed", getattr(job, "__name__", job))
+        raise
     finally:
         seconds = time.perf_counter() - started
         observe_job(task, seconds, failed)
         log.debug("background job %s %s in %.3f s", task, "failed" if failed else "done", seconds)
         if token is not None:
             unbind_request_id(token)
+
+
+def _safe(app: Flask, job, request_id: str | None = None) -> None:
+    """Run one job in this process (eager jobs run inside the request that started them, thread jobs
+    are handed its id). A job that raises is logged and recorded for admins, never dropped silently."""
+    token = bind_request_id(request_id) if request_id is not None else None
+    try:
+        run_job(app, job)
+    except Exception as exc:
+        name, params = job_identity(job)
+        log.exception("background job %s failed", name)
+        _record(app, name, params, exc, attempts=1)
+    finally:
+        if token is not None:
+            unbind_request_id(token)
+
+
+def _record(app: Flask, task: str, params: dict[str, Any], exc: BaseException, attempts: int) -> None:
+    """Keep a failed job in the failures table; when even that fails (the database is down), the
+    log line above is what remains."""
+    try:
+        with session_scope(app) as session:
+            record_failure(session, task, params, exc, attempts)
+    except Exception:
+        log.exception("could not record the failure of background job %s", task)
