@@ -145,6 +145,7 @@ def policy_import(file: Path, publish: bool, note: str) -> None:
     app = _app()
     with session_scope(app) as session:
         try:
+            active_policy(session, app.config)  # on first start the instance's policy is version 1
             version = import_policy(
                 session,
                 file.read_text(encoding="utf-8"),
