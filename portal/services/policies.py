@@ -231,7 +231,15 @@ def version_data(version: PolicyVersion) -> dict[str, Any]:
     return {"number": version.number, "label": version.label, "checksum": version.checksum}
 
 
-def _audit(session: Session, actor: StaffUser | None, action: str, target: str, before, after, detail: str) -> None:
+def _audit(
+    session: Session,
+    actor: StaffUser | None,
+    action: str,
+    target: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    detail: str,
+) -> None:
     session.add(
         AuditLog(
             actor_id=actor.id if actor is not None else None,
@@ -335,6 +343,7 @@ def rollback_policy(
 ) -> PolicyVersion:
     """Publish an older version again: ``number``, or the one published before the current one."""
     current = session.scalar(select(PolicyVersion).where(PolicyVersion.published.is_(True)))
+    target: PolicyVersion | None
     if number is not None:
         target = version_by_number(session, number)
     else:
