@@ -242,6 +242,13 @@ from portal.cli_policy import policy  # noqa: E402 - its commands build their ap
 main.add_command(policy)
 
 
+# --- privacy ----------------------------------------------------------------------
+
+from portal.cli_privacy import privacy  # noqa: E402 - its commands build their app with _app above
+
+main.add_command(privacy)
+
+
 # --- staff -------------------------------------------------------------------------
 
 
@@ -327,6 +334,7 @@ def wear_export(directory: Path) -> None:
                 ]
             )
             written += 1
+        record_export(session, None, "wear_dataset", f"{written} photos", address=CLI)
     click.echo(f"wrote {written} labelled photos to {directory} ({skipped} unreadable)")
 
 
@@ -350,6 +358,7 @@ def finance_export(start: datetime, end: datetime, output: Path | None) -> None:
         body = reconciliation_csv(
             ledger_rows(session, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC) + timedelta(days=1))
         )
+        record_export(session, None, "reconciliation", f"{start:%Y-%m-%d}..{end:%Y-%m-%d}", address=CLI)
     if output:
         output.write_text(body, encoding="utf-8")
         click.echo(f"wrote {output}")

@@ -637,6 +637,15 @@ STAFF_ROUTES = [
     ),
     ("POST", "/admin/calendars/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/audit", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("GET", "/admin/audit.csv", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    # Shoppers' data requests: leads, managers and admins answer them.
+    ("GET", "/staff/privacy", {"anonymous": 303, "shopper": 303, **{r: 200 if r in INSIGHTS else 403 for r in ROLES}}),
+    (
+        "GET",
+        "/staff/privacy/999999",
+        {"anonymous": 303, "shopper": 303, **{r: 404 if r in INSIGHTS else 403 for r in ROLES}},
+    ),
+    ("POST", "/staff/privacy/999999/complete", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("GET", "/admin/routing", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("POST", "/admin/routing", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     (

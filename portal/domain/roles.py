@@ -42,6 +42,8 @@ CAN_MANAGE_TEAM = frozenset({MANAGER, ADMIN})
 CAN_SEE_INSIGHTS = frozenset({LEAD, MANAGER, ADMIN})
 # The insights dashboard's money part (refunds, store credit, value recovered) is finance's too.
 CAN_SEE_MONEY_INSIGHTS = CAN_SEE_INSIGHTS | {FINANCE}
+# Who answers shoppers' requests for a copy or erasure of their data (the privacy tickets).
+CAN_HANDLE_DATA_REQUESTS = frozenset({LEAD, MANAGER, ADMIN})
 
 
 def in_role_order(roles: frozenset[str]) -> tuple[str, ...]:

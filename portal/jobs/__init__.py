@@ -35,6 +35,8 @@ from portal.db import session_scope
 from portal.db.models import OutboxMessage, Photo
 from portal.domain.states import ScoreState
 from portal.jobs import registry
+from portal.jobs.retention import EVERY_SECONDS as RETENTION_EVERY
+from portal.jobs.retention import retention_purge
 from portal.links import return_link, survey_links
 from portal.logs import bind_request_id, current_request_id, unbind_request_id
 from portal.metrics import observe_job
@@ -68,6 +70,8 @@ SUBJECTS = {
     "return_refunded": lambda ctx: gettext("Return %(rma)s refunded", rma=ctx["rma"]),
     "staff_message": lambda ctx: gettext("About your return %(rma)s", rma=ctx["rma"]),
     "survey_invite": lambda ctx: gettext("How was your return %(rma)s?", rma=ctx["rma"]),
+    "privacy_copy_ready": lambda ctx: gettext("A copy of your data for order %(order)s", order=ctx["order_number"]),
+    "privacy_erased": lambda ctx: gettext("Your data for order %(order)s has been erased", order=ctx["order_number"]),
     "staff_escalation": lambda ctx: f"[returns] {ctx['message']}",
     "staff_login_throttled": lambda ctx: gettext("Sign-in to your returns portal account is paused"),
     "staff_password_reset": lambda ctx: gettext("Set a new password for the returns portal"),
@@ -225,6 +229,7 @@ registry.register("insight_alerts", insight_alerts, every=15 * 60.0)
 registry.register("deliver_outbox", deliver_outbox, every=registry.TICK_SECONDS)
 registry.register("score_pending_photos", score_pending_photos, every=registry.TICK_SECONDS)
 registry.register("resolve_refunds", resolve_refunds, every=registry.TICK_SECONDS)
+registry.register("retention_purge", retention_purge, every=RETENTION_EVERY)
 registry.register("score_photos", score_photos)
 registry.register("fetch_product_images", product_images)
 

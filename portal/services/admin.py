@@ -374,7 +374,7 @@ class AuditPage:
     actions: list[str]  # every kind of entry recorded, known kinds first in their page order
 
 
-def audit_query(where: AuditFilter) -> Select[tuple[AuditLog]]:
+def audit_query(where: AuditFilter) -> Select[AuditLog]:
     """The audit entries matching ``where``, in its order."""
     stmt = select(AuditLog)
     if where.actor_id is not None:

@@ -52,6 +52,7 @@ def record_access(
     order_number: str | None = None,
     reason: str | None = None,
     detail: str = "",
+    address: str | None = None,
 ) -> AuditLog:
     """Add the audit row for a look at (or a copy of) data; the caller commits it."""
     entry = AuditLog(
@@ -61,14 +62,17 @@ def record_access(
         order_number=order_number,
         reason=(reason or None) and reason[:255],
         detail=detail,
+        address=address,
     )
     session.add(entry)
     return entry
 
 
-def record_export(session: Session, actor_id: int | None, what: str, detail: str = "") -> None:
+def record_export(
+    session: Session, actor_id: int | None, what: str, detail: str = "", address: str | None = None
+) -> None:
     """An export was made (by a person on the web, or from the command line with no person): recorded and committed."""
-    record_access(session, actor_id, "export", f"export:{what}", detail=detail)
+    record_access(session, actor_id, "export", f"export:{what}", detail=detail, address=address)
     session.commit()
 
 
@@ -79,7 +83,9 @@ def audit_csv(session: Session, entries: list[AuditLog], actor_id: int, descript
     """The given audit entries as CSV without personal data (no names, emails, free text, values
     before/after, or full client addresses), and the export itself recorded."""
     ids = {e.actor_id for e in entries if e.actor_id is not None}
-    roles = dict(session.execute(select(StaffUser.id, StaffUser.role).where(StaffUser.id.in_(ids))).tuples().all())
+    roles = {
+        row.id: row.role for row in session.execute(select(StaffUser.id, StaffUser.role).where(StaffUser.id.in_(ids)))
+    }
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)

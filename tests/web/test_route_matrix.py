@@ -32,6 +32,10 @@ MATRIX = [
     ("GET", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
     ("POST", f"/requests/{R}/cancel", dict(anonymous=303, other_shopper=404, owner=303, agent=303)),
     ("GET", f"/requests/{R}/photos/1", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
+    # The shopper's own data: ask for a copy or erasure; the copy only for this order's shopper.
+    ("GET", f"/requests/{R}/privacy", dict(anonymous=303, other_shopper=404, owner=200, agent=303)),
+    ("POST", f"/requests/{R}/privacy", dict(anonymous=303, other_shopper=404, owner=422, agent=303)),
+    ("GET", f"/requests/{R}/privacy/999999/copy.json", dict(anonymous=303, other_shopper=404, owner=404, agent=303)),
     ("POST", "/lang", dict(anonymous=303, other_shopper=303, owner=303, agent=303)),
     # The satisfaction survey opens from its signed link alone: a bad link is 404 for everyone.
     ("GET", "/survey/not-a-token", dict(anonymous=404, other_shopper=404, owner=404, agent=404)),

@@ -5,9 +5,10 @@ Views check the form, call one service and flash or redirect; the services write
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
@@ -15,9 +16,11 @@ from sqlalchemy import select
 from portal.db import get_session
 from portal.db.models import BusinessCalendarRow, CannedReplyRow, RoutingRuleRow, SlaPolicy, StaffUser, Team, TeamMember
 from portal.domain.errors import InvalidInput
+from portal.domain.orders import normalise_order_number
 from portal.domain.roles import CAN_ADMIN
 from portal.domain.sla import CalendarInputError, LadderInputError, ladder_rows, parse_ladder
 from portal.services import admin as admin_service
+from portal.services.audit import audit_csv
 from portal.services.staff import StaffError, change_role, create_staff, issue_password_reset, set_active_by
 from portal.web.admin.forms import (
     DAYS,
@@ -399,28 +402,62 @@ def member_update(member_id: int):
 # --- audit log -----------------------------------------------------------------------
 
 
-@bp.get("/audit")
-@staff_required(CAN_ADMIN)
-def audit():
-    """Every admin change and sensitive staff action (contact reveals, password links), with the
-    values before and after; filtered by who acted and the kind of entry, newest or oldest first."""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+AUDIT_CSV_MAX = 50_000
+
+
+def _audit_filter() -> tuple[admin_service.AuditFilter, dict[str, Any], list[str]]:
+    """The filters from the query string, the ones to keep in links, and what could not be read."""
+    errors: list[str] = []
+    who = request.args.get("who", "").strip()
+    actor_id = int(who) if who.isdigit() else None
+    if who and actor_id is None:
+        errors.append(gettext("Choose a person from the list."))
+    order_number = normalise_order_number(request.args.get("order_number", ""))[:64] or None
+    dates: dict[str, date | None] = {}
+    for name in ("since", "until"):
+        raw = request.args.get(name, "").strip()
+        try:
+            dates[name] = date.fromisoformat(raw) if raw else None
+        except ValueError:
+            dates[name] = None
+            errors.append(gettext("Give dates as YYYY-MM-DD."))
+    since, until = dates["since"], dates["until"]
+    if since and until and until < since:
+        errors.append(gettext("The end date is before the start date."))
     where = admin_service.AuditFilter(
-        actor_id=request.args.get("who", type=int),
+        actor_id=actor_id,
         action=(request.args.get("kind") or "").strip()[:32] or None,
         oldest_first=request.args.get("order") == "oldest",
+        order_number=order_number,
+        since=datetime.combine(since, time(), UTC) if since else None,
+        before=datetime.combine(until + timedelta(days=1), time(), UTC) if until else None,
     )
-    result = admin_service.audit_page(get_session(), page, AUDIT_PAGE_SIZE, where)
-    pages = max((result.total + AUDIT_PAGE_SIZE - 1) // AUDIT_PAGE_SIZE, 1)
     filters = {
         k: v
         for k, v in (
             ("who", where.actor_id),
             ("kind", where.action),
             ("order", "oldest" if where.oldest_first else None),
+            ("order_number", where.order_number),
+            ("since", since.isoformat() if since else None),
+            ("until", until.isoformat() if until else None),
         )
         if v
     }
+    return where, filters, list(dict.fromkeys(errors))
+
+
+@bp.get("/audit")
+@staff_required(CAN_ADMIN)
+def audit():
+    """Every admin change and sensitive staff action (contact reveals, exports, data requests,
+    password links), with where it came from and why; filtered by person, kind, order and dates."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    where, filters, errors = _audit_filter()
+    if errors:
+        where = admin_service.AuditFilter()
+    result = admin_service.audit_page(get_session(), page, AUDIT_PAGE_SIZE, where)
+    pages = max((result.total + AUDIT_PAGE_SIZE - 1) // AUDIT_PAGE_SIZE, 1)
     return render_template(
         "admin/audit.html",
         entries=result.entries,
@@ -430,7 +467,31 @@ def audit():
         action_labels=admin_service.AUDIT_ACTIONS,
         where=where,
         filters=filters,
+        errors=errors,
+        args=request.args,
         page=page,
         pages=pages,
         total=result.total,
+    ), (400 if errors else 200)
+
+
+@bp.get("/audit.csv")
+@staff_required(CAN_ADMIN)
+def audit_export():
+    """The filtered audit log as CSV without personal data; the export is itself recorded."""
+    where, filters, errors = _audit_filter()
+    if errors:
+        return Response("\n".join(errors) + "\n", 400, mimetype="text/plain")
+    session = get_session()
+    entries = list(session.scalars(admin_service.audit_query(where).limit(AUDIT_CSV_MAX)))
+    described = ", ".join(f"{k}={v}" for k, v in sorted(filters.items())) or "everything"
+    body = audit_csv(session, entries, current_user.id, described)
+    return Response(
+        body,
+        200,
+        {
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="audit-{datetime.now(UTC):%Y%m%d-%H%M}.csv"',
+            "Cache-Control": "no-store",
+        },
     )

@@ -21,6 +21,7 @@ from portal.domain.states import RefundStatus
 from portal.domain.text import N_
 from portal.exports import movements_csv, reconciliation_csv
 from portal.i18n import money as money_text
+from portal.services.audit import record_export
 from portal.services.refunds import (
     LEDGER_KINDS,
     PROVIDERS,
@@ -363,6 +364,9 @@ def export():
     except ValueError:
         return _bad_request(gettext("Enter the days as YYYY-MM-DD, for example 2026-03-31."))
     body = reconciliation_csv(ledger_rows(get_session(), start, end))
+    record_export(
+        get_session(), current_user.id, "reconciliation", f"{start:%Y-%m-%d}..{end - timedelta(days=1):%Y-%m-%d}"
+    )
     return _csv(body, f"reconciliation-{start:%Y%m%d}-{end - timedelta(days=1):%Y%m%d}.csv")
 
 
@@ -420,4 +424,6 @@ def ledger_export():
         errors = [error for field in form for error in field.errors]
         return _bad_request(" ".join(str(e) for e in errors))
     wanted = _ledger_filter(form)
-    return _csv(movements_csv(ledger_movements(get_session(), wanted)), f"ledger-{wanted.day:%Y%m%d}.csv")
+    body = movements_csv(ledger_movements(get_session(), wanted))
+    record_export(get_session(), current_user.id, "ledger", f"{wanted.day:%Y-%m-%d}")
+    return _csv(body, f"ledger-{wanted.day:%Y%m%d}.csv")

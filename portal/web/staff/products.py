@@ -7,12 +7,14 @@ from datetime import UTC, date, datetime
 
 from flask import abort, current_app, render_template, request
 from flask_babel import gettext
+from flask_login import current_user
 
 from portal.db import get_session
 from portal.domain.errors import InvalidInput
 from portal.domain.product_insights import month_key, month_of, next_month, parse_month, previous_month
 from portal.domain.reasons import REASONS
 from portal.domain.roles import CAN_SEE_INSIGHTS
+from portal.services.audit import record_export
 from portal.services.product_insights import (
     TrendPoint,
     insights_export,
@@ -81,6 +83,7 @@ def products_export():
     """The product team's CSV for the month: one row per SKU, no personal data."""
     month = _month()
     body = insights_export(get_session(), month, _zone())
+    record_export(get_session(), current_user.id, "product_returns", month_key(month))
     return (
         body,
         200,
