@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from portal.adapters.carriers import Carrier, CarrierError
@@ -101,35 +101,51 @@ class LineRequest:
 # --- facts the policy needs -------------------------------------------------
 
 
+# The shopper's pages ask these on every view: the statements are built once (building one costs
+# more than running it on SQLite) and take their values as parameters.
+_HELD_UNITS = (
+    select(ReturnLine.order_line_id, func.sum(ReturnLine.quantity))
+    .join(ReturnRequest, ReturnRequest.id == ReturnLine.request_id)
+    .where(ReturnRequest.order_id == bindparam("order_id"), ReturnRequest.status.not_in(RELEASED), ReturnLine.accepted)
+    .group_by(ReturnLine.order_line_id)
+)
+
+
 def requested_units(
     session: Session, order: Order, before: datetime | None = None, exclude_request_id: int | None = None
 ) -> dict[int, int]:
     """Units of each order line already held by requests that were not cancelled or rejected."""
-    stmt = (
-        select(ReturnLine.order_line_id, func.sum(ReturnLine.quantity))
-        .join(ReturnRequest, ReturnRequest.id == ReturnLine.request_id)
-        .where(ReturnRequest.order_id == order.id, ReturnRequest.status.not_in(RELEASED), ReturnLine.accepted)
-        .group_by(ReturnLine.order_line_id)
-    )
+    stmt = _HELD_UNITS
     if before is not None:
         stmt = stmt.where(ReturnRequest.created_at < before)
     if exclude_request_id is not None:
         stmt = stmt.where(ReturnRequest.id != exclude_request_id)
-    return {line_id: int(total) for line_id, total in session.execute(stmt)}
+    return {line_id: int(total) for line_id, total in session.execute(stmt, {"order_id": order.id})}
+
+
+_base, _other = aliased(Variant), aliased(Variant)
+_EXCHANGE_OPTIONS = (
+    select(_base.sku, _other.sku)
+    .join(_other, (_other.product_id == _base.product_id) & (_other.sku != _base.sku))
+    .where(_base.sku.in_(bindparam("skus", expanding=True)), _other.stock - _other.reserved > 0)
+)
 
 
 def exchange_options(session: Session, skus: list[str]) -> dict[str, frozenset[str]]:
     """For each SKU, the in-stock SKUs of the other variants of its product (one query for all)."""
-    base, other = aliased(Variant), aliased(Variant)
-    rows = session.execute(
-        select(base.sku, other.sku)
-        .join(other, (other.product_id == base.product_id) & (other.sku != base.sku))
-        .where(base.sku.in_(skus), other.stock - other.reserved > 0)
-    )
     found: dict[str, set[str]] = {}
-    for sku, option in rows:
-        found.setdefault(sku, set()).add(option)
+    if skus:
+        for sku, option in session.execute(_EXCHANGE_OPTIONS, {"skus": list(skus)}):
+            found.setdefault(sku, set()).add(option)
     return {sku: frozenset(found.get(sku, ())) for sku in skus}
+
+
+_RECENT_RETURNS = select(func.count(ReturnRequest.id)).where(
+    ReturnRequest.customer_email_bidx.in_(bindparam("bidx", expanding=True)),
+    ReturnRequest.created_at >= bindparam("since"),
+    ReturnRequest.created_at < bindparam("now"),
+    ReturnRequest.status != Status.CANCELLED.value,
+)
 
 
 def customer_recent_returns(
@@ -137,15 +153,13 @@ def customer_recent_returns(
 ) -> int:
     if not email:
         return 0
-    stmt = select(func.count(ReturnRequest.id)).where(
-        ReturnRequest.customer_email_bidx.in_(candidates("email", email)),
-        ReturnRequest.created_at >= now - timedelta(days=days),
-        ReturnRequest.created_at < now,
-        ReturnRequest.status != Status.CANCELLED.value,
-    )
+    stmt = _RECENT_RETURNS
     if exclude_request_id is not None:
         stmt = stmt.where(ReturnRequest.id != exclude_request_id)
-    return int(session.scalar(stmt) or 0)
+    found = session.scalar(
+        stmt, {"bidx": list(candidates("email", email)), "since": now - timedelta(days=days), "now": now}
+    )
+    return int(found or 0)
 
 
 def order_facts(

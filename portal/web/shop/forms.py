@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -19,6 +21,7 @@ from wtforms.form import Form
 from wtforms.validators import DataRequired, Length, Optional
 
 from portal.domain.reasons import OUTCOME_LABELS, OUTCOMES, REASONS
+from portal.i18n import current_locale
 from portal.web.forms import int_or_invalid
 
 
@@ -54,23 +57,34 @@ class CancelForm(FlaskForm):
     status = HiddenField()
 
 
+# The lists are the same for every line, request and shopper of a language: built once per locale
+# (the catalogue does not change while the process runs). Callers get their own copy of the list.
+@lru_cache(maxsize=8)
+def _choices(kind: str, locale: str, gettext) -> tuple[SelectChoice, ...]:
+    if kind == "reason":
+        return (SelectChoice("", gettext("Choose a reason")),) + tuple(
+            SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()
+        )
+    if kind == "sub_reason":
+        # Every sub-reason, grouped under its reason, so the list works without JavaScript.
+        return (SelectChoice("", gettext("Choose one (optional)")),) + tuple(
+            SelectChoice(sub.code, gettext(sub.label), optgroup=gettext(r.label))
+            for r in REASONS.values()
+            for sub in r.sub_reasons
+        )
+    return tuple(SelectChoice(code, gettext(OUTCOME_LABELS[code])) for code in OUTCOMES)
+
+
 def reason_choices(gettext) -> list[SelectChoice]:
-    return [SelectChoice("", gettext("Choose a reason"))] + [
-        SelectChoice(code, gettext(r.label)) for code, r in REASONS.items()
-    ]
+    return list(_choices("reason", current_locale(), gettext))
 
 
 def sub_reason_choices(gettext) -> list[SelectChoice]:
-    """Every sub-reason, grouped under its reason, so the list works without JavaScript."""
-    return [SelectChoice("", gettext("Choose one (optional)"))] + [
-        SelectChoice(sub.code, gettext(sub.label), optgroup=gettext(r.label))
-        for r in REASONS.values()
-        for sub in r.sub_reasons
-    ]
+    return list(_choices("sub_reason", current_locale(), gettext))
 
 
 def outcome_choices(gettext) -> list[SelectChoice]:
-    return [SelectChoice(code, gettext(OUTCOME_LABELS[code])) for code in OUTCOMES]
+    return list(_choices("outcome", current_locale(), gettext))
 
 
 class AnswerForm(FlaskForm):
