@@ -21,6 +21,7 @@ from flask import Flask
 
 from portal.db import get_engine
 from portal.jobs import registry
+from portal.logs import bind_request_id, unbind_request_id
 
 log = logging.getLogger("portal.jobs")
 TASK_PREFIX = "portal.jobs."
@@ -94,8 +95,12 @@ def celery_init_app(app: Flask) -> PortalCelery:
 
     def make_task(job: registry.Job) -> None:
         def run(self: Task, **kwargs: Any) -> Any:
-            request_id = kwargs.pop(REQUEST_ID, None)
-            return run_job(app, partial(job.func, **kwargs) if kwargs else job.func, request_id)
+            token = bind_request_id(kwargs.pop(REQUEST_ID, None))  # this task's log lines carry the request's id
+            try:
+                log.info("task %s started (attempt %d)", job.name, self.request.retries + 1)
+                return run_job(app, partial(job.func, **kwargs) if kwargs else job.func)
+            finally:
+                unbind_request_id(token)
 
         run.__name__ = job.name
         celery.task(
