@@ -48,7 +48,6 @@ from sqlalchemy import (
     Numeric,
     Select,
     String,
-    and_,
     case,
     cast,
     delete,
@@ -684,6 +683,8 @@ def _column_names(obj: Any) -> set[str]:
 def _owner(session: Session, obj: Any) -> tuple[str, int] | None:
     """("order", id) or ("request", id) of a changed row, from its keys or its parent objects;
     None while its owner is itself new (nothing counted before)."""
+    if isinstance(obj, tuple):
+        return obj
     if isinstance(obj, Order):
         return ("order", obj.id) if obj.id else None
     if isinstance(obj, OrderLine):
@@ -739,10 +740,17 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
             zone = _zone_for_maintenance(session)
             if zone is None:
                 return
-            state = session.info[_STATE] = {"zone": zone, "old": {}, "pending": []}
+            state = session.info[_STATE] = {"zone": zone, "old": {}, "pending": [], "unresolved": []}
         wanted: dict[str, set[int]] = defaultdict(set)
         for obj, new_or_deleted in changed:
             families = _families(obj, new_or_deleted)
+            if isinstance(obj, Order) and obj.id and not new_or_deleted and get_history(obj, "channel").has_changes():
+                # Every figure of the order's requests is counted under its channel.
+                for request_id in session.scalars(select(ReturnRequest.id).where(ReturnRequest.order_id == obj.id)):
+                    state["pending"].append((("request", request_id), ALL))
+                    for family in ALL:
+                        if (family, request_id) not in state["old"]:
+                            wanted[family].add(request_id)
             if isinstance(obj, Order | OrderLine):
                 families = {"sold"} if families else set()
             if not families:
@@ -750,6 +758,7 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
             owner = _owner(session, obj)
             state["pending"].append((obj, families))
             if owner is None:
+                state["unresolved"].append((obj, families))  # its owner is new: counted nothing before
                 continue
             for family in families:
                 if (family, owner[1]) not in state["old"]:
@@ -770,12 +779,13 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 
 def _zone_for_maintenance(session: Session) -> str | None:
-    """The rollups' zone; on a database with no orders yet the rollups start now, in the app's zone."""
+    """The rollups' zone; on a database with no order lines yet the rollups start now, in the app's zone."""
     zone = rollup_zone(session)
     if zone is not None:
         return zone
     configured = session.info.get("timezone")
-    if configured is None or session.scalar(select(Order.id).limit(1)) is not None:
+    # Order rows may already be there (they are inserted before their lines); lines mean history.
+    if configured is None or session.scalar(select(OrderLine.id).limit(1)) is not None:
         return None
     session.add(InsightRollupState(id=1, timezone=configured, rebuilt_at=None))
     return configured
@@ -783,10 +793,7 @@ def _zone_for_maintenance(session: Session) -> str | None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    state = _tracked(session)
-    if state is None:
-        return
-    session.flush()
+    session.flush()  # what is still pending is part of this commit too
     state = session.info.pop(_STATE, None)
     if state is None:
         return
@@ -804,9 +811,25 @@ def _before_commit(session: Session) -> None:
             _apply(session, before, after)
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _after_rollback(session: Session, previous: Any) -> None:
-    if previous.parent is None:
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context: Any) -> None:
+    """Owners created by this flush had nothing before it: later flushes must not take their
+    half-written rows as "before"."""
+    state = _tracked(session)
+    if state is None or not state["unresolved"]:
+        return
+    with session.no_autoflush:
+        for obj, families in state["unresolved"]:
+            owner = _owner(session, obj)
+            if owner is not None:
+                for family in families:
+                    state["old"].setdefault((family, owner[1]), {})
+    state["unresolved"] = []
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # committed (applied already), rolled back or closed
         session.info.pop(_STATE, None)
 
 
@@ -828,7 +851,9 @@ def _apply(session: Session, before: dict[tuple[Any, ...], list[Any]], after: di
     )
     connection = session.connection()
     connection.execute(stmt, sorted(deltas, key=lambda d: tuple(str(d[k]) for k in KEYS)))
-    empty = and_(*(getattr(_rollup.c, name) == 0 for name in SUMS))
+    # n1 counts the facts of every metric: a row that counts none is gone (float sums may keep a
+    # rounding residue).
+    empty = _rollup.c.n1 == 0
     keys = [tuple(d[k] for k in KEYS) for d in deltas]
     for start in range(0, len(keys), 200):
         connection.execute(

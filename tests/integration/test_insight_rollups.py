@@ -34,7 +34,9 @@ NOW = datetime.now(UTC)
 def _refund(app, session, req) -> Refund:
     factory = app.extensions["portal.sessionmaker"]
     preview = preview_refund(session, req)
-    refund = approve_refund(session, req, finance_user(session, "fay"), preview.basis_hash, "sandbox", Decimal(10000))
+    refund = approve_refund(
+        session, req, finance_user(session, f"fay{req.id}"), preview.basis_hash, "sandbox", Decimal(10000)
+    )
     return execute_refund(factory, refund.id, SandboxGateway(factory))
 
 
