@@ -339,7 +339,8 @@ def test_audit_page_shows_reveals_and_admin_changes_and_filters_them(admin, app,
         return re.findall(r'<tr data-action="([^"]+)"', body)
 
     everything = admin.get("/admin/audit").get_data(as_text=True)
-    assert actions(everything) == ["password_reset_link", "update_sla_policy", "change_role", "reveal_contact"]
+    # (the policy version taken in at the first start is recorded before all of these)
+    assert actions(everything)[:4] == ["password_reset_link", "update_sla_policy", "change_role", "reveal_contact"]
     assert "Revealed a shopper's contact details" in everything and "order:SO-1001" in everything
     oldest = admin.get("/admin/audit?order=oldest").get_data(as_text=True)
     assert actions(oldest) == list(reversed(actions(everything)))

@@ -125,7 +125,7 @@ def test_audit_page_filters_pages_and_exports_without_personal_data(app, people,
     january = admin.get("/admin/audit?since=2026-01-01&until=2026-01-15&order=oldest").get_data(as_text=True)
     assert "60 entries" in january and set(actions(january)) == {"update_team"}
     assert "0 entries" in admin.get("/admin/audit?since=2026-01-16&until=2026-01-31").get_data(as_text=True)
-    for bad in ("since=yesterday", "since=2026-02-01&until=2026-01-01", "who=ada"):
+    for bad in ("since=yesterday", "since=2026-02-01&until=2026-01-01", "until=2026-02-30"):
         answer = admin.get(f"/admin/audit?{bad}")
         assert answer.status_code == 400 and 'role="alert"' in answer.get_data(as_text=True)
     assert admin.get("/admin/audit.csv?since=2026-13-01").status_code == 400
