@@ -95,7 +95,7 @@ def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown textures"):
         synth.generate(1, seed=0, textures=["velvet"])
     with pytest.raises(ValueError, match="unknown marks"):
-        synth.generate(1, seed=0, marks=["holes"])
+        synth.generate(1, seed=0, marks=["rips"])
 
 
 def test_every_texture_mark_and_negative_renders():
@@ -105,3 +105,38 @@ def test_every_texture_mark_and_negative_renders():
             image, mask = synth.render(synth.Spec(texture, (mark,), (neg,)), seed=9, index=i * 10 + j)
             assert image.shape == (128, 128, 3) and mask.sum() > 0, (texture, mark)
             assert image.std() > 1.0  # not a blank frame
+
+
+def test_training_only_damage_is_worn_never_held_out_and_renders_everywhere():
+    marks = synth.TRAIN_MARKS + synth.AUX_MARKS
+    assert not set(synth.AUX_MARKS) & set(synth.MARKS)  # never evaluated as a mark type of their own
+    *_, specs = synth.generate(
+        40, seed=7, textures=synth.TRAIN_TEXTURES, marks=marks, size=64, mask_size=8, with_specs=True
+    )
+    assert not any(set(s.marks) & set(synth.HELDOUT_MARKS) or s.texture in synth.HELDOUT_TEXTURES for s in specs)
+    for i, texture in enumerate(synth.TRAIN_TEXTURES):
+        for j, mark in enumerate(synth.AUX_MARKS):
+            image, mask = synth.render(synth.Spec(texture, (mark,), ()), seed=19, index=i * 10 + j)
+            clean, _ = synth.render(synth.Spec(texture, (), ()), seed=19, index=i * 10 + j)
+            assert mask.sum() > 0, (texture, mark)
+            # The damage changes the picture where its mask says (not a blank frame, not a no-op).
+            assert np.abs(image.astype(int) - clean.astype(int)).mean() > 0.5, (texture, mark)
+
+
+def test_hard_negative_mix_can_be_changed_for_training_only():
+    default = [synth.sample_spec(23, i) for i in range(2000)]
+    same = [
+        synth.sample_spec(23, i, negative_rate=synth.HARD_NEGATIVE_RATE, negative_weights=None) for i in range(2000)
+    ]
+    assert default == same  # the evaluation sets keep their images
+    heavy = [synth.sample_spec(23, i, negative_rate=0.9, negative_weights=[3, 3, 1, 1]) for i in range(2000)]
+
+    def share(specs, kind):
+        return sum(kind in s.negatives for s in specs) / len(specs)
+
+    assert sum(bool(s.negatives) for s in heavy) > sum(bool(s.negatives) for s in default) + 300
+    assert share(heavy, "print") > 1.5 * share(default, "print") and share(heavy, "logo") > 1.5 * share(default, "logo")
+    with pytest.raises(ValueError, match="negative_weights"):
+        synth.generate(1, seed=0, negative_weights=[1, 1])
+    with pytest.raises(ValueError, match="negative_weights"):
+        synth.generate(1, seed=0, negative_weights=[0, 0, 0, 0])

@@ -1,4 +1,4 @@
-"""``python -m portal.vision.train {train,evaluate} ...``"""
+"""``python -m portal.vision.train {train,evaluate,quantise} ...``"""
 
 from __future__ import annotations
 
@@ -17,11 +17,25 @@ def main(argv: list[str] | None = None) -> int:
 
     p_train = sub.add_parser("train", help="train from scratch on synthetic images and export ONNX + JSON")
     p_eval = sub.add_parser("evaluate", help="measure a model on the held-out synthetic sets")
-    p_eval.add_argument("--model", required=True, help="model path without extension, e.g. models/wear-v1")
+    p_eval.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="model path without extension, e.g. models/wear-v1 (repeat to measure several on the same images)",
+    )
     p_eval.add_argument("--n", type=int, default=ev.EVAL_SIZE, help="images per evaluation set")
     p_eval.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
     p_eval.add_argument("--photos", help="also measure on a folder of labelled photos")
     p_eval.add_argument("--write", action="store_true", help="store the numbers in the model's JSON")
+
+    p_quant = sub.add_parser("quantise", help="int8 copy of a model, kept only if it loses little ROC AUC")
+    p_quant.add_argument("--model", required=True, help="float model path without extension, e.g. models/wear-v2")
+    p_quant.add_argument("--out", help="int8 model path without extension (default: <model>-int8)")
+    p_quant.add_argument("--calibration-size", type=int, default=256, help="synthetic calibration images")
+    p_quant.add_argument("--n", type=int, default=ev.EVAL_SIZE, help="images per evaluation set")
+    p_quant.add_argument("--max-loss", type=float, default=0.005, help="largest ROC AUC loss accepted per set")
+    p_quant.add_argument("--replace", action="store_true", help="put a kept int8 model in place of the float one")
+    p_quant.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
 
     if argv is None:
         argv = sys.argv[1:]
@@ -33,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         args.argv = argv[1:]
         return tr.main(args)
+    if args.command == "quantise":
+        from portal.vision.train import quantise  # noqa: PLC0415 - needs onnx (the train extra)
+
+        return quantise.main(args)
     return ev.main(args)
 
 

@@ -10,7 +10,10 @@ Optionally a folder of labelled real photos (``--photos``), as written by
 ``returns-portal wear export-dataset``.
 
 Accuracy, ROC AUC, precision and recall at the contract's threshold, plus
-recall per mark type and false-positive rate per hard-negative kind.
+recall per mark type and false-positive rate per hard-negative kind, the
+calibration (a reliability table over ten probability bins and the expected
+calibration error) and the inference time per image as the portal runs it.
+Several ``--model`` options measure several models on the same images.
 """
 
 from __future__ import annotations
@@ -81,11 +84,34 @@ def youden_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
     return float((upper + lower) / 2.0)
 
 
+def calibration(labels: Sequence[int], scores: Sequence[float], bins: int = 10) -> dict:
+    """Reliability table (equal-width probability bins) and expected calibration error.
+
+    Per bin: how many images, their mean predicted probability and the share that
+    really show wear. The ECE is the mean gap between the two, weighted by the bin's share.
+    """
+    y = np.asarray(labels, np.float64)
+    s = np.clip(np.asarray(scores, np.float64), 0.0, 1.0)
+    index = np.minimum((s * bins).astype(int), bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        pick = index == b
+        n = int(pick.sum())
+        row: dict[str, object] = {"from": round(b / bins, 2), "to": round((b + 1) / bins, 2), "n": n}
+        if n:
+            mean_p, observed = float(s[pick].mean()), float(y[pick].mean())
+            row.update({"mean_probability": mean_p, "observed_wear_rate": observed})
+            ece += n / max(len(s), 1) * abs(mean_p - observed)
+        table.append(row)
+    return {"expected_calibration_error": ece, "bins": table}
+
+
 def summarise(labels, scores, threshold: float, specs: Sequence[synth.Spec] | None = None) -> dict:
     labels = np.asarray(labels)
     scores = np.asarray(scores, np.float64)
     out: dict[str, object] = {"n": int(len(labels)), "positives": int(labels.sum()), "roc_auc": roc_auc(labels, scores)}
     out.update(at_threshold(labels, scores, threshold))
+    out["calibration"] = calibration(labels, scores)
     if specs is not None:
         flagged = scores >= threshold
         per_mark, per_negative, per_texture = {}, {}, {}
@@ -116,6 +142,8 @@ def _rounded(obj):
         return None if obj != obj else round(obj, 4)
     if isinstance(obj, dict):
         return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
     return obj
 
 
@@ -203,14 +231,34 @@ def load_photo_folder(directory: str | Path, size: int) -> tuple[np.ndarray, np.
     return np.stack(images), np.asarray(labels, np.int64), names
 
 
+def inference_ms(model: WearModel, images: np.ndarray, batch: int = 1, rounds: int = 3) -> float:
+    """Median milliseconds per image through ``WearModel.score`` (one thread, as in the portal)."""
+    pil = [Image.fromarray(im) for im in images]
+    model.score(pil[:batch])  # warm up the session
+    per_round = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for i in range(0, len(pil), batch):
+            model.score(pil[i : i + batch])
+        per_round.append((time.perf_counter() - started) * 1000.0 / len(pil))
+    return float(np.median(per_round))
+
+
 def evaluate(
-    model_path: str | Path, n: int = EVAL_SIZE, workers: int = 2, photos: str | Path | None = None, verbose: bool = True
+    model_path: str | Path,
+    n: int = EVAL_SIZE,
+    workers: int = 2,
+    photos: str | Path | None = None,
+    verbose: bool = True,
+    sets: dict | None = None,
 ) -> dict:
     model = WearModel.load(model_path)
     threshold = model.threshold
     size = model.contract.input_size
-    results = {}
-    for name, (images, labels, specs, about) in synthetic_sets(n, workers, size).items():
+    results: dict[str, dict] = {}
+    if sets is None:
+        sets = synthetic_sets(n, workers, size)
+    for name, (images, labels, specs, about) in sets.items():
         started = time.perf_counter()
         scores = predict(model, images)
         results[name] = {
@@ -224,6 +272,13 @@ def evaluate(
             "about": "labelled photos from a folder",
             **summarise(labels, predict(model, images), threshold),
         }
+    sample = sets["in_distribution"][0][:64]
+    results["inference"] = {
+        "about": "milliseconds per image through WearModel.score, one onnxruntime thread, 128 px input, "
+        "median of 3 rounds over 64 images (shared machine: compare models measured in the same run)",
+        "batch_1_ms": round(inference_ms(model, sample, 1), 2),
+        "batch_8_ms": round(inference_ms(model, sample, 8), 2),
+    }
     if verbose:
         print(report(results, threshold, model.version))
     return results
@@ -232,6 +287,12 @@ def evaluate(
 def report(results: dict, threshold: float, version: str) -> str:
     lines = [f"model {version}, threshold {threshold:.3f}"]
     for name, r in results.items():
+        if name == "inference":
+            lines.append(
+                f"{name:>16}: {r['batch_1_ms']:.2f} ms per image (batch 1), {r['batch_8_ms']:.2f} ms (batch 8), "
+                "1 thread"
+            )
+            continue
         lines.append(
             f"{name:>16}: n={r['n']} positives={r['positives']} accuracy={_f(r['accuracy'])} "
             f"roc_auc={_f(r['roc_auc'])} precision={_f(r['precision'])} recall={_f(r['recall'])} "
@@ -252,6 +313,17 @@ def report(results: dict, threshold: float, version: str) -> str:
                 "                  accuracy by texture: "
                 + ", ".join(f"{k} {_f(v['accuracy'])}" for k, v in r["accuracy_by_texture"].items())
             )
+        if r.get("calibration"):
+            cal = r["calibration"]
+            lines.append(
+                f"                  calibration: expected calibration error {_f(cal['expected_calibration_error'])}"
+            )
+            lines.append("                    probability      n   mean predicted   observed wear rate")
+            for row in cal["bins"]:
+                lines.append(
+                    f"                    {row['from']:.1f}-{row['to']:.1f}   {row['n']:>7}   "
+                    f"{_f(row.get('mean_probability')):>14}   {_f(row.get('observed_wear_rate')):>18}"
+                )
     return "\n".join(lines)
 
 
@@ -274,13 +346,19 @@ def write_metrics(model_path: str | Path, results: dict, command: str) -> None:
 
 
 def main(args) -> int:
-    results = evaluate(args.model, n=args.n, workers=args.workers, photos=args.photos)
-    if args.write:
-        cmd = f"python -m portal.vision.train evaluate --model {args.model}"
-        if args.n != EVAL_SIZE:
-            cmd += f" --n {args.n}"
-        if args.photos:
-            cmd += f" --photos {args.photos}"
-        write_metrics(args.model, results, cmd + " --write")
-        print(f"metrics written to {model_paths(args.model)[0]}")
+    models = args.model if isinstance(args.model, list) else [args.model]
+    sizes = {WearModel.load(m).contract.input_size for m in models}
+    if len(sizes) != 1:
+        raise SystemExit("models with different input sizes cannot share the evaluation images; measure them apart")
+    sets = synthetic_sets(args.n, args.workers, sizes.pop())
+    for path in models:
+        results = evaluate(path, n=args.n, workers=args.workers, photos=args.photos, sets=sets)
+        if args.write:
+            cmd = f"python -m portal.vision.train evaluate --model {path}"
+            if args.n != EVAL_SIZE:
+                cmd += f" --n {args.n}"
+            if args.photos:
+                cmd += f" --photos {args.photos}"
+            write_metrics(path, results, cmd + " --write")
+            print(f"metrics written to {model_paths(path)[0]}")
     return 0

@@ -49,6 +49,10 @@ HELDOUT_TEXTURES: tuple[str, ...] = ("suede",)
 HELDOUT_MARKS: tuple[str, ...] = ("fraying",)
 TRAIN_TEXTURES: tuple[str, ...] = tuple(t for t in TEXTURES if t not in HELDOUT_TEXTURES)
 TRAIN_MARKS: tuple[str, ...] = tuple(m for m in MARKS if m not in HELDOUT_MARKS)
+# Extra damage drawn only for training (never evaluated, no code shared with fraying): what broken
+# edges, loose threads and irregular damage look like in general, so that an unseen kind is still
+# recognised as wear.
+AUX_MARKS: tuple[str, ...] = ("tears", "holes", "snags", "worn_edge")
 
 CANVAS_FACTOR = 1.35  # the surface is drawn larger than the photo, then viewed through a warped window
 HARD_NEGATIVE_RATE = 0.6  # chance of one or more hard negatives, the same for worn and clean images
@@ -89,11 +93,14 @@ def _pick_marks(rng: np.random.Generator, marks: Sequence[str]) -> tuple[str, ..
     return tuple(sorted(str(m) for m in rng.choice(list(marks), size=k, replace=False)))
 
 
-def _pick_negatives(rng: np.random.Generator) -> tuple[str, ...]:
-    if rng.random() >= HARD_NEGATIVE_RATE:
+def _pick_negatives(
+    rng: np.random.Generator, rate: float = HARD_NEGATIVE_RATE, weights: Sequence[float] | None = None
+) -> tuple[str, ...]:
+    if rng.random() >= rate:
         return ()
     k = 1 + int(rng.random() < 0.35)
-    return tuple(sorted(str(m) for m in rng.choice(list(NEGATIVES), size=k, replace=False)))
+    p = None if weights is None else np.asarray(weights, np.float64) / float(np.sum(weights))
+    return tuple(sorted(str(m) for m in rng.choice(list(NEGATIVES), size=k, replace=False, p=p)))
 
 
 def sample_spec(
@@ -102,13 +109,20 @@ def sample_spec(
     textures: Sequence[str] = TEXTURES,
     marks: Sequence[str] = MARKS,
     positive_fraction: float = 0.5,
+    negative_rate: float = HARD_NEGATIVE_RATE,
+    negative_weights: Sequence[float] | None = None,
 ) -> Spec:
-    """The spec of image ``index`` of ``generate(..., seed, textures, marks)``."""
+    """The spec of image ``index`` of ``generate(..., seed, textures, marks)``.
+
+    ``negative_rate`` and ``negative_weights`` (one per ``NEGATIVES``) change how
+    often and which hard negatives appear; the defaults keep the evaluation sets as
+    they were.
+    """
     rng = _rng(seed, index)
     texture = str(rng.choice(list(textures)))
     positive = bool(marks) and rng.random() < positive_fraction
     chosen = _pick_marks(rng, marks) if positive else ()
-    return Spec(texture, chosen, _pick_negatives(rng))
+    return Spec(texture, chosen, _pick_negatives(rng, negative_rate, negative_weights))
 
 
 def sample_heldout_spec(
@@ -674,6 +688,119 @@ def _fraying(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
     return mask
 
 
+# --- training-only damage (AUX_MARKS): broken edges, loose threads, irregular damage ---------
+
+
+def _shadow_colour(rng, c: int) -> np.ndarray:
+    """What shows through an opening: the table, or the dark inside of the garment."""
+    if rng.random() < 0.5:
+        return _background(rng, c)
+    return np.broadcast_to(_hsv(rng.uniform(0, 1), rng.uniform(0, 0.4), rng.uniform(0.03, 0.2)), (c, c, 3))
+
+
+def _tears(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
+    """A rip: a jagged slit (straight, kinked or L-shaped), pale cut fibres along its lips."""
+    layer, draw = _layer(c)
+    lips, ld = _layer(c)
+    x, y = _centre(rng, c, 0.2)
+    a = rng.uniform(0, 2 * math.pi)
+    total = rng.uniform(18, 60)
+    turn_at = total * rng.uniform(0.3, 0.7) if rng.random() < 0.35 else None
+    step, walked = 2.0, 0.0
+    width = rng.uniform(1.0, 3.5)
+    while walked < total:
+        if turn_at is not None and walked >= turn_at:
+            a += rng.choice([-1.0, 1.0]) * rng.uniform(1.2, 1.8)
+            turn_at = None
+        a += rng.normal(0, 0.35)
+        nx, ny = x + step * math.cos(a), y + step * math.sin(a)
+        prof = math.sin(math.pi * min(1.0, walked / total + 0.05)) ** 0.6
+        w = max(1, int(round(width * prof * rng.uniform(0.6, 1.3))))
+        draw.line([(x, y), (nx, ny)], fill=255, width=w)
+        ld.line([(x, y), (nx, ny)], fill=255, width=w + 3)
+        if rng.random() < 0.5:  # a cut fibre across the opening
+            b = a + math.pi / 2 + rng.normal(0, 0.5)
+            ln = rng.uniform(1.5, 5.0)
+            ld.line([(x, y), (x + ln * math.cos(b), y + ln * math.sin(b))], fill=int(rng.uniform(120, 255)), width=1)
+        x, y, walked = nx, ny, walked + step
+    hole = _blur(_as_float(layer), 0.5)[..., None]
+    rim = np.clip(_blur(_as_float(lips), 0.6) - _blur(_as_float(layer), 0.5), 0, 1)[..., None]
+    pale = np.clip(s.base * rng.uniform(1.1, 1.5) + rng.uniform(0.05, 0.2), 0, 1)
+    img[:] = img * (1 - rim * rng.uniform(0.4, 0.8)) + pale * rim * rng.uniform(0.4, 0.8)
+    img[:] = img * (1 - hole) + _shadow_colour(rng, c) * hole
+    return (_blur(_as_float(lips), 2.0) > 0.05).astype(np.float32)
+
+
+def _holes(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
+    """Moth or wear holes: a few small irregular openings with thinned, uneven rims."""
+    cx, cy = _centre(rng, c)
+    spread = rng.uniform(2, 20)
+    holes = np.zeros((c, c), np.float32)
+    for _ in range(int(rng.integers(1, 7))):
+        hx, hy = cx + rng.normal(0, spread), cy + rng.normal(0, spread)
+        r = rng.uniform(1.5, 6.5)
+        holes = np.maximum(holes, _blob(rng, c, hx, hy, r, rng.uniform(0.4, 1.0), rng.uniform(0.3, 0.7), 0.2))
+    thin = np.clip(_blur(holes, rng.uniform(1.5, 3.0)) * 1.8 - holes, 0, 1)[..., None]
+    worn = np.clip(0.6 * img + 0.4 * (_lum(img)[..., None] * 0.8 + 0.2), 0, 1)
+    img[:] = img * (1 - thin) + worn * thin
+    h = holes[..., None]
+    img[:] = img * (1 - h) + _shadow_colour(rng, c) * h
+    return (_blur(holes, 3.0) > 0.05).astype(np.float32)
+
+
+def _snags(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
+    """A pulled thread: a puckered line in the fabric and a loop of yarn standing out of it."""
+    d, along = _line_field(rng, c, rng.uniform(-0.3, 0.3))
+    length = rng.uniform(12, 45)
+    inside = np.exp(-((along / length) ** 4))
+    pucker = np.sin(d / rng.uniform(1.2, 2.2)) * np.exp(-((d / rng.uniform(3, 7)) ** 2)) * inside
+    tight = np.exp(-((d / 0.9) ** 2)) * inside
+    img[:] = np.clip(img * (1 + rng.uniform(0.12, 0.3) * pucker[..., None] - 0.25 * tight[..., None]), 0, 1)
+    loops, draw = _layer(c)
+    shade, sd = _layer(c)
+    pts = np.argwhere((np.abs(d) < 1.0) & (inside > 0.5))
+    yarn = np.clip(s.base * rng.uniform(0.8, 1.5) + 0.04, 0, 1)
+    for _ in range(int(rng.integers(1, 4))):
+        if not len(pts):
+            break
+        py, px = pts[int(rng.integers(0, len(pts)))]
+        a = rng.uniform(0, 2 * math.pi)
+        ln = rng.uniform(4, 14)
+        tip = (px + ln * math.cos(a), py + ln * math.sin(a))
+        side = rng.uniform(1.5, 4)
+        left = (tip[0] - side * math.sin(a), tip[1] + side * math.cos(a))
+        right = (tip[0] + side * math.sin(a), tip[1] - side * math.cos(a))
+        for curve in (_bezier((px, py), left, tip, 8), _bezier(tip, right, (px + 1, py + 1), 8)):
+            for q0, q1 in zip(curve[:-1], curve[1:], strict=True):
+                draw.line([tuple(q0), tuple(q1)], fill=255, width=int(rng.integers(1, 3)))
+                sd.line([tuple(q0 + 1.5), tuple(q1 + 1.5)], fill=255, width=2)
+    sh = _blur(_as_float(shade), 1.0)[..., None]
+    img[:] = img * (1 - 0.35 * sh)
+    lp = _blur(_as_float(loops), 0.4)[..., None]
+    img[:] = img * (1 - lp) + yarn * lp
+    return (_blur(np.maximum(tight, _as_float(loops)), 3.0) > 0.05).astype(np.float32)
+
+
+def _worn_edge(rng, img: np.ndarray, s: Surface, c: int) -> np.ndarray:
+    """A cuff or hem worn through: an eaten, irregular edge, thinned band and fuzz along it."""
+    d, _along = _line_field(rng, c, rng.uniform(-0.5, 0.5))
+    side = rng.choice([-1.0, 1.0])
+    off = rng.uniform(3, 12)
+    bite = rng.uniform(2, 6) * np.abs(_noise(rng, c, c / rng.uniform(4, 12))) + 1.2 * _noise(rng, c, c / 2)
+    edge = d * side - off + bite
+    beyond = _blur((edge > 0).astype(np.float32), 0.5)[..., None]
+    band = np.exp(-((np.minimum(edge, 0) / rng.uniform(3, 8)) ** 2))[..., None] * (1 - beyond)
+    mean = img.reshape(-1, 3).mean(0)
+    thin = np.clip(mean + (img - mean) * 0.4 + rng.uniform(0.05, 0.2), 0, 1)
+    img[:] = img * (1 - 0.7 * band) + thin * 0.7 * band
+    fuzz = np.clip(_blur(rng.standard_normal((c, c)).astype(np.float32), 0.5), 0, None)
+    fz = (fuzz * np.exp(-((edge / 1.8) ** 2)) * 0.8).clip(0, 1)[..., None]
+    img[:] = img * (1 - beyond) + _background(rng, c) * beyond
+    lighter = np.clip(s.base * 1.3 + 0.1, 0, 1)
+    img[:] = img * (1 - fz) + lighter * fz
+    return (np.abs(edge) < 8).astype(np.float32)
+
+
 _MARKS = {
     "scuffs": _scuffs,
     "stains": _stains,
@@ -681,6 +808,10 @@ _MARKS = {
     "creases": _creases,
     "fading": _fading,
     "fraying": _fraying,
+    "tears": _tears,
+    "holes": _holes,
+    "snags": _snags,
+    "worn_edge": _worn_edge,
 }
 
 
@@ -804,18 +935,26 @@ def generate(
     positive_fraction: float = 0.5,
     workers: int = 1,
     with_specs: bool = False,
+    negative_rate: float = HARD_NEGATIVE_RATE,
+    negative_weights: Sequence[float] | None = None,
 ):
-    """``n`` images drawn from ``textures`` and ``marks`` only.
+    """``n`` images drawn from ``textures`` and ``marks`` only (``marks`` may include ``AUX_MARKS``).
 
     Returns ``(images uint8 [n, size, size, 3], labels int64 [n], masks float32
     [n, mask_size, mask_size])``, plus the list of ``Spec`` when ``with_specs``.
     About ``positive_fraction`` of the images carry one or more marks.
     """
     textures = _check(textures, TEXTURES, "textures")
-    marks = _check(marks, MARKS, "marks")
+    marks = _check(marks, MARKS + AUX_MARKS, "marks")
     if not textures:
         raise ValueError("no textures to draw from")
-    specs = [sample_spec(seed, i, textures, marks, positive_fraction) for i in range(n)]
+    if negative_weights is not None and (
+        len(negative_weights) != len(NEGATIVES) or any(w < 0 for w in negative_weights) or not sum(negative_weights)
+    ):
+        raise ValueError(f"negative_weights: one non-negative weight per {', '.join(NEGATIVES)}")
+    specs = [
+        sample_spec(seed, i, textures, marks, positive_fraction, negative_rate, negative_weights) for i in range(n)
+    ]
     images, labels, masks = render_all(specs, seed, size, mask_size, workers)
     return (images, labels, masks, specs) if with_specs else (images, labels, masks)
 

@@ -72,6 +72,21 @@ def _to_input(batch_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
     return (batch_uint8.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
 
 
+def _colour_jitter(x01: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    """Per-image exposure, contrast and white balance, and sometimes swapped colour channels (0..1 input)."""
+    n = x01.shape[0]
+    gain = 1 + strength * (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * 0.35
+    contrast = 1 + strength * (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * 0.35
+    balance = 1 + strength * (torch.rand(n, 3, 1, 1, generator=g) * 2 - 1) * 0.1
+    mid = x01.mean(dim=(1, 2, 3), keepdim=True)
+    x01 = ((x01 - mid) * contrast + mid) * gain * balance
+    swap = torch.rand(n, generator=g) < 0.3 * strength
+    if bool(swap.any()):
+        order = torch.randperm(3, generator=g)
+        x01 = torch.where(swap.view(n, 1, 1, 1), x01[:, order], x01)
+    return x01.clamp_(0.0, 1.0)
+
+
 @torch.no_grad()
 def _torch_probs(model: WearNet, images: np.ndarray, mean, std, batch: int = 256) -> np.ndarray:
     model.eval()
@@ -186,14 +201,18 @@ def train(args) -> int:
         f"({synth.GENERATOR_VERSION}, {args.workers} workers)...",
         flush=True,
     )
+    train_marks = synth.TRAIN_MARKS + (synth.AUX_MARKS if args.aux_marks else ())
+    negative_weights = _weights(args.negative_weights)
     train_x, train_y, train_m = synth.generate(
         args.train_size,
         TRAIN_SEED,
         textures=synth.TRAIN_TEXTURES,
-        marks=synth.TRAIN_MARKS,
+        marks=train_marks,
         size=size,
         mask_size=map_size,
         workers=args.workers,
+        negative_rate=args.negative_rate,
+        negative_weights=negative_weights,
     )
     val_x, val_y, _ = synth.generate(
         args.val_size,
@@ -229,7 +248,7 @@ def train(args) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(TORCH_SEED)
     g = torch.Generator().manual_seed(TORCH_SEED)
-    model = WearNet().to(memory_format=torch.channels_last)
+    model = WearNet(width=args.width).to(memory_format=torch.channels_last)
     n_params = param_count(model)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
@@ -253,7 +272,11 @@ def train(args) -> int:
         total, seen = 0.0, 0
         for step in range(steps_per_epoch):
             idx = perm[step * args.batch_size : (step + 1) * args.batch_size]
-            x = _to_input(xs[idx], mean, std)
+            if args.colour_jitter > 0:
+                x01 = _colour_jitter(xs[idx].permute(0, 3, 1, 2).float().div_(255.0), g, args.colour_jitter)
+                x = (x01 - mean) / std
+            else:
+                x = _to_input(xs[idx], mean, std)
             m = ms[idx].unsqueeze(1)
             x, m = _augment(x, m, g)
             x = x.contiguous(memory_format=torch.channels_last)  # much faster convolutions on CPU
@@ -313,6 +336,12 @@ def train(args) -> int:
     contract["training_data"] = (
         "Trained only on synthetic, procedurally generated images of fabric and leather surfaces; "
         + (
+            "besides the evaluated mark types, training-only damage (tears, holes, snags, worn-through edges; "
+            "drawn by their own code, never the held-out fraying) teaches broken edges and loose threads in general; "
+            if args.aux_marks
+            else ""
+        )
+        + (
             "plus the merchant's labelled photos listed under training.photos. "
             if photos_info
             else "it has never seen a real photo. "
@@ -334,11 +363,16 @@ def train(args) -> int:
         "validation_size": int(len(val_y)),
         "textures": list(synth.TRAIN_TEXTURES),
         "marks": list(synth.TRAIN_MARKS),
+        "training_only_marks": list(synth.AUX_MARKS) if args.aux_marks else [],
         "hard_negatives": list(synth.NEGATIVES),
+        "hard_negative_rate": args.negative_rate,
+        "hard_negative_weights": dict(
+            zip(synth.NEGATIVES, negative_weights or [1.0] * len(synth.NEGATIVES), strict=True)
+        ),
         "heldout_textures": list(synth.HELDOUT_TEXTURES),
         "heldout_marks": list(synth.HELDOUT_MARKS),
         "photos": photos_info,
-        "architecture": "WearNet: 7 conv blocks (3x3, BN, ReLU; strides 2,2,1,2,1,1,1; dilations 1,1,1,1,1,2,4), "
+        "architecture": f"WearNet (width {args.width}): 7 conv blocks (3x3, BN, ReLU; strides 2,2,1,2,1,1,1; dilations 1,1,1,1,1,2,4), "
         "global context, 1x1 head to a score map; log-sum-exp pooling to the probability",
         "parameters": n_params,
         "epochs": args.epochs,
@@ -346,8 +380,13 @@ def train(args) -> int:
         "optimizer": f"AdamW, one-cycle learning rate (max {args.lr}), weight decay 1e-4",
         "loss": f"binary cross-entropy on the image + {args.map_loss} x binary cross-entropy of the score map "
         "against the generator's coarse mark masks",
-        "augmentation": "random flips and transposition (on top of the generator's viewpoint, light, blur, "
-        "noise and JPEG variation)",
+        "augmentation": "random flips and transposition"
+        + (
+            f", colour jitter (strength {args.colour_jitter}: exposure, contrast, white balance, swapped channels)"
+            if args.colour_jitter > 0
+            else ""
+        )
+        + " (on top of the generator's viewpoint, light, blur, noise and JPEG variation)",
         "onnx_opset": OPSET,
         "machine": _machine(),
         "seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -387,12 +426,35 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--map-loss", type=float, default=1.0, help="weight of the score-map loss")
+    p.add_argument("--width", type=int, default=24, help="channels of the first block (the net scales with it)")
+    p.add_argument("--aux-marks", action="store_true", help="also train on the training-only damage marks")
+    p.add_argument(
+        "--negative-rate", type=float, default=synth.HARD_NEGATIVE_RATE, help="share of images with hard negatives"
+    )
+    p.add_argument(
+        "--negative-weights",
+        default="",
+        help=f"relative frequency of each hard negative ({','.join(synth.NEGATIVES)}), e.g. 2,2,1,1",
+    )
+    p.add_argument("--colour-jitter", type=float, default=0.0, help="colour augmentation strength (0: off)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads (at most 2)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
     p.add_argument("--photos", help="folder of labelled photos (labels.csv, or wear/ and no_wear/) to train on too")
     p.add_argument("--photo-repeat", type=int, default=5, help="how many times each labelled photo is repeated")
     p.add_argument("--log-every", type=int, default=100, help="print the loss every N steps (0: per epoch only)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation sets after export")
+
+
+def _weights(text: str) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        weights = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--negative-weights: numbers separated by commas, got {text!r}") from None
+    if len(weights) != len(synth.NEGATIVES) or any(w < 0 for w in weights) or not sum(weights):
+        raise SystemExit(f"--negative-weights: one non-negative weight for each of {', '.join(synth.NEGATIVES)}")
+    return weights
 
 
 def main(args) -> int:
