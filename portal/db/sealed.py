@@ -9,7 +9,7 @@ value has a random nonce, so comparing it with a literal never matches.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +148,7 @@ def reseal_table(
         part = ResealReport(rows=len(rows))
         for row in rows:
             last = row.id
-            values: Mapping[str, Any] = row._mapping
+            values = row._mapping
             changes: dict[str, Any] = {}
             for c in columns:
                 old = values[c.name]
