@@ -262,3 +262,36 @@ def test_shopper_photo_lands_in_the_bucket_and_is_served_back(
     assert served.headers["Content-Type"] == "image/jpeg"
     assert served.headers["X-Content-Type-Options"] == "nosniff"
     assert served.data == body
+
+
+def test_retention_removes_a_finished_orders_photos_from_the_bucket(store, s3_server, prefix, app, client, session):
+    from datetime import UTC, datetime, timedelta
+
+    from portal.services.privacy import purge
+    from tests.helpers import inspected
+
+    req = inspected(app, client, session)
+    req.status = "closed"  # finished (how it got there is not the point here)
+    keys = [new_key(".jpg"), new_key(".jpg")]
+    for key in keys:
+        store.put(key, jpeg(), "image/jpeg")
+    session.add(
+        Photo(
+            request_id=req.id,
+            line_id=req.lines[0].id,
+            storage_key=keys[0],
+            thumb_key=keys[1],
+            content_type="image/jpeg",
+            width=640,
+            height=480,
+            size=100,
+            sha256="f" * 64,
+        )
+    )
+    session.commit()
+    assert len(listed(s3_server, prefix)) == 2
+    report = purge(session, store, 30, datetime.now(UTC) + timedelta(days=31))
+    assert report.erased.photos == 1 and report.erased.photo_errors == 0
+    assert listed(s3_server, prefix) == []
+    with pytest.raises(StorageError):
+        store.get(keys[0])
