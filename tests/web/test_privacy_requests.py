@@ -175,6 +175,7 @@ def test_erasure_end_to_end_keeps_finance_rows(app, client, order, session):
     assert [(e.amount, e.reference, e.kind) for e in session.scalars(select(LedgerEntry))] == ledger
     confirmation = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "privacy_erased")).one()
     assert confirmation.payload["to"] == "li.wei@example.com"
+    assert confirmation.sent_at is not None and confirmation.last_error is None
     entry = session.scalars(select(AuditLog).where(AuditLog.action == "privacy_erased")).one()
     assert entry.after["photos"] == 1 and entry.order_number == "RF-1"
     # The shopper's page says so, and asking again is refused with a clear message.
@@ -182,3 +183,27 @@ def test_erasure_end_to_end_keeps_finance_rows(app, client, order, session):
     assert "already been removed" in page
     again = shopper.post(f"/requests/{rma}/privacy", data={"csrf_token": csrf_token(page), "kind": "copy"})
     assert again.status_code == 422 and "already been removed" in again.get_data(as_text=True)
+
+
+def test_pages_in_chinese(app, client, order, session):
+    shopper, rma = _shopper_with_request(app)
+    page = shopper.get(f"/requests/{rma}/privacy").get_data(as_text=True)
+    shopper.post("/lang", data={"lang": "zh_Hans", "csrf_token": csrf_token(page)})
+    zh = shopper.get(f"/requests/{rma}/privacy")
+    assert zh.status_code == 200 and 'lang="zh' in zh.get_data(as_text=True)
+    assert _ask(shopper, rma, kind="erasure").status_code == 422  # unconfirmed, in Chinese too
+    assert _ask(shopper, rma, kind="copy").status_code == 303
+    row = session.scalars(select(PrivacyRequest)).one()
+    assert row.locale.startswith("zh")  # the emails about it go out in Chinese
+    create_staff(session, "admin@example.com", "Ada Admin", "admin", PASSWORD)
+    admin = app.test_client()
+    sign_in(admin, "admin@example.com")
+    token = csrf_token(admin.get("/staff/privacy").get_data(as_text=True))
+    admin.post("/lang", data={"csrf_token": token, "lang": "zh_Hans", "next": "/staff/privacy"})
+    for url in ("/staff/privacy", f"/staff/privacy/{row.id}", "/admin/audit?kind=privacy_asked"):
+        answer = admin.get(url)
+        assert answer.status_code == 200 and 'lang="zh' in answer.get_data(as_text=True), url
+    assert _complete(admin, row.id).status_code == 303
+    email = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "privacy_copy_ready")).one()
+    assert email.payload["locale"].startswith("zh")
+    assert email.sent_at is not None and email.last_error is None  # the email rendered and went out
