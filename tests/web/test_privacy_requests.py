@@ -176,6 +176,11 @@ def test_erasure_end_to_end_keeps_finance_rows(app, client, order, session):
     confirmation = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "privacy_erased")).one()
     assert confirmation.payload["to"] == "li.wei@example.com"
     assert confirmation.sent_at is not None and confirmation.last_error is None
+    # Staff pages still work for the anonymised order; its photo is simply gone.
+    assert lead.get(f"/staff/requests/{rma}").status_code == 200
+    photo_id = session.scalars(select(Photo.id).where(Photo.request_id == req.id)).one()
+    assert lead.get(f"/staff/photos/{photo_id}").status_code == 404
+    assert lead.get("/staff/queue").status_code == 200
     entry = session.scalars(select(AuditLog).where(AuditLog.action == "privacy_erased")).one()
     assert entry.after["photos"] == 1 and entry.order_number == "RF-1"
     # The shopper's page says so, and asking again is refused with a clear message.
