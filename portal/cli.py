@@ -37,13 +37,14 @@ from portal.jobs import (
     resolve_refunds,
     sweep_escalations,
     sweep_surveys,
+    wear_model,
 )
 from portal.links import return_link
 from portal.services.audit import CLI, record_export
 from portal.services.job_failures import open_failures, recent_resolved, retry_failure
 from portal.services.keys import rotate_data_key
 from portal.services.orders import StaleUpdate, stage_order
-from portal.services.photos import labelled_photos, wear_agreement
+from portal.services.photos import labelled_photos, wear_agreement, wear_agreement_by_category
 from portal.services.product_insights import insights_export
 from portal.services.refunds import ledger_rows
 from portal.services.staff import StaffError, create_staff
@@ -298,6 +299,35 @@ def wear_report() -> None:
         click.echo("                      warehouse worn   warehouse not worn")
         click.echo(f"  model says worn     {m[(True, True)]:>14}   {m[(True, False)]:>18}")
         click.echo(f"  model says not worn {m[(False, True)]:>14}   {m[(False, False)]:>18}")
+    _wear_report_by_category(app)
+
+
+WEAR_REPORT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def _wear_report_by_category(app) -> None:
+    """Agreement per product category at several thresholds: what PORTAL_WEAR_THRESHOLDS may be set to."""
+    model = wear_model(app)
+    with session_scope(app) as session:
+        groups = wear_agreement_by_category(session, model, app.config.get("WEAR_THRESHOLDS"))
+    if not groups:
+        return
+    click.echo("")
+    click.echo("agreement by product category (set PORTAL_WEAR_THRESHOLDS=category=threshold,... to change one):")
+    head = "".join(f"{'at ' + format(t, '.1f'):>8}" for t in WEAR_REPORT_THRESHOLDS)
+    for g in groups:
+        if g.threshold_in_use is None:
+            in_use = "model not loaded"
+        else:
+            in_use = f"threshold in use {g.threshold_in_use:.2f}"
+        best, best_agreement = g.best()
+        click.echo(
+            f"model {g.model_version}, {g.category}: {g.total} graded photos ({g.worn} worn), {in_use}; "
+            f"agreement as labelled {g.labelled_agreement:.1%}"
+        )
+        click.echo(f"  {head}   best")
+        cells = "".join(f"{g.agreement_at(t) or 0.0:>8.1%}" for t in WEAR_REPORT_THRESHOLDS)
+        click.echo(f"  {cells}   {best:.2f} ({best_agreement or 0.0:.1%})")
 
 
 @wear.command("export-dataset")

@@ -168,7 +168,13 @@ def wear_model(app: Flask):
 
 def score_photos(app: Flask, request_id: int) -> int:
     with session_scope(app) as session:
-        return score_request_photos(session, request_id, store_from_config(app.config), wear_model(app))
+        return score_request_photos(
+            session,
+            request_id,
+            store_from_config(app.config),
+            wear_model(app),
+            thresholds=app.config.get("WEAR_THRESHOLDS"),
+        )
 
 
 def score_pending_photos(app: Flask) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,6 +16,7 @@ from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
 from portal.domain.actors import CLASSIFIER
 from portal.domain.receiving import WORN_GRADES
 from portal.domain.states import ScoreState, check_score
+from portal.domain.wear import agreement_at, best_threshold, category_key, label_for, threshold_for
 from portal.services.tickets import reroute_if_untouched
 from portal.storage import PhotoStore, StorageError
 from portal.vision.classifier import WearModel
@@ -23,8 +24,17 @@ from portal.vision.classifier import WearModel
 log = logging.getLogger("portal.photos")
 
 
-def score_request_photos(session: Session, request_id: int, store: PhotoStore, model: WearModel | None) -> int:
+def score_request_photos(
+    session: Session,
+    request_id: int,
+    store: PhotoStore,
+    model: WearModel | None,
+    thresholds: Mapping[str, float] | None = None,
+) -> int:
     """Score the request's unscored photos in one batch. Idempotent: scored photos are left alone.
+
+    The label is decided at the threshold the merchant set for the line's product
+    category (``thresholds``, setting ``PORTAL_WEAR_THRESHOLDS``), else the model's.
 
     Without a usable model (or when a photo cannot be read) photos are marked
     ``not_scored`` with the reason; the request carries on without a score.
@@ -59,7 +69,8 @@ def score_request_photos(session: Session, request_id: int, store: PhotoStore, m
     for photo, result in zip(readable, scores, strict=True):
         photo.score_state = check_score(photo.score_state, ScoreState.SCORED).value
         photo.wear_probability = float(result.probability)
-        photo.wear_label = result.label
+        category = photo.line.order_line.category if photo.line is not None else None
+        photo.wear_label = label_for(result.probability, category, thresholds, model.threshold, model.contract.labels)
         photo.model_version = result.model_version
         photo.score_map = [[round(float(v), 4) for v in row] for row in result.score_map]
         photo.scored_at = now
@@ -126,6 +137,70 @@ def wear_agreement(session: Session) -> list[Agreement]:
         agreement = by_version.setdefault(photo.model_version or "?", Agreement(photo.model_version or "?"))
         agreement.matrix[(predicted, truth)] += 1
     return sorted(by_version.values(), key=lambda a: a.model_version)
+
+
+@dataclass
+class CategoryAgreement:
+    """One model version's photos of one product category against the warehouse, to choose a threshold from."""
+
+    model_version: str
+    category: str
+    model_threshold: float | None  # the contract's, when that model is the one loaded
+    threshold_in_use: float | None
+    pairs: list[tuple[float, bool]] = field(default_factory=list)  # (probability, warehouse says worn)
+    labelled_agreement: float | None = None  # of the labels as they were decided
+
+    @property
+    def total(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def worn(self) -> int:
+        return sum(worn for _, worn in self.pairs)
+
+    def agreement_at(self, threshold: float) -> float | None:
+        return agreement_at(self.pairs, threshold)
+
+    def best(self) -> tuple[float, float | None]:
+        default = self.threshold_in_use if self.threshold_in_use is not None else 0.5
+        return best_threshold(self.pairs, default)
+
+
+def wear_agreement_by_category(
+    session: Session, model: WearModel | None = None, thresholds: Mapping[str, float] | None = None
+) -> list[CategoryAgreement]:
+    """Per model version and product category: stored probabilities against warehouse grades.
+
+    ``model`` (the one loaded) and ``thresholds`` (the merchant's setting) say
+    which threshold is in use for that model's rows.
+    """
+    rows = session.execute(
+        select(Photo, ReturnLine)
+        .join(ReturnLine, Photo.line_id == ReturnLine.id)
+        .where(
+            Photo.score_state == ScoreState.SCORED,
+            Photo.wear_probability.is_not(None),
+            (ReturnLine.grade.is_not(None)) | (ReturnLine.wear_confirmed.is_not(None)),
+        )
+    ).all()
+    groups: dict[tuple[str, str], CategoryAgreement] = {}
+    agreed: dict[tuple[str, str], int] = {}
+    for photo, line in rows:
+        truth = warehouse_says_worn(line)
+        if truth is None:
+            continue
+        version = photo.model_version or "?"
+        category = category_key(line.order_line.category) or "?"
+        key = (version, category)
+        if key not in groups:
+            own = model.threshold if model is not None and version == model.version else None
+            in_use = threshold_for(category, thresholds, own) if own is not None else None
+            groups[key] = CategoryAgreement(version, category, own, in_use)
+        groups[key].pairs.append((float(photo.wear_probability or 0.0), truth))
+        agreed[key] = agreed.get(key, 0) + int((photo.wear_label == "wear") == truth)
+    for key, group in groups.items():
+        group.labelled_agreement = agreed[key] / group.total
+    return sorted(groups.values(), key=lambda g: (g.model_version, g.category))
 
 
 def labelled_photos(session: Session) -> Iterator[tuple[Photo, ReturnLine, bool]]:

@@ -208,3 +208,72 @@ def test_the_thumbnail_the_model_scores_gives_the_kept_photos_answer():
     assert max(gaps) < 0.1 and sum(gaps) / len(gaps) < 0.03, gaps
     same_side = sum((a >= model.threshold) == (b >= model.threshold) for a, b in zip(full, small, strict=True))
     assert same_side >= 15, (full, small)
+
+
+def test_a_category_threshold_set_by_the_merchant_decides_the_label(client, app, order, session):
+    from portal.domain.wear import parse_thresholds
+    from portal.jobs import score_photos, wear_model
+
+    app.config["JOBS_MODE"] = "off"  # scored below, once per setting
+    submit_with_photos(client, [fabric(True, 8), fabric(False, 9)])
+    category = session.scalars(select(ReturnLine)).one().order_line.category
+    request_id = session.scalars(select(ReturnRequest.id)).one()
+    model = wear_model(app)
+    assert model is not None
+
+    def labels_with(thresholds):
+        for photo in session.scalars(select(Photo)):
+            photo.score_state, photo.wear_label = "pending", None
+        session.commit()
+        app.config["WEAR_THRESHOLDS"] = thresholds
+        assert score_photos(app, request_id) == 2
+        session.expire_all()
+        return [(p.wear_probability, p.wear_label) for p in session.scalars(select(Photo).order_by(Photo.id))]
+
+    as_model = labels_with({})
+    assert all(label == ("wear" if p >= model.threshold else "no_wear") for p, label in as_model)
+    low = min(p for p, _ in as_model)
+    high = max(p for p, _ in as_model)
+    # Just under the lower score: both worn for this category; just above the higher: neither.
+    setting = f" {category.upper()} = {max(low - 0.001, 0):.4f}"  # as a merchant may type it
+    assert [label for _, label in labels_with(parse_thresholds(setting))] == ["wear", "wear"]
+    assert [label for _, label in labels_with(parse_thresholds(f"{category}={high + 0.001:.4f}"))] == [
+        "no_wear",
+        "no_wear",
+    ]
+    # Another category's threshold leaves this one on the model's.
+    assert labels_with(parse_thresholds("some-other-category=0")) == as_model
+
+
+def test_wear_report_shows_agreement_per_category_to_choose_a_threshold(client, app, order, session, monkeypatch):
+    from click.testing import CliRunner
+
+    from portal.cli import main
+
+    submit_with_photos(client, [fabric(True, 5), fabric(False, 6)])
+    line = session.scalars(select(ReturnLine)).one()
+    line.grade = "C"  # the warehouse saw wear: every photo of the line counts as worn
+    session.commit()
+    category = line.order_line.category
+    probabilities = sorted(p.wear_probability for p in session.scalars(select(Photo)))
+    for key in ("INSTANCE_PATH", "DATABASE_URL", "SECRET_KEY", "API_SECRET", "MODELS_PATH"):
+        if app.config.get(key):
+            monkeypatch.setenv(f"PORTAL_{key}", app.config[key])
+    monkeypatch.setenv("PORTAL_WEAR_THRESHOLDS", f"{category}=0.05")
+    output = CliRunner().invoke(main, ["wear", "report"], catch_exceptions=False).output
+    assert "agreement by product category" in output
+    row = next(line for line in output.splitlines() if f", {category}: " in line)
+    assert "2 graded photos (2 worn)" in row and "threshold in use 0.05" in row
+    cells = output.splitlines()[output.splitlines().index(row) + 2].split()
+    # Both photos are worn: the agreement at 0.3 counts the photos scoring at least 0.3.
+    assert cells[0] == f"{sum(p >= 0.3 for p in probabilities) / 2:.1%}"
+    # Every photo is worn: the lowest candidate agrees most often (ties go to the threshold in use, 0.05).
+    assert cells[-2:] == ["0.05", f"({sum(p >= 0.05 for p in probabilities) / 2:.1%})"]
+
+
+def test_a_bad_threshold_setting_is_refused_at_start(monkeypatch):
+    from portal import config
+
+    monkeypatch.setenv("PORTAL_WEAR_THRESHOLDS", "shoes=often")
+    with pytest.raises(ValueError, match="'often' for 'shoes' is not a number"):
+        config.load()
