@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from portal.crypto import new_key
+from portal.domain.wear import parse_thresholds
 
 PREFIX = "PORTAL_"
 
@@ -106,6 +107,9 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "OUTBOX_PATH": _env("OUTBOX_PATH") or str(instance / "outbox"),
         "MODELS_PATH": _env("MODELS_PATH"),
         "WEAR_MODEL": _env("WEAR_MODEL", "wear-v1"),
+        # Per-category decision thresholds of the wear classifier ("shoes=0.45, knitwear=0.62"), chosen from
+        # the wear report; other categories keep the model's own (portal/domain/wear.py).
+        "WEAR_THRESHOLDS": parse_thresholds(_env("WEAR_THRESHOLDS")),
         "SMTP_HOST": _env("SMTP_HOST"),
         "SMTP_PORT": _int("SMTP_PORT", 25),
         "SMTP_USER": _env("SMTP_USER"),
