@@ -46,9 +46,11 @@ SENDER = textwrap.dedent(
     """
     import os, signal, sys
     from sqlalchemy.orm import Session
+    from portal import crypto
     from portal.db import make_engine
     from portal.services.outbox import deliver_pending
 
+    crypto.install(crypto.parse_keyring(sys.argv[3]))  # the outbox payloads are encrypted
     engine = make_engine(sys.argv[1])
     log = open(sys.argv[2], "a")
     count = 0
@@ -67,10 +69,12 @@ SENDER = textwrap.dedent(
 )
 
 
-def test_a_killed_sender_resends_at_most_the_message_in_flight(session, database_url, tmp_path):
+def test_a_killed_sender_resends_at_most_the_message_in_flight(app, session, database_url, tmp_path):
     ids = queue(session, 10)
     log = tmp_path / "sent.log"
-    proc = subprocess.run([sys.executable, "-c", SENDER, database_url, str(log)], capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", SENDER, database_url, str(log), app.config["DATA_KEY"]], capture_output=True, timeout=120
+    )
     assert proc.returncode == -9, proc.stderr.decode()
     first_run = log.read_text().split()
     assert first_run == ids[:5]
