@@ -31,6 +31,7 @@ history and no state row needs ``returns-portal insights rebuild``.
 from __future__ import annotations
 
 import sqlite3
+import typing
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +49,7 @@ from sqlalchemy import (
     Numeric,
     Select,
     String,
+    Table,
     case,
     cast,
     delete,
@@ -131,7 +133,7 @@ Index("ix_shop_order_placed_at", Order.placed_at)
 
 KEYS = ("metric", "day", "channel", "category", "team_id", "k1", "k2")
 SUMS = ("n1", "n2", "n3", "x1", "m1", "m2")
-_rollup = InsightRollup.__table__
+_rollup = typing.cast(Table, InsightRollup.__table__)
 
 
 # --- the shop's day in SQL --------------------------------------------------------------------------
@@ -695,7 +697,7 @@ def _owner(session: Session, obj: Any) -> tuple[str, int] | None:
     request_id = getattr(obj, "request_id", None)
     if request_id:
         return ("request", request_id)
-    parent = None
+    parent: Any = None
     if isinstance(obj, ReturnLine | Refund | Photo):
         parent = obj.request
     elif isinstance(obj, Ticket):
@@ -703,9 +705,12 @@ def _owner(session: Session, obj: Any) -> tuple[str, int] | None:
     elif isinstance(obj, TicketClock | EscalationDue):
         ticket_id = obj.ticket_id
         if ticket_id:
+            loaded = session.identity_map.get(session.identity_key(Ticket, ticket_id))
+            if loaded is not None:  # the escalation sweep loads its batch's tickets: no query per step
+                return ("request", loaded.request_id)
             found = session.scalar(select(Ticket.request_id).where(Ticket.id == ticket_id))
             return ("request", found) if found else None
-        parent = obj.ticket
+        parent = getattr(obj, "ticket", None)
     elif isinstance(obj, ReceiptLine | SurveyAnswer):
         parent = getattr(obj, "return_line", None) or getattr(obj, "request", None)
     if parent is None:
