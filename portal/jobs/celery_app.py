@@ -105,6 +105,7 @@ def celery_init_app(app: Flask) -> PortalCelery:
         run.__name__ = job.name
         celery.task(
             name=task_name(job.name),
+            shared=False,  # this app's tasks close over this Flask app: never lent to another Celery app
             bind=True,
             autoretry_for=(Exception,),
             max_retries=max_retries,

@@ -165,14 +165,15 @@ def web(app, scaled):
     get_engine(flask_app).dispose()
 
 
-def wait_for(check, seconds: float = 45.0, what: str = "the worker"):
+def wait_for(check, seconds: float = 45.0, what: str = "the worker", log: WorkerLog | None = None):
     deadline = time.monotonic() + seconds
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"waited {seconds:.0f} s for {what}")
+            tail = log.path.read_text(errors="replace")[-4000:] if log is not None else ""
+            pytest.fail(f"waited {seconds:.0f} s for {what}\n{tail}")
         time.sleep(0.2)
 
 
@@ -194,7 +195,7 @@ def test_a_queued_job_runs_once_in_the_worker_with_the_app_and_the_request_id(we
     box.messages.clear()
     rma = submit_return(web, "shop-req-celery-1")
     # The confirmation went out through the worker: built with the app's templates and settings.
-    wait_for(lambda: any(rma in (m["Subject"] or "") for m in box.messages), what="the confirmation email")
+    wait_for(lambda: any(rma in (m["Subject"] or "") for m in box.messages), what="the confirmation email", log=worker)
     (mail,) = [m for m in box.messages if rma in m["Subject"]]
     body = mail.get_body(("plain",)).get_content()
     assert "http://shop.test/" in body  # the worker's app context: PUBLIC_URL and url building
@@ -202,23 +203,24 @@ def test_a_queued_job_runs_once_in_the_worker_with_the_app_and_the_request_id(we
         emails = session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email")).all()
         assert emails and all(m.sent_at is not None and m.attempts == 1 for m in emails)
     ran = [line for line in worker.started("deliver_outbox") if line["request_id"] == "shop-req-celery-1"]
-    assert ran, "the task did not log under the id of the request that queued it"
+    assert ran, worker.path.read_text(errors="replace")[-4000:]  # logged under the id of the request that queued it
     time.sleep(2)  # anything else queued by the submission has run by now
-    assert len([m for m in box.messages if rma in m["Subject"]]) == 1
+    subjects = [m["Subject"] for m in box.messages]
+    assert len([s for s in subjects if rma in s]) == 1, subjects
 
 
 def test_the_same_task_delivered_again_does_no_harm(web, worker, inbox):
     _, box = inbox
     box.messages.clear()
     rma = submit_return(web, "shop-req-celery-2")
-    wait_for(lambda: any(rma in (m["Subject"] or "") for m in box.messages), what="the confirmation email")
+    wait_for(lambda: any(rma in (m["Subject"] or "") for m in box.messages), what="the confirmation email", log=worker)
     celery = web.extensions["portal.celery"]
     before = worker.succeeded("deliver_outbox")
     # The broker hands the same message out again (a worker died before acknowledging it), several
     # times and to both worker processes at once.
     for _ in range(4):
         celery.send_task(task_name("deliver_outbox"), kwargs={}, task_id="redelivered-deliver-outbox")
-    wait_for(lambda: worker.succeeded("deliver_outbox") >= before + 4, what="the redelivered tasks")
+    wait_for(lambda: worker.succeeded("deliver_outbox") >= before + 4, what="the redelivered tasks", log=worker)
     assert len([m for m in box.messages if rma in m["Subject"]]) == 1
     with session_scope(web) as session:
         assert session.scalar(select(JobFailure.id)) is None
@@ -240,7 +242,7 @@ def test_a_task_that_keeps_failing_is_recorded_shown_and_retried(web, worker, en
             with session_scope(web) as session:
                 return session.scalars(select(JobFailure).where(JobFailure.task == "score_photos")).first()
 
-        failure = wait_for(recorded, what="the failure record")
+        failure = wait_for(recorded, what="the failure record", log=worker)
     finally:
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE photo_not_yet RENAME TO photo"))
@@ -262,7 +264,7 @@ def test_a_task_that_keeps_failing_is_recorded_shown_and_retried(web, worker, en
     before = worker.succeeded("score_photos")
     done = admin.post(f"/admin/jobs/{failure.id}/retry", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
     assert done.status_code == 303
-    wait_for(lambda: worker.succeeded("score_photos") > before, what="the retried task")
+    wait_for(lambda: worker.succeeded("score_photos") > before, what="the retried task", log=worker)
     with session_scope(web) as session:
         rows = session.scalars(select(JobFailure).where(JobFailure.task == "score_photos")).all()
         assert [(r.id, r.resolved_at is not None) for r in rows] == [(failure.id, True)]  # and no new failure
