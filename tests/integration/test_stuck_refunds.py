@@ -32,10 +32,12 @@ THRESHOLD = Decimal("1000")
 DIES_AFTER_PAYING = """
 import os, signal, sys
 from sqlalchemy.orm import sessionmaker
+from portal import crypto
 from portal.adapters.payments import SandboxGateway
 from portal.db import make_engine
 from portal.services.refunds import execute_refund
 
+crypto.install(crypto.parse_keyring(sys.argv[3]))  # the order's details are encrypted
 factory = sessionmaker(make_engine(sys.argv[1]), expire_on_commit=False)
 
 
@@ -78,7 +80,7 @@ def age(session, refund_id: int, minutes: int) -> None:
 def test_a_process_killed_after_the_gateway_paid_is_settled_once(app, client, session):
     refund = approved_refund(app, client, session)
     killed = subprocess.run(
-        [sys.executable, "-c", DIES_AFTER_PAYING, app.config["DATABASE_URL"], str(refund.id)],
+        [sys.executable, "-c", DIES_AFTER_PAYING, app.config["DATABASE_URL"], str(refund.id), app.config["DATA_KEY"]],
         capture_output=True,
         timeout=120,
     )
