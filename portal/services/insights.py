@@ -548,11 +548,22 @@ def reasons(session: Session, period: calc.Period, filters: Filters) -> list[Rea
 
 
 def filter_choices(session: Session) -> dict[str, list[Any]]:
-    """The channels, categories and teams the filters offer (distinct values, from the database)."""
+    """The channels, categories and teams the filters offer (distinct values, from the database;
+    from the rollups' units sold per category when they are kept, a few rows a day instead of
+    every order line)."""
+    teams = list(session.execute(select(Team.id, Team.name).order_by(Team.name)))
+    if rollup_zone(session) is not None:
+        r = InsightRollup.__table__.c
+        sold = select().where(r.metric == "sold", r.category == "", r.team_id == 0, r.k1 == "category")
+        return {
+            "channels": list(session.scalars(sold.with_only_columns(r.channel).distinct().order_by(r.channel))),
+            "categories": list(session.scalars(sold.with_only_columns(r.k2).distinct().order_by(r.k2))),
+            "teams": teams,
+        }
     return {
         "channels": list(session.scalars(select(Order.channel).distinct().order_by(Order.channel))),
         "categories": list(session.scalars(select(OrderLine.category).distinct().order_by(OrderLine.category))),
-        "teams": list(session.execute(select(Team.id, Team.name).order_by(Team.name))),
+        "teams": teams,
     }
 
 

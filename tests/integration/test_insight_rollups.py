@@ -189,6 +189,13 @@ def test_every_figure_from_the_rollups_equals_the_raw_tables(session, varied):
     assert board.first_response.answered and board.money and board.recovered and board.survey.answers
     assert board.escalations and board.photos and board.reasons and board.sla
     _same(session, settings)
+    # The filters offer the channels and categories of the orders, read from the rollups.
+    from portal.db.models import OrderLine
+    from portal.services.insights import filter_choices
+
+    choices = filter_choices(session)
+    assert choices["channels"] == sorted(set(session.scalars(select(Order.channel))))
+    assert choices["categories"] == sorted(set(session.scalars(select(OrderLine.category))))
 
 
 def test_changes_kept_one_by_one_equal_a_rebuild(session, varied):
