@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes = ", ".join(f"{len(p) / 1e6:.2f}" for p in photos)
     print(f"photos:   {PHOTOS_PER_SUBMIT} JPEGs of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} per submit ({sizes} MB)")
     print(f"load:     {args.threads} client threads on {HOST}; Celery: 2 workers of 1 process each; no beat")
+    print(
+        f"machine:  load average {os.getloadavg()[0]:.1f} before the run (other work on the machine skews the figures)"
+    )
     print()
     rows = []
     with running_stack(
@@ -280,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
                 c.rjust(w) if 2 <= i <= 5 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
+    print(f"load average {os.getloadavg()[0]:.1f} after the run")
     by = {(r[0], r[1]): r for r in rows}
     submit = f"POST /order/request ({PHOTOS_PER_SUBMIT} photos)"
 

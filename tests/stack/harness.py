@@ -86,19 +86,7 @@ class Service:
 
     def group_pids(self) -> list[int]:
         """The leader and every process still in its group (gunicorn or Celery children)."""
-        if self.process is None:
-            return []
-        pgid, found = self.process.pid, []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                found.append(int(entry.name))
-        return found
+        return group_members(self.process.pid) if self.process is not None else []
 
     def send(self, sig: int) -> None:
         if self.process is None:
@@ -136,6 +124,21 @@ class Service:
         except OSError:
             return f"--- {self.name}: no log ---"
         return f"--- {self.name} log (last {chars} chars) ---\n{text[-chars:]}"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of the process group ``pgid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def redis_service(port: int, workdir: Path) -> Service:

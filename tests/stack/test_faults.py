@@ -28,6 +28,13 @@ def all_scored(db, rma: str, photos: int = 3):
     return len(states) == photos and all(s != "pending" for s in states) and states
 
 
+def queue_length(stack) -> int:
+    import redis
+
+    with redis.Redis.from_url(stack.broker_url) as broker:
+        return broker.llen(QUEUE)
+
+
 def held_reads(stack) -> list[tuple[int, object]]:
     """The worker processes stuck reading a photo through the held proxy, with their services."""
     owners = {pid: worker for worker in stack.workers for pid in worker.group_pids()}
@@ -74,18 +81,14 @@ def test_redis_restart_with_work_queued_loses_nothing(celery_stack, db):
     stack.s3_proxy.hold()  # both workers get stuck on a photo: the rest of the work waits in Redis
     try:
         rmas = [request_with_photos(stack.base_url, number, address, photos=1) for number, address in orders]
-        import redis
-
-        broker = redis.Redis.from_url(stack.broker_url)
 
         def both_busy_and_work_queued():
             holders = {holder.name for _, holder in held_reads(stack)}
-            return len(holders) == 2 and broker.llen(QUEUE)
+            return len(holders) == 2 and queue_length(stack)
 
         queued = wait_for(both_busy_and_work_queued, "both workers busy, work queued", 30, stack.services)
         stack.restart_redis()
-        broker = redis.Redis.from_url(stack.broker_url)
-        assert broker.llen(QUEUE) >= queued  # the append-only file kept it
+        assert queue_length(stack) >= queued  # the append-only file kept it
     finally:
         stack.s3_proxy.release()
 
