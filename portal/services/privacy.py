@@ -28,6 +28,7 @@ from portal.db.models import (
     RequestEvent,
     ReturnLine,
     ReturnRequest,
+    StaffNotification,
     StaffUser,
     SurveyAnswer,
     Team,
@@ -39,13 +40,15 @@ from portal.domain.errors import InvalidInput, NotFound
 from portal.domain.privacy import (
     COPY_AVAILABLE_DAYS,
     FINISHED,
+    SUBJECT_KIND_LABELS,
     SubjectKind,
     SubjectStatus,
     parse_retention_days,
     retention_cutoff,
     subject_due,
 )
-from portal.domain.text import N_
+from portal.domain.roles import ADMIN
+from portal.domain.text import N_, Text
 from portal.services.audit import record_access
 from portal.services.outbox import enqueue_email
 from portal.storage import PhotoStore, StorageError
@@ -362,8 +365,41 @@ def ask_about_data(
         order_number=order.order_number,
         detail=wanted.value,
     )
+    _notify_handlers(session, row, team, order.order_number)
     session.commit()
     return row
+
+
+def _notify_handlers(session: Session, row: PrivacyRequest, team: Team | None, order_number: str) -> None:
+    """Tell who answers data requests (every active admin, and the privacy team's lead and manager)."""
+    ids = set(session.scalars(select(StaffUser.id).where(StaffUser.role == ADMIN, StaffUser.active.is_(True))))
+    if team is not None:
+        ids |= {i for i in (team.lead_id, team.manager_id) if i is not None}
+    words = Text(
+        N_("A shopper asked: %(what)s (order %(order)s). Answer by %(due)s."),
+        {
+            "what": Text(SUBJECT_KIND_LABELS[SubjectKind(row.kind)]),
+            "order": order_number,
+            "due": f"{row.due_at:%Y-%m-%d}",
+        },
+    )
+    for staff_id in sorted(ids):
+        session.add(
+            StaffNotification(staff_id=staff_id, kind="data_request", message=words.render(), words=words.to_dict())
+        )
+
+
+def scrub_sent_confirmations(session: Session) -> int:
+    """The erasure confirmation has to reach the old address; once sent, the address goes too (commits)."""
+    count = 0
+    for message in session.scalars(
+        select(OutboxMessage).where(OutboxMessage.topic == "privacy_erased", OutboxMessage.sent_at.is_not(None))
+    ):
+        if not (message.payload or {}).get("erased"):
+            message.payload = {"to": "", "template": "privacy_erased", "locale": None, "context": {}, "erased": True}
+            count += 1
+    session.commit()
+    return count
 
 
 def subject_queue(session: Session, include_done: bool = False) -> list[PrivacyRequest]:

@@ -11,9 +11,20 @@ import pytest
 from sqlalchemy import select
 
 from portal.adapters.payments import SandboxGateway
-from portal.db.models import AuditLog, LedgerEntry, Order, OutboxMessage, Photo, PrivacyRequest, Refund
+from portal.db.models import (
+    AuditLog,
+    LedgerEntry,
+    Order,
+    OutboxMessage,
+    Photo,
+    PrivacyRequest,
+    Refund,
+    StaffNotification,
+    StaffUser,
+)
 from portal.services.refunds import approve_refund, execute_refund, preview_refund
 from portal.services.staff import create_staff
+from portal.services.tickets import ensure_team
 from portal.storage import StorageError, store_from_config
 from tests.helpers import (
     PASSWORD,
@@ -44,7 +55,8 @@ def _ask(shopper, rma, **data):
 
 
 def _lead(app, session):
-    create_staff(session, "lead@example.com", "Lena Lead", "lead", PASSWORD)
+    if session.scalars(select(StaffUser).where(StaffUser.email == "lead@example.com")).first() is None:
+        create_staff(session, "lead@example.com", "Lena Lead", "lead", PASSWORD)
     lead = app.test_client()
     sign_in(lead, "lead@example.com")
     return lead
@@ -66,12 +78,19 @@ def test_copy_of_data_end_to_end(app, client, order, session):
     assert shopper.post(f"/requests/{rma}/privacy", data={"kind": "copy"}).status_code == 400
     assert session.scalars(select(PrivacyRequest)).all() == []
 
+    # A privacy team: its lead is told of each request.
+    lead_user = create_staff(session, "lead@example.com", "Lena Lead", "lead", PASSWORD)
+    team = ensure_team(session, "privacy", "Privacy")
+    team.lead_id = lead_user.id
+    session.commit()
     before = datetime.now(UTC)
     asked = _ask(shopper, rma, kind="copy")
     assert asked.status_code == 303
     assert _ask(shopper, rma, kind="copy").status_code == 303  # asking twice keeps one request
     row = session.scalars(select(PrivacyRequest)).one()
-    assert (row.kind, row.status) == ("copy", "open")
+    assert (row.kind, row.status, row.team_id) == ("copy", "open", team.id)
+    (note,) = session.scalars(select(StaffNotification).where(StaffNotification.staff_id == lead_user.id)).all()
+    assert note.kind == "data_request" and "SO-1001" in note.message and row.due_at.strftime("%Y-%m-%d") in note.message
     assert row.due_at - row.asked_at == timedelta(days=30) and row.asked_at >= before
     page = shopper.get(f"/requests/{rma}/privacy").get_data(as_text=True)
     assert "Being handled" in page and row.due_at.strftime("%Y-%m-%d") in page and "copy.json" not in page
@@ -82,6 +101,7 @@ def test_copy_of_data_end_to_end(app, client, order, session):
     sign_in(agent, "agent@example.com")
     assert agent.get("/staff/privacy").status_code == 403
     lead = _lead(app, session)
+    assert "Data request" in lead.get("/staff/notifications").get_data(as_text=True)
     queue = lead.get("/staff/privacy").get_data(as_text=True)
     assert "SO-1001" in queue and row.due_at.strftime("%Y-%m-%d") in queue and "29 days left" in queue
     detail = lead.get(f"/staff/privacy/{row.id}").get_data(as_text=True)
@@ -176,6 +196,12 @@ def test_erasure_end_to_end_keeps_finance_rows(app, client, order, session):
     confirmation = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "privacy_erased")).one()
     assert confirmation.payload["to"] == "li.wei@example.com"
     assert confirmation.sent_at is not None and confirmation.last_error is None
+    # Once sent, the periodic job takes the address off it too (retention itself is off here).
+    from portal.jobs.retention import retention_purge
+
+    assert retention_purge(app)["confirmations_scrubbed"] == 1
+    session.expire_all()
+    assert session.get(OutboxMessage, confirmation.id).payload["to"] == ""
     # Staff pages still work for the anonymised order; its photo is simply gone.
     assert lead.get(f"/staff/requests/{rma}").status_code == 200
     photo_id = session.scalars(select(Photo.id).where(Photo.request_id == req.id)).one()
