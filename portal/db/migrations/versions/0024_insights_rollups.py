@@ -39,7 +39,12 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("insight_rollup", schema=None) as batch_op:
-        batch_op.create_index("ix_insight_rollup_read", ["metric", "category", "team_id", "day"], unique=False)
+        batch_op.create_index(
+            "ix_insight_rollup_read",
+            ["metric", "category", "team_id", "day"],
+            unique=False,
+            postgresql_include=["channel", "k1", "k2", "n1", "n2", "n3", "x1", "m1", "m2"],
+        )
     op.create_table(
         "insight_rollup_state",
         sa.Column("id", sa.Integer(), nullable=False),
