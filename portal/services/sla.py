@@ -22,7 +22,7 @@ from typing import Any
 
 import holidays as holidays_lib
 from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from portal.db.models import (
     BusinessCalendarRow,
@@ -31,6 +31,7 @@ from portal.db.models import (
     SlaPolicy,
     StaffNotification,
     StaffUser,
+    Team,
     Ticket,
     TicketClock,
     TicketEvent,
@@ -49,6 +50,7 @@ log = logging.getLogger("portal.sla")
 CLAIM_TTL = timedelta(minutes=5)
 # Clocks that still measure something (a stopped clock only changes when reopened).
 LIVE = (sla.ClockState.RUNNING, sla.ClockState.PAUSED)
+OPEN_STEP_VALUES = frozenset(s.value for s in STEP_OPEN)
 METRIC_TARGETS = (("first_response", "first_response_minutes"), ("resolution", "resolution_minutes"))
 
 
@@ -485,25 +487,55 @@ def _still_due(row: EscalationDue, clock: TicketClock, cache: _PolicyCache, by: 
     return any(key == row.step_key and at <= by for key, at in sla.step_fire_times(cal, to_clock(clock), steps))
 
 
+def _open_steps(
+    session: Session, ticket_ids: set[int], by: datetime
+) -> dict[int, list[tuple[EscalationDue, TicketClock]]]:
+    """The open steps (falling due by ``by``) of the batch's tickets, with their clocks, in one query each."""
+    steps = list(
+        session.scalars(
+            select(EscalationDue)
+            .where(
+                EscalationDue.ticket_id.in_(ticket_ids),
+                EscalationDue.status.in_([s.value for s in STEP_OPEN]),
+                EscalationDue.fire_at <= by,
+            )
+            .order_by(EscalationDue.fire_at, EscalationDue.id)
+        )
+    )
+    clocks = {
+        clock.id: clock
+        for clock in session.scalars(select(TicketClock).where(TicketClock.id.in_({step.clock_id for step in steps})))
+    }
+    found: dict[int, list[tuple[EscalationDue, TicketClock]]] = {}
+    for step in steps:
+        found.setdefault(step.ticket_id, []).append((step, clocks[step.clock_id]))
+    return found
+
+
 def _merge_siblings(
-    session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime
+    session: Session,
+    row: EscalationDue,
+    cache: _PolicyCache,
+    now: datetime,
+    open_steps: dict[int, list[tuple[EscalationDue, TicketClock]]] | None = None,
 ) -> list[tuple[EscalationDue, TicketClock]]:
     """The same action's open steps on the ticket's other clocks that fall due within ``MERGE_WINDOW``
-    (one per clock, earliest first): claimed for this firing so they do not fire on their own."""
-    candidates = session.scalars(
-        select(EscalationDue)
-        .where(
-            EscalationDue.ticket_id == row.ticket_id,
-            EscalationDue.action == row.action,
-            EscalationDue.clock_id != row.clock_id,
-            EscalationDue.status.in_([s.value for s in STEP_OPEN]),
-            EscalationDue.fire_at <= now + MERGE_WINDOW,
-        )
-        .order_by(EscalationDue.fire_at, EscalationDue.id)
-    )
+    (one per clock, earliest first): claimed for this firing so they do not fire on their own.
+
+    ``open_steps`` are the batch's open steps read up front (``_open_steps``); without them the
+    ticket's are read here."""
+    if open_steps is None:
+        open_steps = _open_steps(session, {row.ticket_id}, now + MERGE_WINDOW)
+    candidates = [
+        (other, clock)
+        for other, clock in open_steps.get(row.ticket_id, [])
+        if other.action == row.action
+        and other.clock_id != row.clock_id
+        and other.status in OPEN_STEP_VALUES
+        and _aware(other.fire_at) <= now + MERGE_WINDOW
+    ]
     found: dict[int, tuple[EscalationDue, TicketClock]] = {}
-    for other in candidates:
-        clock = session.get_one(TicketClock, other.clock_id)
+    for other, clock in candidates:
         if other.clock_id not in found and _still_due(other, clock, cache, now + MERGE_WINDOW):
             if other.status == StepStatus.PENDING.value:
                 other.status = check_step(other.status, StepStatus.CLAIMED).value
@@ -511,7 +543,18 @@ def _merge_siblings(
     return list(found.values())
 
 
-def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: datetime) -> list[str] | None:
+def _aware(at: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def _fire_one(
+    session: Session,
+    row: EscalationDue,
+    cache: _PolicyCache,
+    now: datetime,
+    open_steps: dict[int, list[tuple[EscalationDue, TicketClock]]] | None = None,
+) -> list[str] | None:
     """Fire one claimed step (with the steps it merges); None when it is no longer due, [] when an
     earlier step of this batch already fired it."""
     if row.status != StepStatus.CLAIMED.value:
@@ -522,7 +565,7 @@ def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: da
     if not _still_due(row, clock, cache, now):
         row.status, row.done_at, row.outcome = check_step(row.status, StepStatus.CANCELLED).value, now, "no longer due"
         return None
-    group = [(row, clock), *_merge_siblings(session, row, cache, now)]
+    group = [(row, clock), *_merge_siblings(session, row, cache, now, open_steps)]
     group.sort(key=lambda item: sla.METRICS.index(item[1].metric) if item[1].metric in sla.METRICS else 9)
     for _, c in group:  # a breach the sweep sees is recorded with its time and stays
         c.breached_at = sla.observe_breach(to_clock(c), now).breached_at
@@ -535,13 +578,8 @@ def _fire_one(session: Session, row: EscalationDue, cache: _PolicyCache, now: da
     return fired
 
 
-def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> tuple[list[str], int]:
-    """Act on our claimed rows and mark them done, in one transaction (a savepoint per step).
-
-    A crash before the commit leaves nothing done and the claims expire; a row whose claim
-    passed to another sweeper meanwhile, or that another sweeper merged into a step of the same
-    ticket, is skipped. Either way no step acts twice.
-    """
+def _lock_and_read(session: Session, ids: list[int], token: str) -> list[EscalationDue]:
+    """Our claimed rows of ``ids``, locked (with their tickets) for this transaction."""
     stmt = select(EscalationDue).where(
         EscalationDue.id.in_(ids), EscalationDue.status == StepStatus.CLAIMED.value, EscalationDue.claimed_by == token
     )
@@ -559,10 +597,53 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
             .values(attempts=EscalationDue.attempts)
             .execution_options(synchronize_session=False)
         )
-    rows = list(session.scalars(stmt.order_by(EscalationDue.fire_at, EscalationDue.id)))
+    return list(session.scalars(stmt.order_by(EscalationDue.fire_at, EscalationDue.id)))
+
+
+def _fire_together(session: Session, rows: list[EscalationDue], now: datetime) -> tuple[list[str], int]:
+    """Fire the batch with everything it reads loaded up front (its clocks, tickets with their team,
+    people and request, and every open step of those tickets: a handful of queries per batch) and
+    no flush until the commit, which writes the notifications, outbox rows, events and step
+    states in a few batched statements; then commits. Raises if any step fails; the caller rolls back."""
+    cache = _PolicyCache(session)
+    ticket_ids = {row.ticket_id for row in rows}
+    with session.no_autoflush:
+        # Held here for the batch: the session keeps loaded objects only while something refers to them.
+        clocks = list(session.scalars(select(TicketClock).where(TicketClock.id.in_({row.clock_id for row in rows}))))
+        tickets = list(
+            session.scalars(
+                select(Ticket)
+                .where(Ticket.id.in_(ticket_ids))
+                .options(
+                    selectinload(Ticket.team).selectinload(Team.lead),
+                    selectinload(Ticket.team).selectinload(Team.manager),
+                    selectinload(Ticket.assignee),
+                    selectinload(Ticket.request),
+                )
+                # The steps' tickets may already be in the session without their relations.
+                .execution_options(populate_existing=True)
+            )
+        )
+        open_steps = _open_steps(session, ticket_ids, now + MERGE_WINDOW)
+        fired: list[str] = []
+        dropped = 0
+        for row in rows:
+            result = _fire_one(session, row, cache, now, open_steps)
+            if result is None:
+                dropped += 1
+            else:
+                fired += result
+    # Commit while the batch's objects are still held: the commit's own bookkeeping reads them too.
+    session.commit()
+    del clocks, tickets
+    return fired, dropped
+
+
+def _fire_one_by_one(session: Session, rows: list[EscalationDue], now: datetime) -> tuple[list[str], int]:
+    """A savepoint per step: a broken step is skipped (its claim expires and it is retried)."""
     cache = _PolicyCache(session)
     fired: list[str] = []
-    dropped = len(ids) - len(rows)
+    dropped = 0
     for row in rows:
         try:
             with session.begin_nested():
@@ -575,8 +656,28 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
             dropped += 1
         else:
             fired += result
-    session.commit()
     return fired, dropped
+
+
+def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> tuple[list[str], int]:
+    """Act on our claimed rows and mark them done, in one transaction.
+
+    The whole batch is fired together first; if any step fails, that transaction is rolled back
+    and the batch is fired again one step at a time with a savepoint each, so one broken step
+    cannot hold up the rest. A crash before the commit leaves nothing done and the claims expire;
+    a row whose claim passed to another sweeper meanwhile, or that another sweeper merged into a
+    step of the same ticket, is skipped. Either way no step acts twice.
+    """
+    rows = _lock_and_read(session, ids, token)
+    try:
+        fired, dropped = _fire_together(session, rows, now)
+    except Exception:
+        log.warning("escalation batch of %d steps failed together; firing them one by one", len(rows), exc_info=True)
+        session.rollback()
+        rows = _lock_and_read(session, ids, token)
+        fired, dropped = _fire_one_by_one(session, rows, now)
+        session.commit()
+    return fired, dropped + len(ids) - len(rows)
 
 
 def sweep(
