@@ -60,6 +60,9 @@ PRIVACY_TEAM = "privacy"  # requests go to this team when it exists (admins see 
 # Free text written by staff on tickets that may quote the shopper.
 _TICKET_TEXT_KINDS = ("note", "reply", "message")
 _FINISHED = tuple(s.value for s in FINISHED)
+# How long after an order's last change emails about it may still have been sent (survey delay,
+# quiet days and reminders fit well inside).
+MESSAGE_WINDOW = timedelta(days=90)
 
 
 def retention_days(config: Mapping[str, Any]) -> int:
@@ -132,16 +135,20 @@ def due_for_retention(session: Session, cutoff: datetime, limit: int) -> list[in
 # --- removing -------------------------------------------------------------------------------
 
 
-def _scrub_messages(session: Session, order: Order, email: str | None) -> int:
-    """Sent emails about this order keep their template and time; the address and context go."""
-    if not email and not order.order_number:
-        return 0
+def _scrub_messages(session: Session, order: Order) -> int:
+    """Sent emails about this order (by its number or its requests' RMAs: not every email to the
+    same address, which may be about another order still running) keep their template and time;
+    the address and context go."""
     count = 0
+    # Emails about an order go out while its requests run and shortly after (the survey): only
+    # that window is read, so a purge does not decrypt the whole outbox for every order.
+    last = max([r.updated_at for r in order.requests] + [order.updated_at])
     rows = session.scalars(
         select(OutboxMessage).where(
             OutboxMessage.channel == "email",
             OutboxMessage.sent_at.is_not(None),
             OutboxMessage.created_at >= order.created_at - timedelta(days=1),
+            OutboxMessage.created_at <= last + MESSAGE_WINDOW,
         )
     )
     rmas = {r.rma for r in order.requests}
@@ -150,11 +157,7 @@ def _scrub_messages(session: Session, order: Order, email: str | None) -> int:
         ctx = payload.get("context") or {}
         if payload.get("erased"):
             continue
-        if (
-            (email and payload.get("to") == email)
-            or ctx.get("order_number") == order.order_number
-            or ctx.get("rma") in rmas
-        ):
+        if ctx.get("order_number") == order.order_number or ctx.get("rma") in rmas:
             message.payload = {
                 "to": "",
                 "template": payload.get("template"),
@@ -191,8 +194,7 @@ def anonymise_order(session: Session, order: Order, store: PhotoStore, now: date
     """Remove the shopper's personal data from one order and its requests (the caller commits).
     Amounts, reasons, grades, dates, statuses, refunds and ledger rows are left as they are."""
     done = Erased()
-    email = order.customer_email
-    done.messages = _scrub_messages(session, order, email)
+    done.messages = _scrub_messages(session, order)
     order.customer_name = ""
     order.customer_email = None
     order.customer_phone = None

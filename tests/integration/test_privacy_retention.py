@@ -17,6 +17,7 @@ from portal.db.models import (
     AuditLog,
     LedgerEntry,
     Order,
+    OutboxMessage,
     Photo,
     Refund,
     RequestEvent,
@@ -126,8 +127,19 @@ def test_dry_run_then_purge_keeps_figures_and_money_and_removes_photos(app, sess
     assert rf1.customer_email == "li.wei@example.com" and rf1.anonymised_at is None
     assert store.get(key) and not session.scalars(select(AuditLog).where(AuditLog.action == "retention_purge")).all()
 
+    def about_rf1():
+        session.expire_all()
+        return [
+            m.payload
+            for m in session.scalars(select(OutboxMessage).where(OutboxMessage.sent_at.is_not(None)))
+            if (m.payload.get("context") or {}).get("rma") == finished.rma or m.payload.get("erased")
+        ]
+
+    sent = about_rf1()
+    assert sent and all(p["to"] == "li.wei@example.com" for p in sent)
     done = purge(session, store, 365, LATER, batch=1)
     assert done.order_numbers == ["RF-1"] and done.erased.orders == 1 and done.erased.photos == 1
+    assert done.erased.messages == len(sent) and all(p["to"] == "" and p["erased"] for p in about_rf1())
     session.expire_all()
     rf1 = session.scalars(select(Order).where(Order.order_number == "RF-1")).one()
     assert (rf1.customer_name, rf1.customer_email, rf1.customer_phone, rf1.customer_postcode) == ("", None, None, None)
