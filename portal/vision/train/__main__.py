@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
     p_eval.add_argument("--photos", help="also measure on a folder of labelled photos")
     p_eval.add_argument("--write", action="store_true", help="store the numbers in the model's JSON")
+    p_eval.add_argument("--cache", help="keep the generated evaluation images in this .npz file and reuse them")
 
     p_quant = sub.add_parser("quantise", help="int8 copy of a model, kept only if it loses little ROC AUC")
     p_quant.add_argument("--model", required=True, help="float model path without extension, e.g. models/wear-v2")
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p_quant.add_argument("--n", type=int, default=ev.EVAL_SIZE, help="images per evaluation set")
     p_quant.add_argument("--max-loss", type=float, default=0.005, help="largest ROC AUC loss accepted per set")
     p_quant.add_argument("--replace", action="store_true", help="put a kept int8 model in place of the float one")
+    p_quant.add_argument("--cache", help="keep the generated evaluation images in this .npz file and reuse them")
     p_quant.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
 
     if argv is None:

@@ -23,6 +23,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -160,8 +161,14 @@ def predict(model: WearModel, images: np.ndarray | Sequence[Image.Image], batch:
     return np.asarray(out, np.float64)
 
 
-def synthetic_sets(n: int = EVAL_SIZE, workers: int = 2, size: int = 128) -> dict:
-    """The two evaluation sets: name -> (images, labels, specs, description)."""
+def synthetic_sets(n: int = EVAL_SIZE, workers: int = 2, size: int = 128, cache: str | Path | None = None) -> dict:
+    """The two evaluation sets: name -> (images, labels, specs, description).
+
+    With ``cache`` (an ``.npz`` file) the images are kept there and read back on
+    the next run with the same size, count and generator version.
+    """
+    if cache is not None:
+        return _cached_sets(Path(cache), n, workers, size)
     images, labels, _, specs = synth.generate(
         n,
         TEST_SEED,
@@ -199,6 +206,37 @@ def synthetic_sets(n: int = EVAL_SIZE, workers: int = 2, size: int = 128) -> dic
             },
         ),
     }
+
+
+def _cached_sets(path: Path, n: int, workers: int, size: int) -> dict:
+    key = f"{synth.GENERATOR_VERSION}|{n}|{size}|{TEST_SEED}|{HELDOUT_SEED}"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) == key:
+                about = json.loads(str(data["about"]))
+                return {
+                    name: (
+                        data[f"{name}_images"],
+                        data[f"{name}_labels"],
+                        [synth.Spec(t, tuple(m), tuple(g)) for t, m, g in json.loads(str(data[f"{name}_specs"]))],
+                        about[name],
+                    )
+                    for name in about
+                }
+    sets = synthetic_sets(n, workers, size)
+    arrays: dict[str, Any] = {
+        "key": np.array(key),
+        "about": np.array(json.dumps({name: v[3] for name, v in sets.items()})),
+    }
+    for name, (images, labels, specs, _) in sets.items():
+        arrays[f"{name}_images"] = images
+        arrays[f"{name}_labels"] = labels
+        arrays[f"{name}_specs"] = np.array(json.dumps([[s.texture, s.marks, s.negatives] for s in specs]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return sets
 
 
 def load_photo_folder(directory: str | Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -350,7 +388,7 @@ def main(args) -> int:
     sizes = {WearModel.load(m).contract.input_size for m in models}
     if len(sizes) != 1:
         raise SystemExit("models with different input sizes cannot share the evaluation images; measure them apart")
-    sets = synthetic_sets(args.n, args.workers, sizes.pop())
+    sets = synthetic_sets(args.n, args.workers, sizes.pop(), cache=args.cache)
     for path in models:
         results = evaluate(path, n=args.n, workers=args.workers, photos=args.photos, sets=sets)
         if args.write:

@@ -112,7 +112,7 @@ def main(args) -> int:
     print(f"quantising {source} to int8 ({args.calibration_size} calibration images)...", flush=True)
     quantise(source, out, args.calibration_size, args.workers)
     size = WearModel.load(source).contract.input_size
-    sets = ev.synthetic_sets(args.n, args.workers, size)
+    sets = ev.synthetic_sets(args.n, args.workers, size, cache=args.cache)
     float_results = ev.evaluate(source, n=args.n, workers=args.workers, sets=sets)
     int8_results = ev.evaluate(out, n=args.n, workers=args.workers, sets=sets)
     loss = {
