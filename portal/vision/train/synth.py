@@ -16,6 +16,13 @@ prints (stripes, dots, checks, camouflage blobs), logos (printed or
 embroidered), seams and hems with stitching, and the surface's own natural
 irregularity (leather pebble grain, heathered yarn, denim slubs, suede nap).
 
+Training-only damage (``AUX_MARKS``, label 1, never in an evaluation set):
+tears, holes, snags and worn-through edges, drawn by their own code (nothing
+shared with fraying), so that a model learns broken edges, loose threads and
+irregular damage in general. ``generate(..., negative_rate=, negative_weights=)``
+changes how often, and which, hard negatives appear; the defaults keep every
+existing set as it was.
+
 Each image comes with a coarse mask (``mask_size`` x ``mask_size``, fraction of
 each cell covered by a mark), empty for clean images.
 
