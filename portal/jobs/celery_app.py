@@ -108,7 +108,9 @@ def celery_init_app(app: Flask) -> PortalCelery:
             shared=False,  # this app's tasks close over this Flask app: never lent to another Celery app
             bind=True,
             autoretry_for=(Exception,),
-            max_retries=max_retries,
+            # A periodic job is not retried: its next run is the retry (a retry would outlive the
+            # run's expiry and vanish); each failure counts on its open failure record instead.
+            max_retries=0 if job.periodic else max_retries,
             retry_backoff=backoff,
             retry_backoff_max=backoff_max,
             retry_jitter=False,

@@ -243,6 +243,17 @@ def test_a_task_that_keeps_failing_is_recorded_shown_and_retried(web, worker, en
                 return session.scalars(select(JobFailure).where(JobFailure.task == "score_photos")).first()
 
         failure = wait_for(recorded, what="the failure record", log=worker)
+
+        # A periodic job is not retried (its next run is): each failed run counts on one open record.
+        submit(web, "score_pending_photos")
+        submit(web, "score_pending_photos")
+
+        def periodic_recorded():
+            with session_scope(web) as session:
+                row = session.scalars(select(JobFailure).where(JobFailure.task == "score_pending_photos")).first()
+                return row if row is not None and row.attempts == 2 else None
+
+        periodic = wait_for(periodic_recorded, what="the periodic job's failure record", log=worker)
     finally:
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE photo_not_yet RENAME TO photo"))
@@ -250,6 +261,10 @@ def test_a_task_that_keeps_failing_is_recorded_shown_and_retried(web, worker, en
     assert failure.attempts == 3  # the first run and JOBS_MAX_RETRIES=2 retries with backoff
     assert "photo" in failure.error and failure.resolved_at is None
     assert "[SQL:" not in failure.error and "[parameters:" not in failure.traceback
+    assert periodic.args == {} and "photo" in periodic.error
+    assert [line["message"] for line in worker.started("score_pending_photos")] == [
+        "task score_pending_photos started (attempt 1)"
+    ] * 2
     assert [line["message"] for line in worker.started("score_photos")][-3:] == [
         "task score_photos started (attempt 1)",
         "task score_photos started (attempt 2)",

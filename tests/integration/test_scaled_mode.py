@@ -48,7 +48,10 @@ def test_everything_set_starts_in_celery_mode(scaled_env):
         assert celery.conf.task_reject_on_worker_lost is True
         assert celery.conf.worker_prefetch_multiplier == 1
         task = celery.tasks["portal.jobs.deliver_outbox"]
+        assert task.max_retries == 0 and task.autoretry_for == (Exception,)  # periodic: its next run is the retry
+        task = celery.tasks["portal.jobs.score_photos"]
         assert task.max_retries == 5 and task.retry_backoff == 10 and task.autoretry_for == (Exception,)
+        assert task.acks_late is True
     finally:
         get_engine(app).dispose()
 
