@@ -547,6 +547,7 @@ class PrivacyRequest(Base):
     completed_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     note: Mapped[str] = mapped_column(Text, default="")
     copy_until: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]  # the one reminder when the due date is near (or passed)
 
     order: Mapped[Order] = relationship()
     team: Mapped[Team | None] = relationship()

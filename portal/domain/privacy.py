@@ -15,6 +15,8 @@ FINISHED = frozenset({Status.REFUNDED, Status.EXCHANGED, Status.CLOSED, Status.R
 
 # PIPL and GDPR both allow about a month to answer a data request; counted in calendar days.
 SUBJECT_REQUEST_DAYS = 30
+# Who answers data requests is reminded once when this little time is left (or it is overdue).
+REMIND_BEFORE = timedelta(days=5)
 # How long the shopper may download their copy once staff made it ready.
 COPY_AVAILABLE_DAYS = 7
 # A reveal of contact details says why, in a few words.

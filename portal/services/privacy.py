@@ -40,6 +40,7 @@ from portal.domain.errors import InvalidInput, NotFound
 from portal.domain.privacy import (
     COPY_AVAILABLE_DAYS,
     FINISHED,
+    REMIND_BEFORE,
     SUBJECT_KIND_LABELS,
     SubjectKind,
     SubjectStatus,
@@ -372,11 +373,18 @@ def ask_about_data(
     return row
 
 
-def _notify_handlers(session: Session, row: PrivacyRequest, team: Team | None, order_number: str) -> None:
-    """Tell who answers data requests (every active admin, and the privacy team's lead and manager)."""
+def _tell(session: Session, team: Team | None, words: Text) -> None:
+    """Tell who answers data requests: every active admin, and the privacy team's lead and manager."""
     ids = set(session.scalars(select(StaffUser.id).where(StaffUser.role == ADMIN, StaffUser.active.is_(True))))
     if team is not None:
         ids |= {i for i in (team.lead_id, team.manager_id) if i is not None}
+    for staff_id in sorted(ids):
+        session.add(
+            StaffNotification(staff_id=staff_id, kind="data_request", message=words.render(), words=words.to_dict())
+        )
+
+
+def _notify_handlers(session: Session, row: PrivacyRequest, team: Team | None, order_number: str) -> None:
     words = Text(
         N_("A shopper asked: %(what)s (order %(order)s). Answer by %(due)s."),
         {
@@ -385,10 +393,30 @@ def _notify_handlers(session: Session, row: PrivacyRequest, team: Team | None, o
             "due": f"{row.due_at:%Y-%m-%d}",
         },
     )
-    for staff_id in sorted(ids):
-        session.add(
-            StaffNotification(staff_id=staff_id, kind="data_request", message=words.render(), words=words.to_dict())
+    _tell(session, team, words)
+
+
+def remind_due_requests(session: Session, now: datetime | None = None) -> int:
+    """Once per open data request, when its due date is near or passed, tell who answers it (commits)."""
+    now = now or datetime.now(UTC)
+    rows = list(
+        session.scalars(
+            select(PrivacyRequest).where(
+                PrivacyRequest.status == SubjectStatus.OPEN.value,
+                PrivacyRequest.reminded_at.is_(None),
+                PrivacyRequest.due_at <= now + REMIND_BEFORE,
+            )
         )
+    )
+    for row in rows:
+        words = Text(
+            N_("Data request %(id)d (order %(order)s) must be answered by %(due)s."),
+            {"id": row.id, "order": row.order.order_number, "due": f"{row.due_at:%Y-%m-%d}"},
+        )
+        _tell(session, row.team, words)
+        row.reminded_at = now
+    session.commit()
+    return len(rows)
 
 
 def scrub_sent_confirmations(session: Session) -> int:

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("completed_by", sa.Integer(), nullable=True),
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("copy_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["completed_by"], ["staff_user.id"], name=op.f("fk_privacy_request_completed_by_staff_user")
         ),
