@@ -6,7 +6,20 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, Select, and_, case, exists, func, literal_column, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union,
+)
 from sqlalchemy.orm import aliased, joinedload
 
 from portal.crypto import normalise
@@ -79,7 +92,12 @@ def _search(stmt: Select, q: str) -> Select:
     """Rows whose order number, RMA (typed with or without dashes), pickup code or an item's SKU
     contains ``q`` as typed (``%`` and ``_`` are matched literally, never as wildcards), or whose
     shopper has exactly ``q`` as email, phone (any spacing) or full name. The shopper's details are
-    encrypted, so they are matched through their blind indexes: whole values only, never a part."""
+    encrypted, so they are matched through their blind indexes: whole values only, never a part.
+
+    Each way of matching is its own query on one table, joined by ``UNION``, so every part can use
+    its index: trigram indexes on PostgreSQL (migration 0029: ``pg_trgm`` on the lower-cased order
+    number and SKU and the compacted RMA and pickup code), the blind indexes for the shopper's
+    details. An ``OR`` across the joined tables would read every ticket instead."""
     needle = q.lower()
     compact = "".join(ch for ch in needle if ch not in " -")
 
@@ -89,29 +107,28 @@ def _search(stmt: Select, q: str) -> Select:
     def contains_compact(column: Any) -> ColumnElement[bool]:
         return func.replace(func.replace(func.lower(column), "-", ""), " ", "").contains(compact, autoescape=True)
 
-    by_sku = exists(
-        select(ReturnLine.id)
-        .join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
-        .where(ReturnLine.request_id == ReturnRequest.id, contains(OrderLine.sku))
-    )
-    matches = [
+    by_order = [
         contains(Order.order_number),
         Order.customer_email_bidx.in_(candidates("email", q)),
         Order.customer_name_bidx.in_(candidates("name", q)),
-        by_sku,
     ]
-    if compact:
-        matches += [
-            contains_compact(ReturnRequest.rma),
-            contains_compact(ReturnRequest.pickup_code),
-        ]
     if normalise("phone", q):
-        matches.append(Order.customer_phone_bidx.in_(candidates("phone", q)))
-    return (
-        stmt.join(ReturnRequest, ReturnRequest.id == Ticket.request_id)
-        .join(Order, Order.id == ReturnRequest.order_id)
-        .where(or_(*matches))
+        by_order.append(Order.customer_phone_bidx.in_(candidates("phone", q)))
+    parts: list[Select] = [
+        select(ReturnRequest.id).join(Order, Order.id == ReturnRequest.order_id).where(condition)
+        for condition in by_order
+    ]
+    parts.append(
+        select(ReturnLine.request_id)
+        .join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
+        .where(contains(OrderLine.sku))
     )
+    if compact:
+        parts += [
+            select(ReturnRequest.id).where(contains_compact(ReturnRequest.rma)),
+            select(ReturnRequest.id).where(contains_compact(ReturnRequest.pickup_code)),
+        ]
+    return stmt.where(Ticket.request_id.in_(union(*parts).scalar_subquery()))
 
 
 # Queue columns a staff member can sort by; "due" (the nearest running deadline of either clock) first.

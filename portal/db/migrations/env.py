@@ -3,7 +3,7 @@
 from alembic import context
 
 from portal import config as settings
-from portal.db import make_engine
+from portal.db import include_object, make_engine
 from portal.db.models import Base
 
 config = context.config
@@ -26,6 +26,7 @@ def _migrate(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
