@@ -6,7 +6,6 @@ address from ``bind_client_address``; reveals, exports and data requests are wri
 
 from __future__ import annotations
 
-import csv
 import io
 from contextvars import ContextVar, Token
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from portal.db.models import AuditLog, StaffUser
 from portal.domain.privacy import address_network
+from portal.exports import write_rows
 
 _client_address: ContextVar[str | None] = ContextVar("portal_client_address", default=None)
 CLI = "cli"
@@ -87,26 +87,23 @@ def audit_csv(session: Session, entries: list[AuditLog], actor_id: int, descript
         row.id: row.role for row in session.execute(select(StaffUser.id, StaffUser.role).where(StaffUser.id.in_(ids)))
     }
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for e in entries:
-        writer.writerow(
+    write_rows(
+        out,
+        CSV_COLUMNS,
+        (
             (
                 e.id,
                 e.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 e.actor_id or "",
                 roles.get(e.actor_id, "") if e.actor_id else "",
                 e.action,
-                _csv_safe(e.target),
-                _csv_safe(e.order_number or ""),
+                e.target,
+                e.order_number or "",
                 address_network(e.address),
                 "yes" if e.reason else "no",
             )
-        )
+            for e in entries
+        ),
+    )
     record_export(session, actor_id, "audit_log", f"{len(entries)} entries; {description}"[:500])
     return out.getvalue()
-
-
-def _csv_safe(value: str) -> str:
-    """A cell a spreadsheet will not run as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
