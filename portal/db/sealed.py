@@ -14,8 +14,41 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Text, TypeDecorator, and_, column, select, table, update
+from sqlalchemy.sql import operators
 
 from portal import crypto
+
+_NO_SQL_ON_SEALED = {
+    operators.eq,
+    operators.ne,
+    operators.lt,
+    operators.le,
+    operators.gt,
+    operators.ge,
+    operators.like_op,
+    operators.ilike_op,
+    operators.not_like_op,
+    operators.not_ilike_op,
+    operators.contains_op,
+    operators.startswith_op,
+    operators.endswith_op,
+    operators.in_op,
+    operators.not_in_op,
+    operators.between_op,
+}
+
+
+class _SealedComparator(TypeDecorator.Comparator):  # type: ignore[name-defined]
+    """Comparing a sealed column with a value in SQL can never match (each write has its own nonce):
+    say so at once instead of returning nothing. NULL tests stay allowed; use the blind index."""
+
+    def operate(self, op: Any, *other: Any, **kwargs: Any) -> Any:
+        if op in _NO_SQL_ON_SEALED and not (op in (operators.eq, operators.ne) and other and other[0] is None):
+            context = getattr(self.type, "context", "this column")
+            raise TypeError(
+                f"{context} is encrypted: compare its blind index ({context.split('.')[-1]}_bidx) or compare in Python"
+            )
+        return super().operate(op, *other, **kwargs)
 
 
 class Sealed(TypeDecorator):
@@ -29,6 +62,7 @@ class Sealed(TypeDecorator):
 
     impl = Text
     cache_ok = True
+    comparator_factory = _SealedComparator
 
     def __init__(self, context: str, index: str | None = None) -> None:
         super().__init__()
@@ -56,6 +90,7 @@ class SealedJSON(TypeDecorator):
 
     impl = Text
     cache_ok = True
+    comparator_factory = _SealedComparator
 
     def __init__(self, context: str) -> None:
         super().__init__()

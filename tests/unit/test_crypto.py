@@ -116,3 +116,16 @@ def test_blind_indexes_are_keyed_and_separate_per_kind():
         blind_index(one, "email", "a@example.com"),
     ]
     assert len(blind_candidates(both, "email", "")) == 2
+
+
+def test_sql_comparisons_on_an_encrypted_column_are_refused_with_a_pointer_to_the_blind_index():
+    from sqlalchemy import select
+
+    from portal.db.models import Order, ReturnLine
+
+    with pytest.raises(TypeError, match="customer_email_bidx"):
+        select(Order.id).where(Order.customer_email == "li.wei@example.com")
+    with pytest.raises(TypeError, match="encrypted"):
+        select(ReturnLine.id).where(ReturnLine.comment.contains("call me"))
+    # Testing for no value stays possible.
+    assert "IS NULL" in str(select(Order.id).where(Order.customer_phone.is_(None), Order.customer_email == None))  # noqa: E711
