@@ -52,9 +52,10 @@ class Stack:
     def services(self) -> list[Service]:
         return [s for s in (self.redis, self.web, *self.workers, *self.schedulers) if s is not None]
 
-    def start_workers(self, *names: str) -> list[Service]:
-        """Celery workers of one process each; they read photos through the holding proxy."""
-        env = {**self.app_env, "PORTAL_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_proxy.port}"}
+    def start_workers(self, *names: str, **settings: str) -> list[Service]:
+        """Celery workers of one process each (``settings`` on top of the stack's); they read photos
+        through the holding proxy."""
+        env = {**self.app_env, "PORTAL_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_proxy.port}", **settings}
         started = []
         for name in names:
             argv = [str(BIN / "returns-portal"), "worker", "--concurrency", "1", "--hostname", f"{name}@%h"]

@@ -75,6 +75,42 @@ def test_worker_killed_holding_a_task_runs_it_again_and_its_effect_happens_once(
     assert all(w.running() for w in stack.workers)  # the worker replaced its lost process
 
 
+def test_worker_killed_with_its_host_hands_the_task_to_another_worker(celery_stack, db):
+    """The whole worker (main process and pool) dies at once, as with its machine: the task it held
+    stays unacknowledged in Redis, and a worker still alive takes it once its visibility timeout
+    has passed."""
+    stack = celery_stack
+    number, address = push_order(stack.base_url)
+    stack.s3_proxy.hold()
+    try:
+        rma = request_with_photos(stack.base_url, number, address, photos=3)
+        _, dead = wait_for(lambda: held_reads(stack), "a worker reading a photo", 30, stack.services)[0]
+        task_id = re.findall(r"score_photos\[([0-9a-f-]+)\] received", log_text(dead))[-1]
+        dead.kill()
+        stack.workers.remove(dead)
+    finally:
+        stack.s3_proxy.release()
+    # The stack's workers wait an hour (the default) before taking over a dead worker's task; this
+    # one looks after 5 s, on its first check for such tasks (10 s after it starts).
+    (rescuer,) = stack.start_workers(f"rescuer-{dead.name}", PORTAL_JOBS_VISIBILITY_TIMEOUT="5")
+    wait_for(
+        lambda: any(f"score_photos[{task_id}] succeeded" in log_text(w) for w in stack.workers),
+        "the dead worker's task run by another",
+        60,
+        stack.services,
+    )
+    assert f"score_photos[{task_id}] succeeded" not in log_text(dead)
+    assert all_scored(db, rma) == ["scored"] * 3
+    assert scored_events(db, rma) == 1
+    wait_for(lambda: stack.inbox.to(address), "confirmation email", 60, stack.services)
+    time.sleep(QUIET_SECONDS)
+    assert len(stack.inbox.to(address)) == 1
+    # Back to two ordinary workers: a 5 s timeout would also hand over tasks that are merely slow.
+    rescuer.stop(signal.SIGTERM, grace=10)
+    stack.workers.remove(rescuer)
+    stack.start_workers(f"{dead.name}-again")
+
+
 def test_redis_restart_with_work_queued_loses_nothing(celery_stack, db):
     stack = celery_stack
     orders = [push_order(stack.base_url) for _ in range(3)]
