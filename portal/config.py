@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -37,15 +38,25 @@ def _bool(name: str, default: bool) -> bool:
 
 
 def _keep_secret(instance: Path, filename: str, make: Callable[[], str] | None = None) -> str:
-    """Read a generated secret from the instance folder, creating it once."""
+    """Read a generated secret from the instance folder, creating it once.
+
+    It is written aside and then linked into place, so processes starting at the same moment (the
+    workers of one server) see the whole secret or none, and all keep the one linked first."""
     path = instance / filename
     if path.exists():
         return path.read_text().strip()
     instance.mkdir(parents=True, exist_ok=True)
     value = make() if make is not None else secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
+    fd, aside = tempfile.mkstemp(dir=instance, prefix=f".{filename}.")  # readable by the owner only
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            return path.read_text().strip()
+    finally:
+        os.unlink(aside)
     return value
 
 

@@ -412,3 +412,14 @@ def test_migration_0028_without_a_key_refuses_to_touch_plaintext_rows(url_at_002
         upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT customer_email FROM shop_order")).scalar_one() == "zhao.lei@example.com"
+
+
+def test_processes_starting_together_keep_one_generated_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portal.config import _keep_secret
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: _keep_secret(tmp_path, "data_key", crypto.new_key), range(32)))
+    assert keys == {(tmp_path / "data_key").read_text()}
+    assert [p.name for p in tmp_path.iterdir()] == ["data_key"]  # nothing left aside
