@@ -999,7 +999,16 @@ class JobFailure(Base):
     personal data), how often, and when an admin retried it."""
 
     __tablename__ = "job_failure"
-    __table_args__ = (Index("ix_job_failure_open", "fingerprint", "resolved_at"),)
+    __table_args__ = (
+        # One open record per job and parameters: workers failing at once count on the same row.
+        Index(
+            "ix_job_failure_open",
+            "fingerprint",
+            unique=True,
+            postgresql_where=text("resolved_at IS NULL"),
+            sqlite_where=text("resolved_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task: Mapped[str] = mapped_column(String(100))

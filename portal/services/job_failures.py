@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.db.models import JobFailure, StaffUser
@@ -60,30 +61,43 @@ def fingerprint(task: str, args: Mapping[str, Any]) -> str:
 def record_failure(
     session: Session, task: str, args: Mapping[str, Any], exc: BaseException, attempts: int = 1
 ) -> JobFailure:
-    """Record that ``task`` with ``args`` failed after ``attempts`` tries. An open record of the same
-    job and parameters is updated (attempts added, last failure and error refreshed). Commits."""
+    """Record that ``task`` with ``args`` failed after ``attempts`` tries. The open record of the same
+    job and parameters (there is at most one) counts the attempts and keeps the latest error, also
+    when several workers fail at once. Commits."""
     now = datetime.now(UTC)
     error, excerpt = describe(exc)
     key = fingerprint(task, args)
-    row = session.scalars(
-        select(JobFailure)
-        .where(JobFailure.fingerprint == key, JobFailure.resolved_at.is_(None))
-        .order_by(JobFailure.id)
-        .limit(1)
-    ).first()
-    if row is None:
+    tries = max(1, attempts)
+    for _ in range(3):
+        open_id = session.scalar(
+            select(JobFailure.id).where(JobFailure.fingerprint == key, JobFailure.resolved_at.is_(None))
+        )
+        if open_id is not None:
+            session.execute(
+                update(JobFailure)
+                .where(JobFailure.id == open_id)
+                .values(attempts=JobFailure.attempts + tries, error=error, traceback=excerpt, last_failed_at=now)
+            )
+            session.commit()
+            return session.get_one(JobFailure, open_id, populate_existing=True)
         row = JobFailure(
             task=task,
             args=json.loads(json.dumps(dict(args), default=str)),
             fingerprint=key,
-            attempts=0,
+            error=error,
+            traceback=excerpt,
+            attempts=tries,
             first_failed_at=now,
+            last_failed_at=now,
         )
         session.add(row)
-    row.attempts = (row.attempts or 0) + max(1, attempts)
-    row.error, row.traceback, row.last_failed_at = error, excerpt, now
-    session.commit()
-    return row
+        try:
+            session.commit()
+        except IntegrityError:  # another worker opened the record first: count on it
+            session.rollback()
+            continue
+        return row
+    raise RuntimeError(f"could not record the failure of {task}")
 
 
 def open_failures(session: Session, limit: int = 200) -> list[JobFailure]:

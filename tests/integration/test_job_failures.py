@@ -206,3 +206,27 @@ def test_the_ticker_runs_each_periodic_job_from_the_registry(app, monkeypatch, s
     assert ran.count("insight_alerts") == 1  # every 15 minutes: the first tick of three
     assert ran.count("purge_test") == 1  # a job registered once runs in the ticker too
     assert session.scalar(select(func.count()).select_from(JobFailure)) == 0
+
+
+def test_workers_failing_at_once_count_on_one_open_record(app, session):
+    from portal.db import session_scope
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def fail_once() -> None:
+        try:
+            with session_scope(app) as own:
+                barrier.wait(timeout=10)
+                record_failure(own, "deliver_outbox", {}, TimeoutError("smtp timed out"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fail_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    (row,) = failures(session)
+    assert row.attempts == 4 and row.error == "TimeoutError: smtp timed out"

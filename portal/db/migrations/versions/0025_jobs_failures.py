@@ -33,7 +33,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_failure")),
     )
-    op.create_index("ix_job_failure_open", "job_failure", ["fingerprint", "resolved_at"], unique=False)
+    # One open record per job and parameters: workers failing at once count on the same row.
+    op.create_index(
+        "ix_job_failure_open",
+        "job_failure",
+        ["fingerprint"],
+        unique=True,
+        postgresql_where=sa.text("resolved_at IS NULL"),
+        sqlite_where=sa.text("resolved_at IS NULL"),
+    )
 
 
 def downgrade() -> None:
