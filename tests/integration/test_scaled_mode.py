@@ -4,6 +4,7 @@ rests on one machine: secrets from the environment, SMTP mail, S3 photos, rate l
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -134,3 +135,16 @@ def test_embedded_mode_needs_none_of_it(monkeypatch, tmp_path, database_url):
         assert app.config["JOBS_MODE"] == "eager" and "portal.celery" not in app.extensions
     finally:
         get_engine(app).dispose()
+
+
+def test_the_procfile_starts_web_worker_and_scheduler():
+    root = Path(__file__).resolve().parents[2]
+    entries = dict(
+        line.split(":", 1) for line in (root / "Procfile").read_text().splitlines() if line and not line.startswith("#")
+    )
+    assert set(entries) == {"web", "worker", "scheduler"}
+    web = entries["web"].split()
+    assert web[0] == "gunicorn" and web[-1] == "wsgi:app" and web[web.index("--workers") + 1] == "2"
+    for name in ("worker", "scheduler"):
+        program, command, *_ = entries[name].split()
+        assert program == "returns-portal" and command in main.commands, name
