@@ -112,6 +112,9 @@ class Service:
             self.send(signal.SIGKILL)  # stragglers of the group, even when the leader is gone
             process.wait()
             self.process = None
+            deadline = time.monotonic() + 10
+            while group_members(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)  # a killed child is gone once the kernel has delivered the signal
         return process.returncode
 
     def kill(self) -> None:

@@ -96,9 +96,12 @@ class Stack:
         for service in self.workers + self.schedulers:
             service.stop(signal.SIGQUIT, grace=5)
 
-    def restart_redis(self) -> None:
-        """A clean stop (the append-only file is complete) and a start on the same port and folder."""
+    def stop_redis(self) -> None:
+        """A clean stop: the append-only file is complete."""
         self.redis.stop()
+
+    def start_redis(self) -> None:
+        """Start again on the same port and folder, with what the append-only file kept."""
         self.redis.start()
         self.redis.wait_until(lambda: redis_ready(self.broker_url), "PING answered", 30)
 
