@@ -468,10 +468,14 @@ class Ticket(Base):
             postgresql_where=text("status <> 'closed'"),
             sqlite_where=text("status <> 'closed'"),
         ),
+        # One ticket per kind of work on a request: the return itself, and a shopper's data request.
+        UniqueConstraint("request_id", "kind", name="uq_ticket_request_id_kind"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), unique=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"))
+    # portal.domain.states.TicketKind: "return" (the request's own ticket) or "data_request".
+    kind: Mapped[str] = mapped_column(String(16), default="return", server_default="return")
     team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
@@ -548,9 +552,12 @@ class PrivacyRequest(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     copy_until: Mapped[datetime | None]
     reminded_at: Mapped[datetime | None]  # the one reminder when the due date is near (or passed)
+    # The staff ticket that carries its 30-day clock (kind "data_request"); none for older rows.
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
 
     order: Mapped[Order] = relationship()
     team: Mapped[Team | None] = relationship()
+    ticket: Mapped[Ticket | None] = relationship()
 
 
 class BusinessCalendarRow(Base):

@@ -49,6 +49,13 @@ TICKET_STATUS_LABELS = {
 }
 
 
+class TicketKind(StrEnum):
+    """What a ticket is the work of: the return request itself, or a shopper's data request on it."""
+
+    RETURN = "return"
+    DATA_REQUEST = "data_request"
+
+
 TICKET_TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
     TicketStatus.OPEN: frozenset({TicketStatus.WAITING, TicketStatus.CLOSED}),
     TicketStatus.WAITING: frozenset({TicketStatus.OPEN, TicketStatus.CLOSED}),
