@@ -80,6 +80,8 @@ def check_scaled_mode(cfg: Mapping[str, Any]) -> None:
         missing.append("PORTAL_SECRET_KEY (every web host and worker must sign with the same key)")
     if not cfg.get("API_SECRET"):
         missing.append("PORTAL_API_SECRET (every web host must check the shop's signatures with the same secret)")
+    if not cfg.get("DATA_KEY"):
+        missing.append("PORTAL_DATA_KEY (the key ring personal data is encrypted with; `returns-portal keys new`)")
     if not cfg.get("SMTP_HOST"):
         missing.append("PORTAL_SMTP_HOST (emails go by SMTP; outbox files would stay on one machine)")
     if not cfg.get("S3_BUCKET"):

@@ -66,6 +66,7 @@ def test_everything_set_starts_in_celery_mode(scaled_env):
         ("PORTAL_SMTP_HOST", "PORTAL_SMTP_HOST"),
         ("PORTAL_S3_BUCKET", "PORTAL_S3_BUCKET"),
         ("PORTAL_RATELIMIT_STORAGE_URI", "PORTAL_RATELIMIT_STORAGE_URI"),
+        ("PORTAL_DATA_KEY", "PORTAL_DATA_KEY"),
     ],
 )
 def test_each_missing_setting_is_refused_by_name(scaled_env, unset, named):
