@@ -7,7 +7,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 from flask import Flask, has_request_context, request, session
 from flask_babel import force_locale, format_date, get_locale, gettext
 from flask_login import current_user
@@ -76,7 +76,7 @@ def money(amount: Decimal | int | str | None, currency: str, locale: str | None 
 
 
 @lru_cache(maxsize=len(LOCALES))
-def wtforms_translations(locale: str) -> Translations:
+def wtforms_translations(locale: str) -> NullTranslations:
     """WTForms' own messages ("Not a valid choice") in ``locale``, read from disk once per process."""
     return Translations.load(messages_path(), [locale], domain="wtforms")
 
