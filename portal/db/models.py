@@ -468,12 +468,18 @@ class Ticket(Base):
             postgresql_where=text("status <> 'closed'"),
             sqlite_where=text("status <> 'closed'"),
         ),
-        # One ticket per kind of work on a request: the return itself, and a shopper's data request.
-        UniqueConstraint("request_id", "kind", name="uq_ticket_request_id_kind"),
+        # A request has one ticket of its own; the shopper's data requests asked on it have theirs.
+        Index(
+            "ux_ticket_request_return",
+            "request_id",
+            unique=True,
+            postgresql_where=text("kind = 'return'"),
+            sqlite_where=text("kind = 'return'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"))
+    request_id: Mapped[int] = mapped_column(ForeignKey("return_request.id"), index=True)
     # portal.domain.states.TicketKind: "return" (the request's own ticket) or "data_request".
     kind: Mapped[str] = mapped_column(String(16), default="return", server_default="return")
     team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)

@@ -27,7 +27,7 @@ from portal.domain.policy import Decision
 from portal.domain.privacy import REASON_MAX
 from portal.domain.replies import CannedReply, Suggestion, suggest
 from portal.domain.routing import Conditions, Route, RoutingInputs, Rule, inputs_for, route
-from portal.domain.states import TicketStatus, check_ticket
+from portal.domain.states import TicketKind, TicketStatus, check_ticket
 from portal.domain.text import N_
 from portal.services.audit import record_access
 from portal.services.outbox import enqueue_email
@@ -58,8 +58,11 @@ def reopen_ticket(ticket: Ticket, raise_priority: bool = False) -> None:
 
 
 def ticket_for(session: Session, request: ReturnRequest) -> Ticket | None:
-    """The request's ticket (every request gets one when it is opened)."""
-    return session.scalars(select(Ticket).where(Ticket.request_id == request.id)).one_or_none()
+    """The request's own ticket (every request gets one when it is opened); data requests asked on
+    it have tickets of their own, never returned here."""
+    return session.scalars(
+        select(Ticket).where(Ticket.request_id == request.id, Ticket.kind == TicketKind.RETURN.value)
+    ).one_or_none()
 
 
 def close_request_ticket(session: Session, request: ReturnRequest, actor: Actor, note: str) -> None:
@@ -89,7 +92,11 @@ def close_follow_up(session: Session, ticket_id: int, staff: StaffUser, note: st
     if ticket is None:
         session.rollback()
         raise NotFound()
-    if ticket.status == TicketStatus.CLOSED or Status(ticket.request.status) not in SETTLED:
+    if (
+        ticket.status == TicketStatus.CLOSED
+        or ticket.kind != TicketKind.RETURN
+        or Status(ticket.request.status) not in SETTLED
+    ):
         session.rollback()
         raise Conflict(N_("This ticket is not a follow-up waiting to be closed."))
     set_ticket_status(ticket, TicketStatus.CLOSED)

@@ -6,8 +6,9 @@ Create Date: 2026-11-29 12:20:00
 
 A ticket gains its kind: "return" (every existing ticket, the request's own) or "data_request"
 (a shopper's request for a copy or an erasure of their data, asked on that return's page). A
-request has at most one ticket of each kind, so the uniqueness moves from the request to the
-request and kind. A data request points at its ticket (none for requests made before this).
+request keeps exactly one ticket of its own (a unique index on the request for kind "return");
+its data requests may have several. A data request points at its ticket (none for requests made
+before this).
 """
 
 import sqlalchemy as sa
@@ -23,7 +24,14 @@ def upgrade() -> None:
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.add_column(sa.Column("kind", sa.String(length=16), server_default="return", nullable=False))
         batch_op.drop_constraint(batch_op.f("uq_ticket_request_id"), type_="unique")
-        batch_op.create_unique_constraint(batch_op.f("uq_ticket_request_id_kind"), ["request_id", "kind"])
+        batch_op.create_index(batch_op.f("ix_ticket_request_id"), ["request_id"], unique=False)
+        batch_op.create_index(
+            "ux_ticket_request_return",
+            ["request_id"],
+            unique=True,
+            postgresql_where=sa.text("kind = 'return'"),
+            sqlite_where=sa.text("kind = 'return'"),
+        )
     with op.batch_alter_table("privacy_request", schema=None) as batch_op:
         batch_op.add_column(sa.Column("ticket_id", sa.Integer(), nullable=True))
         batch_op.create_foreign_key(batch_op.f("fk_privacy_request_ticket_id_ticket"), "ticket", ["ticket_id"], ["id"])
@@ -44,6 +52,7 @@ def downgrade() -> None:
     op.execute(f"DELETE FROM ticket_viewer WHERE ticket_id IN ({data_tickets})")
     op.execute("DELETE FROM ticket WHERE kind = 'data_request'")
     with op.batch_alter_table("ticket", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_ticket_request_id_kind"), type_="unique")
+        batch_op.drop_index("ux_ticket_request_return")
+        batch_op.drop_index(batch_op.f("ix_ticket_request_id"))
         batch_op.create_unique_constraint(batch_op.f("uq_ticket_request_id"), ["request_id"])
         batch_op.drop_column("kind")
