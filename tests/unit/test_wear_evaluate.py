@@ -20,3 +20,45 @@ def test_evaluation_sets_are_cached_and_read_back_identical(tmp_path):
     # Another size or count is generated again, not read from the file.
     other = ev.synthetic_sets(4, workers=1, size=64, cache=cache)
     assert len(other["heldout"][1]) == 4
+
+
+def test_an_int8_copy_is_kept_only_within_the_allowed_roc_auc_loss(tmp_path):
+    import shutil
+    from argparse import Namespace
+
+    import pytest
+
+    pytest.importorskip("onnx", reason="quantisation needs the train extra")
+    from portal import resource_dir
+    from portal.vision.classifier import WearModel
+    from portal.vision.train import quantise
+
+    for ext in ("onnx", "json"):
+        shutil.copy(resource_dir("models") / f"wear-v1.{ext}", tmp_path / f"wear-v1.{ext}")
+    source = tmp_path / "wear-v1"
+    cache = tmp_path / "sets.npz"
+
+    def run(max_loss: float, replace: bool = False) -> int:
+        args = Namespace(
+            model=str(source),
+            out=None,
+            calibration_size=8,
+            n=24,
+            max_loss=max_loss,
+            replace=replace,
+            workers=1,
+            cache=cache,
+        )
+        return quantise.main(args)
+
+    assert run(max_loss=-1.0) == 1  # no model can gain a whole point of ROC AUC: refused and deleted
+    assert not (tmp_path / "wear-v1-int8.onnx").exists() and not (tmp_path / "wear-v1-int8.json").exists()
+    assert run(max_loss=1.0) == 0
+    int8 = WearModel.load(tmp_path / "wear-v1-int8")
+    info = int8.contract.raw["quantisation"]
+    assert int8.contract.name == "wear-v1-int8" and set(info["roc_auc_loss"]) == {"in_distribution", "heldout"}
+    assert int8.onnx_path.stat().st_size < WearModel.load(source).onnx_path.stat().st_size / 2
+    assert run(max_loss=1.0, replace=True) == 0  # in place of the float model, under its name
+    replaced = WearModel.load(source)
+    assert replaced.contract.name == "wear-v1" and "quantisation" in replaced.contract.raw
+    assert not (tmp_path / "wear-v1-int8.onnx").exists()
