@@ -88,7 +88,7 @@ from portal.db.models import (
 from portal.domain.insights import local_midnight
 from portal.domain.lifecycle import Status
 from portal.domain.receiving import WORN_GRADES
-from portal.domain.states import RefundStatus, ScoreState, StepStatus
+from portal.domain.states import RefundStatus, ScoreState, StepStatus, TicketKind
 
 # Requests that never became a return (withdrawn or turned down) do not count as returned.
 NOT_RETURNED = (Status.CANCELLED.value, Status.REJECTED.value)
@@ -194,7 +194,9 @@ def _flags() -> Any:
 def _request_teams(ids: Iterable[int] | None) -> Any:
     """(request, team filter): every request under 0, and under each team one of its tickets is in."""
     everyone = select(ReturnRequest.id.label("request_id"), literal(0).label("team_id"))
-    teams = select(Ticket.request_id.label("request_id"), Ticket.team_id.label("team_id"))
+    teams = select(Ticket.request_id.label("request_id"), Ticket.team_id.label("team_id")).where(
+        Ticket.kind == TicketKind.RETURN.value  # a data request's ticket is not the return's team
+    )
     if ids is not None:
         everyone = everyone.where(ReturnRequest.id.in_(ids))
         teams = teams.where(Ticket.request_id.in_(ids))
@@ -387,7 +389,7 @@ def _ticket_facts(table: Any, ticket_join: Any, ids: Iterable[int] | None, windo
         .join(Order, ReturnRequest.order_id == Order.id)
         .join(cats, cats.c.request_id == ReturnRequest.id)
         .join(flags, true())
-        .where(*_in(window_col, window))
+        .where(*_in(window_col, window), Ticket.kind == TicketKind.RETURN.value)
     )
     if ids is not None:
         base = base.where(ReturnRequest.id.in_(ids))

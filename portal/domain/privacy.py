@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from portal.domain.lifecycle import Status
+from portal.domain.sla import LadderAction
 from portal.domain.text import N_
 
 # A request in one of these is over: after the retention period its personal data goes.
@@ -41,6 +42,32 @@ SUBJECT_STATUS_LABELS = {
     SubjectStatus.OPEN: N_("Being handled"),
     SubjectStatus.DONE: N_("Done"),
 }
+# The badge of a data request's ticket in the staff queue and on its page.
+SUBJECT_TICKET_BADGES = {
+    SubjectKind.COPY: N_("Data request: copy"),
+    SubjectKind.ERASURE: N_("Data request: erasure"),
+}
+
+# A data request's ticket runs on calendar days, not office hours: a calendar worked round the
+# clock in UTC, the resolution due after exactly 30 days, so the clock's deadline is the due date.
+ROUND_THE_CLOCK_CALENDAR = {
+    "code": "round-the-clock",
+    "name": "Round the clock (calendar days)",
+    "timezone": "UTC",
+    "weekly": {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+}
+SUBJECT_TICKET_PRIORITY = "normal"
+SUBJECT_RESOLUTION_MINUTES = SUBJECT_REQUEST_DAYS * 24 * 60
+# Remind when REMIND_BEFORE is left, move to the team lead at the due date, tell the manager a day later.
+SUBJECT_LADDER = [
+    {
+        "key": "remind",
+        "at_fraction": 1 - REMIND_BEFORE / timedelta(days=SUBJECT_REQUEST_DAYS),
+        "action": LadderAction.REMIND.value,
+    },
+    {"key": "lead", "after_breach_minutes": 0, "action": LadderAction.MOVE_TO_LEAD.value},
+    {"key": "manager", "after_breach_minutes": 24 * 60, "action": LadderAction.NOTIFY_MANAGER.value},
+]
 
 
 def subject_due(asked_at: datetime) -> datetime:

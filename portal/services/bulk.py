@@ -15,6 +15,7 @@ from portal.domain.errors import Conflict, DomainError
 from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.policy import Decision, Verdict
 from portal.domain.roles import CAN_APPROVE_CHOSEN
+from portal.domain.states import TicketKind
 from portal.domain.text import N_, Text
 from portal.services.review import approve_return
 from portal.services.tickets import add_note, reassign, take_ticket
@@ -32,6 +33,8 @@ class BulkOutcome:
 
 def _approve(session: Session, ticket: Ticket, staff: StaffUser, carrier: Carrier | None, instant: bool) -> Text:
     req = ticket.request
+    if ticket.kind != TicketKind.RETURN:
+        raise Conflict(N_("It is a data request: answer it on its own page."))
     if req.status != Status.PENDING_REVIEW.value:
         raise Conflict(N_("It is not waiting for a decision."))
     verdict = Decision.from_dict(req.decision).verdict

@@ -36,7 +36,7 @@ from portal.domain.lifecycle import Status
 from portal.domain.receiving import WORN_GRADES
 from portal.domain.roles import LEAD
 from portal.domain.sla import ClockState
-from portal.domain.states import RefundStatus, ScoreState, StepStatus, TicketStatus
+from portal.domain.states import RefundStatus, ScoreState, StepStatus, TicketKind, TicketStatus
 from portal.domain.text import N_, Text
 from portal.services.sla import notify_staff
 
@@ -255,12 +255,19 @@ def _request_filters(filters: Filters, request_id: Any) -> list[ColumnElement[bo
             )
         )
     if filters.team_id:
-        conditions.append(request_id.in_(select(Ticket.request_id).where(Ticket.team_id == filters.team_id)))
+        conditions.append(
+            request_id.in_(select(Ticket.request_id).where(Ticket.team_id == filters.team_id, _RETURN_TICKET))
+        )
     return conditions
+
+
+# The returns' own tickets (a shopper's data request has a ticket of its own on the same request).
+_RETURN_TICKET = Ticket.kind == TicketKind.RETURN.value
 
 
 def _ticket_filters(filters: Filters) -> list[ColumnElement[bool]]:
     conditions = _request_filters(Filters(filters.channel, filters.category), Ticket.request_id)
+    conditions.append(_RETURN_TICKET)  # data requests' tickets are not part of the returns figures
     if filters.team_id:
         conditions.append(Ticket.team_id == filters.team_id)
     return conditions
@@ -299,7 +306,7 @@ def return_rates(session: Session, period: calc.Period, filters: Filters, settin
     )
     if filters.team_id:
         returned_base = returned_base.where(
-            ReturnRequest.id.in_(select(Ticket.request_id).where(Ticket.team_id == filters.team_id))
+            ReturnRequest.id.in_(select(Ticket.request_id).where(Ticket.team_id == filters.team_id, _RETURN_TICKET))
         )
     sold_cols = (func.coalesce(func.sum(OrderLine.quantity), 0), func.count(distinct(Order.id)))
     returned_cols = (func.coalesce(func.sum(ReturnLine.quantity), 0), func.count(distinct(ReturnRequest.id)))
@@ -543,7 +550,9 @@ def reasons(session: Session, period: calc.Period, filters: Filters) -> list[Rea
         .order_by(month, ReturnLine.reason, ReturnLine.responsibility)
     )
     if filters.team_id:
-        stmt = stmt.where(ReturnRequest.id.in_(select(Ticket.request_id).where(Ticket.team_id == filters.team_id)))
+        stmt = stmt.where(
+            ReturnRequest.id.in_(select(Ticket.request_id).where(Ticket.team_id == filters.team_id, _RETURN_TICKET))
+        )
     return [ReasonRow(str(m), r, resp, int(n), int(u or 0)) for m, r, resp, n, u in session.execute(stmt)]
 
 
@@ -805,7 +814,7 @@ def _latest_ticket_for_sku(session: Session, period: calc.Period, sku: str) -> i
         .join(ReturnLine, ReturnLine.request_id == Ticket.request_id)
         .join(OrderLine, ReturnLine.order_line_id == OrderLine.id)
         .join(ReturnRequest, ReturnRequest.id == Ticket.request_id)
-        .where(OrderLine.sku == sku, _within(ReturnRequest.created_at, period))
+        .where(OrderLine.sku == sku, _within(ReturnRequest.created_at, period), _RETURN_TICKET)
         .order_by(Ticket.id.desc())
         .limit(1)
     )
@@ -815,7 +824,7 @@ def _slowest_first_response(session: Session, period: calc.Period) -> int | None
     wall = _minutes_between(session, Ticket.first_response_at, Ticket.created_at)
     return session.scalar(
         select(Ticket.id)
-        .where(_within(Ticket.created_at, period), Ticket.first_response_at.is_not(None))
+        .where(_within(Ticket.created_at, period), Ticket.first_response_at.is_not(None), _RETURN_TICKET)
         .order_by(wall.desc(), Ticket.id)
         .limit(1)
     )

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from portal.db.models import (
+    BusinessCalendarRow,
     CarrierClaim,
     Discrepancy,
     Order,
@@ -28,6 +29,7 @@ from portal.db.models import (
     RequestEvent,
     ReturnLine,
     ReturnRequest,
+    SlaPolicy,
     StaffNotification,
     StaffUser,
     SurveyAnswer,
@@ -35,13 +37,17 @@ from portal.db.models import (
     Ticket,
     TicketEvent,
 )
-from portal.domain.actors import ActorKind
+from portal.domain.actors import SYSTEM, Actor, ActorKind
 from portal.domain.errors import InvalidInput, NotFound
 from portal.domain.privacy import (
     COPY_AVAILABLE_DAYS,
     FINISHED,
     REMIND_BEFORE,
+    ROUND_THE_CLOCK_CALENDAR,
     SUBJECT_KIND_LABELS,
+    SUBJECT_LADDER,
+    SUBJECT_RESOLUTION_MINUTES,
+    SUBJECT_TICKET_PRIORITY,
     SubjectKind,
     SubjectStatus,
     parse_retention_days,
@@ -49,9 +55,12 @@ from portal.domain.privacy import (
     subject_due,
 )
 from portal.domain.roles import ADMIN
+from portal.domain.states import TicketKind, TicketStatus
 from portal.domain.text import N_, Text
 from portal.services.audit import record_access
 from portal.services.outbox import enqueue_email
+from portal.services.sla import start_ticket_clocks, stop_ticket_clocks
+from portal.services.tickets import assign_ticket, ensure_team, set_ticket_status
 from portal.storage import PhotoStore, StorageError
 
 log = logging.getLogger("portal.privacy")
@@ -346,7 +355,7 @@ def ask_about_data(
     ).first()
     if existing is not None:
         return existing
-    team = session.scalars(select(Team).where(Team.code == PRIVACY_TEAM, Team.active.is_(True))).first()
+    team = ensure_team(session, PRIVACY_TEAM, "Privacy")
     row = PrivacyRequest(
         order_id=order.id,
         request_id=request.id if request else None,
@@ -360,6 +369,7 @@ def ask_about_data(
     )
     session.add(row)
     session.flush()
+    _open_ticket(session, row, request, team, now)
     record_access(
         session,
         None,
@@ -371,6 +381,82 @@ def ask_about_data(
     _notify_handlers(session, row, team, order.order_number)
     session.commit()
     return row
+
+
+def ensure_subject_policy(session: Session, team: Team) -> SlaPolicy:
+    """The privacy team's SLA policy for data requests: 30 calendar days on a round-the-clock
+    calendar with its escalation ladder. Made once when missing; an admin's later edits stay."""
+    policy = session.scalars(
+        select(SlaPolicy).where(SlaPolicy.team_id == team.id, SlaPolicy.priority == SUBJECT_TICKET_PRIORITY)
+    ).first()
+    if policy is not None:
+        return policy
+    spec = ROUND_THE_CLOCK_CALENDAR
+    calendar = session.scalars(select(BusinessCalendarRow).where(BusinessCalendarRow.code == spec["code"])).first()
+    if calendar is None:
+        calendar = BusinessCalendarRow(
+            code=spec["code"], name=spec["name"], timezone=spec["timezone"], weekly=spec["weekly"]
+        )
+        session.add(calendar)
+        session.flush()
+    policy = SlaPolicy(
+        team_id=team.id,
+        priority=SUBJECT_TICKET_PRIORITY,
+        # Acknowledging is answering here: both clocks run to the due date.
+        first_response_minutes=SUBJECT_RESOLUTION_MINUTES,
+        resolution_minutes=SUBJECT_RESOLUTION_MINUTES,
+        calendar_id=calendar.id,
+        ladder=SUBJECT_LADDER,
+    )
+    session.add(policy)
+    session.flush()
+    return policy
+
+
+def _open_ticket(
+    session: Session, row: PrivacyRequest, request: ReturnRequest | None, team: Team, now: datetime
+) -> Ticket | None:
+    """The data request's ticket in the privacy team's queue, its clocks started under the team's
+    policy (no commit). A ticket hangs on a return request: without one there is none."""
+    if request is None:
+        return None
+    ensure_subject_policy(session, team)
+    ticket = Ticket(
+        request_id=request.id,
+        kind=TicketKind.DATA_REQUEST.value,
+        team_id=team.id,
+        priority=SUBJECT_TICKET_PRIORITY,
+        ticket_class="B",
+        rule=None,
+        routing_inputs={"data_request": row.kind},
+        status=TicketStatus.OPEN.value,
+        created_at=now,
+    )
+    session.add(ticket)
+    ticket.events.append(
+        TicketEvent(
+            actor=SYSTEM,
+            kind="routed",
+            note=f"data request {row.id} ({row.kind}) to the {team.code} team",
+            data={"team": team.code, "priority": SUBJECT_TICKET_PRIORITY, "data_request": row.id},
+        )
+    )
+    session.flush()
+    row.ticket_id = ticket.id
+    assign_ticket(session, ticket)
+    start_ticket_clocks(session, ticket, now)
+    return ticket
+
+
+def _close_ticket(session: Session, row: PrivacyRequest, actor: Actor, now: datetime) -> None:
+    """Completing the data request closes its ticket and stops its clocks (no commit)."""
+    ticket = row.ticket
+    if ticket is None or ticket.status == TicketStatus.CLOSED:
+        return
+    ticket.first_response_at = ticket.first_response_at or now
+    set_ticket_status(ticket, TicketStatus.CLOSED, now)
+    ticket.events.append(TicketEvent(actor=actor, kind="decided", note=f"data request {row.id} answered"))
+    stop_ticket_clocks(session, ticket, now, actor, ("first_response", "resolution"), "data request answered")
 
 
 def _tell(session: Session, team: Team | None, words: Text) -> None:
@@ -481,6 +567,7 @@ def complete_subject_request(
     row.status = SubjectStatus.DONE.value
     row.completed_at = now
     row.completed_by = staff.id
+    _close_ticket(session, row, Actor.staff(staff.id), now)
     session.commit()
     return erased
 
