@@ -499,6 +499,7 @@ class Ticket(Base):
     team: Mapped[Team] = relationship()
     assignee: Mapped[StaffUser | None] = relationship()
     events: Mapped[list[TicketEvent]] = relationship(back_populates="ticket", order_by="TicketEvent.id")
+    data_request: Mapped[PrivacyRequest | None] = relationship(back_populates="ticket")  # kind "data_request"
 
 
 class TicketEvent(Base):
@@ -563,7 +564,7 @@ class PrivacyRequest(Base):
 
     order: Mapped[Order] = relationship()
     team: Mapped[Team | None] = relationship()
-    ticket: Mapped[Ticket | None] = relationship()
+    ticket: Mapped[Ticket | None] = relationship(back_populates="data_request")
 
 
 class BusinessCalendarRow(Base):

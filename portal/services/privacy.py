@@ -526,6 +526,17 @@ def subject_queue(session: Session, include_done: bool = False) -> list[PrivacyR
     return list(session.scalars(stmt.order_by(PrivacyRequest.due_at, PrivacyRequest.id)))
 
 
+def data_request_tickets(session: Session, request: ReturnRequest) -> list[Ticket]:
+    """The tickets of data requests asked on this return, open ones first."""
+    return list(
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.request_id == request.id, Ticket.kind == TicketKind.DATA_REQUEST.value)
+            .order_by(Ticket.status == TicketStatus.CLOSED.value, Ticket.id)
+        )
+    )
+
+
 def get_subject_request(session: Session, request_id: int) -> PrivacyRequest:
     row = session.get(PrivacyRequest, request_id)
     if row is None:

@@ -15,18 +15,25 @@ from wtforms import BooleanField
 from portal.db import get_session
 from portal.db.models import ReturnRequest, StaffUser
 from portal.domain.errors import InvalidInput, NotFound
-from portal.domain.privacy import SUBJECT_KIND_LABELS, SUBJECT_STATUS_LABELS, SubjectKind, SubjectStatus
+from portal.domain.privacy import (
+    SUBJECT_KIND_LABELS,
+    SUBJECT_STATUS_LABELS,
+    SUBJECT_TICKET_BADGES,
+    SubjectKind,
+    SubjectStatus,
+)
 from portal.domain.roles import CAN_HANDLE_DATA_REQUESTS
 from portal.logs import mask_email
 from portal.services.privacy import complete_subject_request, get_subject_request, subject_queue
 from portal.storage import store_from_config
 from portal.web.auth import staff_required
-from portal.web.staff.routes import bp
+from portal.web.staff.routes import _ticket_clocks, bp
 
 
 @bp.record_once
 def _register_privacy_roles(state) -> None:
     state.app.jinja_env.globals["CAN_HANDLE_DATA_REQUESTS"] = CAN_HANDLE_DATA_REQUESTS
+    state.app.jinja_env.globals["SUBJECT_TICKET_BADGES"] = SUBJECT_TICKET_BADGES
 
 
 class CompleteForm(FlaskForm):
@@ -60,13 +67,17 @@ def _detail(row_id: int, form: CompleteForm, status: int = 200):
         else None
     )
     done_by = get_session().get(StaffUser, row.completed_by) if row.completed_by else None
+    now = datetime.now(UTC)
     return render_template(
         "staff/privacy_request.html",
         row=row,
         rma=rma,
+        ticket=row.ticket,
+        clocks=_ticket_clocks(row.ticket, now),
+        badges=SUBJECT_TICKET_BADGES,
         form=form,
         done_by=done_by,
-        now=datetime.now(UTC),
+        now=now,
         masked=mask_email(row.order.customer_email) if row.order.customer_email else "—",
         kind_labels=SUBJECT_KIND_LABELS,
         status_labels=SUBJECT_STATUS_LABELS,

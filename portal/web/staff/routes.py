@@ -32,7 +32,7 @@ from portal.domain.lifecycle import IllegalTransition, Status
 from portal.domain.orders import normalise_order_number
 from portal.domain.policy import Decision
 from portal.domain.reasons import REASONS
-from portal.domain.roles import CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
+from portal.domain.roles import CAN_HANDLE_DATA_REQUESTS, CAN_VIEW_REQUESTS, CAN_WORK_TICKETS
 from portal.domain.routing import PRIORITIES
 from portal.domain.states import ScoreState, TicketStatus
 from portal.domain.text import N_, Text
@@ -45,6 +45,7 @@ from portal.services.notifications import mark_notifications_read, recent_notifi
 from portal.services.notifications import unread_count as unread_notifications
 from portal.services.policies import active_policy, published_policy
 from portal.services.presence import mark_seen, others_here
+from portal.services.privacy import data_request_tickets
 from portal.services.receiving import accept_what_arrived, arrivals, carrier_claims, refuse_items, unplaced_findings
 from portal.services.rejections import active_reasons
 from portal.services.review import approve_return, ask_shopper, decide_with_reply, reject_return
@@ -345,6 +346,8 @@ def take(ticket_id: int):
         flash(gettext("Someone else took this ticket a moment ago."), "warning")
         return redirect(safe_next(request.form.get("next"), url_for("staff.queue")), code=303)
     flash(gettext("The ticket is yours."), "success")
+    if ticket.data_request is not None and current_user.role in CAN_HANDLE_DATA_REQUESTS:
+        return redirect(url_for("staff.privacy_request", row_id=ticket.data_request.id), code=303)
     return redirect(url_for("staff.request_detail", rma=ticket.request.rma), code=303)
 
 
@@ -793,6 +796,7 @@ def _detail_context(req: ReturnRequest) -> dict:
         mask_email=mask_email,
         scoring=scoring,
         ticket=ticket,
+        data_tickets=data_request_tickets(get_session(), req),
         decision_form=DecisionForm(status=req.status, reasons=active_reasons(get_session())),
         action_form=ActionForm(assignee=str(ticket.assignee_id or "") if ticket else ""),
         reveal_form=RevealForm(formdata=None),
