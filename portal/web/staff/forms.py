@@ -39,8 +39,11 @@ class ActionForm(FlaskForm):
 class RevealForm(FlaskForm):
     """Why a person needs the shopper's full contact details (kept in the audit log)."""
 
+    # Its own id: the page has other "reason" fields (refusing items, rejecting) whose labels must not point here.
     reason = StringField(
-        _l("Reason for showing the contact details"), validators=[DataRequired(), Length(max=REASON_MAX)]
+        _l("Reason for showing the contact details"),
+        validators=[DataRequired(), Length(max=REASON_MAX)],
+        id="reveal-reason",
     )
 
 
