@@ -4,10 +4,10 @@ the return keeps its own ticket."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask_babel import force_locale, gettext
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.db.models import (
     BusinessCalendarRow,
@@ -24,6 +24,7 @@ from portal.db.models import (
 )
 from portal.domain.privacy import SUBJECT_RESOLUTION_MINUTES
 from portal.services.bulk import bulk_action
+from portal.services.insights import Filters, backlog
 from portal.services.privacy import data_request_tickets
 from portal.services.sla import sweep
 from portal.services.staff import create_staff
@@ -103,6 +104,11 @@ def test_a_data_request_opens_a_ticket_with_a_30_day_clock_and_escalates_like_an
     # A second data request on the same return gets a ticket of its own.
     assert _ask(shopper, rma, kind="erasure", confirm="y").status_code == 303
     assert [t.data_request.kind for t in data_request_tickets(session, req)] == ["copy", "erasure"]
+    # The returns figures count the return's own ticket only.
+    open_returns = select(func.count(Ticket.id)).where(Ticket.kind == "return", Ticket.status != "closed")
+    now = datetime.now(UTC)
+    assert sum(r.count for r in backlog(session, Filters(), now)) == session.scalar(open_returns)
+    assert backlog(session, Filters(team_id=team.id), now) == []
 
     # The sweep, run as if days had passed, reminds the assignee, then moves it to the lead, then
     # tells the manager, each once.
