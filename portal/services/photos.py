@@ -12,6 +12,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.db.locks import lock_rows
 from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
 from portal.domain.actors import CLASSIFIER
 from portal.domain.receiving import WORN_GRADES
@@ -47,26 +48,33 @@ def score_request_photos(
     if not pending:
         return 0
     now = datetime.now(UTC)
-    if model is None:
+    images: dict[int, Image.Image] = {}
+    unreadable: dict[int, str] = {}
+    if model is not None:
         for photo in pending:
-            photo.score_state, photo.score_note = (
-                check_score(photo.score_state, ScoreState.NOT_SCORED).value,
-                "no usable wear model",
-            )
-        session.commit()
-        return 0
-    readable, images = [], []
-    for photo in pending:
-        try:
-            # The model looks at a 128 px square: the thumbnail made at intake (320 px) carries all it
-            # sees, at a sixtieth of the bytes of the kept photo (older rows have none: the photo).
-            images.append(Image.open(io.BytesIO(store.get(photo.thumb_key or photo.storage_key))).convert("RGB"))
-            readable.append(photo)
-        except (StorageError, OSError) as exc:
+            try:
+                # The model looks at a 128 px square: the thumbnail made at intake (320 px) carries all it
+                # sees, at a sixtieth of the bytes of the kept photo (older rows have none: the photo).
+                key = photo.thumb_key or photo.storage_key
+                images[photo.id] = Image.open(io.BytesIO(store.get(key))).convert("RGB")
+            except (StorageError, OSError) as exc:
+                unreadable[photo.id] = f"photo unreadable: {type(exc).__name__}"
+    results = dict(zip(images, model.score(list(images.values())), strict=True)) if model and images else {}
+    # Write under the request's lock, and only for photos still pending: a task handed back to the queue
+    # while it was still running (a worker's connection to the broker lost) may have scored them meanwhile.
+    session.rollback()
+    lock_rows(session, ReturnRequest, ReturnRequest.id == request_id)
+    request = session.get_one(ReturnRequest, request_id)
+    asked = {photo.id for photo in pending}  # a photo added since is left for the next run
+    still = [p for p in request.photos if p.score_state == ScoreState.PENDING and p.id in asked]
+    readable = []
+    for photo in still:
+        result = results.get(photo.id)
+        if model is None or result is None:
             photo.score_state = check_score(photo.score_state, ScoreState.NOT_SCORED).value
-            photo.score_note = f"photo unreadable: {type(exc).__name__}"
-    scores = model.score(images) if images else []
-    for photo, result in zip(readable, scores, strict=True):
+            photo.score_note = "no usable wear model" if model is None else unreadable.get(photo.id, "photo not read")
+            continue
+        readable.append(photo)
         photo.score_state = check_score(photo.score_state, ScoreState.SCORED).value
         photo.wear_probability = float(result.probability)
         category = photo.line.order_line.category if photo.line is not None else None

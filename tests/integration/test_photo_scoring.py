@@ -277,3 +277,40 @@ def test_a_bad_threshold_setting_is_refused_at_start(monkeypatch):
     monkeypatch.setenv("PORTAL_WEAR_THRESHOLDS", "shoes=often")
     with pytest.raises(ValueError, match="'often' for 'shoes' is not a number"):
         config.load()
+
+
+def test_two_runs_of_the_scoring_job_at_once_score_each_photo_once(client, app, order, session):
+    """A task handed back to the queue while its first run still works (a worker lost its broker
+    connection): the run that writes second finds the photos scored and writes nothing."""
+    from portal.db import session_scope
+    from portal.db.models import RequestEvent
+    from portal.jobs import score_photos, wear_model
+    from portal.services.photos import score_request_photos
+    from portal.storage import store_from_config
+
+    app.config["JOBS_MODE"] = "off"  # nothing scores at submit: the photos stay pending
+    rma = submit_with_photos(client, [fabric(True, 5), fabric(False, 6)])
+    request_id = session.scalars(select(ReturnRequest.id).where(ReturnRequest.rma == rma)).one()
+    store = store_from_config(app.config)
+
+    class OtherRunFinishesFirst:
+        """The store of the first run: while it reads the first photo, the other run scores them all."""
+
+        def __init__(self):
+            self.other_runs = 0
+
+        def get(self, key):
+            if not self.other_runs:
+                self.other_runs += 1
+                assert score_photos(app, request_id) == 2  # the other worker, start to commit
+            return store.get(key)
+
+    first = OtherRunFinishesFirst()
+    with session_scope(app) as s:
+        assert score_request_photos(s, request_id, first, wear_model(app)) == 0
+    assert first.other_runs == 1
+    session.expire_all()
+    events = session.scalars(select(RequestEvent).where(RequestEvent.request_id == request_id)).all()
+    assert [e.kind for e in events].count("scored") == 1
+    photos = session.scalars(select(Photo).where(Photo.request_id == request_id)).all()
+    assert [p.score_state for p in photos] == ["scored", "scored"] and all(p.scored_at for p in photos)
