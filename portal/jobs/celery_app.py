@@ -38,7 +38,13 @@ def celery_config(config: dict[str, Any] | Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "broker_url": config["BROKER_URL"],
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": visibility},
+        # A task a dead worker held goes back to the queue once ``visibility`` has passed; the scan that
+        # finds it runs every tenth of that (at most a minute) instead of Kombu's default of about 100 s.
+        "broker_transport_options": {
+            "visibility_timeout": visibility,
+            "unacked_restore_interval": max(1, min(60, visibility // 10)),
+            "unacked_restore_throttle": 1,
+        },
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

@@ -48,6 +48,12 @@ def test_everything_set_starts_in_celery_mode(scaled_env):
         assert celery.conf.task_acks_late is True
         assert celery.conf.task_reject_on_worker_lost is True
         assert celery.conf.worker_prefetch_multiplier == 1
+        # A dead worker's task is looked for every tenth of the visibility timeout (3600 s: every minute).
+        assert celery.conf.broker_transport_options == {
+            "visibility_timeout": 3600,
+            "unacked_restore_interval": 60,
+            "unacked_restore_throttle": 1,
+        }
         task = celery.tasks["portal.jobs.deliver_outbox"]
         assert task.max_retries == 0 and task.autoretry_for == (Exception,)  # periodic: its next run is the retry
         task = celery.tasks["portal.jobs.score_photos"]
