@@ -10,12 +10,26 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, cast, column, distinct, func, inspect, literal, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    cast,
+    column,
+    distinct,
+    func,
+    inspect,
+    literal,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Float
 
-from portal.db.insight_rollups import InsightRollup, rebuild, rollup_zone
+from portal.db.insight_rollups import CHANNEL_ROWS, InsightRollup, rebuild, rollup_zone
 from portal.db.models import (
     EscalationDue,
     InsightAlert,
@@ -556,17 +570,28 @@ def reasons(session: Session, period: calc.Period, filters: Filters) -> list[Rea
     return [ReasonRow(str(m), r, resp, int(n), int(u or 0)) for m, r, resp, n, u in session.execute(stmt)]
 
 
+# Distinct values by walking an index from one value to the next (a handful of probes, not a
+# scan of every day's rows); the channel walk uses the partial index ix_insight_rollup_channels.
+_SKIP_SCAN = """
+WITH RECURSIVE found(v) AS (
+    SELECT min({col}) FROM insight_rollup WHERE {where} AND {col} > ''
+    UNION ALL
+    SELECT (SELECT min({col}) FROM insight_rollup WHERE {where} AND {col} > found.v) FROM found WHERE found.v IS NOT NULL
+)
+SELECT v FROM found WHERE v IS NOT NULL ORDER BY v
+"""
+_CHANNEL_ROWS = "metric = 'sold' AND " + CHANNEL_ROWS
+
+
 def filter_choices(session: Session) -> dict[str, list[Any]]:
     """The channels, categories and teams the filters offer (distinct values, from the database;
     from the rollups' units sold per category when they are kept, a few rows a day instead of
     every order line)."""
     teams = list(session.execute(select(Team.id, Team.name).order_by(Team.name)))
     if rollup_zone(session) is not None:
-        r = InsightRollup.__table__.c
-        sold = select().where(r.metric == "sold", r.category == "", r.team_id == 0, r.k1 == "category")
         return {
-            "channels": list(session.scalars(sold.with_only_columns(r.channel).distinct().order_by(r.channel))),
-            "categories": list(session.scalars(sold.with_only_columns(r.k2).distinct().order_by(r.k2))),
+            "channels": list(session.scalars(text(_SKIP_SCAN.format(col="channel", where=_CHANNEL_ROWS)))),
+            "categories": list(session.scalars(text(_SKIP_SCAN.format(col="category", where="metric = 'sold'")))),
             "teams": teams,
         }
     return {

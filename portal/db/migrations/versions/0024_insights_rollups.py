@@ -45,6 +45,14 @@ def upgrade() -> None:
             unique=False,
             postgresql_include=["channel", "k1", "k2", "n1", "n2", "n3", "x1", "m1", "m2"],
         )
+        channel_rows = sa.text("k1 = 'all' AND category = '' AND team_id = 0")
+        batch_op.create_index(
+            "ix_insight_rollup_channels",
+            ["metric", "channel"],
+            unique=False,
+            postgresql_where=channel_rows,
+            sqlite_where=channel_rows,
+        )
     op.create_table(
         "insight_rollup_state",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -61,5 +69,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_shop_order_placed_at"))
     op.drop_table("insight_rollup_state")
     with op.batch_alter_table("insight_rollup", schema=None) as batch_op:
+        batch_op.drop_index("ix_insight_rollup_channels")
         batch_op.drop_index("ix_insight_rollup_read")
     op.drop_table("insight_rollup")
