@@ -74,8 +74,11 @@ def db(stack):
     """A session on the stack's database, to look at what the processes did."""
     from sqlalchemy.orm import Session
 
+    from portal import crypto
     from portal.db import make_engine
 
+    if "PORTAL_DATA_KEY" in stack.app_env:  # the stack's personal data is read and written under its key
+        crypto.install(crypto.parse_keyring(stack.app_env["PORTAL_DATA_KEY"]))
     engine = make_engine(stack.database_url)
     with Session(engine) as session:
         yield session

@@ -14,11 +14,11 @@ from tests.helpers import csrf_token, jpeg, order_payload, signed_headers, soup
 from tests.stack.harness import Browser
 
 
-def push_order(base_url: str) -> tuple[str, str]:
+def push_order(base_url: str, lines: list[dict] | None = None) -> tuple[str, str]:
     """A delivered order pushed by the shop through the signed API; its number and email."""
     tag = secrets.token_hex(4).upper()
     number, address = f"ST-{tag}", f"shopper-{tag.lower()}@example.com"
-    body = json.dumps(order_payload(number, email=address)).encode()
+    body = json.dumps(order_payload(number, email=address, lines=lines)).encode()
     response = Browser(base_url).post_json("/api/v1/orders", body, signed_headers(body))
     assert response.status == 201, response.text
     return number, address

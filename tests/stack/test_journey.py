@@ -37,3 +37,43 @@ def test_order_push_lookup_and_photos_scored_with_one_email(stack, db):
     assert len(mails) == 1, [m["Subject"] for m in mails]
     assert rma in mails[0]["Subject"]
     assert mails[0]["X-Portal-Event-Id"]
+
+
+def test_an_agent_approves_over_http_and_the_shopper_is_told_once(stack, db):
+    """The staff side on the same stack: an agent signs in on gunicorn and approves; a worker sends
+    the approval (with its label) once."""
+    from portal.services.staff import create_staff
+    from tests.helpers import PASSWORD, csrf_token, order_payload
+    from tests.stack.harness import Browser
+    from tests.stack.shopper import request_row
+
+    # Worth more than the policy's review line: an agent decides.
+    lines = order_payload()["lines"][:1]
+    lines[0]["unit_price"] = "1500.00"
+    number, address = push_order(stack.base_url, lines=lines)
+    rma = request_with_photos(stack.base_url, number, address, photos=1)
+    assert request_row(db, rma).status == "pending_review"
+    agent_email = f"agent-{rma.lower()}@example.com"
+    create_staff(db, agent_email, "Stack Agent", "agent", PASSWORD)
+
+    agent = Browser(stack.base_url)
+    login = agent.get("/staff/login")
+    signed_in = agent.post(
+        "/staff/login", {"csrf_token": csrf_token(login.text), "email": agent_email, "password": PASSWORD}
+    )
+    assert signed_in.status == 303, signed_in.text
+    page = agent.get(f"/staff/requests/{rma}")
+    assert page.status == 200, page.text
+    decided = agent.post(
+        f"/staff/requests/{rma}/decide",
+        {"csrf_token": csrf_token(page.text), "status": "pending_review", "action": "approve", "note": ""},
+    )
+    assert decided.status == 303, decided.text
+
+    def approvals():
+        return [m for m in stack.inbox.to(address) if "approved" in m["Subject"]]
+
+    wait_for(approvals, "approval email", 60, stack.services)
+    time.sleep(QUIET_SECONDS)
+    assert len(approvals()) == 1
+    assert request_row(db, rma).status not in ("pending_review", "submitted")
