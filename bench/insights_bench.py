@@ -460,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per period (default %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end (to explore it)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the database a --keep run left (upgraded to the newest schema), without loading it again",
+    )
     args = parser.parse_args(argv)
     if not args.database.startswith("postgresql://"):
         parser.error("--database must be a postgresql:// URL")
@@ -470,10 +475,13 @@ def main(argv: list[str] | None = None) -> int:
         ["python", "bench/insights_bench.py", "--requests", str(args.requests)]
         + (["--database", args.database] if args.database != DEFAULT_DATABASE else [])
         + (["--runs", str(args.runs)] if args.runs != DEFAULT_RUNS else [])
+        + (["--keep"] if args.keep else [])
+        + (["--reuse"] if args.reuse else [])
     )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     started = time.perf_counter()
-    recreate(args.database)
+    if not args.reuse:
+        recreate(args.database)
     try:
         with psycopg.connect(args.database) as conn:
             server = str(one(conn, "SELECT version()")[0]).split(" on ")[0]
@@ -481,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"platform: {platform.platform()}")
         print(f"cpu:      {cpu_model()}, {core_count()} cores; RAM {mem:.1f} GiB")
         print(f"python:   {platform.python_implementation()} {platform.python_version()}")
-        print(f"database: {server} (throwaway database {make_url(args.database).database}, dropped at the end)")
+        print(
+            f"database: {server} (throwaway database {make_url(args.database).database}, {'kept' if args.keep or args.reuse else 'dropped'} at the end)"
+        )
         print(
             f"versions: returns-portal {version_of('returns-portal')}, sqlalchemy {version_of('sqlalchemy')}, "
             f"psycopg {version_of('psycopg')}, flask {version_of('flask')}"
@@ -491,20 +501,15 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = make_engine(args.database)
         upgrade(engine)
-        desk = set_up_desk(engine)
-        now = datetime.now(UTC).replace(microsecond=0)
-        print(
-            f"1. Load: {args.requests:,} return requests, {SPAN_DAYS} days up to {now:%Y-%m-%d %H:%M} UTC, shop zone {TZ}"
-        )
-        t0 = time.perf_counter()
-        load(args.database, args.requests, now, desk)
-        print(f"   loaded in {time.perf_counter() - t0:.1f} s", flush=True)
-        t0 = time.perf_counter()
-        with Session(engine) as session:
-            rows = rebuild_rollups(session, TZ)  # what `returns-portal insights rebuild` runs
-        with psycopg.connect(args.database, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE) insight_rollup")
-        print(f"   daily rollups rebuilt from the raw tables: {rows:,} rows in {time.perf_counter() - t0:.1f} s")
+    except BaseException:
+        if not (args.keep or args.reuse):
+            drop(args.database)
+        raise
+    try:
+        if args.reuse:
+            print("1. Load: reusing the database a --keep run loaded, with its rollups", flush=True)
+        else:
+            load_and_rebuild(args, engine)
         print()
 
         settings = Settings(timezone=TZ)
@@ -615,8 +620,25 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             drop(args.database)
+
+
+def load_and_rebuild(args: argparse.Namespace, engine: Engine) -> None:
+    desk = set_up_desk(engine)
+    now = datetime.now(UTC).replace(microsecond=0)
+    print(
+        f"1. Load: {args.requests:,} return requests, {SPAN_DAYS} days up to {now:%Y-%m-%d %H:%M} UTC, shop zone {TZ}"
+    )
+    t0 = time.perf_counter()
+    load(args.database, args.requests, now, desk)
+    print(f"   loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    with Session(engine) as session:
+        rows = rebuild_rollups(session, TZ)  # what `returns-portal insights rebuild` runs
+    with psycopg.connect(args.database, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) insight_rollup")
+    print(f"   daily rollups rebuilt from the raw tables: {rows:,} rows in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

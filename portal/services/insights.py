@@ -670,12 +670,25 @@ def rollups_ready(session: Session, settings: Settings) -> bool:
     return rollup_zone(session) == settings.timezone
 
 
+_USED_SUMS = {
+    "sold": ("n1", "n2"),
+    "returned": ("n1", "n2"),
+    "reason": ("n1", "n2"),
+    "fr_wall": ("n1", "x1"),
+    "fr_bus": ("n1", "x1"),
+    "sla": ("n1", "n2"),
+    "escalation": ("n1",),
+}
+
+
 def _rolled(
     session: Session, metric: str, period: calc.Period, filters: Filters, groups: tuple[str, ...], *, teams: bool = True
 ) -> list[Any]:
     """Sums of one rollup metric over the period's days under the filters, grouped by ``groups``."""
     r = InsightRollup.__table__.c
-    sums = [func.sum(r.n1), func.sum(r.n2), func.sum(r.n3), func.sum(r.x1), func.sum(r.m1), func.sum(r.m2)]
+    used = _USED_SUMS.get(metric, ("n1", "n2", "n3", "x1", "m1", "m2"))
+    # Sums a figure does not read stay constant 0 (numeric sums over many rows are not free).
+    sums = [func.sum(getattr(r, name)) if name in used else literal(0) for name in ("n1", "n2", "n3", "x1", "m1", "m2")]
     keys = [getattr(r, name) for name in groups]
     stmt = select(*keys, *sums).where(
         r.metric == metric,
