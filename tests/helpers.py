@@ -17,6 +17,7 @@ import re
 import struct
 import time
 import zlib
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -36,6 +37,33 @@ def service_missing(reason: str):
     if REQUIRE_SERVICES:
         pytest.fail(f"required service unavailable: {reason}")
     pytest.skip(reason)
+
+
+@contextmanager
+def scratch_postgres(prefix: str):
+    """A throwaway PostgreSQL database next to the configured one (``PORTAL_DATABASE_URL``), its URL;
+    dropped afterwards. Skips when PostgreSQL is not configured (fails when services are required)."""
+    configured = os.environ.get("PORTAL_DATABASE_URL", "")
+    if not configured.startswith("postgresql"):
+        pytest.skip("PostgreSQL is not configured (PORTAL_DATABASE_URL)")
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(configured).set(drivername="postgresql")
+    admin_dsn = admin.render_as_string(hide_password=False)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- reading HTML ---------------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,7 @@ from tests.helpers import (
     login_shopper,
     order_payload,
     post_json,
+    scratch_postgres,
     service_missing,
     sign_in,
     submit_coat,
@@ -271,26 +270,6 @@ def test_scaled_mode_refuses_to_start_without_a_data_key(tmp_path, monkeypatch):
 # --- migration 0028 on a database with plaintext rows -------------------------------------------
 
 
-@contextmanager
-def _scratch_postgres():
-    configured = os.environ.get("PORTAL_DATABASE_URL", "")
-    import psycopg
-
-    admin = make_url(configured).set(drivername="postgresql")
-    admin_dsn = admin.render_as_string(hide_password=False)
-    name = f"portal_sealing_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL unavailable: {exc}")
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def url_at_0027(request, tmp_path):
     """A database upgraded to 0027 holding an order, a request, a line comment, an event and an
@@ -301,7 +280,7 @@ def url_at_0027(request, tmp_path):
     else:
         if not os.environ.get("PORTAL_DATABASE_URL", "").startswith("postgresql"):
             pytest.skip("PostgreSQL is not configured (PORTAL_DATABASE_URL)")
-        url_cm = _scratch_postgres()
+        url_cm = scratch_postgres("portal_sealing")
         url = url_cm.__enter__()
     engine = make_engine(url)
     try:

@@ -6,9 +6,7 @@ in a database of its own (the session's schema is left alone).
 
 from __future__ import annotations
 
-import os
-import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
 from alembic import command
@@ -17,11 +15,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 from portal.db import MIGRATION_ONLY_INDEXES, MIGRATIONS, current_revision, include_object, make_engine, upgrade
 from portal.db.models import Base
-from tests.helpers import service_missing
+from tests.helpers import scratch_postgres
 
 
 def _config() -> Config:
@@ -47,36 +44,13 @@ def drift(engine) -> list:
         return compare_metadata(context, Base.metadata)
 
 
-@contextmanager
-def _postgres_database():
-    """A throwaway PostgreSQL database next to the configured one; dropped afterwards."""
-    configured = os.environ.get("PORTAL_DATABASE_URL", "")
-    if not configured.startswith("postgresql"):
-        pytest.skip("PostgreSQL is not configured (PORTAL_DATABASE_URL)")
-    import psycopg
-
-    admin = make_url(configured).set(drivername="postgresql")
-    admin_dsn = admin.render_as_string(hide_password=False)
-    name = f"portal_migrations_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL unavailable: {exc}")
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def empty_engine(request, tmp_path):
     with ExitStack() as stack:
         if request.param == "sqlite":
             url = f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
         else:
-            url = stack.enter_context(_postgres_database())
+            url = stack.enter_context(scratch_postgres("portal_migrations"))
         engine = make_engine(url)
         stack.callback(engine.dispose)  # before the database is dropped
         yield engine
