@@ -558,7 +558,6 @@ class PrivacyRequest(Base):
     completed_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     note: Mapped[str] = mapped_column(Text, default="")
     copy_until: Mapped[datetime | None]
-    reminded_at: Mapped[datetime | None]  # the one reminder when the due date is near (or passed)
     # The staff ticket that carries its 30-day clock (kind "data_request"); none for older rows.
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
 

@@ -36,8 +36,7 @@ from portal.db.models import OutboxMessage, Photo
 from portal.domain.states import ScoreState
 from portal.jobs import registry
 from portal.jobs.retention import EVERY_SECONDS as RETENTION_EVERY
-from portal.jobs.retention import REMIND_EVERY_SECONDS as REMIND_EVERY
-from portal.jobs.retention import data_request_reminders, retention_purge
+from portal.jobs.retention import retention_purge
 from portal.links import return_link, survey_links
 from portal.logs import bind_request_id, current_request_id, unbind_request_id
 from portal.metrics import observe_job
@@ -237,7 +236,6 @@ registry.register("deliver_outbox", deliver_outbox, every=registry.TICK_SECONDS)
 registry.register("score_pending_photos", score_pending_photos, every=registry.TICK_SECONDS)
 registry.register("resolve_refunds", resolve_refunds, every=registry.TICK_SECONDS)
 registry.register("retention_purge", retention_purge, every=RETENTION_EVERY)
-registry.register("data_request_reminders", data_request_reminders, every=REMIND_EVERY)
 registry.register("score_photos", score_photos)
 registry.register("fetch_product_images", product_images)
 

@@ -13,7 +13,6 @@ from portal.db import session_scope
 from portal.services.audit import bind_client_address, unbind_client_address
 from portal.services.privacy import (
     purge,
-    remind_due_requests,
     retention_days,
     retry_photo_removals,
     scrub_sent_confirmations,
@@ -41,12 +40,3 @@ def retention_purge(app: Flask) -> dict[str, Any]:
     finally:
         unbind_client_address(token)
     return {**report.erased.as_dict(), "photos_retried": retried, "confirmations_scrubbed": scrubbed}
-
-
-REMIND_EVERY_SECONDS = 3600.0
-
-
-def data_request_reminders(app: Flask) -> int:
-    """Remind who answers shoppers' data requests when one is nearly (or already) due."""
-    with session_scope(app) as session:
-        return remind_due_requests(session, datetime.now(UTC))

@@ -42,7 +42,6 @@ from portal.domain.errors import InvalidInput, NotFound
 from portal.domain.privacy import (
     COPY_AVAILABLE_DAYS,
     FINISHED,
-    REMIND_BEFORE,
     ROUND_THE_CLOCK_CALENDAR,
     SUBJECT_KIND_LABELS,
     SUBJECT_LADDER,
@@ -480,29 +479,6 @@ def _notify_handlers(session: Session, row: PrivacyRequest, team: Team | None, o
         },
     )
     _tell(session, team, words)
-
-
-def remind_due_requests(session: Session, now: datetime | None = None) -> int:
-    """Once per open data request, when its due date is near or passed, tell who answers it (commits)."""
-    now = now or datetime.now(UTC)
-    rows = list(
-        session.scalars(
-            select(PrivacyRequest).where(
-                PrivacyRequest.status == SubjectStatus.OPEN.value,
-                PrivacyRequest.reminded_at.is_(None),
-                PrivacyRequest.due_at <= now + REMIND_BEFORE,
-            )
-        )
-    )
-    for row in rows:
-        words = Text(
-            N_("Data request %(id)d (order %(order)s) must be answered by %(due)s."),
-            {"id": row.id, "order": row.order.order_number, "due": f"{row.due_at:%Y-%m-%d}"},
-        )
-        _tell(session, row.team, words)
-        row.reminded_at = now
-    session.commit()
-    return len(rows)
 
 
 def scrub_sent_confirmations(session: Session) -> int:

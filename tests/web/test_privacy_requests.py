@@ -238,30 +238,3 @@ def test_pages_in_chinese(app, client, order, session):
     email = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "privacy_copy_ready")).one()
     assert email.payload["locale"].startswith("zh")
     assert email.sent_at is not None and email.last_error is None  # the email rendered and went out
-
-
-def test_reminder_once_when_a_request_is_nearly_due(app, client, order, session):
-    from portal.jobs import registry
-    from portal.jobs.retention import data_request_reminders
-
-    create_staff(session, "admin@example.com", "Ada Admin", "admin", PASSWORD)
-    shopper, rma = _shopper_with_request(app)
-    assert _ask(shopper, rma, kind="erasure", confirm="y").status_code == 303
-    row = session.scalars(select(PrivacyRequest)).one()
-
-    def reminders():
-        session.expire_all()
-        return [
-            n.message
-            for n in session.scalars(select(StaffNotification).where(StaffNotification.kind == "data_request"))
-            if "must be answered" in n.message
-        ]
-
-    job = registry.get("data_request_reminders")
-    assert job is not None and job.periodic
-    assert data_request_reminders(app) == 0 and reminders() == []  # 30 days left: nothing yet
-    row.due_at = datetime.now(UTC) + timedelta(days=2)
-    session.commit()
-    assert data_request_reminders(app) == 1
-    assert reminders() == [f"Data request {row.id} (order SO-1001) must be answered by {row.due_at:%Y-%m-%d}."]
-    assert data_request_reminders(app) == 0 and len(reminders()) == 1  # once only
