@@ -39,7 +39,7 @@ EVAL_SIZE = 3000
 # --- metrics (numpy only) ------------------------------------------------------------------
 
 
-def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+def roc_auc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, np.float64)

@@ -55,7 +55,7 @@ class WearNet(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(c + c // 2, 64, 1), nn.ReLU(inplace=True), nn.Conv2d(64, 1, 1))
         self.pool_scale = nn.Parameter(torch.tensor(1.0))
         self.pool_bias = nn.Parameter(torch.tensor(0.0))
-        nn.init.constant_(self.head[-1].bias, -2.0)
+        nn.init.constant_(self.head[-1].bias, -2.0)  # type: ignore[arg-type]  # a Conv2d's bias
 
     def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(image logit N x 1, map logits N x 1 x h x w)."""

@@ -116,7 +116,7 @@ def _split_photos(labels: np.ndarray, fraction: float = 0.2) -> tuple[np.ndarray
 def export_onnx(model: WearNet, path: Path, size: int) -> None:
     import onnx  # noqa: PLC0415 - the optional train extra, only needed to export
 
-    model = model.to(memory_format=torch.contiguous_format).eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]  # memory_format: missing from the stubs
     dummy = torch.zeros(1, 3, size, size)
     tmp = path.with_suffix(".onnx.tmp")
     with warnings.catch_warnings():
@@ -248,7 +248,7 @@ def train(args) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(TORCH_SEED)
     g = torch.Generator().manual_seed(TORCH_SEED)
-    model = WearNet(width=args.width).to(memory_format=torch.channels_last)
+    model = WearNet(width=args.width).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     n_params = param_count(model)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
