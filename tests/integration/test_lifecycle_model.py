@@ -11,7 +11,7 @@ gateway paid (the resolver settles it); the escalation sweep runs. After every s
 - every ledger row belongs to a refund;
 - nothing raises except a rule saying no (a DomainError).
 
-Bounded for CI (``PORTAL_MODEL_EXAMPLES``, default 60); a longer run:
+Bounded for CI (``PORTAL_MODEL_EXAMPLES``, default 100); a longer run:
 ``PORTAL_MODEL_EXAMPLES=500 python -m pytest tests/integration/test_lifecycle_model.py``.
 """
 
@@ -68,7 +68,10 @@ from portal.services.staff import create_staff
 from portal.storage import LocalPhotoStore
 from tests.helpers import PASSWORD, order_payload
 
-EXAMPLES = int(os.environ.get("PORTAL_MODEL_EXAMPLES", "60"))
+# 60 examples reached every far status when this test ran alone but not always after other tests in
+# the same process (the rules' outcomes, and so the paths explored, differ with what ran before);
+# 100 reach them in every order tried.
+EXAMPLES = int(os.environ.get("PORTAL_MODEL_EXAMPLES", "100"))
 POLICY = load_policy(default_policy_text())
 THRESHOLD = Decimal("100000")
 PRODUCTS = {
