@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from portal import create_app
-from portal.db import get_engine, session_scope
+from portal.db import get_engine, session_scope, upgrade
 from portal.db.models import AuditLog, PolicyVersion, ReturnRequest
 from portal.domain.errors import InvalidInput, NotFound
 from portal.domain.policy_text import check_policy_text
@@ -165,7 +165,7 @@ def test_hand_edits_of_the_instance_file(app, session, caplog):
     path.write_text("version = \n")  # broken: ignored, version 2 stays active
     assert published_policy(session, app.config).policy.version == "hand-2"
     assert "not used" in caplog.text
-    assert session.scalars(select(PolicyVersion.number)).all() == [1, 2]
+    assert session.scalars(select(PolicyVersion.number).order_by(PolicyVersion.number)).all() == [1, 2]
 
     path.write_text(default_policy_text())  # an older version's text: the published one is put back
     assert published_policy(session, app.config).policy.version == "hand-2"
@@ -196,7 +196,15 @@ def test_two_apps_on_one_database_see_a_publish(app, session, tmp_path, database
         get_engine(other).dispose()
 
 
-def test_a_publish_from_another_process_is_seen(app, session, database_url):
+def test_a_publish_from_another_process_is_seen(app, session, database_url, tmp_path):
+    if database_url.startswith("sqlite"):
+        # A database file of its own: after the demo data of another test, the next connection to the
+        # shared session file once failed with "disk I/O error" after this subprocess (not understood
+        # yet; see the notes). PostgreSQL runs it on the shared database.
+        database_url = f"sqlite:///{tmp_path / 'own.sqlite3'}"
+        app = create_app({**app.config, "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "own")})
+        upgrade(get_engine(app))
+        session = app.extensions["portal.sessionmaker"]()
     published_policy(session, app.config)
     draft = create_version(session, stricter(), None)
     env = {
@@ -205,6 +213,7 @@ def test_a_publish_from_another_process_is_seen(app, session, database_url):
         "PORTAL_INSTANCE_PATH": app.config["INSTANCE_PATH"],
         "PORTAL_SECRET_KEY": "test-secret-key",
         "PORTAL_API_SECRET": API_SECRET,
+        "PORTAL_DATA_KEY": app.config["DATA_KEY"],
     }
     done = subprocess.run(
         [str(Path(sys.executable).with_name("returns-portal")), "policy", "publish", str(draft.number)],
