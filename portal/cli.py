@@ -41,6 +41,7 @@ from portal.jobs import (
 )
 from portal.links import return_link
 from portal.services.audit import CLI, record_export
+from portal.services.insights import rebuild_rollups
 from portal.services.job_failures import open_failures, recent_resolved, retry_failure
 from portal.services.keys import rotate_data_key
 from portal.services.orders import StaleUpdate, stage_order
@@ -559,8 +560,6 @@ def insights_rebuild_cmd(first: datetime | None, last: datetime | None) -> None:
     """Recompute the dashboard's daily rollups from the raw tables (all days, or --from/--to), in
     the shop's time zone. Safe to run again; needed after the upgrade that adds them, a backfill or
     a change of PORTAL_TIMEZONE (which needs every day)."""
-    from portal.services.insights import rebuild_rollups
-
     if first and last and first > last:
         raise click.ClickException("--from is after --to.")
     app = _app()

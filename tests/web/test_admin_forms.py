@@ -325,7 +325,10 @@ def test_audit_page_shows_reveals_and_admin_changes_and_filters_them(admin, app,
     agent_client = app.test_client()
     sign_in(agent_client, "agent@example.com")
     detail = agent_client.get(f"/staff/requests/{rma}").get_data(as_text=True)
-    revealed = agent_client.post(f"/staff/requests/{rma}/contact", data={"csrf_token": csrf_token(detail), "reason": "shopper called about the pickup"})
+    revealed = agent_client.post(
+        f"/staff/requests/{rma}/contact",
+        data={"csrf_token": csrf_token(detail), "reason": "shopper called about the pickup"},
+    )
     assert revealed.status_code == 200 and "li.wei@example.com" in revealed.get_data(as_text=True)
     # The admin changes a role, the SLA policy and makes a password link.
     page = admin.get("/admin/staff").get_data(as_text=True)
