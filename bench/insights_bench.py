@@ -44,7 +44,7 @@ from sqlalchemy import Engine, event  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bench.run import core_count, cpu_model, version_of  # noqa: E402
+from bench.run import core_count, cpu_model, staff_sign_in, version_of  # noqa: E402
 from portal.db import make_engine, upgrade  # noqa: E402
 from portal.db.models import BusinessCalendarRow, SlaPolicy  # noqa: E402
 from portal.domain import insights as calc  # noqa: E402
@@ -60,7 +60,6 @@ SPAN_DAYS = 395  # about 13 months of history up to now
 ORDERS_PER_REQUEST = 3
 LEAD_EMAIL = "lead@bench.example"
 LEAD_PASSWORD = "bench-lead-password"
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 TABLES = (
     "shop_order",
     "order_line",
@@ -420,15 +419,7 @@ def spread(values: list[float]) -> str:
 
 
 def sign_in(client) -> None:
-    page = client.get("/staff/login")
-    match = CSRF_RE.search(page.get_data(as_text=True))
-    if page.status_code != 200 or match is None:
-        raise SystemExit(f"bench: GET /staff/login gave {page.status_code} without a CSRF token")
-    response = client.post(
-        "/staff/login", data={"csrf_token": match.group(1), "email": LEAD_EMAIL, "password": LEAD_PASSWORD}
-    )
-    if response.status_code != 303:
-        raise SystemExit(f"bench: POST /staff/login gave {response.status_code}, expected 303")
+    staff_sign_in(client, LEAD_EMAIL, LEAD_PASSWORD)
 
 
 def periods(now: datetime) -> list[tuple[str, dict[str, str], calc.Period]]:

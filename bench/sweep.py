@@ -40,7 +40,6 @@ import argparse
 import math
 import os
 import platform
-import re
 import secrets
 import shlex
 import statistics
@@ -53,7 +52,7 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.run import core_count, cpu_model, version_of
+from bench.run import core_count, cpu_model, staff_sign_in, version_of
 from portal import crypto
 from portal.db import make_engine, upgrade
 from portal.db.models import BusinessCalendarRow, EscalationDue, Order, SlaPolicy, StaffUser, TeamMember
@@ -94,7 +93,6 @@ QUEUE_PATHS = (
     SEARCH_PATH,
 )
 SLOW_MS = 200.0
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 TICKET_TABLES = ("return_request", "ticket", "ticket_clock", "escalation_due")
 
@@ -393,15 +391,7 @@ class PageTiming:
 
 
 def sign_in(client) -> None:
-    page = client.get("/staff/login")
-    match = CSRF_RE.search(page.get_data(as_text=True))
-    if page.status_code != 200 or match is None:
-        raise SystemExit(f"bench: GET /staff/login gave {page.status_code} without a CSRF token")
-    response = client.post(
-        "/staff/login", data={"csrf_token": match.group(1), "email": AGENT_EMAIL, "password": AGENT_PASSWORD}
-    )
-    if response.status_code != 303:
-        raise SystemExit(f"bench: POST /staff/login gave {response.status_code}, expected 303")
+    staff_sign_in(client, AGENT_EMAIL, AGENT_PASSWORD)
 
 
 def time_queue(engine: Engine, url: str, instance: str) -> list[PageTiming]:
