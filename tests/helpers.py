@@ -40,6 +40,29 @@ def service_missing(reason: str):
 
 
 @contextmanager
+def flushed_redis(url: str, flush: bool = True):
+    """A client of the Redis database at ``url`` (emptied before and after when ``flush``); skips
+    when the client library or the server is missing (fails when services are required)."""
+    try:
+        import redis
+    except ImportError:
+        service_missing("the redis client is not installed")
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        try:
+            client.ping()
+        except redis.exceptions.ConnectionError:
+            service_missing(f"no Redis at {url}")
+        if flush:
+            client.flushdb()
+        yield client
+        if flush:
+            client.flushdb()
+    finally:
+        client.close()
+
+
+@contextmanager
 def scratch_postgres(prefix: str):
     """A throwaway PostgreSQL database next to the configured one (``PORTAL_DATABASE_URL``), its URL;
     dropped afterwards. Skips when PostgreSQL is not configured (fails when services are required)."""

@@ -8,7 +8,7 @@ import pytest
 
 from portal import create_app
 from portal.db import get_engine
-from tests.helpers import service_missing
+from tests.helpers import flushed_redis, service_missing
 from tests.integration.s3_server import SeaweedS3, ServerFailed, find_weed
 
 REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -30,18 +30,8 @@ def make_app(app):
 
 @pytest.fixture
 def redis_url():
-    try:
-        import redis
-    except ImportError:
-        service_missing("redis client not installed")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        service_missing(f"no Redis at {REDIS_URL}")
-    finally:
-        client.close()
-    return REDIS_URL
+    with flushed_redis(REDIS_URL, flush=False):
+        return REDIS_URL
 
 
 @pytest.fixture(scope="module")

@@ -8,27 +8,15 @@ import pytest
 
 from portal import create_app
 from portal.db import get_engine
-from tests.helpers import get_csrf, service_missing
+from tests.helpers import flushed_redis, get_csrf
 
 REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
 def redis_url():
-    try:
-        import redis
-    except ImportError:
-        service_missing("redis client not installed")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        client.close()
-        service_missing(f"no Redis at {REDIS_URL}")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    with flushed_redis(REDIS_URL):
+        yield REDIS_URL
 
 
 def _make(app, redis_url):
