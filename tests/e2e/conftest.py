@@ -40,10 +40,19 @@ def live_server(app):
     app.config["JOBS_MODE"] = "eager"
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     port = server.effective_port
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        # The serving thread closes the server itself: closing its sockets from the test's
+        # thread while the loop sits in select() fails there with "Bad file descriptor".
+        while not stopping.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True, name="e2e-server")
     thread.start()
     yield f"http://127.0.0.1:{port}"
-    server.close()
+    stopping.set()
     thread.join(5)
     # Let requests still in flight (the status page polls) finish and give their database
     # connections back before the app's engine is disposed: a connection left checked out is
