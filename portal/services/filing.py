@@ -4,11 +4,12 @@ shopper does afterwards (cancel while nothing has shipped, answer a question).""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from portal.adapters.carriers import Carrier, CarrierError
 from portal.db.models import Order, Photo, ReturnLine, ReturnRequest, TicketEvent, Variant
@@ -103,6 +104,24 @@ class LineRequest:
 
 # The shopper's pages ask these on every view: the statements are built once (building one costs
 # more than running it on SQLite) and take their values as parameters.
+_ORDER_WITH_LINES = select(Order).where(Order.id == bindparam("order_id")).options(joinedload(Order.lines))
+_REQUEST_LIST = (
+    select(ReturnRequest.rma, ReturnRequest.status)
+    .where(ReturnRequest.order_id == bindparam("order_id"))
+    .order_by(ReturnRequest.id)
+)
+
+
+def order_with_lines(session: Session, order_id: int) -> Order | None:
+    """The order with its lines, read in one statement (the pages that show or check its lines)."""
+    return session.scalars(_ORDER_WITH_LINES, {"order_id": order_id}).unique().one_or_none()
+
+
+def request_list(session: Session, order_id: int) -> Sequence[Row[str, str]]:
+    """The order's return requests, oldest first, as (``rma``, ``status``) rows: what its page lists."""
+    return session.execute(_REQUEST_LIST, {"order_id": order_id}).all()
+
+
 _HELD_UNITS = (
     select(ReturnLine.order_line_id, func.sum(ReturnLine.quantity))
     .join(ReturnRequest, ReturnRequest.id == ReturnLine.request_id)
@@ -125,19 +144,33 @@ def requested_units(
 
 _base, _other = aliased(Variant), aliased(Variant)
 _EXCHANGE_OPTIONS = (
-    select(_base.sku, _other.sku)
+    select(_base.sku, _other.sku, _other.label, _other.stock - _other.reserved)
     .join(_other, (_other.product_id == _base.product_id) & (_other.sku != _base.sku))
     .where(_base.sku.in_(bindparam("skus", expanding=True)), _other.stock - _other.reserved > 0)
 )
 
 
+@dataclass(frozen=True)
+class ExchangeVariant:
+    """A variant a line can be exchanged for: its SKU, what the shopper reads, the units free."""
+
+    sku: str
+    label: str
+    available: int
+
+
+def exchange_variants(session: Session, skus: list[str]) -> dict[str, tuple[ExchangeVariant, ...]]:
+    """For each SKU, the in-stock other variants of its product with their labels (one query for all)."""
+    found: dict[str, list[ExchangeVariant]] = {}
+    if skus:
+        for sku, option, label, available in session.execute(_EXCHANGE_OPTIONS, {"skus": list(skus)}):
+            found.setdefault(sku, []).append(ExchangeVariant(option, label or option, int(available)))
+    return {sku: tuple(found.get(sku, ())) for sku in skus}
+
+
 def exchange_options(session: Session, skus: list[str]) -> dict[str, frozenset[str]]:
     """For each SKU, the in-stock SKUs of the other variants of its product (one query for all)."""
-    found: dict[str, set[str]] = {}
-    if skus:
-        for sku, option in session.execute(_EXCHANGE_OPTIONS, {"skus": list(skus)}):
-            found.setdefault(sku, set()).add(option)
-    return {sku: frozenset(found.get(sku, ())) for sku in skus}
+    return {sku: frozenset(v.sku for v in found) for sku, found in exchange_variants(session, skus).items()}
 
 
 _RECENT_RETURNS = select(func.count(ReturnRequest.id)).where(
@@ -169,9 +202,13 @@ def order_facts(
     now: datetime,
     exclude_request_id: int | None = None,
     before: datetime | None = None,
+    options: Mapping[str, frozenset[str]] | None = None,
 ) -> OrderFacts:
+    """What the policy needs to know about the order; ``options`` (SKU -> exchange SKUs) when the
+    caller has already read them with ``exchange_variants``."""
     held = requested_units(session, order, before=before, exclude_request_id=exclude_request_id)
-    options = exchange_options(session, [line.sku for line in order.lines])
+    if options is None:
+        options = exchange_options(session, [line.sku for line in order.lines])
     lines = tuple(
         LineFacts(
             line_id=line.line_id,

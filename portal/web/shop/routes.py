@@ -38,9 +38,12 @@ from portal.services.filing import (
     answer_question,
     cancel_return,
     check_return,
+    exchange_variants,
     open_return,
     order_facts,
+    order_with_lines,
     precheck_order,
+    request_list,
 )
 from portal.services.policies import active_policy, published_policy
 from portal.services.product_images import picture_key
@@ -187,11 +190,13 @@ def leave():
     return redirect(url_for("shop.start"), code=303)
 
 
-def _current_order() -> Order:
+def _current_order(with_lines: bool = False) -> Order:
+    """The order this shopper's session opened (else back to the start); ``with_lines`` reads its
+    lines in the same statement, for the views that use them."""
     order_id = session.get(SESSION_KEY)
     if not isinstance(order_id, int):
         abort(redirect(url_for("shop.start"), code=303))
-    order = get_session().get(Order, order_id)
+    order = order_with_lines(get_session(), order_id) if with_lines else get_session().get(Order, order_id)
     if order is None:
         session.pop(SESSION_KEY, None)
         abort(redirect(url_for("shop.start"), code=303))
@@ -204,21 +209,19 @@ def _current_order() -> Order:
 def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=None, storage_error=False):
     """Everything the order page shows; also fills the form's per-line choices (needed to validate)."""
     config = current_app.config
-    policy = active_policy(get_session(), config)
+    db = get_session()
+    policy = active_policy(db, config)
     now = _now()
-    order_facts_ = order_facts(get_session(), order, policy, now)
-    prechecks = precheck_order(get_session(), order, policy, now, facts=order_facts_)
-    facts = {f.line_id: f for f in order_facts_.lines}
-    all_skus = set().union(*(f.exchange_options for f in facts.values())) if facts else set()
-    variants: dict[str, tuple[str, int]] = {}
-    if all_skus:
-        rows = get_session().execute(
-            select(Variant.sku, Variant.label, Variant.stock - Variant.reserved).where(Variant.sku.in_(all_skus))
-        )
-        variants = {sku: (label or sku, int(available)) for sku, label, available in rows}
+    # The exchange options with their labels and stock in one read; the facts reuse them.
+    offered = exchange_variants(db, [line.sku for line in order.lines])
+    order_facts_ = order_facts(
+        db, order, policy, now, options={sku: frozenset(v.sku for v in found) for sku, found in offered.items()}
+    )
+    prechecks = precheck_order(db, order, policy, now, facts=order_facts_)
+    variants = {v.sku: (v.label, v.available) for found in offered.values() for v in found}
     options = {
-        line_id: sorted((sku, variants.get(sku, (sku, 0))[0]) for sku in f.exchange_options)
-        for line_id, f in facts.items()
+        f.line_id: sorted((sku, variants.get(sku, (sku, 0))[0]) for sku in f.exchange_options)
+        for f in order_facts_.lines
     }
     allowed_outcomes = policy.gift_outcomes if order.gift else None
     _fill_choices(order, form, prechecks, options, allowed_outcomes)
@@ -229,7 +232,6 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
         outcomes=[choice.value for choice in form.lines.entries[0].outcome.choices] if form.lines.entries else [],
         exchange_options={line_id: [sku for sku, _ in found] for line_id, found in options.items()},
     )
-    requests = list(order.requests)
     return dict(
         order=order,
         form=form,
@@ -237,7 +239,7 @@ def _page_context(order: Order, form: ReturnForm, decision=None, photo_errors=No
         decision=decision,
         photo_errors=photo_errors or {},
         storage_error=storage_error,
-        requests=requests,
+        requests=request_list(db, order.id),
         reasons=REASONS,
         now=now,
         staged=staged,
@@ -365,7 +367,7 @@ def _line_requests(order: Order, form: ReturnForm, mode: str):
 
 @bp.get("/order")
 def order_page():
-    order = _current_order()
+    order = _current_order(with_lines=True)
     form = ReturnForm()
     return render_template("shop/order.html", **_page_context(order, form))
 
@@ -393,7 +395,7 @@ def product_picture(sku: str):
 def upload_photo():
     """One photo, sent as soon as it is chosen (the page's script): checked and kept for the line,
     answered with its entry for the page, or a 422 with the reason (nothing kept)."""
-    order = _current_order()
+    order = _current_order(with_lines=True)
     line_id = (request.form.get("line_id") or "")[:64]
     index = next((i for i, ol in enumerate(order.lines) if ol.line_id == line_id), None)
     upload = request.files.get("photo")
@@ -482,7 +484,7 @@ def _show_step(order: Order, form: ReturnForm, context: dict, lines: list[LineRe
 def step():
     """One step of the guided return: the next (or previous) step's screen, as an htmx fragment or a
     whole page without JavaScript."""
-    order = _current_order()
+    order = _current_order(with_lines=True)
     form, context = _posted_form(order)
     form.validate_on_submit()  # field errors are reported by the step that owns the field
     current = request.form.get("step", "")
@@ -513,7 +515,7 @@ def _rules_with_photos(context: dict) -> guided.Rules:
 
 @bp.post("/order/request")
 def submit():
-    order = _current_order()
+    order = _current_order(with_lines=True)
     form, context = _posted_form(order)
     form.validate_on_submit()
     try:
