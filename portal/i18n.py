@@ -9,8 +9,9 @@ from typing import Any
 
 from babel.support import NullTranslations, Translations
 from flask import Flask, has_request_context, request, session
-from flask_babel import force_locale, format_date, get_locale, gettext
+from flask_babel import force_locale, format_date, get_locale, get_translations, gettext
 from flask_login import current_user
+from jinja2.ext import _make_new_gettext, _make_new_ngettext, _make_new_npgettext, _make_new_pgettext
 from wtforms.i18n import messages_path
 
 from portal.domain.money import format_money
@@ -87,8 +88,26 @@ def _share_wtforms_translations() -> None:
     request.wtforms_translations = wtforms_translations(current_locale())  # type: ignore[attr-defined]
 
 
+@lru_cache(maxsize=8)
+def _bound_template_gettext(translations: NullTranslations) -> dict[str, Any]:
+    # Jinja's own wrappers, so ``_()`` escapes and fills in exactly as the ones Flask-Babel installs.
+    return {
+        "gettext": _make_new_gettext(translations.ugettext),
+        "ngettext": _make_new_ngettext(translations.ungettext),
+        "pgettext": _make_new_pgettext(translations.upgettext),
+        "npgettext": _make_new_npgettext(translations.unpgettext),
+    }
+
+
+def _template_gettext() -> dict[str, Any]:
+    """The catalogue of this render's locale, looked up once per render: Flask-Babel's template
+    functions look it up again (through the request context) for every string on the page."""
+    return _bound_template_gettext(get_translations())
+
+
 def init_app(app: Flask) -> None:
     app.before_request(_share_wtforms_translations)
+    app.context_processor(_template_gettext)
 
 
 __all__ = ["LOCALES", "choose_locale", "current_locale", "render_text", "money", "force_locale"]
