@@ -102,6 +102,10 @@ _active: weakref.WeakKeyDictionary[Engine, tuple[float, ActivePolicy]] = weakref
 _file_seen: dict[str, tuple[int, int]] = {}  # mirror path -> (mtime_ns, size) already handled
 
 
+# Asked on every request that applies the policy: built once (building it costs more than running it).
+_PUBLISHED = select(PolicyVersion.id, PolicyVersion.checksum).where(PolicyVersion.published.is_(True))
+
+
 def active_policy(session: Session, config: Mapping[str, Any]) -> Policy:
     """The published policy (see ``published_policy``)."""
     return published_policy(session, config).policy
@@ -122,14 +126,10 @@ def published_policy(session: Session, config: Mapping[str, Any]) -> ActivePolic
         return cached[1]
     if settings.mirror is not None:
         _take_in_file(session, settings.mirror)
-    row = session.execute(
-        select(PolicyVersion.id, PolicyVersion.checksum).where(PolicyVersion.published.is_(True))
-    ).one_or_none()
+    row = session.execute(_PUBLISHED).one_or_none()
     if row is None:
         _bootstrap(session, settings.mirror)
-        row = session.execute(
-            select(PolicyVersion.id, PolicyVersion.checksum).where(PolicyVersion.published.is_(True))
-        ).one()
+        row = session.execute(_PUBLISHED).one()
     if cached and (cached[1].id, cached[1].checksum) == (row.id, row.checksum):
         active = cached[1]
     else:
