@@ -8,9 +8,16 @@ Part 1 times ``portal.domain.policy.decide`` on a five-line order (pure
 domain, no database). Part 2 serves the portal with waitress in a child
 process on a free loopback port (temporary instance folder, SQLite, demo data)
 and drives it with keep-alive ``http.client`` connections from client
-threads. Every endpoint is compared with a "hello" route added to the same app
-object for this run only, so the ratio says what the portal costs on top of
-Flask and waitress on this machine.
+threads. Every endpoint is compared with two routes added to the same app
+object for this run only:
+
+- "hello" returns a constant, so the ratio says what the portal costs on top of
+  Flask and waitress on this machine;
+- "floor" does the least any shopper page of ours must do: it reads the
+  shopper's signed session cookie, reads the order by primary key through the
+  app's database session and renders ``base.html`` with an empty content block
+  (translations active). The ratio to it says what a page adds on top of what
+  every shopper page pays.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 HELLO_PATH = "/bench-hello"
+FLOOR_PATH = "/bench-floor"
 LOOKUP_LIMIT = "1000000 per minute"
 ORDER_CASE = "multi-line with discounts"  # a demo order whose page shows several returnable lines
 WRONG_CONTACT = "nobody@example.com"
@@ -182,10 +190,14 @@ def serve_child(argv: list[str]) -> None:
     import logging
 
     import waitress
+    from flask import abort, render_template
+    from flask import session as cookie_session
 
     from portal import create_app
-    from portal.db import get_engine, session_scope, upgrade
+    from portal.db import get_engine, get_session, session_scope, upgrade
+    from portal.db.models import Order
     from portal.demo import demo_orders, seed
+    from portal.web.shop.routes import SESSION_KEY
 
     instance, server_threads = argv[0], int(argv[1])
     # Queueing beyond the worker threads is part of what is measured, not news.
@@ -212,6 +224,14 @@ def serve_child(argv: list[str]) -> None:
     with app.app_context(), session_scope(app) as session:
         seed(session)
     app.add_url_rule(HELLO_PATH, "bench_hello", lambda: "hello")
+
+    def floor() -> str:
+        order_id = cookie_session.get(SESSION_KEY)
+        if not isinstance(order_id, int) or get_session().get(Order, order_id) is None:
+            abort(400)
+        return render_template("base.html")
+
+    app.add_url_rule(FLOOR_PATH, "bench_floor", floor)
 
     payload = next(p for name, p in demo_orders() if name == ORDER_CASE)
     server = waitress.create_server(app, host=HOST, port=0, threads=server_threads, ident="returns-portal")
@@ -335,6 +355,9 @@ class Endpoint:
     form: dict[str, str] | None = None
     needs_csrf: bool = False
     cookies: dict[str, str] = field(default_factory=dict)
+    # Every request sends the cookies the client had before the first one (a lookup hit replaces
+    # the session, CSRF token included, so the next hit would be refused).
+    same_cookies: bool = False
 
 
 @dataclass
@@ -377,8 +400,11 @@ def run_endpoint(port: int, endpoint: Endpoint, requests: int, threads: int) -> 
             form = endpoint.form
             if endpoint.needs_csrf:
                 form = {**(form or {}), "csrf_token": client.csrf_token()}
+            start = dict(client.cookies)
 
             def one() -> None:
+                if endpoint.same_cookies:
+                    client.cookies = dict(start)
                 status, _ = client.request(endpoint.method, endpoint.path, form)
                 if status != endpoint.expect:
                     raise RuntimeError(f"{endpoint.method} {endpoint.path} gave {status}, expected {endpoint.expect}")
@@ -443,7 +469,18 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 def print_table(results: list[Result]) -> None:
     hello = next(r for r in results if r.endpoint.path == HELLO_PATH)
-    header = ("endpoint", "requests", "req/s", "median ms", "p95 ms", "req/s vs hello")
+    floor = next(r for r in results if r.endpoint.path == FLOOR_PATH)
+    header = (
+        "endpoint",
+        "requests",
+        "req/s",
+        "median ms",
+        "p95 ms",
+        "req/s vs hello",
+        "p95 vs hello",
+        "req/s vs floor",
+        "p95 vs floor",
+    )
     rows = [
         (
             r.endpoint.label,
@@ -452,6 +489,9 @@ def print_table(results: list[Result]) -> None:
             f"{r.median_ms:.2f}",
             f"{r.p95_ms:.2f}",
             f"{r.rate / hello.rate:.3f}",
+            f"{r.p95_ms / hello.p95_ms:.2f}",
+            f"{r.rate / floor.rate:.3f}",
+            f"{r.p95_ms / floor.p95_ms:.2f}",
         )
         for r in results
     ]
@@ -466,6 +506,11 @@ def print_table(results: list[Result]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print(fmt(row))
+    print()
+    print(
+        f"floor ({FLOOR_PATH}): what every shopper page does: the signed session cookie read, the order read by "
+        "primary key, base.html rendered with an empty content block, translations active"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -514,6 +559,7 @@ def main(argv: list[str] | None = None) -> None:
         cookies = shopper_cookies(port, info["order"], info["contact"])
         endpoints = [
             Endpoint("GET /bench-hello (hello)", "GET", HELLO_PATH, 200),
+            Endpoint("GET /bench-floor (floor)", "GET", FLOOR_PATH, 200, cookies=cookies),
             Endpoint(f"GET /order ({info['lines']}-line order)", "GET", "/order", 200, cookies=cookies),
             Endpoint(
                 "POST /lookup (miss)",
@@ -522,6 +568,15 @@ def main(argv: list[str] | None = None) -> None:
                 422,
                 form={"order_number": info["order"], "contact": WRONG_CONTACT},
                 needs_csrf=True,
+            ),
+            Endpoint(
+                "POST /lookup (hit)",
+                "POST",
+                "/lookup",
+                303,
+                form={"order_number": info["order"], "contact": info["contact"]},
+                needs_csrf=True,
+                same_cookies=True,
             ),
         ]
         print(
