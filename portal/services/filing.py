@@ -112,6 +112,17 @@ _REQUEST_LIST = (
 )
 
 
+_LOOKUP = select(Order.id, Order.customer_email_bidx, Order.customer_postcode_bidx).where(
+    Order.order_number == bindparam("number")
+)
+
+
+def lookup_indexes(session: Session, number: str) -> Row[int, str | None, str | None] | None:
+    """The order's id and the blind indexes a lookup compares, by order number: only those columns,
+    for a hit and a miss alike (one indexed read, no object built, nothing decrypted)."""
+    return session.execute(_LOOKUP, {"number": number}).one_or_none()
+
+
 def order_with_lines(session: Session, order_id: int) -> Order | None:
     """The order with its lines, read in one statement (the pages that show or check its lines)."""
     return session.scalars(_ORDER_WITH_LINES, {"order_id": order_id}).unique().one_or_none()

@@ -39,6 +39,7 @@ from portal.services.filing import (
     cancel_return,
     check_return,
     exchange_variants,
+    lookup_indexes,
     open_return,
     order_facts,
     order_with_lines,
@@ -131,16 +132,7 @@ def lookup():
     by_order = throttle.count_attempt("lookup-order", number, limit)
     if not by_address:
         raise throttle.Throttled(throttle.retry_after("lookup-ip", addr, limit))
-    # Only the columns compared, for a hit and a miss alike: both cost one indexed read and no object.
-    row = (
-        get_session()
-        .execute(
-            select(Order.id, Order.customer_email_bidx, Order.customer_postcode_bidx).where(
-                Order.order_number == number
-            )
-        )
-        .one_or_none()
-    )
+    row = lookup_indexes(get_session(), number)
     by_email, by_postcode = _contact_matches(
         row.customer_email_bidx if row else None, row.customer_postcode_bidx if row else None, form.contact.data
     )
