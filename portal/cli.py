@@ -45,7 +45,7 @@ from portal.services.insights import rebuild_rollups
 from portal.services.job_failures import open_failures, recent_resolved, retry_failure
 from portal.services.keys import rotate_data_key
 from portal.services.orders import StaleUpdate, stage_order
-from portal.services.photos import labelled_photos, wear_agreement, wear_agreement_by_category
+from portal.services.photos import labelled_photos, thresholds_in_use, wear_agreement, wear_agreement_by_category
 from portal.services.product_insights import insights_export
 from portal.services.refunds import ledger_rows
 from portal.services.staff import StaffError, create_staff
@@ -310,11 +310,13 @@ def _wear_report_by_category(app) -> None:
     """Agreement per product category at several thresholds: what PORTAL_WEAR_THRESHOLDS may be set to."""
     model = wear_model(app)
     with session_scope(app) as session:
-        groups = wear_agreement_by_category(session, model, app.config.get("WEAR_THRESHOLDS"))
+        groups = wear_agreement_by_category(
+            session, model, thresholds_in_use(session, model, app.config.get("WEAR_THRESHOLDS"))
+        )
     if not groups:
         return
     click.echo("")
-    click.echo("agreement by product category (set PORTAL_WEAR_THRESHOLDS=category=threshold,... to change one):")
+    click.echo("agreement by product category (set a threshold on the admin wear page, or PORTAL_WEAR_THRESHOLDS):")
     head = "".join(f"{'at ' + format(t, '.1f'):>8}" for t in WEAR_REPORT_THRESHOLDS)
     for g in groups:
         if g.threshold_in_use is None:

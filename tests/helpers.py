@@ -591,6 +591,8 @@ STAFF_ROUTES = [
     ("GET", "/staff/tickets/999999", {"anonymous": 303, "shopper": 303, **{r: 404 for r in ROLES}}),
     ("GET", "/admin/teams", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
     ("GET", "/admin/jobs", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("GET", "/admin/wear", {"anonymous": 303, "shopper": 303, **{r: 200 if r == "admin" else 403 for r in ROLES}}),
+    ("POST", "/admin/wear/thresholds", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/jobs/999999/retry", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/teams/999999", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),
     ("POST", "/admin/teams/999999/members", {"anonymous": 400, "shopper": 400, **{r: 400 for r in ROLES}}),

@@ -1034,3 +1034,21 @@ class JobFailure(Base):
     last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+
+
+class WearThreshold(Base):
+    """A merchant's threshold for the wear classifier in one product category, for one model version
+    (a threshold fitted to one model's scores means nothing for another's), set from the wear report.
+    It comes before ``PORTAL_WEAR_THRESHOLDS``, which comes before the model's own."""
+
+    __tablename__ = "wear_threshold"
+    __table_args__ = (UniqueConstraint("model_version", "category", name="uq_wear_threshold_model_version_category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(120))
+    category: Mapped[str] = mapped_column(String(64))  # ``wear.category_key``: trimmed and case-folded
+    threshold: Mapped[float] = mapped_column(Float)
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    set_by: Mapped[StaffUser | None] = relationship()

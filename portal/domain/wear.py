@@ -2,17 +2,23 @@
 
 The model's contract carries one threshold (chosen on synthetic images). A
 merchant may set another per category, read off the wear report's agreement
-with the warehouse (``returns-portal wear report``), with the setting
-``PORTAL_WEAR_THRESHOLDS``: ``shoes=0.45, knitwear=0.62``. Categories are
-matched without regard to case or surrounding spaces; a category without its
-own threshold keeps the model's.
+with the warehouse (``returns-portal wear report``), on the admin wear report page
+(stored per model version) or with the setting ``PORTAL_WEAR_THRESHOLDS``:
+``shoes=0.45, knitwear=0.62``; the page's comes first. Categories are matched
+without regard to case or surrounding spaces; a category without its own
+threshold keeps the model's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from portal.domain.errors import InvalidInput
+from portal.domain.text import N_
+
 WORN, NOT_WORN = "wear", "no_wear"
+# What a merchant may set on the page: a threshold at 0 or 1 would call every photo worn (or none).
+LOWEST, HIGHEST = 0.05, 0.95
 
 
 def category_key(category: str | None) -> str:
@@ -39,6 +45,18 @@ def parse_thresholds(text: str | None) -> dict[str, float]:
             raise ValueError(f"wear thresholds: {name.strip()!r} is given twice")
         out[key] = number
     return out
+
+
+def check_threshold(category: str | None, value: float | None) -> tuple[str, float]:
+    """(category key, threshold) for a merchant's setting, or ``InvalidInput`` saying what is wrong."""
+    key = category_key(category)
+    if not key:
+        raise InvalidInput(N_("Name the product category."))
+    if len(key) > 64:
+        raise InvalidInput(N_("A product category has at most 64 characters."))
+    if value is None or not LOWEST <= value <= HIGHEST:
+        raise InvalidInput(N_("The threshold is a number from %(low)s to %(high)s."), low=LOWEST, high=HIGHEST)
+    return key, round(float(value), 2)
 
 
 def threshold_for(category: str | None, thresholds: Mapping[str, float] | None, default: float) -> float:

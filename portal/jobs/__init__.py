@@ -43,7 +43,7 @@ from portal.metrics import observe_job
 from portal.services.insights import insight_settings, notify_alerts
 from portal.services.job_failures import record_failure
 from portal.services.outbox import deliver_pending
-from portal.services.photos import score_request_photos
+from portal.services.photos import score_request_photos, thresholds_in_use
 from portal.services.product_images import fetch_product_images
 from portal.services.refunds import resolve_stuck_refunds
 from portal.services.sla import sweep
@@ -167,14 +167,10 @@ def wear_model(app: Flask):
 
 
 def score_photos(app: Flask, request_id: int) -> int:
+    model = wear_model(app)
     with session_scope(app) as session:
-        return score_request_photos(
-            session,
-            request_id,
-            store_from_config(app.config),
-            wear_model(app),
-            thresholds=app.config.get("WEAR_THRESHOLDS"),
-        )
+        thresholds = thresholds_in_use(session, model, app.config.get("WEAR_THRESHOLDS"))
+        return score_request_photos(session, request_id, store_from_config(app.config), model, thresholds=thresholds)
 
 
 def score_pending_photos(app: Flask) -> int:

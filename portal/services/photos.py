@@ -13,11 +13,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.db.locks import lock_rows
-from portal.db.models import Photo, RequestEvent, ReturnLine, ReturnRequest
+from portal.db.models import OrderLine, Photo, RequestEvent, ReturnLine, ReturnRequest, StaffUser, WearThreshold
 from portal.domain.actors import CLASSIFIER
 from portal.domain.receiving import WORN_GRADES
 from portal.domain.states import ScoreState, check_score
-from portal.domain.wear import agreement_at, best_threshold, category_key, label_for, threshold_for
+from portal.domain.wear import (
+    agreement_at,
+    best_threshold,
+    category_key,
+    check_threshold,
+    label_for,
+    threshold_for,
+)
+from portal.services.admin import record_change
 from portal.services.tickets import reroute_if_untouched
 from portal.storage import PhotoStore, StorageError
 from portal.vision.classifier import WearModel
@@ -35,7 +43,8 @@ def score_request_photos(
     """Score the request's unscored photos in one batch. Idempotent: scored photos are left alone.
 
     The label is decided at the threshold the merchant set for the line's product
-    category (``thresholds``, setting ``PORTAL_WEAR_THRESHOLDS``), else the model's.
+    category (``thresholds``: the setting ``PORTAL_WEAR_THRESHOLDS`` with what was set on
+    the wear report page for this model on top, see ``thresholds_in_use``), else the model's.
 
     Without a usable model (or when a photo cannot be read) photos are marked
     ``not_scored`` with the reason; the request carries on without a score.
@@ -97,6 +106,70 @@ def score_request_photos(
         reroute_if_untouched(session, request)
     session.commit()
     return len(readable)
+
+
+def thresholds_in_use(
+    session: Session, model: WearModel | None, configured: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Per category: the setting ``PORTAL_WEAR_THRESHOLDS`` (``configured``), overridden by what
+    an admin set on the wear report page for this model version."""
+    merged = dict(configured or {})
+    if model is not None:
+        rows = session.scalars(select(WearThreshold).where(WearThreshold.model_version == model.version))
+        merged.update({row.category: row.threshold for row in rows})
+    return merged
+
+
+def page_thresholds(session: Session, model_version: str) -> dict[str, WearThreshold]:
+    """What was set on the page for this model version, by category."""
+    rows = session.scalars(select(WearThreshold).where(WearThreshold.model_version == model_version))
+    return {row.category: row for row in rows}
+
+
+def set_wear_threshold(
+    session: Session, actor: StaffUser, model_version: str, category: str, threshold: float | None
+) -> WearThreshold:
+    """Set the category's threshold for this model version (``InvalidInput`` when it is not one), audited.
+
+    Photos scored from now on are labelled at it; labels already given stay as they were decided."""
+    key, value = check_threshold(category, threshold)
+    row = _threshold_row(session, model_version, key)
+    before = {"threshold": row.threshold} if row is not None else None
+    if row is None:
+        row = WearThreshold(model_version=model_version, category=key, threshold=value, set_by_id=actor.id)
+        session.add(row)
+    else:
+        row.threshold, row.set_by_id, row.set_at = value, actor.id, datetime.now(UTC)
+    if before != {"threshold": value}:
+        record_change(
+            session, actor, "wear_threshold", f"wear:{model_version}:{key}"[:128], before, {"threshold": value}
+        )
+    session.commit()
+    return row
+
+
+def clear_wear_threshold(session: Session, actor: StaffUser, model_version: str, category: str) -> None:
+    """Back to the setting's threshold (or the model's) for this category and model version, audited."""
+    key = category_key(category)
+    row = _threshold_row(session, model_version, key)
+    if row is not None:
+        record_change(
+            session, actor, "wear_threshold", f"wear:{model_version}:{key}"[:128], {"threshold": row.threshold}, None
+        )
+        session.delete(row)
+    session.commit()
+
+
+def _threshold_row(session: Session, model_version: str, key: str) -> WearThreshold | None:
+    return session.scalar(
+        select(WearThreshold).where(WearThreshold.model_version == model_version, WearThreshold.category == key)
+    )
+
+
+def known_categories(session: Session, limit: int = 200) -> list[str]:
+    """Product categories of the shop's order lines (keys), for the page to offer a threshold for."""
+    names = session.scalars(select(OrderLine.category).where(OrderLine.category != "").distinct().limit(limit))
+    return sorted({key for key in map(category_key, names) if key})
 
 
 @dataclass
