@@ -31,6 +31,7 @@ from PIL import Image
 from bench.run import cpu_model
 from portal import resource_dir
 from portal.storage import LocalPhotoStore, new_key
+from portal.vision.classifier import DEFAULT_MODEL, get_model
 from portal.vision.intake import clean_photo
 
 WIDTH, HEIGHT = 4000, 3000  # 12 MP, as a phone sends
@@ -66,8 +67,9 @@ def row(name: str, values: list[float], base: float | None = None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=12)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"wear model in models/ (default {DEFAULT_MODEL})")
     args = parser.parse_args()
-    print(f"command:  python -m bench.photos --photos {args.photos}")
+    print(f"command:  python -m bench.photos --photos {args.photos} --model {args.model}")
     print(f"platform: {platform.platform()}")
     print(f"cpu:      {cpu_model()}, {os.cpu_count()} cores")
     print(f"python:   {platform.python_implementation()} {platform.python_version()}")
@@ -75,11 +77,10 @@ def main() -> None:
 
     photos = make_photos(args.photos)
     print(f"          median file size {statistics.median(len(p) for p in photos) / 1e6:.1f} MB")
-    from portal.vision.classifier import get_model
-
-    model = get_model(str(resource_dir("models")), "wear-v1")
+    model = get_model(str(resource_dir("models")), args.model)
     if model is None:
-        sys.exit("the wear model could not be loaded")
+        sys.exit(f"the wear model {args.model} could not be loaded")
+    print(f"model:    {model.version}")
 
     plain, floor, intake, scoring = [], [], [], []
     stages: dict[str, float] = {}

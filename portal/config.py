@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from portal.crypto import new_key
-from portal.domain.wear import parse_thresholds
+from portal.domain.wear import DEFAULT_MODEL, parse_thresholds
 
 PREFIX = "PORTAL_"
 
@@ -119,7 +119,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "S3_PREFIX": _env("S3_PREFIX", ""),
         "OUTBOX_PATH": _env("OUTBOX_PATH") or str(instance / "outbox"),
         "MODELS_PATH": _env("MODELS_PATH"),
-        "WEAR_MODEL": _env("WEAR_MODEL", "wear-v1"),
+        "WEAR_MODEL": _env("WEAR_MODEL", DEFAULT_MODEL),
         # Per-category decision thresholds of the wear classifier ("shoes=0.45, knitwear=0.62"), chosen from
         # the wear report; other categories keep the model's own (portal/domain/wear.py).
         "WEAR_THRESHOLDS": parse_thresholds(_env("WEAR_THRESHOLDS")),

@@ -33,9 +33,10 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from portal.domain.wear import DEFAULT_MODEL
+
 log = logging.getLogger("portal.vision")
 
-DEFAULT_MODEL = "wear-v1"
 CONTRACT_SCHEMA = 1
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from portal.db.models import Photo, ReturnLine, ReturnRequest, Ticket
+from portal.domain.wear import DEFAULT_MODEL
 from portal.services.staff import create_staff
 from portal.vision.classifier import clear_cache
 from tests.helpers import PASSWORD, form_for, login_shopper, order_payload, post_json, sign_in
@@ -83,8 +84,8 @@ def test_worn_photos_score_higher_than_clean_ones(client, app, order, session):
 def test_without_a_usable_model_photos_are_not_scored(client, app, order, session, tmp_path):
     broken = tmp_path / "models"
     broken.mkdir()
-    (broken / "wear-v1.json").write_text("{not json")
-    (broken / "wear-v1.onnx").write_bytes(b"\0" * 10)
+    (broken / f"{DEFAULT_MODEL}.json").write_text("{not json")
+    (broken / f"{DEFAULT_MODEL}.onnx").write_bytes(b"\0" * 10)
     app.config["MODELS_PATH"] = str(broken)
     rma = submit_with_photos(client, [fabric(True, 3)])
     photo = session.scalars(select(Photo)).one()
