@@ -7,20 +7,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Numeric,
     Select,
-    and_,
     case,
     exists,
     func,
     literal_column,
     or_,
     select,
-    true,
     union,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased, joinedload
+from sqlalchemy.sql.functions import FunctionElement
 
 from portal.crypto import normalise
 from portal.db.models import (
@@ -71,18 +72,45 @@ def _clock_condition(view: str, now: datetime) -> ColumnElement[bool]:
     return clock_breached(now) if view == "breached" else clock_breaching_soon(now)
 
 
+class _InFound(FunctionElement[bool]):
+    """``column IN (subquery)`` for a subquery that finds a few rows by its own index (the
+    search's matches, my teams, the breached clocks), written ``column = ANY(ARRAY(subquery))``
+    on PostgreSQL: the subquery runs once and the tickets are then read through the index on
+    ``column``. With ``IN`` PostgreSQL planned a semi-join sized by the subquery's estimate,
+    and at about a thousand rows (or an estimate that far off) it read every ticket and hashed
+    it. SQLite keeps ``IN``, which it already answers through that index."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "in_found"
+    _is_implicitly_boolean = True  # a condition already: never compared with 1 where booleans are integers
+
+
+@compiles(_InFound)
+def _in_found(element: _InFound, compiler: Any, **kw: Any) -> str:
+    column, found = element.clauses
+    return f"{compiler.process(column, **kw)} IN {compiler.process(found, **kw)}"
+
+
+@compiles(_InFound, "postgresql")
+def _in_found_postgresql(element: _InFound, compiler: Any, **kw: Any) -> str:
+    column, found = element.clauses
+    return f"{compiler.process(column, **kw)} = ANY(ARRAY{compiler.process(found, **kw)})"
+
+
 def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
     """Conditions on the ticket table alone for a queue view (no joins, so counts stay cheap)."""
     open_ = Ticket.status != TicketStatus.CLOSED
     if view == "mine":
         return [Ticket.assignee_id == staff_id, open_]
     if view == "team":
-        return [Ticket.team_id.in_(select(TeamMember.team_id).where(TeamMember.staff_id == staff_id)), open_]
+        teams = select(TeamMember.team_id).where(TeamMember.staff_id == staff_id).scalar_subquery()
+        return [_InFound(Ticket.team_id, teams), open_]
     if view == "unassigned":
         return [Ticket.assignee_id.is_(None), open_]
     if view in ("breaching", "breached"):
         condition = _clock_condition(view, now or datetime.now(UTC))
-        return [Ticket.id.in_(select(TicketClock.ticket_id).where(condition)), open_]
+        return [_InFound(Ticket.id, select(TicketClock.ticket_id).where(condition).scalar_subquery()), open_]
     if view == "open":
         return [open_]
     return []
@@ -128,7 +156,7 @@ def _search(stmt: Select, q: str) -> Select:
             select(ReturnRequest.id).where(contains_compact(ReturnRequest.rma)),
             select(ReturnRequest.id).where(contains_compact(ReturnRequest.pickup_code)),
         ]
-    return stmt.where(Ticket.request_id.in_(union(*parts).scalar_subquery()))
+    return stmt.where(_InFound(Ticket.request_id, union(*parts).scalar_subquery()))
 
 
 # Queue columns a staff member can sort by; "due" (the nearest running deadline of either clock) first.
@@ -175,8 +203,9 @@ def shopper_replied(ticket_ids: list[int]) -> Select:
 def sort_queue(stmt: Select, sort: str, descending: bool = False) -> Select:
     """Re-order a queue: by ``sort`` (one of QUEUE_SORTS), rows without a value last, then oldest first."""
     key = _sort_key(sort if sort in QUEUE_SORTS else "due")
+    # NULLS LAST rather than ``key IS NULL`` first: a correlated key is then computed once per row, not twice.
     ordered = key.desc() if descending else key.asc()
-    return stmt.order_by(None).order_by(key.is_(None), ordered, Ticket.id.asc())
+    return stmt.order_by(None).order_by(ordered.nulls_last(), Ticket.id.asc())
 
 
 # Queue filters on the request behind a ticket (the insights figures link to exactly these tickets).
@@ -244,8 +273,10 @@ def ticket_queue(
     q = (q or "").strip()
     if q:
         stmt = _search(stmt, q)
+    request = joinedload(Ticket.request)
     return stmt.options(
-        joinedload(Ticket.request).joinedload(ReturnRequest.order),
+        request.joinedload(ReturnRequest.order),
+        request.selectinload(ReturnRequest.lines).joinedload(ReturnLine.order_line),
         joinedload(Ticket.team),
         joinedload(Ticket.assignee),
     ).order_by(*order)
@@ -266,13 +297,18 @@ def queue_total(
 
 
 def queue_counts(views: tuple[str, ...], staff_id: int, now: datetime | None = None) -> Select:
-    """One query counting several views at once (the tab badges)."""
-
-    columns = []
-    for view in views:
-        filters = _view_filters(view, staff_id, now)
-        columns.append(func.count(Ticket.id).filter(and_(*filters) if filters else true()).label(view))
-    return select(*columns)
+    """One query counting several views at once (the tab badges): a count per view, so each reads
+    only its own tickets through its index, not every ticket once for all views."""
+    return select(
+        *(
+            select(func.count())
+            .select_from(Ticket)
+            .where(*_view_filters(view, staff_id, now))
+            .scalar_subquery()
+            .label(view)
+            for view in views
+        )
+    )
 
 
 # --- refunds: the SQL side of portal.domain.refunds -----------------------------------
