@@ -55,7 +55,10 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # The portal's statements are short and read few rows through indexes: compiling them (PostgreSQL's
+    # JIT, which starts from an estimated cost, not a measured one) cost more than running them.
+    connect_args = {"options": "-c jit=off", **kwargs.pop("connect_args", {})}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

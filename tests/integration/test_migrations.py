@@ -78,3 +78,13 @@ def test_upgrade_matches_models_and_downgrade_unwinds(empty_engine):
     upgrade(empty_engine)
     assert current_revision(empty_engine) == head
     assert drift(empty_engine) == []
+
+
+def test_postgresql_connections_run_without_jit(empty_engine):
+    """The portal's short indexed statements were compiled by PostgreSQL's JIT (its cost estimate, not
+    the work, decides), which took longer than running them: the engine turns it off per connection."""
+    with empty_engine.connect() as conn:
+        if empty_engine.dialect.name == "postgresql":
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+        else:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # SQLite's own settings hold
