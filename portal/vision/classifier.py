@@ -182,8 +182,10 @@ class WearModel:
     def __init__(self, contract: Contract, onnx_path: Path):
         self.contract = contract
         self.onnx_path = onnx_path
-        self._mean = np.array(contract.mean, np.float32).reshape(1, 3, 1, 1)
-        self._std = np.array(contract.std, np.float32).reshape(1, 3, 1, 1)
+        # (pixel / 255 - mean) / std as one multiply-add per value: pixel * scale + offset, per channel.
+        std = np.array(contract.std, np.float64)
+        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
+        self._offset = (-np.array(contract.mean, np.float64) / std).astype(np.float32)
         self._session = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -280,8 +282,9 @@ class WearModel:
         """``N x 3 x S x S`` float32 as the contract asks: centre square, RGB, (x/255 - mean) / std."""
         size = self.contract.input_size
         batch = np.stack([prepare_image(img, size) for img in images]).astype(np.float32)
-        batch = batch.transpose(0, 3, 1, 2) / 255.0
-        return np.ascontiguousarray((batch - self._mean) / self._std, dtype=np.float32)
+        batch *= self._scale  # N x S x S x 3: the channel is the last axis
+        batch += self._offset
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
     def score(self, images: Sequence[Image.Image]) -> list[WearScore]:
         """Score a batch of photos in one run. Returns one ``WearScore`` per image, in order."""
