@@ -241,9 +241,10 @@ INSERTS = {
         "g, 'B-' || g, :order_id, 'pending_review', 'en', 'needs_review', CAST('{}' AS json), 'default-1', 50 + g % 950, false, "
         "'shopper@bench.example', s.since, s.since",
     ),
+    # due_at: the nearest running deadline, which the ORM keeps on the ticket; here its one clock's.
     "ticket": (
-        "id, request_id, team_id, assignee_id, priority, ticket_class, status, escalation_level, routing_inputs, created_at, updated_at",
-        "g, g, :team_id, :agent_id, 'normal', 'B', 'open', 0, CAST('{}' AS json), s.since, s.since",
+        "id, request_id, team_id, assignee_id, priority, ticket_class, status, escalation_level, routing_inputs, created_at, updated_at, due_at",
+        "g, g, :team_id, :agent_id, 'normal', 'B', 'open', 0, CAST('{}' AS json), s.since, s.since, s.deadline",
     ),
     "ticket_clock": (
         "id, ticket_id, policy_id, calendar_id, metric, state, target_minutes, used_minutes, started_at, changed_at, running_since, deadline, generation",

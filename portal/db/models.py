@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,16 +22,20 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     or_,
+    select,
     text,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
-from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column, relationship, validates
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, composite, mapped_column, relationship, validates
+from sqlalchemy.orm.attributes import get_history
 
 from portal.db.sealed import Sealed, SealedJSON, index_of
 from portal.domain.actors import Actor
 from portal.domain.lifecycle import CANCELLABLE, Status
 from portal.domain.reasons import Outcome
+from portal.domain.sla import ClockState
 from portal.domain.states import LineDecision, ScoreState, StepStatus, TicketStatus
 from portal.domain.survey import SurveyStatus
 
@@ -468,6 +473,24 @@ class Ticket(Base):
             postgresql_where=text("status <> 'closed'"),
             sqlite_where=text("status <> 'closed'"),
         ),
+        # The queue's default order, the nearest running deadline first (``due_at``; none last):
+        # every ticket, the open ones, and one person's (or nobody's) open ones.
+        Index("ix_ticket_due", "due_at", "id"),
+        Index(
+            "ix_ticket_open_due",
+            "due_at",
+            "id",
+            postgresql_where=text("status <> 'closed'"),
+            sqlite_where=text("status <> 'closed'"),
+        ),
+        Index(
+            "ix_ticket_open_assignee_due",
+            "assignee_id",
+            "due_at",
+            "id",
+            postgresql_where=text("status <> 'closed'"),
+            sqlite_where=text("status <> 'closed'"),
+        ),
         # A request has one ticket of its own; the shopper's data requests asked on it have theirs.
         Index(
             "ux_ticket_request_return",
@@ -494,6 +517,10 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     first_response_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # The nearest deadline among the ticket's running clocks (None while none runs), so the queue
+    # orders by an index rather than by the clocks; every flush that changes a clock sets it
+    # (``_keep_due_at``).
+    due_at: Mapped[datetime | None]
 
     request: Mapped[ReturnRequest] = relationship()
     team: Mapped[Team] = relationship()
@@ -657,6 +684,56 @@ class TicketClock(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0)
 
     ticket: Mapped[Ticket] = relationship()
+
+
+# What a clock change can move a ticket's ``due_at`` by.
+_DUE_INPUTS = ("state", "deadline", "ticket_id", "ticket")
+
+
+def running_due(clocks: Iterable[TicketClock]) -> datetime | None:
+    """A ticket's ``due_at``: the nearest deadline among its running clocks (None while none runs)."""
+    return min((c.deadline for c in clocks if c.state == ClockState.RUNNING and c.deadline is not None), default=None)
+
+
+def _clock_owner(session: Session, clock: TicketClock) -> Ticket | None:
+    """The ticket the clock belongs to once flushed (the object given, or the one its key names)."""
+    given = clock.__dict__.get("ticket")
+    if given is not None and (clock.ticket_id is None or get_history(clock, "ticket").has_changes()):
+        return given
+    return session.get(Ticket, clock.ticket_id) if clock.ticket_id is not None else None
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_due_at(session: Session, _context: Any, _instances: Any) -> None:
+    """A flush that adds or removes a clock, or changes its state, deadline or ticket, also sets
+    ``due_at`` on each ticket concerned, from all of its clocks as they stand after the flush.
+    Statements that write ``ticket_clock`` without the ORM (bulk loads) set ``due_at`` themselves."""
+    touched = [o for o in (*session.new, *session.deleted) if isinstance(o, TicketClock)]
+    touched += [
+        o
+        for o in session.dirty
+        if isinstance(o, TicketClock) and any(get_history(o, name).has_changes() for name in _DUE_INPUTS)
+    ]
+    if not touched:
+        return
+    with session.no_autoflush:
+        tickets: dict[int, Ticket] = {}  # by identity: a new ticket has no id yet
+        for clock in touched:
+            before = [session.get(Ticket, i) for i in get_history(clock, "ticket_id").deleted if i is not None]
+            for ticket in (_clock_owner(session, clock), *get_history(clock, "ticket").deleted, *before):
+                if ticket is not None and ticket not in session.deleted:
+                    tickets[id(ticket)] = ticket
+        ids = [t.id for t in tickets.values() if t.id is not None]
+        stored = session.scalars(select(TicketClock).where(TicketClock.ticket_id.in_(ids))).all() if ids else []
+        clocks: dict[int, list[TicketClock]] = {}
+        for clock in {*stored, *touched}:
+            owner = None if clock in session.deleted else _clock_owner(session, clock)
+            if owner is not None:
+                clocks.setdefault(id(owner), []).append(clock)
+        for key, ticket in tickets.items():
+            due = running_due(clocks.get(key, []))
+            if ticket.due_at != due:
+                ticket.due_at = due
 
 
 class EscalationDue(Base):
