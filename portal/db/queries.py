@@ -279,6 +279,17 @@ def ticket_queue(
     ).order_by(*order)
 
 
+# The queue's counts (its total and the tab badges) stop here: a figure above it is shown as "more
+# than" it. Counting a view exactly reads every ticket in it, which for a desk that sees every
+# ticket is every ticket in the database, on every page.
+QUEUE_COUNT_LIMIT = 1000
+
+
+def _count_up_to(stmt: Select, limit: int) -> Select:
+    """How many rows ``stmt`` gives, counting no further than ``limit + 1``."""
+    return select(func.count()).select_from(stmt.limit(limit + 1).subquery())
+
+
 def queue_total(
     view: str,
     staff_id: int,
@@ -287,20 +298,22 @@ def queue_total(
     priority: str | None = None,
     team_id: int | None = None,
     facets: Mapping[str, str] | None = None,
+    limit: int = QUEUE_COUNT_LIMIT,
 ) -> Select:
-    stmt = _narrow(select(func.count(Ticket.id)).where(*_view_filters(view, staff_id, now)), priority, team_id, facets)
+    """How many tickets the queue holds, exactly up to ``limit``; ``limit + 1`` means more than ``limit``."""
+    stmt = _narrow(select(Ticket.id).where(*_view_filters(view, staff_id, now)), priority, team_id, facets)
     q = (q or "").strip()
-    return _search(stmt, q) if q else stmt
+    return _count_up_to(_search(stmt, q) if q else stmt, limit)
 
 
-def queue_counts(views: tuple[str, ...], staff_id: int, now: datetime | None = None) -> Select:
-    """One query counting several views at once (the tab badges): a count per view, so each reads
-    only its own tickets through its index, not every ticket once for all views."""
+def queue_counts(
+    views: tuple[str, ...], staff_id: int, now: datetime | None = None, limit: int = QUEUE_COUNT_LIMIT
+) -> Select:
+    """One query counting several views at once (the tab badges), each as ``queue_total`` counts it:
+    a count per view, each through its own index and no further than ``limit + 1``."""
     return select(
         *(
-            select(func.count())
-            .select_from(Ticket)
-            .where(*_view_filters(view, staff_id, now))
+            _count_up_to(select(Ticket.id).where(*_view_filters(view, staff_id, now)), limit)
             .scalar_subquery()
             .label(view)
             for view in views

@@ -1,5 +1,6 @@
 """The queue's order and its cost: rows without a value to sort by come last whichever way a column
-sorts, the tab badges count each view, and a page reads its rows in a fixed number of statements."""
+sorts, the tab badges count each view (up to a limit), and a page reads its rows in a fixed number
+of statements."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from portal.db import get_engine
 from portal.db.models import ReturnRequest, Ticket, TicketClock
 from portal.domain.actors import SYSTEM
 from portal.services.sla import pause_ticket_clocks
+from portal.web.staff import routes as staff_routes
 from tests.helpers import finance_desk_sla, sign_in, soup, submit_coat
 
 
@@ -82,3 +84,40 @@ def test_a_queue_page_reads_its_rows_in_a_fixed_number_of_statements(client, app
     assert len(rows(client.get("/staff/queue?view=all&q=HV"))) == 4
     four = statements_for("/staff/queue?view=all"), statements_for("/staff/queue?view=all&q=HV")
     assert four == one
+
+
+def test_counts_past_the_limit_say_more_than_it_and_the_pages_go_on(client, app, desk, session, monkeypatch):
+    """The badges and the total count no further than a limit (a count reads every ticket it counts):
+    past it they say so, and the pager still finds every page (it looks one row ahead, not at the total)."""
+    monkeypatch.setattr(staff_routes, "PAGE_SIZE", 2)
+    rmas = [submit_coat(app, f"HV-{n}", email=f"shopper{n}@example.com") for n in range(1, 6)]
+    for rma in rmas:
+        ticket_of(session, rma).assignee_id = desk["agent"]
+    session.commit()
+    sign_in(client, "agent@example.com")
+
+    def page(path: str) -> tuple[list[str], str, list[str], bool]:
+        html = soup(client.get(path))
+        tabs = [a.get_text(" ", strip=True) for a in html.select("nav.tabs a")]
+        total = html.select_one("#queue-rows p.muted").get_text(strip=True)
+        following = any(a.get_text(strip=True) == "Next" for a in html.select("nav.pager a"))
+        return tabs, total, [a.get_text(strip=True) for a in html.select("#queue-rows td.rma a")], following
+
+    tabs, total, _, _ = page("/staff/queue?view=mine")
+    assert "My tickets (5)" in tabs and total == "5 tickets"  # within the limit: exact
+
+    monkeypatch.setattr(staff_routes, "QUEUE_COUNT_LIMIT", 3)
+    tabs, total, first, following = page("/staff/queue?view=mine")
+    assert "My tickets (3+)" in tabs and "Unassigned (0)" in tabs, tabs
+    assert total == "More than 3 tickets" and len(first) == 2 and following
+    seen = list(first)
+    for number in (2, 3):
+        tabs, total, rows_here, following = page(f"/staff/queue?view=mine&page={number}")
+        assert total == "More than 3 tickets"
+        seen += rows_here
+        assert following == (number < 3)
+    assert sorted(seen) == sorted(rmas)  # every ticket on some page, none twice
+
+    monkeypatch.setattr(staff_routes, "QUEUE_COUNT_LIMIT", 5)
+    tabs, total, _, _ = page("/staff/queue?view=mine")
+    assert "My tickets (5)" in tabs and total == "5 tickets"  # exactly at the limit: still exact

@@ -18,6 +18,7 @@ from portal.db import get_session
 from portal.db.models import CannedReplyRow, Order, Photo, ReturnRequest, StaffUser, Team, Ticket
 from portal.db.queries import (
     BREACHING_SOON,
+    QUEUE_COUNT_LIMIT,
     QUEUE_FACETS,
     QUEUE_SORTS,
     QUEUE_VIEWS,
@@ -201,13 +202,16 @@ def queue():
     stmt = sort_queue(
         ticket_queue(view, current_user.id, q, now, priority, team_id, facets), args["sort"], args["desc"]
     )
-    tickets = session_.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique().all()
-    total = session_.scalar(queue_total(view, current_user.id, q, now, priority, team_id, facets))
+    # One row more than a page says whether there is a next page (the total stops counting at a limit).
+    rows = session_.scalars(stmt.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).unique().all()
+    tickets, has_next = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    total = session_.scalar(
+        queue_total(view, current_user.id, q, now, priority, team_id, facets, limit=QUEUE_COUNT_LIMIT)
+    )
     teams = session_.scalars(select(Team).where(Team.active.is_(True)).order_by(Team.name)).all()
     badge_views = ("mine", "team", "unassigned", "breaching", "breached")
-    counts = dict(
-        zip(badge_views, session_.execute(queue_counts(badge_views, current_user.id, now)).one(), strict=True)
-    )
+    badges = queue_counts(badge_views, current_user.id, now, limit=QUEUE_COUNT_LIMIT)
+    counts = dict(zip(badge_views, session_.execute(badges).one(), strict=True))
     ids = [t.id for t in tickets]
     return render_page_or_partial(
         "staff/queue.html",
@@ -215,11 +219,12 @@ def queue():
         **args,
         page=page,
         total=total,
+        has_next=has_next,
+        count_limit=QUEUE_COUNT_LIMIT,
         tickets=tickets,
         counts=counts,
         clocks=queue_clocks(session_, list(tickets), now, BREACHING_SOON),
         replied=set(session_.scalars(shopper_replied(ids))) if ids else set(),
-        page_size=PAGE_SIZE,
         mask_email=mask_email,
         VIEWS=QUEUE_VIEWS,
         SORTS=QUEUE_SORTS,
