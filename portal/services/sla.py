@@ -411,10 +411,17 @@ def _utc(at: datetime | None) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC" if at else "—"
 
 
+def _subject(ticket: Ticket) -> str | Text:
+    """What a message about the ticket names: the return's RMA, or the shopper's data request on it."""
+    if ticket.kind == "data_request" and ticket.data_request is not None:
+        return Text(N_("data request %(id)s on %(rma)s"), {"id": ticket.data_request.id, "rma": ticket.request.rma})
+    return ticket.request.rma
+
+
 def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[TicketClock]) -> str:
     """Do one escalation step for one or more of the ticket's clocks (merged): notify each person
     once and write one timeline event."""
-    team, rma = ticket.team, ticket.request.rma
+    team, rma = ticket.team, _subject(ticket)
     tell = _Told(session, ticket)
     metrics = [c.metric for c in clocks]
     data: dict[str, Any] = {"step": key, "action": action, "metrics": metrics}

@@ -123,6 +123,9 @@ def test_a_data_request_opens_a_ticket_with_a_30_day_clock_and_escalates_like_an
     ticket = session.get(Ticket, ticket.id)
     assert (ticket.assignee_id, ticket.escalation_level) == (lead.id, 1)
     assert _told(session, lead, ticket) == ["escalation"] and _told(session, agent, ticket) == ["reminder", "moved"]
+    # The messages name the data request, not only the return it was asked on.
+    said = session.scalars(select(StaffNotification.message).where(StaffNotification.ticket_id == ticket.id)).all()
+    assert said and all(m.startswith(f"data request {row.id} on {rma}: ") for m in said), said
     assert _clock(session, ticket).breached_at is not None
     sweep(factory, now=asked + timedelta(days=31, minutes=1))
     sweep(factory, now=asked + timedelta(days=40))
