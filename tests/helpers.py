@@ -450,6 +450,25 @@ def finance_desk_sla(session, timezone: str = "Asia/Shanghai") -> None:
     session.commit()
 
 
+def shanghai_desk_with_policy(session, password: str | None = None) -> dict:
+    """``shanghai_desk`` with the SLA policy of its high-value tickets (2 h to the first response, 4 h to
+    resolve, business hours, ``SLA_LADDER``), committed. Returns the rows and ``policy``."""
+    from portal.db.models import SlaPolicy
+
+    desk = shanghai_desk(session, password)
+    policy = SlaPolicy(
+        team_id=desk["team"].id,
+        priority="high",
+        first_response_minutes=120,
+        resolution_minutes=240,
+        calendar_id=desk["calendar"].id,
+        ladder=SLA_LADDER,
+    )
+    session.add(policy)
+    session.commit()
+    return {**desk, "policy": policy}
+
+
 def submit_coat(app, number="HV-1", email="li.wei@example.com") -> str:
     """A shopper orders the high-value coat and asks to return it; returns the RMA."""
     client = app.test_client()

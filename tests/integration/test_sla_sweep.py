@@ -32,10 +32,9 @@ from portal.services.sla import (
 )
 from tests.helpers import (
     PASSWORD,
-    SLA_LADDER,
     csrf_token,
     open_coat_ticket,
-    shanghai_desk,
+    shanghai_desk_with_policy,
     sign_in,
 )
 
@@ -47,20 +46,8 @@ MONDAY_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 @pytest.fixture
 def desk(session):
     """Finance desk working 09:00–12:00 and 13:00–18:00 Shanghai time, Monday to Friday; 4h resolution target."""
-    desk = shanghai_desk(session)
-    agent, lead, manager = desk["agent"], desk["lead"], desk["manager"]
-    session.add(
-        SlaPolicy(
-            team_id=desk["team"].id,
-            priority="high",
-            first_response_minutes=120,
-            resolution_minutes=240,
-            calendar_id=desk["calendar"].id,
-            ladder=SLA_LADDER,
-        )
-    )
-    session.commit()
-    return {"agent": agent.id, "lead": lead.id, "manager": manager.id}
+    desk = shanghai_desk_with_policy(session)
+    return {"agent": desk["agent"].id, "lead": desk["lead"].id, "manager": desk["manager"].id}
 
 
 def open_ticket_at(app, at=MONDAY_10, number="SLA-1") -> int:

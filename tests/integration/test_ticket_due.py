@@ -30,7 +30,7 @@ from portal.services.filing import answer_question
 from portal.services.review import approve_return, ask_shopper
 from portal.services.sla import reopen_ticket_clocks, sweep
 from portal.services.tickets import reopen_ticket, send_reply
-from tests.helpers import API_SECRET, SLA_LADDER, open_coat_ticket, scratch_postgres, shanghai_desk
+from tests.helpers import API_SECRET, open_coat_ticket, scratch_postgres, shanghai_desk_with_policy
 
 
 def due_by_ticket(app) -> dict[int, datetime | None]:
@@ -59,18 +59,7 @@ def clock_deadline(app, ticket_id: int, metric: str) -> datetime | None:
 @pytest.fixture
 def desk(session):
     """The Shanghai finance desk with a policy for its high-value tickets and the usual ladder."""
-    desk = shanghai_desk(session)
-    policy = SlaPolicy(
-        team_id=desk["team"].id,
-        priority="high",
-        first_response_minutes=120,
-        resolution_minutes=240,
-        calendar_id=desk["calendar"].id,
-        ladder=SLA_LADDER,
-    )
-    session.add(policy)
-    session.commit()
-    return {**desk, "policy": policy}
+    return shanghai_desk_with_policy(session)
 
 
 def test_due_at_is_the_nearest_running_deadline_after_every_clock_change(app, session, desk):
@@ -191,18 +180,7 @@ def scratch_app(request, tmp_path):
 def test_the_migration_fills_due_at_from_the_clocks(scratch_app):
     app, engine = scratch_app
     with session_scope(app) as s:
-        desk = shanghai_desk(s)
-        s.add(
-            SlaPolicy(
-                team_id=desk["team"].id,
-                priority="high",
-                first_response_minutes=120,
-                resolution_minutes=240,
-                calendar_id=desk["calendar"].id,
-                ladder=SLA_LADDER,
-            )
-        )
-        s.commit()
+        desk = shanghai_desk_with_policy(s)
         agent = desk["agent"].id
     start = datetime.now(UTC) - timedelta(hours=3)
     running, replied, asked = (open_coat_ticket(app, f"DUE-{n}", start) for n in range(3))

@@ -147,8 +147,8 @@ def test_redis_restart_with_work_queued_loses_nothing(celery_stack, db):
 def test_two_schedulers_fire_each_escalation_step_once(celery_stack, db):
     from portal import create_app
     from portal.db import get_engine, session_scope
-    from portal.db.models import EscalationDue, SlaPolicy, StaffNotification, Ticket, TicketEvent
-    from tests.helpers import SLA_LADDER, open_coat_ticket, shanghai_desk
+    from portal.db.models import EscalationDue, StaffNotification, Ticket, TicketEvent
+    from tests.helpers import open_coat_ticket, shanghai_desk_with_policy
 
     stack = celery_stack
     overrides = {
@@ -164,18 +164,7 @@ def test_two_schedulers_fire_each_escalation_step_once(celery_stack, db):
     try:
         second = stack.start_scheduler("beat-2")
         with session_scope(app) as session:
-            desk = shanghai_desk(session)
-            session.add(
-                SlaPolicy(
-                    team_id=desk["team"].id,
-                    priority="high",
-                    first_response_minutes=120,
-                    resolution_minutes=240,
-                    calendar_id=desk["calendar"].id,
-                    ladder=SLA_LADDER,
-                )
-            )
-            session.commit()
+            desk = shanghai_desk_with_policy(session)
             manager = desk["manager"].id
         # Opened on Monday 23 November 2026 at 10:00 Shanghai: every step of its ladder is long due.
         ticket_id = open_coat_ticket(app, "ESC-1", datetime(2026, 11, 23, 2, 0, tzinfo=UTC))

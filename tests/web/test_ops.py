@@ -368,7 +368,7 @@ def test_plain_logs_stay_the_default(app):
 
 def test_escalations_fired_by_action(app, client, session):
     from portal.db import session_scope
-    from portal.db.models import EscalationDue, SlaPolicy
+    from portal.db.models import EscalationDue
     from portal.domain.orders import parse_order
     from portal.domain.policy import load_policy
     from portal.services.filing import LineRequest, open_return
@@ -376,20 +376,9 @@ def test_escalations_fired_by_action(app, client, session):
     from portal.services.policies import default_policy_text
     from portal.services.sla import sweep
     from portal.storage import LocalPhotoStore
-    from tests.helpers import COAT, SLA_LADDER, shanghai_desk
+    from tests.helpers import COAT, shanghai_desk_with_policy
 
-    desk = shanghai_desk(session)
-    session.add(
-        SlaPolicy(
-            team_id=desk["team"].id,
-            priority="high",
-            first_response_minutes=120,
-            resolution_minutes=240,
-            calendar_id=desk["calendar"].id,
-            ladder=SLA_LADDER,
-        )
-    )
-    session.commit()
+    shanghai_desk_with_policy(session)
     monday_10 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
     with session_scope(app) as s:
         order, _ = upsert_order(s, parse_order(order_payload("SLA-1", lines=COAT)))
