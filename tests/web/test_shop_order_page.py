@@ -5,6 +5,7 @@ Submit when nothing can be returned, and a gift order starting on an outcome it 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 
@@ -20,7 +21,8 @@ def open_order(client, number: str, **kw):
 
 def test_each_line_says_until_when_it_can_be_returned_in_the_shoppers_language(client, session):
     page = open_order(client, "BY-1", delivered_days_ago=2)
-    delivered = (datetime.now(UTC) - timedelta(days=2)).date()
+    # Days are counted in the policy's time zone (the default policy's: Asia/Shanghai), not in UTC.
+    delivered = (datetime.now(UTC) - timedelta(days=2)).astimezone(ZoneInfo("Asia/Shanghai")).date()
     until = format_date(delivered + timedelta(days=7), "medium", locale="en")
     assert [p.get_text(strip=True) for p in page.select(".return-by")] == [
         f"You can return this item until {until}."
