@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from portal.adapters.webhooks import EVENTS as WEBHOOK_EVENTS
@@ -35,8 +35,28 @@ def enqueue(session: Session, channel: str, topic: str, payload: dict[str, Any])
     return message
 
 
+def email_payload(to: str, template: str, locale: str, context: dict[str, Any]) -> dict[str, Any]:
+    """What an email message carries (``enqueue_email``, ``enqueue_emails``)."""
+    return {"to": to, "template": template, "locale": locale, "context": context}
+
+
 def enqueue_email(session: Session, to: str, template: str, locale: str, context: dict[str, Any]) -> OutboxMessage:
-    return enqueue(session, "email", template, {"to": to, "template": template, "locale": locale, "context": context})
+    return enqueue(session, "email", template, email_payload(to, template, locale, context))
+
+
+def enqueue_emails(session: Session, payloads: list[dict[str, Any]]) -> None:
+    """Add many emails (``email_payload``s) with one INSERT and no objects: for batches such as
+    the escalation sweep's; the caller's commit makes them real."""
+    if not payloads:
+        return
+    session.execute(
+        insert(OutboxMessage),
+        [
+            {"event_id": str(uuid.uuid4()), "channel": "email", "topic": payload["template"], "payload": payload}
+            for payload in payloads
+        ],
+    )
+    defer(session, "deliver_outbox")
 
 
 def enqueue_webhook(session: Session, topic: str, data: dict[str, Any]) -> OutboxMessage:

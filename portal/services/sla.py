@@ -21,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import holidays as holidays_lib
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from portal.db.models import (
     BusinessCalendarRow,
     CalendarException,
     EscalationDue,
+    ReturnRequest,
     SlaPolicy,
     StaffNotification,
     StaffUser,
@@ -41,7 +42,7 @@ from portal.domain.actors import SLA, SYSTEM, Actor
 from portal.domain.roles import MANAGER
 from portal.domain.states import STEP_OPEN, StepStatus, check_step
 from portal.domain.text import N_, Text
-from portal.services.outbox import enqueue_email
+from portal.services.outbox import email_payload, enqueue_email, enqueue_emails
 
 # A clock transition: (calendar, clock, at) -> (new clock, the deadline change if any).
 ClockStep = Callable[[sla.BusinessCalendar, sla.Clock, datetime], tuple[sla.Clock, sla.DeadlineChange | None]]
@@ -194,6 +195,15 @@ class _PolicyCache:
         self.session = session
         self.calendars: dict[int, sla.BusinessCalendar] = {}
         self.ladders: dict[int, list[sla.EscalationStep]] = {}
+        self._managers: list[StaffUser] | None = None
+
+    def managers(self) -> list[StaffUser]:
+        """The active managers, who are told when a team has no manager of its own."""
+        if self._managers is None:
+            self._managers = list(
+                self.session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True)))
+            )
+        return self._managers
 
     def context(self, clock: TicketClock) -> tuple[sla.BusinessCalendar, list[sla.EscalationStep]]:
         if clock.calendar_id not in self.calendars:
@@ -378,6 +388,47 @@ def notify_staff(session: Session, staff: StaffUser | None, ticket: Ticket, kind
     enqueue_email(session, staff.email, "staff_escalation", "en", {"message": english, "rma": ticket.request.rma})
 
 
+@dataclass
+class _Writes:
+    """The rows fired steps add (notifications, their emails, timeline events), inserted together
+    with one statement per table (``write``) instead of an ORM object each: the batch's inserts
+    were most of a sweep's time."""
+
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    emails: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def notify(self, staff: StaffUser, ticket: Ticket, kind: str, message: Text) -> None:
+        """What ``notify_staff`` writes, for ``write`` to insert."""
+        english = message.render()
+        self.notifications.append(
+            {"staff_id": staff.id, "ticket_id": ticket.id, "kind": kind, "message": english, "words": message.to_dict()}
+        )
+        self.emails.append(
+            email_payload(staff.email, "staff_escalation", "en", {"message": english, "rma": ticket.request.rma})
+        )
+
+    def event(self, ticket: Ticket, kind: str, note: str, data: dict[str, Any]) -> None:
+        self.events.append(
+            {
+                "ticket_id": ticket.id,
+                "actor_kind": SLA.kind.value,
+                "actor_id": SLA.id,
+                "kind": kind,
+                "note": note,
+                "data": data,
+            }
+        )
+
+    def write(self, session: Session) -> None:
+        if self.notifications:
+            session.execute(insert(StaffNotification), self.notifications)
+        if self.events:
+            session.execute(insert(TicketEvent), self.events)
+        enqueue_emails(session, self.emails)
+        self.notifications, self.emails, self.events = [], [], []
+
+
 # Steps with the same action on a ticket's two clocks that fall due within this long of each other
 # fire together: one notification per person and one timeline event that name both clocks.
 MERGE_WINDOW = timedelta(minutes=15)
@@ -392,7 +443,7 @@ _CLOCK_WORDS = {
 class _Told:
     """Who one step told; each person at most once."""
 
-    session: Session
+    writes: _Writes
     ticket: Ticket
     ids: list[int] = field(default_factory=list)
 
@@ -400,7 +451,7 @@ class _Told:
         if staff is None or not staff.active or staff.id in self.ids:
             return
         self.ids.append(staff.id)
-        notify_staff(self.session, staff, self.ticket, kind, message)
+        self.writes.notify(staff, self.ticket, kind, message)
 
 
 def _clock_words(clocks: list[TicketClock]) -> Text:
@@ -418,11 +469,11 @@ def _subject(ticket: Ticket) -> str | Text:
     return ticket.request.rma
 
 
-def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[TicketClock]) -> str:
+def _act(writes: _Writes, cache: _PolicyCache, action: str, key: str, ticket: Ticket, clocks: list[TicketClock]) -> str:
     """Do one escalation step for one or more of the ticket's clocks (merged): notify each person
-    once and write one timeline event."""
+    once and write one timeline event (into ``writes``)."""
     team, rma = ticket.team, _subject(ticket)
-    tell = _Told(session, ticket)
+    tell = _Told(writes, ticket)
     metrics = [c.metric for c in clocks]
     data: dict[str, Any] = {"step": key, "action": action, "metrics": metrics}
     which = _clock_words(clocks)
@@ -464,11 +515,7 @@ def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[T
         kind = "escalated"
     elif action == sla.LadderAction.NOTIFY_MANAGER:
         ticket.escalation_level = max(ticket.escalation_level, 2)
-        managers = (
-            [team.manager]
-            if team.manager
-            else list(session.scalars(select(StaffUser).where(StaffUser.role == MANAGER, StaffUser.active.is_(True))))
-        )
+        managers = [team.manager] if team.manager else cache.managers()
         for manager in managers:
             tell(
                 manager,
@@ -482,7 +529,7 @@ def _act(session: Session, action: str, key: str, ticket: Ticket, clocks: list[T
         return f"unknown action {action}"
     data["notified"] = tell.ids
     level = f"level {data['level']}: " if "level" in data else ""
-    session.add(TicketEvent(ticket_id=ticket.id, actor=SLA, kind=kind, note=f"{key}: {level}{outcome}", data=data))
+    writes.event(ticket, kind, f"{key}: {level}{outcome}", data)
     return outcome
 
 
@@ -491,7 +538,9 @@ def _still_due(row: EscalationDue, clock: TicketClock, cache: _PolicyCache, by: 
     if row.generation != clock.generation:
         return False
     cal, steps = cache.context(clock)
-    return any(key == row.step_key and at <= by for key, at in sla.step_fire_times(cal, to_clock(clock), steps))
+    # Each step's time stands on its own: only this one's is worked out.
+    mine = [step for step in steps if step.key == row.step_key]
+    return any(at <= by for _, at in sla.step_fire_times(cal, to_clock(clock), mine))
 
 
 def _open_steps(
@@ -559,6 +608,7 @@ def _fire_one(
     session: Session,
     row: EscalationDue,
     cache: _PolicyCache,
+    writes: _Writes,
     now: datetime,
     open_steps: dict[int, list[tuple[EscalationDue, TicketClock]]] | None = None,
 ) -> list[str] | None:
@@ -576,7 +626,7 @@ def _fire_one(
     group.sort(key=lambda item: sla.METRICS.index(item[1].metric) if item[1].metric in sla.METRICS else 9)
     for _, c in group:  # a breach the sweep sees is recorded with its time and stays
         c.breached_at = sla.observe_breach(to_clock(c), now).breached_at
-    outcome = _act(session, row.action, row.step_key, ticket, [c for _, c in group])
+    outcome = _act(writes, cache, row.action, row.step_key, ticket, [c for _, c in group])
     fired = []
     for step, c in group:
         note = outcome if step is row else f"{outcome} (with {clock.metric}/{row.step_key})"
@@ -616,7 +666,6 @@ def _fire_together(session: Session, rows: list[EscalationDue], now: datetime) -
     ticket_ids = {row.ticket_id for row in rows}
     with session.no_autoflush:
         # Held here for the batch: the session keeps loaded objects only while something refers to them.
-        clocks = list(session.scalars(select(TicketClock).where(TicketClock.id.in_({row.clock_id for row in rows}))))
         tickets = list(
             session.scalars(
                 select(Ticket)
@@ -625,24 +674,28 @@ def _fire_together(session: Session, rows: list[EscalationDue], now: datetime) -
                     selectinload(Ticket.team).selectinload(Team.lead),
                     selectinload(Ticket.team).selectinload(Team.manager),
                     selectinload(Ticket.assignee),
-                    selectinload(Ticket.request),
+                    # Only the RMA is named: the request's sealed personal data stays undecrypted.
+                    selectinload(Ticket.request).load_only(ReturnRequest.id, ReturnRequest.rma),
                 )
                 # The steps' tickets may already be in the session without their relations.
                 .execution_options(populate_existing=True)
             )
         )
+        # Every open step of these tickets (the batch's rows among them) with its clock.
         open_steps = _open_steps(session, ticket_ids, now + MERGE_WINDOW)
+        writes = _Writes()
         fired: list[str] = []
         dropped = 0
         for row in rows:
-            result = _fire_one(session, row, cache, now, open_steps)
+            result = _fire_one(session, row, cache, writes, now, open_steps)
             if result is None:
                 dropped += 1
             else:
                 fired += result
+        writes.write(session)
     # Commit while the batch's objects are still held: the commit's own bookkeeping reads them too.
     session.commit()
-    del clocks, tickets
+    del open_steps, tickets
     return fired, dropped
 
 
@@ -654,7 +707,9 @@ def _fire_one_by_one(session: Session, rows: list[EscalationDue], now: datetime)
     for row in rows:
         try:
             with session.begin_nested():
-                result = _fire_one(session, row, cache, now)
+                writes = _Writes()
+                result = _fire_one(session, row, cache, writes, now)
+                writes.write(session)
         except Exception:  # one broken step must not block the others; its claim expires and it is retried
             log.exception("escalation step %s failed", row.id)
             dropped += 1

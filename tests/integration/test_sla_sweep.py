@@ -349,10 +349,10 @@ def test_a_broken_step_does_not_hold_up_its_batch_and_fires_once_when_mended(app
     broken = ids[2]
     real_act = sla_service._act
 
-    def act(session_, action, key, ticket, clocks_):
+    def act(writes, cache, action, key, ticket, clocks_):
         if ticket.id == broken:
             raise RuntimeError("mail template missing")
-        return real_act(session_, action, key, ticket, clocks_)
+        return real_act(writes, cache, action, key, ticket, clocks_)
 
     monkeypatch.setattr(sla_service, "_act", act)
     now = datetime(2026, 11, 23, 3, 31, tzinfo=UTC)
