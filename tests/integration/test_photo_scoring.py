@@ -119,6 +119,15 @@ def test_photo_panel_polls_while_scoring(client, app, order, session):
     assert "every 2s" not in fragment and re.search(r"wear \d+%", fragment)
 
 
+@pytest.mark.parametrize("name", ["wear-v1", "wear-v2", "wear-v2-int8"])
+def test_the_model_is_chosen_by_setting(client, app, order, session, name):
+    """PORTAL_WEAR_MODEL picks the shipped model; each photo records which one scored it."""
+    app.config["WEAR_MODEL"] = name
+    submit_with_photos(client, [fabric(True, 3)])
+    photo = session.scalars(select(Photo)).one()
+    assert photo.score_state == "scored" and photo.model_version.startswith(f"{name}@")
+
+
 def test_wear_report_and_dataset_export(client, app, order, session, tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -18,6 +18,8 @@ from portal.vision.train import synth
 
 MODELS = resource_dir("models")
 NAME = "wear-v1"
+# Every model the portal ships; PORTAL_WEAR_MODEL picks one.
+SHIPPED = ("wear-v1", "wear-v1-int8", "wear-v2", "wear-v2-int8")
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +47,24 @@ def _pil(images: np.ndarray) -> list[Image.Image]:
     return [Image.fromarray(a) for a in images]
 
 
-def test_shipped_model_loads_with_its_contract(model):
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_loads_with_its_contract(name):
+    model = WearModel.load(MODELS / name)
     c = model.contract
-    assert c.name == NAME and c.labels == ("no_wear", "wear")
+    assert c.name == name and c.labels == ("no_wear", "wear")
     assert c.channel_order == "RGB" and c.layout == "NCHW" and c.channels == 3
     assert 0.0 < c.threshold < 1.0
-    assert model.version.startswith(f"{NAME}@{c.version}+")
+    assert model.version.startswith(f"{name}@{c.version}+")
     assert "synthetic" in c.raw["training_data"]
-    assert (MODELS / f"{NAME}.onnx").stat().st_size < 5 * 1024 * 1024
+    assert (MODELS / f"{name}.onnx").stat().st_size < 5 * 1024 * 1024
     for key in ("in_distribution", "heldout"):
         assert c.raw["metrics"][key]["roc_auc"] is not None
+        assert c.raw["metrics"][key]["calibration"]["expected_calibration_error"] is not None
 
 
-def test_worn_photos_score_higher_than_clean_ones(model):
+@pytest.mark.parametrize("name", SHIPPED)
+def test_worn_photos_score_higher_than_clean_ones(name):
+    model = WearModel.load(MODELS / name)
     images, labels, _ = synth.generate(160, seed=9090, textures=synth.TRAIN_TEXTURES, marks=synth.TRAIN_MARKS)
     scores = np.array([s.probability for s in model.score(_pil(images))])
     worn, clean = scores[labels == 1], scores[labels == 0]
