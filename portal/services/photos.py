@@ -109,14 +109,19 @@ def score_request_photos(
 
 
 def thresholds_in_use(
-    session: Session, model: WearModel | None, configured: Mapping[str, float] | None = None
+    session: Session,
+    model: WearModel | None,
+    configured: Mapping[str, float] | None = None,
+    page: Mapping[str, WearThreshold] | None = None,
 ) -> dict[str, float]:
     """Per category: the setting ``PORTAL_WEAR_THRESHOLDS`` (``configured``), overridden by what
-    an admin set on the wear report page for this model version."""
+    an admin set on the wear report page for this model version (``page``, as ``page_thresholds``
+    returns it, when the caller has read it already)."""
     merged = dict(configured or {})
     if model is not None:
-        rows = session.scalars(select(WearThreshold).where(WearThreshold.model_version == model.version))
-        merged.update({row.category: row.threshold for row in rows})
+        if page is None:
+            page = page_thresholds(session, model.version)
+        merged.update({category: row.threshold for category, row in page.items()})
     return merged
 
 
@@ -124,6 +129,11 @@ def page_thresholds(session: Session, model_version: str) -> dict[str, WearThres
     """What was set on the page for this model version, by category."""
     rows = session.scalars(select(WearThreshold).where(WearThreshold.model_version == model_version))
     return {row.category: row for row in rows}
+
+
+def _audit_target(model_version: str, category: str) -> str:
+    """How the audit log names a category's threshold for a model version."""
+    return f"wear:{model_version}:{category}"[:128]
 
 
 def set_wear_threshold(
@@ -141,9 +151,7 @@ def set_wear_threshold(
     else:
         row.threshold, row.set_by_id, row.set_at = value, actor.id, datetime.now(UTC)
     if before != {"threshold": value}:
-        record_change(
-            session, actor, "wear_threshold", f"wear:{model_version}:{key}"[:128], before, {"threshold": value}
-        )
+        record_change(session, actor, "wear_threshold", _audit_target(model_version, key), before, {"threshold": value})
     session.commit()
     return row
 
@@ -154,7 +162,7 @@ def clear_wear_threshold(session: Session, actor: StaffUser, model_version: str,
     row = _threshold_row(session, model_version, key)
     if row is not None:
         record_change(
-            session, actor, "wear_threshold", f"wear:{model_version}:{key}"[:128], {"threshold": row.threshold}, None
+            session, actor, "wear_threshold", _audit_target(model_version, key), {"threshold": row.threshold}, None
         )
         session.delete(row)
     session.commit()

@@ -94,9 +94,9 @@ def _page(form: ThresholdForm):
     session = get_session()
     model = wear_model(current_app)
     configured = current_app.config.get("WEAR_THRESHOLDS") or {}
-    in_use = thresholds_in_use(session, model, configured)
-    groups = wear_agreement_by_category(session, model, in_use)
     here = page_thresholds(session, model.version) if model is not None else {}
+    in_use = thresholds_in_use(session, model, configured, page=here)
+    groups = wear_agreement_by_category(session, model, in_use)
     current = {g.category: g for g in groups if model is not None and g.model_version == model.version}
     rows = []
     for category in sorted({*known_categories(session), *current, *here, *configured} - {"?"}):
