@@ -426,6 +426,8 @@ def sweep_cmd(once: bool) -> None:
     for line in result.fired:
         click.echo(line)
     click.echo(f"claimed {result.claimed}, fired {len(result.fired)}, dropped {result.dropped}")
+    if result.claimed:
+        click.echo(f"time: {result.phases()}")
 
 
 @main.command("survey-sweep")

@@ -14,8 +14,10 @@ that is already done is never acted on twice.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -313,6 +315,23 @@ class SweepResult:
     claimed: int = 0
     fired: list[str] = field(default_factory=list)
     dropped: int = 0
+    # Wall seconds per phase: claim, read (lock and load), decide (re-check and act, in memory),
+    # write (flush the step and clock changes, insert the new rows), commit.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def phases(self) -> str:
+        """``claim 0.01 s, read 0.02 s, ...``: where the sweep's time went."""
+        return ", ".join(f"{phase} {value:.2f} s" for phase, value in self.seconds.items())
+
+
+@contextmanager
+def _timed(seconds: dict[str, float] | None, phase: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if seconds is not None:
+            seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
 def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]:
@@ -657,44 +676,58 @@ def _lock_and_read(session: Session, ids: list[int], token: str) -> list[Escalat
     return list(session.scalars(stmt.order_by(EscalationDue.fire_at, EscalationDue.id)))
 
 
-def _fire_together(session: Session, rows: list[EscalationDue], now: datetime) -> tuple[list[str], int]:
-    """Fire the batch with everything it reads loaded up front (its clocks, tickets with their team,
-    people and request, and every open step of those tickets: a handful of queries per batch) and
-    no flush until the commit, which writes the notifications, outbox rows, events and step
-    states in a few batched statements; then commits. Raises if any step fails; the caller rolls back."""
-    cache = _PolicyCache(session)
+def _load_batch(
+    session: Session, rows: list[EscalationDue], now: datetime
+) -> tuple[list[Ticket], dict[int, list[tuple[EscalationDue, TicketClock]]]]:
+    """The batch's tickets with their team, people and request, and every open step of those
+    tickets (the batch's rows among them) with its clock: a handful of queries per batch."""
     ticket_ids = {row.ticket_id for row in rows}
+    tickets = list(
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.id.in_(ticket_ids))
+            .options(
+                selectinload(Ticket.team).selectinload(Team.lead),
+                selectinload(Ticket.team).selectinload(Team.manager),
+                selectinload(Ticket.assignee),
+                # Only the RMA is named: the request's sealed personal data stays undecrypted.
+                selectinload(Ticket.request).load_only(ReturnRequest.id, ReturnRequest.rma),
+            )
+            # The steps' tickets may already be in the session without their relations.
+            .execution_options(populate_existing=True)
+        )
+    )
+    return tickets, _open_steps(session, ticket_ids, now + MERGE_WINDOW)
+
+
+def _fire_together(
+    session: Session, rows: list[EscalationDue], now: datetime, seconds: dict[str, float] | None = None
+) -> tuple[list[str], int]:
+    """Fire the batch with everything it reads loaded up front (``_load_batch``) and nothing
+    written while deciding; then the step and clock changes are flushed and the notifications,
+    outbox rows and events inserted with one statement per table, and the batch commits. Raises if
+    any step fails; the caller rolls back."""
+    cache = _PolicyCache(session)
     with session.no_autoflush:
         # Held here for the batch: the session keeps loaded objects only while something refers to them.
-        tickets = list(
-            session.scalars(
-                select(Ticket)
-                .where(Ticket.id.in_(ticket_ids))
-                .options(
-                    selectinload(Ticket.team).selectinload(Team.lead),
-                    selectinload(Ticket.team).selectinload(Team.manager),
-                    selectinload(Ticket.assignee),
-                    # Only the RMA is named: the request's sealed personal data stays undecrypted.
-                    selectinload(Ticket.request).load_only(ReturnRequest.id, ReturnRequest.rma),
-                )
-                # The steps' tickets may already be in the session without their relations.
-                .execution_options(populate_existing=True)
-            )
-        )
-        # Every open step of these tickets (the batch's rows among them) with its clock.
-        open_steps = _open_steps(session, ticket_ids, now + MERGE_WINDOW)
+        with _timed(seconds, "read"):
+            tickets, open_steps = _load_batch(session, rows, now)
         writes = _Writes()
         fired: list[str] = []
         dropped = 0
-        for row in rows:
-            result = _fire_one(session, row, cache, writes, now, open_steps)
-            if result is None:
-                dropped += 1
-            else:
-                fired += result
-        writes.write(session)
+        with _timed(seconds, "decide"):
+            for row in rows:
+                result = _fire_one(session, row, cache, writes, now, open_steps)
+                if result is None:
+                    dropped += 1
+                else:
+                    fired += result
+        with _timed(seconds, "write"):
+            session.flush()
+            writes.write(session)
     # Commit while the batch's objects are still held: the commit's own bookkeeping reads them too.
-    session.commit()
+    with _timed(seconds, "commit"):
+        session.commit()
     del open_steps, tickets
     return fired, dropped
 
@@ -721,7 +754,9 @@ def _fire_one_by_one(session: Session, rows: list[EscalationDue], now: datetime)
     return fired, dropped
 
 
-def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> tuple[list[str], int]:
+def _fire_batch(
+    session: Session, ids: list[int], token: str, now: datetime, seconds: dict[str, float] | None = None
+) -> tuple[list[str], int]:
     """Act on our claimed rows and mark them done, in one transaction.
 
     The whole batch is fired together first; if any step fails, that transaction is rolled back
@@ -730,9 +765,10 @@ def _fire_batch(session: Session, ids: list[int], token: str, now: datetime) -> 
     a row whose claim passed to another sweeper meanwhile, or that another sweeper merged into a
     step of the same ticket, is skipped. Either way no step acts twice.
     """
-    rows = _lock_and_read(session, ids, token)
+    with _timed(seconds, "read"):
+        rows = _lock_and_read(session, ids, token)
     try:
-        fired, dropped = _fire_together(session, rows, now)
+        fired, dropped = _fire_together(session, rows, now, seconds)
     except Exception:
         log.warning("escalation batch of %d steps failed together; firing them one by one", len(rows), exc_info=True)
         session.rollback()
@@ -750,13 +786,13 @@ def sweep(
     result = SweepResult()
     while True:
         token = f"{worker}:{uuid.uuid4().hex[:12]}"
-        with factory() as session:
+        with factory() as session, _timed(result.seconds, "claim"):
             ids = _claim(session, now, token, batch)
         if not ids:
             return result
         result.claimed += len(ids)
         with factory() as session:
-            fired, dropped = _fire_batch(session, ids, token, now)
+            fired, dropped = _fire_batch(session, ids, token, now, result.seconds)
         result.fired += fired
         result.dropped += dropped
         if len(ids) < batch:
