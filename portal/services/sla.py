@@ -44,7 +44,7 @@ from portal.domain.actors import SLA, SYSTEM, Actor
 from portal.domain.roles import MANAGER
 from portal.domain.states import STEP_OPEN, StepStatus, check_step
 from portal.domain.text import N_, Text
-from portal.services.outbox import email_payload, enqueue_email, enqueue_emails
+from portal.services.outbox import email_payload, enqueue, enqueue_emails
 
 # A clock transition: (calendar, clock, at) -> (new clock, the deadline change if any).
 ClockStep = Callable[[sla.BusinessCalendar, sla.Clock, datetime], tuple[sla.Clock, sla.DeadlineChange | None]]
@@ -401,10 +401,19 @@ def notify_staff(session: Session, staff: StaffUser | None, ticket: Ticket, kind
     email is in English."""
     if staff is None or not staff.active:
         return
+    notification, email = _notice(staff, ticket, kind, message)
+    session.add(StaffNotification(**notification))
+    enqueue(session, "email", email["template"], email)
+
+
+def _notice(staff: StaffUser, ticket: Ticket, kind: str, message: str | Text) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The notification row and the email payload that tell ``staff`` ``message`` about the ticket."""
     english = message.render() if isinstance(message, Text) else message
     words = message.to_dict() if isinstance(message, Text) else None
-    session.add(StaffNotification(staff_id=staff.id, ticket_id=ticket.id, kind=kind, message=english, words=words))
-    enqueue_email(session, staff.email, "staff_escalation", "en", {"message": english, "rma": ticket.request.rma})
+    notification = {"staff_id": staff.id, "ticket_id": ticket.id, "kind": kind, "message": english, "words": words}
+    return notification, email_payload(
+        staff.email, "staff_escalation", "en", {"message": english, "rma": ticket.request.rma}
+    )
 
 
 @dataclass
@@ -419,13 +428,9 @@ class _Writes:
 
     def notify(self, staff: StaffUser, ticket: Ticket, kind: str, message: Text) -> None:
         """What ``notify_staff`` writes, for ``write`` to insert."""
-        english = message.render()
-        self.notifications.append(
-            {"staff_id": staff.id, "ticket_id": ticket.id, "kind": kind, "message": english, "words": message.to_dict()}
-        )
-        self.emails.append(
-            email_payload(staff.email, "staff_escalation", "en", {"message": english, "rma": ticket.request.rma})
-        )
+        notification, email = _notice(staff, ticket, kind, message)
+        self.notifications.append(notification)
+        self.emails.append(email)
 
     def event(self, ticket: Ticket, kind: str, note: str, data: dict[str, Any]) -> None:
         self.events.append(
