@@ -874,3 +874,23 @@ def browser_shopper_sign_in(page, base: str, number: str = "SO-1001", contact: s
     page.get_by_label("Email or postcode").fill(contact)
     page.get_by_role("button", name="Find my order").click()
     page.wait_for_url(re.compile(r".*/order$"))
+
+
+def rollup_rows(session) -> dict[tuple, tuple]:
+    """The insights' daily rollups as they stand, by key (sums rounded as the database keeps them)."""
+    from decimal import Decimal
+
+    from portal.db.insight_rollups import InsightRollup
+
+    session.expire_all()
+    return {
+        (r.metric, r.day, r.channel, r.category, r.team_id, r.k1, r.k2): (
+            r.n1,
+            r.n2,
+            r.n3,
+            round(r.x1, 6),
+            Decimal(r.m1).quantize(Decimal("0.0001")),
+            Decimal(r.m2).quantize(Decimal("0.0001")),
+        )
+        for r in session.scalars(select(InsightRollup))
+    }

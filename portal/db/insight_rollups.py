@@ -765,12 +765,9 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     if not changed:
         return
     with session.no_autoflush:
-        state = _tracked(session)
+        state = _start_tracking(session)
         if state is None:
-            zone = _zone_for_maintenance(session)
-            if zone is None:
-                return
-            state = session.info[_STATE] = {"zone": zone, "old": {}, "pending": [], "unresolved": []}
+            return
         wanted: dict[str, set[int]] = defaultdict(set)
         for obj, new_or_deleted in changed:
             families = _families(obj, new_or_deleted)
@@ -793,19 +790,52 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
             for family in families:
                 if (family, owner[1]) not in state["old"]:
                     wanted[family].add(owner[1])
-        for family, ids in wanted.items():
-            found = contribution(session, state["zone"], family, ids)
-            for owner_id in ids:
-                state["old"][(family, owner_id)] = {}
-            for key, sums in found.items():
-                # Keyed by family only: the old rows of all owners of a family are summed, which
-                # is what the difference at commit needs.
-                state["old"].setdefault((family, None), {})
-                bucket = state["old"][(family, None)]
-                if key in bucket:
-                    bucket[key] = [a + b for a, b in zip(bucket[key], sums, strict=True)]
-                else:
-                    bucket[key] = sums
+        _remember_before(session, state, wanted)
+
+
+def _start_tracking(session: Session) -> dict[str, Any] | None:
+    """This transaction's rollup bookkeeping, started if need be; None while there are no rollups to keep."""
+    state = _tracked(session)
+    if state is None:
+        zone = _zone_for_maintenance(session)
+        if zone is None:
+            return None
+        state = session.info[_STATE] = {"zone": zone, "old": {}, "pending": [], "unresolved": []}
+    return state
+
+
+def _remember_before(session: Session, state: dict[str, Any], wanted: dict[str, set[int]]) -> None:
+    """Read the figures of the owners about to change (per family) as they stand, for the difference at commit."""
+    for family, ids in wanted.items():
+        found = contribution(session, state["zone"], family, ids)
+        for owner_id in ids:
+            state["old"][(family, owner_id)] = {}
+        for key, sums in found.items():
+            # Keyed by family only: the old rows of all owners of a family are summed, which
+            # is what the difference at commit needs.
+            state["old"].setdefault((family, None), {})
+            bucket = state["old"][(family, None)]
+            if key in bucket:
+                bucket[key] = [a + b for a, b in zip(bucket[key], sums, strict=True)]
+            else:
+                bucket[key] = sums
+
+
+def changing(session: Session, family: str, request_ids: Iterable[int]) -> None:
+    """Tell the rollups that statements outside the ORM (a bulk ``UPDATE``) are about to change
+    ``family``'s facts of these requests: their figures are read now, before the change, and the
+    difference is applied at the commit, as for changes made through the ORM. Call it after
+    flushing and before the statements run."""
+    with session.no_autoflush:
+        state = _start_tracking(session)
+        if state is None:
+            return
+        wanted: dict[str, set[int]] = defaultdict(set)
+        for request_id in set(request_ids):
+            state["pending"].append((("request", request_id), {family}))
+            if (family, request_id) not in state["old"]:
+                wanted[family].add(request_id)
+        _remember_before(session, state, wanted)
 
 
 def _zone_for_maintenance(session: Session) -> str | None:
@@ -891,4 +921,4 @@ def _apply(session: Session, before: dict[tuple[Any, ...], list[Any]], after: di
         )
 
 
-__all__ = ["InsightRollup", "InsightRollupState", "contribution", "rebuild", "rollup_zone"]
+__all__ = ["InsightRollup", "InsightRollupState", "changing", "contribution", "rebuild", "rollup_zone"]

@@ -25,7 +25,9 @@ from typing import Any
 import holidays as holidays_lib
 from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
+from portal.db.insight_rollups import changing
 from portal.db.models import (
     BusinessCalendarRow,
     CalendarException,
@@ -418,13 +420,17 @@ def _notice(staff: StaffUser, ticket: Ticket, kind: str, message: str | Text) ->
 
 @dataclass
 class _Writes:
-    """The rows fired steps add (notifications, their emails, timeline events), inserted together
-    with one statement per table (``write``) instead of an ORM object each: the batch's inserts
-    were most of a sweep's time."""
+    """What fired steps write, with one statement per table (``write``) rather than an ORM object
+    or a flushed change each: the new rows (notifications, their emails, timeline events) and the
+    changed ones (step states, clock breaches). The steps and clocks in the session take their new
+    values at once, without history, so later steps of the batch see them."""
 
     notifications: list[dict[str, Any]] = field(default_factory=list)
     emails: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    breaches: list[dict[str, Any]] = field(default_factory=list)
+    requests: set[int] = field(default_factory=set)  # whose escalation figures the step states change
 
     def notify(self, staff: StaffUser, ticket: Ticket, kind: str, message: Text) -> None:
         """What ``notify_staff`` writes, for ``write`` to insert."""
@@ -444,13 +450,35 @@ class _Writes:
             }
         )
 
+    def step(self, step: EscalationDue, ticket: Ticket, status: StepStatus, at: datetime, outcome: str) -> None:
+        """The step is done or cancelled (a checked transition)."""
+        values = {"status": check_step(step.status, status).value, "done_at": at, "outcome": outcome[:255]}
+        for name, value in values.items():
+            set_committed_value(step, name, value)
+        self.steps.append({"id": step.id, **values})
+        self.requests.add(ticket.request_id)
+
+    def breach(self, clock: TicketClock, at: datetime | None) -> None:
+        """The breach the sweep saw on the clock, recorded once with its time."""
+        if at is None or (clock.breached_at is not None and _aware(clock.breached_at) == at):
+            return
+        set_committed_value(clock, "breached_at", at)
+        self.breaches.append({"id": clock.id, "breached_at": at})
+
     def write(self, session: Session) -> None:
+        session.flush()  # the ORM's own changes (tickets moved to a lead) first
+        if self.steps:
+            changing(session, "escalation", self.requests)  # the insights' rollups follow the states
+            session.execute(update(EscalationDue), self.steps)
+        if self.breaches:
+            session.execute(update(TicketClock), self.breaches)
         if self.notifications:
             session.execute(insert(StaffNotification), self.notifications)
         if self.events:
             session.execute(insert(TicketEvent), self.events)
         enqueue_emails(session, self.emails)
-        self.notifications, self.emails, self.events = [], [], []
+        self.notifications, self.emails, self.events, self.steps, self.breaches = [], [], [], [], []
+        self.requests = set()
 
 
 # Steps with the same action on a ticket's two clocks that fall due within this long of each other
@@ -644,17 +672,17 @@ def _fire_one(
     ticket = session.get_one(Ticket, row.ticket_id)
     # Re-check inside the transaction: the clock may have been paused, stopped or re-targeted since.
     if not _still_due(row, clock, cache, now):
-        row.status, row.done_at, row.outcome = check_step(row.status, StepStatus.CANCELLED).value, now, "no longer due"
+        writes.step(row, ticket, StepStatus.CANCELLED, now, "no longer due")
         return None
     group = [(row, clock), *_merge_siblings(session, row, cache, now, open_steps)]
     group.sort(key=lambda item: sla.METRICS.index(item[1].metric) if item[1].metric in sla.METRICS else 9)
     for _, c in group:  # a breach the sweep sees is recorded with its time and stays
-        c.breached_at = sla.observe_breach(to_clock(c), now).breached_at
+        writes.breach(c, sla.observe_breach(to_clock(c), now).breached_at)
     outcome = _act(writes, cache, row.action, row.step_key, ticket, [c for _, c in group])
     fired = []
     for step, c in group:
         note = outcome if step is row else f"{outcome} (with {clock.metric}/{row.step_key})"
-        step.status, step.done_at, step.outcome = check_step(step.status, StepStatus.DONE).value, now, note[:255]
+        writes.step(step, ticket, StepStatus.DONE, now, note)
         fired.append(f"{ticket.request.rma} {c.metric}/{step.step_key}: {note}")
     return fired
 
@@ -728,7 +756,6 @@ def _fire_together(
                 else:
                     fired += result
         with _timed(seconds, "write"):
-            session.flush()
             writes.write(session)
     # Commit while the batch's objects are still held: the commit's own bookkeeping reads them too.
     with _timed(seconds, "commit"):

@@ -26,7 +26,7 @@ from portal.db.models import (
 from portal.domain import insights as calc
 from portal.services.insights import Filters, Settings, dashboard, rebuild_rollups
 from portal.services.refunds import approve_refund, execute_refund, preview_refund
-from tests.helpers import finance_user, inspected, submit_coat
+from tests.helpers import finance_user, inspected, rollup_rows, submit_coat
 
 NOW = datetime.now(UTC)
 
@@ -38,21 +38,6 @@ def _refund(app, session, req) -> Refund:
         session, req, finance_user(session, f"fay{req.id}"), preview.basis_hash, "sandbox", Decimal(10000)
     )
     return execute_refund(factory, refund.id, SandboxGateway(factory))
-
-
-def _rollup_rows(session) -> dict[tuple, tuple]:
-    session.expire_all()
-    return {
-        (r.metric, r.day, r.channel, r.category, r.team_id, r.k1, r.k2): (
-            r.n1,
-            r.n2,
-            r.n3,
-            round(r.x1, 6),
-            Decimal(r.m1).quantize(Decimal("0.0001")),
-            Decimal(r.m2).quantize(Decimal("0.0001")),
-        )
-        for r in session.scalars(select(InsightRollup))
-    }
 
 
 def _photo(session, req, line, n, probability, label, version, at):
@@ -199,14 +184,14 @@ def test_every_figure_from_the_rollups_equals_the_raw_tables(session, varied):
 
 
 def test_changes_kept_one_by_one_equal_a_rebuild(session, varied):
-    kept = _rollup_rows(session)
+    kept = rollup_rows(session)
     assert kept
     rebuild_rollups(session, "Asia/Shanghai")
-    assert _rollup_rows(session) == kept
+    assert rollup_rows(session) == kept
     # A rebuild of some days only is the same again, and so is running it twice.
     rebuild_rollups(session, "Asia/Shanghai", NOW.date() - timedelta(days=10), NOW.date())
     rebuild_rollups(session, "Asia/Shanghai", NOW.date() - timedelta(days=10), NOW.date())
-    assert _rollup_rows(session) == kept
+    assert rollup_rows(session) == kept
 
 
 def test_a_line_refused_and_a_ticket_moved_change_the_rollups_as_a_rebuild_would(session, varied):
@@ -221,9 +206,9 @@ def test_a_line_refused_and_a_ticket_moved_change_the_rollups_as_a_rebuild_would
     session.delete(session.scalars(select(SurveyAnswer)).first())
     refund.amount += Decimal("1.50")
     session.commit()
-    kept = _rollup_rows(session)
+    kept = rollup_rows(session)
     rebuild_rollups(session, "Asia/Shanghai")
-    assert _rollup_rows(session) == kept
+    assert rollup_rows(session) == kept
     _same(session, Settings())
 
 
@@ -264,11 +249,11 @@ def test_photo_scores_against_warehouse_grades_per_model_version(session, varied
 def test_orders_and_the_rollups_of_a_database_with_history_wait_for_a_rebuild(session, varied):
     session.delete(session.get(InsightRollupState, 1))
     session.commit()
-    rows = _rollup_rows(session)
+    rows = rollup_rows(session)
     order = session.scalars(select(Order)).first()
     order.placed_at -= timedelta(days=1)
     session.commit()
-    assert _rollup_rows(session) == rows  # not kept without a zone: the dashboard reads raw tables
+    assert rollup_rows(session) == rows  # not kept without a zone: the dashboard reads raw tables
     rebuild_rollups(session, "Asia/Shanghai")
     assert session.get(InsightRollupState, 1).timezone == "Asia/Shanghai"
     _same(session, Settings())
@@ -292,15 +277,15 @@ def cli(app, monkeypatch, database_url):
 def test_the_rebuild_command_fills_the_rollups_of_a_database_with_history(cli, session, varied, monkeypatch):
     from sqlalchemy import delete
 
-    kept = _rollup_rows(session)
+    kept = rollup_rows(session)
     session.execute(delete(InsightRollup))
     session.execute(delete(InsightRollupState))
     session.commit()  # as after the upgrade that adds the tables to a database with orders
     result = cli("insights", "rebuild")
     assert result.exit_code == 0 and f"{len(kept)} rows" in result.output
-    assert _rollup_rows(session) == kept
+    assert rollup_rows(session) == kept
     assert cli("insights", "rebuild", "--from", "2026-11-01", "--to", "2026-11-30").exit_code == 0
-    assert _rollup_rows(session) == kept
+    assert rollup_rows(session) == kept
     refused = cli("insights", "rebuild", "--from", "2026-11-05", "--to", "2026-11-01")
     assert refused.exit_code != 0 and "--from is after --to" in refused.output
 

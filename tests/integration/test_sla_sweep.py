@@ -35,6 +35,7 @@ from tests.helpers import (
     PASSWORD,
     csrf_token,
     open_coat_ticket,
+    rollup_rows,
     shanghai_desk_with_policy,
     sign_in,
 )
@@ -396,3 +397,20 @@ def test_the_sweep_command_fires_once_and_says_where_the_time_went(app, session,
     )
     again = CliRunner().invoke(main, ["sweep", "--once"], catch_exceptions=False)
     assert again.output == "claimed 0, fired 0, dropped 0\n"
+
+
+def test_the_insights_rollups_count_the_fired_steps_as_a_rebuild_would(app, session, desk):
+    """The sweep writes step states without the ORM's flush: it tells the rollups itself."""
+    from portal.services.insights import rebuild_rollups
+
+    rebuild_rollups(session, "Asia/Shanghai")  # the rollups are kept from here on
+    for n in range(3):
+        open_ticket_at(app, number=f"SLA-R{n}")
+    result = sweep(factory(app), now=datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
+    assert len(result.fired) >= 6  # each ticket's two reminders and its move to the lead
+    kept = rollup_rows(session)
+    counted = {key[5]: value[0] for key, value in kept.items() if key[0] == "escalation"}
+    done = session.scalars(select(EscalationDue).where(EscalationDue.status == "done")).all()
+    assert sum(counted.values()) == len(done) >= 6
+    rebuild_rollups(session, "Asia/Shanghai")
+    assert rollup_rows(session) == kept
