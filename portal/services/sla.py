@@ -596,20 +596,19 @@ def _still_due(row: EscalationDue, clock: TicketClock, cache: _PolicyCache, by: 
 
 
 def _open_steps(
-    session: Session, ticket_ids: set[int], by: datetime
+    session: Session, ticket_ids: set[int], by: datetime, known: list[EscalationDue] | None = None
 ) -> dict[int, list[tuple[EscalationDue, TicketClock]]]:
-    """The open steps (falling due by ``by``) of the batch's tickets, with their clocks, in one query each."""
-    steps = list(
-        session.scalars(
-            select(EscalationDue)
-            .where(
-                EscalationDue.ticket_id.in_(ticket_ids),
-                EscalationDue.status.in_([s.value for s in STEP_OPEN]),
-                EscalationDue.fire_at <= by,
-            )
-            .order_by(EscalationDue.fire_at, EscalationDue.id)
-        )
+    """The open steps (falling due by ``by``) of the batch's tickets, with their clocks, in one query
+    each; ``known`` are open steps of theirs already loaded (the batch's own rows), not read again."""
+    known = known or []
+    stmt = select(EscalationDue).where(
+        EscalationDue.ticket_id.in_(ticket_ids),
+        EscalationDue.status.in_([s.value for s in STEP_OPEN]),
+        EscalationDue.fire_at <= by,
     )
+    if known:
+        stmt = stmt.where(EscalationDue.id.not_in([step.id for step in known]))
+    steps = sorted([*known, *session.scalars(stmt)], key=lambda step: (_aware(step.fire_at), step.id))
     clocks = {
         clock.id: clock
         for clock in session.scalars(select(TicketClock).where(TicketClock.id.in_({step.clock_id for step in steps})))
@@ -730,7 +729,7 @@ def _load_batch(
             .execution_options(populate_existing=True)
         )
     )
-    return tickets, _open_steps(session, ticket_ids, now + MERGE_WINDOW)
+    return tickets, _open_steps(session, ticket_ids, now + MERGE_WINDOW, known=rows)
 
 
 def _fire_together(
