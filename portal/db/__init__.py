@@ -7,7 +7,7 @@ that session and commit once. Jobs and CLI commands open their own with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,13 +63,21 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to date with the Alembic migrations."""
+    _migrate(engine, command.upgrade, revision)
 
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (``"base"``: nothing) with the migrations' downgrades."""
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            step(cfg, revision)
         return
     # SQLite changes a column's type by copying the table and dropping the old one, which foreign
     # keys pointing at it forbid once it holds rows. As SQLite's own procedure says: foreign keys off
@@ -80,10 +88,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         try:
             with conn.begin():
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+                step(cfg, revision)
                 broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:
-                    raise RuntimeError(f"the upgrade left broken references: {broken[:5]}")
+                    raise RuntimeError(f"the migration left broken references: {broken[:5]}")
         finally:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
             conn.commit()
@@ -129,4 +137,4 @@ def session_scope(app: Flask | None = None) -> Iterator[Session]:
         session.close()
 
 
-__all__ = ["Base", "make_engine", "upgrade", "init_app", "get_session", "session_scope", "get_engine"]
+__all__ = ["Base", "make_engine", "upgrade", "downgrade", "init_app", "get_session", "session_scope", "get_engine"]

@@ -9,14 +9,21 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from portal.db import MIGRATION_ONLY_INDEXES, MIGRATIONS, current_revision, include_object, make_engine, upgrade
+from portal.db import (
+    MIGRATION_ONLY_INDEXES,
+    MIGRATIONS,
+    current_revision,
+    downgrade,
+    include_object,
+    make_engine,
+    upgrade,
+)
 from portal.db.models import Base
 from tests.helpers import scratch_postgres
 
@@ -25,14 +32,6 @@ def _config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
-
-
-def downgrade(engine, revision: str = "base") -> None:
-    """The counterpart of ``portal.db.upgrade``: same configuration, on the engine's connection."""
-    cfg = _config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
 
 
 def drift(engine) -> list:
@@ -71,7 +70,7 @@ def test_upgrade_matches_models_and_downgrade_unwinds(empty_engine):
     expected = MIGRATION_ONLY_INDEXES if empty_engine.dialect.name == "postgresql" else frozenset()
     assert found & MIGRATION_ONLY_INDEXES == expected
 
-    downgrade(empty_engine)
+    downgrade(empty_engine, "base")
     assert current_revision(empty_engine) is None
     assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
 

@@ -8,12 +8,10 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import delete, func, select, text
 
 from portal import create_app
-from portal.db import MIGRATIONS, get_engine, make_engine, session_scope, upgrade
+from portal.db import downgrade, get_engine, make_engine, session_scope, upgrade
 from portal.db.models import (
     BusinessCalendarRow,
     EscalationDue,
@@ -133,23 +131,6 @@ def test_due_at_follows_clocks_changed_or_removed_directly(app, session, desk):
     assert due_by_ticket(app)[ticket_id] == clock_deadline(app, ticket_id, "first_response") is not None
 
 
-def _downgrade(engine, revision: str) -> None:
-    """Alembic's downgrade on the engine's connection; on SQLite with foreign keys off meanwhile, as
-    ``portal.db.upgrade`` does (SQLite drops a column by copying the table)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
-        with conn.begin():
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.commit()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def scratch_app(request, tmp_path):
     """An app on a database of its own, migrated to the head (the session's database is left alone)."""
@@ -191,7 +172,7 @@ def test_the_migration_fills_due_at_from_the_clocks(scratch_app):
     expected = due_by_ticket(app)
     assert expected[running] and expected[replied] and expected[asked] is None
 
-    _downgrade(engine, "0032")  # before the column: tickets written then have no due_at
+    downgrade(engine, "0032")  # before the column: tickets written then have no due_at
     with engine.connect() as conn:
         assert "due_at" not in [c for c in conn.execute(text("SELECT * FROM ticket")).keys()]
     upgrade(engine)
