@@ -119,7 +119,7 @@ def test_photo_panel_polls_while_scoring(client, app, order, session):
     assert "every 2s" not in fragment and re.search(r"wear \d+%", fragment)
 
 
-@pytest.mark.parametrize("name", ["wear-v1", "wear-v2", "wear-v2-int8"])
+@pytest.mark.parametrize("name", ["wear-v1", "wear-v1-int8", "wear-v2"])
 def test_the_model_is_chosen_by_setting(client, app, order, session, name):
     """PORTAL_WEAR_MODEL picks the shipped model; each photo records which one scored it."""
     app.config["WEAR_MODEL"] = name
@@ -146,7 +146,7 @@ def test_wear_report_and_dataset_export(client, app, order, session, tmp_path, m
         monkeypatch.setenv(f"PORTAL_{key}", value)
     runner = CliRunner()
     report = runner.invoke(main, ["wear", "report"], catch_exceptions=False)
-    assert "model wear-v1" in report.output and "2 graded photos" in report.output
+    assert f"model {DEFAULT_MODEL}@" in report.output and "2 graded photos" in report.output
     out = tmp_path / "dataset"
     export = runner.invoke(main, ["wear", "export-dataset", str(out)], catch_exceptions=False)
     assert "wrote 2 labelled photos" in export.output
