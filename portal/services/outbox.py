@@ -27,9 +27,14 @@ LEASE = timedelta(minutes=5)
 """How long a sender holds the messages it leased before another sender may take them."""
 
 
+def _row(channel: str, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A new message's columns; its event id is new too."""
+    return {"event_id": str(uuid.uuid4()), "channel": channel, "topic": topic, "payload": payload}
+
+
 def enqueue(session: Session, channel: str, topic: str, payload: dict[str, Any]) -> OutboxMessage:
     """Add a message to the outbox; the caller's commit makes it real."""
-    message = OutboxMessage(event_id=str(uuid.uuid4()), channel=channel, topic=topic, payload=payload)
+    message = OutboxMessage(**_row(channel, topic, payload))
     session.add(message)
     defer(session, "deliver_outbox")
     return message
@@ -51,10 +56,7 @@ def enqueue_emails(session: Session, payloads: list[dict[str, Any]]) -> None:
         return
     session.execute(
         insert(OutboxMessage),
-        [
-            {"event_id": str(uuid.uuid4()), "channel": "email", "topic": payload["template"], "payload": payload}
-            for payload in payloads
-        ],
+        [_row("email", payload["template"], payload) for payload in payloads],
     )
     defer(session, "deliver_outbox")
 

@@ -466,6 +466,7 @@ class _Writes:
         self.breaches.append({"id": clock.id, "breached_at": at})
 
     def write(self, session: Session) -> None:
+        """Once, when the batch (or the one step) has been decided."""
         session.flush()  # the ORM's own changes (tickets moved to a lead) first
         if self.steps:
             changing(session, "escalation", self.requests)  # the insights' rollups follow the states
@@ -477,8 +478,6 @@ class _Writes:
         if self.events:
             session.execute(insert(TicketEvent), self.events)
         enqueue_emails(session, self.emails)
-        self.notifications, self.emails, self.events, self.steps, self.breaches = [], [], [], [], []
-        self.requests = set()
 
 
 # Steps with the same action on a ticket's two clocks that fall due within this long of each other
