@@ -1,0 +1,91 @@
+"""``portal.db.bulk.update_rows``: many rows, each to its own values, in one statement on PostgreSQL
+(an ``UPDATE ... FROM unnest(...)``) and the ORM's bulk UPDATE elsewhere; column types apply."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, select, text
+
+from portal.db.bulk import update_rows
+from portal.db.models import OutboxMessage
+
+
+def _messages(session, n: int) -> list[int]:
+    # Added directly, not enqueued: nothing is to deliver them meanwhile.
+    rows = [
+        OutboxMessage(event_id=str(uuid.uuid4()), channel="email", topic="t", payload={"to": f"s{i}@example.com"})
+        for i in range(n)
+    ]
+    session.add_all(rows)
+    session.commit()
+    return [row.id for row in rows]
+
+
+def test_each_row_takes_its_own_values_in_one_statement(session):
+    ids = _messages(session, 4)
+    at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    statements: list[tuple[str, bool]] = []
+    bind = session.get_bind()
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            statements.append((statement, executemany))
+
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        update_rows(
+            session,
+            OutboxMessage,
+            [
+                {"id": ids[0], "attempts": 3, "available_at": at, "payload": {"to": "first@example.com"}},
+                {"id": ids[2], "attempts": 5, "available_at": at + timedelta(hours=1), "payload": {"to": "3rd"}},
+            ],
+        )
+    finally:
+        event.remove(bind, "before_cursor_execute", count)
+    session.commit()
+    session.expire_all()
+
+    assert len(statements) == 1  # one UPDATE for both rows
+    if bind.dialect.name == "postgresql":  # one statement with one parameter set, not an executemany
+        assert "unnest" in statements[0][0] and statements[0][1] is False
+    else:
+        assert statements[0][1] is True
+    got = {m.id: m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))}
+    assert (got[ids[0]].attempts, got[ids[0]].available_at, got[ids[0]].payload) == (
+        3,
+        at,
+        {"to": "first@example.com"},
+    )
+    assert (got[ids[2]].attempts, got[ids[2]].available_at, got[ids[2]].payload) == (
+        5,
+        at + timedelta(hours=1),
+        {"to": "3rd"},
+    )
+    # The rows not named are as they were.
+    assert [got[i].attempts for i in (ids[1], ids[3])] == [0, 0]
+    assert got[ids[1]].payload == {"to": "s1@example.com"}
+    # The sealed column was sealed on the way in: the stored text does not show the address.
+    stored = session.execute(text("SELECT payload FROM outbox WHERE id = :id"), {"id": ids[0]}).scalar_one()
+    assert "first@example.com" not in stored
+
+
+def test_rows_must_name_the_same_columns_with_the_key(session):
+    ids = _messages(session, 2)
+    with pytest.raises(ValueError, match="same columns"):
+        update_rows(session, OutboxMessage, [{"id": ids[0], "attempts": 1}, {"id": ids[1], "topic": "x"}])
+    with pytest.raises(ValueError, match="'id'"):
+        update_rows(session, OutboxMessage, [{"attempts": 1}])
+    update_rows(session, OutboxMessage, [])  # nothing to do
+    session.rollback()
+    assert [m.attempts for m in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))] == [0, 0]
+
+
+def test_a_naive_time_is_refused(session):
+    ids = _messages(session, 1)
+    with pytest.raises(Exception, match="naive datetime"):
+        update_rows(session, OutboxMessage, [{"id": ids[0], "available_at": datetime(2026, 1, 1)}])
+    session.rollback()
