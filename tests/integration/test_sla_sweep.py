@@ -414,3 +414,34 @@ def test_the_insights_rollups_count_the_fired_steps_as_a_rebuild_would(app, sess
     assert sum(counted.values()) == len(done) >= 6
     rebuild_rollups(session, "Asia/Shanghai")
     assert rollup_rows(session) == kept
+
+
+def test_the_garbage_collector_waits_for_a_batch_and_is_back_after_it(app, session, desk, monkeypatch):
+    """A batch is fired with Python's cyclic collector paused (it kept collecting the batch's objects
+    as they piled up); it is running again after the batch, whether the batch fired or failed."""
+    import gc
+
+    import portal.services.sla as sla_service
+
+    open_ticket_at(app, number="SLA-G1")
+    real = sla_service._fire_batch
+    seen: list[bool] = []
+
+    def fire(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sla_service, "_fire_batch", fire)
+    assert gc.isenabled()
+    result = sweep(factory(app), now=datetime(2026, 11, 23, 3, 31, tzinfo=UTC))
+    assert len(result.fired) == 1 and seen == [False] and gc.isenabled()
+
+    open_ticket_at(app, number="SLA-G2")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(sla_service, "_fire_batch", broken)
+    with pytest.raises(RuntimeError):
+        sweep(factory(app), now=datetime(2026, 11, 23, 3, 31, tzinfo=UTC))
+    assert gc.isenabled()
