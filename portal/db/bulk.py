@@ -1,4 +1,9 @@
-"""Many rows updated in one statement, each to its own values, with no ORM objects.
+"""Statements about many rows at once.
+
+``among(session, column, values)`` is ``column IN (...)`` for a list of values: on PostgreSQL
+``column = ANY(:array)``, one array parameter rather than one placeholder per value, so the
+statement's text stays the same whatever the number of values (the driver converts and caches it
+once; a 500-value ``IN`` was split and rendered again on every run).
 
 ``update_rows`` takes a list of dicts (the key and the new values), as ``session.execute(update(Entity),
 rows)`` does. On PostgreSQL it sends one statement whose parameters are one array per column, joined
@@ -16,9 +21,10 @@ Objects already in the session are not changed: callers set what they hold thems
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, update
+from sqlalchemy import ColumnElement, Table, any_, bindparam, func, literal, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -37,6 +43,14 @@ def _arrays(table: Table, names: list[str], rows: list[dict[str, Any]]) -> Any:
 
 def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values``, as ``column = ANY(:array)`` on PostgreSQL."""
+    values = list(values)
+    if _postgres(session):
+        return column == any_(literal(values, ARRAY(column.type)))
+    return column.in_(values)
 
 
 def update_rows(session: Session, entity: Any, rows: list[dict[str, Any]]) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.db.bulk import update_rows
+from portal.db.bulk import among, update_rows
 from portal.db.insight_rollups import changing
 from portal.db.models import (
     BusinessCalendarRow,
@@ -398,7 +398,7 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
     # Conditional update: a row another sweeper claimed in between is not taken twice.
     session.execute(
         update(EscalationDue)
-        .where(EscalationDue.id.in_(ids), or_(pending, expired))
+        .where(among(session, EscalationDue.id, ids), or_(pending, expired))
         .values(
             status=StepStatus.CLAIMED.value,
             claimed_by=token,
@@ -409,7 +409,9 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
     )
     session.commit()
     return list(
-        session.scalars(select(EscalationDue.id).where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token))
+        session.scalars(
+            select(EscalationDue.id).where(among(session, EscalationDue.id, ids), EscalationDue.claimed_by == token)
+        )
     )
 
 
@@ -619,16 +621,18 @@ def _open_steps(
     each; ``known`` are open steps of theirs already loaded (the batch's own rows), not read again."""
     known = known or []
     stmt = select(EscalationDue).where(
-        EscalationDue.ticket_id.in_(ticket_ids),
+        among(session, EscalationDue.ticket_id, ticket_ids),
         EscalationDue.status.in_([s.value for s in STEP_OPEN]),
         EscalationDue.fire_at <= by,
     )
     if known:
-        stmt = stmt.where(EscalationDue.id.not_in([step.id for step in known]))
+        stmt = stmt.where(~among(session, EscalationDue.id, [step.id for step in known]))
     steps = sorted([*known, *session.scalars(stmt)], key=lambda step: (_aware(step.fire_at), step.id))
     clocks = {
         clock.id: clock
-        for clock in session.scalars(select(TicketClock).where(TicketClock.id.in_({step.clock_id for step in steps})))
+        for clock in session.scalars(
+            select(TicketClock).where(among(session, TicketClock.id, {step.clock_id for step in steps}))
+        )
     }
     found: dict[int, list[tuple[EscalationDue, TicketClock]]] = {}
     for step in steps:
@@ -706,19 +710,21 @@ def _fire_one(
 def _lock_and_read(session: Session, ids: list[int], token: str) -> list[EscalationDue]:
     """Our claimed rows of ``ids``, locked (with their tickets) for this transaction."""
     stmt = select(EscalationDue).where(
-        EscalationDue.id.in_(ids), EscalationDue.status == StepStatus.CLAIMED.value, EscalationDue.claimed_by == token
+        among(session, EscalationDue.id, ids),
+        EscalationDue.status == StepStatus.CLAIMED.value,
+        EscalationDue.claimed_by == token,
     )
     if session.get_bind().dialect.name == "postgresql":
         # Tickets first, in id order: two sweepers merging steps of one ticket wait for each other
         # instead of each holding a step the other wants.
-        ticket_ids = select(EscalationDue.ticket_id).where(EscalationDue.id.in_(ids))
+        ticket_ids = select(EscalationDue.ticket_id).where(among(session, EscalationDue.id, ids))
         session.execute(select(Ticket.id).where(Ticket.id.in_(ticket_ids)).order_by(Ticket.id).with_for_update())
         stmt = stmt.with_for_update()
     else:
         # SQLite: take the write lock before reading (see _claim).
         session.execute(
             update(EscalationDue)
-            .where(EscalationDue.id.in_(ids), EscalationDue.claimed_by == token)
+            .where(among(session, EscalationDue.id, ids), EscalationDue.claimed_by == token)
             .values(attempts=EscalationDue.attempts)
             .execution_options(synchronize_session=False)
         )
@@ -734,7 +740,7 @@ def _load_batch(
     tickets = list(
         session.scalars(
             select(Ticket)
-            .where(Ticket.id.in_(ticket_ids))
+            .where(among(session, Ticket.id, ticket_ids))
             .options(
                 selectinload(Ticket.team).selectinload(Team.lead),
                 selectinload(Ticket.team).selectinload(Team.manager),

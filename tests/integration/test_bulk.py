@@ -1,5 +1,6 @@
-"""``portal.db.bulk.update_rows``: many rows, each to its own values, in one statement on PostgreSQL
-(an ``UPDATE ... FROM unnest(...)``) and the ORM's bulk UPDATE elsewhere; column types apply."""
+"""``portal.db.bulk``: ``update_rows`` (many rows, each to its own values, in one statement on
+PostgreSQL, an ``UPDATE ... FROM unnest(...)``, and the ORM's bulk UPDATE elsewhere; column types
+apply) and ``among`` (``IN``, as ``= ANY(:array)`` on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, select, text
 
-from portal.db.bulk import update_rows
+from portal.db.bulk import among, update_rows
 from portal.db.models import OutboxMessage
 
 
@@ -89,3 +90,29 @@ def test_a_naive_time_is_refused(session):
     with pytest.raises(Exception, match="naive datetime"):
         update_rows(session, OutboxMessage, [{"id": ids[0], "available_at": datetime(2026, 1, 1)}])
     session.rollback()
+
+
+def test_among_is_in_with_one_array_on_postgresql(session):
+    ids = _messages(session, 5)
+    statements: list[str] = []
+    bind = session.get_bind()
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    def found(values, negate=False):
+        condition = among(session, OutboxMessage.id, values)
+        stmt = select(OutboxMessage.id).where(OutboxMessage.id.in_(ids), ~condition if negate else condition)
+        return sorted(session.scalars(stmt))
+
+    event.listen(bind, "before_cursor_execute", seen)
+    try:
+        assert found([ids[0], ids[3]]) == [ids[0], ids[3]]
+        assert found({ids[1], ids[2], ids[4], -1}) == [ids[1], ids[2], ids[4]]
+        assert found([ids[0], ids[3]], negate=True) == [ids[1], ids[2], ids[4]]
+        assert found([]) == [] and found([], negate=True) == ids
+    finally:
+        event.remove(bind, "before_cursor_execute", seen)
+    if bind.dialect.name == "postgresql":
+        # The same text whatever the number of values: one array parameter, not one placeholder each.
+        assert "ANY" in statements[0] and statements[0] == statements[1]
