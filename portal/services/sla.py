@@ -604,14 +604,17 @@ def _act(writes: _Writes, cache: _PolicyCache, action: str, key: str, ticket: Ti
     return outcome
 
 
-def _still_due(row: EscalationDue, clock: TicketClock, cache: _PolicyCache, by: datetime) -> bool:
-    """Whether the step is still the clock's current one and falls due by ``by``."""
+def _still_due(
+    row: EscalationDue, clock: TicketClock, cache: _PolicyCache, by: datetime, value: sla.Clock | None = None
+) -> bool:
+    """Whether the step is still the clock's current one and falls due by ``by`` (``value``: the
+    clock's ``to_clock``, when the caller has it)."""
     if row.generation != clock.generation:
         return False
     cal, steps = cache.context(clock)
     # Each step's time stands on its own: only this one's is worked out.
     mine = [step for step in steps if step.key == row.step_key]
-    return any(at <= by for _, at in sla.step_fire_times(cal, to_clock(clock), mine))
+    return any(at <= by for _, at in sla.step_fire_times(cal, value or to_clock(clock), mine))
 
 
 def _open_steps(
@@ -690,14 +693,15 @@ def _fire_one(
         return []
     clock = session.get_one(TicketClock, row.clock_id)
     ticket = session.get_one(Ticket, row.ticket_id)
+    value = to_clock(clock)  # the clock as it stands, for the re-check and the breach
     # Re-check inside the transaction: the clock may have been paused, stopped or re-targeted since.
-    if not _still_due(row, clock, cache, now):
+    if not _still_due(row, clock, cache, now, value):
         writes.step(row, ticket, StepStatus.CANCELLED, now, "no longer due")
         return None
     group = [(row, clock), *_merge_siblings(session, row, cache, now, open_steps)]
     group.sort(key=lambda item: sla.METRICS.index(item[1].metric) if item[1].metric in sla.METRICS else 9)
     for _, c in group:  # a breach the sweep sees is recorded with its time and stays
-        writes.breach(c, sla.observe_breach(to_clock(c), now).breached_at)
+        writes.breach(c, sla.observe_breach(value if c is clock else to_clock(c), now).breached_at)
     outcome = _act(writes, cache, row.action, row.step_key, ticket, [c for _, c in group])
     fired = []
     for step, c in group:
