@@ -17,8 +17,8 @@ started within the last 100 minutes, so both are hours away. Clock times are
 computed with ``portal.domain.sla`` and bulk-loaded with server-side SQL.
 
 1. **Sweep**: scenario A has ``--open`` open tickets of which ``--due`` have a
-   step due; scenario B has ``--due`` open tickets, all due. One
-   ``sweep(batch=500)`` each; the figure is the time ratio A/B, which should
+   step due; scenario B has ``--due`` open tickets, all due. One ``sweep()``
+   each, ``--batch`` steps per transaction (default the sweep's 500); the figure is the time ratio A/B, which should
    stay near 1 because the sweep costs in proportion to due work, not to open
    tickets. The claim query's plan (EXPLAIN ANALYZE in a rolled-back
    transaction) shows whether it uses the partial index on pending steps.
@@ -68,7 +68,6 @@ DEFAULT_OPEN = 1_000_000
 DEFAULT_DUE = 10_000
 DEFAULT_QUEUE_TICKETS = 100_000
 
-BATCH = SWEEP_BATCH
 WORKER = "bench"
 TARGET_MINUTES = 240
 LADDER = [
@@ -106,6 +105,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
     if args.url != DEFAULT_URL:
         parts += ["--url", make_url(args.url).render_as_string(hide_password=True)]
     parts += ["--open", str(args.open), "--due", str(args.due), "--queue-tickets", str(args.queue_tickets)]
+    if args.batch != SWEEP_BATCH:
+        parts += ["--batch", str(args.batch)]
     return shlex.join(parts)
 
 
@@ -330,11 +331,11 @@ class SweepRun:
         return self.fired / self.seconds
 
 
-def run_sweep(engine: Engine, label: str, n_open: int, n_due: int, load_seconds: float) -> SweepRun:
+def run_sweep(engine: Engine, label: str, n_open: int, n_due: int, load_seconds: float, batch: int) -> SweepRun:
     factory = sessionmaker(engine, expire_on_commit=False)
     now = datetime.now(UTC)
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = sweep(factory, now=now, batch=BATCH, worker=WORKER)
+    result = sweep(factory, now=now, batch=batch, worker=WORKER)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     fired = len(result.fired)
     done = counts(engine)["done"]
@@ -357,7 +358,7 @@ def run_sweep(engine: Engine, label: str, n_open: int, n_due: int, load_seconds:
     return run
 
 
-def explain_claim(engine: Engine) -> list[str]:
+def explain_claim(engine: Engine, batch: int) -> list[str]:
     """The claim SELECT exactly as ``_claim`` sends it, explained with ANALYZE in a transaction that is rolled back."""
     captured: list[tuple[str, object]] = []
     now = datetime.now(UTC)
@@ -370,7 +371,7 @@ def explain_claim(engine: Engine) -> list[str]:
         event.listen(conn, "before_cursor_execute", grab)
         outer = conn.begin()
         with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
-            _claim(session, now, "bench:explain", BATCH)
+            _claim(session, now, "bench:explain", batch)
         outer.rollback()
         event.remove(conn, "before_cursor_execute", grab)
         if not captured:
@@ -523,7 +524,7 @@ class Lateness:
     seconds: list[float]
 
 
-def run_lateness(engine: Engine, desk: Desk, n_due: int) -> Lateness:
+def run_lateness(engine: Engine, desk: Desk, n_due: int, batch: int) -> Lateness:
     """Scenario C: steps falling due over LATENESS_SPREAD seconds, a sweep every SWEEP_EVERY seconds."""
     now = datetime.now(UTC).replace(microsecond=0)
     load_tickets(engine, desk, slot_rows(desk, now), 1, n_due, n_due, n_due)
@@ -539,7 +540,7 @@ def run_lateness(engine: Engine, desk: Desk, n_due: int) -> Lateness:
     deadline = time.monotonic() + LATENESS_SPREAD + 4 * SWEEP_EVERY
     while time.monotonic() < deadline:
         tick = time.monotonic()
-        sweep(factory, now=datetime.now(UTC), batch=BATCH, worker=WORKER)
+        sweep(factory, now=datetime.now(UTC), batch=batch, worker=WORKER)
         sweeps += 1
         if counts(engine)["done"] >= n_due:
             break
@@ -585,9 +586,14 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_QUEUE_TICKETS,
         help="tickets in the database while the queue page is timed (default %(default)s)",
     )
+    parser.add_argument(
+        "--batch", type=int, default=SWEEP_BATCH, help="steps claimed and fired per transaction (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     if not args.url.startswith("postgresql"):
         parser.error("--url must be a postgresql:// URL")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
     if not 1 <= args.due <= args.open:
         parser.error("--due must be between 1 and --open")
     if not 1 <= args.queue_tickets <= args.open:
@@ -621,13 +627,13 @@ def main(argv: list[str] | None = None) -> None:
             desk = set_up_desk(sessionmaker(engine, expire_on_commit=False), datetime.now(UTC))
 
             print(
-                f"1. Sweep: one sweep(batch={BATCH}) per scenario, timed from the first claim to the last commit "
+                f"1. Sweep: one sweep(batch={args.batch}) per scenario, timed from the first claim to the last commit "
                 "(load time = INSERT ... SELECT and VACUUM ANALYZE, not part of the sweep time)",
                 flush=True,
             )
             now = datetime.now(UTC).replace(microsecond=0)
             load_b = load_tickets(engine, desk, slot_rows(desk, now), 1, args.due, args.due, args.due)
-            run_b = run_sweep(engine, "B", args.due, args.due, load_b)
+            run_b = run_sweep(engine, "B", args.due, args.due, load_b, args.batch)
             reset_tickets(engine)
 
             # Scenario A in two parts: the queue is timed with --queue-tickets loaded, then the rest is added.
@@ -647,8 +653,8 @@ def main(argv: list[str] | None = None) -> None:
             load_rest = 0.0
             if args.queue_tickets < args.open:
                 load_rest = load_tickets(engine, desk, slots, args.queue_tickets + 1, args.open, args.open, args.due)
-            plan = explain_claim(engine)
-            run_a = run_sweep(engine, "A", args.open, args.due, load_q + load_rest)
+            plan = explain_claim(engine, args.batch)
+            run_a = run_sweep(engine, "A", args.open, args.due, load_q + load_rest, args.batch)
             ratio = run_a.seconds / run_b.seconds
             print(
                 f"   A/B sweep time: {ratio:.2f} (fired/s A {run_a.rate:,.0f}, B {run_b.rate:,.0f}; "
@@ -688,10 +694,10 @@ def main(argv: list[str] | None = None) -> None:
             reset_tickets(engine)
             print(
                 f"3. Lateness: {args.due:,} steps falling due evenly over {LATENESS_SPREAD} s, "
-                f"one sweeper every {SWEEP_EVERY:.0f} s (batch {BATCH})",
+                f"one sweeper every {SWEEP_EVERY:.0f} s (batch {args.batch})",
                 flush=True,
             )
-            print_lateness(run_lateness(engine, desk, args.due))
+            print_lateness(run_lateness(engine, desk, args.due, args.batch))
         finally:
             engine.dispose()
     print()

@@ -342,8 +342,8 @@ def _timed(seconds: dict[str, float] | None, phase: str) -> Iterator[None]:
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector waits while a batch is fired. The batch makes tens of
     thousands of ORM objects that all live until its commit, and collecting the young objects over
-    and over while they pile up took about a fifth of the sweep's time (bench.sweep, 500-step
-    batches); whatever the batch leaves behind is collected once it is done."""
+    and over while they pile up was one of the largest costs in a profile of the sweep on
+    bench.sweep's data; whatever the batch leaves behind is collected once it is done."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -837,8 +837,8 @@ def _fire_batch(
 
 
 # Steps claimed and fired per transaction: larger batches share the per-batch statements among more
-# steps (bench.sweep: 200 -> 500 fired about 15 % more per second) while a batch's locks on its tickets
-# are still held for well under a second.
+# steps (compare ``python -m bench.sweep --batch 200`` with the default) while a batch's locks on its
+# tickets are still held for about a second at most on a slow machine.
 SWEEP_BATCH = 500
 
 
