@@ -129,3 +129,12 @@ def test_every_translation_survives_formatting(catalog):
             except (ValueError, TypeError, KeyError):
                 broken.append((message.id, text))
     assert not broken, broken
+
+
+def test_the_return_steps_are_named_in_a_shoppers_words(catalog):
+    """The guided return's five step names, as a shopper in China reads them above the form (a
+    technical word such as 参数, "parameters", once stood for "Details")."""
+    from portal.web.shop.guided import STEP_LABELS
+
+    names = {step: catalog[str(label)].string for step, label in STEP_LABELS.items()}
+    assert names == {"items": "商品", "reasons": "退货原因", "details": "详情", "outcome": "您的选择", "review": "确认"}
