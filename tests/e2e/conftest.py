@@ -58,6 +58,12 @@ def live_server(app):
     # connections back before the app's engine is disposed: a connection left checked out is
     # garbage-collected open later, and warns in whichever test is running then.
     server.task_dispatcher.shutdown(cancel_pending=True, timeout=10)
+    # Connections the browser kept alive are closed too (the loop has stopped, so nothing else
+    # uses them): left to the garbage collector, an unclosed socket warns in whichever test is
+    # running when it is collected.
+    for channel in list(server.active_channels.values()):
+        channel.handle_close()
+    assert not server.active_channels
 
 
 @pytest.fixture
