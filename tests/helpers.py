@@ -177,13 +177,28 @@ def get_csrf(client, path: str = "/") -> str:
 
 
 _SENDS = itertools.count()
+_SIGNED: set[str] = set()  # signatures already handed out with a chosen timestamp
 
 
 def signed_headers(body: bytes, secret: str = API_SECRET, timestamp: int | None = None) -> dict[str, str]:
     """Headers for one send. Each call signs with a different timestamp (stepping back through the
-    accepted window) as separate sends by a shop would; the same headers twice are a replay."""
-    ts = str(int(time.time()) - next(_SENDS) % 240 if timestamp is None else timestamp)
-    mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    accepted window) as separate sends by a shop would; the same headers twice are a replay. A
+    signature already handed out is never handed out again: when a second passes between two sends
+    of one body, the next step back lands on the same timestamp, so the step after it is taken."""
+
+    def sign(ts: str) -> str:
+        return hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+    if timestamp is not None:
+        ts = str(timestamp)
+        mac = sign(ts)
+    else:
+        while True:
+            ts = str(int(time.time()) - next(_SENDS) % 240)
+            mac = sign(ts)
+            if mac not in _SIGNED:
+                break
+        _SIGNED.add(mac)
     return {"X-Portal-Timestamp": ts, "X-Portal-Signature": f"sha256={mac}", "Content-Type": "application/json"}
 
 
