@@ -24,15 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, func, literal, update
+from sqlalchemy import ColumnElement, Table, any_, bindparam, func, inspect, literal, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-
-def _table(entity: Any) -> Table:
-    table = entity.__table__
-    assert isinstance(table, Table)
-    return table
+from portal.db.dialects import on_postgresql
 
 
 def _arrays(table: Table, names: list[str], rows: list[dict[str, Any]]) -> Any:
@@ -41,14 +37,10 @@ def _arrays(table: Table, names: list[str], rows: list[dict[str, Any]]) -> Any:
     return func.unnest(*params).table_valued(*names).render_derived(name="v")
 
 
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
     """``column IN values``, as ``column = ANY(:array)`` on PostgreSQL."""
     values = list(values)
-    if _postgres(session):
+    if on_postgresql(session):
         return column == any_(literal(values, ARRAY(column.type)))
     return column.in_(values)
 
@@ -61,10 +53,10 @@ def update_rows(session: Session, entity: Any, rows: list[dict[str, Any]]) -> No
     names = list(rows[0])
     if "id" not in names or any(row.keys() != rows[0].keys() for row in rows):
         raise ValueError("every row must name the same columns, 'id' among them")
-    if not _postgres(session):
+    if not on_postgresql(session):
         session.execute(update(entity), rows)
         return
-    table = _table(entity)
+    table = inspect(entity).local_table
     values = _arrays(table, names, rows)
     session.execute(
         update(table)

@@ -13,10 +13,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
+from portal.db.dialects import on_postgresql
+
 
 def lock_rows(session: Session, model: Any, *where: ColumnElement[bool]) -> None:
     """Hold the rows of ``model`` matching ``where`` until the transaction ends."""
-    if session.get_bind().dialect.name == "sqlite":
+    if not on_postgresql(session):
         session.execute(update(model).where(*where).values(id=model.id).execution_options(synchronize_session=False))
     else:
         session.execute(select(model.id).where(*where).with_for_update())

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from portal.db.dialects import on_postgresql
+
 
 def insert_if_absent(session: Session, model: Any, key: str | tuple[str, ...], values: dict[str, Any]) -> bool:
     """Insert one row unless a row with the same unique ``key`` (a column, or several) exists; True when
@@ -16,7 +18,7 @@ def insert_if_absent(session: Session, model: Any, key: str | tuple[str, ...], v
     (PostgreSQL's unique index, SQLite's write lock) and inserts nothing, instead of failing with an
     IntegrityError as a select-then-insert would.
     """
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if on_postgresql(session) else sqlite
     table = model.__table__
     keys = [key] if isinstance(key, str) else list(key)
     statement = (

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from portal.adapters.webhooks import EVENTS as WEBHOOK_EVENTS
+from portal.db.dialects import on_postgresql
 from portal.db.models import OutboxMessage
 from portal.services.work import defer
 
@@ -88,7 +89,7 @@ def _claim(session: Session, now: datetime, batch: int, skip_channels: Collectio
     )
     if skip_channels:
         stmt = stmt.where(OutboxMessage.channel.not_in(list(skip_channels)))
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
     else:
         # SQLite has no row locks: take the write lock before reading, so two senders queue

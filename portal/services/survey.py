@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal.db.dialects import on_postgresql
 from portal.db.locks import lock_rows
 from portal.db.models import ReturnRequest, SurveyAnswer, SurveyDue, SurveyOptOut, TicketEvent
 from portal.db.upsert import insert_if_absent
@@ -125,7 +126,7 @@ def _claim(session: Session, now: datetime, ready: datetime, token: str, batch: 
         "claim_expires": now + CLAIM_TTL,
         "attempts": SurveyDue.attempts + 1,
     }
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         # SQLite: write first, so the database lock is taken before anything is read (see sla._claim).
         for condition, order in ((pending, SurveyDue.finished_at), (expired, SurveyDue.claim_expires)):
             chosen = select(SurveyDue.id).where(condition).order_by(order).limit(batch).scalar_subquery()
@@ -161,7 +162,7 @@ def _send_one(session: Session, row: SurveyDue, now: datetime, settings: SurveyS
         outcome = "too late"
     else:
         key = email_key(secret, address)
-        if session.get_bind().dialect.name == "postgresql":
+        if on_postgresql(session):
             # Two sweepers with two requests of one address: the second waits and sees the first send.
             session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
         if session.scalar(select(SurveyOptOut.id).where(SurveyOptOut.email_key == key)) is not None:
@@ -191,7 +192,7 @@ def _send_batch(
     stmt = select(SurveyDue).where(
         SurveyDue.id.in_(ids), SurveyDue.status == SurveyStatus.CLAIMED.value, SurveyDue.claimed_by == token
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         stmt = stmt.with_for_update()
     else:
         lock_rows(session, SurveyDue, SurveyDue.id.in_(ids))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from portal.db.dialects import on_postgresql
 from portal.db.locks import lock_rows
 from portal.db.models import (
     CannedReplyRow,
@@ -226,7 +227,7 @@ def assign_ticket(session: Session, ticket: Ticket, actor: Actor = SYSTEM) -> St
         .where(TeamMember.team_id == ticket.team_id, TeamMember.available.is_(True), StaffUser.active.is_(True))
         .order_by(TeamMember.id)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         stmt = stmt.with_for_update(of=TeamMember, skip_locked=True)
     else:
         # SQLite has no row locks: take the database write lock before counting loads.
