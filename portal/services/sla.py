@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.db.bulk import among, update_rows
+from portal.db.dialects import on_postgresql
 from portal.db.insight_rollups import changing
 from portal.db.models import (
     BusinessCalendarRow,
@@ -359,8 +360,7 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
     pending fire times serves the order and stops after ``batch`` rows), then expired claims."""
     pending = (EscalationDue.status == StepStatus.PENDING.value) & (EscalationDue.fire_at <= now)
     expired = (EscalationDue.status == StepStatus.CLAIMED.value) & (EscalationDue.claim_expires < now)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if not postgres:
+    if not on_postgresql(session):
         # SQLite: write first (one UPDATE with a subquery) so the database lock is taken before
         # anything is read; a read-then-write transaction could not wait for a busy writer.
         for condition, order in ((pending, EscalationDue.fire_at), (expired, EscalationDue.claim_expires)):
@@ -385,35 +385,36 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
                 .limit(2 * batch)
             )
         )
+    # PostgreSQL: one UPDATE ... RETURNING per kind, of the rows a SKIP LOCKED select picks (rows another
+    # sweeper holds are passed over). The select is a MATERIALIZED CTE: as a plain IN subquery the
+    # planner may run it again per row and take more than the LIMIT.
     ids: list[int] = []
     for condition, order in ((pending, EscalationDue.fire_at), (expired, EscalationDue.claim_expires)):
         if len(ids) >= batch:
             break
-        stmt = select(EscalationDue.id).where(condition).order_by(order).limit(batch - len(ids))
-        if postgres:
-            stmt = stmt.with_for_update(skip_locked=True)
-        ids += list(session.scalars(stmt))
-    if not ids:
-        session.rollback()
-        return []
-    # Conditional update: a row another sweeper claimed in between is not taken twice.
-    session.execute(
-        update(EscalationDue)
-        .where(among(session, EscalationDue.id, ids), or_(pending, expired))
-        .values(
-            status=StepStatus.CLAIMED.value,
-            claimed_by=token,
-            claim_expires=now + CLAIM_TTL,
-            attempts=EscalationDue.attempts + 1,
+        picked = (
+            select(EscalationDue.id)
+            .where(condition)
+            .order_by(order)
+            .limit(batch - len(ids))
+            .with_for_update(skip_locked=True)
+            .cte("picked")
+            .prefix_with("MATERIALIZED")
         )
-        .execution_options(synchronize_session=False)
-    )
+        ids += session.scalars(
+            update(EscalationDue)
+            .where(EscalationDue.id.in_(select(picked.c.id)), condition)
+            .values(
+                status=StepStatus.CLAIMED.value,
+                claimed_by=token,
+                claim_expires=now + CLAIM_TTL,
+                attempts=EscalationDue.attempts + 1,
+            )
+            .returning(EscalationDue.id)
+            .execution_options(synchronize_session=False)
+        ).all()
     session.commit()
-    return list(
-        session.scalars(
-            select(EscalationDue.id).where(among(session, EscalationDue.id, ids), EscalationDue.claimed_by == token)
-        )
-    )
+    return ids
 
 
 def notify_staff(session: Session, staff: StaffUser | None, ticket: Ticket, kind: str, message: str | Text) -> None:
@@ -719,7 +720,7 @@ def _lock_and_read(session: Session, ids: list[int], token: str) -> list[Escalat
         EscalationDue.status == StepStatus.CLAIMED.value,
         EscalationDue.claimed_by == token,
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         # Tickets first, in id order: two sweepers merging steps of one ticket wait for each other
         # instead of each holding a step the other wants.
         ticket_ids = select(EscalationDue.ticket_id).where(among(session, EscalationDue.id, ids))
