@@ -667,7 +667,8 @@ class TicketClock(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    # Looked up by ticket through the unique constraint above, which starts with it (no index of its own).
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
     policy_id: Mapped[int] = mapped_column(ForeignKey("sla_policy.id"))
     calendar_id: Mapped[int] = mapped_column(ForeignKey("business_calendar.id"))
     metric: Mapped[str] = mapped_column(String(16))
@@ -758,7 +759,8 @@ class EscalationDue(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    clock_id: Mapped[int] = mapped_column(ForeignKey("ticket_clock.id"), index=True)
+    # Looked up by clock through the unique constraint above, which starts with it (no index of its own).
+    clock_id: Mapped[int] = mapped_column(ForeignKey("ticket_clock.id"))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
     step_key: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(32))
