@@ -34,6 +34,13 @@ computed with ``portal.domain.sla`` and bulk-loaded with server-side SQL.
    evenly over two minutes, and a sweep every 30 seconds as the scheduler
    runs it; the figure is the time from each step's due time to the moment
    it fired (its timeline event was written): p50, p95 and max.
+4. **Queue over the same rows**: the pages of section 2 (the whole-RMA search
+   for ``B-777``, one of the first 1,000) with 1,000 tickets and again with
+   ``--queue-tickets``, where the added tickets are ones no page lists (not
+   due, RMAs ``C-<n>``, deadlines after the first page's). Each page lists the
+   same RMAs at both sizes (the run checks and says so), so the ratio is what
+   the extra tickets cost alone; section 2's ratios also grow with what the
+   pages show (10 breached tickets among 1,000, a full page among 100,000).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import secrets
 import shlex
 import statistics
@@ -95,7 +103,11 @@ QUEUE_PATHS = (
     SEARCH_PATH,
     WHOLE_RMA_SEARCH_PATH,
 )
+# Section 4 times these over the same rows at both sizes: the whole RMA is one of the first 1,000
+# (B-54321 is not among them), and the tickets added for the larger size match no page's filter.
+SAME_ROWS_PATHS = (*QUEUE_PATHS[:-1], "/staff/queue?view=all&q=B-777")
 SLOW_MS = 200.0
+RMA = re.compile(r"\b[BC]-\d+\b")
 
 TICKET_TABLES = ("return_request", "ticket", "ticket_clock", "escalation_due")
 
@@ -239,7 +251,7 @@ FROM src JOIN bench_slot AS s ON s.due = src.due AND s.k = src.g % {slots}
 INSERTS = {
     "return_request": (
         "id, rma, order_id, status, locale, verdict, decision, policy_version, value, returnless, customer_email, created_at, updated_at",
-        "g, 'B-' || g, :order_id, 'pending_review', 'en', 'needs_review', CAST('{}' AS json), 'default-1', 50 + g % 950, false, "
+        "g, :prefix || g, :order_id, 'pending_review', 'en', 'needs_review', CAST('{}' AS json), 'default-1', 50 + g % 950, false, "
         "'shopper@bench.example', s.since, s.since",
     ),
     # due_at: the nearest running deadline, which the ORM keeps on the ticket; here its one clock's.
@@ -258,10 +270,14 @@ INSERTS = {
 }
 
 
-def load_tickets(engine: Engine, desk: Desk, slots: list[dict], lo: int, hi: int, n_open: int, n_due: int) -> float:
-    """Tickets lo..hi of a scenario with n_open tickets and n_due due ones; returns seconds (load + VACUUM ANALYZE)."""
+def load_tickets(
+    engine: Engine, desk: Desk, slots: list[dict], lo: int, hi: int, n_open: int, n_due: int, prefix: str = "B-"
+) -> float:
+    """Tickets lo..hi of a scenario with n_open tickets and n_due due ones (RMAs ``prefix`` + number);
+    returns seconds (load + VACUUM ANALYZE)."""
     start = time.perf_counter()
     params = {
+        "prefix": prefix,
         "due": n_due,
         "open": n_open,
         "order_id": desk.order_id,
@@ -359,7 +375,7 @@ def run_sweep(engine: Engine, label: str, n_open: int, n_due: int, load_seconds:
 
 
 def explain_claim(engine: Engine, batch: int) -> list[str]:
-    """The claim SELECT exactly as ``_claim`` sends it, explained with ANALYZE in a transaction that is rolled back."""
+    """The claim statement exactly as ``_claim`` sends it, explained with ANALYZE in a transaction that is rolled back."""
     captured: list[tuple[str, object]] = []
     now = datetime.now(UTC)
     with engine.connect() as conn:
@@ -394,6 +410,7 @@ class PageTiming:
     latencies: list[float]
     statements: list[tuple[float, str, object]]
     plan: list[str] | None = None  # EXPLAIN ANALYZE of the slowest statement, for a slow page
+    listed: tuple[str, ...] = ()  # the RMAs the page lists, in order
 
     @property
     def median_ms(self) -> float:
@@ -408,7 +425,7 @@ def sign_in(client) -> None:
     staff_sign_in(client, AGENT_EMAIL, AGENT_PASSWORD)
 
 
-def time_queue(engine: Engine, url: str, instance: str) -> list[PageTiming]:
+def time_queue(engine: Engine, url: str, instance: str, paths: tuple[str, ...] = QUEUE_PATHS) -> list[PageTiming]:
     from portal import create_app
     from portal.db import get_engine
 
@@ -418,14 +435,15 @@ def time_queue(engine: Engine, url: str, instance: str) -> list[PageTiming]:
     try:
         client = app.test_client()
         sign_in(client)
-        for path in QUEUE_PATHS:
+        for path in paths:
 
-            def get() -> None:
+            def get() -> str:
                 response = client.get(path)
                 if response.status_code != 200:
                     raise SystemExit(f"bench: GET {path} gave {response.status_code}, expected 200")
+                return response.get_data(as_text=True)
 
-            get()  # warm-up (templates, statement caches)
+            listed = tuple(dict.fromkeys(RMA.findall(get())))  # warm-up (templates, statement caches)
             latencies = []
             for _ in range(QUEUE_REQUESTS):
                 t0 = time.perf_counter()
@@ -448,7 +466,7 @@ def time_queue(engine: Engine, url: str, instance: str) -> list[PageTiming]:
             finally:
                 event.remove(app_engine, "before_cursor_execute", before)
                 event.remove(app_engine, "after_cursor_execute", after)
-            timings.append(PageTiming(path, latencies, statements))
+            timings.append(PageTiming(path, latencies, statements, listed=listed))
     finally:
         app_engine.dispose()
     # Explain now, while the database holds what the pages were timed against.
@@ -569,6 +587,30 @@ def print_lateness(result: Lateness) -> None:
 
 
 # --- main ---------------------------------------------------------------------------------
+
+
+def print_same_rows(engine: Engine, desk: Desk, url: str, instance: str, args: argparse.Namespace) -> None:
+    """The queue pages with 1,000 tickets and again with --queue-tickets, where every added ticket is
+    one no page shows (not due, an RMA no search matches, due after the first page): each page lists
+    the same rows at both sizes, so the ratio is what the extra tickets cost alone."""
+    small = min(SMALL_QUEUE, args.queue_tickets)
+    print(
+        f"4. Staff queue page over the same rows: {small:,} tickets as in section 2, then {args.queue_tickets - small:,} "
+        "more that no page lists (not due, RMAs 'C-<n>', deadlines after the first page's)"
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    slots = slot_rows(desk, now)
+    load_tickets(engine, desk, slots, 1, small, args.open, args.due)
+    few = {t.path: t for t in time_queue(engine, url, instance, SAME_ROWS_PATHS)}
+    if small < args.queue_tickets:
+        later = [{**slot, "deadline": slot["deadline"] + timedelta(days=30)} for slot in slots]
+        load_tickets(engine, desk, later, small + 1, args.queue_tickets, args.open, 0, prefix="C-")
+    many = time_queue(engine, url, instance, SAME_ROWS_PATHS)
+    print(f"   page                                 median ms with {small:,}  with {args.queue_tickets:,}  ratio  rows")
+    for t in many:
+        f = few[t.path]
+        rows = f"same ({len(t.listed)})" if t.listed == f.listed else f"DIFFER ({len(f.listed)} vs {len(t.listed)})"
+        print(f"   GET {t.path:<36} {f.median_ms:17.1f} {t.median_ms:12.1f} {t.median_ms / f.median_ms:6.2f}  {rows}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -698,6 +740,10 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             print_lateness(run_lateness(engine, desk, args.due, args.batch))
+            print()
+
+            reset_tickets(engine)
+            print_same_rows(engine, desk, db.url, instance, args)
         finally:
             engine.dispose()
     print()
