@@ -188,6 +188,52 @@ def test_sweeper_killed_mid_batch_is_retried_once_claims_expire(app, session, de
     assert sweep(factory(app), now=now + CLAIM_TTL * 3).fired == []
 
 
+def test_a_claim_takes_at_most_its_batch_and_no_row_twice(app, session, desk):
+    """Claims in turn split the due steps between them, each at most its batch; once the claims
+    expire, the steps are claimed again (pending steps first, then expired claims)."""
+    for n in range(3):
+        open_ticket_at(app, number=f"SLA-B{n}")
+    now = datetime(2026, 12, 1, tzinfo=UTC)  # every step of the three tickets is due
+    due = session.scalar(select(func.count(EscalationDue.id)).where(EscalationDue.status == "pending"))
+    taken: dict[str, list[int]] = {}
+    for token in ("a", "b", "c", "d"):
+        with factory(app)() as s:
+            taken[token] = _claim(s, now, token, 5)
+    assert [len(ids) for ids in taken.values()] == [5, 5, due - 10, 0]
+    everyone = [i for ids in taken.values() for i in ids]
+    assert len(set(everyone)) == len(everyone) == due
+    session.expire_all()
+    for token, ids in taken.items():
+        assert set(session.scalars(select(EscalationDue.id).where(EscalationDue.claimed_by == token))) == set(ids)
+    with factory(app)() as s:
+        again = _claim(s, now + CLAIM_TTL + timedelta(seconds=1), "e", 20)
+    assert sorted(again) == sorted(everyone)
+    session.expire_all()
+    assert set(session.scalars(select(EscalationDue.attempts))) == {2}
+
+
+def test_a_claim_passes_over_steps_another_sweeper_holds(app, session, desk, database_url):
+    """PostgreSQL: rows locked by a sweeper that is claiming them are skipped, not waited for, and
+    the claim still takes no more than its batch."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks and SKIP LOCKED are PostgreSQL's; SQLite claims under its database lock")
+    for n in range(3):
+        open_ticket_at(app, number=f"SLA-L{n}")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with factory(app)() as holder:
+        held = list(
+            holder.scalars(
+                select(EscalationDue.id).order_by(EscalationDue.fire_at, EscalationDue.id).limit(4).with_for_update()
+            )
+        )
+        with factory(app)() as s:
+            ids = _claim(s, now, "other", 5)
+        assert len(ids) == 5 and not set(ids) & set(held)
+        holder.rollback()
+    with factory(app)() as s:
+        assert set(held) <= set(_claim(s, now, "later", 20))
+
+
 def test_sweep_cost_follows_due_work(app, session, desk):
     """A sweep with nothing due claims nothing, however many tickets are open."""
     for n in range(5):
