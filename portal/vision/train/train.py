@@ -58,6 +58,16 @@ def _machine() -> dict:
     }
 
 
+def _bf16_fast() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where ``--bf16`` pays."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _augment(x: torch.Tensor, m: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random flips and transposition, the same for the image and its mask."""
     n = x.shape[0]
@@ -246,6 +256,8 @@ def train(args) -> int:
     timings["generate"] = time.perf_counter() - t0
 
     torch.set_num_threads(args.threads)
+    if args.bf16 and not _bf16_fast():
+        print("note: this CPU has no bfloat16 instructions; --bf16 will be slower here, not faster", flush=True)
     torch.manual_seed(TORCH_SEED)
     g = torch.Generator().manual_seed(TORCH_SEED)
     model = WearNet(width=args.width).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -280,7 +292,9 @@ def train(args) -> int:
             m = ms[idx].unsqueeze(1)
             x, m = _augment(x, m, g)
             x = x.contiguous(memory_format=torch.channels_last)  # much faster convolutions on CPU
-            logit, map_logits = model.logits(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                logit, map_logits = model.logits(x)
+            logit, map_logits = logit.float(), map_logits.float()  # the losses in float32 either way
             loss_img = F.binary_cross_entropy_with_logits(logit.squeeze(1), ys[idx])
             target = (m * 2.0).clamp(0.0, 1.0)
             per_map = F.binary_cross_entropy_with_logits(
@@ -387,6 +401,9 @@ def train(args) -> int:
             else ""
         )
         + " (on top of the generator's viewpoint, light, blur, noise and JPEG variation)",
+        "precision": "bfloat16 autocast for the forward pass (weights, optimiser and losses in float32)"
+        if args.bf16
+        else "float32",
         "onnx_opset": OPSET,
         "machine": _machine(),
         "seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -437,6 +454,11 @@ def add_arguments(p) -> None:
         help=f"relative frequency of each hard negative ({','.join(synth.NEGATIVES)}), e.g. 2,2,1,1",
     )
     p.add_argument("--colour-jitter", type=float, default=0.0, help="colour augmentation strength (0: off)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast for the forward pass (about twice as fast on CPUs with AMX or AVX-512 BF16)",
+    )
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads (at most 2)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
     p.add_argument("--photos", help="folder of labelled photos (labels.csv, or wear/ and no_wear/) to train on too")
