@@ -14,7 +14,7 @@ from sqlalchemy import text
 from portal import create_app
 from portal.db import get_engine, make_engine, upgrade
 from portal.db.models import Base
-from tests.helpers import API_SECRET, PRODUCTS, order_payload, post_json
+from tests.helpers import PRODUCTS, app_config, order_payload, post_json
 
 
 @pytest.fixture(autouse=True)
@@ -54,18 +54,7 @@ def _empty_tables(engine) -> None:
 
 @pytest.fixture
 def app(tmp_path, database_url, engine):
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "test-secret-key",
-            "API_SECRET": API_SECRET,
-            "JOBS_MODE": "eager",
-            "PUBLIC_URL": "http://localhost",
-            "RATELIMIT_STORAGE_URI": "memory://",
-        }
-    )
+    app = create_app(app_config(tmp_path / "instance", database_url))
     yield app
     get_engine(app).dispose()
     _empty_tables(engine)

@@ -19,6 +19,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
@@ -29,6 +30,23 @@ from portal.domain.roles import ROLES
 
 REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
 API_SECRET = "test-api-secret"
+
+
+def app_config(instance: Path, database_url: str, **settings: object) -> dict[str, object]:
+    """The settings a test app starts with (instance folder, database, jobs run at once), and ``settings``."""
+    return {
+        "TESTING": True,
+        "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key",
+        "API_SECRET": API_SECRET,
+        "JOBS_MODE": "eager",
+        "PUBLIC_URL": "http://localhost",
+        "RATELIMIT_STORAGE_URI": "memory://",
+        **settings,
+    }
+
+
 PASSWORD = "correct horse battery"
 
 

@@ -24,8 +24,8 @@ from portal.db.models import Order, OutboxMessage, RequestEvent, ReturnLine, Ret
 from portal.demo import demo_orders, seed, seed_requests, seed_staff
 from portal.services.keys import rotate_data_key
 from tests.helpers import (
-    API_SECRET,
     PASSWORD,
+    app_config,
     csrf_token,
     login_shopper,
     order_payload,
@@ -131,18 +131,7 @@ def test_shopper_lookup_matches_the_blind_index_in_any_spelling(client):
 
 
 def _app_with(tmp_path: Path, database_url: str, data_key: str, name: str):
-    return create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / name),
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "test-secret-key",
-            "API_SECRET": API_SECRET,
-            "JOBS_MODE": "eager",
-            "PUBLIC_URL": "http://localhost",
-            "DATA_KEY": data_key,
-        }
-    )
+    return create_app(app_config(tmp_path / name, database_url, DATA_KEY=data_key))
 
 
 def _sealed_ids(session) -> set[str | None]:

@@ -29,7 +29,7 @@ from portal.services.policies import (
 )
 from portal.services.replay import replay_requests
 from portal.services.staff import create_staff
-from tests.helpers import API_SECRET, PASSWORD, form_for, login_shopper
+from tests.helpers import API_SECRET, PASSWORD, app_config, form_for, login_shopper
 
 
 def stricter(label: str = "strict-2", limit: str = "50.00") -> str:
@@ -173,17 +173,7 @@ def test_hand_edits_of_the_instance_file(app, session, caplog):
 
 
 def test_two_apps_on_one_database_see_a_publish(app, session, tmp_path, database_url):
-    other = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "other-host"),
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "test-secret-key",
-            "API_SECRET": API_SECRET,
-            "JOBS_MODE": "eager",
-            "POLICY_SOURCE": "database",
-        }
-    )
+    other = create_app(app_config(tmp_path / "other-host", database_url, POLICY_SOURCE="database"))
     try:
         with session_scope(other) as theirs:
             assert published_policy(theirs, other.config).policy.version == "default-1"

@@ -28,7 +28,7 @@ from portal.services.filing import answer_question
 from portal.services.review import approve_return, ask_shopper
 from portal.services.sla import reopen_ticket_clocks, sweep
 from portal.services.tickets import reopen_ticket, send_reply
-from tests.helpers import API_SECRET, open_coat_ticket, scratch_postgres, shanghai_desk_with_policy
+from tests.helpers import app_config, open_coat_ticket, scratch_postgres, shanghai_desk_with_policy
 
 
 def due_by_ticket(app) -> dict[int, datetime | None]:
@@ -142,18 +142,7 @@ def scratch_app(request, tmp_path):
         engine = make_engine(url)
         stack.callback(engine.dispose)
         upgrade(engine)
-        app = create_app(
-            {
-                "TESTING": True,
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "DATABASE_URL": url,
-                "SECRET_KEY": "test-secret-key",
-                "API_SECRET": API_SECRET,
-                "JOBS_MODE": "eager",
-                "PUBLIC_URL": "http://localhost",
-                "RATELIMIT_STORAGE_URI": "memory://",
-            }
-        )
+        app = create_app(app_config(tmp_path / "instance", url))
         stack.callback(lambda: get_engine(app).dispose())
         yield app, engine
 
