@@ -20,8 +20,12 @@ computed with ``portal.domain.sla`` and bulk-loaded with server-side SQL.
    step due; scenario B has ``--due`` open tickets, all due. One ``sweep()``
    each, ``--batch`` steps per transaction (default the sweep's 500); the figure is the time ratio A/B, which should
    stay near 1 because the sweep costs in proportion to due work, not to open
-   tickets. The claim query's plan (EXPLAIN ANALYZE in a rolled-back
-   transaction) shows whether it uses the partial index on pending steps.
+   tickets. Each sweep starts after a ``CHECKPOINT`` (when the user may run
+   one), so the load's writes are not charged to it; the header prints the
+   server's ``shared_buffers``, which decides how much of a million tickets'
+   rows the sweep finds in PostgreSQL's own cache. The claim statement's plan
+   (EXPLAIN ANALYZE in a rolled-back transaction) shows whether it uses the
+   partial index on pending steps.
 2. **Queue**: median and p95 of the staff queue page with 1,000 and with
    ``--queue-tickets`` tickets in the database (the first part of scenario
    A's data, loaded before the rest), through the Flask test client as a
@@ -60,6 +64,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.run import core_count, cpu_model, staff_sign_in, version_of
@@ -150,8 +155,11 @@ class ThrowawayDatabase:
         return self
 
     def server_version(self) -> str:
+        return self.setting("server_version")
+
+    def setting(self, name: str) -> str:
         with self.admin.connect() as conn:
-            return conn.exec_driver_sql("SHOW server_version").scalar_one()
+            return conn.exec_driver_sql(f"SHOW {name}").scalar_one()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -347,8 +355,19 @@ class SweepRun:
         return self.fired / self.seconds
 
 
+def checkpoint(engine: Engine) -> None:
+    """Write out what the load left dirty, so that the sweep is not charged for it (a checkpoint the
+    load's WAL set off would otherwise run during the sweep). Needs a superuser or pg_checkpoint."""
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+    except DBAPIError as exc:
+        print(f"   (no CHECKPOINT before the sweep: {exc.orig})")
+
+
 def run_sweep(engine: Engine, label: str, n_open: int, n_due: int, load_seconds: float, batch: int) -> SweepRun:
     factory = sessionmaker(engine, expire_on_commit=False)
+    checkpoint(engine)
     now = datetime.now(UTC)
     start, cpu_start = time.perf_counter(), time.process_time()
     result = sweep(factory, now=now, batch=batch, worker=WORKER)
@@ -649,7 +668,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"platform: {platform.platform()}")
         print(f"cpu:      {cpu_model()}, {core_count()} cores")
         print(f"python:   {platform.python_implementation()} {platform.python_version()}")
-        print(f"database: PostgreSQL {db.server_version()} (throwaway database, dropped at the end)")
+        print(
+            f"database: PostgreSQL {db.server_version()} (throwaway database, dropped at the end); "
+            f"shared_buffers {db.setting('shared_buffers')}"
+        )
         print(
             f"versions: returns-portal {version_of('returns-portal')}, sqlalchemy {version_of('sqlalchemy')}, "
             f"psycopg {version_of('psycopg')}, flask {version_of('flask')}"
