@@ -1157,8 +1157,13 @@ def step_fire_times(cal: BusinessCalendar, clock: Clock, steps: Sequence[Escalat
 def observe_breach(clock: Clock, at: datetime) -> Clock:
     """The clock with its breach recorded if it is past its target at ``at`` (a recorded breach and
     its time never change; a stopped clock is returned as it is)."""
-    breached_at = _observed_breach(clock, _utc(at, "at"))
+    breached_at = breach_seen(clock, at)
     return clock if breached_at == clock.breached_at else replace(clock, breached_at=breached_at)
+
+
+def breach_seen(clock: Clock, at: datetime) -> datetime | None:
+    """The ``breached_at`` that ``observe_breach`` would record at ``at``, without the new clock."""
+    return _observed_breach(clock, _utc(at, "at"))
 
 
 def due_steps(

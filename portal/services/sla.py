@@ -703,7 +703,7 @@ def _fire_one(
     group = [(row, clock), *_merge_siblings(session, row, cache, now, open_steps)]
     group.sort(key=lambda item: sla.METRICS.index(item[1].metric) if item[1].metric in sla.METRICS else 9)
     for _, c in group:  # a breach the sweep sees is recorded with its time and stays
-        writes.breach(c, sla.observe_breach(value if c is clock else to_clock(c), now).breached_at)
+        writes.breach(c, sla.breach_seen(value if c is clock else to_clock(c), now))
     outcome = _act(writes, cache, row.action, row.step_key, ticket, [c for _, c in group])
     fired = []
     for step, c in group:

@@ -24,6 +24,7 @@ from portal.domain.sla import (
     DeadlineChange,
     EscalationStep,
     add_business_minutes,
+    breach_seen,
     business_minutes_between,
     due_steps,
     elapsed,
@@ -799,6 +800,8 @@ def test_a_recorded_breach_keeps_its_escalation_times_when_the_target_grows_back
     seen = observe_breach(tight, at("2026-06-01T10:05+01:00"))
     assert seen.breached_at == at("2026-06-01T10:00+01:00")
     assert observe_breach(seen, at("2026-06-01T11:00+01:00")) is seen  # recorded once, never moved
+    assert breach_seen(tight, at("2026-06-01T10:05+01:00")) == seen.breached_at  # the same, without the clock
+    assert breach_seen(seen, at("2026-06-01T11:00+01:00")) == seen.breached_at
     restored, change = retarget(LONDON_OFFICE, seen, 480, at("2026-06-01T10:30+01:00"))
     assert change is not None and restored.deadline == at("2026-06-01T17:00+01:00")
     assert restored.breached_at == at("2026-06-01T10:00+01:00") and is_breached(restored, at("2026-06-01T10:30+01:00"))
@@ -811,5 +814,6 @@ def test_a_recorded_breach_keeps_its_escalation_times_when_the_target_grows_back
 def test_observing_a_clock_before_its_deadline_records_nothing() -> None:
     clock = started(target=60, when="2026-06-01T09:00+01:00")
     assert observe_breach(clock, at("2026-06-01T10:00+01:00")) is clock  # at the deadline is not past it
+    assert breach_seen(clock, at("2026-06-01T10:00+01:00")) is None
     later, _ = retarget(LONDON_OFFICE, clock, 120, at("2026-06-01T09:50+01:00"))
     assert later.breached_at is None and dict(step_fire_times(LONDON_OFFICE, later, LADDER))["lead"] == later.deadline
