@@ -17,6 +17,7 @@ import re
 import struct
 import time
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,6 +79,17 @@ def flushed_redis(url: str, flush: bool = True):
             client.flushdb()
     finally:
         client.close()
+
+
+@contextmanager
+def scratch_database(kind: str, tmp_path: Path, prefix: str) -> Iterator[str]:
+    """The URL of an empty database of its own: a SQLite file in ``tmp_path``, or (``kind`` "postgresql")
+    a throwaway PostgreSQL database from ``scratch_postgres``."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / (prefix + '.sqlite3')}"
+        return
+    with scratch_postgres(prefix) as url:
+        yield url
 
 
 @contextmanager

@@ -360,6 +360,12 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
     pending fire times serves the order and stops after ``batch`` rows), then expired claims."""
     pending = (EscalationDue.status == StepStatus.PENDING.value) & (EscalationDue.fire_at <= now)
     expired = (EscalationDue.status == StepStatus.CLAIMED.value) & (EscalationDue.claim_expires < now)
+    claimed = {
+        "status": StepStatus.CLAIMED.value,
+        "claimed_by": token,
+        "claim_expires": now + CLAIM_TTL,
+        "attempts": EscalationDue.attempts + 1,
+    }
     if not on_postgresql(session):
         # SQLite: write first (one UPDATE with a subquery) so the database lock is taken before
         # anything is read; a read-then-write transaction could not wait for a busy writer.
@@ -368,12 +374,7 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
             session.execute(
                 update(EscalationDue)
                 .where(EscalationDue.id.in_(chosen))
-                .values(
-                    status=StepStatus.CLAIMED.value,
-                    claimed_by=token,
-                    claim_expires=now + CLAIM_TTL,
-                    attempts=EscalationDue.attempts + 1,
-                )
+                .values(claimed)
                 .execution_options(synchronize_session=False)
             )
         session.commit()
@@ -404,12 +405,7 @@ def _claim(session: Session, now: datetime, token: str, batch: int) -> list[int]
         ids += session.scalars(
             update(EscalationDue)
             .where(EscalationDue.id.in_(select(picked.c.id)), condition)
-            .values(
-                status=StepStatus.CLAIMED.value,
-                claimed_by=token,
-                claim_expires=now + CLAIM_TTL,
-                attempts=EscalationDue.attempts + 1,
-            )
+            .values(claimed)
             .returning(EscalationDue.id)
             .execution_options(synchronize_session=False)
         ).all()

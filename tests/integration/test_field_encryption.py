@@ -7,7 +7,6 @@ plaintext rows (SQLite always, PostgreSQL when configured).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,7 +29,7 @@ from tests.helpers import (
     login_shopper,
     order_payload,
     post_json,
-    scratch_postgres,
+    scratch_database,
     service_missing,
     sign_in,
     submit_coat,
@@ -261,14 +260,8 @@ def test_scaled_mode_refuses_to_start_without_a_data_key(tmp_path, monkeypatch):
 def url_at_0027(request, tmp_path):
     """A database upgraded to 0027 holding an order, a request, a line comment, an event and an
     outbox email in plain text, as a portal before encryption left them."""
-    if request.param == "sqlite":
-        url_cm = None
-        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    else:
-        if not os.environ.get("PORTAL_DATABASE_URL", "").startswith("postgresql"):
-            pytest.skip("PostgreSQL is not configured (PORTAL_DATABASE_URL)")
-        url_cm = scratch_postgres("portal_sealing")
-        url = url_cm.__enter__()
+    database = scratch_database(request.param, tmp_path, "portal_sealing")
+    url = database.__enter__()
     engine = make_engine(url)
     try:
         upgrade(engine, "0027")
@@ -322,8 +315,7 @@ def url_at_0027(request, tmp_path):
         yield url, engine
     finally:
         engine.dispose()
-        if url_cm is not None:
-            url_cm.__exit__(None, None, None)
+        database.__exit__(None, None, None)
 
 
 def test_migration_0028_encrypts_the_rows_already_stored(url_at_0027, tmp_path):

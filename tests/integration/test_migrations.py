@@ -25,7 +25,7 @@ from portal.db import (
     upgrade,
 )
 from portal.db.models import Base
-from tests.helpers import scratch_postgres
+from tests.helpers import scratch_database
 
 
 def _config() -> Config:
@@ -46,10 +46,7 @@ def drift(engine) -> list:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def empty_engine(request, tmp_path):
     with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-        else:
-            url = stack.enter_context(scratch_postgres("portal_migrations"))
+        url = stack.enter_context(scratch_database(request.param, tmp_path, "portal_migrations"))
         engine = make_engine(url)
         stack.callback(engine.dispose)  # before the database is dropped
         yield engine

@@ -28,7 +28,7 @@ from portal.services.filing import answer_question
 from portal.services.review import approve_return, ask_shopper
 from portal.services.sla import reopen_ticket_clocks, sweep
 from portal.services.tickets import reopen_ticket, send_reply
-from tests.helpers import app_config, open_coat_ticket, scratch_postgres, shanghai_desk_with_policy
+from tests.helpers import app_config, open_coat_ticket, scratch_database, shanghai_desk_with_policy
 
 
 def due_by_ticket(app) -> dict[int, datetime | None]:
@@ -135,10 +135,7 @@ def test_due_at_follows_clocks_changed_or_removed_directly(app, session, desk):
 def scratch_app(request, tmp_path):
     """An app on a database of its own, migrated to the head (the session's database is left alone)."""
     with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'due.sqlite3'}"
-        else:
-            url = stack.enter_context(scratch_postgres("portal_due"))
+        url = stack.enter_context(scratch_database(request.param, tmp_path, "portal_due"))
         engine = make_engine(url)
         stack.callback(engine.dispose)
         upgrade(engine)

@@ -38,14 +38,17 @@ OPSET = 17
 MODEL_VERSION = "1.0.0"
 
 
+def _cpuinfo(field: str) -> str:
+    """A field of the first processor in /proc/cpuinfo ("" where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(field)), "")
+    except OSError:
+        return ""
+
+
 def _machine() -> dict:
-    cpu = platform.processor() or ""
-    if not cpu:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as fh:
-                cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
-        except OSError:
-            cpu = ""
+    cpu = platform.processor() or _cpuinfo("model name")
     return {
         "os": platform.system(),
         "arch": platform.machine(),
@@ -60,11 +63,7 @@ def _machine() -> dict:
 
 def _bf16_fast() -> bool:
     """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where ``--bf16`` pays."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:
-        return False
+    flags = _cpuinfo("flags").split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
