@@ -140,3 +140,19 @@ def test_hard_negative_mix_can_be_changed_for_training_only():
         synth.generate(1, seed=0, negative_weights=[1, 1])
     with pytest.raises(ValueError, match="negative_weights"):
         synth.generate(1, seed=0, negative_weights=[0, 0, 0, 0])
+
+
+def test_a_photo_can_be_drawn_again_without_its_marks_and_nothing_else_changes():
+    images, labels, masks, specs = synth.generate(24, seed=21, size=64, mask_size=8, with_specs=True)
+    bare, bare_labels, bare_masks = synth.render_all(specs, 21, size=64, mask_size=8, marks_drawn=False)
+    np.testing.assert_array_equal(bare_labels, labels)
+    np.testing.assert_array_equal(bare_masks, masks)  # the marks' places are still known
+    for image, twin, mask, label in zip(images, bare, masks, labels, strict=True):
+        if not label:
+            np.testing.assert_array_equal(twin, image)  # nothing to leave out: the very same photo
+            continue
+        diff = np.abs(image.astype(int) - twin.astype(int)).max(axis=2)
+        marked = np.kron(mask > 0, np.ones((8, 8), bool))  # the coarse mask at pixel scale
+        assert diff[marked].max() > 5  # the marks are gone (some are faint: that is what this measures)
+        if (~marked).any():  # away from the marks the same surface, light and viewpoint (JPEG aside)
+            assert np.median(diff[~marked]) <= 3 < diff[marked].max()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from portal.vision.train import evaluate as ev
 
@@ -25,8 +26,6 @@ def test_evaluation_sets_are_cached_and_read_back_identical(tmp_path):
 def test_an_int8_copy_is_kept_only_within_the_allowed_roc_auc_loss(tmp_path):
     import shutil
     from argparse import Namespace
-
-    import pytest
 
     pytest.importorskip("onnx", reason="quantisation needs the train extra")
     from portal import resource_dir
@@ -62,3 +61,33 @@ def test_an_int8_copy_is_kept_only_within_the_allowed_roc_auc_loss(tmp_path):
     replaced = WearModel.load(source)
     assert replaced.contract.name == "wear-v1" and "quantisation" in replaced.contract.raw
     assert not (tmp_path / "wear-v1-int8.onnx").exists()
+
+
+def test_mark_visibility_is_the_peak_local_change_of_luminance():
+    plain = np.full((3, 16, 16, 3), 100, np.uint8)
+    marked = plain.copy()
+    marked[1, 4:8, 4:8] = 130  # a 4x4 mark, 30 levels lighter
+    marked[2, 10, 10] = 190  # one pixel, as a JPEG difference would be: a ninth of it counts
+    seen = ev.mark_visibility(marked, plain)
+    np.testing.assert_allclose(seen, [0.0, 30.0, 10.0], atol=1e-3)
+
+
+def test_the_auc_is_broken_down_by_how_plainly_the_marks_show():
+    from portal.vision.train.synth import Spec
+
+    worn = [Spec("knit", ("stains",), ())] * 10
+    clean = [Spec("knit", (), ())] * 5 + [Spec("knit", (), ("print",))] * 5
+    labels = np.array([1] * 10 + [0] * 10)
+    visibility = np.array([1, 2, 3, 4, 5, 60, 70, 80, 90, 100] + [0] * 10, float)
+    # Faint marks score like clean photos; plain ones above everything; prints are false alarms.
+    scores = np.array([0.1, 0.2, 0.1, 0.2, 0.1, 0.9, 0.95, 0.9, 0.95, 0.9] + [0.1] * 5 + [0.8] * 5)
+    out = ev.by_visibility(labels, scores, visibility, 0.5, worn + clean, parts=2)
+    faint, plain = out["groups"]
+    assert (faint["from"], faint["to"], faint["n"]) == (1.0, 5.0, 5)
+    assert (plain["from"], plain["to"], plain["n"]) == (60.0, 100.0, 5)
+    assert faint["recall"] == 0.0 and plain["recall"] == 1.0
+    assert faint["roc_auc"] < 0.5 < plain["roc_auc"] == 1.0
+    # Against clean photos without prints, logos, seams or grain every plain mark ranks above them.
+    expected = ev.roc_auc([1] * 10 + [0] * 5, list(scores[:10]) + [0.1] * 5)
+    assert expected > ev.roc_auc(labels, scores)
+    assert out["roc_auc_without_hard_negatives"] == pytest.approx(expected, abs=1e-4)

@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--photos", help="also measure on a folder of labelled photos")
     p_eval.add_argument("--write", action="store_true", help="store the numbers in the model's JSON")
     p_eval.add_argument("--cache", help="keep the generated evaluation images in this .npz file and reuse them")
+    p_eval.add_argument(
+        "--by-visibility",
+        action="store_true",
+        help="also measure by how plainly the marks show (draws each image again without its marks)",
+    )
 
     p_quant = sub.add_parser("quantise", help="int8 copy of a model, kept only if it loses little ROC AUC")
     p_quant.add_argument("--model", required=True, help="float model path without extension, e.g. models/wear-v2")

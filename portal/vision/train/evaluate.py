@@ -12,7 +12,9 @@ Optionally a folder of labelled real photos (``--photos``), as written by
 Accuracy, ROC AUC, precision and recall at the contract's threshold, plus
 recall per mark type and false-positive rate per hard-negative kind, the
 calibration (a reliability table over ten probability bins and the expected
-calibration error) and the inference time per image as the portal runs it.
+calibration error) and the inference time per image as the portal runs it;
+with ``--by-visibility``, the ROC AUC and recall by how plainly the marks show
+(each worn image compared with the same image drawn without its marks).
 Several ``--model`` options measure several models on the same images.
 """
 
@@ -136,6 +138,56 @@ def summarise(labels, scores, threshold: float, specs: Sequence[synth.Spec] | No
         out["false_positive_rate_by_negative"] = per_negative
         out["accuracy_by_texture"] = per_texture
     return _rounded(out)
+
+
+def mark_visibility(images: np.ndarray, unmarked: np.ndarray) -> np.ndarray:
+    """How much each image's marks change it: the largest luminance difference (0-255) between the
+    image and the same image drawn without its marks (``synth.render_all(..., marks_drawn=False)``),
+    averaged over 3x3 pixels first so that lone JPEG differences do not count; 0 for a clean image."""
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    diff = np.abs(images.astype(np.float32) @ weights - unmarked.astype(np.float32) @ weights)
+    padded = np.pad(diff, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = diff.shape[1:]
+    local = np.zeros_like(diff)
+    for i in range(3):
+        for j in range(3):
+            local += padded[:, i : i + h, j : j + w]
+    return (local / 9.0).reshape(len(diff), -1).max(axis=1)
+
+
+def by_visibility(labels, scores, visibility, threshold: float, specs: Sequence[synth.Spec], parts: int = 5) -> dict:
+    """What bounds the ROC AUC: the worn images in ``parts`` equal groups from the faintest marks to the
+    plainest, each measured against every clean image (ROC AUC) and at the threshold (recall); and
+    the ROC AUC of all worn images against the clean images that show no hard negative."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    visibility = np.asarray(visibility, np.float64)
+    worn = np.flatnonzero(labels)
+    worn = worn[np.argsort(visibility[worn], kind="stable")]
+    clean = scores[~labels]
+    groups = []
+    for part in np.array_split(worn, parts):
+        if len(part):
+            both = np.concatenate([scores[part], clean])
+            marked = np.concatenate([np.ones(len(part)), np.zeros(len(clean))])
+            groups.append(
+                {
+                    "from": float(visibility[part].min()),
+                    "to": float(visibility[part].max()),
+                    "n": int(len(part)),
+                    "roc_auc": roc_auc(marked, both),
+                    "recall": float((scores[part] >= threshold).mean()),
+                }
+            )
+    plain = np.array([not s.marks and not s.negatives for s in specs])
+    keep = labels | plain
+    return _rounded(
+        {
+            "measure": "peak luminance change (0-255, 3x3 mean) between the photo and the same photo without its marks",
+            "groups": groups,
+            "roc_auc_without_hard_negatives": roc_auc(labels[keep], scores[keep]),
+        }
+    )
 
 
 def _rounded(obj):
@@ -289,7 +341,10 @@ def evaluate(
     photos: str | Path | None = None,
     verbose: bool = True,
     sets: dict | None = None,
+    visibility: bool = False,
 ) -> dict:
+    """Measure the model on the synthetic sets (and ``photos``); with ``visibility``, also by how
+    plainly the marks show (``by_visibility``), which draws every image again without its marks."""
     model = WearModel.load(model_path)
     threshold = model.threshold
     size = model.contract.input_size
@@ -304,6 +359,10 @@ def evaluate(
             **summarise(labels, scores, threshold, specs),
             "seconds": round(time.perf_counter() - started, 1),
         }
+        if visibility:
+            unmarked, _, _ = synth.render_all(specs, about["seed"], size, workers=workers, marks_drawn=False)
+            seen = mark_visibility(images, unmarked)
+            results[name]["by_visibility"] = by_visibility(labels, scores, seen, threshold, specs)
     if photos:
         images, labels, _ = load_photo_folder(photos, size)
         results["photos"] = {
@@ -351,6 +410,21 @@ def report(results: dict, threshold: float, version: str) -> str:
                 "                  accuracy by texture: "
                 + ", ".join(f"{k} {_f(v['accuracy'])}" for k, v in r["accuracy_by_texture"].items())
             )
+        if r.get("by_visibility"):
+            vis = r["by_visibility"]
+            lines.append(
+                "                  by mark visibility (peak luminance change; worn images in fifths, each against "
+                "every clean image):"
+            )
+            for g in vis["groups"]:
+                lines.append(
+                    f"                    {g['from']:6.1f}-{g['to']:6.1f}  n={g['n']:<5} roc_auc={_f(g['roc_auc'])} "
+                    f"recall={_f(g['recall'])}"
+                )
+            lines.append(
+                "                  roc_auc against clean images without hard negatives: "
+                f"{_f(vis['roc_auc_without_hard_negatives'])}"
+            )
         if r.get("calibration"):
             cal = r["calibration"]
             lines.append(
@@ -390,13 +464,17 @@ def main(args) -> int:
         raise SystemExit("models with different input sizes cannot share the evaluation images; measure them apart")
     sets = synthetic_sets(args.n, args.workers, sizes.pop(), cache=args.cache)
     for path in models:
-        results = evaluate(path, n=args.n, workers=args.workers, photos=args.photos, sets=sets)
+        results = evaluate(
+            path, n=args.n, workers=args.workers, photos=args.photos, sets=sets, visibility=args.by_visibility
+        )
         if args.write:
             cmd = f"python -m portal.vision.train evaluate --model {path}"
             if args.n != EVAL_SIZE:
                 cmd += f" --n {args.n}"
             if args.photos:
                 cmd += f" --photos {args.photos}"
+            if args.by_visibility:
+                cmd += " --by-visibility"
             write_metrics(path, results, cmd + " --write")
             print(f"metrics written to {model_paths(path)[0]}")
     return 0

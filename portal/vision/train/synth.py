@@ -872,8 +872,13 @@ def _photo(rng: np.random.Generator, img: np.ndarray, size: int) -> np.ndarray:
         return np.asarray(jpg.convert("RGB"))
 
 
-def render(spec: Spec, seed: int, index: int, size: int = 128, mask_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """One image (size x size x 3 uint8) and its coarse mask (mask_size x mask_size float32) for ``spec``."""
+def render(
+    spec: Spec, seed: int, index: int, size: int = 128, mask_size: int = 16, marks_drawn: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image (size x size x 3 uint8) and its coarse mask (mask_size x mask_size float32) for ``spec``.
+
+    With ``marks_drawn=False`` the marks are drawn on a scratch copy and left out: the same photo
+    (surface, light, viewpoint, noise) without its marks, to measure how much the marks change it."""
     rng = np.random.default_rng([_SALT, int(seed), int(index), 1])
     c = int(round(size * CANVAS_FACTOR))
     s = _SURFACES[spec.texture](rng, c)
@@ -882,7 +887,8 @@ def render(spec: Spec, seed: int, index: int, size: int = 128, mask_size: int = 
     img = np.clip(s.colour * s.shade[..., None], 0, 1).astype(np.float32)
     mask = np.zeros((c, c), np.float32)
     for mark in spec.marks:
-        mask = np.maximum(mask, _MARKS[mark](rng, img, s, c))
+        # Drawn either way, so that the random stream after the marks stays the same.
+        mask = np.maximum(mask, _MARKS[mark](rng, img if marks_drawn else img.copy(), s, c))
     img = np.clip(img, 0, 1)
     k = int(rng.integers(0, 4))  # any way up
     img, mask = np.rot90(img, k), np.rot90(mask, k)
@@ -899,28 +905,34 @@ def render(spec: Spec, seed: int, index: int, size: int = 128, mask_size: int = 
 
 
 def _render_range(args) -> tuple[np.ndarray, np.ndarray]:
-    specs, seed, start, size, mask_size = args
+    specs, seed, start, size, mask_size, marks_drawn = args
     images = np.empty((len(specs), size, size, 3), np.uint8)
     masks = np.empty((len(specs), mask_size, mask_size), np.float32)
     for j, spec in enumerate(specs):
-        images[j], masks[j] = render(spec, seed, start + j, size, mask_size)
+        images[j], masks[j] = render(spec, seed, start + j, size, mask_size, marks_drawn)
     return images, masks
 
 
 def render_all(
-    specs: Sequence[Spec], seed: int, size: int = 128, mask_size: int = 16, workers: int = 1
+    specs: Sequence[Spec],
+    seed: int,
+    size: int = 128,
+    mask_size: int = 16,
+    workers: int = 1,
+    marks_drawn: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images, labels and masks for ``specs`` (sample ``i`` seeded by ``(seed, i)``)."""
+    """Images, labels and masks for ``specs`` (sample ``i`` seeded by ``(seed, i)``); with
+    ``marks_drawn=False``, the same images without their marks (see ``render``)."""
     if size % mask_size:
         raise ValueError("size must be a multiple of mask_size")
     specs = list(specs)
     labels = np.array([s.label for s in specs], np.int64)
     if workers <= 1 or len(specs) < 64:
-        images, masks = _render_range((specs, seed, 0, size, mask_size))
+        images, masks = _render_range((specs, seed, 0, size, mask_size, marks_drawn))
         return images, labels, masks
 
     chunk = max(32, len(specs) // (workers * 8))
-    jobs = [(specs[i : i + chunk], seed, i, size, mask_size) for i in range(0, len(specs), chunk)]
+    jobs = [(specs[i : i + chunk], seed, i, size, mask_size, marks_drawn) for i in range(0, len(specs), chunk)]
     try:
         # "spawn": a fresh interpreter per worker, safe whatever threads the parent (torch, onnxruntime) runs.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
