@@ -13,10 +13,11 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from portal.adapters.webhooks import EVENTS as WEBHOOK_EVENTS
+from portal.db.bulk import insert_rows
 from portal.db.dialects import on_postgresql
 from portal.db.models import OutboxMessage
 from portal.services.work import defer
@@ -55,10 +56,7 @@ def enqueue_emails(session: Session, payloads: list[dict[str, Any]]) -> None:
     the escalation sweep's; the caller's commit makes them real."""
     if not payloads:
         return
-    session.execute(
-        insert(OutboxMessage),
-        [_row("email", payload["template"], payload) for payload in payloads],
-    )
+    insert_rows(session, OutboxMessage, [_row("email", payload["template"], payload) for payload in payloads])
     defer(session, "deliver_outbox")
 
 

@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import holidays as holidays_lib
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.db.bulk import among, update_rows
+from portal.db.bulk import among, insert_rows, update_rows
 from portal.db.dialects import on_postgresql
 from portal.db.insight_rollups import changing
 from portal.db.models import (
@@ -489,12 +489,8 @@ class _Writes:
             changing(session, "escalation", self.requests)  # the insights' rollups follow the states
             update_rows(session, EscalationDue, self.steps)
         update_rows(session, TicketClock, self.breaches)
-        # New rows go in with the driver's executemany (pipelined on PostgreSQL): for these rows, with
-        # sealed and JSON columns, it was faster than an unnest of arrays when both were tried.
-        if self.notifications:
-            session.execute(insert(StaffNotification), self.notifications)
-        if self.events:
-            session.execute(insert(TicketEvent), self.events)
+        insert_rows(session, StaffNotification, self.notifications)
+        insert_rows(session, TicketEvent, self.events)
         enqueue_emails(session, self.emails)
 
 

@@ -1,4 +1,4 @@
-"""``portal.db.bulk``: ``update_rows`` (many rows, each to its own values, in one statement on
+"""``portal.db.bulk``: ``insert_rows`` (new rows, with COPY on PostgreSQL), ``update_rows`` (many rows, each to its own values, in one statement on
 PostgreSQL, an ``UPDATE ... FROM unnest(...)``, and the ORM's bulk UPDATE elsewhere; column types
 apply) and ``among`` (``IN``, as ``= ANY(:array)`` on PostgreSQL)."""
 
@@ -8,9 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 
-from portal.db.bulk import among, update_rows
+from portal.db.bulk import among, insert_rows, update_rows
 from portal.db.models import OutboxMessage
 
 
@@ -116,3 +116,63 @@ def test_among_is_in_with_one_array_on_postgresql(session):
     if bind.dialect.name == "postgresql":
         # The same text whatever the number of values: one array parameter, not one placeholder each.
         assert "ANY" in statements[0] and statements[0] == statements[1]
+
+
+def test_new_rows_go_in_with_their_types_and_defaults(session):
+    """``insert_rows``: COPY on PostgreSQL, executemany elsewhere; the same rows either way."""
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    rows = [
+        {"event_id": str(uuid.uuid4()), "channel": "email", "topic": "t", "payload": {"to": "a@example.com"}},
+        # Text that COPY must escape, a time of the row's own, a JSON null.
+        {
+            "event_id": str(uuid.uuid4()),
+            "channel": "email",
+            "topic": "tab\there\nnewline \\ backslash",
+            "payload": {"to": "b@example.com", "n": None, "zh": "退货"},
+        },
+    ]
+    bind = session.get_bind()
+    inserts: list[bool] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(executemany)
+
+    event.listen(bind, "before_cursor_execute", seen)
+    try:
+        insert_rows(session, OutboxMessage, rows)
+        insert_rows(session, OutboxMessage, [])  # nothing to do
+    finally:
+        event.remove(bind, "before_cursor_execute", seen)
+    # PostgreSQL: COPY on the driver's own cursor, no INSERT at all; SQLite: one executemany.
+    assert inserts == ([] if bind.dialect.name == "postgresql" else [True])
+    with pytest.raises(ValueError, match="same columns"):
+        insert_rows(session, OutboxMessage, [rows[0], {"event_id": "x", "channel": "email"}])
+    session.commit()
+    got = {m.event_id: m for m in session.scalars(select(OutboxMessage))}
+    first, second = got[rows[0]["event_id"]], got[rows[1]["event_id"]]
+    assert (first.channel, first.topic, first.payload) == ("email", "t", {"to": "a@example.com"})
+    assert second.topic == "tab\there\nnewline \\ backslash"
+    assert second.payload == {"to": "b@example.com", "n": None, "zh": "退货"}
+    # The columns' defaults filled what the rows left out.
+    for message in (first, second):
+        assert message.attempts == 0 and message.sent_at is None
+        assert before <= message.created_at <= datetime.now(UTC) and message.available_at >= before
+    # Sealed on the way in.
+    stored = session.execute(text("SELECT payload FROM outbox WHERE id = :id"), {"id": first.id}).scalar_one()
+    assert "a@example.com" not in stored
+    # A time given is kept; a naive one is refused and nothing is written.
+    timed = {**rows[0], "event_id": str(uuid.uuid4()), "available_at": at}
+    insert_rows(session, OutboxMessage, [timed])
+    session.commit()
+    assert (
+        session.scalars(select(OutboxMessage.available_at).where(OutboxMessage.event_id == timed["event_id"])).one()
+        == at
+    )
+    with pytest.raises(Exception, match="naive datetime"):
+        insert_rows(
+            session, OutboxMessage, [{**timed, "event_id": str(uuid.uuid4()), "available_at": datetime(2026, 1, 1)}]
+        )
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 3

@@ -359,15 +359,30 @@ def test_escalation_shows_as_a_badge_and_a_list(app, session, desk):
     assert 'class="count"' not in client.get("/staff/notifications").get_data(as_text=True)
 
 
-def test_a_batch_costs_a_few_statements_not_a_few_per_step(app, session, desk):
+def test_a_batch_costs_a_few_statements_not_a_few_per_step(app, session, desk, monkeypatch):
     """The batch is read up front and written at its commit: more due steps, barely more SQL."""
     from sqlalchemy import event
+
+    import portal.services.outbox as outbox_service
+    import portal.services.sla as sla_service
+    from portal.db import bulk
+
+    copied: list[str] = []  # the new rows' tables, as insert_rows is asked (COPY on PostgreSQL: no INSERT)
+
+    def insert_rows(session_, entity, rows):
+        if rows:
+            copied.append(entity.__tablename__)
+        bulk.insert_rows(session_, entity, rows)
+
+    monkeypatch.setattr(sla_service, "insert_rows", insert_rows)
+    monkeypatch.setattr(outbox_service, "insert_rows", insert_rows)
 
     def statements_to_fire(n_tickets: int, first: int) -> tuple[int, int]:
         for n in range(first, first + n_tickets):
             open_ticket_at(app, number=f"SLA-S{n}")
         engine = factory(app).kw["bind"]
         seen: list[str] = []
+        copied.clear()
 
         def count(conn, cursor, statement, *args):
             # The outbox is delivered after the commit in this embedded mode, apart from the sweep.
@@ -383,10 +398,13 @@ def test_a_batch_costs_a_few_statements_not_a_few_per_step(app, session, desk):
         assert set(result.seconds) == {"claim", "read", "decide", "write", "commit"}
         assert all(seconds >= 0 for seconds in result.seconds.values())
         inserts = [s.split()[2] for s in seen if s.startswith("INSERT")]
-        # One INSERT per table, whatever the number of steps (each notification has its email; the
-        # insights' daily rollups count the escalations).
-        assert sorted(inserts) == ["insight_rollup", "outbox", "staff_notification", "ticket_event"], inserts
-        return len(result.fired), len(seen)
+        # One statement per table, whatever the number of steps (each notification has its email; the
+        # insights' daily rollups count the escalations): the new rows' tables with COPY on PostgreSQL.
+        new_rows = ["outbox", "staff_notification", "ticket_event"]
+        assert sorted(copied) == new_rows, copied
+        postgres = engine.dialect.name == "postgresql"
+        assert sorted(inserts) == ["insight_rollup", *([] if postgres else new_rows)], inserts
+        return len(result.fired), len(seen) + (len(copied) if postgres else 0)
 
     fired_few, few = statements_to_fire(2, 0)
     fired_many, many = statements_to_fire(20, 100)
