@@ -38,7 +38,7 @@ from portal.db.models import (
 from portal.db.sealed import candidates
 from portal.domain.lifecycle import Status
 from portal.domain.money import places_by_currency
-from portal.domain.sla import ClockState
+from portal.domain.sla import METRICS, ClockState
 from portal.domain.states import REFUND_ACTIVE, TicketStatus
 
 QUEUE_VIEWS = ("mine", "team", "unassigned", "breaching", "breached", "open", "all")
@@ -98,8 +98,14 @@ def _in_found_postgresql(element: _InFound, compiler: Any, **kw: Any) -> str:
     return f"{compiler.process(column, **kw)} = ANY(ARRAY{compiler.process(found, **kw)})"
 
 
-def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
-    """Conditions on the ticket table alone for a queue view (no joins, so counts stay cheap)."""
+def _view_filters(view: str, staff_id: int, now: datetime | None, count_to: int | None = None) -> list:
+    """Conditions on the ticket table alone for a queue view (no joins, so counts stay cheap).
+
+    ``count_to``: the conditions only count the view, and no further than that many tickets. The
+    Breached and Breaching-soon views then match tickets against the first clocks found on open
+    tickets, enough for ``count_to`` of them (a ticket has one clock per metric), so that a count
+    stops there instead of reading every clock in the view into its array first (99,000 of them in
+    bench.sweep's queue data, 31 ms a page)."""
     open_ = Ticket.status != TicketStatus.CLOSED
     if view == "mine":
         return [Ticket.assignee_id == staff_id, open_]
@@ -109,8 +115,15 @@ def _view_filters(view: str, staff_id: int, now: datetime | None) -> list:
     if view == "unassigned":
         return [Ticket.assignee_id.is_(None), open_]
     if view in ("breaching", "breached"):
-        condition = _clock_condition(view, now or datetime.now(UTC))
-        return [_InFound(Ticket.id, select(TicketClock.ticket_id).where(condition).scalar_subquery()), open_]
+        clocks = select(TicketClock.ticket_id).where(_clock_condition(view, now or datetime.now(UTC)))
+        if count_to is not None:
+            # The clock's ticket is checked row by row (a scalar subquery, which PostgreSQL does not
+            # turn into a join), so the scan stops at the limit; as a join it was planned as a hash
+            # join that read every ticket once the clocks were a thousand.
+            theirs = aliased(Ticket)  # not the outer query's ticket
+            status = select(theirs.status).where(theirs.id == TicketClock.ticket_id).scalar_subquery()
+            clocks = clocks.where(status != TicketStatus.CLOSED).limit(count_to * len(METRICS))
+        return [_InFound(Ticket.id, clocks.scalar_subquery()), open_]
     if view == "open":
         return [open_]
     return []
@@ -301,8 +314,10 @@ def queue_total(
     limit: int = QUEUE_COUNT_LIMIT,
 ) -> Select:
     """How many tickets the queue holds, exactly up to ``limit``; ``limit + 1`` means more than ``limit``."""
-    stmt = _narrow(select(Ticket.id).where(*_view_filters(view, staff_id, now)), priority, team_id, facets)
     q = (q or "").strip()
+    # The view's own conditions may stop early only when nothing else narrows the count.
+    count_to = None if q or priority or team_id or facets else limit + 1
+    stmt = _narrow(select(Ticket.id).where(*_view_filters(view, staff_id, now, count_to)), priority, team_id, facets)
     return _count_up_to(_search(stmt, q) if q else stmt, limit)
 
 
@@ -313,7 +328,7 @@ def queue_counts(
     a count per view, each through its own index and no further than ``limit + 1``."""
     return select(
         *(
-            _count_up_to(select(Ticket.id).where(*_view_filters(view, staff_id, now)), limit)
+            _count_up_to(select(Ticket.id).where(*_view_filters(view, staff_id, now, limit + 1)), limit)
             .scalar_subquery()
             .label(view)
             for view in views

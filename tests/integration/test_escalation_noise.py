@@ -371,3 +371,27 @@ def test_the_ticket_page_shows_a_first_response_that_came_late_as_missed(app, se
     sign_in(client, "mia@example.com")
     badges = [b.get_text(" ", strip=True) for b in soup(client.get(f"/staff/requests/{rma}")).select("p.clocks .badge")]
     assert badges == ["First response: missed", "Resolution: paused · breached"]
+
+
+def test_breaching_soon_and_breached_counts_stop_at_their_cap_and_stay_right(app, session, desk):
+    """The tab counts match tickets against no more clocks than the cap needs (a big desk may have
+    thousands due soon); up to the cap they are exact, past it they say "more"."""
+    desk["policy"](120, 130)  # both clocks due at 12:00 and 12:10: two matching clocks per ticket
+    ids = [open_ticket(app, number=f"NOISE-{n}") for n in range(1, 6)]
+    # The first ticket is closed with its clocks left running (as a broken row might be): its clocks
+    # come first in the table and must not fill the count's share of clocks.
+    with session_scope(app) as s:
+        s.get(Ticket, ids[0]).status = "closed"
+        s.commit()
+    now = shanghai(23, 11, 0)
+    listed = [t.id for t in session.scalars(ticket_queue("breaching", desk["lead"], now=now)).unique()]
+    assert sorted(listed) == ids[1:]  # the list itself is not capped
+    for limit, expected in ((1, 2), (2, 3), (3, 4), (4, 4), (10, 4)):
+        counts = session.execute(queue_counts(("breaching", "breached"), desk["lead"], now, limit=limit)).one()
+        assert tuple(counts) == (expected, 0), limit
+        assert session.scalar(queue_total("breaching", desk["lead"], now=now, limit=limit)) == expected
+        # Narrowed or searched, the count is exact up to its cap the other way (nothing stops early).
+        assert session.scalar(queue_total("breaching", desk["lead"], now=now, priority="high", limit=limit)) == expected
+    later = shanghai(23, 14, 0)  # both deadlines passed: the same tickets, now breached
+    assert tuple(session.execute(queue_counts(("breaching", "breached"), desk["lead"], later, limit=1)).one()) == (0, 2)
+    assert tuple(session.execute(queue_counts(("breaching", "breached"), desk["lead"], later)).one()) == (0, 4)
