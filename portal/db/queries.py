@@ -105,7 +105,7 @@ def _view_filters(view: str, staff_id: int, now: datetime | None, count_to: int 
     Breached and Breaching-soon views then match tickets against the first clocks found on open
     tickets, enough for ``count_to`` of them (a ticket has one clock per metric), so that a count
     stops there instead of reading every clock in the view into its array first (99,000 of them in
-    bench.sweep's queue data, 31 ms a page)."""
+    bench.sweep's queue data)."""
     open_ = Ticket.status != TicketStatus.CLOSED
     if view == "mine":
         return [Ticket.assignee_id == staff_id, open_]
